@@ -1,0 +1,3 @@
+from fovea_tui.cli.main import main
+
+raise SystemExit(main())

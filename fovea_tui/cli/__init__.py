@@ -1,0 +1,1 @@
+"""The headless face: argument parsing, output and exit codes. Never imports textual."""

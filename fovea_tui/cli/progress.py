@@ -1,0 +1,81 @@
+"""Progress on stderr: a rich bar on a terminal, a line every few seconds under cron."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import humanize
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from fovea_tui import secrets
+from fovea_tui.engine.progress import ProgressEvent
+
+
+class StderrProgress:
+    """A ProgressCallback; use as a context manager so the bar is closed cleanly."""
+
+    def __init__(self, enabled: bool = True, interval: float = 5.0) -> None:
+        self.enabled = enabled
+        self.console = Console(stderr=True)
+        self.interactive = enabled and sys.stderr.isatty()
+        self._interval = interval
+        self._last_line = 0.0
+        self._progress: Progress | None = None
+        self._tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> "StderrProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    def _bar(self, unit: str) -> Progress:
+        if self._progress is None:
+            columns = [TextColumn("{task.description}"), BarColumn()]
+            if unit == "bytes":
+                columns += [DownloadColumn(), TransferSpeedColumn()]
+            else:
+                columns += [MofNCompleteColumn()]
+            columns += [TimeElapsedColumn(), TimeRemainingColumn()]
+            self._progress = Progress(*columns, console=self.console, transient=False)
+            self._progress.start()
+        return self._progress
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if not self.enabled:
+            return
+        if self.interactive:
+            bar = self._bar(event.unit)
+            label = event.phase + (f" {event.current}" if event.current else "")
+            if event.phase not in self._tasks:
+                self._tasks[event.phase] = bar.add_task(label, total=event.total)
+            bar.update(self._tasks[event.phase], completed=event.done, total=event.total,
+                       description=secrets.redact(label[:60]))
+            return
+        now = time.monotonic()
+        finished = event.total is not None and event.done >= event.total
+        if now - self._last_line < self._interval and not finished and not event.message:
+            return
+        self._last_line = now
+        if event.unit == "bytes":
+            amount = humanize.naturalsize(event.done, binary=True)
+            if event.total:
+                amount += f" of {humanize.naturalsize(event.total, binary=True)}"
+        else:
+            amount = f"{event.done}" + (f"/{event.total}" if event.total is not None else "") + f" {event.unit}"
+        line = f"{event.phase}: {amount}" + (f" {event.message}" if event.message else "")
+        sys.stderr.write(secrets.redact(line) + "\n")

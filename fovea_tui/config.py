@@ -1,0 +1,287 @@
+"""Settings: the contract's TOML keys as dataclasses, found, validated, loaded and saved.
+
+Every key has a default, so an empty file (or none at all) is a valid configuration.
+Unknown keys and wrong types are errors that name the key, because a typo in a backup
+tool's config must never silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import tomli_w
+
+from fovea_tui.errors import ConfigError
+
+CONFIG_ENV_VAR = "FOVEA_TUI_CONFIG"
+
+
+@dataclass
+class InstallSettings:
+    compose_project: str = "fovea"
+    env_file: str = "/opt/fovea/.env"
+
+
+@dataclass
+class DatabaseSettings:
+    mode: str = "docker"
+    service: str = "postgres"
+    name: str = "fovea"
+    user: str = "fovea"
+    url: str = ""
+
+
+@dataclass
+class BackupSettings:
+    dir: str = "/var/backups/fovea"
+    offsite: str = ""
+
+
+@dataclass
+class RetentionSettings:
+    keep_last: int = 0
+    keep_hourly: int = 0
+    keep_daily: int = 14
+    keep_weekly: int = 8
+    keep_monthly: int = 0
+    keep_yearly: int = 0
+    timezone: str = ""
+
+
+@dataclass
+class VolumeSettings:
+    path: str = "/var/lib/fovea/videos"
+    target: str = ""
+    delete: bool = False
+    max_delete_percent: int = 10
+
+
+@dataclass
+class S3Settings:
+    endpoint_url: str = ""
+    region: str = ""
+
+
+@dataclass
+class StackSettings:
+    backend_service: str = "backend"
+    migrate_command: list[str] = field(default_factory=lambda: ["npx", "prisma", "migrate", "deploy"])
+    health_url: str = "http://127.0.0.1:3001/api/health"
+
+
+@dataclass
+class DrillSettings:
+    interval_days: int = 90
+
+
+@dataclass
+class NotifySettings:
+    webhooks: list[str] = field(default_factory=list)
+    on_success: bool = False
+
+
+@dataclass
+class Settings:
+    install: InstallSettings = field(default_factory=InstallSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    backups: BackupSettings = field(default_factory=BackupSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
+    volume: VolumeSettings = field(default_factory=VolumeSettings)
+    s3: S3Settings = field(default_factory=S3Settings)
+    stack: StackSettings = field(default_factory=StackSettings)
+    drill: DrillSettings = field(default_factory=DrillSettings)
+    notify: NotifySettings = field(default_factory=NotifySettings)
+    # Where these settings came from (None: built-in defaults). Not a TOML key.
+    source: Path | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def backups_dir(self) -> Path:
+        return Path(self.backups.dir)
+
+    @property
+    def state_dir(self) -> Path:
+        """Locks, the audit log, job state and reports: beside the backups, so cron and a
+        person at the terminal share them."""
+        return self.backups_dir / ".fovea-tui"
+
+    def to_toml_dict(self) -> dict[str, dict[str, Any]]:
+        return {
+            f.name: dataclasses.asdict(getattr(self, f.name))
+            for f in fields(self)
+            if f.name != "source"
+        }
+
+
+SECTIONS: dict[str, type] = {
+    name: cls for name, cls in get_type_hints(Settings).items() if name != "source"
+}
+
+_CHOICES = {
+    ("database", "mode"): ("docker", "direct"),
+}
+
+
+def _check_value(key: str, value: Any, expected: Any) -> Any:
+    origin = get_origin(expected)
+    if origin is list:
+        (item_type,) = get_args(expected)
+        if not isinstance(value, list) or not all(isinstance(v, item_type) for v in value):
+            raise ConfigError(
+                f"config key {key} must be a list of {item_type.__name__}s",
+                key=key,
+            )
+        return list(value)
+    if expected is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key {key} must be true or false", key=key)
+        return value
+    if expected is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key {key} must be a whole number", key=key)
+        if value < 0:
+            raise ConfigError(f"config key {key} must not be negative", key=key)
+        return value
+    if expected is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key {key} must be a string", key=key)
+        return value
+    raise AssertionError(f"unhandled type for {key}")  # pragma: no cover - programming error
+
+
+def _validate_semantics(settings: Settings) -> None:
+    for (section, name), allowed in _CHOICES.items():
+        value = getattr(getattr(settings, section), name)
+        if value not in allowed:
+            raise ConfigError(
+                f"config key {section}.{name} is {value!r}; expected one of {', '.join(allowed)}",
+                key=f"{section}.{name}",
+            )
+    if settings.volume.max_delete_percent > 100:
+        raise ConfigError(
+            "config key volume.max_delete_percent must be between 0 and 100",
+            key="volume.max_delete_percent",
+        )
+    if not settings.stack.migrate_command:
+        raise ConfigError("config key stack.migrate_command must not be empty", key="stack.migrate_command")
+    for key, value in (("backups.offsite", settings.backups.offsite), ("volume.target", settings.volume.target)):
+        if value.startswith("s3://") and len(value) <= len("s3://"):
+            raise ConfigError(f"config key {key} names no bucket", key=key)
+    if settings.retention.timezone:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(settings.retention.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"config key retention.timezone: unknown time zone {settings.retention.timezone!r}",
+                key="retention.timezone",
+                hint="use an IANA name such as Europe/Berlin, or leave it empty for the host's zone",
+            ) from None
+    for url in settings.notify.webhooks:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError("config key notify.webhooks holds an entry that is not an http(s) URL", key="notify.webhooks")
+
+
+def settings_from_dict(data: dict[str, Any], source: Path | None = None) -> Settings:
+    """Build validated settings from parsed TOML; raises ConfigError naming the key."""
+    sections: dict[str, Any] = {}
+    for section_name, section_value in data.items():
+        if section_name not in SECTIONS:
+            raise ConfigError(
+                f"unknown config section [{section_name}]",
+                key=section_name,
+                hint=f"known sections: {', '.join(SECTIONS)}",
+            )
+        if not isinstance(section_value, dict):
+            raise ConfigError(f"config key {section_name} must be a [{section_name}] table", key=section_name)
+        cls = SECTIONS[section_name]
+        hints = get_type_hints(cls)
+        kwargs = {}
+        for key, value in section_value.items():
+            full = f"{section_name}.{key}"
+            if key not in hints:
+                raise ConfigError(
+                    f"unknown config key {full}",
+                    key=full,
+                    hint=f"keys of [{section_name}]: {', '.join(hints)}",
+                )
+            kwargs[key] = _check_value(full, value, hints[key])
+        sections[section_name] = cls(**kwargs)
+    settings = Settings(**sections, source=source)
+    _validate_semantics(settings)
+    return settings
+
+
+def candidate_paths(explicit: str | os.PathLike | None = None) -> list[tuple[Path, bool]]:
+    """The lookup order of the contract, as (path, must_exist) pairs."""
+    if explicit:
+        return [(Path(explicit), True)]
+    env = os.environ.get(CONFIG_ENV_VAR)
+    if env:
+        return [(Path(env), True)]
+    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return [
+        (Path("fovea-tui.toml"), False),
+        (Path(xdg) / "fovea-tui" / "config.toml", False),
+        (Path("/etc/fovea-tui/config.toml"), False),
+    ]
+
+
+def user_config_path() -> Path:
+    """Where the settings screen saves when the settings came from no file."""
+    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(xdg) / "fovea-tui" / "config.toml"
+
+
+def find_config(explicit: str | os.PathLike | None = None) -> Path | None:
+    for path, must_exist in candidate_paths(explicit):
+        if path.is_file():
+            return path
+        if must_exist:
+            origin = "--config" if explicit else f"${CONFIG_ENV_VAR}"
+            raise ConfigError(f"config file {path} (from {origin}) does not exist", key=origin)
+    return None
+
+
+def load_settings(explicit: str | os.PathLike | None = None) -> Settings:
+    """Find and load the configuration; defaults when no file exists anywhere."""
+    path = find_config(explicit)
+    if path is None:
+        return Settings()
+    return load_file(path)
+
+
+def load_file(path: Path) -> Settings:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}", key=str(path)) from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}", key=str(path)) from None
+    return settings_from_dict(data, source=path.resolve())
+
+
+def render_toml(settings: Settings) -> str:
+    return tomli_w.dumps(settings.to_toml_dict())
+
+
+def save_settings(settings: Settings, path: Path | None = None) -> Path:
+    """Write the settings as TOML, atomically, to `path` (default: where they came from)."""
+    target = Path(path or settings.source or user_config_path())
+    settings_from_dict(settings.to_toml_dict())  # never write what we could not read back
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(render_toml(settings))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
+    settings.source = target.resolve()
+    return target

@@ -1,0 +1,273 @@
+"""One interface to the install's PostgreSQL, two ways in.
+
+`docker`: pg_dump and psql run inside the compose `postgres` service (docker exec), as
+the runbook's `docker compose exec -T postgres ...` lines do. `direct`: the client tools
+run on this host against a URL, the password passed in the environment (libpq's
+PGPASSWORD), never on a command line.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Sequence
+
+from fovea_tui.config import Settings
+from fovea_tui.engine.stack import Stack
+from fovea_tui.engine.streams import LocalProcess, ToolProcess, condense
+from fovea_tui.envfile import DatabaseURL, EnvFile
+from fovea_tui.errors import ConfigError, OperationFailed
+
+PG_BIN_ENV = "FOVEA_TUI_PG_BIN"  # a directory holding pg_dump/psql for direct mode
+
+
+class DatabaseError(OperationFailed):
+    """A client tool failed; the message carries its condensed, redacted stderr."""
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A psql/pg_dump invocation: argv without secrets, plus its environment."""
+
+    argv: list[str]
+    env: dict[str, str]
+
+
+def _version_of(binary: str) -> tuple[int, ...]:
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    match = re.search(r"(\d+)(?:\.(\d+))?", out)
+    return tuple(int(g) for g in match.groups() if g) if match else ()
+
+
+def find_client_bin(min_major: int = 0) -> Path:
+    """The directory of the newest PostgreSQL client tools on this host.
+
+    pg_dump refuses servers newer than itself, so prefer the highest version found in
+    $FOVEA_TUI_PG_BIN, PATH, Debian's /usr/lib/postgresql/*/bin and the pgserver wheel.
+    """
+    candidates: list[Path] = []
+    if os.environ.get(PG_BIN_ENV):
+        candidates.append(Path(os.environ[PG_BIN_ENV]))
+    on_path = shutil.which("pg_dump")
+    if on_path:
+        candidates.append(Path(on_path).resolve().parent)
+    candidates += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"))]
+    try:
+        import pgserver  # optional: bundled with the demo and test extras
+
+        candidates.append(Path(pgserver.__file__).parent / "pginstall" / "bin")
+    except ImportError:
+        pass
+    best: tuple[tuple[int, ...], Path] | None = None
+    for directory in candidates:
+        if not (directory / "pg_dump").exists() or not (directory / "psql").exists():
+            continue
+        version = _version_of(str(directory / "pg_dump"))
+        if version and (best is None or version > best[0]):
+            best = (version, directory)
+    if best is None:
+        raise ConfigError(
+            "no PostgreSQL client tools (pg_dump, psql) on this host for database.mode = \"direct\"",
+            key="database.mode",
+            hint=f"install postgresql-client, set ${PG_BIN_ENV}, or use database.mode = \"docker\"",
+        )
+    if min_major and best[0][0] < min_major:
+        raise ConfigError(
+            f"pg_dump {'.'.join(map(str, best[0]))} is older than the server ({min_major})",
+            key="database.mode",
+            hint=f"install postgresql-client-{min_major} or set ${PG_BIN_ENV} to its bin directory",
+        )
+    return best[1]
+
+
+class Database:
+    """What the engine needs of PostgreSQL; see DockerDatabase and DirectDatabase."""
+
+    name: str
+    user: str
+    mode: str
+
+    def describe(self) -> str:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def _spawn(self, tool: str, args: Sequence[str], *, stdin: bool = False) -> ToolProcess:  # pragma: no cover
+        raise NotImplementedError
+
+    # --- shared behaviour ---------------------------------------------------------
+
+    def psql(self, sql: str, *, database: str | None = None, timeout_s: float | None = None) -> str:
+        """Run SQL (read from stdin, so nothing lands in argv) and return psql -At output."""
+        proc = self._spawn("psql", ["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", database or self.name],
+                           stdin=True)
+        proc.write(sql.encode())
+        proc.close_stdin()
+        out = bytearray()
+        for chunk in iter(proc.read, b""):
+            out += chunk
+        code = proc.wait()
+        if code != 0:
+            raise DatabaseError(f"psql on {self.describe()} failed: {condense(proc.stderr_text)}")
+        return out.decode("utf-8", "replace").rstrip("\n")
+
+    def ping(self) -> str:
+        """The server's version string, or DatabaseError saying why it cannot be reached."""
+        return self.psql("SELECT current_setting('server_version');")
+
+    def server_major(self) -> int:
+        return int(self.psql("SELECT current_setting('server_version_num');")) // 10000
+
+    def dump(self, database: str | None = None) -> ToolProcess:
+        """pg_dump in plain SQL format; read() the stream, then wait() and check the code."""
+        return self._spawn("pg_dump", ["--no-password", database or self.name])
+
+    def restore(self, database: str) -> ToolProcess:
+        """psql reading plain SQL on stdin: one transaction, stop at the first error."""
+        proc = self._spawn("psql", ["-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1",
+                                    "--single-transaction", "-d", database], stdin=True)
+        proc.drain_stdout()
+        return proc
+
+    def tool_version(self, tool: str = "pg_dump") -> str:
+        proc = self._spawn(tool, ["--version"])
+        out = b"".join(iter(proc.read, b""))
+        proc.wait()
+        return out.decode().strip()
+
+    def table_rows(self, database: str | None = None) -> dict[str, int]:
+        """Exact rows per table in the public schema (count(*) each, in one statement)."""
+        tables = self.psql(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1;", database=database
+        ).split("\n")
+        tables = [t for t in tables if t]
+        if not tables:
+            return {}
+        parts = [f"SELECT {quote_literal(t)}, count(*) FROM public.{quote_ident(t)}" for t in tables]
+        out = self.psql(" UNION ALL ".join(parts) + ";", database=database)
+        rows = {}
+        for line in out.splitlines():
+            name, _, count = line.rpartition("|")
+            rows[name] = int(count)
+        return rows
+
+    def applied_migrations(self, database: str | None = None) -> list[str]:
+        """Names of Prisma migrations finished and not rolled back, oldest first."""
+        exists = self.psql("SELECT to_regclass('public._prisma_migrations') IS NOT NULL;", database=database)
+        if exists != "t":
+            return []
+        out = self.psql(
+            'SELECT migration_name FROM public._prisma_migrations '
+            'WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL ORDER BY finished_at, migration_name;',
+            database=database,
+        )
+        return [line for line in out.splitlines() if line]
+
+    def database_size(self, database: str | None = None) -> int:
+        return int(self.psql(f"SELECT pg_database_size({quote_literal(database or self.name)});"))
+
+    def available_extensions(self) -> set[str]:
+        return set(self.psql("SELECT name FROM pg_available_extensions;").split())
+
+    def databases(self) -> list[str]:
+        return self.psql("SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY 1;").split()
+
+    def terminate_sessions(self, database: str) -> None:
+        self.psql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE datname = {quote_literal(database)} AND pid <> pg_backend_pid();",
+            database="postgres",
+        )
+
+    def drop_database(self, database: str) -> None:
+        self.terminate_sessions(database)
+        self.psql(f"DROP DATABASE IF EXISTS {quote_ident(database)};", database="postgres")
+
+    def create_database(self, database: str, owner: str | None = None) -> None:
+        owner_sql = f" OWNER {quote_ident(owner)}" if owner else ""
+        self.psql(f"CREATE DATABASE {quote_ident(database)}{owner_sql};", database="postgres")
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+class DockerDatabase(Database):
+    """Client tools exec'd inside the compose postgres service."""
+
+    mode = "docker"
+
+    def __init__(self, stack: Stack, service: str, name: str, user: str) -> None:
+        self.stack = stack
+        self.service = service
+        self.name = name
+        self.user = user
+
+    def describe(self) -> str:
+        return f"service {self.service} of compose project {self.stack.project}"
+
+    def _spawn(self, tool: str, args: Sequence[str], *, stdin: bool = False) -> ToolProcess:
+        argv = [tool] if "--version" in args else [tool, "-U", self.user]
+        return self.stack.exec_stream(self.service, argv + list(args), stdin=stdin)
+
+
+class DirectDatabase(Database):
+    """Client tools on this host; connection details in libpq environment variables."""
+
+    mode = "direct"
+
+    def __init__(self, url: DatabaseURL, bin_dir: Path | None = None) -> None:
+        self.url = url
+        self.name = url.database
+        self.user = url.user
+        self._bin_dir = bin_dir
+
+    @cached_property
+    def bin_dir(self) -> Path:
+        return self._bin_dir or find_client_bin()
+
+    def describe(self) -> str:
+        return str(self.url)
+
+    def _spawn(self, tool: str, args: Sequence[str], *, stdin: bool = False) -> ToolProcess:
+        binary = self.bin_dir / tool
+        env = self.url.client_env()
+        env["PGCONNECT_TIMEOUT"] = "10"
+        env["PGAPPNAME"] = "fovea-tui"
+        return LocalProcess([str(binary), *args], env, stdin=stdin)
+
+
+def open_database(settings: Settings, env: EnvFile | None = None, stack: Stack | None = None) -> Database:
+    """The Database for these settings (docker exec or direct), or a ConfigError saying why not."""
+    db = settings.database
+    if db.mode == "docker":
+        stack = stack or Stack.connect(settings.install.compose_project)
+        return DockerDatabase(stack, db.service, db.name, db.user)
+    if db.url:
+        url = DatabaseURL.parse(db.url, source="database.url")
+    else:
+        env = env or EnvFile.load(settings.install.env_file)
+        url = env.database_url()
+        if url is None:
+            raise ConfigError(
+                "direct mode needs a database URL: database.url is empty and the env file has no DATABASE_URL",
+                key="database.url",
+            )
+        if url.host in ("postgres", settings.database.service):
+            raise ConfigError(
+                f"DATABASE_URL in the env file points at host {url.host!r}, which resolves only inside the compose network",
+                key="database.url",
+                hint="set database.url to an address this host can reach, or use database.mode = \"docker\"",
+            )
+    return DirectDatabase(url)

@@ -1,0 +1,248 @@
+"""A running client tool as a byte stream, whether it runs on this host or in a container.
+
+`ToolProcess` is what `database.py` hands out for pg_dump (read its stdout) and psql
+(write its stdin). Two implementations: a local subprocess, and a `docker exec` whose
+socket carries stdin up and multiplexed stdout/stderr frames down.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import socket
+import struct
+import subprocess
+import threading
+from typing import IO, Sequence
+
+from fovea_tui import secrets
+
+STDERR_TAIL_BYTES = 64 * 1024
+_STDOUT, _STDERR = 1, 2
+
+
+def condense(stderr: str, limit: int = 5) -> str:
+    """The last few meaningful lines of a tool's stderr, redacted, for a one-line error."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    picked = [ln for ln in lines if ("ERROR" in ln or "FATAL" in ln or "error" in ln)] or lines
+    text = " | ".join(picked[-limit:])
+    return secrets.redact(text)[:600] or "no error output"
+
+
+class ToolProcess:
+    """Common surface: read(), write(), close_stdin(), wait() -> exit code, stderr text."""
+
+    description: str
+
+    def read(self, size: int = 1 << 20) -> bytes:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def write(self, data: bytes) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def close_stdin(self) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def wait(self) -> int:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def kill(self) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    @property
+    def stderr_text(self) -> str:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def output_text(self) -> str:
+        """stdout collected by `drain_stdout` (psql's messages during a restore)."""
+        return b"".join(self._stdout_tail).decode("utf-8", "replace") if hasattr(self, "_stdout_tail") else ""
+
+
+class LocalProcess(ToolProcess):
+    """A client tool on this host; secrets travel in `env`, never in `argv`."""
+
+    def __init__(self, argv: Sequence[str], env: dict[str, str], *, stdin: bool = False) -> None:
+        self.description = os.path.basename(argv[0])
+        full_env = {**os.environ, **env}
+        self._proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=full_env,
+            bufsize=0,
+        )
+        self._stderr: collections.deque[bytes] = collections.deque()
+        self._stderr_size = 0
+        self._stderr_thread = threading.Thread(target=self._collect_stderr, daemon=True)
+        self._stderr_thread.start()
+        self._stdout_thread: threading.Thread | None = None
+        self._stdout_tail: collections.deque[bytes] = collections.deque(maxlen=256)
+
+    def _collect_stderr(self) -> None:
+        assert self._proc.stderr is not None
+        for chunk in iter(lambda: self._proc.stderr.read(8192), b""):
+            self._stderr.append(chunk)
+            self._stderr_size += len(chunk)
+            while self._stderr_size > STDERR_TAIL_BYTES and len(self._stderr) > 1:
+                self._stderr_size -= len(self._stderr.popleft())
+
+    def drain_stdout(self) -> None:
+        """Read stdout in the background (psql during a restore) so the tool never blocks."""
+
+        def run() -> None:
+            assert self._proc.stdout is not None
+            for chunk in iter(lambda: self._proc.stdout.read(8192), b""):
+                self._stdout_tail.append(chunk)
+
+        self._stdout_thread = threading.Thread(target=run, daemon=True)
+        self._stdout_thread.start()
+
+    def read(self, size: int = 1 << 20) -> bytes:
+        assert self._proc.stdout is not None
+        return self._proc.stdout.read(size)
+
+    def write(self, data: bytes) -> None:
+        assert self._proc.stdin is not None
+        self._proc.stdin.write(data)
+
+    def close_stdin(self) -> None:
+        if self._proc.stdin and not self._proc.stdin.closed:
+            try:
+                self._proc.stdin.close()
+            except BrokenPipeError:
+                pass
+
+    def wait(self) -> int:
+        self.close_stdin()
+        code = self._proc.wait()
+        self._stderr_thread.join(timeout=5)
+        if self._stdout_thread:
+            self._stdout_thread.join(timeout=5)
+        return code
+
+    def kill(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+
+    @property
+    def stderr_text(self) -> str:
+        return b"".join(self._stderr).decode("utf-8", "replace")
+
+
+class DockerExecProcess(ToolProcess):
+    """`docker exec -i` through the SDK: stdin streamed up, frames demultiplexed down."""
+
+    def __init__(self, api, container_id: str, argv: Sequence[str], *, stdin: bool = False,
+                 env: dict[str, str] | None = None, user: str = "") -> None:
+        self.description = f"{argv[0]} in container {container_id[:12]}"
+        self._api = api
+        self._exec_id = api.exec_create(
+            container_id, list(argv), stdin=stdin, stdout=True, stderr=True, tty=False,
+            environment=env or None, user=user,
+        )["Id"]
+        self._sock_io = api.exec_start(self._exec_id, socket=True, demux=False)
+        self._sock: socket.socket = getattr(self._sock_io, "_sock", self._sock_io)
+        self._pending = b""  # stdout bytes of a frame not yet returned
+        self._frame_left = 0
+        self._frame_type = 0
+        self._eof = False
+        self._stderr: collections.deque[bytes] = collections.deque()
+        self._stderr_size = 0
+        self._lock = threading.Lock()
+        self._stdout_thread: threading.Thread | None = None
+        self._stdout_tail: collections.deque[bytes] = collections.deque(maxlen=256)
+        if not stdin:
+            self.close_stdin()
+
+    def _recv_exact(self, n: int) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = self._sock.recv(n - len(buf))
+            if not chunk:
+                break
+            buf += chunk
+        return bytes(buf)
+
+    def _keep_stderr(self, data: bytes) -> None:
+        self._stderr.append(data)
+        self._stderr_size += len(data)
+        while self._stderr_size > STDERR_TAIL_BYTES and len(self._stderr) > 1:
+            self._stderr_size -= len(self._stderr.popleft())
+
+    def read(self, size: int = 1 << 20) -> bytes:
+        """Up to `size` bytes of stdout; b"" at the end. stderr frames are kept aside."""
+        with self._lock:
+            while not self._eof:
+                if self._frame_left == 0:
+                    header = self._recv_exact(8)
+                    if len(header) < 8:
+                        self._eof = True
+                        break
+                    self._frame_type = header[0]
+                    self._frame_left = struct.unpack(">I", header[4:])[0]
+                    continue
+                chunk = self._sock.recv(min(self._frame_left, size if self._frame_type == _STDOUT else 65536))
+                if not chunk:
+                    self._eof = True
+                    break
+                self._frame_left -= len(chunk)
+                if self._frame_type == _STDERR:
+                    self._keep_stderr(chunk)
+                    continue
+                return chunk
+            return b""
+
+    def drain_stdout(self) -> None:
+        def run() -> None:
+            for chunk in iter(self.read, b""):
+                self._stdout_tail.append(chunk)
+
+        self._stdout_thread = threading.Thread(target=run, daemon=True)
+        self._stdout_thread.start()
+
+    def write(self, data: bytes) -> None:
+        self._sock.sendall(data)
+
+    def close_stdin(self) -> None:
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def wait(self) -> int:
+        self.close_stdin()
+        if self._stdout_thread:
+            self._stdout_thread.join()
+        else:
+            while self.read(1 << 16):
+                pass
+        try:
+            self._sock_io.close()
+        except OSError:
+            pass
+        for _ in range(100):
+            info = self._api.exec_inspect(self._exec_id)
+            if not info.get("Running"):
+                return int(info.get("ExitCode") or 0)
+            threading.Event().wait(0.05)
+        return int(self._api.exec_inspect(self._exec_id).get("ExitCode") or 1)
+
+    def kill(self) -> None:
+        """Closing the socket ends the exec's streams; the tool then sees EOF/EPIPE."""
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    @property
+    def stderr_text(self) -> str:
+        return b"".join(self._stderr).decode("utf-8", "replace")
+
+
+def copy_stream(src: IO[bytes], proc: ToolProcess, chunk: int = 1 << 20) -> int:
+    total = 0
+    for data in iter(lambda: src.read(chunk), b""):
+        proc.write(data)
+        total += len(data)
+    return total

@@ -1,0 +1,47 @@
+"""A process-wide list of secret values, and redaction of them from any text.
+
+Every value read from the install's env file or a database URL is registered here, so the
+faces can pass anything they print (errors, a tool's stderr, logs) through `redact`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+MASK = "••••••"
+_MIN_LENGTH = 4  # shorter values ("1", "true", "6379") would redact ordinary text
+_lock = threading.Lock()
+_secrets: set[str] = set()
+
+
+def register(*values: str | None) -> None:
+    with _lock:
+        for value in values:
+            if value and len(value) >= _MIN_LENGTH:
+                _secrets.add(value)
+
+
+def redact(text: str) -> str:
+    if not text:
+        return text
+    with _lock:
+        values = sorted(_secrets, key=len, reverse=True)
+    for value in values:
+        if value in text:
+            text = text.replace(value, MASK)
+    return text
+
+
+def mask(value: str | None) -> str:
+    """How a secret is shown on screen: present or not, never its content."""
+    return MASK if value else "(empty)"
+
+
+class RedactingFilter(logging.Filter):
+    """Logging filter that rewrites every record with secrets masked."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = None
+        return True
