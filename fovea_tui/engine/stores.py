@@ -1,0 +1,494 @@
+"""Where copies live: an S3 bucket prefix (boto3) or a plain directory, behind one interface.
+
+Both promise the same two things: an object is never visible under its key until it is
+complete (S3 multipart completes atomically; a directory gets a temp file and a rename),
+and every transfer is verified (size and sha256) before it counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import IO, Callable, Iterable, Iterator
+
+from fovea_tui.config import S3Settings
+from fovea_tui.engine.progress import CancelToken, ProgressEvent
+from fovea_tui.errors import Cancelled, ConfigError, OperationFailed
+
+SHA256_META = "sha256"
+TEMP_PREFIX = ".fovea-tmp-"
+CHUNK = 1 << 20
+MULTIPART_THRESHOLD = 64 * 1024 * 1024
+MULTIPART_CHUNK = 16 * 1024 * 1024
+
+
+class StoreError(OperationFailed):
+    """An object-store call failed; the message names the store and the object."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    mtime: datetime
+    sha256: str | None = None
+
+
+def sha256_file(path: Path, cancel: CancelToken | None = None) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(CHUNK), b""):
+            if cancel is not None:
+                cancel.check()
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def safe_relative_key(key: str) -> PurePosixPath | None:
+    """The key as a relative path that stays inside a destination, or None if it would not."""
+    if not key or key.startswith("/") or "\\" in key or "\x00" in key:
+        return None
+    parts = PurePosixPath(key).parts
+    if any(p in ("..", "") for p in parts) or (parts and parts[0].endswith(":")):
+        return None
+    return PurePosixPath(*parts) if parts else None
+
+
+class _ProgressFile:
+    """Counts bytes handed to boto3 so uploads report progress and honour cancel."""
+
+    def __init__(self, name: str, total: int, progress: Callable[[ProgressEvent], None] | None,
+                 cancel: CancelToken | None) -> None:
+        self.name, self.total, self.done = name, total, 0
+        self.progress, self.cancel = progress, cancel
+
+    def __call__(self, amount: int) -> None:
+        self.done += amount
+        if self.cancel is not None and self.cancel.cancelled:
+            raise Cancelled(self.cancel.reason)
+        if self.progress is not None:
+            self.progress(ProgressEvent("transfer", self.done, self.total, "bytes", current=self.name))
+
+
+class Store:
+    """Interface; see S3Store and DirectoryStore."""
+
+    url: str
+
+    def describe(self) -> str:
+        return self.url
+
+    def put_file(self, local: Path, key: str, *, sha256: str | None = None, progress=None,
+                 cancel: CancelToken | None = None) -> ObjectInfo:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def get_file(self, key: str, dest: Path, *, expected_sha256: str | None = None, progress=None,
+                 cancel: CancelToken | None = None) -> Path:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def iter_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def head(self, key: str) -> ObjectInfo | None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def delete(self, key: str) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def delete_many(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self.delete(key)
+
+    def open_read(self, key: str) -> IO[bytes]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def read_bytes(self, key: str) -> bytes:
+        with self.open_read(key) as fh:
+            return fh.read()
+
+    def put_bytes(self, key: str, data: bytes) -> ObjectInfo:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def cleanup_incomplete(self, older_than_s: float = 3600) -> int:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def check(self) -> None:
+        """Fail early, with a clear message, when the store cannot be reached or written."""
+        raise NotImplementedError  # pragma: no cover - interface
+
+
+# --- a plain directory (an NFS mount, a USB disk, a second disk) ---------------------
+
+
+class DirectoryStore(Store):
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.url = str(self.root)
+
+    def _path(self, key: str) -> Path:
+        rel = safe_relative_key(key)
+        if rel is None:
+            raise StoreError(f"refusing object key {key!r}: it would leave {self.root}")
+        return self.root / rel
+
+    def check(self) -> None:
+        if not self.root.is_dir():
+            raise StoreError(f"off-site directory {self.root} does not exist",
+                             hint="create it (and mount it, if it is a remote disk)")
+        if not os.access(self.root, os.W_OK):
+            raise StoreError(f"off-site directory {self.root} is not writable by this user")
+
+    def _tmp_for(self, dest: Path) -> Path:
+        return dest.with_name(f"{TEMP_PREFIX}{dest.name}.{os.getpid()}")
+
+    @staticmethod
+    def _set_sha(path: Path, sha: str) -> None:
+        try:
+            os.setxattr(path, "user.fovea.sha256", sha.encode())
+        except OSError:
+            pass  # filesystems without user xattrs: the sha256 is still verified on copy
+
+    @staticmethod
+    def _get_sha(path: Path) -> str | None:
+        try:
+            return os.getxattr(path, "user.fovea.sha256").decode()
+        except OSError:
+            return None
+
+    def _copy_verified(self, src: Path, dest: Path, expected_sha256: str | None, progress, cancel, label: str) -> str:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._tmp_for(dest)
+        total = src.stat().st_size
+        digest = hashlib.sha256()
+        done = 0
+        try:
+            with src.open("rb") as fin, open(tmp, "wb") as fout:
+                for chunk in iter(lambda: fin.read(CHUNK), b""):
+                    if cancel is not None:
+                        cancel.check()
+                    fout.write(chunk)
+                    digest.update(chunk)
+                    done += len(chunk)
+                    if progress is not None:
+                        progress(ProgressEvent("transfer", done, total, "bytes", current=label))
+                fout.flush()
+                os.fsync(fout.fileno())
+            sha = digest.hexdigest()
+            if done != total or tmp.stat().st_size != total:
+                raise StoreError(f"copy of {label} to {self.root} is {tmp.stat().st_size} bytes, expected {total}")
+            if expected_sha256 and sha != expected_sha256:
+                raise StoreError(f"copy of {label} has sha256 {sha[:12]}…, expected {expected_sha256[:12]}…")
+            self._set_sha(tmp, sha)
+            os.replace(tmp, dest)
+            _fsync_dir(dest.parent)
+            return sha
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def put_file(self, local, key, *, sha256=None, progress=None, cancel=None) -> ObjectInfo:
+        dest = self._path(key)
+        try:
+            sha = self._copy_verified(Path(local), dest, sha256, progress, cancel, key)
+        except OSError as exc:
+            raise StoreError(f"cannot write {key} to {self.root}: {exc.strerror}") from None
+        st = dest.stat()
+        return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, timezone.utc), sha)
+
+    def get_file(self, key, dest, *, expected_sha256=None, progress=None, cancel=None) -> Path:
+        src = self._path(key)
+        if not src.is_file():
+            raise StoreError(f"{key} is not in {self.root}")
+        expected = expected_sha256 or self._get_sha(src)
+        try:
+            self._copy_verified(src, Path(dest), expected, progress, cancel, key)
+        except OSError as exc:
+            raise StoreError(f"cannot copy {key} from {self.root}: {exc.strerror}") from None
+        return Path(dest)
+
+    def iter_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        if not self.root.is_dir():
+            raise StoreError(f"off-site directory {self.root} does not exist")
+        stack = [self.root]
+        while stack:
+            directory = stack.pop()
+            with os.scandir(directory) as entries:
+                for entry in sorted(entries, key=lambda e: e.name):
+                    if entry.name.startswith(TEMP_PREFIX):
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(Path(entry.path))
+                    elif entry.is_file(follow_symlinks=False):
+                        key = Path(entry.path).relative_to(self.root).as_posix()
+                        if key.startswith(prefix):
+                            st = entry.stat(follow_symlinks=False)
+                            yield ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, timezone.utc))
+
+    def head(self, key) -> ObjectInfo | None:
+        path = self._path(key)
+        if not path.is_file():
+            return None
+        st = path.stat()
+        return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, timezone.utc), self._get_sha(path))
+
+    def delete(self, key) -> None:
+        try:
+            self._path(key).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot delete {key} from {self.root}: {exc.strerror}") from None
+
+    def open_read(self, key) -> IO[bytes]:
+        path = self._path(key)
+        try:
+            return path.open("rb")
+        except FileNotFoundError:
+            raise StoreError(f"{key} is not in {self.root}") from None
+
+    def put_bytes(self, key, data: bytes) -> ObjectInfo:
+        dest = self._path(key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._tmp_for(dest)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        sha = hashlib.sha256(data).hexdigest()
+        self._set_sha(tmp, sha)
+        os.replace(tmp, dest)
+        return ObjectInfo(key, len(data), datetime.now(timezone.utc), sha)
+
+    def cleanup_incomplete(self, older_than_s: float = 3600) -> int:
+        removed = 0
+        cutoff = time.time() - older_than_s
+        if not self.root.is_dir():
+            return 0
+        for path in self.root.rglob(f"{TEMP_PREFIX}*"):
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# --- S3 and S3-compatible stores (MinIO, Ceph, R2) ---------------------------------
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    rest = url[len("s3://"):]
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        raise ConfigError(f"{url!r} names no bucket", key="s3")
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    return bucket, prefix
+
+
+class S3Store(Store):
+    def __init__(self, url: str, s3: S3Settings, *, max_concurrency: int = 8) -> None:
+        import boto3
+        from boto3.s3.transfer import TransferConfig
+        from botocore.config import Config
+
+        self.url = url
+        self.bucket, self.prefix = parse_s3_url(url)
+        config = Config(
+            retries={"max_attempts": 5, "mode": "standard"},
+            connect_timeout=10,
+            read_timeout=60,
+            max_pool_connections=max(10, max_concurrency * 2),
+        )
+        self.client = boto3.session.Session().client(
+            "s3", endpoint_url=s3.endpoint_url or None, region_name=s3.region or None, config=config,
+        )
+        self.transfer_config = TransferConfig(
+            multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_CHUNK,
+            max_concurrency=max_concurrency, use_threads=True,
+        )
+
+    def _key(self, key: str) -> str:
+        return self.prefix + key
+
+    def _error(self, action: str, key: str, exc: Exception) -> StoreError:
+        from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+        where = f"s3://{self.bucket}/{self._key(key)}"
+        if isinstance(exc, NoCredentialsError):
+            return StoreError(f"cannot {action} {where}: no AWS credentials found",
+                              hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws/credentials or an instance role")
+        if isinstance(exc, EndpointConnectionError):
+            return StoreError(f"cannot {action} {where}: the S3 endpoint does not answer",
+                              hint="check s3.endpoint_url and the network")
+        if isinstance(exc, ClientError):
+            code = exc.response.get("Error", {}).get("Code", "")
+            hints = {"NoSuchBucket": "create the bucket or fix the URL",
+                     "InvalidAccessKeyId": "check the AWS credentials",
+                     "SignatureDoesNotMatch": "check the AWS credentials",
+                     "AccessDenied": "the credentials lack permission on this bucket"}
+            return StoreError(f"cannot {action} {where}: {code or 'error'}", hint=hints.get(code))
+        return StoreError(f"cannot {action} {where}: {type(exc).__name__}: {str(exc)[:200]}")
+
+    def check(self) -> None:
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except Exception as exc:  # noqa: BLE001 - translated into one clear error
+            raise self._error("reach", "", exc) from None
+
+    def put_file(self, local, key, *, sha256=None, progress=None, cancel=None) -> ObjectInfo:
+        local = Path(local)
+        size = local.stat().st_size
+        sha = sha256 or sha256_file(local, cancel)
+        callback = _ProgressFile(key, size, progress, cancel)
+        try:
+            self.client.upload_file(
+                str(local), self.bucket, self._key(key),
+                ExtraArgs={"Metadata": {SHA256_META: sha}, "ChecksumAlgorithm": "SHA256"},
+                Callback=callback, Config=self.transfer_config,
+            )
+        except Cancelled:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            if isinstance(exc.__context__, Cancelled) or (cancel is not None and cancel.cancelled):
+                raise Cancelled(cancel.reason if cancel else "cancelled") from None
+            raise self._error("upload", key, exc) from None
+        info = self.head(key)
+        if info is None or info.size != size or info.sha256 != sha:
+            raise StoreError(f"upload of {key} to s3://{self.bucket}/{self.prefix} did not verify "
+                             f"(size {info.size if info else 'missing'} of {size})")
+        return info
+
+    def get_file(self, key, dest, *, expected_sha256=None, progress=None, cancel=None) -> Path:
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        info = self.head(key)
+        if info is None:
+            raise StoreError(f"s3://{self.bucket}/{self._key(key)} does not exist")
+        expected = expected_sha256 or info.sha256
+        tmp = dest.with_name(f"{TEMP_PREFIX}{dest.name}.{os.getpid()}")
+        try:
+            self.client.download_file(self.bucket, self._key(key), str(tmp),
+                                      Callback=_ProgressFile(key, info.size, progress, cancel),
+                                      Config=self.transfer_config)
+            size = tmp.stat().st_size
+            if size != info.size:
+                raise StoreError(f"download of {key} is {size} bytes, expected {info.size}")
+            if expected:
+                got = sha256_file(tmp, cancel)
+                if got != expected:
+                    raise StoreError(f"download of {key} has sha256 {got[:12]}…, expected {expected[:12]}…")
+            os.replace(tmp, dest)
+            return dest
+        except (StoreError, Cancelled):
+            tmp.unlink(missing_ok=True)
+            raise
+        except Exception as exc:  # noqa: BLE001
+            tmp.unlink(missing_ok=True)
+            if cancel is not None and cancel.cancelled:
+                raise Cancelled(cancel.reason) from None
+            raise self._error("download", key, exc) from None
+
+    def iter_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+                for obj in page.get("Contents", []):
+                    key = obj["Key"][len(self.prefix):]
+                    yield ObjectInfo(key, int(obj["Size"]), obj["LastModified"])
+        except Exception as exc:  # noqa: BLE001
+            raise self._error("list", prefix, exc) from None
+
+    def head(self, key) -> ObjectInfo | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            resp = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise self._error("inspect", key, exc) from None
+        except Exception as exc:  # noqa: BLE001
+            raise self._error("inspect", key, exc) from None
+        return ObjectInfo(key, int(resp["ContentLength"]), resp["LastModified"],
+                          (resp.get("Metadata") or {}).get(SHA256_META))
+
+    def delete(self, key) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        except Exception as exc:  # noqa: BLE001
+            raise self._error("delete", key, exc) from None
+
+    def delete_many(self, keys: Iterable[str]) -> None:
+        batch: list[str] = []
+        for key in keys:
+            batch.append(key)
+            if len(batch) == 1000:
+                self._delete_batch(batch)
+                batch = []
+        if batch:
+            self._delete_batch(batch)
+
+    def _delete_batch(self, keys: list[str]) -> None:
+        try:
+            resp = self.client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": [{"Key": self._key(k)} for k in keys], "Quiet": True})
+        except Exception as exc:  # noqa: BLE001
+            raise self._error("delete", keys[0], exc) from None
+        errors = resp.get("Errors") or []
+        if errors:
+            raise StoreError(f"{len(errors)} of {len(keys)} deletions failed in s3://{self.bucket}/{self.prefix}, "
+                             f"first: {errors[0].get('Key')}: {errors[0].get('Code')}")
+
+    def open_read(self, key) -> IO[bytes]:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+        except Exception as exc:  # noqa: BLE001
+            raise self._error("read", key, exc) from None
+
+    def put_bytes(self, key, data: bytes) -> ObjectInfo:
+        sha = hashlib.sha256(data).hexdigest()
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data,
+                                   Metadata={SHA256_META: sha}, ChecksumAlgorithm="SHA256")
+        except Exception as exc:  # noqa: BLE001
+            raise self._error("upload", key, exc) from None
+        return ObjectInfo(key, len(data), datetime.now(timezone.utc), sha)
+
+    def cleanup_incomplete(self, older_than_s: float = 3600) -> int:
+        """Abort multipart uploads under the prefix left by interrupted runs."""
+        cutoff = datetime.now(timezone.utc).timestamp() - older_than_s
+        aborted = 0
+        try:
+            paginator = self.client.get_paginator("list_multipart_uploads")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+                for upload in page.get("Uploads", []) or []:
+                    if upload["Initiated"].timestamp() <= cutoff:
+                        self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
+                                                           UploadId=upload["UploadId"])
+                        aborted += 1
+        except Exception as exc:  # noqa: BLE001
+            raise self._error("clean up uploads in", "", exc) from None
+        return aborted
+
+
+def open_store(url: str, s3: S3Settings, **kwargs) -> Store:
+    """The store behind an `s3://bucket/prefix/` URL or a directory path."""
+    if not url:
+        raise ConfigError("no off-site location configured", key="backups.offsite")
+    if url.startswith("s3://"):
+        return S3Store(url, s3, **kwargs)
+    if "://" in url:
+        raise ConfigError(f"unsupported off-site URL scheme in {url!r}; use s3://bucket/prefix/ or a directory",
+                          key="backups.offsite")
+    return DirectoryStore(Path(url))
