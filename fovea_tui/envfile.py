@@ -17,6 +17,14 @@ from fovea_tui.errors import ConfigError
 # Keys a restore or a drill cannot do without (FOVEA.md's env file).
 CRITICAL_KEYS = ("DATABASE_URL", "SESSION_SECRET", "API_KEY_ENCRYPTION_KEY")
 
+# Settings whose values are plain configuration, not secrets: still masked on screen like
+# every value, but not scrubbed from ordinary text (a port "6379" or "/videos" would
+# otherwise be masked out of every message that mentions them).
+PLAIN_KEYS = frozenset({
+    "REDIS_HOST", "REDIS_PORT", "STORAGE_PATH", "THUMBNAIL_PATH", "VIDEO_STORAGE_TYPE",
+    "S3_REGION", "NODE_ENV", "PORT", "LOG_LEVEL",
+})
+
 
 @dataclass(frozen=True)
 class DatabaseURL:
@@ -67,20 +75,20 @@ class EnvFile:
     def __init__(self, path: Path, values: dict[str, str]) -> None:
         self.path = path
         self._values = values
-        secrets.register(*values.values())
+        secrets.register(*(v for k, v in values.items() if k not in PLAIN_KEYS))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "EnvFile":
         path = Path(path)
-        if not path.exists():
+        try:
+            with path.open("r", encoding="utf-8") as fh:
+                fh.read()
+        except FileNotFoundError:
             raise ConfigError(
                 f"env file {path} does not exist",
                 key="install.env_file",
                 hint="set install.env_file to the .env beside the compose file",
-            )
-        try:
-            with path.open("r", encoding="utf-8") as fh:
-                fh.read(1)
+            ) from None
         except PermissionError:
             raise ConfigError(f"env file {path} is not readable by this user", key="install.env_file",
                               hint="run fovea-tui as the user that owns the install (often root)") from None
