@@ -5,5 +5,7 @@ The order here is the order of `fovea-tui --help`.
 """
 
 COMMAND_MODULES = [
+    "backup",
+    "verify",
     "status",
 ]

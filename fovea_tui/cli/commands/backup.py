@@ -1,0 +1,59 @@
+"""`fovea-tui backup [--json] [--no-offsite]`: dump, manifest, env copy, off-site copy."""
+
+from __future__ import annotations
+
+import humanize
+
+from fovea_tui.cli.context import CliContext
+from fovea_tui.engine.dump import BackupResult, OffsiteFailed, run_backup
+from fovea_tui.errors import EXIT_FAILED, EXIT_OK
+
+
+def register(sub) -> None:
+    from fovea_tui.cli.main import add_json_flag
+
+    parser = sub.add_parser("backup", help="dump the database to backups.dir, write the manifest, "
+                            "copy the env file, upload them to backups.offsite")
+    add_json_flag(parser)
+    parser.add_argument("--no-offsite", action="store_true",
+                        help="keep this backup local even when backups.offsite is set")
+    parser.set_defaults(handler=run)
+
+
+def render(result: BackupResult) -> str:
+    rows = result.rows
+    lines = [
+        f"backup {result.path}",
+        f"  {humanize.naturalsize(result.size, binary=True)} gzip "
+        f"({humanize.naturalsize(result.raw_bytes, binary=True)} of SQL), {len(result.tables)} tables, "
+        f"{rows} rows, {result.duration_s:.1f} s, sha256 {result.sha256[:16]}...",
+        f"  manifest {result.manifest_path.name}",
+        f"  env copy {result.env_copy.name} (mode 0600)" if result.env_copy else "  env copy: none",
+    ]
+    if result.offsite:
+        lines.append(f"  off-site {result.offsite['url']}: {', '.join(result.offsite['keys'])}")
+    elif result.offsite_error:
+        lines.append(f"  off-site copy FAILED: {result.offsite_error}")
+    else:
+        lines.append("  off-site: none")
+    for warning in result.warnings:
+        lines.append(f"  WARNING {warning}")
+    return "\n".join(lines)
+
+
+def run(args, ctx: CliContext) -> int:
+    settings = ctx.settings
+    with ctx.progress() as progress:
+        try:
+            result = run_backup(settings, progress=progress, cancel=ctx.cancel, offsite=not args.no_offsite)
+        except OffsiteFailed as exc:
+            progress.__exit__(None, None, None)
+            ctx.info(f"fovea-tui: {exc}")
+            data = exc.result.as_dict()
+            data["error"] = str(exc)
+            ctx.emit(data, render(exc.result))
+            return EXIT_FAILED
+    for warning in result.warnings:
+        ctx.info(f"warning: {warning}")
+    ctx.emit(result.as_dict(), render(result))
+    return EXIT_OK

@@ -1,0 +1,45 @@
+"""`fovea-tui verify [DUMP ...] [--json]`: read dumps end to end and check them."""
+
+from __future__ import annotations
+
+import humanize
+
+from fovea_tui.cli.context import CliContext
+from fovea_tui.engine.verify import VerifyResult, verify_many
+from fovea_tui.errors import EXIT_OK, EXIT_REFUSED
+
+
+def register(sub) -> None:
+    from fovea_tui.cli.main import add_json_flag
+
+    parser = sub.add_parser("verify", help="integrity of one, several or all dumps (gzip, completion line, "
+                            "manifest sha256 and size); exit 3 if any is corrupt")
+    parser.add_argument("dumps", nargs="*", metavar="DUMP",
+                        help="file name or path of a dump, or an off-site key (default: every dump in backups.dir)")
+    add_json_flag(parser)
+    parser.set_defaults(handler=run)
+
+
+def line(result: VerifyResult) -> str:
+    what = "legacy, no manifest" if result.legacy else ("manifest checked" if result.has_manifest else "no manifest")
+    head = (f"{result.status.upper():<9} {result.name}  {humanize.naturalsize(result.size, binary=True)}, "
+            f"{len(result.tables)} tables, {sum(result.tables.values())} rows ({what})")
+    extra = [f"          - {r}" for r in result.reasons] + [f"          ~ {w}" for w in result.warnings]
+    return "\n".join([head, *extra])
+
+
+def run(args, ctx: CliContext) -> int:
+    settings = ctx.settings
+    with ctx.progress() as progress:
+        results = verify_many(settings, args.dumps or None, cancel=ctx.cancel, progress=progress,
+                              on_result=None if ctx.json else (lambda r: None))
+    corrupt = [r for r in results if r.status != "verified"]
+    data = {"ok": not corrupt, "dumps": [r.as_dict() for r in results],
+            "verified": len(results) - len(corrupt), "corrupt": len(corrupt)}
+    if results:
+        text = "\n".join(line(r) for r in results)
+        text += f"\n{len(results) - len(corrupt)} verified, {len(corrupt)} corrupt"
+    else:
+        text = f"no dumps in {settings.backups_dir}"
+    ctx.emit(data, text)
+    return EXIT_REFUSED if corrupt else EXIT_OK

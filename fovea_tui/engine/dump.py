@@ -1,0 +1,760 @@
+"""Database backups that cannot lie.
+
+pg_dump's plain SQL streams from the database (docker exec or a local pg_dump) through a
+reader thread and a bounded queue into ISA-L's gzip, then into a temp file in the backups
+directory (`.fovea-....partial`), hashing the compressed bytes on the way and counting
+the rows of every COPY block. Only a stream that pg_dump finished with exit 0 *and* its
+`-- PostgreSQL database dump complete` line is fsynced and renamed to
+`fovea-YYYYMMDDTHHMMSSZ.sql.gz`; its env copy and its manifest follow, manifest last.
+Anything else (pg_dump failing, the connection dropping, a full disk, a cancel) removes
+every file the run created and raises with the reason. A run killed outright leaves only
+dot-files named `.fovea-*.partial`, which the next run removes.
+
+`run_backup()` is what the CLI's `backup`, the TUI's "Back up now" and restore's safety
+dump call.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import queue
+import re
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from isal import isal_zlib
+
+from fovea_tui import __version__, secrets
+from fovea_tui.config import Settings
+from fovea_tui.engine import audit, manifest as mf
+from fovea_tui.engine.locks import acquire, check_not_world_writable, ensure_private_dir
+from fovea_tui.engine.progress import CancelToken, ProgressEvent, Throttle, no_progress
+from fovea_tui.engine.streams import ToolProcess, condense
+from fovea_tui.envfile import EnvFile
+from fovea_tui.errors import Cancelled, FoveaError, OperationFailed
+
+log = logging.getLogger(__name__)
+
+COMPLETION_LINE = b"-- PostgreSQL database dump complete"
+COMPRESS_LEVEL = 1          # ISA-L levels are 0-3; 1 is standard gzip at several hundred MB/s
+CHUNK = 1 << 20
+QUEUE_CHUNKS = 16           # bounded: at most ~16 MiB of dump in flight, whatever its size
+PIPE_SIZE = 1 << 20
+TAIL_BYTES = 4096
+PARTIAL_PREFIX = ".fovea-"
+PARTIAL_SUFFIXES = (".partial", ".tmp")
+
+# Plausibility: kept but flagged.
+SHRINK_FRACTION = 0.5       # smaller than half the median of the recent manifests
+RECENT_MANIFESTS = 7
+MANY_ROWS = 10              # "a table that went from many rows to none"
+
+_IDENT = r'(?:"(?:[^"]|"")*"|[^\s."(]+)'
+_COPY_HEADER = re.compile(rf"^COPY\s+({_IDENT})(?:\.({_IDENT}))?\s")
+
+
+def _unquote(part: str) -> str:
+    return part[1:-1].replace('""', '"') if part.startswith('"') else part
+
+
+def copy_table_name(header: bytes) -> str | None:
+    """`COPY public.x (...) FROM stdin;` -> "x" (schema kept when it is not public)."""
+    m = _COPY_HEADER.match(header.decode("utf-8", "replace"))
+    if not m:
+        return None
+    first, second = m.group(1), m.group(2)
+    if second is None:
+        return _unquote(first)
+    schema, table = _unquote(first), _unquote(second)
+    return table if schema == "public" else f"{schema}.{table}"
+
+
+def ends_complete(tail: bytes) -> bool:
+    """Does the end of a plain dump carry pg_dump's completion line?
+
+    After it only comment lines, blank lines and (pg_dump 17.6/16.10 and later) the
+    `\\unrestrict` meta-command may follow.
+    """
+    at = tail.rfind(COMPLETION_LINE)
+    if at < 0 or (at > 0 and tail[at - 1:at] != b"\n"):
+        return False
+    rest = tail[at + len(COMPLETION_LINE):]
+    for line in rest.split(b"\n")[1:] if rest.startswith(b"\n") or not rest else [b"x"]:
+        line = line.strip()
+        if line and not line.startswith(b"--") and not line.startswith(b"\\unrestrict"):
+            return False
+    return rest == b"" or rest.startswith(b"\n")
+
+
+class StreamInspector:
+    """Reads a plain dump as it streams by: rows per COPY block, and the stream's end.
+
+    Works on chunks of any size and boundary with C-speed bytes.find/count; carries at
+    most a few bytes (or one COPY header line) between chunks, whatever the row sizes.
+    """
+
+    def __init__(self) -> None:
+        self.tables: dict[str, int] = {}
+        self.bytes = 0
+        self._table: str | None = None   # inside a COPY block of this table
+        self._rows = 0
+        self._carry = b""
+        self._line_start = True
+        self._tail = b""
+
+    @property
+    def complete(self) -> bool:
+        return self._table is None and ends_complete(self._tail)
+
+    @property
+    def tail(self) -> bytes:
+        return self._tail
+
+    def _end_copy(self) -> None:
+        assert self._table is not None
+        self.tables[self._table] = self.tables.get(self._table, 0) + self._rows
+        self._table = None
+        self._rows = 0
+
+    def feed(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        self.bytes += len(chunk)
+        self._tail = chunk[-TAIL_BYTES:] if len(chunk) >= TAIL_BYTES else (self._tail + chunk)[-TAIL_BYTES:]
+        buf = self._carry + chunk if self._carry else chunk
+        self._carry = b""
+        p, n = 0, len(buf)
+        while p < n:
+            if self._table is not None:
+                if self._line_start and buf.startswith(b"\\.\n", p):
+                    self._end_copy()
+                    p += 3
+                    continue
+                i = buf.find(b"\n\\.\n", p)
+                if i >= 0:
+                    self._rows += buf.count(b"\n", p, i + 1)
+                    self._end_copy()
+                    p, self._line_start = i + 4, True
+                    continue
+                self._rows += buf.count(b"\n", p)
+                self._keep_tail(buf, p, b"\\.\n")
+                return
+            if self._line_start and buf.startswith(b"COPY ", p):
+                start = p
+            else:
+                j = buf.find(b"\nCOPY ", p)
+                start = j + 1 if j >= 0 else -1
+            if start < 0:
+                self._keep_tail(buf, p, b"COPY ")
+                return
+            eol = buf.find(b"\n", start)
+            if eol < 0:
+                self._carry, self._line_start = buf[start:], True
+                return
+            header = buf[start:eol]
+            p, self._line_start = eol + 1, True
+            if header.rstrip().endswith(b"FROM stdin;"):
+                self._table = copy_table_name(header) or header[5:60].decode("utf-8", "replace")
+                self._rows = 0
+
+    def _keep_tail(self, buf: bytes, p: int, marker: bytes) -> None:
+        """After the last newline: carry a few bytes only if they may start `marker`."""
+        last = buf.rfind(b"\n", p)
+        at_start = last >= 0 or self._line_start
+        tail = buf[last + 1:] if last >= 0 else buf[p:]
+        if not tail:
+            self._line_start = True
+        elif at_start and len(tail) < len(marker) and marker.startswith(tail):
+            self._carry, self._line_start = tail, True
+        else:
+            self._line_start = False
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+@dataclass
+class StreamStats:
+    raw_bytes: int
+    size: int
+    sha256: str
+    tables: dict[str, int]
+    complete: bool
+
+
+def _widen_pipe(proc: ToolProcess) -> None:
+    """Ask for a 1 MiB pipe from a local pg_dump: fewer, larger reads (best effort)."""
+    inner = getattr(proc, "_proc", None)
+    stdout = getattr(inner, "stdout", None)
+    if stdout is None:
+        return
+    try:
+        import fcntl
+
+        fcntl.fcntl(stdout.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_SIZE)
+    except (OSError, ValueError):
+        pass
+
+
+def stream_to_file(proc: ToolProcess, fd: int, *, cancel: CancelToken,
+                   on_progress: Callable[[int, int], None] | None = None,
+                   level: int = COMPRESS_LEVEL) -> StreamStats:
+    """pg_dump's stdout -> bounded queue -> gzip (ISA-L) -> sha256 + `fd`.
+
+    A reader thread keeps pg_dump flowing while this thread inspects, compresses, hashes
+    and writes. Raises OSError from writes (disk full), Cancelled; the caller owns cleanup.
+    """
+    q: queue.Queue = queue.Queue(maxsize=QUEUE_CHUNKS)
+    stop = threading.Event()
+    _END = object()
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                data = proc.read(CHUNK)
+            except (OSError, ValueError) as exc:
+                data = exc
+            while not stop.is_set():
+                try:
+                    q.put(data if data else _END, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+            if not data or isinstance(data, Exception):
+                return
+
+    thread = threading.Thread(target=reader, name="pg_dump-reader", daemon=True)
+    thread.start()
+    inspector = StreamInspector()
+    compressor = isal_zlib.compressobj(level, isal_zlib.DEFLATED, 31)
+    digest = hashlib.sha256()
+    size = 0
+
+    def emit(data: bytes) -> None:
+        nonlocal size
+        if not data:
+            return
+        digest.update(data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        size += len(data)
+
+    try:
+        while True:
+            item = q.get()
+            if item is _END:
+                break
+            if isinstance(item, Exception):
+                raise OperationFailed(f"reading the dump stream failed: {item}")
+            cancel.check()
+            inspector.feed(item)
+            emit(compressor.compress(item))
+            if on_progress is not None:
+                on_progress(inspector.bytes, size)
+        emit(compressor.flush())
+    finally:
+        stop.set()
+        thread.join(timeout=0.1)
+        if thread.is_alive():
+            proc.kill()
+            while thread.is_alive():
+                try:
+                    q.get(timeout=0.2)
+                except queue.Empty:
+                    pass
+            thread.join()
+    return StreamStats(raw_bytes=inspector.bytes, size=size, sha256=digest.hexdigest(),
+                       tables=dict(inspector.tables), complete=inspector.complete)
+
+
+# --------------------------------------------------------------------------- results
+
+
+class OffsiteFailed(OperationFailed):
+    """The local backup is complete but the off-site copy failed; `result` describes it."""
+
+    def __init__(self, message: str, result: "BackupResult", **kw) -> None:
+        super().__init__(message, **kw)
+        self.result = result
+
+
+@dataclass
+class BackupResult:
+    name: str
+    path: Path
+    size: int
+    sha256: str
+    tables: dict[str, int]
+    duration_s: float
+    created_at: str
+    kind: str
+    mode: str
+    database: str
+    server_version: str
+    pg_dump_version: str
+    prisma_migrations: list[str]
+    manifest_path: Path
+    env_copy: Path | None
+    warnings: list[str] = field(default_factory=list)
+    offsite: dict[str, Any] | None = None
+    offsite_error: str | None = None
+    raw_bytes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.offsite_error is None
+
+    @property
+    def rows(self) -> int:
+        return sum(self.tables.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "name": self.name,
+            "path": str(self.path),
+            "size": self.size,
+            "sha256": self.sha256,
+            "tables": dict(self.tables),
+            "rows": self.rows,
+            "duration_s": self.duration_s,
+            "created_at": self.created_at,
+            "kind": self.kind,
+            "mode": self.mode,
+            "database": self.database,
+            "server_version": self.server_version,
+            "pg_dump_version": self.pg_dump_version,
+            "prisma_migrations": len(self.prisma_migrations),
+            "manifest": str(self.manifest_path),
+            "env_copy": str(self.env_copy) if self.env_copy else None,
+            "warnings": list(self.warnings),
+            "offsite": self.offsite,
+            "offsite_error": self.offsite_error,
+            "uncompressed_bytes": self.raw_bytes,
+        }
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def prepare_backups_dir(settings: Settings) -> Path:
+    """The backups directory, created 0700 if missing; refused (exit 3) if world-writable."""
+    directory = settings.backups_dir
+    check_not_world_writable(directory)
+    ensure_private_dir(directory)
+    check_not_world_writable(directory)
+    return directory
+
+
+def cleanup_partials(directory: Path) -> list[str]:
+    """Remove temp files an interrupted run left (`.fovea-*.partial`, `.fovea-*.tmp`)."""
+    removed = []
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        name = entry.name
+        if (name.startswith(PARTIAL_PREFIX) or name.startswith("." + PARTIAL_PREFIX)) \
+                and name.endswith(PARTIAL_SUFFIXES) and entry.is_file(follow_symlinks=False):
+            try:
+                os.unlink(entry.path)
+                removed.append(name)
+            except FileNotFoundError:
+                pass
+    return removed
+
+
+def plausibility_warnings(size: int, tables: dict[str, int], previous: list[mf.Manifest]) -> list[str]:
+    """Why this dump looks implausible next to the recent ones (kept, but flagged)."""
+    warnings: list[str] = []
+    sizes = [m.size for m in previous if m.size > 0]
+    if sizes:
+        median = statistics.median(sizes)
+        if size < SHRINK_FRACTION * median:
+            warnings.append(
+                f"dump is {size / median:.0%} of the median size of the last {len(sizes)} "
+                f"backups ({_mib(size)} vs {_mib(median)}): was data deleted?")
+    if previous:
+        last = previous[-1]
+        for table, before in sorted(last.tables.items()):
+            now = tables.get(table)
+            if before >= MANY_ROWS and not now:
+                state = "is empty" if now == 0 else "is missing"
+                warnings.append(f"table {table} {state} (had {before} rows in {last.dump or 'the previous backup'})")
+    return warnings
+
+
+def _mib(n: float) -> str:
+    return f"{n / (1 << 20):.1f} MiB"
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _unlink_quiet(*paths: Path | None) -> None:
+    for path in paths:
+        if path is not None:
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:  # pragma: no cover - nothing better to do
+                log.warning("could not remove %s: %s", path, exc)
+
+
+def _stop(proc: ToolProcess) -> None:
+    """Kill a tool whose output we no longer want, and reap it; errors here are moot."""
+    try:
+        proc.kill()
+        proc.wait()
+    except Exception:  # noqa: BLE001 - the first error is the one to report
+        pass
+
+
+def _write_error(path: Path, exc: OSError) -> OperationFailed:
+    if exc.errno == errno.ENOSPC:
+        return OperationFailed(f"no space left on the device of {path.parent} while writing the dump",
+                               hint="free space or point backups.dir elsewhere; nothing was kept")
+    if exc.errno == errno.EDQUOT:
+        return OperationFailed(f"disk quota exceeded under {path.parent} while writing the dump")
+    return OperationFailed(f"cannot write under {path.parent}: {exc.strerror or exc}")
+
+
+class _Metadata(threading.Thread):
+    """Server version, pg_dump version and applied migrations, fetched while pg_dump runs."""
+
+    def __init__(self, db) -> None:
+        super().__init__(name="backup-metadata", daemon=True)
+        self.db = db
+        self.values: dict[str, Any] = {}
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.values["server_version"] = self.db.ping()
+            self.values["pg_dump_version"] = self.db.tool_version("pg_dump")
+            self.values["prisma_migrations"] = self.db.applied_migrations()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            self.error = exc
+
+
+# --------------------------------------------------------------------------- the backup
+
+
+def run_backup(settings: Settings, *, progress: Callable[[ProgressEvent], None] = no_progress,
+               cancel: CancelToken | None = None, now: datetime | None = None, offsite: bool = True,
+               kind: str = "regular", database=None, env: EnvFile | None = None) -> BackupResult:
+    """Dump, compress, check, manifest, env copy, off-site copy. See the module doc.
+
+    Raises FoveaError subclasses: OperationFailed (exit 1) with the reason, LockHeld /
+    SafetyRefusal (exit 3), Cancelled; OffsiteFailed (exit 1) when everything local worked
+    but the off-site copy did not (its `result` says where the backup is).
+    """
+    if kind not in mf.KINDS:
+        raise ValueError(f"unknown backup kind {kind!r}")
+    cancel = cancel or CancelToken()
+    directory = prepare_backups_dir(settings)
+    try:
+        with acquire(settings, "backups", purpose=f"{kind} backup" if kind != "regular" else "backup"):
+            removed = cleanup_partials(directory)
+            if removed:
+                log.info("removed %d temp file(s) of an interrupted run", len(removed))
+            result = _backup_locked(settings, directory, progress=progress, cancel=cancel, now=now,
+                                    kind=kind, database=database, env=env)
+            if offsite and settings.backups.offsite:
+                _offsite(settings, result, progress=progress, cancel=cancel)
+    except OffsiteFailed as exc:
+        audit.record(settings, "backup", "failed", {**_audit_details(exc.result), "reason": exc.message})
+        raise
+    except FoveaError as exc:
+        outcome = "cancelled" if isinstance(exc, Cancelled) else (
+            "refused" if exc.exit_code == 3 else "failed")
+        audit.record(settings, "backup", outcome, {"kind": kind, "reason": str(exc)})
+        raise
+    audit.record(settings, "backup", "ok", _audit_details(result))
+    return result
+
+
+def _audit_details(result: BackupResult) -> dict[str, Any]:
+    return {"kind": result.kind, "name": result.name, "size": result.size, "sha256": result.sha256,
+            "tables": len(result.tables), "rows": result.rows, "duration_s": result.duration_s,
+            "mode": result.mode, "env_copy": result.env_copy.name if result.env_copy else None,
+            "offsite": result.offsite["url"] if result.offsite else None, "warnings": result.warnings}
+
+
+def _backup_locked(settings: Settings, directory: Path, *, progress, cancel: CancelToken,
+                   now: datetime | None, kind: str, database, env: EnvFile | None) -> BackupResult:
+    from fovea_tui.engine.database import DatabaseError, open_database
+
+    started = time.monotonic()
+    warnings: list[str] = []
+    env_error: str | None = None
+    if env is None:
+        try:
+            env = EnvFile.load(settings.install.env_file)
+        except FoveaError as exc:
+            env_error = str(exc)
+    db = database or open_database(settings, env=env)
+
+    explicit_now = now is not None
+    when = (now or _utc_now()).astimezone(timezone.utc).replace(microsecond=0)
+    name = mf.dump_name(when, kind)
+    while (directory / name).exists():
+        if explicit_now:
+            raise OperationFailed(f"a dump named {name} already exists in {directory}")
+        time.sleep(max(0.05, 1.0 - _utc_now().microsecond / 1e6))  # names are per second
+        when = _utc_now().replace(microsecond=0)
+        name = mf.dump_name(when, kind)
+
+    final = directory / name
+    tmp = directory / f"{PARTIAL_PREFIX}{name[len('fovea-'):]}.partial"
+    env_final = mf.env_copy_path(final)
+    env_tmp = directory / f"{PARTIAL_PREFIX}{env_final.name[len('fovea-'):]}.partial"
+    manifest_final = mf.manifest_path(final)
+    created: list[Path] = []
+
+    throttle = Throttle(progress, 0.2)
+    t0 = time.monotonic()
+
+    def on_progress(raw: int, compressed: int) -> None:
+        throttle(ProgressEvent(phase="dump", done=raw, unit="bytes", current=name,
+                               message=f"{_mib(compressed)} compressed", started_at=t0))
+
+    meta = _Metadata(db)
+    meta.start()
+    try:
+        cancel.check()
+        proc = db.dump()
+        _widen_pipe(proc)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        created.append(tmp)
+        try:
+            try:
+                stats = stream_to_file(proc, fd, cancel=cancel, on_progress=on_progress)
+            except BaseException as exc:
+                _stop(proc)
+                if isinstance(exc, OSError):
+                    raise _write_error(tmp, exc) from None
+                raise
+            code = proc.wait()
+            if code != 0:
+                raise DatabaseError(f"pg_dump on {db.describe()} failed (exit {code}): "
+                                    f"{condense(proc.stderr_text)}")
+            if not stats.complete:
+                raise OperationFailed(
+                    f"pg_dump on {db.describe()} exited 0 but its output does not end with "
+                    f"'{COMPLETION_LINE.decode()}': the stream was cut short; nothing was kept")
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                raise _write_error(tmp, exc) from None
+        finally:
+            os.close(fd)
+        throttle(ProgressEvent(phase="dump", done=stats.raw_bytes, total=stats.raw_bytes, unit="bytes",
+                               current=name, message=f"{_mib(stats.size)} compressed", started_at=t0),
+                 force=True)
+
+        meta.join()
+        if meta.error is not None:
+            if isinstance(meta.error, FoveaError):
+                raise meta.error
+            raise OperationFailed(f"reading the server's details failed: {meta.error}")
+        cancel.check()
+
+        env_info = None
+        if env is not None:
+            try:
+                env.copy_to(env_tmp)
+                created.append(env_tmp)
+                env_info = {"name": env_final.name, "sha256": mf.file_sha256(env_tmp)}
+            except OSError as exc:
+                _unlink_quiet(env_tmp, env_tmp.with_name(f".{env_tmp.name}.tmp"))
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise _write_error(env_tmp, exc) from None
+                env_error = f"env file {settings.install.env_file} could not be copied: {exc.strerror or exc}"
+        if env_info is None:
+            warnings.append(f"env file not copied with this backup: {env_error or 'no env file'}")
+
+        previous = mf.recent(directory, RECENT_MANIFESTS)
+        warnings += plausibility_warnings(stats.size, stats.tables, previous)
+        duration = round(time.monotonic() - started, 3)
+        manifest = mf.Manifest(
+            created_at=when.isoformat(),
+            database=db.name,
+            server_version=str(meta.values["server_version"]),
+            pg_dump_version=str(meta.values["pg_dump_version"]),
+            size=stats.size,
+            sha256=stats.sha256,
+            tables=stats.tables,
+            prisma_migrations=list(meta.values["prisma_migrations"]),
+            env_file=env_info,
+            duration_s=duration,
+            tool_version=__version__,
+            kind=kind,
+            warnings=warnings,
+            mode=db.mode,
+            dump=name,
+            extra={"uncompressed_size": stats.raw_bytes, "compression": f"gzip (ISA-L level {COMPRESS_LEVEL})"},
+        )
+        # Manifest last: dump, then env copy, then the manifest, each renamed into place.
+        os.rename(tmp, final)
+        created.append(final)
+        if env_info is not None:
+            os.rename(env_tmp, env_final)
+            created.append(env_final)
+        mf.fsync_dir(directory)
+        try:
+            mf.write(manifest, manifest_final)
+        except OSError as exc:
+            raise _write_error(manifest_final, exc) from None
+    except BaseException as exc:
+        _unlink_quiet(*created, manifest_final.with_name(f".{manifest_final.name}.partial"))
+        try:
+            mf.fsync_dir(directory)
+        except OSError:
+            pass
+        if isinstance(exc, (FoveaError, KeyboardInterrupt)):
+            raise
+        if isinstance(exc, OSError):
+            raise OperationFailed(f"backup failed: {exc.strerror or exc}") from None
+        raise
+
+    stat = final.stat()
+    try:
+        from fovea_tui.engine.verify import remember_verified
+
+        remember_verified(settings, final, size=stat.st_size, mtime_ns=stat.st_mtime_ns,
+                          sha256=stats.sha256, tables=stats.tables)
+    except Exception as exc:  # noqa: BLE001 - a cache miss only costs a re-read later
+        log.warning("could not record the verification: %s", secrets.redact(str(exc)))
+
+    return BackupResult(
+        name=name, path=final, size=stats.size, sha256=stats.sha256, tables=stats.tables,
+        duration_s=duration, created_at=manifest.created_at, kind=kind, mode=db.mode, database=db.name,
+        server_version=manifest.server_version, pg_dump_version=manifest.pg_dump_version,
+        prisma_migrations=manifest.prisma_migrations, manifest_path=manifest_final,
+        env_copy=env_final if env_info else None, warnings=warnings, raw_bytes=stats.raw_bytes,
+    )
+
+
+def _offsite(settings: Settings, result: BackupResult, *, progress, cancel: CancelToken) -> None:
+    """Upload dump, env copy, manifest (last), each verified by the store."""
+    url = settings.backups.offsite
+    keys: list[str] = []
+    try:
+        from fovea_tui.engine.stores import open_store
+
+        store = open_store(url, settings.s3)
+        files = [(result.path, result.sha256)]
+        if result.env_copy is not None:
+            files.append((result.env_copy, None))
+        files.append((result.manifest_path, None))
+        for local, sha in files:
+            cancel.check()
+            store.put_file(local, local.name, sha256=sha or mf.file_sha256(local), progress=progress,
+                           cancel=cancel)
+            keys.append(local.name)
+        where = store.describe()
+    except Cancelled:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any store failure: keep the local backup, say so
+        reason = secrets.redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        result.offsite = {"url": url, "keys": keys, "complete": False} if keys else None
+        result.offsite_error = reason
+        raise OffsiteFailed(
+            f"off-site copy to {url} failed: {reason}; the local backup {result.path} is complete and kept",
+            result,
+        ) from None
+    result.offsite = {"url": url, "keys": keys, "where": where}
+
+
+# --------------------------------------------------------------------------- status
+
+
+def backup_status(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
+    """The dashboard's backups card: last backup, count, warnings, and its alerts.
+
+    `alerts` is a list of {"level", "subject", "message"} for status.py to show.
+    """
+    now = now or _utc_now()
+    directory = settings.backups_dir
+    try:
+        dumps = mf.list_dumps(directory)
+    except OSError as exc:
+        raise FoveaError(f"backups directory {directory} cannot be read: {exc.strerror or exc}") from None
+    alerts: list[dict[str, str]] = []
+    section: dict[str, Any] = {"dir": str(directory), "count": len(dumps),
+                               "total_bytes": 0, "last": None, "offsite": settings.backups.offsite or None}
+    for path, _ in dumps:
+        try:
+            section["total_bytes"] += path.stat().st_size
+        except FileNotFoundError:
+            pass
+    if not dumps:
+        section["summary"] = f"no backup in {directory}"
+        alerts.append({"level": "critical", "subject": "backups", "message": f"no backup yet in {directory}"})
+        section["alerts"] = alerts
+        return section
+    path, parsed = dumps[-1]
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        size = 0
+    age_s = max(0.0, (now - parsed.time).total_seconds())
+    last: dict[str, Any] = {"name": parsed.name, "time": parsed.time.isoformat(), "age_s": int(age_s),
+                            "size": size, "kind": parsed.kind, "legacy": parsed.legacy,
+                            "env_copied": False, "warnings": []}
+    try:
+        manifest = mf.read_for(path)
+    except mf.ManifestError as exc:
+        manifest = None
+        alerts.append({"level": "warning", "subject": "backups", "message": str(exc)})
+    if manifest is not None:
+        last["env_copied"] = bool(manifest.env_file) and mf.env_copy_path(path).exists()
+        last["warnings"] = list(manifest.warnings)
+        last["tables"] = len(manifest.tables)
+        last["rows"] = sum(manifest.tables.values())
+    else:
+        last["env_copied"] = mf.env_copy_path(path).exists()
+    try:
+        from fovea_tui.engine.verify import cached_status
+
+        last["status"] = cached_status(settings, path) or ("unverified" if manifest is None else "unchecked")
+    except Exception:  # noqa: BLE001
+        last["status"] = None
+    section["last"] = last
+    section["summary"] = f"last backup {_age_text(age_s)} ago, {_mib(size).replace('.0 ', ' ')}" + (
+        f", {len(dumps)} in total" if len(dumps) > 1 else "")
+    if age_s > 26 * 3600:
+        alerts.append({"level": "critical", "subject": "backups",
+                       "message": f"no backup in {int(age_s // 3600)} h (last: {parsed.name})"})
+    if not last["env_copied"]:
+        alerts.append({"level": "warning", "subject": "backups",
+                       "message": "env file not copied with the last backup"})
+    if last.get("status") == "corrupt":
+        alerts.append({"level": "critical", "subject": "backups", "message": f"the last backup {parsed.name} is corrupt"})
+    for warning in last["warnings"]:
+        alerts.append({"level": "warning", "subject": "backups", "message": f"{parsed.name}: {warning}"})
+    section["alerts"] = alerts
+    return section
+
+
+def _age_text(seconds: float) -> str:
+    if seconds < 90:
+        return f"{int(seconds)} s"
+    if seconds < 90 * 60:
+        return f"{int(seconds // 60)} min"
+    if seconds < 48 * 3600:
+        return f"{int(seconds // 3600)} h"
+    return f"{int(seconds // 86400)} days"

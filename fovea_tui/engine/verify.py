@@ -1,0 +1,325 @@
+"""Is a dump what it claims to be? Read it end to end and check.
+
+A dump is *verified* when it is a whole gzip stream (every member's CRC and length right,
+nothing after it), its SQL ends with pg_dump's completion line, and, when it has a
+manifest, its size and sha256 match the manifest's. Anything else is *corrupt*, with the
+reasons. Legacy cron dumps (`fovea-YYYY-MM-DD.sql.gz`, no manifest) get the first two.
+
+Results are cached in `<state_dir>/verify-cache.json` keyed on (name, size, mtime), so
+the inventory can show "verified" without re-reading: `cached_status(settings, path)`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from isal import isal_zlib
+
+from fovea_tui import secrets
+from fovea_tui.config import Settings
+from fovea_tui.engine import manifest as mf
+from fovea_tui.engine.dump import COMPLETION_LINE, StreamInspector
+from fovea_tui.engine.locks import acquire, ensure_private_dir
+from fovea_tui.engine.progress import CancelToken, ProgressEvent, Throttle, no_progress
+from fovea_tui.errors import UsageError
+
+CACHE_FILE = "verify-cache.json"
+READ_CHUNK = 1 << 20
+MAX_OUT = 4 << 20  # decompressed bytes per step: memory stays flat for any dump
+
+
+@dataclass
+class VerifyResult:
+    status: str                      # "verified" | "corrupt"
+    reasons: list[str]
+    sha256: str
+    size: int
+    tables: dict[str, int]
+    name: str = ""
+    path: str = ""
+    has_manifest: bool = False
+    legacy: bool = False
+    warnings: list[str] = field(default_factory=list)
+    uncompressed_size: int = 0
+    location: str = "local"
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "verified"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "path": self.path, "location": self.location, "status": self.status,
+                "reasons": list(self.reasons), "warnings": list(self.warnings), "size": self.size,
+                "sha256": self.sha256, "uncompressed_size": self.uncompressed_size,
+                "tables": dict(self.tables), "has_manifest": self.has_manifest, "legacy": self.legacy}
+
+
+def read_dump(path: Path, *, cancel: CancelToken | None = None,
+              on_progress: Callable[[int], None] | None = None) -> tuple[StreamInspector, str, int, list[str]]:
+    """Stream-gunzip `path`: (inspector, sha256 of the file, file size, gzip problems)."""
+    inspector = StreamInspector()
+    digest = hashlib.sha256()
+    size = 0
+    problems: list[str] = []
+    d = isal_zlib.decompressobj(wbits=31)
+    member_done = False  # the last gzip member ended and no new one started yet
+    with open(path, "rb") as fh:
+        while True:
+            raw = fh.read(READ_CHUNK)
+            if not raw:
+                break
+            if cancel is not None:
+                cancel.check()
+            digest.update(raw)
+            size += len(raw)
+            if problems:
+                continue  # keep hashing; the stream is already known broken
+            data = raw
+            while data:
+                if member_done:
+                    if not data.strip(b"\x00"):
+                        break  # trailing zero padding, as gzip(1) tolerates
+                    d = isal_zlib.decompressobj(wbits=31)
+                    member_done = False
+                try:
+                    out = d.decompress(data, MAX_OUT)
+                    inspector.feed(out)
+                    while d.unconsumed_tail == b"" and len(out) == MAX_OUT and not d.eof:
+                        out = d.decompress(b"", MAX_OUT)
+                        inspector.feed(out)
+                except isal_zlib.error as exc:
+                    problems.append(f"not a valid gzip stream at byte {size - len(data)}: {exc}")
+                    break
+                if d.eof:
+                    member_done = True
+                    data = d.unused_data
+                else:
+                    data = d.unconsumed_tail
+            if on_progress is not None:
+                on_progress(size)
+    if not problems:
+        if size == 0:
+            problems.append("the file is empty")
+        elif not member_done:
+            problems.append("the gzip stream is truncated (no end-of-stream marker)")
+    return inspector, digest.hexdigest(), size, problems
+
+
+def verify_dump(path: str | os.PathLike, manifest: mf.Manifest | None = None, *,
+                use_manifest_beside: bool = True, cancel: CancelToken | None = None,
+                progress: Callable[[ProgressEvent], None] = no_progress) -> VerifyResult:
+    """Read the dump end to end; see the module doc for what "verified" means.
+
+    `manifest=None` reads the manifest beside the dump when there is one (unless
+    `use_manifest_beside=False`); pass a Manifest to check against it instead.
+    """
+    path = Path(path)
+    parsed = mf.parse_dump_name(path.name)
+    reasons: list[str] = []
+    warnings: list[str] = []
+    if manifest is None and use_manifest_beside:
+        try:
+            manifest = mf.read_for(path)
+        except mf.ManifestError as exc:
+            reasons.append(f"{exc.message}: cannot check the dump against it")
+    if not path.is_file():
+        return VerifyResult("corrupt", [f"{path} does not exist or is not a file"], "", 0, {}, name=path.name,
+                            path=str(path), has_manifest=manifest is not None)
+    throttle = Throttle(progress, 0.2)
+    total = path.stat().st_size
+    t0 = time.monotonic()
+
+    def on_progress(done: int) -> None:
+        throttle(ProgressEvent(phase="verify", done=done, total=total, unit="bytes", current=path.name,
+                               started_at=t0))
+
+    try:
+        inspector, sha256, size, problems = read_dump(path, cancel=cancel, on_progress=on_progress)
+    except OSError as exc:
+        return VerifyResult("corrupt", [f"cannot read {path.name}: {exc.strerror or exc}"], "", 0, {},
+                            name=path.name, path=str(path), has_manifest=manifest is not None)
+    reasons += problems
+    if not problems and not inspector.complete:
+        reasons.append(f"the SQL does not end with pg_dump's '{COMPLETION_LINE.decode()}' line: "
+                       "the dump was cut short")
+    if manifest is not None:
+        reasons += mf.check_against_dump(manifest, path, sha256=sha256, size=size)
+        if manifest.env_file:
+            env_copy = path.with_name(manifest.env_file["name"])
+            if not env_copy.exists():
+                warnings.append(f"env copy {env_copy.name} is missing")
+            elif mf.file_sha256(env_copy) != manifest.env_file["sha256"]:
+                warnings.append(f"env copy {env_copy.name} differs from the one recorded in the manifest")
+        warnings += [f"flagged at backup time: {w}" for w in manifest.warnings]
+    return VerifyResult(
+        status="corrupt" if reasons else "verified", reasons=reasons, sha256=sha256, size=size,
+        tables=dict(inspector.tables), name=path.name, path=str(path), has_manifest=manifest is not None,
+        legacy=bool(parsed and parsed.legacy), warnings=warnings, uncompressed_size=inspector.bytes,
+    )
+
+
+# --------------------------------------------------------------------------- the cache
+
+
+def _cache_path(settings: Settings) -> Path:
+    return settings.state_dir / CACHE_FILE
+
+
+def _load_cache(settings: Settings) -> dict[str, Any]:
+    try:
+        data = json.loads(_cache_path(settings).read_text(encoding="utf-8"))
+        if isinstance(data, dict) and isinstance(data.get("entries"), dict):
+            return data
+    except (OSError, ValueError):
+        pass
+    return {"version": 1, "entries": {}}
+
+
+def _update_cache(settings: Settings, name: str, entry: dict[str, Any] | None) -> None:
+    ensure_private_dir(settings.state_dir)
+    with acquire(settings, "verify-cache", purpose="verification cache update", wait=30):
+        data = _load_cache(settings)
+        entries = data["entries"]
+        if entry is None:
+            entries.pop(name, None)
+        else:
+            entries[name] = entry
+        # Forget entries of dumps that no longer exist.
+        for stale in [n for n in entries if not (settings.backups_dir / n).exists()]:
+            entries.pop(stale, None)
+        mf.write_bytes_atomic(_cache_path(settings), json.dumps(data, indent=1).encode(), sync_dir=False)
+
+
+def _entry(status: str, size: int, mtime_ns: int, sha256: str, reasons: list[str],
+           tables: dict[str, int]) -> dict[str, Any]:
+    return {"status": status, "size": size, "mtime_ns": mtime_ns, "sha256": sha256, "reasons": reasons,
+            "rows": sum(tables.values()), "checked_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def remember(settings: Settings, path: Path, result: VerifyResult) -> None:
+    """Cache a local dump's verification result against its current size and mtime."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return
+    if st.st_size != result.size:
+        return  # it changed while we read it: caching would lie
+    _update_cache(settings, path.name, _entry(result.status, st.st_size, st.st_mtime_ns, result.sha256,
+                                              result.reasons, result.tables))
+
+
+def remember_verified(settings: Settings, path: Path, *, size: int, mtime_ns: int, sha256: str,
+                      tables: dict[str, int]) -> None:
+    """The backup engine wrote and checked this dump itself: record it as verified."""
+    _update_cache(settings, path.name, _entry("verified", size, mtime_ns, sha256, [], tables))
+
+
+def cached_entry(settings: Settings, path: str | os.PathLike) -> dict[str, Any] | None:
+    path = Path(path)
+    entry = _load_cache(settings)["entries"].get(path.name)
+    if not isinstance(entry, dict):
+        return None
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    if entry.get("size") != st.st_size or entry.get("mtime_ns") != st.st_mtime_ns:
+        return None
+    return entry
+
+
+def cached_status(settings: Settings, path: str | os.PathLike) -> str | None:
+    """"verified" / "corrupt" from the cache when the dump has not changed since, else None."""
+    entry = cached_entry(settings, path)
+    status = entry.get("status") if entry else None
+    return status if status in ("verified", "corrupt") else None
+
+
+# --------------------------------------------------------------------------- many dumps
+
+
+def resolve_targets(settings: Settings, targets: Iterable[str]) -> list[tuple[str, Path | None]]:
+    """Each DUMP argument as (argument, local path), or (argument, None) for an off-site key."""
+    out: list[tuple[str, Path | None]] = []
+    for target in targets:
+        candidate = Path(target)
+        if candidate.is_file():
+            out.append((target, candidate))
+            continue
+        beside = settings.backups_dir / candidate.name
+        if beside.is_file():
+            out.append((target, beside))
+            continue
+        if settings.backups.offsite:
+            out.append((target, None))
+            continue
+        raise UsageError(f"no dump {target!r}: not a file, and not in {settings.backups_dir}",
+                         key="DUMP", hint="`fovea-tui list` shows the dumps")
+    return out
+
+
+def verify_offsite(settings: Settings, key: str, *, cancel: CancelToken | None = None,
+                   progress: Callable[[ProgressEvent], None] = no_progress) -> VerifyResult:
+    """Download an off-site dump (and its manifest) to a temp file and verify it."""
+    from fovea_tui.engine.stores import open_store
+
+    store = open_store(settings.backups.offsite, settings.s3)
+    name = key.rsplit("/", 1)[-1]
+    if store.head(key) is None:
+        raise UsageError(f"no dump {key!r} locally in {settings.backups_dir} nor off-site at "
+                         f"{settings.backups.offsite}", key="DUMP")
+    manifest = None
+    reasons: list[str] = []
+    if store.head(key + mf.MANIFEST_SUFFIX) is not None:
+        try:
+            manifest = mf.parse(store.read_bytes(key + mf.MANIFEST_SUFFIX), source=f"manifest {name}{mf.MANIFEST_SUFFIX}")
+        except mf.ManifestError as exc:
+            reasons.append(f"{exc.message}: cannot check the dump against it")
+    ensure_private_dir(settings.state_dir)
+    with tempfile.TemporaryDirectory(dir=settings.state_dir, prefix="verify-") as tmp:
+        local = Path(tmp) / name
+        store.get_file(key, local, progress=progress, cancel=cancel)
+        result = verify_dump(local, manifest, use_manifest_beside=False, cancel=cancel, progress=progress)
+    result.reasons = reasons + result.reasons
+    if result.reasons:
+        result.status = "corrupt"
+    result.warnings = [w for w in result.warnings if not w.startswith("env copy")]
+    result.path, result.location = key, "offsite"
+    return result
+
+
+def verify_many(settings: Settings, targets: list[str] | None = None, *,
+                cancel: CancelToken | None = None,
+                progress: Callable[[ProgressEvent], None] = no_progress,
+                on_result: Callable[[VerifyResult], None] | None = None) -> list[VerifyResult]:
+    """Verify the named dumps (all local dumps when none are named); cache local results."""
+    if targets:
+        resolved = resolve_targets(settings, targets)
+    else:
+        resolved = [(p.name, p) for p, _ in mf.list_dumps(settings.backups_dir)]
+    results = []
+    for target, path in resolved:
+        if cancel is not None:
+            cancel.check()
+        if path is None:
+            result = verify_offsite(settings, target, cancel=cancel, progress=progress)
+        else:
+            result = verify_dump(path, cancel=cancel, progress=progress)
+            if path.parent.resolve() == settings.backups_dir.resolve():
+                try:
+                    remember(settings, path, result)
+                except OSError:
+                    pass
+        result.reasons = [secrets.redact(r) for r in result.reasons]
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+    return results
