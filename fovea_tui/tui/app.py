@@ -1,0 +1,457 @@
+"""The Textual app: screens as modes, keys, the command palette, status polling, jobs.
+
+Every screen is a *mode* (its own screen stack), so switching screens never unmounts one:
+a screen keeps its scroll position and selection, and jobs, which belong to the app's
+JobRunner rather than to a screen, keep running whatever the operator looks at.
+
+Adding a screen is one line in SCREENS. A line whose module does not exist yet is simply
+absent from the app (no key, no palette entry, no placeholder).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import lru_cache
+from typing import Any, Callable
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.message import Message
+from textual.screen import Screen
+from textual.signal import Signal
+
+from fovea_tui import secrets
+from fovea_tui.config import Settings
+from fovea_tui.engine.status import StatusReport, collect_status
+from fovea_tui.errors import FoveaError
+from fovea_tui.tui.jobs import JobFailed, JobFinished, JobProgress, JobRunner, describe_result
+
+
+@dataclass(frozen=True)
+class ScreenSpec:
+    """One screen: its key, its mode name, where its class lives ("module:Class"), help."""
+
+    key: str
+    name: str
+    factory: str
+    title: str
+    help: str
+
+    @property
+    def module(self) -> str:
+        return self.factory.split(":", 1)[0]
+
+    def available(self) -> bool:
+        try:
+            return importlib.util.find_spec(self.module) is not None
+        except ModuleNotFoundError:
+            return False
+
+    def load(self) -> Callable[[], Screen]:
+        module, _, attr = self.factory.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+_S = "fovea_tui.tui.screens."
+SCREENS: list[ScreenSpec] = [
+    ScreenSpec("d", "dashboard", _S + "dashboard:DashboardScreen", "Dashboard",
+               "Every piece of state in the runbook's table with its last copy, age and verdict; "
+               "the stack's services, live; running jobs; alerts. Refreshes by itself."),
+    ScreenSpec("b", "backups", _S + "backups:BackupsScreen", "Backups",
+               "The dump inventory, local and off-site, with status; verify and back up."),
+    ScreenSpec("r", "retention", _S + "retention:RetentionScreen", "Retention",
+               "What the retention policy keeps and forgets, and why; prune."),
+    ScreenSpec("v", "volume", _S + "volume:VolumeScreen", "Volume",
+               "The video volume and its copy: the sync plan, sync, pull."),
+    ScreenSpec("R", "restore", _S + "restore:RestoreScreen", "Restore",
+               "The guided restore: pick a dump, see every step, run it with undo."),
+    ScreenSpec("D", "drill", _S + "drill:DrillScreen", "Drill",
+               "A disaster-recovery drill into a scratch database, and its report."),
+    ScreenSpec("s", "settings", _S + "settings:SettingsScreen", "Settings",
+               "Every configuration key in a form; ctrl+s validates, shows the diff, saves."),
+    ScreenSpec("a", "activity", _S + "activity:ActivityScreen", "Activity",
+               "The audit log: every backup, prune, sync, restore and drill, newest first."),
+]
+
+
+def available_screens() -> list[ScreenSpec]:
+    return [spec for spec in SCREENS if spec.available()]
+
+
+@lru_cache(maxsize=None)
+def engine_call(module: str, name: str) -> Callable[..., Any] | None:
+    """An engine entry point other engineers provide, or None while it does not exist."""
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+
+
+# Jobs the app can start from anywhere: action -> (kind, title, module, function, kwargs, key)
+JOB_ACTIONS: dict[str, tuple[str, str, str, str, dict[str, Any], str]] = {
+    "backup": ("backup", "Back up now", "fovea_tui.engine.dump", "run_backup", {"offsite": True}, "B"),
+    "sync": ("sync", "Sync videos now", "fovea_tui.engine.volume", "run_sync",
+             {"dry_run": False, "pull": False, "to": None, "replace_changed": False}, "V"),
+}
+
+
+class StatusUpdated(Message):
+    def __init__(self, report: StatusReport) -> None:
+        super().__init__()
+        self.report = report
+
+
+class StatusFailed(Message):
+    """collect_status itself raised (it should not; every probe guards itself)."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error
+
+
+class StackServices(Message):
+    """The stack's services changed (from the Docker events stream)."""
+
+    def __init__(self, services: list[dict[str, Any]] | None, watching: bool, reason: str = "") -> None:
+        super().__init__()
+        self.services = services
+        self.watching = watching
+        self.reason = reason
+
+
+class _ClosableEvents:
+    """A docker client whose event stream can be closed from another thread (on quit)."""
+
+    def __init__(self, client) -> None:
+        self._client = client
+        self.stream = None
+
+    def events(self, **kwargs):
+        self.stream = self._client.events(**kwargs)
+        return self.stream
+
+    def close(self) -> None:
+        stream, self.stream = self.stream, None
+        if stream is not None:
+            try:
+                stream.close()
+            except Exception:  # noqa: BLE001 - closing on the way out; nothing to report
+                pass
+
+    def __getattr__(self, name: str):
+        return getattr(self._client, name)
+
+
+class FoveaCommands(Provider):
+    """Every action of the app in the command palette (ctrl+p)."""
+
+    def _commands(self) -> list[tuple[str, str, Callable[[], Any]]]:
+        app: FoveaApp = self.app  # type: ignore[assignment]
+        return app.command_list()
+
+    async def discover(self) -> Hits:
+        for name, help_text, callback in self._commands():
+            yield DiscoveryHit(name, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, help_text, callback in self._commands():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), callback, help=help_text)
+
+
+def _screen_bindings() -> list[Binding]:
+    bindings = [Binding(spec.key, f"goto('{spec.name}')", spec.title, key_display=spec.key)
+                for spec in available_screens()]
+    for action, (_kind, title, *_rest, key) in JOB_ACTIONS.items():
+        bindings.append(Binding(key, action, title, show=False))
+    return bindings
+
+
+class FoveaApp(App):
+    """fovea-tui's terminal UI. Build it with `create_app`."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "fovea-tui"
+    DEFAULT_MODE = "dashboard"
+    COMMANDS = App.COMMANDS | {FoveaCommands}
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-normal"), (170, "-wide")]
+    BINDINGS = [
+        *_screen_bindings(),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("escape", "back", "Back", show=False),
+        Binding("ctrl+r", "refresh", "Refresh", show=False),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], datetime] | None = None,
+                 status_source: Callable[[Settings, datetime], StatusReport] | None = None,
+                 poll_interval: float = 15.0, watch_stack: bool = True, first_run: bool | None = None,
+                 animate: bool = True, cursor_blink: bool = True) -> None:
+        super().__init__()
+        self.cursor_blink = cursor_blink  # False in snapshots: a blinking cursor is never stable
+        self.settings = settings
+        self._clock = clock
+        self.status_source = status_source or (lambda s, now: collect_status(s, now=now))
+        self.poll_interval = poll_interval
+        self.watch_stack = watch_stack
+        self.first_run = (settings.source is None) if first_run is None else first_run
+        self.status: StatusReport | None = None
+        self.status_error = ""
+        self.stack_watch = ""  # "", "live", or why there is no live view
+        self.jobs = JobRunner(self, clock=lambda: self.now().timestamp())
+        self.status_changed: Signal[StatusReport] = Signal(self, "status_changed")
+        self.jobs_changed: Signal[Any] = Signal(self, "jobs_changed")
+        self.settings_changed: Signal[Settings] = Signal(self, "settings_changed")
+        self._status_worker = None
+        self._events_client: _ClosableEvents | None = None
+        self._mode_history: list[str] = []
+        self.screen_specs = {spec.name: spec for spec in available_screens()}
+        for spec in self.screen_specs.values():
+            self.add_mode(spec.name, self._factory(spec))
+        if not animate:
+            self.animation_level = "none"
+
+    @staticmethod
+    def _factory(spec: ScreenSpec) -> Callable[[], Screen]:
+        return lambda: spec.load()()
+
+    # --- time -----------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        """The app's clock (fixed in snapshots and screenshots)."""
+        return self._clock() if self._clock else datetime.now(timezone.utc)
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        self.title = "fovea-tui"
+        self.sub_title = self.describe_target()
+        self.refresh_status()
+        if self.poll_interval > 0:
+            self.set_interval(self.poll_interval, self.refresh_status)
+        if self.watch_stack:
+            self._watch_stack_events()
+        if self.first_run:
+            from fovea_tui.tui.screens.setup import SetupScreen
+
+            self.push_screen(SetupScreen())
+
+    def on_unmount(self) -> None:
+        self.jobs.cancel_all()
+        if self._events_client is not None:
+            self._events_client.close()
+
+    def describe_target(self) -> str:
+        s = self.settings
+        where = str(s.source) if s.source else "built-in defaults (no config file)"
+        return f"project {s.install.compose_project} · {s.database.mode} mode · {where}"
+
+    # --- status -------------------------------------------------------------------------
+
+    def refresh_status(self) -> None:
+        if self._status_worker is not None and self._status_worker.is_running:
+            return
+        self._status_worker = self._collect_status()
+
+    @work(thread=True, group="status", exit_on_error=False)
+    def _collect_status(self) -> None:
+        try:
+            report = self.status_source(self.settings, self.now())
+        except Exception as exc:  # noqa: BLE001 - a probe that crashes must not blank the UI
+            self.post_message(StatusFailed(secrets.redact(f"{type(exc).__name__}: {exc}")))
+            return
+        self.post_message(StatusUpdated(report))
+
+    def on_status_updated(self, message: StatusUpdated) -> None:
+        self.status = message.report
+        self.status_error = ""
+        self.status_changed.publish(message.report)
+
+    def on_status_failed(self, message: StatusFailed) -> None:
+        self.status_error = message.error
+        self.notify(message.error, title="Status probe failed", severity="error")
+        if self.status is not None:
+            self.status_changed.publish(self.status)
+
+    # --- the stack, live ---------------------------------------------------------------
+
+    @work(thread=True, group="stack-events", exit_on_error=False)
+    def _watch_stack_events(self) -> None:
+        from fovea_tui.engine.progress import CancelToken
+        from fovea_tui.engine.stack import Stack, connect_docker
+
+        try:
+            client = _ClosableEvents(connect_docker(timeout=5))
+        except FoveaError as exc:
+            self.post_message(StackServices(None, False, str(exc)))
+            return
+        self._events_client = client
+        stack = Stack(client, self.settings.install.compose_project)
+        self._events_cancel = cancel = CancelToken()
+        self.post_message(StackServices(None, True))
+        try:
+            for _event in stack.events(cancel):
+                if cancel.cancelled:
+                    break
+                services = [s.as_dict() for s in stack.services()]
+                self.post_message(StackServices(services, True))
+        except Exception as exc:  # noqa: BLE001 - a lost event stream degrades to polling
+            if not cancel.cancelled:
+                self.post_message(StackServices(None, False, f"event stream lost: {exc}"))
+
+    def on_stack_services(self, message: StackServices) -> None:
+        self.stack_watch = "live" if message.watching else message.reason
+        if message.services is not None and self.status is not None:
+            stack = self.status.sections.setdefault("stack", {})
+            if stack.get("ok") and stack.get("managed"):
+                stack["services"] = message.services
+        if self.status is not None:
+            self.status_changed.publish(self.status)
+
+    # --- jobs -------------------------------------------------------------------------
+
+    def on_job_progress(self, message: JobProgress) -> None:
+        self.jobs.apply(message)
+        self.jobs_changed.publish(message.job)
+
+    def on_job_finished(self, message: JobFinished) -> None:
+        job = self.jobs.apply(message)
+        self.notify(describe_result(message.result), title=f"{job.title}: done")
+        self.jobs_changed.publish(job)
+        self.refresh_status()
+
+    def on_job_failed(self, message: JobFailed) -> None:
+        job = self.jobs.apply(message)
+        if message.cancelled:
+            self.notify(message.error, title=f"{job.title}: cancelled", severity="warning")
+        else:
+            self.notify(message.error, title=f"{job.title}: FAILED", severity="error", timeout=30)
+        self.jobs_changed.publish(job)
+        self.refresh_status()
+
+    def start_job(self, action: str) -> None:
+        kind, title, module, name, kwargs, _key = JOB_ACTIONS[action]
+        fn = engine_call(module, name)
+        if fn is None:
+            return
+        self.jobs.start(kind, title, fn, self.settings, **kwargs)
+        self.jobs_changed.publish(None)
+
+    def action_backup(self) -> None:
+        self.start_job("backup")
+
+    def action_sync(self) -> None:
+        self.start_job("sync")
+
+    def action_cancel_jobs(self) -> None:
+        for job in self.jobs.running():
+            self.jobs.cancel(job.id)
+        self.notify("Asked every running job to stop at its next safe point.")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in JOB_ACTIONS:
+            _kind, _title, module, name, _kwargs, _key = JOB_ACTIONS[action]
+            return engine_call(module, name) is not None
+        return True
+
+    # --- settings -----------------------------------------------------------------------
+
+    def apply_settings(self, settings: Settings) -> None:
+        self.settings = settings
+        self.sub_title = self.describe_target()
+        self.settings_changed.publish(settings)
+        self.refresh_status()
+
+    # --- navigation -------------------------------------------------------------------
+
+    def action_goto(self, name: str) -> None:
+        if name not in self.screen_specs or name == self.current_mode:
+            return
+        # A modal (help, a dialog) belongs to where it was opened: close it first.
+        while len(self.screen_stack) > 1 and self.screen.is_modal:
+            self.pop_screen()
+        self._mode_history.append(self.current_mode)
+        self._mode_history = self._mode_history[-20:]
+        self.switch_mode(name)
+
+    def action_back(self) -> None:
+        if len(self.screen_stack) > 1:
+            self.pop_screen()
+        elif self._mode_history:
+            self.switch_mode(self._mode_history.pop())
+        elif self.current_mode != "dashboard":
+            self.switch_mode("dashboard")
+
+    def action_help(self) -> None:
+        from fovea_tui.tui.screens.help import HelpScreen
+
+        if isinstance(self.screen, HelpScreen):
+            self.pop_screen()
+            return
+        self.push_screen(HelpScreen())
+
+    def action_refresh(self) -> None:
+        self.refresh_status()
+        self.notify("Refreshing status…", timeout=2)
+
+    async def action_quit(self) -> None:
+        running = self.jobs.running()
+        if not running:
+            self.exit(0)
+            return
+        from fovea_tui.tui.widgets.confirm import ConfirmDialog
+
+        names = ", ".join(j.title for j in running)
+        def done(ok: bool | None) -> None:
+            if ok:
+                self.jobs.cancel_all()
+                self.exit(0)
+        self.push_screen(ConfirmDialog(f"{names} still running. Quit and cancel it?",
+                                       confirm_label="Quit", title="Jobs running"), done)
+
+    def command_list(self) -> list[tuple[str, str, Callable[[], Any]]]:
+        """Everything the palette offers: screens, jobs, refresh, help, quit."""
+        out: list[tuple[str, str, Callable[[], Any]]] = []
+        for spec in self.screen_specs.values():
+            out.append((f"Go to {spec.title}", f"[{spec.key}] {spec.help}",
+                        lambda n=spec.name: self.action_goto(n)))
+        for action, (_kind, title, module, name, _kwargs, key) in JOB_ACTIONS.items():
+            if engine_call(module, name) is not None:
+                out.append((title, f"[{key}] runs {module.rsplit('.', 1)[-1]}.{name} in the background",
+                            lambda a=action: self.start_job(a)))
+        if self.jobs.running():
+            out.append(("Cancel running jobs", "asks each job to stop at its next safe point",
+                        self.action_cancel_jobs))
+        out += [
+            ("Refresh status", "[ctrl+r] probe the database, volume, env file and stack now", self.action_refresh),
+            ("Setup: find the install", "look for the compose project, env file and volume path",
+             self._open_setup),
+            ("Help", "[?] what each screen does and its keys", self.action_help),
+            ("Quit", "[q] leave fovea-tui", self.action_quit),
+        ]
+        return out
+
+    def _open_setup(self) -> None:
+        from fovea_tui.tui.screens.setup import SetupScreen
+
+        self.push_screen(SetupScreen())
+
+
+def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = None, **kwargs: Any) -> FoveaApp:
+    """The one way to build the app: launch, tests and screenshots all come through here."""
+    return FoveaApp(settings, clock=clock, **kwargs)
+
+
+def fixed_clock(when: datetime) -> Callable[[], datetime]:
+    return lambda: when
+
+
+__all__ = ["SCREENS", "ScreenSpec", "FoveaApp", "create_app", "fixed_clock", "available_screens",
+           "StatusUpdated"]

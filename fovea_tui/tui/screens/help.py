@@ -1,0 +1,57 @@
+"""`?`: what each screen is for, and every key."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.markup import escape
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+GLOBAL_KEYS = [
+    ("ctrl+p", "command palette: every action, searchable"),
+    ("?", "this help (again to close)"),
+    ("escape", "back: close a dialog, or return to the previous screen"),
+    ("ctrl+r", "refresh the status now (it also refreshes by itself)"),
+    ("B / V", "back up now / sync the videos now (runs in the background)"),
+    ("c", "on the dashboard: cancel running jobs"),
+    ("tab / shift+tab", "move between fields and tables; the mouse works too"),
+    ("q", "quit (asks first if a job is running)"),
+]
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape", "dismiss", "Close"), Binding("question_mark", "dismiss", "Close", show=False)]
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > Vertical {
+        width: 90%; max-width: 100; height: 90%; border: thick $primary;
+        background: $surface; padding: 0 1;
+    }
+    HelpScreen VerticalScroll { height: 1fr; }
+    """
+
+    def compose(self) -> ComposeResult:
+        app = self.app
+        lines = ["[b]Screens[/]", ""]
+        for spec in app.screen_specs.values():
+            lines.append(f"  [b $accent]{spec.key:<3}[/] [b]{spec.title}[/]")
+            lines.append(f"      {escape(spec.help)}")
+        lines += ["", "[b]Everywhere[/]", ""]
+        for key, text in GLOBAL_KEYS:
+            lines.append(f"  [b $accent]{escape(key):<16}[/] {escape(text)}")
+        lines += ["", "[b]Colours on the dashboard[/]", "",
+                  "  [b $success]FINE[/]     a recent copy exists",
+                  "  [b $warning]STALE[/]    the last copy is older than the schedule promises",
+                  "  [b $warning]MISSING[/]  there is no copy at all",
+                  "  [b $error]FAILING[/]  the thing itself or its last copy is failing",
+                  "", f"[dim]{escape(app.describe_target())}[/]"]
+        with Vertical() as box:
+            box.border_title = "Help"
+            box.border_subtitle = "escape or ? to close"
+            with VerticalScroll():
+                yield Static("\n".join(lines))
+
+    async def action_dismiss(self, result=None) -> None:
+        self.dismiss(None)

@@ -1,0 +1,240 @@
+"""Every configuration key in a form: validated, diffed, confirmed, saved with tomli-w."""
+
+from __future__ import annotations
+
+import difflib
+import shlex
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.markup import escape
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Input, Label, Select, Static, Switch
+
+from fovea_tui import secrets
+from fovea_tui.config import SECTIONS, Settings, render_toml, save_settings, settings_from_dict, user_config_path
+from fovea_tui.errors import ConfigError, FoveaError
+from fovea_tui.tui.widgets.confirm import ConfirmDialog
+
+CHOICES = {"database.mode": ("docker", "direct")}
+HINTS = {
+    "install.compose_project": "label com.docker.compose.project of the stack",
+    "install.env_file": "the install's .env (beside the compose file)",
+    "database.mode": "docker: tools run inside the compose service; direct: on this host against url",
+    "database.url": "direct mode; empty means DATABASE_URL from the env file",
+    "backups.offsite": "s3://bucket/prefix/ or a directory; empty: none",
+    "retention.timezone": "IANA zone for bucket boundaries; empty: this host's zone",
+    "volume.path": "the host path behind STORAGE_PATH",
+    "volume.target": "s3://bucket/prefix/ or a directory",
+    "volume.delete": "mirror deletions, behind max_delete_percent",
+    "s3.endpoint_url": "MinIO, Ceph, R2…; empty means AWS. Credentials: the AWS chain, never here",
+    "stack.migrate_command": "words, shell-quoted",
+    "notify.webhooks": "URLs, separated by spaces",
+}
+
+
+def field_id(key: str) -> str:
+    return "f-" + key.replace(".", "--")
+
+
+def key_of(widget_id: str) -> str:
+    return widget_id[2:].replace("--", ".")
+
+
+def unified_diff(before: str, after: str, path: Path) -> str:
+    return "".join(difflib.unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True),
+                                        fromfile=f"{path} (now)", tofile=f"{path} (after saving)"))
+
+
+class SettingsScreen(Screen):
+    TITLE = "Settings"
+    AUTO_FOCUS = None  # keys navigate until the operator tabs or clicks into a field
+    BINDINGS = [
+        Binding("escape", "leave_field", "Back", show=False),
+        Binding("ctrl+s", "save", "Save", priority=True),
+        Binding("ctrl+z", "revert", "Revert"),
+    ]
+    DEFAULT_CSS = """
+    SettingsScreen #where { height: auto; padding: 0 1; color: $text-muted; }
+    SettingsScreen #form { height: 1fr; padding: 0 1; }
+    SettingsScreen .section { height: auto; }
+    SettingsScreen .row { height: auto; }
+    SettingsScreen .row > Label.key { width: 26; text-style: bold; }
+    SettingsScreen .row { margin-top: 1; }
+    SettingsScreen .row > Switch { height: 1; border: none; padding: 0; }
+    SettingsScreen .row > Input, SettingsScreen .row > Select { width: 1fr; }
+    SettingsScreen .row > Switch { width: auto; }
+    SettingsScreen .hint { padding-left: 26; color: $text-muted; height: auto; }
+    SettingsScreen .error { padding-left: 26; color: $error; text-style: bold; height: auto; display: none; }
+    SettingsScreen .error.-shown { display: block; }
+    SettingsScreen #buttons { height: auto; padding: 0 1; align-horizontal: right; }
+    SettingsScreen #buttons Button { margin-left: 2; }
+    .-narrow SettingsScreen .row > Label.key { width: 20; }
+    .-narrow SettingsScreen .hint, .-narrow SettingsScreen .error { padding-left: 2; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Header(icon="≡")
+        yield Static("", id="where")
+        with VerticalScroll(id="form"):
+            for section, cls in SECTIONS.items():
+                hints = get_type_hints(cls)
+                with Vertical(classes="section box") as box:
+                    box.border_title = escape(f"[{section}]")
+                    for f in fields(cls):
+                        key = f"{section}.{f.name}"
+                        yield from self._row(key, hints[f.name])
+        with Horizontal(id="buttons"):
+            yield Button("Revert (ctrl+z)", id="revert")
+            yield Button("Save… (ctrl+s)", id="save", variant="primary")
+        yield Footer()
+
+    def _row(self, key: str, kind: Any) -> ComposeResult:
+        fid = field_id(key)
+        with Horizontal(classes="row"):
+            yield Label(key.split(".", 1)[1], classes="key")
+            if kind is bool:
+                yield Switch(id=fid, animate=False)
+            elif key in CHOICES:
+                yield Select([(c, c) for c in CHOICES[key]], id=fid, allow_blank=False, compact=True)
+            elif kind is int:
+                yield Input(id=fid, type="integer", compact=True)
+            else:
+                yield Input(id=fid, password=(key == "database.url"), compact=True)
+        if key in HINTS:
+            yield Static(HINTS[key], classes="hint")
+        yield Static("", classes="error", id=f"err-{fid}")
+
+    def on_mount(self) -> None:
+        for field in self.query(Input):
+            field.cursor_blink = self.app.cursor_blink
+        self.load_form(self.app.settings)
+        self.app.settings_changed.subscribe(self, self.load_form)
+
+    def target(self) -> Path:
+        return Path(self.app.settings.source or user_config_path())
+
+    def load_form(self, settings: Settings) -> None:
+        where = (f"editing {settings.source}" if settings.source else
+                 f"no config file yet: saving creates {user_config_path()}")
+        self.query_one("#where", Static).update(where)
+        data = settings.to_toml_dict()
+        for section, values in data.items():
+            for name, value in values.items():
+                widget = self.query_one(f"#{field_id(section + '.' + name)}")
+                if isinstance(widget, Switch):
+                    widget.value = bool(value)
+                elif isinstance(widget, Select):
+                    widget.value = value
+                elif isinstance(value, list):
+                    widget.value = shlex.join(value)
+                else:
+                    widget.value = str(value)
+        self.clear_errors()
+
+    def form_dict(self) -> dict[str, dict[str, Any]]:
+        """The form as TOML data; raises ConfigError naming the key for unparsable fields."""
+        data: dict[str, dict[str, Any]] = {}
+        for section, cls in SECTIONS.items():
+            hints = get_type_hints(cls)
+            values: dict[str, Any] = {}
+            for f in fields(cls):
+                key = f"{section}.{f.name}"
+                widget = self.query_one(f"#{field_id(key)}")
+                kind = hints[f.name]
+                if isinstance(widget, Switch):
+                    values[f.name] = widget.value
+                elif isinstance(widget, Select):
+                    values[f.name] = widget.value
+                elif kind is int:
+                    text = widget.value.strip()
+                    try:
+                        values[f.name] = int(text)
+                    except ValueError:
+                        raise ConfigError(f"config key {key} must be a whole number", key=key) from None
+                elif kind is str:
+                    values[f.name] = widget.value.strip()
+                else:
+                    try:
+                        values[f.name] = shlex.split(widget.value)
+                    except ValueError as exc:
+                        raise ConfigError(f"config key {key}: {exc}", key=key) from None
+            data[section] = values
+        return data
+
+    def clear_errors(self) -> None:
+        for error in self.query(".error"):
+            error.remove_class("-shown")
+            error.update("")
+
+    def show_error(self, exc: FoveaError) -> None:
+        key = getattr(exc, "key", None) or ""
+        message = secrets.redact(str(exc))
+        try:
+            error = self.query_one(f"#err-{field_id(key)}", Static)
+        except Exception:  # noqa: BLE001 - a key without a field: say it in a notification only
+            error = None
+        if error is not None:
+            error.update(message)
+            error.add_class("-shown")
+            self.query_one(f"#{field_id(key)}").focus()
+            error.scroll_visible()
+        self.notify(message, title="Not saved", severity="error")
+
+    def action_leave_field(self) -> None:
+        """Escape in a field leaves the field (so keys navigate again); else goes back."""
+        if self.focused is not None:
+            self.set_focus(None)
+        else:
+            self.app.action_back()
+
+    def action_revert(self) -> None:
+        self.load_form(self.app.settings)
+        self.notify("Form reset to the saved settings.")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "save":
+            self.action_save()
+        elif event.button.id == "revert":
+            self.action_revert()
+
+    def action_save(self) -> None:
+        self.clear_errors()
+        old: Settings = self.app.settings
+        try:
+            new = settings_from_dict(self.form_dict(), source=old.source)
+        except FoveaError as exc:
+            self.show_error(exc)
+            return
+        if new.database.url:
+            try:
+                from fovea_tui.envfile import DatabaseURL
+
+                DatabaseURL.parse(new.database.url, source="database.url")  # registers its password
+            except FoveaError as exc:
+                self.show_error(ConfigError(str(exc), key="database.url"))
+                return
+        target = self.target()
+        before = render_toml(old) if old.source else ""
+        diff = unified_diff(before, render_toml(new), target)
+        if not diff and old.source:
+            self.notify("Nothing changed.")
+            return
+
+        def confirmed(ok: bool | None) -> None:
+            if not ok:
+                return
+            try:
+                path = save_settings(new, target)
+            except (FoveaError, OSError) as exc:
+                self.notify(secrets.redact(str(exc)), title="Not saved", severity="error")
+                return
+            self.app.apply_settings(new)
+            self.notify(f"Saved to {path}", title="Settings")
+
+        self.app.push_screen(ConfirmDialog(f"Write these changes to {target}?", secrets.redact(diff),
+                                           confirm_label="Save", title="Save settings"), confirmed)

@@ -1,0 +1,83 @@
+"""Modal confirmations: a question, optionally a diff of what will change."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Label, Static
+
+
+class ConfirmDialog(ModalScreen[bool]):
+    """Dismisses with True (confirm) or False (cancel, Escape)."""
+
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("y", "confirm", "Yes", show=False),
+        Binding("n", "cancel", "No", show=False),
+    ]
+    DEFAULT_CSS = """
+    ConfirmDialog { align: center middle; }
+    ConfirmDialog > Vertical {
+        width: 90%; max-width: 110; height: auto; max-height: 90%;
+        border: thick $primary; background: $surface; padding: 0 1;
+    }
+    ConfirmDialog .question { text-style: bold; padding: 1 0; }
+    ConfirmDialog VerticalScroll { height: auto; max-height: 20; border: round $secondary; }
+    ConfirmDialog Horizontal { height: auto; align-horizontal: right; padding-top: 1; }
+    ConfirmDialog Button { margin-left: 2; }
+    """
+
+    def __init__(self, question: str, diff: str = "", *, confirm_label: str = "Confirm",
+                 title: str = "Confirm") -> None:
+        super().__init__()
+        self.question = question
+        self.diff = diff
+        self.confirm_label = confirm_label
+        self.title_text = title
+
+    def compose(self) -> ComposeResult:
+        with Vertical() as box:
+            box.border_title = self.title_text
+            yield Label(self.question, classes="question")
+            if self.diff:
+                with VerticalScroll(id="diff"):
+                    yield Static(diff_text(self.diff))
+            with Horizontal():
+                yield Button("Cancel (n)", id="cancel")
+                yield Button(f"{self.confirm_label} (y)", id="confirm", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#confirm", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "confirm")
+
+    def action_confirm(self) -> None:
+        self.dismiss(True)
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)
+
+
+def diff_text(diff: str) -> Text:
+    """A unified diff coloured with the terminal's own red and green (16-colour safe)."""
+    text = Text()
+    for line in diff.splitlines():
+        if line.startswith(("+++", "---")):
+            style = "bold"
+        elif line.startswith("+"):
+            style = "green"
+        elif line.startswith("-"):
+            style = "red"
+        elif line.startswith("@@"):
+            style = "cyan"
+        else:
+            style = ""
+        text.append(line + "\n", style=style)
+    return text
+
+
+__all__ = ["ConfirmDialog", "diff_text"]

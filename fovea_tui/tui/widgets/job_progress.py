@@ -1,0 +1,94 @@
+"""Progress of one job: a bar, the rate, the ETA and the item at hand.
+
+The clock is injectable (seconds, like time.time) so snapshots of a running job are stable.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import humanize
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Label, ProgressBar
+
+from fovea_tui.tui.jobs import Job
+
+
+def _amount(n: float, unit: str) -> str:
+    if unit == "bytes":
+        return humanize.naturalsize(n, binary=True)
+    return f"{int(n):,} {unit}"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+def rate_and_eta(job: Job, now: float) -> tuple[str, str]:
+    event = job.event
+    elapsed = now - job.started
+    if event is None or elapsed <= 0 or event.done <= 0:
+        return "", ""
+    rate = event.done / elapsed
+    rate_text = f"{_amount(rate, event.unit)}/s"
+    if event.total and rate > 0 and event.done < event.total:
+        return rate_text, f"ETA {_duration((event.total - event.done) / rate)}"
+    return rate_text, ""
+
+
+class JobProgressBar(Vertical):
+    """Shows one Job; call `refresh_job()` after the job changed (the app's jobs signal)."""
+
+    DEFAULT_CSS = """
+    JobProgressBar { height: auto; padding: 0 1; }
+    JobProgressBar > .job-title { text-style: bold; }
+    JobProgressBar > Horizontal { height: 1; }
+    JobProgressBar ProgressBar { width: auto; }
+    JobProgressBar .job-rate { padding-left: 1; color: $text-muted; }
+    JobProgressBar .job-current { color: $text-muted; }
+    JobProgressBar.-failed > .job-title { color: $error; }
+    JobProgressBar.-finished > .job-title { color: $success; }
+    """
+
+    def __init__(self, job: Job, clock: Callable[[], float] | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.job = job
+        self.clock = clock or time.time
+
+    def compose(self) -> ComposeResult:
+        yield Label("", classes="job-title")
+        with Horizontal():
+            yield ProgressBar(total=None, show_eta=False)
+            yield Label("", classes="job-rate")
+        yield Label("", classes="job-current")
+
+    def on_mount(self) -> None:
+        self.refresh_job()
+
+    def refresh_job(self) -> None:
+        job, event = self.job, self.job.event
+        state = {"running": "", "finished": " — done", "failed": " — FAILED",
+                 "cancelled": " — cancelled"}[job.state]
+        phase = f" · {event.phase}" if event and event.phase else ""
+        self.query_one(".job-title", Label).update(f"{job.title}{phase}{state}")
+        self.set_class(job.state == "failed", "-failed")
+        self.set_class(job.state == "finished", "-finished")
+        bar = self.query_one(ProgressBar)
+        if event is not None and event.total:
+            bar.update(total=event.total, progress=event.done)
+        elif job.state == "finished":
+            bar.update(total=1, progress=1)
+        rate, eta = rate_and_eta(job, self.clock())
+        done = ""
+        if event is not None:
+            done = _amount(event.done, event.unit)
+            if event.total:
+                done += f" of {_amount(event.total, event.unit)}"
+        self.query_one(".job-rate", Label).update("  ".join(p for p in (done, rate, eta) if p))
+        current = job.error if job.state in ("failed", "cancelled") else (event.current or event.message if event else "")
+        self.query_one(".job-current", Label).update(current or "")
