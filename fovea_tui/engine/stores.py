@@ -214,20 +214,25 @@ class DirectoryStore(Store):
     def iter_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
         if not self.root.is_dir():
             raise StoreError(f"off-site directory {self.root} does not exist")
-        stack = [self.root]
-        while stack:
-            directory = stack.pop()
-            with os.scandir(directory) as entries:
-                for entry in sorted(entries, key=lambda e: e.name):
-                    if entry.name.startswith(TEMP_PREFIX):
-                        continue
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(Path(entry.path))
-                    elif entry.is_file(follow_symlinks=False):
-                        key = Path(entry.path).relative_to(self.root).as_posix()
-                        if key.startswith(prefix):
-                            st = entry.stat(follow_symlinks=False)
-                            yield ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, timezone.utc))
+        yield from self._iter_dir(self.root, "", prefix)
+
+    def _iter_dir(self, directory: Path, rel: str, prefix: str) -> Iterator[ObjectInfo]:
+        # In S3's order (full keys, UTF-8 byte order): sorting a directory's names with "/"
+        # after subdirectory names makes this depth-first walk yield keys in that order,
+        # which the volume sync's merge of two sorted streams relies on.
+        with os.scandir(directory) as it:
+            names = sorted(e.name + "/" if e.is_dir(follow_symlinks=False) else e.name
+                           for e in it if not e.name.startswith(TEMP_PREFIX))
+        for name in names:
+            key = rel + name
+            if name.endswith("/"):
+                if key.startswith(prefix) or prefix.startswith(key):
+                    yield from self._iter_dir(directory / name[:-1], key, prefix)
+                continue
+            path = directory / name
+            if key.startswith(prefix) and path.is_file() and not path.is_symlink():
+                st = path.stat()
+                yield ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, timezone.utc))
 
     def head(self, key) -> ObjectInfo | None:
         path = self._path(key)

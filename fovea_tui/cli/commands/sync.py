@@ -1,0 +1,84 @@
+"""`fovea-tui sync [--dry-run] [--json] [--pull [--to DIR]] [--replace-changed]`: the video
+volume to `volume.target`, or with --pull back into `volume.path` (or DIR)."""
+
+from __future__ import annotations
+
+import humanize
+
+from fovea_tui.cli.context import CliContext
+from fovea_tui.errors import UsageError
+
+
+def register(sub) -> None:
+    from fovea_tui.cli.main import add_json_flag
+
+    parser = sub.add_parser(
+        "sync", help="copy the video volume to volume.target; with --pull, back into volume.path or DIR",
+        description="Copy the video volume (volume.path) to volume.target (s3://bucket/prefix/ or a "
+                    "directory). Files already there with the same size are skipped; new ones are "
+                    "uploaded and verified. With volume.delete = true, off-site objects whose file is gone "
+                    "are deleted, unless the delete guard refuses (exit 3).")
+    parser.add_argument("--dry-run", action="store_true", help="list what would be copied and deleted; change nothing")
+    parser.add_argument("--pull", action="store_true", help="download the volume from volume.target")
+    parser.add_argument("--to", metavar="DIR", help="with --pull: download into DIR instead of volume.path")
+    parser.add_argument("--replace-changed", action="store_true",
+                        help="copy files whose size differs from the other side's copy "
+                             "(by default they are reported and left alone)")
+    add_json_flag(parser)
+    parser.set_defaults(handler=run)
+
+
+def _size(n: int) -> str:
+    return humanize.naturalsize(n, binary=True)
+
+
+def render(d: dict) -> str:
+    push = d["direction"] == "push"
+    lines = []
+    if d["dry_run"]:
+        verb = "upload" if push else "download"
+        lines.append(f"dry run: would {verb} {d['to_transfer']} files ({_size(d['to_transfer_bytes'])}), "
+                     f"skip {d['skipped']}" + (f", delete {len(d['deletions'])}" if push else ""))
+        for item in d.get("planned", [])[:50]:
+            lines.append(f"  {verb:<8} {item['key']} ({_size(item['size'])}){' [changed]' if item['reason'] == 'changed' else ''}")
+        if len(d.get("planned", [])) > 50:
+            lines.append(f"  ... and {len(d['planned']) - 50} more")
+        for key in d["deletions"][:50]:
+            lines.append(f"  delete   {key}")
+        if len(d["deletions"]) > 50:
+            lines.append(f"  ... and {len(d['deletions']) - 50} more")
+    else:
+        moved = d["uploaded"] if push else d["downloaded"]
+        lines.append(f"{'uploaded' if push else 'downloaded'} {moved} files ({_size(d['bytes'])}), "
+                     f"skipped {d['skipped']}, deleted {d['deleted']}, in {d['duration_s']:.1f}s "
+                     f"({d['source']} -> {d['target']})")
+        if d["pending"]:
+            lines.append(f"{d['pending']} files pending: run sync again")
+    for w in d["warnings"]:
+        lines.append(f"warning: {w}")
+    if d["warning_count"] > len(d["warnings"]):
+        lines.append(f"... and {d['warning_count'] - len(d['warnings'])} more warnings")
+    for e in d["errors"]:
+        lines.append(f"error: {e}")
+    if d["error_count"] > len(d["errors"]):
+        lines.append(f"... and {d['error_count'] - len(d['errors'])} more errors")
+    if d["refused"]:
+        lines.append(f"refused: {d['refused']}")
+    return "\n".join(lines)
+
+
+def run(args, ctx: CliContext) -> int:
+    from fovea_tui.engine.volume import run_sync
+
+    if args.to and not args.pull:
+        raise UsageError("--to only goes with --pull", key="--to")
+    with ctx.progress() as progress:
+        result = run_sync(ctx.settings, dry_run=args.dry_run, pull=args.pull, to=args.to,
+                          replace_changed=args.replace_changed, progress=progress, cancel=ctx.cancel)
+    data = result.as_dict()
+    ctx.emit(data, render(data))
+    if result.refused:
+        ctx.info(f"fovea-tui: delete guard: {result.refused}")
+    elif result.error_count and ctx.json:
+        ctx.info(f"fovea-tui: sync finished with {result.error_count} errors")
+    return result.exit_code
