@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from fovea_tui.config import Settings
+from fovea_tui.engine.schedule import status_section as _schedule_section
 from fovea_tui.envfile import EnvFile
 from fovea_tui.errors import FoveaError
 
@@ -265,5 +266,7 @@ def collect_status(settings: Settings, now: datetime | None = None) -> StatusRep
     report.sections["stack"] = _guard({}, lambda: _stack(probe))
     report.sections["disk"] = _guard({}, lambda: _disk(settings))
     report.sections["drill"] = {"last": None, "interval_days": settings.drill.interval_days}
+    report.sections["schedule"] = _guard({}, lambda: _schedule_section(settings, now))
     report.alerts = _alerts(report, settings)
+    report.alerts += [Alert(**a) for a in report.sections["schedule"].pop("alerts", [])]
     return report

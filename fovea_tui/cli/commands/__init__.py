@@ -8,4 +8,6 @@ COMMAND_MODULES = [
     "backup",
     "verify",
     "status",
+    "schedule",
+    "run_nightly",
 ]

@@ -1,0 +1,37 @@
+"""`fovea-tui run-nightly [--json]`: backup, prune, sync in order; exit 1 if any failed.
+
+What the schedule runs. Every step is attempted (prune is skipped when the backup failed),
+the run is recorded to nightly-last.json and the audit log, and webhooks are notified.
+"""
+
+from __future__ import annotations
+
+from fovea_tui.cli.context import CliContext
+from fovea_tui.engine.nightly import run_nightly
+from fovea_tui.errors import EXIT_FAILED, EXIT_OK
+
+
+def register(sub) -> None:
+    from fovea_tui.cli.main import add_json_flag
+
+    parser = sub.add_parser("run-nightly", help="backup, prune, sync in order; non-zero if any failed")
+    add_json_flag(parser)
+    parser.set_defaults(handler=run)
+
+
+def render(data: dict) -> str:
+    lines = [f"nightly run {data['outcome'].upper()} in {data['duration_s']:.1f} s"]
+    for step in data["steps"]:
+        lines.append(f"  {step['status']:<8} {step['name']:<7} {step['detail']}")
+    for n in data["notifications"]:
+        lines.append(f"  webhook  {n['url']}: " + ("delivered" if n["ok"] else f"FAILED ({n['error']})"))
+    return "\n".join(lines)
+
+
+def run(args, ctx: CliContext) -> int:
+    settings = ctx.settings
+    with ctx.progress() as progress:
+        result = run_nightly(settings, progress=progress, cancel=ctx.cancel)
+    data = result.as_dict()
+    ctx.emit(data, render(data))
+    return EXIT_OK if result.ok else EXIT_FAILED
