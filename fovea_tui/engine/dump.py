@@ -413,6 +413,20 @@ def _unlink_quiet(*paths: Path | None) -> None:
                 log.warning("could not remove %s: %s", path, exc)
 
 
+def pg_dump_reason(stderr: str) -> str:
+    """pg_dump's error and its detail lines (the server's own words), redacted, one line."""
+    picked = []
+    for line in stderr.splitlines():
+        text = line.strip()
+        if not text or "Command was:" in text:
+            continue
+        if any(tag in text for tag in ("error:", "detail:", "FATAL", "ERROR", "fatal:")):
+            picked.append(text.replace("pg_dump: detail: ", "").replace("pg_dump: ", ""))
+    if not picked:
+        return condense(stderr) if stderr.strip() else "no error output (was it killed?)"
+    return secrets.redact(" | ".join(picked[-4:]))[:600]
+
+
 def _stop(proc: ToolProcess) -> None:
     """Kill a tool whose output we no longer want, and reap it; errors here are moot."""
     try:
@@ -550,7 +564,7 @@ def _backup_locked(settings: Settings, directory: Path, *, progress, cancel: Can
             code = proc.wait()
             if code != 0:
                 raise DatabaseError(f"pg_dump on {db.describe()} failed (exit {code}): "
-                                    f"{condense(proc.stderr_text)}")
+                                    f"{pg_dump_reason(proc.stderr_text)}")
             if not stats.complete:
                 raise OperationFailed(
                     f"pg_dump on {db.describe()} exited 0 but its output does not end with "

@@ -265,8 +265,12 @@ def collect_status(settings: Settings, now: datetime | None = None) -> StatusRep
     report.sections["redis"] = _guard({"cost_of_loss": COST_OF_LOSS["redis"]}, lambda: _redis(probe))
     report.sections["stack"] = _guard({}, lambda: _stack(probe))
     report.sections["disk"] = _guard({}, lambda: _disk(settings))
+    from fovea_tui.engine.dump import backup_status  # the backups card (engine/dump.py)
+
+    report.sections["backups"] = _guard({}, lambda: backup_status(settings, now))
     report.sections["drill"] = {"last": None, "interval_days": settings.drill.interval_days}
     report.sections["schedule"] = _guard({}, lambda: _schedule_section(settings, now))
     report.alerts = _alerts(report, settings)
+    report.alerts += [Alert(**a) for a in report.sections["backups"].pop("alerts", [])]
     report.alerts += [Alert(**a) for a in report.sections["schedule"].pop("alerts", [])]
     return report
