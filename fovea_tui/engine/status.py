@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from fovea_tui.config import Settings
 from fovea_tui.engine.schedule import status_section as _schedule_section
+from fovea_tui.engine.volume import volume_sync_summary as _volume_sync
 from fovea_tui.envfile import EnvFile
 from fovea_tui.errors import FoveaError
 
@@ -270,7 +271,9 @@ def collect_status(settings: Settings, now: datetime | None = None) -> StatusRep
     report.sections["backups"] = _guard({}, lambda: backup_status(settings, now))
     report.sections["drill"] = {"last": None, "interval_days": settings.drill.interval_days}
     report.sections["schedule"] = _guard({}, lambda: _schedule_section(settings, now))
+    report.sections["sync"] = _guard({}, lambda: _volume_sync(settings, now))
     report.alerts = _alerts(report, settings)
     report.alerts += [Alert(**a) for a in report.sections["backups"].pop("alerts", [])]
     report.alerts += [Alert(**a) for a in report.sections["schedule"].pop("alerts", [])]
+    report.alerts += [Alert(**a) for a in report.sections["sync"].pop("alerts", [])]
     return report

@@ -7,6 +7,7 @@ The order here is the order of `fovea-tui --help`.
 COMMAND_MODULES = [
     "backup",
     "verify",
+    "sync",
     "status",
     "schedule",
     "run_nightly",
