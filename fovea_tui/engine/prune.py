@@ -1,0 +1,334 @@
+"""`prune`: apply the retention policy to the inventory, local and off-site.
+
+One function computes what a prune deletes (`build_plan`); `--dry-run` prints it and a real
+run executes exactly that list, so the preview never lies.
+
+A real run, under the "backups" lock:
+
+1. lists the inventory afresh (a dry run computed earlier may be stale);
+2. refuses (SafetyRefusal, exit 3, nothing deleted) when retention refuses the plan (no
+   verified dump would remain, or the policy is empty); fails (exit 1, nothing deleted) when
+   the off-site store cannot be listed: a prune never deletes on a partial picture;
+3. writes the pending-deletions journal (`<state_dir>/prune-pending.json`) holding every
+   file it is about to delete, then deletes dump by dump, off-site first, then local; at
+   each location the dump goes first, then its env copy, then its manifest, so a dump is
+   never left without the manifest that marks it verified. A failure stops that dump at
+   that location (its later files stay), is reported, and stays in the journal;
+4. the next prune retries what the journal still holds before anything else (unless that
+   dump is by now the newest verified one: then it is dropped from the journal, kept and
+   reported), and the inventory marks such dumps "pending deletion" meanwhile;
+5. appends one entry to the audit log.
+
+Forgotten corrupt dumps lose only their copies that are themselves corrupt: an off-site
+copy of a corrupt local dump that still matches its manifest's size is kept (and shows up
+as an off-site dump on the next listing, where retention treats it on its own merits).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from fovea_tui.config import Settings
+from fovea_tui.engine import audit
+from fovea_tui.engine.inventory import LOCAL, OFFSITE, Entry, Inventory, load_inventory
+from fovea_tui.engine.locks import acquire, ensure_private_dir
+from fovea_tui.engine.progress import CancelToken, ProgressEvent, no_progress
+from fovea_tui.engine.retention import Plan, Policy, plan as retention_plan
+from fovea_tui.engine.stores import Store, open_store
+from fovea_tui.errors import Cancelled, FoveaError, OperationFailed, SafetyRefusal
+
+JOURNAL_FILE = "prune-pending.json"
+OVERRIDE_KEYS = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
+
+
+class PruneRefused(SafetyRefusal):
+    """Retention refused the plan; `result` holds the plan for display (exit 3)."""
+
+    def __init__(self, message: str, result: "PruneResult") -> None:
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass(frozen=True)
+class Deletion:
+    dump: str
+    location: str  # "local" | "offsite"
+    key: str  # file name in backups.dir, or key under the off-site prefix
+
+    def to_json(self) -> dict[str, str]:
+        return {"dump": self.dump, "location": self.location, "key": self.key}
+
+
+@dataclass
+class PrunePlan:
+    """What a prune will do: retention's plan, then the exact files, in order."""
+
+    plan: Plan
+    inventory: Inventory
+    deletions: list[Deletion]  # this run's, in execution order
+    pending: list[Deletion]  # a previous run's, retried first
+    dropped: list[Deletion] = field(default_factory=list)  # journal items not retried (newest verified)
+    kept_copies: list[dict[str, str]] = field(default_factory=list)  # sound copies of forgotten corrupt dumps
+
+    @property
+    def refused(self) -> str | None:
+        return self.plan.refused
+
+    def all_deletions(self) -> list[Deletion]:
+        return self.pending + self.deletions
+
+    def to_json(self) -> dict[str, Any]:
+        data = self.plan.to_json()
+        data["policy"] = self.plan.policy.describe()
+        data["deletions"] = [d.to_json() for d in self.all_deletions()]
+        data["retry"] = [d.to_json() for d in self.pending]
+        data["dropped_from_journal"] = [d.to_json() for d in self.dropped]
+        data["kept_copies"] = list(self.kept_copies)
+        return data
+
+
+@dataclass
+class PruneResult:
+    dry_run: bool
+    prune_plan: PrunePlan
+    deleted: list[Deletion] = field(default_factory=list)
+    failed: list[tuple[Deletion, str]] = field(default_factory=list)
+    duration_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.prune_plan.refused
+
+    def to_json(self) -> dict[str, Any]:
+        data = self.prune_plan.to_json()
+        data.update({
+            "ok": self.ok,
+            "dry_run": self.dry_run,
+            "deleted": [d.to_json() for d in self.deleted],
+            "failed": [{**d.to_json(), "error": err} for d, err in self.failed],
+            "duration_s": round(self.duration_s, 3),
+        })
+        return data
+
+
+# -- the journal -----------------------------------------------------------------------
+
+
+def journal_path(settings: Settings):
+    return settings.state_dir / JOURNAL_FILE
+
+
+def read_journal(settings: Settings) -> list[dict[str, str]]:
+    """Items a previous prune left undone: [{"dump", "location", "key"}]; [] when none."""
+    try:
+        data = json.loads(journal_path(settings).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError):
+        return []
+    items = data.get("items") if isinstance(data, dict) else None
+    out = []
+    for item in items or []:
+        if isinstance(item, dict) and all(isinstance(item.get(k), str) for k in ("dump", "location", "key")) \
+                and item["location"] in (LOCAL, OFFSITE):
+            out.append({k: item[k] for k in ("dump", "location", "key")})
+    return out
+
+
+def _write_journal(settings: Settings, items: list[Deletion]) -> None:
+    path = journal_path(settings)
+    if not items:
+        path.unlink(missing_ok=True)
+        return
+    ensure_private_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.tmp")
+    body = json.dumps({
+        "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "items": [d.to_json() for d in items],
+    }, indent=1).encode()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, body)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+# -- planning --------------------------------------------------------------------------
+
+
+def policy_for(settings: Settings, overrides: dict[str, int | None] | None = None) -> Policy:
+    """`[retention]` with the `--keep-*` flags on top (None: flag not given)."""
+    return Policy.from_settings(settings.retention, **{k: v for k, v in (overrides or {}).items()})
+
+
+def _entry_deletions(entry: Entry, kept_copies: list[dict[str, str]]) -> list[Deletion]:
+    """Every file of a forgotten dump, off-site first, each location in safe order."""
+    out: list[Deletion] = []
+    for location in (OFFSITE, LOCAL):
+        copy = entry.copies.get(location)
+        if entry.status == "corrupt" and copy is not None and copy.status != "corrupt":
+            kept_copies.append({"dump": entry.name, "location": location, "key": copy.key,
+                                "reason": f"{location} copy not shown corrupt ({copy.detail}); kept"})
+            continue
+        out += [Deletion(entry.name, location, key) for key in entry.files(location)]
+    return out
+
+
+def build_plan(settings: Settings, *, overrides: dict[str, int | None] | None = None,
+               inventory: Inventory | None = None, policy: Policy | None = None) -> PrunePlan:
+    """The one function behind both `prune --dry-run` and a real prune.
+
+    Raises OperationFailed when the off-site store is configured but could not be listed.
+    A refused plan is returned (check `.refused`); its deletion list is empty.
+    """
+    policy = policy or policy_for(settings, overrides)
+    inventory = inventory if inventory is not None else load_inventory(settings)
+    if settings.backups.offsite and not inventory.offsite_listed:
+        detail = "; ".join(inventory.errors) or "off-site store not listed"
+        raise OperationFailed(f"cannot prune without the off-site listing: {detail}",
+                              hint="nothing was deleted; prune again when the store answers")
+
+    newest_verified = inventory.newest_verified()
+    journal = [Deletion(i["dump"], i["location"], i["key"]) for i in read_journal(settings)]
+    pending = [d for d in journal if newest_verified is None or d.dump != newest_verified.name]
+    dropped = [d for d in journal if newest_verified is not None and d.dump == newest_verified.name]
+    pending_dumps = {d.dump for d in pending}
+
+    candidates = [e.candidate() for e in inventory.entries if e.name not in pending_dumps]
+    plan = retention_plan(candidates, policy)
+
+    deletions: list[Deletion] = []
+    kept_copies: list[dict[str, str]] = []
+    if not plan.refused:
+        for decision in plan.deletable:
+            entry = inventory.find(decision.candidate.name)
+            if entry is None:  # pragma: no cover - candidates come from the inventory
+                continue
+            if newest_verified is not None and entry.name == newest_verified.name:  # pragma: no cover
+                raise AssertionError("retention planned to forget the newest verified dump")
+            deletions += _entry_deletions(entry, kept_copies)
+    seen = {(d.location, d.key) for d in pending}
+    deletions = [d for d in deletions if (d.location, d.key) not in seen]
+    return PrunePlan(plan=plan, inventory=inventory, deletions=deletions,
+                     pending=pending if not plan.refused else [], dropped=dropped, kept_copies=kept_copies)
+
+
+# -- running ---------------------------------------------------------------------------
+
+
+def _delete(settings: Settings, store: Store | None, d: Deletion) -> None:
+    if d.location == LOCAL:
+        if "/" in d.key or d.key.startswith("."):
+            raise OperationFailed(f"refusing to delete {d.key!r}: not a file name in {settings.backups_dir}")
+        try:
+            (settings.backups_dir / d.key).unlink(missing_ok=True)
+        except OSError as exc:
+            raise OperationFailed(f"cannot delete {settings.backups_dir / d.key}: {exc.strerror}") from None
+    else:
+        if store is None:
+            raise OperationFailed(f"cannot delete off-site {d.key}: no off-site store configured")
+        store.delete(d.key)
+
+
+def prune(settings: Settings, *, dry_run: bool = False, overrides: dict[str, int | None] | None = None,
+          progress=no_progress, cancel: CancelToken | None = None, store: Store | None = None,
+          expected: list[Deletion] | None = None) -> PruneResult:
+    """Plan and (unless `dry_run`) execute. Raises PruneRefused (exit 3) on a refused plan,
+    LockHeld (exit 3) when another operation holds the backups lock, OperationFailed (exit 1)
+    when the off-site store cannot be listed. Per-file failures land in `result.failed`.
+
+    `expected`: the deletions an operator confirmed (the TUI's preview); when the plan
+    recomputed under the lock differs, nothing is deleted (SafetyRefusal, exit 3)."""
+    started = time.monotonic()
+    cancel = cancel or CancelToken()
+    policy = policy_for(settings, overrides)  # bad flags fail before anything is touched
+    if dry_run:
+        pp = build_plan(settings, policy=policy, inventory=load_inventory(settings, store=store))
+        result = PruneResult(True, pp, duration_s=time.monotonic() - started)
+        if pp.refused:
+            raise PruneRefused(pp.refused, result)
+        return result
+
+    with acquire(settings, "backups", purpose="prune"):
+        inventory = load_inventory(settings, store=store)
+        try:
+            pp = build_plan(settings, policy=policy, inventory=inventory)
+        except OperationFailed as exc:
+            audit.record(settings, "prune", "failed", {"error": str(exc)})
+            raise
+        result = PruneResult(False, pp)
+        if expected is not None and pp.all_deletions() != list(expected):
+            audit.record(settings, "prune", "refused", {"reason": "plan changed since the preview"})
+            raise SafetyRefusal("the backups changed since the preview you confirmed; nothing was deleted",
+                                hint="review the new plan and prune again")
+        if pp.refused:
+            result.duration_s = time.monotonic() - started
+            audit.record(settings, "prune", "refused", {"reason": pp.refused, "policy": policy.describe()})
+            raise PruneRefused(pp.refused, result)
+        try:
+            _execute(settings, pp, result, inventory.store, progress, cancel)
+        except Cancelled:
+            audit.record(settings, "prune", "cancelled", _audit_details(result))
+            raise
+        result.duration_s = time.monotonic() - started
+        audit.record(settings, "prune", "ok" if result.ok else "failed", _audit_details(result))
+    return result
+
+
+def _execute(settings: Settings, pp: PrunePlan, result: PruneResult, store: Store | None, progress,
+             cancel: CancelToken) -> None:
+    todo = pp.all_deletions()
+    if store is None and any(d.location == OFFSITE for d in todo) and settings.backups.offsite:
+        store = open_store(settings.backups.offsite, settings.s3)
+    # Group by (dump, location), keeping order: a failure stops the rest of that group only.
+    groups: list[list[Deletion]] = []
+    for d in todo:
+        if groups and groups[-1][0].dump == d.dump and groups[-1][0].location == d.location:
+            groups[-1].append(d)
+        else:
+            groups.append([d])
+    remaining = list(todo)
+    _write_journal(settings, remaining)
+    total, done = len(todo), 0
+    try:
+        for group in groups:
+            cancel.check()
+            for i, d in enumerate(group):
+                progress(ProgressEvent("prune", done, total, "files", current=d.key,
+                                       message=f"deleting {d.location} {d.key}"))
+                try:
+                    _delete(settings, store, d)
+                except FoveaError as exc:
+                    result.failed.append((d, str(exc)))
+                    # the group's later files (env copy, manifest) stay, and stay journaled
+                    done += len(group) - i
+                    break
+                result.deleted.append(d)
+                remaining.remove(d)
+                done += 1
+            _write_journal(settings, remaining)
+    except Cancelled:
+        # Only what was started stays journaled: untouched dumps are no longer pending.
+        started = {(d.dump, d.location) for d in result.deleted} | {(d.dump, d.location) for d, _ in result.failed}
+        _write_journal(settings, [d for d in remaining if (d.dump, d.location) in started])
+        raise
+    progress(ProgressEvent("prune", total, total, "files", message="prune finished"))
+
+
+def _audit_details(result: PruneResult) -> dict[str, Any]:
+    pp = result.prune_plan
+    return {
+        "policy": pp.plan.policy.describe(),
+        "kept": len(pp.plan.keep),
+        "forgotten": [d.candidate.name for d in pp.plan.forget],
+        "deleted": [f"{d.location}:{d.key}" for d in result.deleted],
+        "failed": [f"{d.location}:{d.key}: {err}" for d, err in result.failed],
+        "retried": len(pp.pending),
+    }
