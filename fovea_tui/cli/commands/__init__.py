@@ -6,9 +6,14 @@ The order here is the order of `fovea-tui --help`.
 
 COMMAND_MODULES = [
     "backup",
+    "list",
     "verify",
+    "prune",
     "sync",
+    "restore",
     "status",
     "schedule",
     "run_nightly",
+    "metrics",
+    "demo",
 ]
