@@ -148,7 +148,7 @@ def verify_dump(path: str | os.PathLike, manifest: mf.Manifest | None = None, *,
                             name=path.name, path=str(path), has_manifest=manifest is not None)
     reasons += problems
     if not problems and not inspector.complete:
-        reasons.append(f"the SQL does not end with pg_dump's '{COMPLETION_LINE.decode()}' line: "
+        reasons.append(f"the SQL does not end with pg_dump's completion line ('{COMPLETION_LINE.decode()}'): "
                        "the dump was cut short")
     if manifest is not None:
         reasons += mf.check_against_dump(manifest, path, sha256=sha256, size=size)
