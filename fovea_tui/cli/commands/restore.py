@@ -1,0 +1,157 @@
+"""`fovea-tui restore DUMP [--yes] [--json] [--skip-migrate] [--no-rollback]`: the guided restore.
+
+The restore runs in a detached runner (it survives this terminal); this command starts it,
+follows its state file, asks for the database name on the terminal when the runner waits for
+it (unless --yes), and prints the report. Ctrl-C while steps run only stops following: the
+restore carries on, and `--follow JOB` picks it up again. `--resume JOB` and `--rollback JOB`
+handle a restore whose runner was killed.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from fovea_tui.cli.context import CliContext
+from fovea_tui.engine import jobs
+from fovea_tui.engine import restore as engine
+from fovea_tui.engine.progress import ProgressEvent
+from fovea_tui.errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, UsageError
+
+ICONS = {"ok": "ok ", "failed": "ERR", "skipped": "-- ", "running": "...", "pending": "   "}
+
+
+def register(sub) -> None:
+    from fovea_tui.cli.main import add_json_flag
+
+    parser = sub.add_parser("restore", help="the guided restore, headless; without --yes it asks on the terminal")
+    parser.add_argument("dump", nargs="?", metavar="DUMP", help="a dump's file name or path, or an off-site key")
+    add_json_flag(parser)
+    parser.add_argument("--yes", action="store_true", help="do not ask for the database name (stands for typing it)")
+    parser.add_argument("--skip-migrate", action="store_true", help="do not apply the backend's bundled migrations")
+    parser.add_argument("--no-rollback", action="store_true",
+                        help="when a step after the stop fails, leave the install as it is instead of rolling back")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--resume", metavar="JOB", help="continue an interrupted restore from its last completed step")
+    group.add_argument("--rollback", metavar="JOB", help="roll an interrupted or failed restore back to its safety dump")
+    group.add_argument("--follow", metavar="JOB", help="follow a running restore (or show a finished one)")
+    parser.set_defaults(handler=run)
+
+
+class _Follower:
+    """Draws the job's state on stderr as it changes."""
+
+    def __init__(self, ctx: CliContext, job_id: str, *, yes: bool) -> None:
+        self.ctx = ctx
+        self.job_id = job_id
+        self.yes = yes
+        self.shown: dict[str, str] = {}
+        self.lines: dict[str, int] = {}
+        self.undo_shown: dict[str, str] = {}
+        self.asked = False
+        self.bar = ctx.progress()
+
+    def __call__(self, data: dict) -> None:
+        for rec in data.get("steps", []):
+            name, status = rec["name"], rec["status"]
+            total = rec.get("output_total", 0)
+            seen = self.lines.get(name, 0)
+            if total > seen:
+                for line in rec.get("output", [])[-(total - seen):]:
+                    self.ctx.info(f"      {name}: {line}")
+                self.lines[name] = total
+            if status != self.shown.get(name) and status != "pending":
+                self.shown[name] = status
+                text = rec.get("title", name) if status == "running" else rec.get("detail", "")
+                self.ctx.info(f"[{ICONS.get(status, status)}] {name:<12} {text}")
+            if status == "running" and rec.get("progress") and rec["progress"].get("total"):
+                p = rec["progress"]
+                self.bar(ProgressEvent(name, p["done"], p["total"], p.get("unit", "bytes")))
+            undo = rec.get("undo")
+            if undo and undo.get("status") != self.undo_shown.get(name):
+                self.undo_shown[name] = undo["status"]
+                self.ctx.info(f"[{ICONS.get(undo['status'], undo['status'])}] undo {name:<7} {undo.get('detail', '')}")
+        if data.get("awaiting") == "confirm" and not self.asked:
+            self.asked = True
+            self.ask(data)
+
+    def ask(self, data: dict) -> None:
+        name = data["params"].get("database", "")
+        self.ctx.info(f"\nThe restore replaces database {name!r} with {data.get('facts', {}).get('dump')}: "
+                      "every service but the database is stopped meanwhile.")
+        try:
+            sys.stderr.write(f"Type the database name ({name}) to go ahead, anything else to cancel: ")
+            sys.stderr.flush()
+            typed = sys.stdin.readline()
+        except (EOFError, KeyboardInterrupt):
+            typed = ""
+        engine.confirm(self.ctx.settings, self.job_id, typed.strip() or "\x00")
+
+
+def _exit_code(report: dict) -> int:
+    if report["ok"]:
+        return EXIT_OK
+    return EXIT_REFUSED if report["status"] == "refused" else EXIT_FAILED
+
+
+def render(report: dict) -> str:
+    lines = [f"restore of {report['dump']} (job {report['job']}): {report['status']}"]
+    for step in report["steps"]:
+        dur = f" ({step['duration_s']:.1f} s)" if step.get("duration_s") else ""
+        lines.append(f"  [{ICONS.get(step['status'], step['status'])}] {step['name']:<12} {step['detail']}{dur}")
+        if step.get("undo"):
+            lines.append(f"        undo: {step['undo']['status']}: {step['undo'].get('detail', '')}")
+    checks = report["verification"].get("checks") or []
+    if checks:
+        lines.append("verification:")
+        for c in checks:
+            mark = "ok " if c["ok"] else ("ERR" if c["severity"] == "error" else "!! ")
+            lines.append(f"  [{mark}] {c['name']:<10} {c['detail']}")
+    if report["ok"]:
+        lines.append("still to check by hand:")
+        lines += [f"  [ ] {item}" for item in report["verification"].get("checklist", [])]
+    lines.append("")
+    lines.append(report["message"])
+    return "\n".join(lines)
+
+
+def run(args, ctx: CliContext) -> int:
+    settings = ctx.settings
+    chosen = [x for x in (args.resume, args.rollback, args.follow) if x]
+    if chosen and args.dump:
+        raise UsageError("give either DUMP or one of --resume/--rollback/--follow", key="DUMP")
+    if not chosen and not args.dump:
+        raise UsageError("restore needs DUMP (a dump's name or path, or an off-site key); "
+                         "`fovea-tui list` shows them", key="DUMP")
+    interactive = sys.stdin.isatty()
+    if (args.dump or args.resume) and not args.yes and not interactive:
+        raise UsageError("no terminal to type the database name on: pass --yes to confirm the restore",
+                         key="--yes")
+    if args.follow:
+        job_id = args.follow
+        jobs.load_job(settings, job_id)  # a clear error for an unknown job
+    elif args.resume:
+        job_id = engine.resume_restore(settings, args.resume, confirmed=args.yes)
+        ctx.info(f"resuming restore {job_id}")
+    elif args.rollback:
+        job_id = engine.rollback_restore(settings, args.rollback)
+        ctx.info(f"rolling back restore {job_id}")
+    else:
+        job_id = engine.start_restore(settings, args.dump, confirmed=args.yes, skip_migrate=args.skip_migrate,
+                                      no_rollback=args.no_rollback)
+        ctx.info(f"restore job {job_id} started; it runs on if this terminal goes away "
+                 f"(`fovea-tui restore --follow {job_id}`)")
+    follower = _Follower(ctx, job_id, yes=args.yes)
+    with follower.bar:
+        data = jobs.follow(settings, job_id, follower, stop=lambda: ctx.cancel.cancelled)
+    if ctx.cancel.cancelled and (data.get("alive") or jobs.load_job(settings, job_id)["alive"]):
+        if data.get("awaiting") == "confirm":
+            engine.cancel(settings, job_id)
+            data = jobs.follow(settings, job_id, lambda _d: None, timeout=30)
+        else:
+            ctx.info(f"stopped following; the restore goes on in the background: "
+                     f"`fovea-tui restore --follow {job_id}`")
+            return EXIT_FAILED
+    result = engine.report(data)
+    result["log"] = str(jobs.jobs_dir(settings) / f"{job_id}.log")
+    ctx.emit(result, render(result))
+    return _exit_code(result)

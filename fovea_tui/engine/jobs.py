@@ -1,0 +1,408 @@
+"""Detached jobs: work that must outlive the terminal that started it.
+
+A job is a JSON state file, `<state_dir>/jobs/<id>.json`, and a runner process,
+`python -m fovea_tui.engine.jobs run <id> --jobs-dir DIR`, started in its own session
+(`start_new_session=True`) so an SSH drop or a closed TUI does not stop it half-way. The
+runner rewrites the state file (atomically: temp file + rename) after every step and, throttled,
+while a step makes progress; the faces (CLI, TUI) follow that file and draw it.
+
+Liveness is a `flock` on `<id>.lock` held by the runner for its whole life: the kernel drops it
+when the runner dies, however it dies, so "running in the state file but nobody holds the lock"
+means the runner crashed and the job can be resumed or rolled back.
+
+Faces talk back to a runner through small control files beside the state file:
+`<id>.confirm` (what the operator typed) and `<id>.cancel`.
+
+What a job does is its kind's business: `KINDS` maps a kind to `module:function`, called as
+`function(handle, action)` with action "run", "resume" or "rollback".
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import fcntl
+import importlib
+import json
+import os
+import secrets as _random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from fovea_tui import secrets
+from fovea_tui.config import Settings, settings_from_dict
+from fovea_tui.engine.locks import ensure_private_dir
+from fovea_tui.engine.progress import CancelToken
+from fovea_tui.errors import OperationFailed, SafetyRefusal
+
+JOBS_DIRNAME = "jobs"
+KINDS: dict[str, str] = {"restore": "fovea_tui.engine.restore.plan:execute"}
+ACTIONS = ("run", "resume", "rollback")
+#: Statuses after which the runner has nothing left to do.
+FINAL = ("ok", "failed", "refused", "cancelled", "rolled_back", "rollback_failed")
+OUTPUT_TAIL = 400  # lines of output kept per step in the state file
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def jobs_dir(settings: Settings) -> Path:
+    return settings.state_dir / JOBS_DIRNAME
+
+
+def state_path(directory: Path, job_id: str) -> Path:
+    if not job_id or "/" in job_id or job_id.startswith("."):
+        raise SafetyRefusal(f"bad job id {job_id!r}")
+    return directory / f"{job_id}.json"
+
+
+def new_job_id(kind: str) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{kind}-{stamp}-{_random.token_hex(2)}"
+
+
+def write_json_atomic(path: Path, data: dict, *, sync: bool = False) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    # Not passed through secrets.redact: paths and names must survive intact. What lands here
+    # from tools (output lines, error details) is redacted where it is recorded.
+    text = json.dumps(data, indent=1, default=str, ensure_ascii=False)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+            if sync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def read_state(directory: Path, job_id: str) -> dict:
+    path = state_path(directory, job_id)
+    for _ in range(5):
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise OperationFailed(f"no job {job_id} in {directory}") from None
+        except ValueError:
+            time.sleep(0.05)  # never happens with rename, but a torn copy on some filesystems
+    raise OperationFailed(f"state file of job {job_id} is unreadable")
+
+
+def load_job(settings: Settings, job_id: str) -> dict:
+    """The state of job `job_id`, with `alive` (is its runner running now) filled in."""
+    data = read_state(jobs_dir(settings), job_id)
+    data["alive"] = is_alive(jobs_dir(settings), job_id)
+    return data
+
+
+def list_jobs(settings: Settings, kind: str | None = None) -> list[dict]:
+    """Every job's state, newest first (unreadable files skipped)."""
+    directory = jobs_dir(settings)
+    out = []
+    try:
+        names = sorted((p for p in directory.glob("*.json") if not p.name.startswith(".")), reverse=True)
+    except OSError:
+        return []
+    for path in names:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if kind is None or data.get("kind") == kind:
+            data["alive"] = is_alive(directory, data.get("id", path.stem))
+            out.append(data)
+    out.sort(key=lambda d: d.get("created_at", ""), reverse=True)
+    return out
+
+
+def latest_job(settings: Settings, kind: str) -> dict | None:
+    jobs = list_jobs(settings, kind)
+    return jobs[0] if jobs else None
+
+
+def effective_status(data: dict) -> str:
+    """The status an operator should see: a "running" job whose runner is gone is "interrupted"."""
+    status = data.get("status", "pending")
+    if status in ("running", "waiting", "rolling_back") and not data.get("alive", True):
+        return "interrupted"
+    return status
+
+
+def is_alive(directory: Path, job_id: str) -> bool:
+    """True while a runner holds the job's lock."""
+    try:
+        fd = os.open(directory / f"{job_id}.lock", os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                return True
+            raise
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def create_job(settings: Settings, kind: str, params: dict[str, Any], *, steps: list[dict] | None = None) -> str:
+    """Write a new job's state file (status "pending"); returns its id."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown job kind {kind!r}")
+    directory = ensure_private_dir(jobs_dir(settings))
+    job_id = new_job_id(kind)
+    data = {
+        "id": job_id,
+        "kind": kind,
+        "status": "pending",
+        "phase": "forward",
+        "created_at": now_iso(),
+        "updated_at": now_iso(),
+        "pid": None,
+        "settings": settings.to_toml_dict(),
+        "config_source": str(settings.source) if settings.source else None,
+        "params": params,
+        "steps": steps or [],
+        "facts": {},
+        "message": "",
+        "history": [],
+    }
+    write_json_atomic(state_path(directory, job_id), data, sync=True)
+    return job_id
+
+
+def spawn(settings: Settings, job_id: str, action: str = "run") -> int:
+    """Start the runner for `job_id` in a new session, detached from this terminal; its pid."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}")
+    directory = jobs_dir(settings)
+    if is_alive(directory, job_id):
+        raise SafetyRefusal(f"job {job_id} is already running")
+    log = open(directory / f"{job_id}.log", "ab")
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fovea_tui.engine.jobs", action, job_id, "--jobs-dir", str(directory)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, close_fds=True,
+        )
+    finally:
+        log.close()
+    # Wait (briefly) until the runner holds the lock, so `is_alive` is true when we return.
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if is_alive(directory, job_id) or proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    _reap_later(proc)
+    return proc.pid
+
+
+def _reap_later(proc: subprocess.Popen) -> None:
+    """Collect the runner's exit status when it ends so it never lingers as a zombie."""
+    threading.Thread(target=proc.wait, daemon=True).start()
+
+
+def write_control(settings: Settings, job_id: str, name: str, value: str = "") -> None:
+    """Tell a runner something: "confirm" (the typed text) or "cancel"."""
+    if name not in ("confirm", "cancel"):
+        raise ValueError(name)
+    directory = jobs_dir(settings)
+    path = directory / f"{job_id}.{name}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(value)
+
+
+def read_control(directory: Path, job_id: str, name: str) -> str | None:
+    try:
+        return (directory / f"{job_id}.{name}").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+
+
+def clear_controls(directory: Path, job_id: str) -> None:
+    for name in ("confirm", "cancel"):
+        try:
+            (directory / f"{job_id}.{name}").unlink()
+        except FileNotFoundError:
+            pass
+
+
+def read_log(settings: Settings, job_id: str, limit: int = 200) -> list[str]:
+    try:
+        lines = (jobs_dir(settings) / f"{job_id}.log").read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
+    return [secrets.redact(line) for line in lines[-limit:]]
+
+
+def follow(settings: Settings, job_id: str, on_update: Callable[[dict], None], *,
+           interval: float = 0.2, stop: Callable[[], bool] | None = None, timeout: float | None = None) -> dict:
+    """Call `on_update(state)` whenever the state file changes, until the runner is done.
+
+    Returns the last state. Done means: a final status, or the runner gone (interrupted).
+    """
+    directory = jobs_dir(settings)
+    path = state_path(directory, job_id)
+    last_stamp = None
+    data: dict = {}
+    deadline = None if timeout is None else time.monotonic() + timeout
+    grace = time.monotonic() + 10  # a just-spawned runner may not hold its lock yet
+    while True:
+        try:
+            st = path.stat()
+            stamp = (st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            stamp = None
+        alive = is_alive(directory, job_id)
+        if stamp != last_stamp:
+            last_stamp = stamp
+            data = read_state(directory, job_id)
+            data["alive"] = alive
+            on_update(data)
+        status = data.get("status")
+        if status in FINAL and not alive:
+            data["alive"] = False
+            return data
+        if not alive and time.monotonic() > grace:
+            data = read_state(directory, job_id)
+            data["alive"] = False
+            on_update(data)
+            return data
+        if stop is not None and stop():
+            return data
+        if deadline is not None and time.monotonic() > deadline:
+            return data
+        time.sleep(interval)
+
+
+# --------------------------------------------------------------------------- runner side
+
+
+class JobHandle:
+    """What a kind's executor gets: the state, a way to save it, the settings, a cancel token."""
+
+    def __init__(self, directory: Path, job_id: str, data: dict, settings: Settings) -> None:
+        self.directory = directory
+        self.id = job_id
+        self.data = data
+        self.settings = settings
+        self.cancel = CancelToken()
+        self._lock = threading.RLock()
+        self._last_save = 0.0
+        self._stop_watch = threading.Event()
+        self._watcher = threading.Thread(target=self._watch_cancel, daemon=True)
+        self._watcher.start()
+
+    @property
+    def params(self) -> dict:
+        return self.data["params"]
+
+    @property
+    def facts(self) -> dict:
+        return self.data.setdefault("facts", {})
+
+    def _watch_cancel(self) -> None:
+        while not self._stop_watch.wait(0.25):
+            if read_control(self.directory, self.id, "cancel") is not None and not self.cancel.cancelled:
+                self.cancel.cancel("cancelled by the operator")
+
+    def read_control(self, name: str) -> str | None:
+        return read_control(self.directory, self.id, name)
+
+    def save(self, *, throttle: float = 0.0) -> None:
+        """Write the state file now (or, with `throttle`, at most that often)."""
+        with self._lock:
+            now = time.monotonic()
+            if throttle and now - self._last_save < throttle:
+                return
+            self._last_save = now
+            self.data["updated_at"] = now_iso()
+            data = {k: v for k, v in self.data.items() if k != "alive"}
+            write_json_atomic(state_path(self.directory, self.id), data, sync=not throttle)
+
+    def close(self) -> None:
+        self._stop_watch.set()
+
+
+def _hold_job_lock(directory: Path, job_id: str) -> int:
+    fd = os.open(directory / f"{job_id}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise SafetyRefusal(f"job {job_id} already has a runner") from None
+        raise
+    return fd
+
+
+def settings_of(data: dict) -> Settings:
+    source = data.get("config_source")
+    return settings_from_dict(data.get("settings") or {}, source=Path(source) if source else None)
+
+
+def run_job(directory: Path, job_id: str, action: str = "run", *,
+            install_signals: bool = False) -> dict:
+    """Execute a job in this process (the runner's body; tests call it directly)."""
+    fd = _hold_job_lock(directory, job_id)
+    handle: JobHandle | None = None
+    try:
+        data = read_state(directory, job_id)
+        data.pop("alive", None)
+        settings = settings_of(data)
+        handle = JobHandle(directory, job_id, data, settings)
+        data["pid"] = os.getpid()
+        data.setdefault("history", []).append({"action": action, "pid": os.getpid(), "at": now_iso()})
+        if action != "run":
+            clear_controls(directory, job_id)  # an old cancel must not stop a resume
+        if install_signals:
+            def on_term(signum, _frame):
+                handle.cancel.cancel(f"runner received {signal.Signals(signum).name}")
+
+            signal.signal(signal.SIGTERM, on_term)
+            signal.signal(signal.SIGINT, on_term)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        module_name, func_name = KINDS[data["kind"]].split(":")
+        executor = getattr(importlib.import_module(module_name), func_name)
+        executor(handle, action)
+        return handle.data
+    finally:
+        if handle is not None:
+            handle.close()
+        os.close(fd)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fovea_tui.engine.jobs",
+                                     description="run a detached fovea-tui job (started by the CLI or the TUI)")
+    parser.add_argument("action", choices=ACTIONS)
+    parser.add_argument("job_id")
+    parser.add_argument("--jobs-dir", required=True)
+    args = parser.parse_args(argv)
+    try:
+        os.umask(0o077)
+        data = run_job(Path(args.jobs_dir), args.job_id, args.action, install_signals=True)
+    except Exception as exc:  # noqa: BLE001 - the log file is the only place this can go
+        sys.stderr.write(secrets.redact(f"{now_iso()} job {args.job_id}: {type(exc).__name__}: {exc}\n"))
+        return 1
+    return 0 if data.get("status") == "ok" else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

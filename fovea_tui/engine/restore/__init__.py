@@ -1,0 +1,185 @@
+"""The guided restore: choose, pre-flight, safety dump, confirm, stop, prepare, restore,
+migrate, start, verify; with a way back.
+
+The faces use this module only:
+
+    job_id = start_restore(settings, "fovea-20260101T020000Z.sql.gz", confirmed=True)
+    state = jobs.follow(settings, job_id, on_update)      # or load_job / latest_restore
+    result = report(state)                                 # the contract's JSON shape
+
+The steps (`steps.py`) run in a detached runner (`engine.jobs`), so a dropped SSH session does
+not stop a restore half-way; `resume_restore` continues an interrupted job from its last
+completed step and `rollback_restore` walks back through what ran to the safety dump.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fovea_tui.config import Settings
+from fovea_tui.engine import jobs
+from fovea_tui.engine.locks import holder
+from fovea_tui.engine.restore.plan import initial_records, state_words
+from fovea_tui.engine.restore.verify import CHECKLIST, check_login
+from fovea_tui.errors import LockHeld, OperationFailed, SafetyRefusal
+
+__all__ = [
+    "CHECKLIST", "check_login", "start_restore", "resume_restore", "rollback_restore", "confirm", "cancel",
+    "report", "latest_restore", "expected_database_name", "describe_status", "run_inline", "FINAL",
+]
+
+FINAL = jobs.FINAL
+
+
+def expected_database_name(settings: Settings) -> str:
+    """The name the operator types to confirm: the database the restore replaces."""
+    if settings.database.mode == "direct":
+        from fovea_tui.envfile import DatabaseURL, EnvFile
+
+        if settings.database.url:
+            return DatabaseURL.parse(settings.database.url, source="database.url").database
+        url = EnvFile.load(settings.install.env_file).database_url()
+        if url is not None:
+            return url.database
+    return settings.database.name
+
+
+def _refuse_if_locked(settings: Settings) -> None:
+    info = holder(settings, "backups")
+    if info is not None:
+        raise LockHeld(f"backups lock is held by {info.describe()}",
+                       hint="wait for it to finish; a restore cannot run beside a backup, a prune or another restore")
+
+
+def start_restore(settings: Settings, dump: str, *, confirmed: bool = False, skip_migrate: bool = False,
+                  no_rollback: bool = False, detach: bool = True, **params: Any) -> str:
+    """Create the restore job and (with `detach`) start its runner; returns the job id."""
+    _refuse_if_locked(settings)
+    candidate = Path(dump)
+    if candidate.is_file():
+        dump = str(candidate.resolve())
+    job_id = jobs.create_job(settings, "restore", {
+        "dump": dump, "confirmed": confirmed, "skip_migrate": skip_migrate, "no_rollback": no_rollback,
+        "database": expected_database_name(settings), **params,
+    }, steps=initial_records())
+    if detach:
+        jobs.spawn(settings, job_id, "run")
+    return job_id
+
+
+def _resumable(settings: Settings, job_id: str) -> dict:
+    data = jobs.load_job(settings, job_id)
+    if data.get("kind") != "restore":
+        raise SafetyRefusal(f"job {job_id} is not a restore")
+    if data["alive"]:
+        raise SafetyRefusal(f"restore {job_id} is still running (pid {data.get('pid')})",
+                            hint="follow it in the TUI; resume or roll back only a restore that stopped")
+    return data
+
+
+def _patch_params(settings: Settings, job_id: str, **params: Any) -> None:
+    directory = jobs.jobs_dir(settings)
+    data = jobs.read_state(directory, job_id)
+    data["params"].update(params)
+    jobs.write_json_atomic(jobs.state_path(directory, job_id), data, sync=True)
+
+
+def resume_restore(settings: Settings, job_id: str, *, confirmed: bool = False, detach: bool = True) -> str:
+    """Continue an interrupted (or failed, not rolled back) restore from its last completed step."""
+    data = _resumable(settings, job_id)
+    status = jobs.effective_status(data)
+    if status in ("ok", "rolled_back", "refused", "cancelled"):
+        raise SafetyRefusal(f"restore {job_id} is {status}: nothing to resume")
+    _refuse_if_locked(settings)
+    if confirmed:
+        _patch_params(settings, job_id, confirmed=True)
+    if detach:
+        jobs.spawn(settings, job_id, "resume")
+    return job_id
+
+
+def rollback_restore(settings: Settings, job_id: str, *, detach: bool = True) -> str:
+    """Walk back through what the restore ran: the database from the safety dump, services restarted."""
+    data = _resumable(settings, job_id)
+    status = jobs.effective_status(data)
+    if status in ("rolled_back", "refused", "cancelled"):
+        raise SafetyRefusal(f"restore {job_id} is {status}: nothing to roll back")
+    if not (data.get("facts") or {}).get("safety_dump") and (data.get("facts") or {}).get("database_dropped"):
+        if "safety_dump" not in (data.get("facts") or {}):
+            raise OperationFailed(f"restore {job_id} has no safety dump to roll back to")
+    _refuse_if_locked(settings)
+    if detach:
+        jobs.spawn(settings, job_id, "rollback")
+    return job_id
+
+
+def run_inline(settings: Settings, job_id: str, action: str = "run") -> dict:
+    """Run a job's runner body in this process (tests; an operator's `--foreground`)."""
+    return jobs.run_job(jobs.jobs_dir(settings), job_id, action)
+
+
+def confirm(settings: Settings, job_id: str, typed: str) -> None:
+    jobs.write_control(settings, job_id, "confirm", typed)
+
+
+def cancel(settings: Settings, job_id: str) -> None:
+    jobs.write_control(settings, job_id, "cancel")
+
+
+def latest_restore(settings: Settings) -> dict | None:
+    return jobs.latest_job(settings, "restore")
+
+
+def describe_status(data: dict) -> str:
+    """The job's message, or for an interrupted runner what happened and what to do."""
+    status = jobs.effective_status(data)
+    if status == "interrupted":
+        running = next((r["name"] for r in data.get("steps", []) if r["status"] == "running"), "?")
+        if data.get("phase") == "rollback":
+            return (f"The rollback was interrupted during step {running}. {state_words(data)} "
+                    f"Continue it with `fovea-tui restore --rollback {data['id']}`.")
+        return (f"The restore runner stopped during step {running} (it crashed or was killed). "
+                f"{state_words(data)} Resume with `fovea-tui restore --resume {data['id']}` "
+                f"or roll back with `fovea-tui restore --rollback {data['id']}`.")
+    if status in ("running", "rolling_back", "waiting", "pending"):
+        current = next((r for r in data.get("steps", []) if r["status"] == "running"), None)
+        return f"{status}: {current['title']}" if current else status
+    return data.get("message") or status
+
+
+def report(data: dict) -> dict[str, Any]:
+    """The contract's restore JSON: {"ok", "dump", "steps": [...], "verification": {...}} and more."""
+    status = jobs.effective_status(data)
+    facts = data.get("facts") or {}
+    steps = []
+    for rec in data.get("steps", []):
+        st = rec.get("status", "pending")
+        entry = {
+            "name": rec["name"],
+            "status": st if st in ("ok", "failed", "skipped") else ("failed" if st == "running" else "skipped"),
+            "detail": rec.get("detail") or ("not reached" if st == "pending" else ""),
+            "duration_s": rec.get("duration_s"),
+        }
+        if st == "running":
+            entry["detail"] = entry["detail"] or "interrupted"
+        if rec.get("undo"):
+            entry["undo"] = {k: v for k, v in rec["undo"].items() if k in ("status", "detail", "duration_s")}
+        steps.append(entry)
+    verification = dict(facts.get("verification") or {})
+    verification.setdefault("checklist", list(CHECKLIST))
+    return {
+        "ok": status == "ok",
+        "dump": facts.get("dump") or Path(str(data.get("params", {}).get("dump", ""))).name,
+        "job": data.get("id"),
+        "status": status,
+        "message": describe_status(data),
+        "database": data.get("params", {}).get("database"),
+        "safety_dump": facts.get("safety_dump"),
+        "steps": steps,
+        "preflight": facts.get("preflight") or [],
+        "verification": verification,
+        "rollback": data.get("rollback"),
+        "started_at": data.get("started_at"),
+        "ended_at": data.get("ended_at"),
+    }

@@ -1,0 +1,229 @@
+"""Running the steps: forward, resume after a crash, and rollback. The runner's body.
+
+`execute(handle, action)` is what `python -m fovea_tui.engine.jobs run|resume|rollback ID`
+calls for a restore job. It holds the backups lock for its whole life (no backup, prune or
+second restore meanwhile), records every step's status, detail, timing and output in the
+job's state file, and ends with one audit line and a message saying, in plain words, what
+state the install is in.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+
+from fovea_tui import secrets
+from fovea_tui.engine import audit
+from fovea_tui.engine.jobs import now_iso
+from fovea_tui.engine.locks import acquire
+from fovea_tui.engine.progress import CancelToken
+from fovea_tui.engine.restore.context import RestoreContext
+from fovea_tui.engine.restore.steps import Skip, Step, build_steps, pause_if_asked
+from fovea_tui.errors import Cancelled, FoveaError
+
+DONE = ("ok", "skipped")
+RAN = ("ok", "failed", "running")
+
+
+def initial_records() -> list[dict]:
+    return [{**s.describe(), "status": "pending", "detail": "", "output": []} for s in build_steps()]
+
+
+def _index(steps: list[Step], name: str) -> int:
+    return next(i for i, s in enumerate(steps) if s.name == name)
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, FoveaError):
+        return str(exc)
+    return f"unexpected {type(exc).__name__}: {exc}"
+
+
+def execute(handle, action: str) -> None:
+    ctx = RestoreContext(handle)
+    data = handle.data
+    if not data.get("steps"):
+        data["steps"] = initial_records()
+    steps = build_steps()
+    settings = handle.settings
+    outcome_details: dict = {"job": handle.id, "action": action, "dump": data["params"].get("dump")}
+    try:
+        with acquire(settings, "backups", purpose=f"restore (job {handle.id})"):
+            if action == "rollback" or (action == "resume" and data.get("phase") == "rollback"):
+                _rollback(ctx, steps, reason=data.get("rollback", {}).get("reason") or "asked by the operator")
+            else:
+                _forward(ctx, steps, resume=action == "resume")
+    except FoveaError as exc:  # the lock is held by someone else: nothing was touched
+        data["status"] = "refused" if exc.exit_code == 3 else "failed"
+        data["message"] = f"Nothing was changed: {exc}"
+    except BaseException as exc:  # noqa: BLE001 - record, then let the runner exit
+        data["status"] = "failed"
+        data["message"] = f"The runner crashed: {_error_text(exc)}. " + _state_words(ctx)
+        print(secrets.redact(traceback.format_exc()), flush=True)
+    finally:
+        data["ended_at"] = now_iso()
+        data.pop("awaiting", None)
+        handle.save()
+        status = data.get("status")
+        outcome = {"ok": "ok", "refused": "refused", "cancelled": "cancelled"}.get(status, "failed")
+        outcome_details.update({
+            "status": status, "message": data.get("message"),
+            "steps": {r["name"]: r["status"] for r in data["steps"]},
+            "safety_dump": (ctx.facts.get("safety_dump") or None),
+        })
+        audit.record(settings, "restore", outcome, outcome_details)
+        print(secrets.redact(f"{now_iso()} {handle.id}: {status}: {data.get('message', '')}"), flush=True)
+
+
+def _forward(ctx: RestoreContext, steps: list[Step], *, resume: bool) -> None:
+    data = ctx.data
+    records = data["steps"]
+    start = 0
+    if resume:
+        start = next((i for i, r in enumerate(records) if r["status"] not in DONE), len(records))
+        if start < len(records) and steps[start].rerun_from:
+            start = _index(steps, steps[start].rerun_from)
+        for rec in records[start:]:
+            if rec["status"] != "pending":
+                rec.setdefault("output", []).append(f"--- resumed ({rec['status']} before) ---")
+            rec["status"] = "pending"
+    data["phase"] = "forward"
+    data["status"] = "running"
+    data.setdefault("started_at", now_iso())
+    ctx.save()
+    for i in range(start, len(steps)):
+        step, rec = steps[i], records[i]
+        ctx.current = rec
+        rec.update(status="running", started_at=now_iso(), detail="")
+        rec.pop("progress", None)
+        ctx.save()
+        pause_if_asked(step.name)
+        t0 = time.monotonic()
+        try:
+            detail = step.run(ctx)
+            step.check(ctx)
+            rec.update(status="ok", detail=detail)
+        except Skip as skip:
+            rec.update(status="skipped", detail=skip.detail)
+        except BaseException as exc:  # noqa: BLE001 - every failure is reported and handled
+            rec.update(status="failed", detail=secrets.redact(_error_text(exc)))
+            rec["duration_s"] = round(time.monotonic() - t0, 2)
+            rec["ended_at"] = now_iso()
+            if not isinstance(exc, FoveaError):
+                ctx.output(traceback.format_exc())
+            ctx.save()
+            _after_failure(ctx, steps, i, exc)
+            if not isinstance(exc, (Exception, FoveaError)):
+                raise  # KeyboardInterrupt / SystemExit: recorded, now let it go
+            return
+        finally:
+            rec["duration_s"] = round(time.monotonic() - t0, 2)
+            rec["ended_at"] = now_iso()
+            ctx.current = None
+            ctx.save()
+    data["status"] = "ok"
+    running = ctx.facts.get("was_running") or []
+    data["message"] = (f"Restored {ctx.facts.get('dump')} into database {ctx.db_name}"
+                       + (f"; {', '.join(running)} running again" if running else "")
+                       + (f"; safety dump {_name(ctx.facts.get('safety_dump'))} kept" if ctx.facts.get("safety_dump") else "")
+                       + ".")
+
+
+def _name(path) -> str:
+    return str(path).rsplit("/", 1)[-1] if path else ""
+
+
+def _after_failure(ctx: RestoreContext, steps: list[Step], index: int, exc: BaseException) -> None:
+    data = ctx.data
+    failed = steps[index]
+    reason = f"step {failed.name} failed: {_error_text(exc)}"
+    touched = any(s.changes_install and data["steps"][i]["status"] in RAN for i, s in enumerate(steps[: index + 1]))
+    if not touched:
+        if isinstance(exc, Cancelled):
+            data["status"] = "cancelled"
+        else:
+            data["status"] = "refused" if getattr(exc, "exit_code", 1) == 3 else "failed"
+        data["message"] = f"Nothing was changed: {_error_text(exc)}"
+        return
+    if ctx.params.get("no_rollback"):
+        data["status"] = "failed"
+        data["message"] = (f"The restore failed at step {failed.name} ({_error_text(exc)}); not rolled back "
+                           f"(--no-rollback). {_state_words(ctx)} Resume with `fovea-tui restore --resume {ctx.handle.id}`"
+                           f" or roll back with `fovea-tui restore --rollback {ctx.handle.id}`.")
+        return
+    _rollback(ctx, steps, reason=reason)
+
+
+def _rollback(ctx: RestoreContext, steps: list[Step], *, reason: str) -> None:
+    data = ctx.data
+    ctx.cancel = CancelToken()  # a rollback is never cut short by the cancel that may have caused it
+    data["phase"] = "rollback"
+    data["status"] = "rolling_back"
+    info = data.setdefault("rollback", {})
+    info.setdefault("reason", reason)
+    info.setdefault("started_at", now_iso())
+    ctx.save()
+    records = data["steps"]
+    for i in reversed(range(len(steps))):
+        step, rec = steps[i], records[i]
+        if not step.changes_install or rec["status"] not in RAN:
+            continue
+        undo = rec.get("undo") or {}
+        if undo.get("status") in DONE:
+            continue
+        ctx.current = rec
+        rec["undo"] = {"status": "running", "started_at": now_iso()}
+        ctx.save()
+        t0 = time.monotonic()
+        try:
+            detail = step.undo(ctx)
+            rec["undo"] = {"status": "ok" if detail else "skipped", "detail": detail or "nothing to undo"}
+        except BaseException as exc:  # noqa: BLE001
+            rec["undo"] = {"status": "failed", "detail": secrets.redact(_error_text(exc))}
+            data["status"] = "rollback_failed"
+            info["failed_step"] = step.name
+            safety = ctx.facts.get("safety_dump")
+            data["message"] = (f"The restore did not complete ({info['reason']}) and the rollback failed at step "
+                               f"{step.name}: {_error_text(exc)}. {_state_words(ctx)} "
+                               + (f"The safety dump is {safety}; retry with `fovea-tui restore --rollback "
+                                  f"{ctx.handle.id}` or restore it by hand (gunzip -c it into psql)." if safety else ""))
+            return
+        finally:
+            rec["undo"]["duration_s"] = round(time.monotonic() - t0, 2)
+            ctx.current = None
+            ctx.save()
+    data["status"] = "rolled_back"
+    info["ended_at"] = now_iso()
+    running = ctx.facts.get("was_running") or []
+    if ctx.facts.get("safety_restored"):
+        db_words = f"the database is back to the safety dump {_name(ctx.facts.get('safety_dump'))}"
+    else:
+        db_words = "the database was not touched"
+    data["message"] = (f"The restore did not complete ({info['reason']}). Rolled back: {db_words}"
+                       + (f", and {', '.join(running)} are running again" if running else "")
+                       + ". The install is as it was before the restore.")
+
+
+def _state_words(ctx: RestoreContext) -> str:
+    return state_words(ctx.data)
+
+
+def state_words(data: dict) -> str:
+    """What state the install is in, in words, from the facts a job recorded so far."""
+    facts = data.get("facts") or {}
+    records = {r["name"]: r["status"] for r in data.get("steps", [])}
+    if facts.get("safety_restored"):
+        db = "The database is back to the safety dump."
+    elif not facts.get("database_dropped"):
+        db = "The database is untouched."
+    elif records.get("restore") == "ok":
+        db = f"The database holds the restored dump {facts.get('dump')}" + (
+            "" if records.get("migrate") in ("ok", "skipped") else " without the pending migrations") + "."
+    else:
+        db = "The database is empty or partly restored."
+    stopped = facts.get("was_running") or []
+    if stopped and records.get("start") != "ok":
+        svc = f" Stopped by the restore and not yet started again: {', '.join(stopped)}."
+    else:
+        svc = ""
+    return db + svc

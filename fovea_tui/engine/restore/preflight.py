@@ -1,0 +1,295 @@
+"""Pre-flight: everything a restore needs, checked before anything is touched.
+
+Each check is a `Check(name, ok, detail)`. A failed check with `fatal` stops the restore
+with nothing changed; `refuse` marks guards (a corrupt dump, a target that cannot take the
+dump, too little disk) whose failure is a refusal (exit 3) rather than a failure (exit 1).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from isal import igzip
+
+from fovea_tui.engine.database import DatabaseError
+from fovea_tui.engine.stack import redis_queue_counts
+from fovea_tui.errors import FoveaError
+
+MIGRATIONS_DIR = "/app/prisma/migrations"  # where the backend image bundles Prisma's migrations
+HEAD_BYTES = 4 << 20                          # of decompressed SQL read for extensions and versions
+REDIS_SERVICE = "redis"
+MARGIN = 64 << 20                             # bytes of slack on top of every disk estimate
+
+_EXTENSION = re.compile(r'^CREATE EXTENSION (?:IF NOT EXISTS )?"?([A-Za-z0-9_\-]+)"?', re.M)
+_DUMPED_FROM = re.compile(r"^-- Dumped from database version (\d+)(?:\.(\d+))?", re.M)
+_TABLE_REF = re.compile(
+    r'\b(?:TABLE|INTO|UPDATE|FROM|ON|REFERENCES)\s+(?:ONLY\s+)?(?:IF\s+(?:NOT\s+)?EXISTS\s+)?'
+    r'(?:"?public"?\.)?"([A-Za-z_][A-Za-z0-9_]*)"', re.I)
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fatal: bool = True
+    refuse: bool = False
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class DumpHead:
+    extensions: list[str]
+    server_major: int | None
+
+
+def read_dump_head(path: Path, limit: int = HEAD_BYTES) -> DumpHead:
+    """Extensions (`CREATE EXTENSION` lines) and the source server's major version from the
+    first `limit` bytes of SQL. pg_dump writes both before any table."""
+    try:
+        with igzip.open(path, "rb") as fh:
+            head = fh.read(limit)
+    except (OSError, EOFError, ValueError):
+        head = b""
+    text = head.decode("utf-8", "replace")
+    exts = sorted(set(_EXTENSION.findall(text)) - {"plpgsql"})
+    m = _DUMPED_FROM.search(text)
+    return DumpHead(exts, int(m.group(1)) if m else None)
+
+
+def tables_touched(sql: str) -> list[str]:
+    """Tables a migration's SQL names (CREATE/ALTER TABLE, INSERT INTO, UPDATE, ...)."""
+    return sorted(set(_TABLE_REF.findall(sql)))
+
+
+def bundled_migrations(ctx) -> dict[str, list[str]]:
+    """Migrations bundled in the backend image: {name: [tables its SQL touches]}.
+
+    Read inside the running backend (exec), else in a one-off container of its image.
+    """
+    service = ctx.settings.stack.backend_service
+    script = (f'for d in {MIGRATIONS_DIR}/*/; do [ -f "$d/migration.sql" ] || continue; '
+              f'echo "@@fovea-migration@@ $(basename "$d")"; cat "$d/migration.sql"; echo; done')
+    svc = ctx.stack.service(service)
+    if svc.running:
+        code, out, err = ctx.stack.exec(service, ["sh", "-c", script])
+        if code != 0:
+            raise FoveaError(f"listing {MIGRATIONS_DIR} in service {service} failed: {(err or out).strip()[:200]}")
+    else:
+        code, out = ctx.stack.run_one_off(service, ["sh", "-c", script], cancel=ctx.cancel, timeout=120)
+        if code != 0:
+            raise FoveaError(f"listing {MIGRATIONS_DIR} in a one-off {service} container failed: {out.strip()[:200]}")
+    found: dict[str, list[str]] = {}
+    name, body = None, []
+    for line in out.splitlines() + ["@@fovea-migration@@ "]:
+        if line.startswith("@@fovea-migration@@ "):
+            if name:
+                found[name] = tables_touched("\n".join(body))
+            name, body = line.split(" ", 1)[1].strip() or None, []
+        else:
+            body.append(line)
+    return found
+
+
+def _free_bytes(path: Path) -> int:
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return shutil.disk_usage(probe).free
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)  # pragma: no cover
+
+
+def check_dump(ctx) -> Check:
+    from fovea_tui.engine import manifest as mf
+    from fovea_tui.engine.verify import remember, verify_dump
+
+    path = ctx.dump_path
+    manifest = None
+    if ctx.facts.get("manifest"):
+        manifest = mf.Manifest.from_dict(ctx.facts["manifest"], source=f"manifest {path.name}")
+    result = verify_dump(path, manifest, cancel=ctx.cancel)
+    try:
+        remember(ctx.settings, path, result)
+    except (OSError, ValueError, FoveaError):
+        pass
+    ctx.facts["dump_verify"] = {"status": result.status, "sha256": result.sha256, "size": result.size,
+                                "uncompressed_size": result.uncompressed_size, "tables": result.tables}
+    if not result.ok:
+        return Check("dump", False, f"{path.name} is corrupt: " + "; ".join(result.reasons), refuse=True)
+    how = "checksum equal to its manifest" if result.has_manifest else "no manifest: complete, not checksummed"
+    detail = f"{path.name}: whole gzip stream, pg_dump's completion line, {how}"
+    if result.warnings:
+        detail += " (" + "; ".join(result.warnings) + ")"
+    return Check("dump", True, detail)
+
+
+def check_disk(ctx) -> Check:
+    uncompressed = int(ctx.facts.get("dump_verify", {}).get("uncompressed_size") or 0)
+    try:
+        current = ctx.db.database_size() if ctx.db.name in ctx.db.databases() else 0
+    except FoveaError:
+        current = 0
+    # The safety dump is compressed SQL, well under the live database's size on disk.
+    need_backups = current // 2 + MARGIN
+    free_backups = _free_bytes(ctx.settings.backups_dir)
+    problems, parts = [], [f"backups dir: {_human(free_backups)} free, safety dump needs about {_human(need_backups)}"]
+    if free_backups < need_backups:
+        problems.append(f"{ctx.settings.backups_dir} has {_human(free_backups)} free; the safety dump needs about "
+                        f"{_human(need_backups)}")
+    # The restored database: its SQL (plus indexes) lands in the server's data directory.
+    need_db = int(uncompressed * 1.5) + MARGIN
+    if ctx.settings.database.mode == "docker" and ctx.stack is not None:
+        try:
+            code, out, _ = ctx.stack.exec(ctx.db_service, ["sh", "-c", 'df -Pk "${PGDATA:-/var/lib/postgresql/data}" | tail -1'])
+            free_db = int(out.split()[3]) * 1024 if code == 0 and len(out.split()) > 3 else None
+        except (FoveaError, ValueError, IndexError):
+            free_db = None
+        if free_db is not None:
+            parts.append(f"database volume: {_human(free_db)} free, the restore needs about {_human(need_db)}")
+            if free_db < need_db:
+                problems.append(f"the database volume has {_human(free_db)} free; the restore needs about {_human(need_db)}")
+        else:
+            parts.append("database volume: free space unknown")
+    else:
+        parts.append("database server's disk: not visible from here (direct mode)")
+    if problems:
+        return Check("disk", False, "; ".join(problems), refuse=True)
+    return Check("disk", True, "; ".join(parts))
+
+
+def check_engine(ctx) -> Check:
+    s = ctx.settings
+    if s.database.mode == "docker":
+        services = {svc.name: svc for svc in ctx.stack.require()}
+        if ctx.db_service not in services:
+            return Check("engine", False, f"compose project {s.install.compose_project!r} has no service "
+                         f"{ctx.db_service!r} (database.service)")
+        names = ", ".join(f"{n} ({'running' if v.running else v.state})" for n, v in services.items())
+        detail = f"Docker engine answers; project {s.install.compose_project}: {names}"
+    else:
+        tools = ctx.db.bin_dir  # raises ConfigError when there are no client tools
+        detail = f"client tools in {tools}; "
+        if ctx.stack is None:
+            detail += "no compose stack managed (services are not stopped, migrations not run)"
+        else:
+            detail += f"compose project {s.install.compose_project}: " + ", ".join(x.name for x in ctx.stack.services())
+    if ctx.stack is not None and not ctx.params.get("skip_migrate"):
+        names = [x.name for x in ctx.stack.services()]
+        if s.stack.backend_service not in names:
+            return Check("engine", False, f"no service {s.stack.backend_service!r} (stack.backend_service) to run "
+                         "the migrations in", data={"services": names})
+    return Check("engine", True, detail)
+
+
+def check_server(ctx) -> Check:
+    head = read_dump_head(ctx.dump_path)
+    manifest = ctx.facts.get("manifest") or {}
+    source_major = head.server_major
+    if source_major is None and manifest.get("server_version"):
+        m = re.match(r"(\d+)", str(manifest["server_version"]))
+        source_major = int(m.group(1)) if m else None
+    try:
+        major = ctx.db.server_major()
+        available = ctx.db.available_extensions()
+    except DatabaseError as exc:
+        return Check("server", False, f"cannot reach the target server: {exc}")
+    ctx.facts["dump_extensions"] = head.extensions
+    missing = [e for e in head.extensions if e not in available]
+    problems = []
+    if source_major and major < source_major:
+        problems.append(f"the dump comes from PostgreSQL {source_major}, the target runs {major}: "
+                        "a plain dump does not restore into an older server")
+    if missing:
+        problems.append(f"the dump needs extension(s) {', '.join(missing)} that the target server lacks "
+                        "(install pgvector, e.g. the pgvector/pgvector:pg16 image)")
+    if problems:
+        return Check("server", False, "; ".join(problems), refuse=True)
+    exts = ", ".join(head.extensions) or "none"
+    src = f"from PostgreSQL {source_major}" if source_major else "source version unknown"
+    return Check("server", True, f"target PostgreSQL {major} ({src}); extensions the dump needs: {exts}, all available")
+
+
+def check_queues(ctx) -> Check:
+    if ctx.stack is None:
+        return Check("queues", True, "no compose stack managed: Redis not checked", fatal=False)
+    services = {s.name: s for s in ctx.stack.services()}
+    redis = services.get(REDIS_SERVICE)
+    if redis is None or not redis.running:
+        return Check("queues", True, "Redis is not running: no jobs to interrupt", fatal=False)
+    try:
+        port = (ctx.env.get("REDIS_PORT") if ctx.env else "") or ""
+        counts = redis_queue_counts(ctx.stack, REDIS_SERVICE, port=port)
+    except FoveaError as exc:
+        return Check("queues", False, f"cannot read the queues: {exc}", fatal=False)
+    active = sum(c.get("active", 0) for c in counts.values())
+    waiting = sum(c.get("wait", 0) for c in counts.values())
+    ctx.facts["queues"] = counts
+    if active or waiting:
+        busy = ", ".join(f"{q}: {c['active']} active, {c['wait']} waiting" for q, c in counts.items()
+                         if c["active"] or c["wait"])
+        detail = f"{active} job(s) active and {waiting} waiting ({busy}); stopping the stack interrupts them " \
+                 "(users retry them from the UI)"
+    else:
+        detail = "no jobs active or waiting in the BullMQ queues"
+    return Check("queues", True, detail, fatal=False, data={"active": active, "waiting": waiting})
+
+
+def check_migrations(ctx) -> Check:
+    if ctx.params.get("skip_migrate"):
+        return Check("migrations", True, "--skip-migrate: bundled migrations not applied", fatal=False)
+    if ctx.stack is None:
+        return Check("migrations", True, "no compose stack managed: migrations are not run", fatal=False)
+    try:
+        bundled = bundled_migrations(ctx)
+    except FoveaError as exc:
+        return Check("migrations", False, f"cannot list the backend's migrations: {exc}", fatal=False)
+    manifest = ctx.facts.get("manifest") or {}
+    in_dump = manifest.get("prisma_migrations")
+    if in_dump is None:
+        in_dump = []
+        note = " (no manifest: the dump's own migrations are unknown, all are listed)"
+    else:
+        note = ""
+    pending = [name for name in sorted(bundled) if name not in set(in_dump)]
+    ctx.facts["pending_migrations"] = {name: bundled[name] for name in pending}
+    if pending:
+        detail = f"{len(pending)} migration(s) bundled in the backend image that the dump lacks will be applied: " \
+                 + ", ".join(pending) + note
+    else:
+        detail = f"the dump has all {len(bundled)} migration(s) bundled in the backend image"
+    return Check("migrations", True, detail, fatal=False, data={"pending": pending})
+
+
+CHECKS = (check_dump, check_disk, check_engine, check_server, check_queues, check_migrations)
+
+
+def run_preflight(ctx, on_check=None) -> list[Check]:
+    """Run every check (a crash in one is that check's failure); `on_check(check)` as each lands."""
+    results = []
+    for fn in CHECKS:
+        ctx.cancel.check()
+        name = fn.__name__.removeprefix("check_")
+        try:
+            check = fn(ctx)
+        except FoveaError as exc:
+            check = Check(name, False, str(exc), refuse=getattr(exc, "exit_code", 1) == 3)
+        results.append(check)
+        if on_check is not None:
+            on_check(check)
+        if name == "dump" and not check.ok:
+            break  # nothing else is worth asking about a dump that will not be restored
+    return results

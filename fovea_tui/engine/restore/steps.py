@@ -1,0 +1,495 @@
+"""The restore as a list of steps, each with `run`, `check` and `undo`.
+
+`run(ctx)` does the work and returns a one-line detail (or raises `Skip(detail)`);
+`check(ctx)` confirms what `run` promised (raises when it does not hold); `undo(ctx)` puts
+back what `run` changed and returns a detail. Rollback is walking back through the steps
+that ran, newest first, calling `undo`. What a step learns that later steps (or a resumed
+runner) need goes into `ctx.facts`, which is saved in the job's state file.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from isal import igzip
+
+from fovea_tui.engine import manifest as mf
+from fovea_tui.engine.progress import ProgressEvent
+from fovea_tui.engine.streams import condense
+from fovea_tui.errors import Cancelled, FoveaError, OperationFailed, SafetyRefusal
+
+CHUNK = 1 << 20
+# Written to psql when a stream must be abandoned: ends a COPY block and any statement, then
+# raises, so `--single-transaction` rolls back instead of committing half a dump at EOF.
+ABORT_SQL = b"\n\\.\n;\nDO $fovea$ BEGIN RAISE EXCEPTION 'restore aborted by fovea-tui'; END $fovea$;\n"
+PAUSE_ENV = "FOVEA_TUI_RESTORE_PAUSE"  # "STEP:SECONDS": hold a step after it starts (tests, drills)
+
+
+class Skip(Exception):
+    """The step has nothing to do here; the detail says why."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class PreflightFailed(FoveaError):
+    """A pre-flight check failed: nothing was changed."""
+
+    def __init__(self, message: str, *, refused: bool) -> None:
+        super().__init__(message)
+        self.exit_code = 3 if refused else 1
+
+
+class Step:
+    name = ""
+    title = ""
+    #: On resume after a crash inside this step, start again from this step (its own name
+    #: when unset): re-running a restore needs a freshly created database first.
+    rerun_from: str | None = None
+    #: Steps from here on change the install: a failure after one of them is rolled back.
+    changes_install = False
+
+    def run(self, ctx) -> str:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def check(self, ctx) -> None:
+        """Raise OperationFailed when what `run` promised does not hold."""
+
+    def undo(self, ctx) -> str | None:
+        """Put back what `run` changed; None when there is nothing to put back."""
+        return None
+
+    def describe(self) -> dict:
+        return {"name": self.name, "title": self.title}
+
+
+# --------------------------------------------------------------------------- 1. choose
+
+
+class ChooseDump(Step):
+    name, title = "choose", "Choose the dump"
+
+    def run(self, ctx) -> str:
+        wanted = ctx.params["dump"]
+        path = _local_dump(ctx, wanted)
+        fetched = False
+        if path is None:
+            path = _fetch_offsite(ctx, wanted)
+            fetched = True
+        if mf.parse_dump_name(path.name) is None:
+            raise SafetyRefusal(f"{path.name} is not named like a fovea dump (fovea-YYYYMMDDTHHMMSSZ.sql.gz)")
+        ctx.facts["dump_path"] = str(path)
+        ctx.facts["dump"] = path.name
+        try:
+            manifest = mf.read_for(path)
+        except mf.ManifestError as exc:
+            raise SafetyRefusal(f"the manifest beside {path.name} cannot be trusted: {exc.message}") from None
+        ctx.facts["manifest"] = manifest.as_dict() if manifest else None
+        where = "fetched from off-site into " + str(path.parent) if fetched else f"local: {path}"
+        return f"{path.name} ({where}{'' if manifest else '; no manifest'})"
+
+    def check(self, ctx) -> None:
+        if not ctx.dump_path.is_file():
+            raise OperationFailed(f"{ctx.dump_path} is gone")
+
+
+def _local_dump(ctx, wanted: str) -> Path | None:
+    candidate = Path(wanted)
+    if candidate.is_file():
+        return candidate.resolve()
+    beside = ctx.settings.backups_dir / candidate.name
+    if beside.is_file():
+        return beside
+    return None
+
+
+def _fetch_offsite(ctx, wanted: str) -> Path:
+    from fovea_tui.engine.inventory import load_inventory
+    from fovea_tui.engine.locks import ensure_private_dir
+
+    settings = ctx.settings
+    if not settings.backups.offsite:
+        raise SafetyRefusal(f"no dump {wanted!r}: not a file, not in {settings.backups_dir}, and no off-site store")
+    inventory = load_inventory(settings)
+    if inventory.errors:
+        raise OperationFailed("the off-site store did not answer: " + "; ".join(inventory.errors))
+    entry = inventory.find(wanted)
+    if entry is None or entry.offsite is None:
+        raise SafetyRefusal(f"no dump {wanted!r} locally in {settings.backups_dir} nor off-site at {settings.backups.offsite}")
+    store = inventory.store
+    directory = ensure_private_dir(settings.backups_dir)
+    dest = directory / entry.name
+    expected = None
+    if "offsite" in entry.manifests:
+        raw = store.read_bytes(entry.manifests["offsite"])
+        manifest = mf.parse(raw, source=f"off-site manifest of {entry.name}")
+        expected = manifest.sha256
+        mf.write_bytes_atomic(mf.manifest_path(dest), raw)
+    total = entry.offsite.size
+
+    def progress(event: ProgressEvent) -> None:
+        ctx.progress(event.done, event.total or total)
+
+    ctx.output(f"fetching {entry.offsite.key} from {settings.backups.offsite}")
+    store.get_file(entry.offsite.key, dest, expected_sha256=expected, progress=progress, cancel=ctx.cancel)
+    if "offsite" in entry.envs:
+        try:
+            store.get_file(entry.envs["offsite"], mf.env_copy_path(dest), cancel=ctx.cancel)
+            os.chmod(mf.env_copy_path(dest), 0o600)
+        except FoveaError as exc:
+            ctx.output(f"env copy not fetched: {exc}")
+    return dest
+
+
+# --------------------------------------------------------------------------- 2. pre-flight
+
+
+class Preflight(Step):
+    name, title = "preflight", "Pre-flight checks"
+
+    def run(self, ctx) -> str:
+        from fovea_tui.engine.restore.preflight import run_preflight
+
+        ctx.facts["preflight"] = []
+
+        def landed(check) -> None:
+            ctx.facts["preflight"].append(check.as_dict())
+            ctx.output(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}")
+
+        checks = run_preflight(ctx, landed)
+        failed = [c for c in checks if not c.ok and c.fatal]
+        if failed:
+            refused = any(c.refuse for c in failed)
+            raise PreflightFailed("pre-flight failed, nothing was changed: "
+                                  + "; ".join(f"{c.name}: {c.detail}" for c in failed), refused=refused)
+        warn = [c for c in checks if not c.ok]
+        return f"{len(checks)} checks passed" + (f", {len(warn)} warning(s)" if warn else "")
+
+
+# --------------------------------------------------------------------------- 3. safety dump
+
+
+class SafetyDump(Step):
+    name, title = "safety_dump", "Safety dump of the current database"
+
+    def run(self, ctx) -> str:
+        from fovea_tui.engine.dump import run_backup
+
+        existing = ctx.facts.get("safety_dump")
+        if existing and Path(existing).is_file():
+            return f"{Path(existing).name} (taken earlier in this job)"
+        if ctx.db_name not in ctx.db.databases():
+            ctx.facts["safety_dump"] = None
+            raise Skip(f"database {ctx.db_name} does not exist yet: nothing to save")
+
+        def progress(event: ProgressEvent) -> None:
+            ctx.progress(event.done, event.total)
+
+        result = run_backup(ctx.settings, progress=progress, cancel=ctx.cancel, offsite=False,
+                            kind="pre-restore", database=ctx.db, env=ctx.env)
+        ctx.facts["safety_dump"] = str(result.path)
+        ctx.facts["safety_tables"] = dict(result.tables)
+        return f"{result.name}: {result.rows} rows in {len(result.tables)} tables, {result.size} bytes"
+
+    def check(self, ctx) -> None:
+        path = ctx.facts.get("safety_dump")
+        if path and not Path(path).is_file():
+            raise OperationFailed(f"safety dump {path} is missing")
+
+
+# --------------------------------------------------------------------------- 4. confirm
+
+
+class Confirm(Step):
+    name, title = "confirm", "Confirm: type the database name"
+
+    def run(self, ctx) -> str:
+        if ctx.params.get("confirmed"):
+            return "confirmed in advance (--yes)"
+        expected = ctx.db_name
+        timeout = float(ctx.params.get("confirm_timeout_s", 1800))
+        ctx.data["awaiting"] = "confirm"
+        ctx.data["status"] = "waiting"
+        ctx.save()
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if ctx.cancel.wait(0.2):
+                    raise Cancelled("the operator declined: nothing was changed")
+                typed = ctx.handle.read_control("confirm")
+                if typed is None:
+                    continue
+                if typed.strip() == expected:
+                    return f"the operator typed {expected!r}"
+                raise Cancelled(f"the typed name did not match {expected!r}: nothing was changed")
+            raise Cancelled(f"nobody confirmed within {int(timeout)} s: nothing was changed")
+        finally:
+            ctx.data.pop("awaiting", None)
+            ctx.data["status"] = "running"
+
+
+# --------------------------------------------------------------------------- 5. stop
+
+
+class StopStack(Step):
+    name, title = "stop", "Stop the stack (all but the database)"
+    changes_install = True
+
+    def run(self, ctx) -> str:
+        if ctx.stack is None:
+            ctx.facts.setdefault("was_running", [])
+            raise Skip("no compose stack managed (direct mode without Docker): nothing to stop")
+        if "was_running" not in ctx.facts:  # a resumed runner must not forget what ran before
+            ctx.facts["was_running"] = [s.name for s in ctx.stack.services()
+                                        if s.running and s.name != ctx.db_service]
+            ctx.facts["was_stopped"] = [s.name for s in ctx.stack.services() if not s.running]
+            ctx.save()
+        names = ctx.facts["was_running"]
+        if not names:
+            raise Skip("no service but the database was running")
+        ctx.output("stopping " + ", ".join(reversed(names)))
+        ctx.stack.stop(names)
+        return "stopped " + ", ".join(names) + " (they will be started again)"
+
+    def check(self, ctx) -> None:
+        if ctx.stack is None:
+            return
+        still = [s.name for s in ctx.stack.services() if s.name in ctx.facts.get("was_running", []) and s.running]
+        if still:
+            raise OperationFailed("still running after stop: " + ", ".join(still))
+
+    def undo(self, ctx) -> str | None:
+        names = ctx.facts.get("was_running") or []
+        if ctx.stack is None or not names:
+            return None
+        ctx.output("starting again " + ", ".join(names))
+        ctx.stack.start(names, cancel=None, timeout=float(ctx.params.get("health_timeout_s", 180)))
+        return "started again: " + ", ".join(names)
+
+
+# --------------------------------------------------------------------------- 6. prepare
+
+
+def ensure_database_service(ctx) -> None:
+    if ctx.stack is None:
+        return
+    services = {s.name: s for s in ctx.stack.services()}
+    svc = services.get(ctx.db_service)
+    if svc is None:
+        return
+    if not svc.running:
+        ctx.output(f"starting {ctx.db_service}")
+        ctx.stack.start([ctx.db_service], timeout=float(ctx.params.get("health_timeout_s", 180)))
+    ctx.stack.wait_healthy(ctx.db_service, timeout=float(ctx.params.get("health_timeout_s", 180)))
+
+
+def recreate_database(ctx) -> None:
+    db = ctx.db
+    owner = ctx.settings.database.user if ctx.settings.database.mode == "docker" else db.user
+    ctx.output(f"terminating other sessions on {db.name}")
+    db.terminate_sessions(db.name)
+    ctx.facts["database_dropped"] = True
+    ctx.save()
+    ctx.output(f"dropping database {db.name}")
+    db.drop_database(db.name)
+    ctx.output(f"creating database {db.name} owned by {owner}")
+    db.create_database(db.name, owner=owner or None)
+
+
+class PrepareDatabase(Step):
+    name, title = "prepare", "Database up; drop and create it"
+    changes_install = True
+
+    def run(self, ctx) -> str:
+        ensure_database_service(ctx)
+        recreate_database(ctx)
+        return f"database {ctx.db_name} dropped and created empty (owner {ctx.settings.database.user if ctx.settings.database.mode == 'docker' else ctx.db.user})"
+
+    def check(self, ctx) -> None:
+        if ctx.db_name not in ctx.db.databases():
+            raise OperationFailed(f"database {ctx.db_name} does not exist after creating it")
+
+    def undo(self, ctx) -> str | None:
+        return restore_safety_dump(ctx)
+
+
+# --------------------------------------------------------------------------- 7. restore
+
+
+def stream_dump(ctx, path: Path, database: str) -> str:
+    """Decompress `path` (ISA-L) into psql; progress over the file's bytes. psql's output."""
+    total = path.stat().st_size
+    proc = ctx.db.restore(database)
+    broken: OSError | None = None
+    try:
+        with open(path, "rb") as raw, igzip.GzipFile(fileobj=raw, mode="rb") as gz:
+            while True:
+                ctx.cancel.check()
+                chunk = gz.read(CHUNK)
+                if not chunk:
+                    break
+                try:
+                    proc.write(chunk)
+                except OSError as exc:  # psql stopped reading: it hit an error and exited
+                    broken = exc
+                    break
+                ctx.progress(raw.tell(), total)
+    except BaseException:
+        try:
+            proc.write(ABORT_SQL)
+        except OSError:
+            pass
+        try:
+            proc.kill()
+        finally:
+            proc.wait()
+        raise
+    ctx.progress(total, total)
+    code = proc.wait()
+    out = proc.output_text()
+    for line in out.splitlines()[-20:]:
+        if line.strip():
+            ctx.output(line)
+    if code != 0 or broken is not None:
+        raise OperationFailed(f"psql stopped at an SQL error (exit {code}): {condense(proc.stderr_text)}; "
+                              "the transaction was rolled back")
+    return out
+
+
+class RestoreDump(Step):
+    name, title = "restore", "Restore the dump"
+    rerun_from = "prepare"
+    changes_install = True
+
+    def run(self, ctx) -> str:
+        path = ctx.dump_path
+        t0 = time.monotonic()
+        stream_dump(ctx, path, ctx.db_name)
+        rows = ctx.db.table_rows()
+        ctx.facts["restored_rows"] = rows
+        return f"{path.name} into {ctx.db_name}: {sum(rows.values())} rows in {len(rows)} tables " \
+               f"in {time.monotonic() - t0:.1f} s"
+
+    def check(self, ctx) -> None:
+        if not ctx.db.table_rows():
+            raise OperationFailed(f"database {ctx.db_name} holds no tables after the restore")
+
+    def undo(self, ctx) -> str | None:
+        return restore_safety_dump(ctx)
+
+
+def restore_safety_dump(ctx) -> str | None:
+    """Put the database back as the safety dump saw it (once per job, whoever asks first)."""
+    if ctx.facts.get("safety_restored"):
+        return "database already restored from the safety dump"
+    if not ctx.facts.get("database_dropped"):
+        return None  # the database was never touched
+    safety = ctx.facts.get("safety_dump")
+    ensure_database_service(ctx)
+    if safety is None:
+        ctx.db.drop_database(ctx.db_name)
+        ctx.facts["safety_restored"] = True
+        return f"database {ctx.db_name} dropped again: it did not exist before the restore"
+    path = Path(safety)
+    if not path.is_file():
+        raise OperationFailed(f"the safety dump {path} is gone: cannot roll back")
+    recreate_database(ctx)
+    ctx.output(f"restoring the safety dump {path.name}")
+    stream_dump(ctx, path, ctx.db_name)
+    ctx.facts["safety_restored"] = True
+    ctx.save()
+    rows = ctx.db.table_rows()
+    return f"database {ctx.db_name} restored from the safety dump {path.name}: {sum(rows.values())} rows"
+
+
+# --------------------------------------------------------------------------- 8. migrate
+
+
+class Migrate(Step):
+    name, title = "migrate", "Apply the backend's migrations"
+    changes_install = True
+
+    def run(self, ctx) -> str:
+        settings = ctx.settings
+        if ctx.params.get("skip_migrate"):
+            raise Skip("--skip-migrate: migrations not applied")
+        if ctx.stack is None:
+            raise Skip("no Docker: run `npx prisma migrate deploy` in the backend yourself")
+        command = list(settings.stack.migrate_command)
+        ctx.output("$ " + " ".join(command) + f"  (one-off {settings.stack.backend_service} container)")
+        code, out = ctx.stack.run_one_off(settings.stack.backend_service, command, cancel=ctx.cancel,
+                                          on_output=ctx.output,
+                                          timeout=float(ctx.params.get("migrate_timeout_s", 900)))
+        if code != 0:
+            raise OperationFailed(f"{' '.join(command)} exited with {code}: {condense(out)}")
+        applied = [m for m in ctx.db.applied_migrations() if m in (ctx.facts.get("pending_migrations") or {})]
+        ctx.facts["migrations_applied"] = applied
+        return f"{' '.join(command)} succeeded" + (f"; applied {', '.join(applied)}" if applied else "; nothing pending")
+
+
+# --------------------------------------------------------------------------- 9. start
+
+
+class StartStack(Step):
+    name, title = "start", "Start the services that were running"
+    changes_install = True
+
+    def run(self, ctx) -> str:
+        names = ctx.facts.get("was_running") or []
+        if ctx.stack is None or not names:
+            raise Skip("no service to start" if ctx.stack is not None else "no compose stack managed")
+        ctx.output("starting " + ", ".join(ctx.stack.start_order([s for s in ctx.stack.services() if s.name in names])))
+        ctx.stack.start(names, cancel=ctx.cancel, timeout=float(ctx.params.get("health_timeout_s", 180)))
+        kept = ctx.facts.get("was_stopped") or []
+        return "started and healthy: " + ", ".join(names) + (f"; left stopped: {', '.join(kept)}" if kept else "")
+
+    def check(self, ctx) -> None:
+        down = [s.name for s in ctx.stack.services() if s.name in ctx.facts.get("was_running", []) and not s.ok]
+        if down:
+            raise OperationFailed("not running and healthy: " + ", ".join(down))
+
+    def undo(self, ctx) -> str | None:
+        names = ctx.facts.get("was_running") or []
+        if ctx.stack is None or not names:
+            return None
+        ctx.stack.stop(names)
+        return "stopped again for the rollback: " + ", ".join(names)
+
+
+# --------------------------------------------------------------------------- 10. verify
+
+
+class Verify(Step):
+    name, title = "verify", "Verify the restored install"
+    changes_install = True
+
+    def run(self, ctx) -> str:
+        from fovea_tui.engine.restore.verify import run_verification
+
+        result = run_verification(ctx)
+        ctx.facts["verification"] = result
+        failed = [c for c in result["checks"] if not c["ok"] and c["severity"] == "error"]
+        warned = [c for c in result["checks"] if not c["ok"] and c["severity"] != "error"]
+        if failed:
+            raise OperationFailed("verification failed: " + "; ".join(f"{c['name']}: {c['detail']}" for c in failed))
+        return f"{len(result['checks'])} checks passed" + (
+            f", {len(warned)} warning(s): " + "; ".join(f"{c['name']}: {c['detail']}" for c in warned) if warned else "")
+
+
+STEPS: tuple[type[Step], ...] = (ChooseDump, Preflight, SafetyDump, Confirm, StopStack, PrepareDatabase,
+                                 RestoreDump, Migrate, StartStack, Verify)
+
+
+def build_steps() -> list[Step]:
+    return [cls() for cls in STEPS]
+
+
+def pause_if_asked(name: str) -> None:
+    """Hold step `name` for a while when FOVEA_TUI_RESTORE_PAUSE says so (crash tests, drills)."""
+    spec = os.environ.get(PAUSE_ENV, "")
+    step, _, seconds = spec.partition(":")
+    if step == name:
+        time.sleep(float(seconds or 30))

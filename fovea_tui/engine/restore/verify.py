@@ -1,0 +1,180 @@
+"""Step 10: is the restored install what the dump held, and does it answer?
+
+Checks (each `{"name", "ok", "severity", "detail", ...}`; only "error" ones fail the step):
+- rows: rows per table equal the manifest's; tables the applied migrations touched may
+  differ and are named, not failed;
+- migrations: `_prisma_migrations` holds no failed or rolled-back rows;
+- health: the backend's health URL answers healthy (short timeout, retries);
+- videos: every `videos` row's file exists in `volume.path` ("warning": a volume not yet
+  pulled back is a separate step, not a reason to undo the database).
+
+`check_login` is the optional login check: the faces call it with credentials the operator
+types, which are never stored.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit, urlunsplit
+
+from fovea_tui.errors import FoveaError
+
+CHECKLIST = [
+    "A user can log in (the login check below, or in a browser)",
+    "A previously annotated video loads and plays",
+    "Its annotations render on the timeline",
+    "A re-run of summarization on a video produces output",
+    "The env file on this host is the one that belongs to this dump (SESSION_SECRET, API_KEY_ENCRYPTION_KEY)",
+    "The video volume is in place (`fovea-tui sync --pull` if it is not)",
+]
+
+
+def _check(name: str, ok: bool, detail: str, severity: str = "error", **extra) -> dict:
+    return {"name": name, "ok": ok, "severity": severity, "detail": detail, **extra}
+
+
+def check_rows(ctx) -> dict:
+    manifest = ctx.facts.get("manifest") or {}
+    expected = manifest.get("tables") or (ctx.facts.get("dump_verify") or {}).get("tables") or {}
+    if not expected:
+        return _check("rows", True, "no row counts recorded for this dump: not compared", "warning")
+    actual = ctx.db.table_rows()
+    touched: set[str] = {"_prisma_migrations"} if ctx.facts.get("migrations_applied") else set()
+    for name in ctx.facts.get("migrations_applied") or []:
+        touched.update((ctx.facts.get("pending_migrations") or {}).get(name, []))
+    mismatched, changed = [], []
+    for table in sorted(set(expected) | set(actual)):
+        want, got = expected.get(table), actual.get(table)
+        if want == got:
+            continue
+        text = f"{table}: {got if got is not None else 'missing'} rows, the dump has {want if want is not None else 'none'}"
+        (changed if table in touched else mismatched).append(text)
+    detail = f"{len(expected)} tables, {sum(expected.values())} rows as in the dump"
+    if changed:
+        detail += "; changed by the applied migrations: " + "; ".join(changed)
+    if mismatched:
+        return _check("rows", False, "; ".join(mismatched), mismatched=mismatched, changed_by_migrations=changed)
+    return _check("rows", True, detail, changed_by_migrations=changed)
+
+
+def check_migration_rows(ctx) -> dict:
+    db = ctx.db
+    if db.psql("SELECT to_regclass('public._prisma_migrations') IS NOT NULL;") != "t":
+        return _check("migrations", True, "no _prisma_migrations table", "warning")
+    bad = [line for line in db.psql(
+        "SELECT migration_name FROM public._prisma_migrations "
+        "WHERE finished_at IS NULL OR rolled_back_at IS NOT NULL ORDER BY 1;").splitlines() if line]
+    if bad:
+        return _check("migrations", False, "failed or rolled-back migrations: " + ", ".join(bad))
+    return _check("migrations", True, f"{len(db.applied_migrations())} migrations applied, none failed")
+
+
+def probe_health(url: str, *, attempts: int = 20, delay: float = 1.5, timeout: float = 3.0,
+                 cancel=None) -> tuple[bool, str]:
+    last = ""
+    for attempt in range(attempts):
+        if cancel is not None:
+            cancel.check()
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - operator's own URL
+                body = resp.read(4096)
+                try:
+                    status = str(json.loads(body).get("status", ""))
+                except (ValueError, AttributeError):
+                    status = ""
+                if resp.status == 200 and status.lower() in ("healthy", "ok", "up", ""):
+                    return True, f"{url} answered {resp.status} {status or '(no status field)'}"
+                last = f"{resp.status} {status}"
+        except urllib.error.HTTPError as exc:
+            last = f"HTTP {exc.code}"
+        except (urllib.error.URLError, OSError) as exc:
+            last = str(getattr(exc, "reason", exc))
+        if attempt + 1 < attempts:
+            time.sleep(delay)
+    return False, f"{url} did not answer healthy after {attempts} tries (last: {last})"
+
+
+def check_health(ctx) -> dict:
+    url = ctx.settings.stack.health_url
+    backend = ctx.settings.stack.backend_service
+    if ctx.stack is None:
+        return _check("health", True, "no compose stack managed: backend health not checked", "warning")
+    if backend not in (ctx.facts.get("was_running") or []):
+        return _check("health", True, f"{backend} was not running before the restore: not checked", "info")
+    ok, detail = probe_health(url, attempts=int(ctx.params.get("health_attempts", 20)), cancel=ctx.cancel)
+    return _check("health", ok, detail)
+
+
+def video_file(row_path: str, filename: str, storage_path: str, volume: Path) -> Path:
+    """Where a `videos` row's file lives on this host: its path under STORAGE_PATH, mapped to
+    `volume.path`; a relative path is relative to the volume; else the file name."""
+    storage = PurePosixPath(storage_path or "/videos")
+    p = PurePosixPath(row_path) if row_path else None
+    if p is not None and p.is_absolute():
+        try:
+            return volume / p.relative_to(storage)
+        except ValueError:
+            return volume / (filename or p.name)
+    if p is not None and str(p) not in ("", "."):
+        return volume / p
+    return volume / filename
+
+
+def check_videos(ctx) -> dict:
+    db = ctx.db
+    if db.psql("SELECT to_regclass('public.videos') IS NOT NULL;") != "t":
+        return _check("videos", True, "no videos table", "info")
+    volume = Path(ctx.settings.volume.path)
+    storage = (ctx.env.get("STORAGE_PATH") if ctx.env else "") or "/videos"
+    rows = db.psql("SELECT filename, path FROM public.videos ORDER BY filename;")
+    missing, total = [], 0
+    for line in rows.splitlines():
+        if not line:
+            continue
+        filename, _, path = line.partition("|")
+        total += 1
+        if not video_file(path, filename, storage, volume).is_file() and not (volume / filename).is_file():
+            missing.append(filename)
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        return _check("videos", False, f"{len(missing)} of {total} video files missing from {volume}: {shown} "
+                      "(pull the volume back with `fovea-tui sync --pull`)", "warning", missing=len(missing))
+    return _check("videos", True, f"all {total} video files present in {volume}")
+
+
+def run_verification(ctx) -> dict:
+    checks = []
+    for fn in (check_rows, check_migration_rows, check_health, check_videos):
+        ctx.cancel.check()
+        try:
+            check = fn(ctx)
+        except FoveaError as exc:
+            check = _check(fn.__name__.removeprefix("check_"), False, str(exc))
+        checks.append(check)
+        ctx.output(f"{'ok  ' if check['ok'] else 'FAIL' if check['severity'] == 'error' else 'warn'} "
+                   f"{check['name']}: {check['detail']}")
+    ok = all(c["ok"] or c["severity"] != "error" for c in checks)
+    return {"ok": ok, "checks": checks, "checklist": list(CHECKLIST)}
+
+
+def login_url(health_url: str) -> str:
+    parts = urlsplit(health_url)
+    return urlunsplit((parts.scheme, parts.netloc, "/api/auth/login", "", ""))
+
+
+def check_login(health_url: str, username: str, password: str, timeout: float = 5.0) -> dict:
+    """POST /api/auth/login with typed credentials (never stored); a verification check dict."""
+    url = login_url(health_url)
+    body = json.dumps({"username": username, "password": password}).encode()
+    req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
+            return _check("login", resp.status == 200, f"{username} logged in at {url}")
+    except urllib.error.HTTPError as exc:
+        return _check("login", False, f"{url} refused the login for {username} (HTTP {exc.code})")
+    except (urllib.error.URLError, OSError) as exc:
+        return _check("login", False, f"{url} did not answer: {getattr(exc, 'reason', exc)}")
