@@ -87,11 +87,13 @@ def ends_complete(tail: bytes) -> bool:
     if at < 0 or (at > 0 and tail[at - 1:at] != b"\n"):
         return False
     rest = tail[at + len(COMPLETION_LINE):]
-    for line in rest.split(b"\n")[1:] if rest.startswith(b"\n") or not rest else [b"x"]:
+    if rest and not rest.startswith(b"\n"):
+        return False  # the line goes on: not pg_dump's line
+    for line in rest.split(b"\n"):
         line = line.strip()
         if line and not line.startswith(b"--") and not line.startswith(b"\\unrestrict"):
             return False
-    return rest == b"" or rest.startswith(b"\n")
+    return True
 
 
 class StreamInspector:
