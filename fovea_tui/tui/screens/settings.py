@@ -19,6 +19,7 @@ from fovea_tui import secrets
 from fovea_tui.config import SECTIONS, Settings, render_toml, save_settings, settings_from_dict, user_config_path
 from fovea_tui.errors import ConfigError, FoveaError
 from fovea_tui.tui.widgets.confirm import ConfirmDialog
+from fovea_tui.tui.widgets.schedule_panel import SchedulePanel
 
 CHOICES = {"database.mode": ("docker", "direct")}
 HINTS = {
@@ -88,6 +89,7 @@ class SettingsScreen(Screen):
                     for f in fields(cls):
                         key = f"{section}.{f.name}"
                         yield from self._row(key, hints[f.name])
+            yield SchedulePanel()
         with Horizontal(id="buttons"):
             yield Button("Revert (ctrl+z)", id="revert")
             yield Button("Save… (ctrl+s)", id="save", variant="primary")
