@@ -306,3 +306,38 @@ def test_real_dirs_are_the_defaults(monkeypatch):
     assert schedule.systemd_dir() == Path("/etc/systemd/system")
     assert schedule.cron_dir() == Path("/etc/cron.d")
     assert sys.executable  # the fallback command is the running interpreter
+
+
+def test_not_root_uses_a_marked_block_in_the_users_crontab(tmp_path, config, monkeypatch, capsys):
+    """A stand-in `crontab` on PATH (stores what `crontab -` gets); other entries survive."""
+    store = tmp_path / "crontab.txt"
+    store.write_text("MAILTO=ops@example.org\n5 4 * * * /usr/local/bin/other-job\n")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    fake = bindir / "crontab"
+    fake.write_text(f"#!/bin/sh\nif [ \"$1\" = -l ]; then cat {shlex.quote(str(store))} 2>/dev/null || exit 1; "
+                    f"else cat > {shlex.quote(str(store))}; fi\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ.get('PATH', '')}")
+    monkeypatch.delenv(schedule.CRON_DIR_ENV, raising=False)
+    monkeypatch.delenv(schedule.SYSTEMD_DIR_ENV, raising=False)
+    monkeypatch.setattr(schedule, "is_root", lambda: False)
+    monkeypatch.setattr(schedule, "REAL_CRON_DIR", tmp_path / "real-cron-untouched")
+
+    assert cli(capsys, "--config", str(config), "schedule", "install", "--at", "06:30")[0] == 0
+    text = store.read_text()
+    assert "5 4 * * * /usr/local/bin/other-job" in text and "MAILTO=ops@example.org" in text
+    block = text[text.index(schedule.CRONTAB_BEGIN):]
+    (line,) = [l for l in block.splitlines() if l and not l.startswith("#")]
+    fields = line.split(None, 5)
+    assert fields[:5] == ["30", "6", "*", "*", "*"]
+    assert shlex.split(fields[5])[-3:] == ["--config", str(config), "run-nightly"]  # no user field
+    info = schedule.show(settings_from_dict({}))
+    assert info["kind"] == "crontab" and info["at"] == "06:30"
+    # reinstalling replaces the block instead of adding a second one
+    cli(capsys, "--config", str(config), "schedule", "install", "--at", "07:00")
+    assert store.read_text().count(schedule.CRONTAB_BEGIN) == 1 and "0 7 * * *" in store.read_text()
+    assert cli(capsys, "--config", str(config), "schedule", "remove")[0] == 0
+    assert schedule.CRONTAB_BEGIN not in store.read_text()
+    assert "5 4 * * * /usr/local/bin/other-job" in store.read_text()
+    assert not (tmp_path / "real-cron-untouched").exists()
