@@ -178,7 +178,7 @@ def run_nightly(settings: Settings, progress: ProgressCallback = no_progress, ca
                 step.detail = skip
                 continue
             progress(ProgressEvent(phase="nightly", done=STEPS.index(name), total=len(STEPS), unit="steps",
-                                   current=name, message=f"step {name}"))
+                                   current=name, message=f"running {name}"))
             started = time.monotonic()
             try:
                 step.result, step.detail = STEP_FUNCTIONS[name](settings, progress, cancel)
