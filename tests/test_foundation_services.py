@@ -189,3 +189,21 @@ def test_cli_never_imports_textual(stack, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.endswith("CLEAN")
     json.loads(proc.stdout)
+
+
+def test_direct_mode_database_down_is_one_line(tmp_path, monkeypatch, direct_pg, capsys):
+    from support.services import free_port
+
+    monkeypatch.setenv("FOVEA_TUI_PG_BIN", str(direct_pg.bin_dir))
+    closed = free_port()
+    settings = settings_from_dict({
+        "install": {"env_file": str(tmp_path / "none.env")},
+        "database": {"mode": "direct", "url": f"postgresql://fovea:pw-xyz-123@127.0.0.1:{closed}/fovea"},
+        "backups": {"dir": str(tmp_path / "b")}, "volume": {"path": str(tmp_path)},
+    })
+    cfg = write_config(tmp_path, settings)
+    assert main(["--config", cfg, "status", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["database"]["ok"] is False
+    assert "Connection refused" in doc["database"]["error"] or "connect" in doc["database"]["error"]
+    assert "pw-xyz-123" not in json.dumps(doc)

@@ -108,7 +108,10 @@ class Database:
         """Run SQL (read from stdin, so nothing lands in argv) and return psql -At output."""
         proc = self._spawn("psql", ["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", database or self.name],
                            stdin=True)
-        proc.write(sql.encode())
+        try:
+            proc.write(sql.encode())
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the tool exited early (server unreachable): its exit code and stderr say why
         proc.close_stdin()
         out = bytearray()
         for chunk in iter(proc.read, b""):
