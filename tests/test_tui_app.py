@@ -1,0 +1,271 @@
+"""The app shell: navigation, help, palette, registry, jobs, status updates (Pilot)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import datetime, timezone
+
+import pytest
+
+from fovea_tui.config import Settings
+from fovea_tui.engine.progress import ProgressEvent
+from fovea_tui.errors import OperationFailed
+from fovea_tui.tui import app as app_module
+from fovea_tui.tui.app import SCREENS, FoveaApp, ScreenSpec, available_screens, create_app, fixed_clock
+from fovea_tui.tui.sample import SAMPLE_NOW, sample_report
+
+SIZE = (120, 36)
+
+
+def asynctest(fn):
+    """Run an async test with asyncio.run (no asyncio plugin needed)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return asyncio.run(fn(*args, **kwargs))
+    return wrapper
+
+
+def make_app(tmp_path, **kw) -> FoveaApp:
+    settings = Settings()
+    settings.backups.dir = str(tmp_path / "backups")
+    settings.source = tmp_path / "fovea-tui.toml"
+    kw.setdefault("status_source", lambda s, now: sample_report(now))
+    kw.setdefault("poll_interval", 0)
+    kw.setdefault("watch_stack", False)
+    kw.setdefault("first_run", False)
+    return create_app(settings, clock=fixed_clock(SAMPLE_NOW), animate=False, cursor_blink=False, **kw)
+
+
+async def wait_for(pilot, predicate, timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await pilot.pause(0.02)
+
+
+def test_registry_lists_only_screens_whose_module_exists(monkeypatch):
+    ghost = ScreenSpec("x", "ghost", "fovea_tui.tui.screens.no_such_screen:Ghost", "Ghost", "never there")
+    monkeypatch.setattr(app_module, "SCREENS", SCREENS + [ghost])
+    names = [s.name for s in app_module.available_screens()]
+    assert "ghost" not in names
+    assert {"dashboard", "settings", "activity"} <= set(names)
+
+
+@asynctest
+async def test_starts_on_dashboard_and_every_screen_key_switches(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        assert app.current_mode == "dashboard"
+        for spec in available_screens():
+            await pilot.press(spec.key)
+            await pilot.pause()
+            assert app.current_mode == spec.name, spec
+        await pilot.press("d")
+        assert app.current_mode == "dashboard"
+
+
+@asynctest
+async def test_escape_goes_back_through_history(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("a")
+        await pilot.press("s")
+        assert app.current_mode == "settings"
+        await pilot.press("escape")
+        assert app.current_mode == "activity"
+        await pilot.press("escape")
+        assert app.current_mode == "dashboard"
+
+
+@asynctest
+async def test_help_opens_and_closes(tmp_path):
+    from fovea_tui.tui.screens.help import HelpScreen
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        text = str(app.screen.query_one("Static").render())
+        for spec in available_screens():
+            assert spec.title in text
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+        await pilot.press("question_mark")
+        await pilot.press("question_mark")
+        assert not isinstance(app.screen, HelpScreen)
+
+
+@asynctest
+async def test_screen_key_from_help_closes_it_and_switches(tmp_path):
+    from fovea_tui.tui.screens.help import HelpScreen
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("question_mark")
+        await pilot.press("a")
+        await pilot.pause()
+        assert app.current_mode == "activity"
+        assert not isinstance(app.screen, HelpScreen)
+
+
+@asynctest
+async def test_command_palette_offers_every_screen_and_action(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        names = [name for name, _help, _cb in app.command_list()]
+        for spec in available_screens():
+            assert f"Go to {spec.title}" in names
+        assert {"Refresh status", "Help", "Quit"} <= set(names)
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"activity")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.current_mode == "activity")
+
+
+@asynctest
+async def test_status_arrives_without_a_keypress(tmp_path):
+    calls = []
+
+    def source(settings, now):
+        calls.append(now)
+        return sample_report(now)
+
+    app = make_app(tmp_path, status_source=source, poll_interval=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: len(calls) >= 3)
+        assert app.status is not None
+        assert all(now == SAMPLE_NOW for now in calls)  # the injected clock reaches the probe
+
+
+@asynctest
+async def test_a_crashing_probe_is_reported_not_fatal(tmp_path):
+    def source(settings, now):
+        raise BrokenPipeError("psql went away")
+
+    app = make_app(tmp_path, status_source=source)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: bool(app.status_error))
+        assert "BrokenPipeError" in app.status_error
+        await pilot.pause(1.1)
+        line = str(app.screen.query_one("#statusline").render())
+        assert "probe failed" in line
+
+
+# --------------------------------------------------------------------------- jobs
+
+
+def _gated_job(gate: threading.Event, fail: Exception | None = None):
+    def fn(settings, *, progress, cancel, **kwargs):
+        progress(ProgressEvent("dump", done=10, total=100, current="users"))
+        while not gate.wait(0.01):
+            cancel.check()
+        progress(ProgressEvent("dump", done=100, total=100, current="claims"))
+        if fail:
+            raise fail
+        return {"path": "/b/fovea-20260602T093000Z.sql.gz", "size": 2048, "duration_s": 1.5, "kw": kwargs}
+    return fn
+
+
+@asynctest
+async def test_job_runs_across_screen_switches_and_notifies(tmp_path):
+    app = make_app(tmp_path)
+    gate = threading.Event()
+    async with app.run_test(size=SIZE) as pilot:
+        job = app.jobs.start("backup", "Back up now", _gated_job(gate), app.settings, offsite=True)
+        await wait_for(pilot, lambda: job.event is not None)
+        assert app.query_one("#job-%d" % job.id)  # the dashboard shows it
+        await pilot.press("a")
+        await pilot.press("s")
+        assert job.running
+        assert app.jobs.start("backup", "Back up now", _gated_job(gate), app.settings) is None  # one per kind
+        gate.set()
+        await wait_for(pilot, lambda: job.state == "finished")
+        assert job.result["kw"] == {"offsite": True}
+        assert any("fovea-20260602T093000Z.sql.gz" in n.message for n in app._notifications)
+        await pilot.press("d")
+        await pilot.pause()
+        bar = app.screen.query_one(f"#job-{job.id}")
+        assert "done" in str(bar.query_one(".job-title").render())
+
+
+@asynctest
+async def test_failed_and_cancelled_jobs(tmp_path):
+    app = make_app(tmp_path)
+    gate = threading.Event()
+    async with app.run_test(size=SIZE) as pilot:
+        failing = app.jobs.start("sync", "Sync", _gated_job(gate, OperationFailed("store unreachable")),
+                                 app.settings)
+        gate.set()
+        await wait_for(pilot, lambda: failing.state == "failed")
+        assert failing.error == "store unreachable"
+        assert any(n.severity == "error" for n in app._notifications)
+
+        stuck = app.jobs.start("backup", "Backup", _gated_job(threading.Event()), app.settings)
+        await wait_for(pilot, lambda: stuck.event is not None)
+        await pilot.press("c")  # dashboard: cancel jobs
+        await wait_for(pilot, lambda: stuck.state == "cancelled")
+
+
+@asynctest
+async def test_quit_with_a_running_job_asks_first(tmp_path):
+    from fovea_tui.tui.widgets.confirm import ConfirmDialog
+
+    app = make_app(tmp_path)
+    gate = threading.Event()
+    async with app.run_test(size=SIZE) as pilot:
+        job = app.jobs.start("backup", "Backup", _gated_job(gate), app.settings)
+        await wait_for(pilot, lambda: job.event is not None)
+        await pilot.press("q")
+        assert isinstance(app.screen, ConfirmDialog)
+        await pilot.press("n")
+        assert job.running and app.is_running
+        await pilot.press("q")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: job.cancel.cancelled)
+    gate.set()
+
+
+@asynctest
+async def test_backup_action_is_registered_only_when_the_engine_has_it(tmp_path, monkeypatch):
+    app_module.engine_call.cache_clear()
+    monkeypatch.setitem(app_module.JOB_ACTIONS, "backup",
+                        ("backup", "Back up now", "fovea_tui.engine.no_such_module", "run_backup", {}, "B"))
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        names = [n for n, _h, _c in app.command_list()]
+        assert "Back up now" not in names
+        assert app.check_action("backup", ()) is False
+        await pilot.press("B")
+        assert not app.jobs.jobs
+    app_module.engine_call.cache_clear()
+
+
+@asynctest
+async def test_backup_key_starts_the_engine_backup(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_backup(settings, *, progress, cancel, offsite):
+        seen["offsite"] = offsite
+        return {"path": "x.sql.gz"}
+
+    app_module.engine_call.cache_clear()
+    monkeypatch.setattr(app_module, "engine_call",
+                        lambda module, name: fake_backup if name == "run_backup" else None)
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("B")
+        await wait_for(pilot, lambda: seen.get("offsite") is True)
+        await wait_for(pilot, lambda: all(not j.running for j in app.jobs.jobs.values()))
+
+
+def test_launch_is_the_only_textual_entry():
+    import fovea_tui.tui.launch as launch
+
+    assert callable(launch.launch_tui)
