@@ -118,7 +118,7 @@ def _dump(server, dest: Path) -> tuple[dict[str, int], str, str, float]:
         raise OperationFailed(f"demo pg_dump failed: {proc.stderr.decode(errors='replace')[:400]}")
     sql = proc.stdout
     tmp = dest.with_name(dest.name + ".tmp")
-    with gzip.open(tmp, "wb", compresslevel=6) as fh:
+    with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6) as fh:
         fh.write(sql)
     os.replace(tmp, dest)
     tables: dict[str, int] = {}

@@ -53,5 +53,16 @@ class HelpScreen(ModalScreen[None]):
             with VerticalScroll():
                 yield Static("\n".join(lines))
 
+    async def on_key(self, event) -> None:
+        """A modal hides the app's keys: let the screen keys and q through from here."""
+        for spec in self.app.screen_specs.values():
+            if event.character == spec.key:
+                event.stop()
+                self.app.action_goto(spec.name)
+                return
+        if event.character == "q":
+            event.stop()
+            await self.app.action_quit()
+
     async def action_dismiss(self, result=None) -> None:
         self.dismiss(None)

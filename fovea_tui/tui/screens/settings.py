@@ -189,7 +189,7 @@ class SettingsScreen(Screen):
 
     def action_leave_field(self) -> None:
         """Escape in a field leaves the field (so keys navigate again); else goes back."""
-        if self.focused is not None:
+        if isinstance(self.focused, (Input, Select, Switch)):
             self.set_focus(None)
         else:
             self.app.action_back()

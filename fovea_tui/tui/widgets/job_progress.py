@@ -10,6 +10,7 @@ from typing import Callable
 
 import humanize
 from textual.app import ComposeResult
+from textual.clock import Clock
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Label, ProgressBar
 
@@ -63,7 +64,7 @@ class JobProgressBar(Vertical):
     def compose(self) -> ComposeResult:
         yield Label("", classes="job-title")
         with Horizontal():
-            yield ProgressBar(total=None, show_eta=False)
+            yield ProgressBar(total=None, show_eta=False, clock=Clock(get_time=self.clock))
             yield Label("", classes="job-rate")
         yield Label("", classes="job-current")
 
@@ -71,6 +72,8 @@ class JobProgressBar(Vertical):
         self.refresh_job()
 
     def refresh_job(self) -> None:
+        if not self.query(".job-title"):  # not composed yet: on_mount will draw it
+            return
         job, event = self.job, self.job.event
         state = {"running": "", "finished": " — done", "failed": " — FAILED",
                  "cancelled": " — cancelled"}[job.state]
