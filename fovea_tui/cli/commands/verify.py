@@ -31,8 +31,7 @@ def line(result: VerifyResult) -> str:
 def run(args, ctx: CliContext) -> int:
     settings = ctx.settings
     with ctx.progress() as progress:
-        results = verify_many(settings, args.dumps or None, cancel=ctx.cancel, progress=progress,
-                              on_result=None if ctx.json else (lambda r: None))
+        results = verify_many(settings, args.dumps or None, cancel=ctx.cancel, progress=progress)
     corrupt = [r for r in results if r.status != "verified"]
     data = {"ok": not corrupt, "dumps": [r.as_dict() for r in results],
             "verified": len(results) - len(corrupt), "corrupt": len(corrupt)}
