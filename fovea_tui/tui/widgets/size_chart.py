@@ -1,0 +1,69 @@
+"""Dump size over time (textual-plotext), so a sudden drop stands out.
+
+A dump that shrinks by half overnight usually means a table was emptied or the dump stopped
+early; corrupt dumps are drawn as separate red points on the baseline.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Iterable
+
+from textual_plotext import PlotextPlot
+
+DATE_FORM = "Y-m-d"
+
+
+class SizeChart(PlotextPlot):
+    """`set_points([(time, size_bytes, status), ...])`; oldest to newest is drawn left to right."""
+
+    DEFAULT_CSS = """
+    SizeChart { height: 12; min-height: 8; }
+    """
+
+    def __init__(self, *, title: str = "dump size over time", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.title = title
+        self.points: list[tuple[datetime, int, str]] = []
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self._draw()
+
+    def set_points(self, points: Iterable[tuple[datetime, int, str]]) -> None:
+        self.points = sorted(points, key=lambda p: p[0])
+        self._draw()
+
+    def _draw(self) -> None:
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.date_form(DATE_FORM)
+        unit, scale = _unit(max((s for _, s, _ in self.points), default=0))
+        plt.title(f"{self.title} ({unit})")
+        sound = [(t, s) for t, s, status in self.points if status != "corrupt"]
+        corrupt = [(t, s) for t, s, status in self.points if status == "corrupt"]
+        if sound:
+            xs = [_day(t) for t, _ in sound]
+            ys = [s / scale for _, s in sound]
+            if len(sound) > 1:
+                plt.plot(xs, ys, marker="braille", label="dumps")
+            else:
+                plt.scatter(xs, ys, label="dumps")
+        if corrupt:
+            plt.scatter([_day(t) for t, _ in corrupt], [s / scale for _, s in corrupt],
+                        color="red", marker="x", label="corrupt")
+        if not self.points:
+            plt.title(f"{self.title}: no dumps yet")
+        self.refresh()
+
+
+def _unit(largest: int) -> tuple[str, int]:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if largest >= scale:
+            return unit, scale
+    return "bytes", 1
+
+
+def _day(t: datetime) -> str:
+    return t.astimezone(timezone.utc).strftime("%Y-%m-%d")

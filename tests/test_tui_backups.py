@@ -1,0 +1,204 @@
+"""The inventory screen (Pilot and snapshots): rows, detail, sorting, live refresh, 10,000 rows."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from textual.widgets import DataTable, Static
+
+from fovea_tui.tui.app import create_app, fixed_clock
+from fovea_tui.tui.sample import sample_report
+from fovea_tui.tui.screens import backups as backups_screen
+from fovea_tui.tui.screens.backups import BackupsScreen
+from support.backup_history import History, dump_bytes, make_settings
+
+NOW = datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 1, 2, 0, tzinfo=timezone.utc)
+SIZE = (160, 45)
+
+
+def asynctest(fn):
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return asyncio.run(fn(*args, **kwargs))
+    return wrapper
+
+
+def make_app(settings):
+    return create_app(settings, clock=fixed_clock(NOW), status_source=lambda s, now: sample_report(now),
+                      poll_interval=0, watch_stack=False, first_run=False, animate=False)
+
+
+async def wait_for(pilot, predicate, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await pilot.pause(0.02)
+
+
+def build_history(settings) -> History:
+    h = History(settings)
+    for i in range(18):
+        # a sudden drop on the 15th day: a table went empty
+        tables = {"users": 3, "videos": 12, "annotations": 4000 if i < 14 else 10}
+        h.add(T0 + timedelta(days=i), tables=tables, data=dump_bytes(tables, padding=i * 100))
+    h.add(T0 + timedelta(days=17, hours=6), safety=True)
+    h.add(T0 + timedelta(days=5, hours=3), data=b"")
+    h.add("fovea-2026-10-30.sql.gz", manifest=False, verify=False)
+    (settings.backups_dir / "fovea-2026-02-30.sql.gz").write_bytes(dump_bytes())
+    return h
+
+
+def screen_of(app) -> BackupsScreen:
+    screen = app.screen
+    assert isinstance(screen, BackupsScreen)
+    return screen
+
+
+@asynctest
+async def test_rows_detail_sorting_and_live_refresh(tmp_path, monkeypatch):
+    monkeypatch.setattr(backups_screen, "POLL_SECONDS", 0.2)
+    settings = make_settings(tmp_path)
+    build_history(settings)
+    app = make_app(settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("b")
+        await wait_for(pilot, lambda: isinstance(app.screen, BackupsScreen) and app.screen.loads >= 1)
+        screen = screen_of(app)
+        table = screen.query_one("#inventory", DataTable)
+        assert table.row_count == 21
+        first = table.get_row_at(0)
+        assert str(first[0]) == "2026-11-18 08:00:00" and str(first[4]) == "verified"
+        assert "safety dump" in str(first[5])
+        caption = str(screen.query_one("#caption", Static).render())
+        assert "21 dumps" in caption and "1 corrupt" in caption and "fovea-2026-02-30.sql.gz" in caption
+        # the detail pane follows the cursor
+        await pilot.press("down")
+        await pilot.pause()
+        detail = str(screen.query_one("#detail", Static).render())
+        assert "fovea-20261118T020000Z.sql.gz" in detail and "annotations" in detail and "migrations (2)" in detail
+        # sort by size (header click), smallest first: the 0-byte dump
+        await pilot.click("#inventory", offset=(40, 0))
+        await pilot.pause()
+        assert screen._sort == ("size", False) or screen._sort[0] == "size"
+        screen._sort = ("size", False)
+        screen._apply_sort()
+        assert str(table.get_row_at(0)[4]) == "corrupt"
+        # a new dump lands on disk: the poll notices it, the row appears, existing rows stay
+        loads = screen.loads
+        History(settings).add(NOW - timedelta(hours=1))
+        await wait_for(pilot, lambda: screen.loads > loads)
+        assert table.row_count == 22
+        assert "fovea-20261120T083000Z.sql.gz" in [str(k.value) for k in table.rows]
+
+
+@asynctest
+async def test_job_finished_refreshes_statuses(tmp_path, monkeypatch):
+    monkeypatch.setattr(backups_screen, "POLL_SECONDS", 0)
+    settings = make_settings(tmp_path)
+    History(settings).add("fovea-2026-10-30.sql.gz", manifest=False, verify=False)
+    app = make_app(settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("b")
+        await wait_for(pilot, lambda: isinstance(app.screen, BackupsScreen) and app.screen.loads >= 1)
+        screen = screen_of(app)
+        table = screen.query_one("#inventory", DataTable)
+        assert str(table.get_row_at(0)[4]) == "unverified"
+        loads = screen.loads
+        await pilot.press("x")  # verify the selected dump, as a job of the app
+        await wait_for(pilot, lambda: screen.loads > loads and str(table.get_row_at(0)[4]) == "verified")
+
+
+KEYS = ["pagedown"] * 12 + ["ctrl+end", "ctrl+home"] + ["down"] * 10
+
+
+async def press_times(pilot, keys) -> list[float]:
+    times = []
+    for key in keys:
+        t = time.perf_counter()
+        await pilot.press(key)
+        await pilot.pause()
+        times.append(time.perf_counter() - t)
+    return times
+
+
+async def baseline_press_times(rows: int) -> list[float]:
+    """The same keys on a bare DataTable of the same size: the peer to compare with (the
+    machines are shared and noisy, so an absolute figure alone would flap)."""
+    from textual.app import App
+
+    class Bare(App):
+        def compose(self):
+            yield DataTable(cursor_type="row")
+
+        def on_mount(self):
+            table = self.query_one(DataTable)
+            for c in range(7):
+                table.add_column(str(c), key=str(c))
+            table.add_rows([[f"2026-11-01 02:00:{i % 60:02d}", "3 days", "1.2 KiB", "local", "verified",
+                             "daily 1 of 14", ""] for i in range(rows)])
+            table.focus()
+
+    app = Bare()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.2)
+        return await press_times(pilot, KEYS)
+
+
+@asynctest
+async def test_ten_thousand_rows_scroll_without_stalls(tmp_path, monkeypatch):
+    import statistics
+
+    monkeypatch.setattr(backups_screen, "POLL_SECONDS", 0)
+    settings = make_settings(tmp_path)
+    d = settings.backups_dir
+    d.mkdir(parents=True)
+    data = dump_bytes()
+    for i in range(10_000):
+        (d / f"fovea-{(T0 - timedelta(hours=i)).strftime('%Y%m%dT%H%M%SZ')}.sql.gz").write_bytes(data)
+    app = make_app(settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("b")
+        # rows arrive in batches: the first ones are on screen long before the last
+        await wait_for(pilot, lambda: isinstance(app.screen, BackupsScreen)
+                       and app.screen.query_one("#inventory", DataTable).row_count > 0, 60)
+        screen = screen_of(app)
+        await wait_for(pilot, lambda: screen.loads >= 1, 120)
+        table = screen.query_one("#inventory", DataTable)
+        assert table.row_count == 10_000
+        table.focus()
+        await pilot.pause(0.2)
+        ours = await press_times(pilot, KEYS)
+        assert table.cursor_row == 10
+        # a refresh updates rows in place by key: nothing rebuilt, the cursor stays
+        loads = screen.loads
+        screen.action_reload()
+        await wait_for(pilot, lambda: screen.loads > loads, 120)
+        assert table.row_count == 10_000 and table.cursor_row == 10
+    bare = await baseline_press_times(10_000)
+    # no key press does work proportional to the rows (that would take seconds at 10,000)
+    assert max(ours) < 2.5, f"slowest key press {max(ours):.2f} s"
+    assert statistics.median(ours) <= 4 * statistics.median(bare) + 0.1, (ours, bare)
+
+
+def test_snapshot_backups_screen(snap_compare, tmp_path, monkeypatch):
+    monkeypatch.setattr(backups_screen, "POLL_SECONDS", 0)
+    monkeypatch.chdir(tmp_path)
+    settings = make_settings(tmp_path, backups_dir="backups")
+    build_history(settings)
+    app = make_app(settings)
+
+    async def run_before(pilot):
+        await pilot.press("b")
+        await wait_for(pilot, lambda: isinstance(app.screen, BackupsScreen) and app.screen.loads >= 1)
+        await pilot.press("down")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
