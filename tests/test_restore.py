@@ -305,3 +305,4 @@ def test_direct_mode_whole_run(fresh_direct_db, tmp_path):
     assert fresh_direct_db.psql("SELECT count(*) FROM users").strip() == before
     checks = {c["name"]: c for c in result["verification"]["checks"]}
     assert checks["rows"]["ok"]
+

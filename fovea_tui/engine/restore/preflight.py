@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -283,10 +284,12 @@ def run_preflight(ctx, on_check=None) -> list[Check]:
     for fn in CHECKS:
         ctx.cancel.check()
         name = fn.__name__.removeprefix("check_")
+        t0 = time.monotonic()
         try:
             check = fn(ctx)
         except FoveaError as exc:
             check = Check(name, False, str(exc), refuse=getattr(exc, "exit_code", 1) == 3)
+        check.data["duration_s"] = round(time.monotonic() - t0, 2)
         results.append(check)
         if on_check is not None:
             on_check(check)

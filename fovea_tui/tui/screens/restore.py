@@ -1,0 +1,494 @@
+"""The restore wizard: choose a dump, pre-flight, type the name, watch every step, report.
+
+The restore itself runs in a detached runner (`engine.jobs`); this screen starts it and then
+only follows its state file, so it reattaches after fovea-tui is closed and opened again: on
+mount it shows the newest restore job, running or finished, with its log. An interrupted job
+(its runner was killed) offers Resume and Roll back.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import humanize
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import (
+    Button,
+    ContentSwitcher,
+    DataTable,
+    Footer,
+    Header,
+    Input,
+    Label,
+    ProgressBar,
+    RichLog,
+    SelectionList,
+    Static,
+)
+
+from fovea_tui import secrets
+from fovea_tui.engine import jobs
+from fovea_tui.engine import restore as engine
+from fovea_tui.errors import FoveaError
+
+ICONS = {
+    "ok": ("✔", "green"), "failed": ("✘", "bold red"), "skipped": ("–", "dim"), "running": ("▶", "bold yellow"),
+    "pending": ("·", "dim"),
+}
+STATUS_STYLE = {"ok": "bold green", "rolled_back": "bold yellow", "failed": "bold red", "refused": "bold red",
+                "rollback_failed": "bold red", "interrupted": "bold red", "cancelled": "yellow"}
+POLL_SECONDS = 0.25
+
+
+class DumpsLoaded(Message):
+    def __init__(self, entries: list[Any], error: str = "") -> None:
+        super().__init__()
+        self.entries = entries
+        self.error = error
+
+
+class LoginChecked(Message):
+    def __init__(self, result: dict) -> None:
+        super().__init__()
+        self.result = result
+
+
+def _fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    return f"{seconds:.1f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def steps_text(data: dict) -> Text:
+    """The step list: icon, title, duration and detail, undo lines under the steps undone."""
+    text = Text()
+    for i, rec in enumerate(data.get("steps", []), start=1):
+        status = rec.get("status", "pending")
+        if status == "running" and not data.get("alive", True):
+            icon, style = "!", "bold red"
+        else:
+            icon, style = ICONS.get(status, ("?", ""))
+        text.append(f" {icon} ", style=style)
+        text.append(f"{i:>2}. {rec.get('title', rec['name'])}", style="bold" if status == "running" else "")
+        if rec.get("duration_s") is not None and status != "running":
+            text.append(f"  {_fmt_duration(rec['duration_s'])}", style="dim")
+        text.append("\n")
+        if rec.get("detail"):
+            text.append(f"       {secrets.redact(rec['detail'])}\n", style="red" if status == "failed" else "dim")
+        undo = rec.get("undo")
+        if undo:
+            u_icon, u_style = ICONS.get(undo.get("status", "pending"), ("?", ""))
+            text.append(f"     ↩ {u_icon} undo: {secrets.redact(undo.get('detail', '') or '')}\n", style=u_style)
+    return text
+
+
+def preflight_text(data: dict) -> Text:
+    checks = (data.get("facts") or {}).get("preflight") or []
+    text = Text()
+    if not checks:
+        text.append("pre-flight runs before anything is touched…", style="dim")
+        return text
+    for c in checks:
+        if c["ok"]:
+            text.append(" ✔ ", style="green")
+        elif c.get("fatal", True):
+            text.append(" ✘ ", style="bold red")
+        else:
+            text.append(" ! ", style="yellow")
+        text.append(f"{c['name']}: ", style="bold")
+        text.append(secrets.redact(c["detail"]) + "\n")
+    return text
+
+
+def verification_text(data: dict) -> Text:
+    verification = (data.get("facts") or {}).get("verification") or {}
+    text = Text()
+    for c in verification.get("checks", []):
+        if c["ok"]:
+            text.append(" ✔ ", style="green")
+        elif c.get("severity") == "error":
+            text.append(" ✘ ", style="bold red")
+        else:
+            text.append(" ! ", style="yellow")
+        text.append(f"{c['name']}: ", style="bold")
+        text.append(secrets.redact(c["detail"]) + "\n")
+    return text
+
+
+class RestoreScreen(Screen):
+    """The guided restore."""
+
+    BINDINGS = [
+        Binding("n", "new", "New restore"),
+        Binding("ctrl+r", "reload_dumps", "Reload dumps", show=False),
+    ]
+    DEFAULT_CSS = """
+    RestoreScreen #choose-pane, RestoreScreen #job-pane { height: 1fr; }
+    RestoreScreen #dumps { height: 1fr; }
+    RestoreScreen #choose-help { height: auto; padding: 0 1; }
+    RestoreScreen #job-status { height: auto; padding: 0 1; }
+    RestoreScreen #job-top { height: auto; max-height: 60%; }
+    RestoreScreen #steps-box { width: 1fr; height: auto; }
+    RestoreScreen #preflight-box { width: 1fr; height: auto; }
+    RestoreScreen #progress { height: 1; padding: 0 1; }
+    RestoreScreen #confirm-box { height: auto; border: thick $warning; padding: 0 1; }
+    RestoreScreen #confirm-question { width: 100%; }
+    RestoreScreen #confirm-row { height: auto; }
+    RestoreScreen #confirm-name { width: 40; }
+    RestoreScreen #output { height: 1fr; min-height: 5; border: round $secondary; }
+    RestoreScreen #report-box { height: auto; }
+    RestoreScreen #handcheck { height: auto; }
+    RestoreScreen #checklist { height: auto; max-height: 10; }
+    RestoreScreen #login-row { height: auto; }
+    RestoreScreen #login-row Input { width: 30; }
+    RestoreScreen #actions { height: auto; padding: 0 1; }
+    RestoreScreen #actions Button { margin-right: 2; }
+    RestoreScreen .hidden { display: none; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.job_id: str | None = None
+        self.data: dict = {}
+        self._stamp: tuple | None = None
+        self._lines: dict[str, int] = {}
+        self._entries: list[Any] = []
+        self._timer = None
+
+    # --- layout -----------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with ContentSwitcher(initial="choose-pane", id="switcher"):
+            with Vertical(id="choose-pane"):
+                yield Static("Choose the dump to restore (corrupt dumps are never offered). Enter runs the "
+                             "pre-flight checks; nothing is changed before you type the database name.",
+                             id="choose-help", classes="screen-help")
+                yield DataTable(id="dumps", cursor_type="row", zebra_stripes=True)
+                with Horizontal(id="choose-actions", classes="actions"):
+                    yield Button("Check and restore (enter)", id="start", variant="primary")
+            with Vertical(id="job-pane"):
+                yield Static(id="job-status")
+                with Horizontal(id="job-top"):
+                    with VerticalScroll(id="steps-box", classes="box") as box:
+                        box.border_title = "Steps"
+                        yield Static(id="steps")
+                    with VerticalScroll(id="preflight-box", classes="box") as box:
+                        box.border_title = "Pre-flight"
+                        yield Static(id="preflight")
+                yield ProgressBar(id="progress", total=100, show_eta=False, classes="hidden")
+                with Vertical(id="confirm-box", classes="hidden") as box:
+                    box.border_title = "Confirm"
+                    yield Label(id="confirm-question")
+                    with Horizontal(id="confirm-row"):
+                        yield Input(placeholder="database name", id="confirm-name")
+                        yield Button("Restore", id="confirm-go", variant="error", disabled=True)
+                        yield Button("Cancel", id="confirm-cancel")
+                with VerticalScroll(id="report-box", classes="box hidden") as box:
+                    box.border_title = "Report"
+                    yield Static(id="verification")
+                    with Vertical(id="handcheck"):
+                        yield Label("Still to check by hand (tick as you go):")
+                        yield SelectionList[int](id="checklist")
+                        yield Label("Optional: check a login (credentials are used once, never stored)")
+                        with Horizontal(id="login-row"):
+                            yield Input(placeholder="username", id="login-user")
+                            yield Input(placeholder="password", password=True, id="login-pass")
+                            yield Button("Check login", id="login-check")
+                        yield Static(id="login-result")
+                yield RichLog(id="output", markup=False, highlight=False, wrap=True, max_lines=2000)
+                with Horizontal(id="actions"):
+                    yield Button("Resume", id="resume", variant="warning", classes="hidden")
+                    yield Button("Roll back", id="rollback", variant="error", classes="hidden")
+                    yield Button("New restore (n)", id="new", classes="hidden")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#dumps", DataTable)
+        table.add_columns("Dump", "Time (UTC)", "Age", "Size", "Where", "Status")
+        self.query_one("#checklist", SelectionList).add_options(
+            [(item, i) for i, item in enumerate(engine.CHECKLIST)])
+        latest = None
+        try:
+            latest = engine.latest_restore(self.app.settings)
+        except (FoveaError, OSError):
+            latest = None
+        if latest is not None:
+            self.attach(latest["id"])
+        else:
+            self.load_dumps()
+        self._timer = self.set_interval(POLL_SECONDS, self.poll_job)
+
+    # --- choosing ---------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="restore-dumps")
+    def load_dumps(self) -> None:
+        from fovea_tui.engine.inventory import load_inventory
+
+        try:
+            inventory = load_inventory(self.app.settings)
+            entries = [e for e in inventory.entries if e.status != "corrupt"]
+            self.post_message(DumpsLoaded(entries, "; ".join(inventory.errors)))
+        except FoveaError as exc:
+            self.post_message(DumpsLoaded([], str(exc)))
+
+    def on_dumps_loaded(self, message: DumpsLoaded) -> None:
+        self._entries = message.entries
+        table = self.query_one("#dumps", DataTable)
+        table.clear()
+        now = self.app.now()
+        for e in message.entries:
+            age = humanize.naturaldelta(now - e.time) if now >= e.time else "in the future"
+            status = Text(e.status, style={"verified": "green", "unverified": "yellow"}.get(e.status, ""))
+            kind = " (safety)" if e.safety else ""
+            table.add_row(e.name + kind, e.time.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M"), age,
+                          humanize.naturalsize(e.size, binary=True), ", ".join(e.locations), status, key=e.name)
+        help_text = ("No dumps to restore in the backups directory or off-site." if not message.entries
+                     else "Choose the dump to restore (corrupt dumps are never offered). Enter runs the pre-flight "
+                          "checks; nothing is changed before you type the database name.")
+        if message.error:
+            help_text += f"  Off-site: {message.error}"
+        self.query_one("#choose-help", Static).update(help_text)
+        self.query_one("#start", Button).disabled = not message.entries
+
+    def selected_dump(self) -> str | None:
+        table = self.query_one("#dumps", DataTable)
+        if not self._entries or table.row_count == 0:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        return key.value if key is not None else None
+
+    def action_start(self) -> None:
+        if self.query_one("#switcher", ContentSwitcher).current != "choose-pane":
+            return
+        name = self.selected_dump()
+        if name is None:
+            self.notify("No dump chosen", severity="warning")
+            return
+        try:
+            job_id = engine.start_restore(self.app.settings, name)
+        except FoveaError as exc:
+            self.notify(str(exc), severity="error", timeout=8)
+            return
+        self.attach(job_id)
+
+    @on(DataTable.RowSelected, "#dumps")
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_start()
+
+    @on(Button.Pressed, "#start")
+    def _start_pressed(self) -> None:
+        self.action_start()
+
+    def action_new(self) -> None:
+        if self.data and jobs.effective_status(self.data) in ("running", "waiting", "rolling_back", "pending"):
+            self.notify("A restore is running; it must finish first", severity="warning")
+            return
+        self.job_id = None
+        self.data = {}
+        self._stamp = None
+        self.query_one("#switcher", ContentSwitcher).current = "choose-pane"
+        self.load_dumps()
+
+    def action_reload_dumps(self) -> None:
+        self.load_dumps()
+
+    # --- following a job ----------------------------------------------------------------
+
+    def attach(self, job_id: str) -> None:
+        self.job_id = job_id
+        self.data = {}
+        self._stamp = None
+        self._lines = {}
+        self.query_one("#output", RichLog).clear()
+        self.query_one("#switcher", ContentSwitcher).current = "job-pane"
+        self.poll_job()
+
+    def poll_job(self) -> None:
+        if self.job_id is None:
+            return
+        directory = jobs.jobs_dir(self.app.settings)
+        path = jobs.state_path(directory, self.job_id)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return
+        alive = jobs.is_alive(directory, self.job_id)
+        stamp = (st.st_mtime_ns, st.st_size, alive)
+        if stamp == self._stamp:
+            return
+        self._stamp = stamp
+        try:
+            data = jobs.read_state(directory, self.job_id)
+        except FoveaError:
+            return
+        data["alive"] = alive
+        self.show(data)
+
+    def show(self, data: dict) -> None:
+        """Draw a job's state (also called by tests with a state of their choosing)."""
+        first = not self.data or self.data.get("id") != data.get("id")
+        self.data = data
+        status = jobs.effective_status(data)
+        facts = data.get("facts") or {}
+        title = Text()
+        title.append(f"Restore of {facts.get('dump') or Path(str(data['params'].get('dump', ''))).name}", style="bold")
+        title.append(f"  ·  job {data['id']}  ·  ")
+        title.append(status, style=STATUS_STYLE.get(status, "bold"))
+        title.append("\n" + secrets.redact(engine.describe_status(data)))
+        self.query_one("#job-status", Static).update(title)
+        self.query_one("#steps", Static).update(steps_text(data))
+        self.query_one("#preflight", Static).update(preflight_text(data))
+        self._show_progress(data)
+        self._show_output(data, first)
+        self._show_confirm(data)
+        final = status in jobs.FINAL or status == "interrupted"
+        report = self.query_one("#report-box")
+        report.set_class(not (status == "ok" or facts.get("verification")), "hidden")
+        self.query_one("#handcheck").set_class(status != "ok", "hidden")
+        if facts.get("verification") or status == "ok":
+            self.query_one("#verification", Static).update(verification_text(data) or Text("no verification ran"))
+        resumable = status == "interrupted" or (status == "failed" and data.get("phase") == "forward"
+                                               and facts.get("database_dropped"))
+        self.query_one("#resume", Button).set_class(not resumable, "hidden")
+        self.query_one("#rollback", Button).set_class(not (resumable or status == "rollback_failed"), "hidden")
+        self.query_one("#new", Button).set_class(not final, "hidden")
+
+    def _show_progress(self, data: dict) -> None:
+        bar = self.query_one("#progress", ProgressBar)
+        running = next((r for r in data.get("steps", []) if r.get("status") == "running"), None)
+        progress = (running or {}).get("progress") or {}
+        if running and running["name"] == "restore" and progress.get("total") and data.get("alive", True):
+            bar.remove_class("hidden")
+            bar.update(total=progress["total"], progress=progress["done"])
+        else:
+            bar.add_class("hidden")
+
+    def _show_output(self, data: dict, first: bool) -> None:
+        log = self.query_one("#output", RichLog)
+        for rec in data.get("steps", []):
+            name = rec["name"]
+            total = rec.get("output_total", 0)
+            seen = self._lines.get(name, 0)
+            if total > seen:
+                for line in rec.get("output", [])[-(total - seen):]:
+                    log.write(f"[{name}] {secrets.redact(line)}")
+                self._lines[name] = total
+
+    def _show_confirm(self, data: dict) -> None:
+        box = self.query_one("#confirm-box")
+        waiting = data.get("awaiting") == "confirm" and data.get("alive", True)
+        was_hidden = box.has_class("hidden")
+        box.set_class(not waiting, "hidden")
+        if waiting:
+            name = data["params"].get("database", "")
+            facts = data.get("facts") or {}
+            safety = facts.get("safety_dump")
+            self.query_one("#confirm-question", Label).update(
+                f"The restore replaces database {name!r} with {facts.get('dump')}. Every service but the database "
+                f"is stopped meanwhile; running jobs are interrupted."
+                + (f" Safety dump taken: {Path(safety).name}." if safety else "")
+                + f" Type {name!r} to go ahead.")
+            if was_hidden:
+                self.query_one("#confirm-name", Input).focus()
+
+    # --- confirm ------------------------------------------------------------------------
+
+    @on(Input.Changed, "#confirm-name")
+    def _typed(self, event: Input.Changed) -> None:
+        expected = (self.data.get("params") or {}).get("database", "")
+        self.query_one("#confirm-go", Button).disabled = event.value.strip() != expected or not expected
+
+    @on(Input.Submitted, "#confirm-name")
+    def _typed_enter(self, event: Input.Submitted) -> None:
+        if not self.query_one("#confirm-go", Button).disabled:
+            self._confirm()
+
+    @on(Button.Pressed, "#confirm-go")
+    def _confirm(self) -> None:
+        typed = self.query_one("#confirm-name", Input).value.strip()
+        if self.job_id is None or typed != (self.data.get("params") or {}).get("database"):
+            return
+        engine.confirm(self.app.settings, self.job_id, typed)
+        self.query_one("#confirm-name", Input).value = ""
+        self.query_one("#confirm-box").add_class("hidden")
+        self.notify("Confirmed: the restore goes ahead")
+
+    @on(Button.Pressed, "#confirm-cancel")
+    def _cancel(self) -> None:
+        if self.job_id is not None:
+            engine.cancel(self.app.settings, self.job_id)
+            self.query_one("#confirm-box").add_class("hidden")
+            self.notify("Cancelled: nothing was changed")
+
+    # --- after a crash -------------------------------------------------------------------
+
+    @on(Button.Pressed, "#resume")
+    def _resume(self) -> None:
+        if self.job_id is None:
+            return
+        try:
+            engine.resume_restore(self.app.settings, self.job_id, confirmed=True)
+        except FoveaError as exc:
+            self.notify(str(exc), severity="error", timeout=8)
+            return
+        self._stamp = None
+        self.notify("Resuming the restore")
+
+    @on(Button.Pressed, "#rollback")
+    def _rollback(self) -> None:
+        if self.job_id is None:
+            return
+        from fovea_tui.tui.widgets.confirm import ConfirmDialog
+
+        def go(ok: bool | None) -> None:
+            if not ok or self.job_id is None:
+                return
+            try:
+                engine.rollback_restore(self.app.settings, self.job_id)
+            except FoveaError as exc:
+                self.notify(str(exc), severity="error", timeout=8)
+                return
+            self._stamp = None
+            self.notify("Rolling back to the safety dump")
+
+        self.app.push_screen(ConfirmDialog("Roll the database back to the safety dump and restart the services "
+                                           "that were running?", confirm_label="Roll back", title="Roll back"), go)
+
+    @on(Button.Pressed, "#new")
+    def _new(self) -> None:
+        self.action_new()
+
+    # --- login check -----------------------------------------------------------------------
+
+    @on(Button.Pressed, "#login-check")
+    def _login(self) -> None:
+        user = self.query_one("#login-user", Input).value
+        password = self.query_one("#login-pass", Input).value
+        if not user or not password:
+            self.query_one("#login-result", Static).update(Text("type a username and a password", style="yellow"))
+            return
+        self.query_one("#login-result", Static).update(Text("checking…", style="dim"))
+        self._check_login(user, password)
+
+    @work(thread=True, exclusive=True, group="restore-login")
+    def _check_login(self, user: str, password: str) -> None:
+        result = engine.check_login(self.app.settings.stack.health_url, user, password)
+        self.post_message(LoginChecked(result))
+
+    def on_login_checked(self, message: LoginChecked) -> None:
+        self.query_one("#login-pass", Input).value = ""  # used once, never kept
+        ok = message.result["ok"]
+        self.query_one("#login-result", Static).update(
+            Text(("✔ " if ok else "✘ ") + secrets.redact(message.result["detail"]), style="green" if ok else "red"))
+
+
+__all__ = ["RestoreScreen", "steps_text", "preflight_text"]

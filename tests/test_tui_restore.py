@@ -1,0 +1,481 @@
+"""The restore wizard (Pilot and snapshots).
+
+Most tests drive the screen with job state files written here, exactly as the detached runner
+writes them, so every wizard step can be reached and frozen; one test runs the whole wizard
+against the real test stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from textual.widgets import Button, ContentSwitcher, DataTable, Input, ProgressBar, RichLog, SelectionList
+
+from fovea_tui.engine import jobs
+from fovea_tui.engine import restore as engine
+from fovea_tui.engine.locks import ensure_private_dir
+from fovea_tui.engine.restore.plan import initial_records
+from fovea_tui.tui.app import create_app, fixed_clock
+from fovea_tui.tui.sample import sample_report
+from fovea_tui.tui.screens.restore import RestoreScreen
+from support.backup_history import History, make_settings
+
+NOW = datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 17, 2, 0, tzinfo=timezone.utc)
+JOB = "restore-20261120T092500Z-0a1b"
+DUMP = "fovea-20261119T020000Z.sql.gz"
+SAFETY = "fovea-20261120T092512Z-pre-restore.sql.gz"
+SIZE = (130, 48)
+
+
+def asynctest(fn):
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return asyncio.run(fn(*args, **kwargs))
+    return wrapper
+
+
+async def wait_for(pilot, predicate, timeout: float = 15.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await pilot.pause(0.05)
+
+
+def settings_for(tmp_path: Path):
+    s = make_settings(tmp_path)
+    s.source = Path("/etc/fovea-tui/config.toml")
+    return s
+
+
+def make_app(settings, **kw):
+    return create_app(settings, clock=fixed_clock(NOW), status_source=lambda s, now: sample_report(now),
+                      poll_interval=0, watch_stack=False, first_run=False, animate=False, cursor_blink=False, **kw)
+
+
+def history(settings) -> None:
+    h = History(settings)
+    for i in range(3):
+        h.add(T0 + timedelta(days=i))
+    h.add(T0 + timedelta(days=2, hours=7), safety=True)
+    h.add(T0 + timedelta(days=1, hours=5), data=b"")  # 0 bytes: corrupt, never offered
+
+
+# ------------------------------------------------------------------ state files as the runner writes them
+
+PREFLIGHT = [
+    {"name": "dump", "ok": True, "fatal": True, "refuse": True, "data": {},
+     "detail": f"{DUMP}: whole gzip stream, pg_dump's completion line, checksum equal to its manifest"},
+    {"name": "disk", "ok": True, "fatal": True, "refuse": False, "data": {},
+     "detail": "backups dir: 41.2 GiB free, safety dump needs about 64.5 MiB"},
+    {"name": "engine", "ok": True, "fatal": True, "refuse": False, "data": {},
+     "detail": "Docker engine answers; project fovea: postgres (running), redis (running), backend (running)"},
+    {"name": "server", "ok": True, "fatal": True, "refuse": False, "data": {},
+     "detail": "target PostgreSQL 16 (from PostgreSQL 16); extensions the dump needs: vector, all available"},
+    {"name": "queues", "ok": True, "fatal": False, "refuse": False, "data": {},
+     "detail": "1 job(s) active and 3 waiting; stopping the stack interrupts them (users retry them from the UI)"},
+    {"name": "migrations", "ok": True, "fatal": False, "refuse": False, "data": {},
+     "detail": "1 migration(s) bundled in the backend image that the dump lacks will be applied: "
+               "20250401000000_video_checksums"},
+]
+
+DETAILS = {
+    "choose": f"{DUMP} (local)",
+    "preflight": "6 checks passed",
+    "safety_dump": f"{SAFETY}: 463 rows in 13 tables, 47244 bytes",
+    "confirm": "the operator typed 'fovea'",
+    "stop": "stopped redis, backend, frontend, model-service (they will be started again)",
+    "prepare": "database fovea dropped and created empty (owner fovea)",
+    "restore": f"{DUMP} into fovea: 463 rows in 13 tables in 0.6 s",
+    "migrate": "python3 /app/migrate.py succeeded; applied 20250401000000_video_checksums",
+    "start": "started and healthy: redis, backend, frontend, model-service",
+    "verify": "4 checks passed",
+}
+
+VERIFICATION = {"ok": True, "checklist": list(engine.CHECKLIST), "checks": [
+    {"name": "rows", "ok": True, "severity": "error",
+     "detail": "13 tables, 463 rows as in the dump; changed by the applied migrations: _prisma_migrations: 6 rows, "
+               "the dump has 5"},
+    {"name": "migrations", "ok": True, "severity": "error", "detail": "6 migrations applied, none failed"},
+    {"name": "health", "ok": True, "severity": "error", "detail": "http://127.0.0.1:3001/api/health answered 200 healthy"},
+    {"name": "videos", "ok": False, "severity": "warning",
+     "detail": "2 of 20 video files missing from /var/lib/fovea/videos: a.mp4, b.mp4"},
+]}
+
+
+def state(settings, *, upto: str, status: str = "running", running: str | None = None, **extra) -> dict:
+    """A job state with steps before `upto` done, `upto` in `running` state."""
+    records = initial_records()
+    names = [r["name"] for r in records]
+    for rec in records[: names.index(upto)]:
+        rec.update(status="ok", detail=DETAILS[rec["name"]], duration_s=1.25, output_total=1,
+                   output=[f"{rec['name']} output line"])
+    if running:
+        rec = records[names.index(upto)]
+        rec.update(status=running, detail=DETAILS.get(upto, "") if running != "running" else "")
+    facts = {"dump": DUMP, "dump_path": f"/var/backups/fovea/{DUMP}", "preflight": PREFLIGHT}
+    if names.index(upto) > names.index("safety_dump"):
+        facts["safety_dump"] = f"/var/backups/fovea/{SAFETY}"
+    data = {"id": JOB, "kind": "restore", "status": status, "phase": "forward", "created_at": "2026-11-20T09:25:00+00:00",
+            "updated_at": "2026-11-20T09:25:30+00:00", "pid": 4242, "settings": settings.to_toml_dict(),
+            "config_source": None, "params": {"dump": DUMP, "confirmed": False, "database": "fovea"},
+            "steps": records, "facts": facts, "message": "", "history": []}
+    data.update(extra)
+    return data
+
+
+def write_state(settings, data: dict) -> None:
+    directory = ensure_private_dir(jobs.jobs_dir(settings))
+    jobs.write_json_atomic(jobs.state_path(directory, data["id"]), {k: v for k, v in data.items() if k != "alive"})
+
+
+def final_ok(settings) -> dict:
+    data = state(settings, upto="verify", status="ok", running="ok", message=f"Restored {DUMP} into database fovea; "
+                 f"redis, backend, frontend, model-service running again; safety dump {SAFETY} kept.")
+    data["facts"]["verification"] = VERIFICATION
+    data["facts"]["was_running"] = ["redis", "backend", "frontend", "model-service"]
+    return data
+
+
+class AliveStates:
+    """Make the screen see these jobs as alive (a runner holding the lock) or not."""
+
+    def __init__(self, monkeypatch, alive: bool = True) -> None:
+        self.alive = alive
+        monkeypatch.setattr(jobs, "is_alive", lambda directory, job_id: self.alive)
+
+
+def screen_of(app) -> RestoreScreen:
+    assert isinstance(app.screen, RestoreScreen), type(app.screen)
+    return app.screen
+
+
+async def open_restore(pilot) -> RestoreScreen:
+    await pilot.press("R")
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, RestoreScreen))
+    await pilot.pause(0.1)
+    return screen_of(pilot.app)
+
+
+# ------------------------------------------------------------------ Pilot: every wizard step
+
+
+@asynctest
+async def test_choose_offers_dumps_but_not_corrupt_ones(tmp_path):
+    settings = settings_for(tmp_path)
+    history(settings)
+    app = make_app(settings)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_restore(pilot)
+        table = screen.query_one("#dumps", DataTable)
+        await wait_for(pilot, lambda: table.row_count > 0)
+        assert screen.query_one("#switcher", ContentSwitcher).current == "choose-pane"
+        names = [str(k.value) for k in table.rows]
+        assert len(names) == 4
+        assert "fovea-20261118T070000Z.sql.gz" not in names  # the corrupt one
+        assert names[0] == "fovea-20261119T090000Z-pre-restore.sql.gz"  # newest first
+
+
+@asynctest
+async def test_start_preflight_confirm_by_typing_the_name(tmp_path, monkeypatch):
+    settings = settings_for(tmp_path)
+    history(settings)
+    started = {}
+    monkeypatch.setattr(engine, "start_restore", _wrap(engine.start_restore, started))
+    AliveStates(monkeypatch, alive=True)
+    app = make_app(settings)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_restore(pilot)
+        table = screen.query_one("#dumps", DataTable)
+        await wait_for(pilot, lambda: table.row_count > 0)
+        table.move_cursor(row=1)
+        table.focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "id" in started)
+        assert started["dump"] == "fovea-20261119T020000Z.sql.gz"
+        assert screen.query_one("#switcher", ContentSwitcher).current == "job-pane"
+        job_id = started["id"]
+        # the runner: pre-flight done, safety dump taken, waiting for the name
+        data = jobs.read_state(jobs.jobs_dir(settings), job_id)
+        template = state(settings, upto="confirm", status="waiting", running="running", awaiting="confirm")
+        data.update(steps=template["steps"], facts=template["facts"], status="waiting", awaiting="confirm")
+        write_state(settings, data)
+        box = screen.query_one("#confirm-box")
+        await wait_for(pilot, lambda: not box.has_class("hidden"))
+        assert "queues: 1 job(s) active" in str(screen.query_one("#preflight").render())
+        go = screen.query_one("#confirm-go", Button)
+        assert go.disabled
+        await pilot.press(*"fove")
+        await pilot.pause(0.05)
+        assert go.disabled  # not the name yet
+        await pilot.press("a")
+        await pilot.pause(0.05)
+        assert not go.disabled
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+        assert jobs.read_control(jobs.jobs_dir(settings), job_id, "confirm") == "fovea"
+        assert box.has_class("hidden")
+
+
+def _wrap(real, record):
+    def fake(settings_, dump, **kw):
+        record["dump"] = dump
+        job_id = real(settings_, dump, detach=False, **kw)
+        record["id"] = job_id
+        return job_id
+    return fake
+
+
+@asynctest
+async def test_cancel_at_confirmation(tmp_path, monkeypatch):
+    settings = settings_for(tmp_path)
+    AliveStates(monkeypatch, alive=True)
+    write_state(settings, state(settings, upto="confirm", status="waiting", running="running", awaiting="confirm"))
+    app = make_app(settings)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_restore(pilot)
+        await wait_for(pilot, lambda: not screen.query_one("#confirm-box").has_class("hidden"))
+        await pilot.click("#confirm-cancel")
+        await pilot.pause(0.1)
+        assert jobs.read_control(jobs.jobs_dir(settings), JOB, "cancel") == ""
+
+
+@asynctest
+async def test_live_steps_progress_and_streamed_output(tmp_path, monkeypatch):
+    settings = settings_for(tmp_path)
+    AliveStates(monkeypatch, alive=True)
+    data = state(settings, upto="restore", running="running")
+    rec = data["steps"][6]
+    rec.update(progress={"done": 30_000, "total": 100_000, "unit": "bytes"}, output_total=2,
+               output=["SET", "CREATE EXTENSION"])
+    write_state(settings, data)
+    app = make_app(settings)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_restore(pilot)
+        bar = screen.query_one("#progress", ProgressBar)
+        await wait_for(pilot, lambda: not bar.has_class("hidden"))
+        assert bar.progress == 30_000 and bar.total == 100_000
+        steps = str(screen.query_one("#steps").render())
+        assert "Restore the dump" in steps and "stopped redis, backend" in steps
+        log = screen.query_one("#output", RichLog)
+        assert any("CREATE EXTENSION" in line.text for line in log.lines)
+        # the runner moves on: the bar goes, more output streams in
+        rec.update(status="ok", detail=DETAILS["restore"], output_total=3, output=["SET", "CREATE EXTENSION", "COPY 12"])
+        data["steps"][7].update(status="running", output_total=1, output=["Applying migration `x`"])
+        write_state(settings, data)
+        await wait_for(pilot, lambda: bar.has_class("hidden"))
+        await wait_for(pilot, lambda: any("Applying migration" in line.text for line in log.lines))
+        assert sum("CREATE EXTENSION" in line.text for line in log.lines) == 1  # never twice
+
+
+@asynctest
+async def test_final_report_checklist_and_login_check(tmp_path, monkeypatch):
+    settings = settings_for(tmp_path)
+    server, url = _login_server()
+    settings.stack.health_url = url + "/api/health"
+    AliveStates(monkeypatch, alive=False)
+    write_state(settings, final_ok(settings))
+    app = make_app(settings)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await open_restore(pilot)
+            report = screen.query_one("#report-box")
+            await wait_for(pilot, lambda: not report.has_class("hidden"))
+            text = str(screen.query_one("#verification").render())
+            assert "rows" in text and "videos" in text and "missing" in text
+            checklist = screen.query_one("#checklist", SelectionList)
+            assert checklist.option_count == len(engine.CHECKLIST)
+            checklist.select(0)
+            assert checklist.selected == [0]
+            assert not screen.query_one("#new", Button).has_class("hidden")
+            assert screen.query_one("#resume", Button).has_class("hidden")
+            screen.query_one("#login-user", Input).value = "admin"
+            screen.query_one("#login-pass", Input).value = "wrong"
+            screen.query_one("#login-check", Button).press()
+            result = screen.query_one("#login-result")
+            await wait_for(pilot, lambda: "refused" in str(result.render()))
+            assert screen.query_one("#login-pass", Input).value == ""  # never kept
+            screen.query_one("#login-pass", Input).value = "s3cret"
+            screen.query_one("#login-check", Button).press()
+            await wait_for(pilot, lambda: "logged in" in str(result.render()))
+            assert server.seen == [("admin", "wrong"), ("admin", "s3cret")]
+            # nothing of the password lands in the job's state file
+            assert "s3cret" not in jobs.state_path(jobs.jobs_dir(settings), JOB).read_text()
+            await pilot.press("n")
+            await wait_for(pilot, lambda: screen.query_one("#switcher", ContentSwitcher).current == "choose-pane")
+    finally:
+        server.shutdown()
+
+
+def _login_server():
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            self.server.seen.append((body["username"], body["password"]))
+            ok = body["password"] == "s3cret"
+            self.send_response(200 if ok else 401)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.seen = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+@asynctest
+async def test_interrupted_job_offers_resume_and_rollback(tmp_path, monkeypatch):
+    settings = settings_for(tmp_path)
+    AliveStates(monkeypatch, alive=False)
+    data = state(settings, upto="restore", running="running")
+    data["facts"].update(database_dropped=True, was_running=["redis", "backend"])
+    write_state(settings, data)
+    calls = []
+    monkeypatch.setattr(engine, "resume_restore", lambda s, j, **kw: calls.append(("resume", j, kw)) or j)
+    monkeypatch.setattr(engine, "rollback_restore", lambda s, j, **kw: calls.append(("rollback", j)) or j)
+    app = make_app(settings)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_restore(pilot)
+        resume = screen.query_one("#resume", Button)
+        await wait_for(pilot, lambda: not resume.has_class("hidden"))
+        status = str(screen.query_one("#job-status").render())
+        assert "interrupted" in status and "--resume" in status and "empty or partly restored" in status
+        resume.press()
+        await pilot.pause(0.1)
+        assert calls == [("resume", JOB, {"confirmed": True})]
+        screen.query_one("#rollback", Button).press()
+        await pilot.pause(0.2)
+        await pilot.click("#confirm")  # the ConfirmDialog's button
+        await pilot.pause(0.1)
+        assert calls[-1] == ("rollback", JOB)
+
+
+@asynctest
+async def test_reattaches_to_the_latest_restore_on_launch(tmp_path, monkeypatch):
+    settings = settings_for(tmp_path)
+    AliveStates(monkeypatch, alive=True)
+    write_state(settings, state(settings, upto="stop", running="running"))
+    app = make_app(settings)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_restore(pilot)
+        assert screen.query_one("#switcher", ContentSwitcher).current == "job-pane"
+        assert screen.job_id == JOB
+        assert "Stop the stack" in str(screen.query_one("#steps").render())
+
+
+# ------------------------------------------------------------------ snapshots (frozen clock)
+
+
+def _snap(settings, setup=None):
+    app = make_app(settings)
+
+    async def run_before(pilot):
+        if setup:
+            setup()
+        await pilot.press("R")
+        await pilot.pause(0.5)
+        screen = pilot.app.screen
+        if screen.query_one("#switcher", ContentSwitcher).current == "choose-pane":
+            await wait_for(pilot, lambda: screen.query_one("#dumps", DataTable).row_count > 0)
+        await pilot.pause(0.3)
+
+    return app, run_before
+
+
+def test_snapshot_choose(snap_compare, tmp_path):
+    settings = settings_for(tmp_path)
+    history(settings)
+    app, run_before = _snap(settings)
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_snapshot_confirm(snap_compare, tmp_path, monkeypatch):
+    settings = settings_for(tmp_path)
+    AliveStates(monkeypatch, alive=True)
+    write_state(settings, state(settings, upto="confirm", status="waiting", running="running", awaiting="confirm"))
+    app, run_before = _snap(settings)
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_snapshot_restoring(snap_compare, tmp_path, monkeypatch):
+    settings = settings_for(tmp_path)
+    AliveStates(monkeypatch, alive=True)
+    data = state(settings, upto="restore", running="running")
+    data["steps"][6].update(progress={"done": 47_000, "total": 100_000, "unit": "bytes"})
+    write_state(settings, data)
+    app, run_before = _snap(settings)
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_snapshot_report(snap_compare, tmp_path, monkeypatch):
+    settings = settings_for(tmp_path)
+    AliveStates(monkeypatch, alive=False)
+    write_state(settings, final_ok(settings))
+    app, run_before = _snap(settings)
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_snapshot_rolled_back(snap_compare, tmp_path, monkeypatch):
+    settings = settings_for(tmp_path)
+    AliveStates(monkeypatch, alive=False)
+    data = state(settings, upto="restore", status="rolled_back", running="failed")
+    data["steps"][6]["detail"] = ('psql stopped at an SQL error (exit 3): ERROR:  relation "no_such_table" does '
+                                  "not exist; the transaction was rolled back")
+    for i, detail in ((6, f"database fovea restored from the safety dump {SAFETY}: 463 rows"),
+                      (5, "database already restored from the safety dump"),
+                      (4, "started again: redis, backend, frontend, model-service")):
+        data["steps"][i]["undo"] = {"status": "ok", "detail": detail, "duration_s": 2.0}
+    data["phase"] = "rollback"
+    data["message"] = ("The restore did not complete (step restore failed). Rolled back: the database is back to "
+                       f"the safety dump {SAFETY}, and redis, backend, frontend, model-service are running again. "
+                       "The install is as it was before the restore.")
+    write_state(settings, data)
+    app, run_before = _snap(settings)
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+# ------------------------------------------------------------------ the whole wizard against the stack
+
+
+@pytest.mark.docker
+@asynctest
+async def test_wizard_end_to_end_against_the_stack(stack, tmp_path):
+    from fovea_tui.engine.dump import run_backup
+
+    settings = stack.settings(tmp_path)
+    settings.source = Path("/etc/fovea-tui/config.toml")
+    backup = run_backup(settings, offsite=False)
+    stack.psql("CREATE TABLE restore_marker (id int)")
+    app = make_app(settings)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_restore(pilot)
+        table = screen.query_one("#dumps", DataTable)
+        await wait_for(pilot, lambda: table.row_count > 0)
+        assert str(next(iter(table.rows)).value) == backup.name
+        table.focus()
+        await pilot.press("enter")
+        box = screen.query_one("#confirm-box")
+        await wait_for(pilot, lambda: not box.has_class("hidden"), timeout=90)
+        assert "migrations" in str(screen.query_one("#preflight").render())
+        screen.query_one("#confirm-name", Input).value = "fovea"
+        await pilot.pause(0.05)
+        await pilot.click("#confirm-go")
+        await wait_for(pilot, lambda: jobs.effective_status(screen.data) in jobs.FINAL, timeout=180)
+        assert jobs.effective_status(screen.data) == "ok", screen.data.get("message")
+        await wait_for(pilot, lambda: not screen.query_one("#report-box").has_class("hidden"))
+        assert "health" in str(screen.query_one("#verification").render())
+    assert stack.psql("SELECT to_regclass('public.restore_marker') IS NULL").strip() == "t"
