@@ -1,0 +1,133 @@
+"""Restore pieces that need no Docker: choosing (and fetching) a dump, the confirmation gate,
+job state files, the report shape, the CLI's usage errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fovea_tui.engine import jobs
+from fovea_tui.engine import restore as engine
+from fovea_tui.engine.restore.context import RestoreContext
+from fovea_tui.engine.restore.preflight import read_dump_head, tables_touched
+from fovea_tui.engine.restore.steps import ChooseDump, Confirm
+from fovea_tui.engine.restore.verify import video_file
+from fovea_tui.errors import Cancelled, SafetyRefusal
+from support.backup_history import History, make_settings
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def handle_for(settings, **params):
+    job_id = jobs.create_job(settings, "restore", {"dump": "x", "database": "fovea", **params})
+    directory = jobs.jobs_dir(settings)
+    data = jobs.read_state(directory, job_id)
+    return jobs.JobHandle(directory, job_id, data, settings)
+
+
+def test_choose_fetches_from_offsite_verified(tmp_path):
+    offsite = tmp_path / "offsite"
+    History(make_settings(tmp_path, backups_dir=offsite)).add("fovea-20261101T020000Z.sql.gz", verify=False)
+    settings = make_settings(tmp_path, offsite=str(offsite))
+    handle = handle_for(settings, dump="fovea-20261101T020000Z.sql.gz")
+    ctx = RestoreContext(handle)
+    try:
+        detail = ChooseDump().run(ctx)
+    finally:
+        handle.close()
+    local = settings.backups_dir / "fovea-20261101T020000Z.sql.gz"
+    assert "fetched from off-site" in detail
+    assert local.read_bytes() == (offsite / local.name).read_bytes()
+    assert ctx.facts["manifest"]["sha256"] and ctx.facts["dump_path"] == str(local)
+    assert (settings.backups_dir / (local.name + ".manifest.json")).is_file()
+
+
+def test_choose_refuses_unknown_dump(tmp_path):
+    settings = make_settings(tmp_path)
+    handle = handle_for(settings, dump="fovea-20990101T000000Z.sql.gz")
+    try:
+        with pytest.raises(SafetyRefusal):
+            ChooseDump().run(RestoreContext(handle))
+    finally:
+        handle.close()
+
+
+def test_confirm_needs_the_exact_name(tmp_path):
+    settings = make_settings(tmp_path)
+    handle = handle_for(settings)
+    ctx = RestoreContext(handle)
+    ctx.__dict__["db"] = type("DB", (), {"name": "fovea"})()
+    try:
+        jobs.write_control(settings, handle.id, "confirm", "fovea2")
+        with pytest.raises(Cancelled, match="did not match"):
+            Confirm().run(ctx)
+        jobs.write_control(settings, handle.id, "confirm", "fovea")
+        assert "typed 'fovea'" in Confirm().run(ctx)
+        (jobs.jobs_dir(settings) / f"{handle.id}.confirm").unlink()
+        ctx.params["confirm_timeout_s"] = 0.3
+        with pytest.raises(Cancelled, match="nobody confirmed"):
+            Confirm().run(ctx)
+    finally:
+        handle.close()
+
+
+def test_job_state_interrupted_and_report_shape(tmp_path):
+    settings = make_settings(tmp_path)
+    job_id = engine.start_restore(settings, "fovea-20261101T020000Z.sql.gz", detach=False)
+    data = jobs.load_job(settings, job_id)
+    assert data["alive"] is False and jobs.effective_status(data) == "pending"
+    data["status"] = "running"
+    data["steps"][4]["status"] = "running"
+    assert jobs.effective_status(data) == "interrupted"
+    assert "--resume" in engine.describe_status(data) and "--rollback" in engine.describe_status(data)
+    result = engine.report(data)
+    assert set(result) >= {"ok", "dump", "steps", "verification"}
+    assert result["ok"] is False and result["dump"] == "fovea-20261101T020000Z.sql.gz"
+    assert {s["status"] for s in result["steps"]} <= {"ok", "failed", "skipped"}
+    assert result["steps"][4]["status"] == "failed" and result["steps"][4]["detail"] == "interrupted"
+    assert [j["id"] for j in jobs.list_jobs(settings, "restore")] == [job_id]
+
+
+def test_dump_head_and_migration_tables(tmp_path):
+    import gzip
+
+    path = tmp_path / "fovea-20261101T020000Z.sql.gz"
+    path.write_bytes(gzip.compress(b"-- Dumped from database version 16.4\n"
+                                   b"CREATE EXTENSION IF NOT EXISTS vector WITH SCHEMA public;\n"
+                                   b"CREATE EXTENSION IF NOT EXISTS plpgsql;\n"))
+    head = read_dump_head(path)
+    assert head.extensions == ["vector"] and head.server_major == 16
+    sql = 'ALTER TABLE "videos" ADD COLUMN "checksum" TEXT;\nUPDATE "videos" SET x = 1;\nCREATE INDEX "i" ON "claims"("a");'
+    assert tables_touched(sql) == ["claims", "videos"]
+
+
+def test_video_paths_map_to_the_volume(tmp_path):
+    assert video_file("/videos/a/b.mp4", "b.mp4", "/videos", tmp_path) == tmp_path / "a" / "b.mp4"
+    assert video_file("a/b.mp4", "b.mp4", "/videos", tmp_path) == tmp_path / "a" / "b.mp4"
+    assert video_file("/elsewhere/b.mp4", "b.mp4", "/videos", tmp_path) == tmp_path / "b.mp4"
+    assert video_file("", "b.mp4", "/videos", tmp_path) == tmp_path / "b.mp4"
+
+
+def _cli(args, tmp_path):
+    config = tmp_path / "fovea-tui.toml"
+    config.write_text(f'[backups]\ndir = "{tmp_path / "backups"}"\n')
+    return subprocess.run([sys.executable, "-m", "fovea_tui", "--config", str(config), *args], capture_output=True,
+                          text=True, cwd=REPO, stdin=subprocess.DEVNULL, timeout=60)
+
+
+def test_cli_without_tty_and_without_yes_is_usage_error(tmp_path):
+    proc = _cli(["restore", "fovea-20261101T020000Z.sql.gz", "--json"], tmp_path)
+    assert proc.returncode == 2
+    assert "--yes" in proc.stderr
+    assert json.loads(proc.stdout)["ok"] is False
+    assert not jobs.jobs_dir(make_settings(tmp_path)).exists()  # nothing started
+
+
+def test_cli_resume_of_unknown_job_and_conflicting_args(tmp_path):
+    assert _cli(["restore", "--resume", "restore-nope", "--yes"], tmp_path).returncode == 1
+    assert _cli(["restore", "x", "--follow", "y"], tmp_path).returncode == 2
+    assert _cli(["restore"], tmp_path).returncode == 2
