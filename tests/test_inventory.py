@@ -195,3 +195,25 @@ def test_thousands_of_dumps_list_fast(tmp_path):
     elapsed = time.monotonic() - t
     assert len(inv) == 3000
     assert elapsed < 5, elapsed
+
+
+def test_status_summary_counts_and_corrupt_alert(tmp_path):
+    from fovea_tui.engine.inventory import status_summary
+
+    settings = make_settings(tmp_path)
+    h = History(settings)
+    h.add(T0)
+    h.add(T0 + timedelta(days=1), data=b"")
+    h.add(T0 + timedelta(days=2), data=dump_bytes(complete=False))
+    section = {"last": {"name": "fovea-20261103T020000Z.sql.gz", "status": "corrupt"},
+               "alerts": [{"level": "critical", "subject": "backups", "message": "the last backup is corrupt"}]}
+    out = status_summary(settings, section)
+    assert out["counts"] == {"verified": 1, "unverified": 0, "corrupt": 2}
+    assert out["newest_verified"] == "fovea-20261101T020000Z.sql.gz"
+    messages = [a["message"] for a in out["alerts"]]
+    assert len(messages) == 2 and "1 corrupt dump(s)" in messages[1]
+    assert "fovea-20261102T020000Z.sql.gz" in messages[1] and "20261103" not in messages[1]
+
+    empty = make_settings(tmp_path / "other")
+    History(empty).add(T0, manifest=False, verify=False)
+    assert any("no verified dump" in a["message"] for a in status_summary(empty)["alerts"])

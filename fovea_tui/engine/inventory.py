@@ -624,3 +624,29 @@ def verify_entries(settings: Settings, inventory: Inventory, names: Iterable[str
 
 def _iso(t: datetime) -> str:
     return t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def status_summary(settings: Settings, section: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the dashboard's backups card adds from the inventory: counts per status, the
+    corrupt dumps and an alert for them. Local only (the dashboard polls; the off-site store
+    is listed by `list` and the backups screen). Never raises: a failure is a field."""
+    section = section or {}
+    alerts = list(section.get("alerts") or [])
+    try:
+        inv = load_inventory(settings, include_offsite=False)
+    except (FoveaError, OSError) as exc:
+        return {"inventory_error": str(exc), "alerts": alerts}
+    corrupt = [e.name for e in inv if e.status == "corrupt"]
+    newest = inv.newest_verified()
+    already = (section.get("last") or {}).get("name") if (section.get("last") or {}).get("status") == "corrupt" else None
+    others = [n for n in corrupt if n != already]
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        alerts.append({"level": "critical", "subject": "backups",
+                       "message": f"{len(others)} corrupt dump(s) in {settings.backups_dir}: {shown} "
+                                  "(never used by retention or restore)"})
+    if len(inv) and newest is None:
+        alerts.append({"level": "critical", "subject": "backups",
+                       "message": "no verified dump: run `fovea-tui verify`; prune refuses until one exists"})
+    return {"counts": inv.counts(), "corrupt": corrupt, "unrecognised": [s.name for s in inv.unrecognised],
+            "newest_verified": newest.name if newest else None, "alerts": alerts}

@@ -269,6 +269,9 @@ def collect_status(settings: Settings, now: datetime | None = None) -> StatusRep
     from fovea_tui.engine.dump import backup_status  # the backups card (engine/dump.py)
 
     report.sections["backups"] = _guard({}, lambda: backup_status(settings, now))
+    from fovea_tui.engine.inventory import status_summary  # counts per status, corrupt-dump alert
+
+    report.sections["backups"].update(status_summary(settings, report.sections["backups"]))
     report.sections["drill"] = {"last": None, "interval_days": settings.drill.interval_days}
     report.sections["schedule"] = _guard({}, lambda: _schedule_section(settings, now))
     report.sections["sync"] = _guard({}, lambda: _volume_sync(settings, now))
