@@ -40,6 +40,7 @@ class Job:
     result: Any = None
     error: str = ""
     ended: float | None = None
+    phase_started: float | None = None  # rates are per phase: a dump and an upload differ
 
     @property
     def running(self) -> bool:
@@ -151,7 +152,10 @@ class JobRunner:
 
     def apply(self, message: Message) -> Job:
         if isinstance(message, JobProgress):
-            message.job.event = message.event
+            job = message.job
+            if job.event is None or job.event.phase != message.event.phase:
+                job.phase_started = self.clock()
+            job.event = message.event
         elif isinstance(message, JobFinished):
             message.job.state, message.job.result = "finished", message.result
             message.job.ended = self.clock()

@@ -162,8 +162,8 @@ def cards(report: StatusReport, now: datetime, backups_dir: Path | None = None) 
     else:
         lines.append(f"last sync {age(synced, now)} → {target}")
         verdict = _verdict_for_age(synced, now, SYNC_STALE_AFTER)
-    if sync.get("summary"):
-        lines.append(sync["summary"])
+    if sync.get("pending") or sync.get("error_count"):
+        lines.append(sync.get("summary", ""))
     if (not vol.get("ok") or sync.get("ok") is False or sync.get("error_count")
             or sync.get("refused")):
         verdict = FAILING
@@ -237,5 +237,6 @@ def services(report: StatusReport) -> tuple[str, list[dict[str, Any]]]:
     if not stack.get("ok"):
         return f"stack unavailable: {stack.get('error', '?')}", []
     if not stack.get("managed"):
-        return f"stack not managed: {stack.get('reason', 'no Docker engine')}", []
+        reason = str(stack.get("reason") or "no Docker engine").split(" (", 1)[0]
+        return f"stack not managed here: {reason}", []
     return f"compose project {stack.get('project')}", list(stack.get("services", []))

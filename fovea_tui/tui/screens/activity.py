@@ -82,7 +82,7 @@ class ActivityScreen(Screen):
         table.add_columns("time", "age", "action", "outcome", "details")
         yield table
         yield Static("", id="detail")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self._mtime: float | None = -1.0

@@ -37,13 +37,13 @@ class DashboardScreen(Screen):
     DashboardScreen #cards {
         grid-size: 3; grid-gutter: 0 1; grid-rows: auto; height: auto; padding: 0 1;
     }
-    .-narrow DashboardScreen #cards { grid-size: 2; }
-    .-wide DashboardScreen #cards { grid-size: 6; }
+    DashboardScreen.-narrow #cards { grid-size: 2; }
+    DashboardScreen.-wide #cards { grid-size: 6; }
     DashboardScreen #lower { height: auto; padding: 0 1; }
     DashboardScreen #stack-box { width: 3fr; min-height: 6; }
     DashboardScreen #side { width: 2fr; height: auto; }
-    .-narrow DashboardScreen #lower { layout: vertical; }
-    .-narrow DashboardScreen #stack-box, .-narrow DashboardScreen #side { width: 1fr; }
+    DashboardScreen.-narrow #lower { layout: vertical; }
+    DashboardScreen.-narrow #stack-box, DashboardScreen.-narrow #side { width: 1fr; }
     DashboardScreen DataTable { height: auto; max-height: 14; }
     DashboardScreen #alerts { min-height: 3; }
     DashboardScreen #jobs-box { min-height: 3; }
@@ -70,7 +70,7 @@ class DashboardScreen(Screen):
                     alerts = Static("", id="alerts", classes="box")
                     alerts.border_title = "Alerts"
                     yield alerts
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.app.status_changed.subscribe(self, self.show_status)

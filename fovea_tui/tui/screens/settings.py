@@ -74,8 +74,8 @@ class SettingsScreen(Screen):
     SettingsScreen .error.-shown { display: block; }
     SettingsScreen #buttons { height: auto; padding: 0 1; align-horizontal: right; }
     SettingsScreen #buttons Button { margin-left: 2; }
-    .-narrow SettingsScreen .row > Label.key { width: 20; }
-    .-narrow SettingsScreen .hint, .-narrow SettingsScreen .error { padding-left: 2; }
+    SettingsScreen.-narrow .row > Label.key { width: 20; }
+    SettingsScreen.-narrow .hint, SettingsScreen.-narrow .error { padding-left: 2; }
     """
 
     def compose(self) -> ComposeResult:
@@ -93,7 +93,7 @@ class SettingsScreen(Screen):
         with Horizontal(id="buttons"):
             yield Button("Revert (ctrl+z)", id="revert")
             yield Button("Save… (ctrl+s)", id="save", variant="primary")
-        yield Footer()
+        yield Footer(compact=True)
 
     def _row(self, key: str, kind: Any) -> ComposeResult:
         fid = field_id(key)

@@ -11,7 +11,7 @@ from typing import Callable
 import humanize
 from textual.app import ComposeResult
 from textual.clock import Clock
-from textual.containers import Horizontal, Vertical
+from textual.containers import Vertical
 from textual.widgets import Label, ProgressBar
 
 from fovea_tui.tui.jobs import Job
@@ -32,7 +32,10 @@ def _duration(seconds: float) -> str:
 
 def rate_and_eta(job: Job, now: float) -> tuple[str, str]:
     event = job.event
-    elapsed = now - job.started
+    if not job.running:
+        end = job.ended if job.ended is not None else now
+        return f"took {_duration(end - job.started)}", ""
+    elapsed = now - (job.phase_started if job.phase_started is not None else job.started)
     if event is None or elapsed <= 0 or event.done <= 0:
         return "", ""
     rate = event.done / elapsed
@@ -48,9 +51,9 @@ class JobProgressBar(Vertical):
     DEFAULT_CSS = """
     JobProgressBar { height: auto; padding: 0 1; }
     JobProgressBar > .job-title { text-style: bold; }
-    JobProgressBar > Horizontal { height: 1; }
-    JobProgressBar ProgressBar { width: auto; }
-    JobProgressBar .job-rate { padding-left: 1; color: $text-muted; }
+    JobProgressBar ProgressBar { width: 1fr; }
+    JobProgressBar ProgressBar Bar { width: 1fr; }
+    JobProgressBar .job-rate { color: $text-muted; }
     JobProgressBar .job-current { color: $text-muted; }
     JobProgressBar.-failed > .job-title { color: $error; }
     JobProgressBar.-finished > .job-title { color: $success; }
@@ -63,9 +66,8 @@ class JobProgressBar(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Label("", classes="job-title")
-        with Horizontal():
-            yield ProgressBar(total=None, show_eta=False, clock=Clock(get_time=self.clock))
-            yield Label("", classes="job-rate")
+        yield ProgressBar(total=None, show_eta=False, clock=Clock(get_time=self.clock))
+        yield Label("", classes="job-rate")
         yield Label("", classes="job-current")
 
     def on_mount(self) -> None:
@@ -92,6 +94,6 @@ class JobProgressBar(Vertical):
             done = _amount(event.done, event.unit)
             if event.total:
                 done += f" of {_amount(event.total, event.unit)}"
-        self.query_one(".job-rate", Label).update("  ".join(p for p in (done, rate, eta) if p))
+        self.query_one(".job-rate", Label).update(" · ".join(p for p in (done, rate, eta) if p))
         current = job.error if job.state in ("failed", "cancelled") else (event.current or event.message if event else "")
         self.query_one(".job-current", Label).update(current or "")
