@@ -16,7 +16,7 @@ from fovea_tui.engine import manifest as mf
 from fovea_tui.engine.dump import run_backup
 from fovea_tui.engine.verify import cached_status, verify_dump
 
-from test_backup_helpers import direct_config, settings_and_config, write_env
+from test_backup_helpers import direct_config, run_cli, settings_and_config, write_env
 
 
 @pytest.fixture
@@ -28,8 +28,10 @@ def backed_up(fresh_direct_db, tmp_path):
 
 
 def _verify_json(cfg, capsys, *dumps):
-    code = main(["--config", str(cfg), "verify", "--json", *dumps])
-    return code, json.loads(capsys.readouterr().out)
+    # A fresh process: only this test's env file is registered as secrets there.
+    r = run_cli("--config", str(cfg), "verify", "--json", *dumps)
+    assert "Traceback" not in r.stderr
+    return r.returncode, json.loads(r.stdout)
 
 
 def test_good_dump_verifies_and_is_cached(backed_up, capsys):
