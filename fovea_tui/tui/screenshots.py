@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 SIZE = (120, 36)
@@ -42,7 +43,9 @@ async def shoot_all(out: Path) -> list[Path]:
     from fovea_tui.tui.screens.help import HelpScreen
 
     os.environ["DOCKER_HOST"] = demo.NO_DOCKER
-    install = demo.build(log=lambda line: print(line, file=sys.stderr))
+    # A neutral, stable place (not the checkout), so no machine's paths end up in the SVGs.
+    root = Path(os.environ.get(demo.DEMO_DIR_ENV) or Path(tempfile.gettempdir()) / "fovea-tui-demo")
+    install = demo.build(root, log=lambda line: print(line, file=sys.stderr))
     settings = load_file(install.config)
     clock = fixed_clock(install.anchor)
     out.mkdir(parents=True, exist_ok=True)

@@ -102,9 +102,10 @@ class DashboardScreen(Screen):
         running = len(self.app.jobs.running())
         jobs = f" · {running} job{'s' if running != 1 else ''} running" if running else ""
         alerts = len(report.alerts)
+        every = f" · every {self.app.poll_interval:g} s" if self.app.poll_interval > 0 else ""
         failed = f"last probe FAILED ({error}) · " if error else ""
         self.query_one("#statusline", Static).update(
-            f"{failed}updated {ago} · every {self.app.poll_interval:g} s · {stack}{jobs} · "
+            f"{failed}updated {ago}{every} · {stack}{jobs} · "
             f"{alerts} alert{'s' if alerts != 1 else ''} · ctrl+p: all commands · ?: help")
 
     def show_status(self, report: StatusReport) -> None:
