@@ -17,13 +17,25 @@ from fovea_tui.errors import ConfigError
 # Keys a restore or a drill cannot do without (FOVEA.md's env file).
 CRITICAL_KEYS = ("DATABASE_URL", "SESSION_SECRET", "API_KEY_ENCRYPTION_KEY")
 
-# Settings whose values are plain configuration, not secrets: still masked on screen like
-# every value, but not scrubbed from ordinary text (a port "6379" or "/videos" would
-# otherwise be masked out of every message that mentions them).
+# Which values are scrubbed from ordinary text (errors, a tool's stderr, logs). On screen
+# every value is masked; but scrubbing "fovea" or "/videos" out of every message would
+# mangle file names and paths, so plain configuration is exempt unless it is long enough
+# to be a random token. Keys that name a credential are always scrubbed.
 PLAIN_KEYS = frozenset({
     "REDIS_HOST", "REDIS_PORT", "STORAGE_PATH", "THUMBNAIL_PATH", "VIDEO_STORAGE_TYPE",
-    "S3_REGION", "NODE_ENV", "PORT", "LOG_LEVEL",
+    "S3_REGION", "S3_BUCKET", "S3_ENDPOINT", "NODE_ENV", "PORT", "LOG_LEVEL",
+    "POSTGRES_USER", "POSTGRES_DB", "POSTGRES_HOST", "POSTGRES_PORT",
 })
+_CREDENTIAL_WORDS = ("PASSWORD", "PASS", "SECRET", "KEY", "TOKEN", "URL", "DSN", "CREDENTIAL", "AUTH", "PRIVATE")
+_TOKEN_LENGTH = 12
+
+
+def is_scrubbed(key: str, value: str) -> bool:
+    """Whether `value` of `key` is removed from any text fovea-tui prints or writes."""
+    upper = key.upper()
+    if any(word in upper for word in _CREDENTIAL_WORDS):
+        return True
+    return upper not in PLAIN_KEYS and len(value) >= _TOKEN_LENGTH
 
 
 @dataclass(frozen=True)
@@ -75,7 +87,7 @@ class EnvFile:
     def __init__(self, path: Path, values: dict[str, str]) -> None:
         self.path = path
         self._values = values
-        secrets.register(*(v for k, v in values.items() if k not in PLAIN_KEYS))
+        secrets.register(*(v for k, v in values.items() if is_scrubbed(k, v)))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "EnvFile":

@@ -110,3 +110,11 @@ def test_bad_database_urls(bad):
 def test_socket_host_in_query():
     url = DatabaseURL.parse("postgresql://postgres:@/postgres?host=/tmp/sock")
     assert url.host == "/tmp/sock"
+
+
+def test_plain_configuration_is_not_scrubbed_but_credentials_are(tmp_path):
+    EnvFile.load(write_env(tmp_path, "POSTGRES_USER=fovea\nPOSTGRES_DB=fovea\nNODE_ENV=production\n"
+                                     "ADMIN_PASSWORD=hunter2x\nSOME_RANDOM_SETTING=Zk39fj20slq0vn3\n"))
+    text = secrets.redact("dump fovea-20260101T000000Z.sql.gz of fovea in production; pw hunter2x; Zk39fj20slq0vn3")
+    assert "fovea-20260101T000000Z.sql.gz" in text and "production" in text
+    assert "hunter2x" not in text and "Zk39fj20slq0vn3" not in text
