@@ -6,7 +6,6 @@ import asyncio
 import time
 from datetime import datetime, timedelta, timezone
 
-import pytest
 from textual.widgets import DataTable, Static
 
 from fovea_tui.tui.app import create_app, fixed_clock
