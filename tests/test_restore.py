@@ -306,3 +306,37 @@ def test_direct_mode_whole_run(fresh_direct_db, tmp_path):
     checks = {c["name"]: c for c in result["verification"]["checks"]}
     assert checks["rows"]["ok"]
 
+
+
+def test_cli_asks_for_the_name_on_a_terminal(stack, restore_env, tmp_path):
+    """Without --yes, on a terminal: the runner waits after the safety dump until the name is typed."""
+    import pty
+
+    settings, dump = restore_env
+    config = save_settings(settings, tmp_path / "fovea-tui.toml")
+    mutate(stack)
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the CLI on a terminal
+        os.chdir(REPO)
+        os.execv(sys.executable, [sys.executable, "-m", "fovea_tui", "--config", str(config), "restore", dump.name])
+    seen = b""
+    deadline = time.monotonic() + 180
+    answered = False
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+        if not answered and b"Type the database name" in seen:
+            assert b"-pre-restore.sql.gz" in seen  # the safety dump was taken before asking
+            assert running(stack, "backend")       # and nothing was stopped yet
+            os.write(fd, b"fovea\n")
+            answered = True
+    _, status = os.waitpid(pid, 0)
+    text = seen.decode(errors="replace")
+    assert answered, text
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    assert not marker_present(stack)

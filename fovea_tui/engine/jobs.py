@@ -193,12 +193,16 @@ def spawn(settings: Settings, job_id: str, action: str = "run") -> int:
     directory = jobs_dir(settings)
     if is_alive(directory, job_id):
         raise SafetyRefusal(f"job {job_id} is already running")
+    # The runner imports the same fovea_tui as this process, wherever that was found.
+    package_root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
     log = open(directory / f"{job_id}.log", "ab")
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "fovea_tui.engine.jobs", action, job_id, "--jobs-dir", str(directory)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, close_fds=True,
+            start_new_session=True, close_fds=True, env=env, cwd="/",
         )
     finally:
         log.close()
