@@ -28,8 +28,10 @@ Never imports textual: the CLI and the TUI's Volume screen both call `run_sync`.
 from __future__ import annotations
 
 import heapq
+import itertools
 import json
 import os
+import queue
 import tempfile
 import threading
 import time
@@ -47,11 +49,14 @@ SUMMARY_FILE = "sync-last.json"
 PULL_SUMMARY_FILE = "sync-last-pull.json"
 LOCK_NAME = "volume"
 
-DEFAULT_WORKERS = 8
+DEFAULT_WORKERS = 10
+SPLIT_EVERY = 1000           # local keys per remote listing range (one full S3 page)
+LIST_WORKERS = 8             # remote listing ranges fetched at once
 LARGE_PARALLEL = 1           # multipart transfers at once (each runs `workers` part threads)
 SORT_CHUNK = 20_000          # names sorted in memory per run before spilling to a temp file
 BREAKER = 8                  # consecutive failed transfers with no success: the store is gone
 MAX_LISTED = 200             # errors/warnings kept in a result (the count is always exact)
+MAX_PLANNED = 10_000         # dry run: transfers and deletions listed (counts are always exact)
 STALE_UPLOAD_S = 0           # incomplete uploads under the target are ours (we hold the lock)
 STALE_SYNC_DAYS = 7          # status warns when the last sync is older than this
 PROGRESS_INTERVAL = 0.1      # seconds between progress events (plus the first and the last)
@@ -89,6 +94,7 @@ class SyncResult:
     remote_objects: int = 0
     to_transfer: int = 0
     to_transfer_bytes: int = 0
+    to_delete: int = 0                  # deletions planned (the guard's numerator)
     refused: str | None = None          # the delete guard's reason, when it refused
     cancelled: bool = False
     cleaned_up: int = 0                 # incomplete uploads aborted at start
@@ -144,6 +150,7 @@ class SyncResult:
             "remote_objects": self.remote_objects,
             "to_transfer": self.to_transfer,
             "to_transfer_bytes": self.to_transfer_bytes,
+            "to_delete": self.to_delete,
             "refused": self.refused,
             "cancelled": self.cancelled,
             "cleaned_up": self.cleaned_up,
@@ -288,8 +295,102 @@ def merge_sorted(local: Iterable[Any], remote: Iterable[Any]) -> Iterator[tuple[
             lo, ro = next(li, None), next(ri, None)
 
 
-def _remote_objects(store, result: SyncResult) -> Iterator[Any]:
-    for obj in store.iter_objects():
+class _LocalSpool:
+    """The sorted local walk written to a temp file, with every SPLIT_EVERY-th key kept:
+    those keys cut the remote listing into ranges that are listed concurrently."""
+
+    def __init__(self, files: Iterable[LocalFile], every: int) -> None:
+        self._fh = tempfile.TemporaryFile("w+", encoding="utf-8")
+        self.splits: list[str] = []
+        count = 0
+        for f in files:
+            self._fh.write(json.dumps([f.key, f.size, str(f.path)]) + "\n")
+            count += 1
+            if count % every == 0:
+                self.splits.append(f.key)
+        self._fh.flush()
+        self._fh.seek(0)
+
+    def __iter__(self) -> Iterator[LocalFile]:
+        for line in self._fh:
+            key, size, path = json.loads(line)
+            yield LocalFile(key, size, Path(path))
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+_DONE = object()
+
+
+def _ranged_listing(store, splits: list[str], workers: int = LIST_WORKERS) -> Iterator[Any]:
+    """The store's listing in key order, fetched as disjoint ranges on a few threads.
+
+    Range i holds the keys in (bounds[i], bounds[i+1]]; each is listed with StartAfter and
+    stops at its upper bound. The consumer drains the ranges in order; each range buffers
+    at most a few pages, so memory stays bounded whatever the bucket holds.
+    """
+    bounds = [""] + splits
+    ranges = [(bounds[i], bounds[i + 1] if i + 1 < len(bounds) else None) for i in range(len(bounds))]
+    queues = [queue.Queue(maxsize=4) for _ in ranges]
+    stop = threading.Event()
+
+    def put(q: queue.Queue, item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def lister(i: int) -> None:
+        lo, hi = ranges[i]
+        q = queues[i]
+        batch: list[Any] = []
+        try:
+            if stop.is_set():
+                return
+            for obj in store.iter_objects(start_after=lo, page_size=SPLIT_EVERY + 16):
+                if hi is not None and obj.key > hi:
+                    break
+                batch.append(obj)
+                if len(batch) >= 256:
+                    if not put(q, batch):
+                        return
+                    batch = []
+            if (not batch or put(q, batch)):
+                put(q, _DONE)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            put(q, exc)
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fovea-list")
+    try:
+        for i in range(len(ranges)):
+            pool.submit(lister, i)
+        for q in queues:
+            while True:
+                item = q.get()
+                if item is _DONE:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                yield from item
+    finally:
+        stop.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _listing(store, splits: list[str]) -> Iterator[Any]:
+    from fovea_tui.engine.stores import S3Store
+
+    if isinstance(store, S3Store) and splits:
+        return _ranged_listing(store, splits)
+    return store.iter_objects()
+
+
+def _remote_objects(store, result: SyncResult, splits: list[str] | None = None) -> Iterator[Any]:
+    for obj in _listing(store, splits or []):
         if obj.key.endswith("/") or PurePosixPath(obj.key).name.startswith(TEMP_PREFIX):
             continue  # "folder" markers made by consoles; stores' own temp files
         result.remote_objects += 1
@@ -464,10 +565,14 @@ def _plan_push(root: Path, store, result: SyncResult, *, replace_changed: bool, 
                progress: Callable[[ProgressEvent], None], cancel: CancelToken) -> _Plan:
     plan = _new_plan()
     scan = _Scan(progress)
-    local = _checked_order(walk_sorted(root, result.warn), f"local volume {root}")
-    remote = _checked_order(_remote_objects(store, result), f"listing of {store.describe()}")
     try:
-        for lo, ro in merge_sorted(local, remote):
+        spool = _LocalSpool(_checked_order(walk_sorted(root, result.warn), f"local volume {root}"), SPLIT_EVERY)
+    except BaseException:
+        plan.close()
+        raise
+    remote = _checked_order(_remote_objects(store, result, spool.splits), f"listing of {store.describe()}")
+    try:
+        for lo, ro in merge_sorted(spool, remote):
             if scan.seen % 256 == 0:
                 cancel.check()
             if lo is not None:
@@ -495,6 +600,9 @@ def _plan_push(root: Path, store, result: SyncResult, *, replace_changed: bool, 
     except BaseException:
         plan.close()
         raise
+    finally:
+        remote.close()
+        spool.close()
     plan.transfers.flush()
     plan.deletions.flush()
     return plan
@@ -696,6 +804,7 @@ def _push(settings: Settings, *, dry_run: bool, replace_changed: bool, progress,
                           progress=progress, cancel=cancel)
         try:
             result.to_transfer, result.to_transfer_bytes = plan.transfer_count, plan.transfer_bytes
+            result.to_delete = plan.deletion_count
             if mirror and plan.deletion_count:
                 if result.local_files == 0:
                     result.refused = (f"volume {root} is empty (is it mounted?): refusing to delete "
@@ -708,9 +817,10 @@ def _push(settings: Settings, *, dry_run: bool, replace_changed: bool, progress,
             if result.local_files == 0:
                 result.warn(f"volume {root} is empty: is it mounted?")
             if dry_run:
-                for key, size, reason in plan.iter_transfers():
+                for key, size, reason in itertools.islice(plan.iter_transfers(), MAX_PLANNED):
                     result.planned.append({"key": key, "size": size, "action": "upload", "reason": reason})
-                result.deletions = list(plan.iter_deletions())
+                result.deletions = list(itertools.islice(plan.iter_deletions(), MAX_PLANNED))
+                result.to_delete = plan.deletion_count
                 result.pending = plan.transfer_count
                 return _finish(result, t0)
             try:
@@ -786,7 +896,7 @@ def _pull(settings: Settings, root: Path, *, dry_run: bool, replace_changed: boo
         try:
             result.to_transfer, result.to_transfer_bytes = plan.transfer_count, plan.transfer_bytes
             if dry_run:
-                for key, size, reason in plan.iter_transfers():
+                for key, size, reason in itertools.islice(plan.iter_transfers(), MAX_PLANNED):
                     result.planned.append({"key": key, "size": size, "action": "download", "reason": reason})
                 result.pending = plan.transfer_count
                 return _finish(result, t0)
