@@ -272,11 +272,15 @@ def collect_status(settings: Settings, now: datetime | None = None) -> StatusRep
     from fovea_tui.engine.inventory import status_summary  # counts per status, corrupt-dump alert
 
     report.sections["backups"].update(status_summary(settings, report.sections["backups"]))
-    report.sections["drill"] = {"last": None, "interval_days": settings.drill.interval_days}
+    from fovea_tui.engine.drill import drill_status  # last drill, verdict, overdue (engine/drill.py)
+
+    report.sections["drill"] = _guard({"interval_days": settings.drill.interval_days},
+                                      lambda: drill_status(settings, now))
     report.sections["schedule"] = _guard({}, lambda: _schedule_section(settings, now))
     report.sections["sync"] = _guard({}, lambda: _volume_sync(settings, now))
     report.alerts = _alerts(report, settings)
     report.alerts += [Alert(**a) for a in report.sections["backups"].pop("alerts", [])]
     report.alerts += [Alert(**a) for a in report.sections["schedule"].pop("alerts", [])]
     report.alerts += [Alert(**a) for a in report.sections["sync"].pop("alerts", [])]
+    report.alerts += [Alert(**a) for a in report.sections["drill"].pop("alerts", [])]
     return report

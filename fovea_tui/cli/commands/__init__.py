@@ -11,6 +11,7 @@ COMMAND_MODULES = [
     "prune",
     "sync",
     "restore",
+    "drill",
     "status",
     "schedule",
     "run_nightly",
