@@ -278,7 +278,7 @@ def test_second_restore_refused_while_lock_held(stack, restore_env):
 # ------------------------------------------------------------------ direct mode
 
 
-def test_direct_mode_whole_run(fresh_direct_db, tmp_path):
+def test_direct_mode_whole_run(fresh_direct_db, tmp_path, monkeypatch):
     from fovea_tui.engine.dump import run_backup
 
     env_file = tmp_path / ".env"
@@ -290,7 +290,7 @@ def test_direct_mode_whole_run(fresh_direct_db, tmp_path):
         "backups": {"dir": str(tmp_path / "backups")},
         "volume": {"path": str(tmp_path / "videos")},
     })
-    os.environ.setdefault("FOVEA_TUI_PG_BIN", str(fresh_direct_db.bin_dir))
+    monkeypatch.setenv("FOVEA_TUI_PG_BIN", str(fresh_direct_db.bin_dir))
     backup = run_backup(settings, offsite=False)
     before = fresh_direct_db.psql("SELECT count(*) FROM users").strip()
     fresh_direct_db.psql("DELETE FROM annotations; CREATE TABLE restore_marker (id int);")

@@ -53,9 +53,12 @@ def execute(handle, action: str) -> None:
                 _rollback(ctx, steps, reason=data.get("rollback", {}).get("reason") or "asked by the operator")
             else:
                 _forward(ctx, steps, resume=action == "resume")
-    except FoveaError as exc:  # the lock is held by someone else: nothing was touched
-        data["status"] = "refused" if exc.exit_code == 3 else "failed"
-        data["message"] = f"Nothing was changed: {exc}"
+    except FoveaError as exc:  # the lock is held by someone else: this run touched nothing
+        if action == "run":
+            data["status"] = "refused" if exc.exit_code == 3 else "failed"
+            data["message"] = f"Nothing was changed: {exc}"
+        else:  # the job stays as it was (interrupted or failed): it can be tried again
+            data["message"] = f"Could not {action} the restore: {exc}. {state_words(data)}"
     except BaseException as exc:  # noqa: BLE001 - record, then let the runner exit
         data["status"] = "failed"
         data["message"] = f"The runner crashed: {_error_text(exc)}. " + _state_words(ctx)

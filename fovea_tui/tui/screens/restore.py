@@ -8,7 +8,7 @@ mount it shows the newest restore job, running or finished, with its log. An int
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import timezone
 from pathlib import Path
 from typing import Any
 
