@@ -197,7 +197,8 @@ def spawn(settings: Settings, job_id: str, action: str = "run") -> int:
     package_root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
-    log = open(directory / f"{job_id}.log", "ab")
+    # The runner's raw output (tracebacks, a tool's stderr) may name what it read: 0600.
+    log = os.fdopen(os.open(directory / f"{job_id}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "fovea_tui.engine.jobs", action, job_id, "--jobs-dir", str(directory)],
