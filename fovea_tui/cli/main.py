@@ -63,13 +63,15 @@ def _crash_log(ctx: CliContext | None) -> Path | None:
     candidates.append(Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "fovea-tui")
     for directory in candidates:
         try:
-            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            from fovea_tui.engine.locks import ensure_private_dir
+
+            ensure_private_dir(directory)  # 0700 for every directory it creates, whatever the umask
             path = directory / "crash.log"
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             with os.fdopen(fd, "a") as fh:
                 fh.write(f"--- {datetime.now(timezone.utc).isoformat()} fovea-tui {__version__}\n{text}\n")
             return path
-        except OSError:
+        except (OSError, FoveaError):
             continue
     return None
 
