@@ -498,3 +498,19 @@ def test_ranged_listing_matches_a_plain_listing(s3, s3_bucket, tmp_path, monkeyp
     real = run_sync(settings)
     assert real.exit_code == 0 and real.deleted == len(remote_only)
     assert sorted(bucket_objects(s3, s3_bucket)) == sorted(local)
+
+
+def test_unreachable_store_is_recorded_for_status(s3, s3_bucket, s3_target):
+    from fovea_tui.errors import FoveaError
+
+    assert run_sync(s3_target).exit_code == 0
+    s3.stop()
+    try:
+        with pytest.raises(FoveaError):
+            run_sync(s3_target)
+    finally:
+        s3.start()
+    summary = volume_sync_summary(s3_target)
+    assert summary["error_count"] == 1 and summary["last"] != summary["last_run"]
+    assert "failed" in summary["summary"]
+    assert any("errors" in a["message"] for a in summary["alerts"])

@@ -662,7 +662,7 @@ def _run_transfers(plan: _Plan, result: SyncResult, do_one: Callable[..., Any], 
     tracker = TransferProgress(phase, plan.transfer_count, plan.transfer_bytes, progress)
     tracker.start()
     lock = threading.Lock()
-    state = {"consecutive": 0, "tripped": False, "last": ""}
+    state = {"consecutive": 0, "tripped": False, "last": "", "vanished": 0}
 
     def task(key: str, size: int, reason: str) -> None:
         ok = False
@@ -686,6 +686,7 @@ def _run_transfers(plan: _Plan, result: SyncResult, do_one: Callable[..., Any], 
         except FileNotFoundError:
             with lock:
                 result.warn(f"{key} vanished before it could be copied")
+                state["vanished"] += 1
         except (FoveaError, OSError, Exception) as exc:  # noqa: BLE001 - one failed file never stops the others
             message = f"{key}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}"
             with lock:
@@ -708,7 +709,7 @@ def _run_transfers(plan: _Plan, result: SyncResult, do_one: Callable[..., Any], 
         if inflight:
             wait(inflight)
     tracker.end()
-    result.pending = plan.transfer_count - (result.uploaded + result.downloaded)
+    result.pending = plan.transfer_count - (result.uploaded + result.downloaded) - state["vanished"]
     if state["tripped"]:
         result.error(f"stopped after {BREAKER} transfers failed in a row (last: {state['last']}); "
                      f"{result.pending} files left for the next run")
@@ -796,13 +797,18 @@ def _push(settings: Settings, *, dry_run: bool, replace_changed: bool, progress,
         raise OperationFailed(message)
     with _lock(settings, dry_run):
         store = _open(settings, workers)
-        if not dry_run:
-            try:
+        try:
+            if not dry_run:
                 result.cleaned_up = store.cleanup_incomplete(older_than_s=STALE_UPLOAD_S)
-            except FoveaError as exc:
-                raise OperationFailed(f"cannot reach {store.describe()}: {exc}") from None
-        plan = _plan_push(root, store, result, replace_changed=replace_changed, mirror_deletes=mirror,
-                          progress=progress, cancel=cancel)
+            plan = _plan_push(root, store, result, replace_changed=replace_changed, mirror_deletes=mirror,
+                              progress=progress, cancel=cancel)
+        except (SafetyRefusal, Cancelled):
+            raise
+        except FoveaError as exc:  # the store is unreachable, the listing failed: status must know
+            if not dry_run:
+                result.error(str(exc))
+                write_summary(settings, _finish(result, t0))
+            raise
         try:
             result.to_transfer, result.to_transfer_bytes = plan.transfer_count, plan.transfer_bytes
             result.to_delete = plan.deletion_count
@@ -960,7 +966,11 @@ def write_summary(settings: Settings, result: SyncResult) -> Path | None:
         "remote_objects": result.remote_objects,
         "refused": result.refused,
         "cancelled": result.cancelled,
+        # the last run that copied everything it planned (status ages the backup by it)
+        "last_ok": None,
     }
+    clean = not result.error_count and not result.cancelled
+    data["last_ok"] = data["time"] if clean else (read_summary(settings, result.direction) or {}).get("last_ok")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -1006,17 +1016,22 @@ def volume_sync_summary(settings: Settings, now: datetime | None = None) -> dict
         else:
             section["summary"] = "no volume.target configured"
         return section
-    when = datetime.fromisoformat(last["time"])
-    age = (now - when).total_seconds()
+    run_age = (now - datetime.fromisoformat(last["time"])).total_seconds()
+    ok_time = last.get("last_ok", last["time"])  # files written before last_ok existed: the run itself
+    age = (now - datetime.fromisoformat(ok_time)).total_seconds() if ok_time else None
     section.update({
-        "last": last["time"], "age_s": round(age, 1), "pending": last.get("pending", 0),
+        "last": ok_time, "age_s": round(age, 1) if age is not None else None,
+        "last_run": last["time"], "last_run_age_s": round(run_age, 1), "pending": last.get("pending", 0),
         "error_count": last.get("error_count", len(last.get("errors", []))),
         "uploaded": last.get("uploaded", 0), "skipped": last.get("skipped", 0),
         "deleted": last.get("deleted", 0), "bytes": last.get("bytes", 0),
         "changed": last.get("changed", 0), "refused": last.get("refused"),
         "cancelled": last.get("cancelled", False), "last_target": last.get("target"),
     })
-    text = f"last synced {_age_text(age)} to {last.get('target')}"
+    text = (f"last synced {_age_text(age)} to {last.get('target')}" if age is not None
+            else f"no complete sync to {last.get('target')} yet")
+    if ok_time != last["time"]:
+        text += f"; last run {_age_text(run_age)} " + ("was interrupted" if section["cancelled"] else "failed")
     if section["pending"]:
         text += f", {section['pending']} files pending"
     section["summary"] = text
@@ -1032,7 +1047,9 @@ def volume_sync_summary(settings: Settings, now: datetime | None = None) -> dict
     if section["changed"]:
         alerts.append({"subject": "sync", "level": "warning", "message": f"{section['changed']} video files changed locally "
                                                       "but were not replaced off-site"})
-    if target and age > STALE_SYNC_DAYS * 86400:
+    if target and age is None:
+        alerts.append({"subject": "sync", "level": "critical", "message": f"volume never synced completely to {target}"})
+    elif target and age > STALE_SYNC_DAYS * 86400:
         alerts.append({"subject": "sync", "level": "warning", "message": f"volume last synced {_age_text(age)}"})
     if target and last.get("target") and last.get("target") != target:
         alerts.append({"subject": "sync", "level": "warning", "message": f"volume never synced to the configured target {target}"})
