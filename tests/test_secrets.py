@@ -284,3 +284,44 @@ def test_tui_screens_show_no_secret(secret_install, monkeypatch):
     for shot in shots:
         for value in secret_values:
             assert value not in shot and value.replace("&", "&amp;").replace('"', "&quot;") not in shot
+
+
+@pytest.mark.parametrize("where", ["directory", "s3"])
+def test_offsite_copies_and_fetched_copies_are_private(where, tmp_path, s3, s3_bucket):
+    """A dump and its env copy hold everything: 0600 in an off-site directory, and 0600 when a
+    restore fetches them back (whatever the umask)."""
+    from fovea_tui.engine import jobs
+    from fovea_tui.engine.restore.context import RestoreContext
+    from fovea_tui.engine.restore.steps import ChooseDump
+    from fovea_tui.engine.stores import open_store
+
+    from support.backup_history import History, make_settings, mirror
+
+    local = make_settings(tmp_path / "src")
+    dump = History(local).add("fovea-20261101T020000Z.sql.gz")
+    if where == "directory":
+        url = str(tmp_path / "offsite")
+        (tmp_path / "offsite").mkdir(mode=0o755)
+        settings = make_settings(tmp_path, offsite=url)
+    else:
+        url = f"s3://{s3_bucket}/db/"
+        settings = make_settings(tmp_path, offsite=url, endpoint_url=s3.endpoint_url)
+    old = os.umask(0o022)
+    try:
+        mirror(local, open_store(url, settings.s3))
+        if where == "directory":
+            for path in (tmp_path / "offsite").iterdir():
+                assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        job_id = jobs.create_job(settings, "restore", {"dump": dump.name, "database": "fovea"})
+        directory = jobs.jobs_dir(settings)
+        handle = jobs.JobHandle(directory, job_id, jobs.read_state(directory, job_id), settings)
+        try:
+            ChooseDump().run(RestoreContext(handle))
+        finally:
+            handle.close()
+    finally:
+        os.umask(old)
+    fetched = sorted(p.name for p in settings.backups_dir.iterdir() if p.is_file())
+    assert fetched == sorted(p.name for p in local.backups_dir.iterdir() if p.is_file())
+    for name in fetched:
+        assert stat.S_IMODE((settings.backups_dir / name).stat().st_mode) == 0o600, name

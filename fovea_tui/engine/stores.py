@@ -168,7 +168,9 @@ class DirectoryStore(Store):
         digest = hashlib.sha256()
         done = 0
         try:
-            with src.open("rb") as fin, open(tmp, "wb") as fout:
+            # Dumps and env copies hold everything: private from the first byte.
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with src.open("rb") as fin, os.fdopen(fd, "wb") as fout:
                 for chunk in iter(lambda: fin.read(CHUNK), b""):
                     if cancel is not None:
                         cancel.check()
@@ -312,6 +314,28 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     return bucket, prefix
 
 
+S3_TIMEOUT_ENV = "FOVEA_TUI_S3_TIMEOUT"          # seconds a request may stall (default 60)
+S3_ATTEMPTS_ENV = "FOVEA_TUI_S3_MAX_ATTEMPTS"    # tries per request, retries included (default 5)
+
+
+def s3_timeouts() -> tuple[float, int]:
+    """(read time-out in seconds, attempts per request): how long a store that stalls may
+    hold a run. The defaults suit a real store; a slow link or a test can change them."""
+    def number(name: str, default: float, cast, low: float) -> float:
+        raw = os.environ.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = cast(raw)
+        except ValueError:
+            raise ConfigError(f"${name} must be a number, not {raw!r}", key=name) from None
+        if value < low:
+            raise ConfigError(f"${name} must be at least {low}", key=name)
+        return value
+
+    return float(number(S3_TIMEOUT_ENV, 60.0, float, 0.1)), int(number(S3_ATTEMPTS_ENV, 5, int, 1))
+
+
 class S3Store(Store):
     def __init__(self, url: str, s3: S3Settings, *, max_concurrency: int = 8) -> None:
         import boto3
@@ -320,10 +344,11 @@ class S3Store(Store):
 
         self.url = url
         self.bucket, self.prefix = parse_s3_url(url)
+        timeout, attempts = s3_timeouts()
         config = Config(
-            retries={"max_attempts": 5, "mode": "standard"},
-            connect_timeout=10,
-            read_timeout=60,
+            retries={"max_attempts": attempts, "mode": "standard"},
+            connect_timeout=min(10.0, timeout),
+            read_timeout=timeout,
             max_pool_connections=max(10, max_concurrency * 2),
         )
         session = boto3.session.Session()
@@ -349,6 +374,16 @@ class S3Store(Store):
         if isinstance(exc, NoCredentialsError):
             return StoreError(f"cannot {action} {where}: no AWS credentials found",
                               hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws/credentials or an instance role")
+        from botocore.exceptions import ConnectionClosedError, ConnectTimeoutError, ReadTimeoutError
+
+        if isinstance(exc, (ReadTimeoutError, ConnectTimeoutError)):
+            timeout, attempts = s3_timeouts()
+            return StoreError(f"cannot {action} {where}: the S3 endpoint did not answer within {timeout:g} s "
+                              f"({attempts} attempt{'s' if attempts != 1 else ''})",
+                              hint=f"check the store and the network; ${S3_TIMEOUT_ENV} sets the time-out")
+        if isinstance(exc, ConnectionClosedError):
+            return StoreError(f"cannot {action} {where}: the S3 endpoint closed the connection",
+                              hint="check the store and the network")
         if isinstance(exc, EndpointConnectionError):
             return StoreError(f"cannot {action} {where}: the S3 endpoint does not answer",
                               hint="check s3.endpoint_url and the network")
@@ -441,6 +476,7 @@ class S3Store(Store):
             self.client.download_file(self.bucket, self._key(key), str(tmp),
                                       Callback=_ProgressFile(key, info.size, progress, cancel),
                                       Config=self.transfer_config)
+            os.chmod(tmp, 0o600)  # a dump or an env copy: never readable by other users
             size = tmp.stat().st_size
             if size != info.size:
                 raise StoreError(f"download of {key} is {size} bytes, expected {info.size}")

@@ -123,11 +123,11 @@ def _fetch_offsite(ctx, wanted: str) -> Path:
     directory = ensure_private_dir(settings.backups_dir)
     dest = directory / entry.name
     expected = None
+    raw = None
     if "offsite" in entry.manifests:
         raw = store.read_bytes(entry.manifests["offsite"])
         manifest = mf.parse(raw, source=f"off-site manifest of {entry.name}")
         expected = manifest.sha256
-        mf.write_bytes_atomic(mf.manifest_path(dest), raw)
     total = entry.offsite.size
 
     def progress(event: ProgressEvent) -> None:
@@ -135,6 +135,8 @@ def _fetch_offsite(ctx, wanted: str) -> Path:
 
     ctx.output(f"fetching {entry.offsite.key} from {settings.backups.offsite}")
     store.get_file(entry.offsite.key, dest, expected_sha256=expected, progress=progress, cancel=ctx.cancel)
+    if raw is not None:  # only beside a dump that arrived whole: never an orphan manifest
+        mf.write_bytes_atomic(mf.manifest_path(dest), raw)
     if "offsite" in entry.envs:
         try:
             store.get_file(entry.envs["offsite"], mf.env_copy_path(dest), cancel=ctx.cancel)
