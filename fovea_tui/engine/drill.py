@@ -428,10 +428,12 @@ def _check_volume_age(settings: Settings, dump_time: datetime | None, newest_obj
         return Check("volume_age", False, "volume.target is not set: no off-site copy of the videos")
     summary = read_summary(settings) or {}
     when, how = None, ""
-    if summary.get("target") == target and summary.get("time"):
+    # the last complete sync (`last_ok`) when the summary records it, else the last run
+    stamp = summary.get("last_ok") if "last_ok" in summary else summary.get("time")
+    if summary.get("target") == target and stamp:
         try:
-            when = datetime.fromisoformat(summary["time"])
-            how = "last sync (sync-last.json)"
+            when = datetime.fromisoformat(str(stamp))
+            how = "last complete sync (sync-last.json)" if "last_ok" in summary else "last sync (sync-last.json)"
         except ValueError:
             when = None
     if when is None and newest_object is not None:
