@@ -18,6 +18,7 @@ from typing import IO, Sequence
 from fovea_tui import secrets
 
 STDERR_TAIL_BYTES = 64 * 1024
+EXEC_LOST = 137  # the exit code reported when the container (and its exec) vanished mid-run
 _STDOUT, _STDERR = 1, 2
 
 
@@ -221,12 +222,17 @@ class DockerExecProcess(ToolProcess):
             self._sock_io.close()
         except OSError:
             pass
-        for _ in range(100):
-            info = self._api.exec_inspect(self._exec_id)
-            if not info.get("Running"):
-                return int(info.get("ExitCode") or 0)
-            threading.Event().wait(0.05)
-        return int(self._api.exec_inspect(self._exec_id).get("ExitCode") or 1)
+        try:
+            for _ in range(100):
+                info = self._api.exec_inspect(self._exec_id)
+                if not info.get("Running"):
+                    return int(info.get("ExitCode") or 0)
+                threading.Event().wait(0.05)
+            return int(self._api.exec_inspect(self._exec_id).get("ExitCode") or 1)
+        except Exception:  # noqa: BLE001 - docker's APIError/NotFound: the exec went with its container
+            self._keep_stderr(f"\nerror: the container stopped while {self.description} ran "
+                              "(its exit status is lost)\n".encode())
+            return EXEC_LOST
 
     def kill(self) -> None:
         """Closing the socket ends the exec's streams; the tool then sees EOF/EPIPE."""
