@@ -115,9 +115,11 @@ def test_stack(docker_client):
 
 @pytest.fixture
 def stack(test_stack):
-    """The session stack with every service running and `fovea` in its seeded state."""
+    """The session stack with every service running, `fovea` and the Redis queues in their
+    seeded state (whatever an earlier test did to them)."""
     test_stack.ensure_running()
     test_stack.reset_database()
+    test_stack.seed_redis()
     yield test_stack
 
 
