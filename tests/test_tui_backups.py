@@ -2,44 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import datetime, timedelta, timezone
 
 from textual.widgets import DataTable, Static
 
-from fovea_tui.tui.app import create_app, fixed_clock
-from fovea_tui.tui.sample import sample_report
 from fovea_tui.tui.screens import backups as backups_screen
 from fovea_tui.tui.screens.backups import BackupsScreen
+from support import tui as support_tui
 from support.backup_history import History, dump_bytes, make_settings
+from support.tui import asynctest, wait_for
 
 NOW = datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)
 T0 = datetime(2026, 11, 1, 2, 0, tzinfo=timezone.utc)
 SIZE = (160, 45)
 
 
-def asynctest(fn):
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        return asyncio.run(fn(*args, **kwargs))
-    return wrapper
-
-
-def make_app(settings):
-    return create_app(settings, clock=fixed_clock(NOW), status_source=lambda s, now: sample_report(now),
-                      poll_interval=0, watch_stack=False, first_run=False, animate=False)
-
-
-async def wait_for(pilot, predicate, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await pilot.pause(0.02)
+def make_app(settings, **kw):
+    return support_tui.make_app(settings, now=NOW, **kw)
 
 
 def build_history(settings) -> History:
@@ -74,7 +54,7 @@ async def test_rows_detail_sorting_and_live_refresh(tmp_path, monkeypatch):
         table = screen.query_one("#inventory", DataTable)
         assert table.row_count == 21
         first = table.get_row_at(0)
-        assert str(first[0]) == "2026-11-18 08:00:00" and str(first[4]) == "verified"
+        assert str(first[0]) == "2026-11-18 08:00" and str(first[4]) == "verified"
         assert "safety dump" in str(first[5])
         caption = str(screen.query_one("#caption", Static).render())
         assert "21 dumps" in caption and "1 corrupt" in caption and "fovea-2026-02-30.sql.gz" in caption
@@ -84,7 +64,7 @@ async def test_rows_detail_sorting_and_live_refresh(tmp_path, monkeypatch):
         detail = str(screen.query_one("#detail", Static).render())
         assert "fovea-20261118T020000Z.sql.gz" in detail and "annotations" in detail and "migrations (2)" in detail
         # sort by size (header click), smallest first: the 0-byte dump
-        await pilot.click("#inventory", offset=(40, 0))
+        await pilot.click("#inventory", offset=(37, 0))
         await pilot.pause()
         assert screen._sort == ("size", False) or screen._sort[0] == "size"
         screen._sort = ("size", False)

@@ -2,47 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta, timezone
 
 from textual.widgets import DataTable, Static
 
 from fovea_tui.engine import audit
 from fovea_tui.engine.prune import build_plan
-from fovea_tui.tui.app import create_app, fixed_clock
-from fovea_tui.tui.sample import sample_report
 from fovea_tui.tui.screens import backups as backups_screen
 from fovea_tui.tui.screens.retention import RetentionScreen
 from fovea_tui.tui.widgets.bucket_grid import BucketGrid
 from fovea_tui.tui.widgets.confirm import ConfirmDialog
+from support import tui as support_tui
 from support.backup_history import History, make_settings
+from support.tui import asynctest, wait_for
 
 NOW = datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)
 T0 = datetime(2026, 10, 1, 2, 0, tzinfo=timezone.utc)
 SIZE = (160, 45)
 
 
-def asynctest(fn):
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        return asyncio.run(fn(*args, **kwargs))
-    return wrapper
-
-
-def make_app(settings):
-    return create_app(settings, clock=fixed_clock(NOW), status_source=lambda s, now: sample_report(now),
-                      poll_interval=0, watch_stack=False, first_run=False, animate=False)
-
-
-async def wait_for(pilot, predicate, timeout: float = 15.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await pilot.pause(0.02)
+def make_app(settings, **kw):
+    return support_tui.make_app(settings, now=NOW, **kw)
 
 
 def history(settings, days=24):

@@ -17,6 +17,7 @@ from typing import Any
 import humanize
 
 from fovea_tui.engine.status import COST_OF_LOSS, StatusReport
+from fovea_tui.tui import formatting
 
 FINE, STALE, MISSING, FAILING, UNKNOWN = "fine", "stale", "missing", "failing", "unknown"
 
@@ -50,9 +51,7 @@ def parse_time(value: Any) -> datetime | None:
 
 
 def age(when: datetime | None, now: datetime) -> str:
-    if when is None:
-        return "never"
-    return humanize.naturaltime(now - when)
+    return formatting.ago(when, now)
 
 
 def size(n: Any) -> str:

@@ -27,6 +27,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from fovea_tui.engine.inventory import Entry, Inventory, load_inventory, verify_entries
 from fovea_tui.engine.retention import Decision, Plan, plan as retention_plan
 from fovea_tui.errors import FoveaError
+from fovea_tui.tui import formatting
 from fovea_tui.tui.widgets.size_chart import SizeChart
 
 STATUS_STYLE = {"verified": "green", "unverified": "yellow", "corrupt": "bold red"}
@@ -97,12 +98,13 @@ def bucket_cell(decision: Decision | None, entry: Entry) -> Cell:
 
 def entry_cells(entry: Entry, decision: Decision | None, now: datetime) -> tuple[Cell, ...]:
     t = entry.time.astimezone(timezone.utc)
-    when = t.strftime("%Y-%m-%d") + ("           " if entry.precision == "day" else t.strftime(" %H:%M:%S"))
+    # minutes are enough here (the detail pane has the seconds), so the status column fits at 120
+    when = t.strftime("%Y-%m-%d") + ("      " if entry.precision == "day" else t.strftime(" %H:%M"))
     ts = t.timestamp()
     where = " + ".join(entry.locations)
     return (
         Cell(when, "", ts),
-        Cell(humanize.naturaldelta(now - t) if now >= t else "in the future", "", -ts),
+        Cell(formatting.duration(now - t) if now >= t else "in the future", "", -ts),
         Cell(humanize.naturalsize(entry.size, binary=True), "", entry.size),
         Cell(where, "" if len(entry.locations) == 2 else "yellow", where),
         Cell(entry.status, STATUS_STYLE.get(entry.status, ""), entry.status),

@@ -38,6 +38,7 @@ from fovea_tui import secrets
 from fovea_tui.engine import jobs
 from fovea_tui.engine import restore as engine
 from fovea_tui.errors import FoveaError
+from fovea_tui.tui import formatting
 
 ICONS = {
     "ok": ("✔", "green"), "failed": ("✘", "bold red"), "skipped": ("–", "dim"), "running": ("▶", "bold yellow"),
@@ -131,7 +132,7 @@ class RestoreScreen(Screen):
         Binding("ctrl+r", "reload_dumps", "Reload dumps", show=False),
     ]
     DEFAULT_CSS = """
-    RestoreScreen #choose-pane, RestoreScreen #job-pane { height: 1fr; }
+    RestoreScreen #switcher, RestoreScreen #choose-pane, RestoreScreen #job-pane { height: 1fr; }
     RestoreScreen #dumps { height: 1fr; }
     RestoreScreen #choose-help { height: auto; padding: 0 1; }
     RestoreScreen #job-status { height: auto; padding: 0 1; }
@@ -246,10 +247,9 @@ class RestoreScreen(Screen):
         table.clear()
         now = self.app.now()
         for e in message.entries:
-            age = humanize.naturaldelta(now - e.time) if now >= e.time else "in the future"
+            age = formatting.duration(now - e.time) if now >= e.time else "in the future"
             status = Text(e.status, style={"verified": "green", "unverified": "yellow"}.get(e.status, ""))
-            kind = " (safety)" if e.safety else ""
-            table.add_row(e.name + kind, e.time.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M"), age,
+            table.add_row(e.name, e.time.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M"), age,
                           humanize.naturalsize(e.size, binary=True), ", ".join(e.locations), status, key=e.name)
         help_text = ("No dumps to restore in the backups directory or off-site." if not message.entries
                      else "Choose the dump to restore (corrupt dumps are never offered). Enter runs the pre-flight "
