@@ -35,11 +35,15 @@ def slot_label(slot: Slot) -> str:
     if slot.rule == "daily":
         return label[5:]  # 11-01
     if slot.rule == "weekly":
-        return label[2:]  # 26-W44
+        return label  # 2026-W44
     return label  # 2026-11, 2026
 
 
-def render_grid(plan: Plan | None, *, per_line: int = 7) -> Group | Text:
+DEFAULT_WIDTH = 64  # cells per line until the widget knows its width
+
+
+def render_grid(plan: Plan | None, *, per_line: int = 7, width: int = DEFAULT_WIDTH) -> Group | Text:
+    """The grid; each rule puts as many slots on a line as fit `width` (at most `per_line`)."""
     if plan is None:
         return Text("computing the retention plan…", style="dim")
     rules = [r for r in RULES if plan.policy.count(r)]
@@ -50,7 +54,8 @@ def render_grid(plan: Plan | None, *, per_line: int = 7) -> Group | Text:
         slots = plan.slots(rule)
         filled = sum(1 for s in slots if s.filled)
         table = Table.grid(padding=(0, 1))
-        cols = min(per_line, len(slots)) or 1
+        cell = 3 + max((len(slot_label(s)) for s in slots), default=1)  # "14 " + the label
+        cols = max(1, min(per_line, len(slots), (width + 1) // (cell + 1)))
         for _ in range(cols):
             table.add_column(no_wrap=True)
         row: list[Text] = []
@@ -86,9 +91,16 @@ class BucketGrid(Static):
         self.plan = plan
         self.per_line = per_line
 
+    def _render_plan(self) -> None:
+        width = self.content_size.width or DEFAULT_WIDTH
+        self.update(render_grid(self.plan, per_line=self.per_line, width=width))
+
     def on_mount(self) -> None:
-        self.update(render_grid(self.plan, per_line=self.per_line))
+        self._render_plan()
+
+    def on_resize(self) -> None:
+        self._render_plan()
 
     def show(self, plan: Plan | None) -> None:
         self.plan = plan
-        self.update(render_grid(plan, per_line=self.per_line))
+        self._render_plan()
