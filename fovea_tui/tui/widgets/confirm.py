@@ -24,7 +24,7 @@ class ConfirmDialog(ModalScreen[bool]):
         width: 90%; max-width: 110; height: auto; max-height: 90%;
         border: thick $primary; background: $surface; padding: 0 1;
     }
-    ConfirmDialog .question { text-style: bold; padding: 1 0; }
+    ConfirmDialog .question { width: 1fr; text-style: bold; padding: 1 0; }
     ConfirmDialog VerticalScroll { height: auto; max-height: 20; border: round $secondary; }
     ConfirmDialog Horizontal { height: auto; align-horizontal: right; padding-top: 1; }
     ConfirmDialog Button { margin-left: 2; }
