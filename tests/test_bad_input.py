@@ -43,8 +43,7 @@ def _snapshot(directory: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in directory.iterdir() if p.is_file()}
 
 
-@pytest.mark.parametrize("kind", ["empty", "no-completion-line", "not-gzip", "manifest-mismatch",
-                                  "manifest-not-json"])
+@pytest.mark.parametrize("kind", ["empty", "no-completion-line", "not-gzip", "manifest-mismatch"])
 def test_bad_dumps_are_corrupt_never_restored_never_counted(history, kind):
     settings, h, cfg = history
     name = "fovea-20260105T020000Z.sql.gz"
@@ -53,8 +52,6 @@ def test_bad_dumps_are_corrupt_never_restored_never_counted(history, kind):
     path = h.add(name, data=data, verify=False, manifest=kind.startswith("manifest") or kind == "empty")
     if kind == "manifest-mismatch":
         path.write_bytes(dump_bytes(padding=100))
-    if kind == "manifest-not-json":
-        mf.manifest_path(path).write_text("{ not json")
     before = _snapshot(settings.backups_dir)
 
     r = run_cli("--config", str(cfg), "verify", "--json", name)
@@ -70,6 +67,29 @@ def test_bad_dumps_are_corrupt_never_restored_never_counted(history, kind):
     plan = json.loads(run_cli("--config", str(cfg), "prune", "--dry-run", "--json").stdout)
     assert name not in {k["name"] for k in plan["keep"] if "corrupt" not in " ".join(k["reasons"])}
     assert _snapshot(settings.backups_dir) == before  # nothing overwritten by looking
+
+
+def test_a_whole_dump_with_a_garbled_manifest_is_unverified_not_corrupt(history):
+    """The dump is sound; only its manifest is not. It must not be deleted as corrupt,
+    nor restored on the word of a manifest nobody can read."""
+    settings, h, cfg = history
+    name = "fovea-20260105T020000Z.sql.gz"
+    path = h.add(name, data=dump_bytes(), verify=False, manifest=True)
+    mf.manifest_path(path).write_text("{ not json")
+    before = _snapshot(settings.backups_dir)
+
+    r = run_cli("--config", str(cfg), "verify", "--json", name)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    [entry] = json.loads(r.stdout)["dumps"]
+    assert entry["status"] == "unverified" and "not valid JSON" in " ".join(entry["reasons"])
+
+    r = run_cli("--config", str(cfg), "restore", name, "--yes", "--json")
+    assert r.returncode == 3 and json.loads(r.stdout)["status"] == "refused", r.stderr
+
+    plan = json.loads(run_cli("--config", str(cfg), "prune", "--dry-run", "--json").stdout)
+    forgotten_as_corrupt = [k for k in plan["forget"] if k["name"] == name and k.get("status") == "corrupt"]
+    assert not forgotten_as_corrupt
+    assert _snapshot(settings.backups_dir) == before
 
 
 def test_odd_file_names_spaces_non_ascii_and_impossible_dates(history):

@@ -96,8 +96,15 @@ def test_a_bad_manifest_is_a_clear_reason_never_a_traceback(backed_up, capsys, c
         mf.read(mf.manifest_path(result.path))
     assert expected in str(info.value)
     code, out = _verify_json(cfg, capsys)
-    assert code == 3
+    # The dump itself is whole: it is unverified (exit 1), not corrupt, so nothing that
+    # deletes corrupt dumps may take it, and the inventory says why.
+    assert code == 1
+    assert out["dumps"][0]["status"] == "unverified"
     assert expected in " ".join(out["dumps"][0]["reasons"])
+    from fovea_tui.engine.inventory import load_inventory
+
+    entry = load_inventory(settings, include_offsite=False).find(result.path.name)
+    assert entry.status == "unverified"
     err = capsys.readouterr().err
     assert "Traceback" not in err
 

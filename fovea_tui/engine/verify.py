@@ -38,7 +38,7 @@ MAX_OUT = 4 << 20  # decompressed bytes per step: memory stays flat for any dump
 
 @dataclass
 class VerifyResult:
-    status: str                      # "verified" | "corrupt"
+    status: str                      # "verified" | "corrupt" | "unverified" (whole dump, unreadable manifest)
     reasons: list[str]
     sha256: str
     size: int
@@ -125,11 +125,12 @@ def verify_dump(path: str | os.PathLike, manifest: mf.Manifest | None = None, *,
     parsed = mf.parse_dump_name(path.name)
     reasons: list[str] = []
     warnings: list[str] = []
+    manifest_problems: list[str] = []
     if manifest is None and use_manifest_beside:
         try:
             manifest = mf.read_for(path)
         except mf.ManifestError as exc:
-            reasons.append(f"{exc.message}: cannot check the dump against it")
+            manifest_problems.append(f"{exc.message}: cannot check the dump against it")
     if not path.is_file():
         return VerifyResult("corrupt", [f"{path} does not exist or is not a file"], "", 0, {}, name=path.name,
                             path=str(path), has_manifest=manifest is not None)
@@ -160,10 +161,18 @@ def verify_dump(path: str | os.PathLike, manifest: mf.Manifest | None = None, *,
                 warnings.append(f"env copy {env_copy.name} differs from the one recorded in the manifest")
         warnings += [f"flagged at backup time: {w}" for w in manifest.warnings]
     return VerifyResult(
-        status="corrupt" if reasons else "verified", reasons=reasons, sha256=sha256, size=size,
+        status=_verdict(reasons, manifest_problems), reasons=reasons + manifest_problems, sha256=sha256, size=size,
         tables=dict(inspector.tables), name=path.name, path=str(path), has_manifest=manifest is not None,
         legacy=bool(parsed and parsed.legacy), warnings=warnings, uncompressed_size=inspector.bytes,
     )
+
+
+def _verdict(dump_problems: list[str], manifest_problems: list[str]) -> str:
+    """A broken dump is corrupt. A whole dump whose manifest cannot be read is not: it is
+    "unverified" (never deleted as corrupt, never counted as the newest verified dump)."""
+    if dump_problems:
+        return "corrupt"
+    return "unverified" if manifest_problems else "verified"
 
 
 # --------------------------------------------------------------------------- the cache
@@ -277,20 +286,19 @@ def verify_offsite(settings: Settings, key: str, *, cancel: CancelToken | None =
         raise UsageError(f"no dump {key!r} locally in {settings.backups_dir} nor off-site at "
                          f"{settings.backups.offsite}", key="DUMP")
     manifest = None
-    reasons: list[str] = []
+    manifest_problems: list[str] = []
     if store.head(key + mf.MANIFEST_SUFFIX) is not None:
         try:
             manifest = mf.parse(store.read_bytes(key + mf.MANIFEST_SUFFIX), source=f"manifest {name}{mf.MANIFEST_SUFFIX}")
         except mf.ManifestError as exc:
-            reasons.append(f"{exc.message}: cannot check the dump against it")
+            manifest_problems.append(f"{exc.message}: cannot check the dump against it")
     ensure_private_dir(settings.state_dir)
     with tempfile.TemporaryDirectory(dir=settings.state_dir, prefix="verify-") as tmp:
         local = Path(tmp) / name
         store.get_file(key, local, progress=progress, cancel=cancel)
         result = verify_dump(local, manifest, use_manifest_beside=False, cancel=cancel, progress=progress)
-    result.reasons = reasons + result.reasons
-    if result.reasons:
-        result.status = "corrupt"
+    result.status = _verdict(result.reasons, manifest_problems)
+    result.reasons = result.reasons + manifest_problems
     result.warnings = [w for w in result.warnings if not w.startswith("env copy")]
     result.path, result.location = key, "offsite"
     return result

@@ -6,7 +6,7 @@ import humanize
 
 from fovea_tui.cli.context import CliContext
 from fovea_tui.engine.verify import VerifyResult, verify_many
-from fovea_tui.errors import EXIT_OK, EXIT_REFUSED
+from fovea_tui.errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED
 
 
 def register(sub) -> None:
@@ -32,13 +32,17 @@ def run(args, ctx: CliContext) -> int:
     settings = ctx.settings
     with ctx.progress() as progress:
         results = verify_many(settings, args.dumps or None, cancel=ctx.cancel, progress=progress)
-    corrupt = [r for r in results if r.status != "verified"]
-    data = {"ok": not corrupt, "dumps": [r.as_dict() for r in results],
-            "verified": len(results) - len(corrupt), "corrupt": len(corrupt)}
+    corrupt = [r for r in results if r.status == "corrupt"]
+    unchecked = [r for r in results if r.status == "unverified"]
+    good = len(results) - len(corrupt) - len(unchecked)
+    data = {"ok": not corrupt and not unchecked, "dumps": [r.as_dict() for r in results],
+            "verified": good, "unverified": len(unchecked), "corrupt": len(corrupt)}
     if results:
         text = "\n".join(line(r) for r in results)
-        text += f"\n{len(results) - len(corrupt)} verified, {len(corrupt)} corrupt"
+        text += f"\n{good} verified, {len(unchecked)} unverified (manifest unreadable), {len(corrupt)} corrupt"
     else:
         text = f"no dumps in {settings.backups_dir}"
     ctx.emit(data, text)
-    return EXIT_REFUSED if corrupt else EXIT_OK
+    if corrupt:
+        return EXIT_REFUSED
+    return EXIT_FAILED if unchecked else EXIT_OK
