@@ -250,6 +250,53 @@ def _write_history(server, root: Path, env_file: Path, anchor: datetime, log) ->
     seed.unlink()
 
 
+# --------------------------------------------------------------------------- what fovea-tui would have left
+
+
+HELD_BACK = 12              # videos uploaded since the last sync: the Volume screen's "pending"
+SYNCED_HOURS_AGO = 5
+
+
+def _settle(root: Path, config: Path, anchor: datetime, log) -> None:
+    """Run the engine where a few nights of fovea-tui would have: verify the dumps it wrote
+    (the truncated one comes out corrupt; the legacy cron dumps were never read, so they stay
+    unverified), and sync the volume to its copy once, before the newest videos arrived."""
+    from fovea_tui.config import load_file
+    from fovea_tui.engine import manifest as mf
+    from fovea_tui.engine.verify import verify_many
+    from fovea_tui.engine.volume import SUMMARY_FILE, run_sync
+
+    settings = load_file(config)
+    dumps = [str(path) for path, name in mf.list_dumps(settings.backups_dir) if not name.legacy]
+    _say(log, f"verifying {len(dumps)} dumps…")
+    verify_many(settings, dumps)
+
+    videos = Path(settings.volume.path)
+    held = root / ".held-back-videos"  # outside the volume, same filesystem: renames only
+    held.mkdir(exist_ok=True)
+    newest = sorted((p for p in videos.iterdir() if p.is_file()), key=lambda p: p.name)[-HELD_BACK:]
+    for path in newest:
+        os.replace(path, held / path.name)
+    try:
+        _say(log, f"syncing the volume to {settings.volume.target} (all but the {HELD_BACK} newest videos)…")
+        result = run_sync(settings)
+    finally:
+        for path in held.iterdir():
+            os.replace(path, videos / path.name)
+        held.rmdir()
+    summary = settings.state_dir / SUMMARY_FILE
+    when = (anchor - timedelta(hours=SYNCED_HOURS_AGO)).isoformat()
+    data = json.loads(summary.read_text())
+    data.update(time=when, started_at=when, last_ok=when)
+    summary.write_text(json.dumps(data, indent=2))
+    audit = settings.state_dir / "audit.jsonl"
+    entries = [json.loads(line) for line in audit.read_text().splitlines() if line.strip()]
+    entries.append({"time": when, "action": "sync", "outcome": "ok",
+                    "details": {"uploaded": result.uploaded, "skipped": result.skipped, "bytes": result.bytes}})
+    entries.sort(key=lambda e: e["time"])
+    audit.write_text("".join(json.dumps(e) + "\n" for e in entries))
+
+
 # --------------------------------------------------------------------------- files
 
 
@@ -343,6 +390,14 @@ def build(root: Path | None = None, *, log: Callable[[str], None] | None = None)
         state["anchor"] = anchor.isoformat()
         state_path.write_text(json.dumps(state, indent=2) + "\n")
     config = _write_config(root)
+    held = root / ".held-back-videos"
+    if held.is_dir():  # a build killed mid-sync: put the videos back before anything else
+        for path in held.iterdir():
+            os.replace(path, videos_dir / path.name)
+    if not state.get("settled"):  # once per sandbox (also for one built before this step existed)
+        _settle(root, config, datetime.fromisoformat(state["anchor"]), log)
+        state["settled"] = True
+        state_path.write_text(json.dumps(state, indent=2) + "\n")
     _say(log, f"config: {config}")
     return DemoInstall(root=root, config=config, anchor=datetime.fromisoformat(state["anchor"]), server=server)
 

@@ -60,6 +60,23 @@ def test_sandbox_has_every_piece(demo_install):
     assert created[0][:7] < created[-1][:7]  # months apart: every retention bucket holds something
 
 
+def test_engine_settled_the_sandbox(demo_install):
+    """Statuses come from the engine's verify; the volume was synced once, before the newest videos."""
+    from fovea_tui import demo
+    from fovea_tui.engine.inventory import load_inventory
+    from fovea_tui.engine.volume import read_summary, run_sync
+
+    settings = load_file(demo_install.config)
+    inv = load_inventory(settings, include_offsite=False)
+    counts = inv.counts()
+    assert counts["corrupt"] == 1 and counts["unverified"] == 3 and counts["verified"] > 30
+    assert all(e.kind == "legacy" or "T" not in e.name for e in inv.entries if e.status == "unverified")
+    last = read_summary(settings)
+    assert last["last_ok"] == last["time"] < demo_install.anchor.isoformat()
+    assert run_sync(settings, dry_run=True).to_transfer == demo.HELD_BACK
+    assert len([p for p in (demo_install.root / "videos").iterdir() if p.is_file()]) >= 200  # all put back
+
+
 def test_rebuilding_reuses_the_sandbox(demo_install):
     from fovea_tui import demo
 
