@@ -308,7 +308,7 @@ def test_no_dump_is_refused_and_bad_config_is_exit_2(tmp_path, capsys):
     data["backups"]["offsite"] = "ftp://example/backups"
     _, cfg = settings_and_config(tmp_path, data)
     assert main(["--config", str(cfg), "drill", "--json"]) == 2
-    assert "unsupported off-site URL scheme" in json.loads(capsys.readouterr().out)["error"]
+    assert "config key backups.offsite: unsupported URL scheme" in json.loads(capsys.readouterr().out)["error"]
 
 
 # --------------------------------------------------------------------------- status, unit

@@ -217,3 +217,14 @@ def test_status_summary_counts_and_corrupt_alert(tmp_path):
     empty = make_settings(tmp_path / "other")
     History(empty).add(T0, manifest=False, verify=False)
     assert any("no verified dump" in a["message"] for a in status_summary(empty)["alerts"])
+
+
+def test_a_malformed_offsite_url_is_bad_config_naming_the_key(tmp_path, capsys):
+    from fovea_tui.cli.main import main
+    from fovea_tui.config import render_toml, settings_from_dict
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(render_toml(settings_from_dict(
+        {"backups": {"dir": str(tmp_path), "offsite": "ftp://host/dumps/"}})))
+    assert main(["--config", str(cfg), "list"]) == 2
+    assert "config key backups.offsite" in capsys.readouterr().err

@@ -131,3 +131,19 @@ def test_cli_resume_of_unknown_job_and_conflicting_args(tmp_path):
     assert _cli(["restore", "--resume", "restore-nope", "--yes"], tmp_path).returncode == 1
     assert _cli(["restore", "x", "--follow", "y"], tmp_path).returncode == 2
     assert _cli(["restore"], tmp_path).returncode == 2
+
+
+def test_a_dump_name_that_is_nowhere_is_bad_usage(tmp_path, capsys):
+    from fovea_tui.cli.main import main
+    from fovea_tui.config import render_toml, settings_from_dict
+
+    settings = settings_from_dict({"backups": {"dir": str(tmp_path / "b"), "offsite": str(tmp_path / "off")},
+                                   "install": {"env_file": str(tmp_path / ".env")}})
+    (tmp_path / "b").mkdir()
+    (tmp_path / "off").mkdir()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(render_toml(settings))
+    assert main(["--config", str(cfg), "restore", "fovea-19990101T000000Z.sql.gz", "--yes"]) == 2
+    err = capsys.readouterr().err
+    assert "no dump 'fovea-19990101T000000Z.sql.gz'" in err and "fovea-tui list" in err
+    assert not (tmp_path / "b" / ".fovea-tui" / "jobs").exists() or not any((tmp_path / "b" / ".fovea-tui" / "jobs").iterdir())

@@ -368,7 +368,7 @@ def _check_videos(settings: Settings, db, database: str, storage: str, cancel: C
     from fovea_tui.engine.stores import open_store
 
     try:
-        store = open_store(target, settings.s3)
+        store = open_store(target, settings.s3, key="volume.target")
     except ConfigError as exc:
         raise ConfigError(str(exc.message).replace("backups.offsite", "volume.target"), key="volume.target") from None
     wanted: dict[str, tuple[str, int | None]] = {}

@@ -477,8 +477,8 @@ def load_inventory(settings: Settings, *, include_offsite: bool = True, store: S
     offsite_url = settings.backups.offsite
     offsite_listed = False
     if include_offsite and offsite_url:
+        store = store or open_store(offsite_url, settings.s3)  # a bad URL is bad config (exit 2)
         try:
-            store = store or open_store(offsite_url, settings.s3)
             offsite_files = list_offsite(store)
             offsite_listed = True
         except FoveaError as exc:

@@ -304,11 +304,11 @@ def _parse_timestamp(value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
-def parse_s3_url(url: str) -> tuple[str, str]:
+def parse_s3_url(url: str, key: str = "backups.offsite") -> tuple[str, str]:
     rest = url[len("s3://"):]
     bucket, _, prefix = rest.partition("/")
     if not bucket:
-        raise ConfigError(f"{url!r} names no bucket", key="s3")
+        raise ConfigError(f"config key {key}: {url!r} names no bucket", key=key)
     if prefix and not prefix.endswith("/"):
         prefix += "/"
     return bucket, prefix
@@ -584,13 +584,15 @@ class S3Store(Store):
         return aborted
 
 
-def open_store(url: str, s3: S3Settings, **kwargs) -> Store:
-    """The store behind an `s3://bucket/prefix/` URL or a directory path."""
+def open_store(url: str, s3: S3Settings, *, key: str = "backups.offsite", **kwargs) -> Store:
+    """The store behind an `s3://bucket/prefix/` URL or a directory path; `key` names the
+    config key the URL came from, for the error when it is malformed."""
     if not url:
-        raise ConfigError("no off-site location configured", key="backups.offsite")
+        raise ConfigError(f"config key {key} is empty: no location configured", key=key)
     if url.startswith("s3://"):
+        parse_s3_url(url, key)
         return S3Store(url, s3, **kwargs)
     if "://" in url:
-        raise ConfigError(f"unsupported off-site URL scheme in {url!r}; use s3://bucket/prefix/ or a directory",
-                          key="backups.offsite")
+        raise ConfigError(f"config key {key}: unsupported URL scheme in {url!r}; use s3://bucket/prefix/ or a directory",
+                          key=key)
     return DirectoryStore(Path(url))

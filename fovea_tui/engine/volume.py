@@ -739,8 +739,8 @@ def _open(settings: Settings, workers: int):
     target = settings.volume.target
     try:
         if target.startswith("s3://"):
-            return open_store(target, settings.s3, max_concurrency=workers)
-        return open_store(target, settings.s3)
+            return open_store(target, settings.s3, key="volume.target", max_concurrency=workers)
+        return open_store(target, settings.s3, key="volume.target")
     except ConfigError as exc:
         raise ConfigError(str(exc.message).replace("backups.offsite", "volume.target"),
                           key="volume.target", hint=exc.hint) from None

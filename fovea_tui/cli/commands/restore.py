@@ -114,6 +114,28 @@ def render(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _require_known_dump(settings, wanted: str) -> None:
+    """A name that is nowhere is a typo (exit 2), caught before a restore job is created.
+    Whether a dump that exists is fit to restore is the pre-flight's call (exit 3)."""
+    from pathlib import Path
+
+    from fovea_tui.engine.inventory import load_inventory
+
+    candidate = Path(wanted)
+    if candidate.is_file() or (settings.backups_dir / candidate.name).is_file():
+        return
+    if settings.backups.offsite:
+        inventory = load_inventory(settings)
+        if inventory.errors:
+            return  # the store did not answer: the runner's choose step reports that failure
+        entry = inventory.find(wanted)
+        if entry is not None and entry.offsite is not None:
+            return
+    where = f" nor off-site at {settings.backups.offsite}" if settings.backups.offsite else ""
+    raise UsageError(f"no dump {wanted!r} in {settings.backups_dir}{where}; `fovea-tui list` shows them",
+                     key="DUMP")
+
+
 def run(args, ctx: CliContext) -> int:
     settings = ctx.settings
     chosen = [x for x in (args.resume, args.rollback, args.follow) if x]
@@ -136,6 +158,7 @@ def run(args, ctx: CliContext) -> int:
         job_id = engine.rollback_restore(settings, args.rollback)
         ctx.info(f"rolling back restore {job_id}")
     else:
+        _require_known_dump(settings, args.dump)
         job_id = engine.start_restore(settings, args.dump, confirmed=args.yes, skip_migrate=args.skip_migrate,
                                       no_rollback=args.no_rollback)
         ctx.info(f"restore job {job_id} started; it runs on if this terminal goes away "
