@@ -63,7 +63,7 @@ async def test_buckets_preview_and_prune_after_confirmation(tmp_path, monkeypatc
         assert "10-24" in grid and "26-W43" in grid
         table = screen.query_one("#preview", DataTable)
         assert table.row_count == 26
-        forget = [str(table.get_row(k)[1]) for k in table.rows if str(table.get_row(k)[0]) == "forget"]
+        forget = [str(table.get_row(k)[2]) for k in table.rows if str(table.get_row(k)[0]) == "forget"]
         assert sorted(forget) == sorted(d.candidate.name for d in expected.plan.forget)
         files = str(screen.query_one("#files", Static).render())
         assert "prune would delete" in files

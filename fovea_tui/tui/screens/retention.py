@@ -83,8 +83,8 @@ class RetentionScreen(Screen):
     def on_mount(self) -> None:
         table = self.query_one("#preview", DataTable)
         table.add_column("Action", key="action")
+        table.add_column("Status", key="status")  # before the long names, so it shows at 120 columns
         table.add_column("Dump", key="name")
-        table.add_column("Status", key="status")
         table.add_column("Why", key="why")
         self.action_reload()
         jobs_changed = getattr(self.app, "jobs_changed", None)
@@ -147,7 +147,7 @@ class RetentionScreen(Screen):
         for d in plan.keep + plan.forget:
             c = d.candidate
             action = Text("keep", style="green") if d.keep else Text("forget", style="bold red")
-            table.add_row(action, c.name, Text(c.status, style=STATUS_STYLE.get(c.status, "")),
+            table.add_row(action, Text(c.status, style=STATUS_STYLE.get(c.status, "")), c.name,
                           ", ".join(d.reasons) or "no rule keeps it", key=c.name)
         table.sort("name", key=lambda name: str(name), reverse=True)
         lines = deletion_lines(pp)
