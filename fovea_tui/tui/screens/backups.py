@@ -169,6 +169,8 @@ class BackupsScreen(Screen):
     BackupsScreen #inventory { width: 1fr; height: 1fr; }
     BackupsScreen #detail-pane { width: 46; height: 1fr; border-left: solid $primary 50%; padding: 0 1; }
     BackupsScreen SizeChart { height: 11; border-top: solid $primary 50%; }
+    BackupsScreen.-narrow #detail-pane { width: 34; }
+    BackupsScreen.-narrow SizeChart { display: none; }
     """
 
     def __init__(self, *, poll_seconds: float | None = None, **kwargs) -> None:

@@ -135,6 +135,7 @@ class RestoreScreen(Screen):
     RestoreScreen #switcher, RestoreScreen #choose-pane, RestoreScreen #job-pane { height: 1fr; }
     RestoreScreen #dumps { height: 1fr; }
     RestoreScreen #choose-help { height: auto; padding: 0 1; }
+    RestoreScreen #choose-actions { height: auto; }
     RestoreScreen #job-status { height: auto; padding: 0 1; }
     RestoreScreen #job-top { height: auto; max-height: 60%; }
     RestoreScreen #steps-box { width: 1fr; height: auto; }
