@@ -37,13 +37,14 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable, Iterator
 
 from fovea_tui.config import Settings
 from fovea_tui.engine.progress import CancelToken, ProgressEvent, Throttle, no_progress
 from fovea_tui.errors import Cancelled, ConfigError, FoveaError, OperationFailed, SafetyRefusal
+from fovea_tui.formatting import ago
 
 SUMMARY_FILE = "sync-last.json"
 PULL_SUMMARY_FILE = "sync-last-pull.json"
@@ -989,13 +990,8 @@ def read_summary(settings: Settings, direction: str = "push") -> dict[str, Any] 
 
 
 def _age_text(seconds: float) -> str:
-    if seconds < 120:
-        return f"{int(seconds)}s ago"
-    if seconds < 7200:
-        return f"{int(seconds // 60)} min ago"
-    if seconds < 172800:
-        return f"{int(seconds // 3600)} h ago"
-    return f"{int(seconds // 86400)} days ago"
+    now = datetime.now(timezone.utc)
+    return ago(now - timedelta(seconds=seconds), now)
 
 
 def volume_sync_summary(settings: Settings, now: datetime | None = None) -> dict[str, Any]:

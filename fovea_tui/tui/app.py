@@ -374,6 +374,8 @@ class FoveaApp(App):
     def action_goto(self, name: str) -> None:
         if name not in self.screen_specs or name == self.current_mode:
             return
+        if self._exit:
+            return  # a key typed just after quitting must not mount a screen into a closing app
         # A modal (help, a dialog) belongs to where it was opened: close it first.
         while len(self.screen_stack) > 1 and self.screen.is_modal:
             self.pop_screen()

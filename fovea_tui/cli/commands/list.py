@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 
 import humanize
 
+from fovea_tui import formatting
 from fovea_tui.cli.context import CliContext
 from fovea_tui.engine.inventory import Inventory, load_inventory, verify_entries
 
@@ -30,7 +31,7 @@ def render(inv: Inventory, now: datetime | None = None) -> str:
         lines.append(f"{'name':<42} {'age':>14} {'size':>10}  {'where':<14} status")
         for e in inv.entries:
             where = "+".join(e.locations)
-            age = humanize.naturaltime(now - e.time)
+            age = formatting.ago(e.time, now)
             flag = " (pending deletion)" if e.pending_deletion else ""
             lines.append(f"{e.name:<42} {age:>14} {humanize.naturalsize(e.size, binary=True):>10}  "
                          f"{where:<14} {e.status}{flag}")

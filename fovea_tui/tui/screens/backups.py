@@ -27,7 +27,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from fovea_tui.engine.inventory import Entry, Inventory, load_inventory, verify_entries
 from fovea_tui.engine.retention import Decision, Plan, plan as retention_plan
 from fovea_tui.errors import FoveaError
-from fovea_tui.tui import formatting
+from fovea_tui import formatting
 from fovea_tui.tui.widgets.size_chart import SizeChart
 
 STATUS_STYLE = {"verified": "green", "unverified": "yellow", "corrupt": "bold red"}

@@ -38,7 +38,7 @@ from fovea_tui import secrets
 from fovea_tui.engine import jobs
 from fovea_tui.engine import restore as engine
 from fovea_tui.errors import FoveaError
-from fovea_tui.tui import formatting
+from fovea_tui import formatting
 
 ICONS = {
     "ok": ("✔", "green"), "failed": ("✘", "bold red"), "skipped": ("–", "dim"), "running": ("▶", "bold yellow"),

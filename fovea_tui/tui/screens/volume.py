@@ -26,7 +26,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from fovea_tui.engine import volume as engine
 from fovea_tui.engine.progress import CancelToken
 from fovea_tui.errors import Cancelled, FoveaError
-from fovea_tui.tui import formatting
+from fovea_tui import formatting
 from fovea_tui.tui.jobs import Job
 from fovea_tui.tui.model import parse_time
 from fovea_tui.tui.widgets.job_progress import JobProgressBar

@@ -1,4 +1,5 @@
-"""How the screens say an age: one place, so "16 days ago" never reads "a month ago".
+"""How fovea-tui says an age, on screen and on the command line: one place, so "16 days ago"
+never reads "a month ago".
 
 humanize rounds days to the nearest month from about two weeks on, which makes a backup
 16 days old look a month old. Under a day these are humanize's words ("now", "7 hours
