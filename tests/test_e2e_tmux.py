@@ -69,7 +69,7 @@ def test_demo_binary_shows_the_demo_database(tmp_path):
         assert "not managed" in screen               # no Docker in the demo
         assert "Back up now" in screen                # footer
         term.send("?")
-        term.wait_for("Colours on the dashboard")
+        term.wait_for("Every piece of state in the runbook")  # the help overlay (its top; it scrolls)
         term.send("a")
         term.wait_for("audit.jsonl")
         term.send("d")

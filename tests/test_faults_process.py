@@ -14,6 +14,7 @@ a prune whose store vanished half-way (test_prune.py); locks of killed processes
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import signal
@@ -269,8 +270,13 @@ def test_cron_and_a_person_at_once(mid_db, tmp_path):
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not (lock.exists() and lock.stat().st_size > 0):
         time.sleep(0.01)
+    # The person's restore names a dump that exists (outside backups.dir, so the count
+    # below is unchanged): what refuses it must be the lock, not the name.
+    elsewhere = tmp_path / "elsewhere" / "fovea-20260101T000000Z.sql.gz"
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(gzip.compress(b"-- PostgreSQL database dump\n-- PostgreSQL database dump complete\n"))
     seconds = [run_cli("--config", str(cfg), *args) for args in (
-        ["backup", "--json"], ["prune", "--json"], ["restore", "--yes", "--json", "fovea-20260101T000000Z.sql.gz"])]
+        ["backup", "--json"], ["prune", "--json"], ["restore", "--yes", "--json", str(elsewhere)])]
     out, err = first.communicate(timeout=120)
     assert first.returncode == 0, err
     for r in seconds:
