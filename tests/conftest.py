@@ -7,6 +7,7 @@
 - stack            (function) test_stack, restarted where a test stopped it, fovea db reset
 - s3_server        (session)  moto's S3 server; stop()/start() for outage tests
 - s3_bucket        (function) a fresh bucket name on s3_server
+- schedule_dirs    (function) (systemd dir, cron dir) under tmp_path, set in the env for `schedule`
 
 When a service cannot be provided the test is skipped, or fails under CI=true.
 """
@@ -157,3 +158,15 @@ def s3(s3_server):
 @pytest.fixture
 def s3_bucket(s3):
     return s3.make_bucket()
+
+
+# ---------------------------------------------------------------- schedule
+@pytest.fixture
+def schedule_dirs(tmp_path, monkeypatch):
+    """Where `schedule` writes units and cron files: temp dirs, never the real system."""
+    from fovea_tui.engine import schedule
+
+    sd, cron = tmp_path / "systemd", tmp_path / "cron.d"
+    monkeypatch.setenv(schedule.SYSTEMD_DIR_ENV, str(sd))
+    monkeypatch.setenv(schedule.CRON_DIR_ENV, str(cron))
+    return sd, cron

@@ -25,14 +25,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def dirs(tmp_path, monkeypatch):
-    sd, cron = tmp_path / "systemd", tmp_path / "cron.d"
-    monkeypatch.setenv(schedule.SYSTEMD_DIR_ENV, str(sd))
-    monkeypatch.setenv(schedule.CRON_DIR_ENV, str(cron))
-    return sd, cron
-
-
-@pytest.fixture
 def config(tmp_path):
     """A config (in a directory with a space in its name) whose nightly run fails fast and
     for real: the database port is closed, no volume target."""
@@ -74,8 +66,8 @@ def run_like_a_scheduler(argv: list[str], tmp_path: Path, shell: bool = False) -
 
 # ---------------------------------------------------------------- systemd ----------------
 
-def test_install_systemd_units_verify_and_run_the_nightly_command(dirs, config, tmp_path, capsys):
-    sd, cron = dirs
+def test_install_systemd_units_verify_and_run_the_nightly_command(schedule_dirs, config, tmp_path, capsys):
+    sd, cron = schedule_dirs
     code, out, _ = cli(capsys, "--config", str(config), "schedule", "install", "--at", "03:15")
     assert code == 0, out
     service, timer = (sd / SERVICE_NAME).read_text(), (sd / TIMER_NAME).read_text()
@@ -110,8 +102,8 @@ def test_install_systemd_units_verify_and_run_the_nightly_command(dirs, config, 
     assert [s["name"] for s in last["steps"]] == ["backup", "prune", "sync"]
 
 
-def test_dry_run_prints_exactly_the_files_and_writes_nothing(dirs, config, capsys):
-    sd, _ = dirs
+def test_dry_run_prints_exactly_the_files_and_writes_nothing(schedule_dirs, config, capsys):
+    sd, _ = schedule_dirs
     code, out, _ = cli(capsys, "--config", str(config), "schedule", "install", "--at", "04:05", "--dry-run")
     assert code == 0
     assert not sd.exists()
@@ -128,7 +120,7 @@ def test_dry_run_prints_exactly_the_files_and_writes_nothing(dirs, config, capsy
     assert "+OnCalendar=*-*-* 04:05:00" in doc["diff"]
 
 
-def test_show_reports_the_time_and_the_next_run(dirs, config, capsys):
+def test_show_reports_the_time_and_the_next_run(schedule_dirs, config, capsys):
     code, out, _ = cli(capsys, "--config", str(config), "schedule", "show", "--json")
     assert code == 0 and json.loads(out)["installed"] is False
     cli(capsys, "--config", str(config), "schedule", "install", "--at", "23:59")
@@ -154,13 +146,13 @@ def test_next_run_arithmetic():
 
 
 @pytest.mark.parametrize("bad", ["24:00", "7", "12:60", "noon", "-1:00", "12:5"])
-def test_bad_time_is_usage_error(dirs, config, capsys, bad):
+def test_bad_time_is_usage_error(schedule_dirs, config, capsys, bad):
     code, _, err = cli(capsys, "--config", str(config), "schedule", "install", "--at", bad)
     assert code == 2 and "--at" in err
-    assert not dirs[0].exists()
+    assert not schedule_dirs[0].exists()
 
 
-def test_flags_that_do_not_apply_are_usage_errors(dirs, config, capsys):
+def test_flags_that_do_not_apply_are_usage_errors(schedule_dirs, config, capsys):
     assert cli(capsys, "--config", str(config), "schedule", "show", "--at", "01:00")[0] == 2
     assert cli(capsys, "--config", str(config), "schedule", "remove", "--cron")[0] == 2
     assert cli(capsys, "--config", str(config), "schedule", "show", "--dry-run")[0] == 2
@@ -179,8 +171,8 @@ def parse_cron_file(text: str) -> list[tuple[list[str], str, str]]:
     return entries
 
 
-def test_cron_entry_is_parseable_and_runs_the_nightly_command(dirs, config, tmp_path, capsys):
-    sd, cron = dirs
+def test_cron_entry_is_parseable_and_runs_the_nightly_command(schedule_dirs, config, tmp_path, capsys):
+    sd, cron = schedule_dirs
     code, out, _ = cli(capsys, "--config", str(config), "schedule", "install", "--cron", "--at", "02:07")
     assert code == 0, out
     path = cron / CRON_FILE_NAME
@@ -206,8 +198,8 @@ def test_cron_entry_is_parseable_and_runs_the_nightly_command(dirs, config, tmp_
     assert info["kind"] == "cron" and info["at"] == "02:07"
 
 
-def test_switching_kind_removes_the_other_and_remove_removes_all(dirs, config, capsys):
-    sd, cron = dirs
+def test_switching_kind_removes_the_other_and_remove_removes_all(schedule_dirs, config, capsys):
+    sd, cron = schedule_dirs
     cli(capsys, "--config", str(config), "schedule", "install", "--at", "01:00")
     assert (sd / TIMER_NAME).exists()
     code, out, _ = cli(capsys, "--config", str(config), "schedule", "install", "--cron")
@@ -235,7 +227,7 @@ def test_without_systemd_install_falls_back_to_cron(tmp_path, config, monkeypatc
     assert not (tmp_path / "cron.d").exists()
 
 
-def test_quoting_survives_odd_paths(dirs, tmp_path):
+def test_quoting_survives_odd_paths(schedule_dirs, tmp_path):
     odd = ["/opt/my tools/fovea-tui", "--config", "/etc/fo'vea/50% \"x\".toml", "run-nightly"]
     line = schedule.cron_line(3, 4, odd, "root")
     assert shlex.split(line.split(None, 6)[6].replace("\\%", "%")) == odd
@@ -254,7 +246,7 @@ def _record(settings, outcome_ok: bool, ended: datetime) -> None:
     record(settings, result)
 
 
-def test_status_section_alerts(dirs, config, tmp_path):
+def test_status_section_alerts(schedule_dirs, config, tmp_path):
     settings = settings_from_dict({"backups": {"dir": str(tmp_path / "b")}})
     settings.source = config
     now = datetime.now(timezone.utc)
@@ -280,12 +272,12 @@ def test_status_section_alerts(dirs, config, tmp_path):
     # installed long ago and never ran
     (settings.state_dir / "nightly-last.json").unlink()
     old = (now - timedelta(days=2)).timestamp()
-    os.utime(dirs[0] / TIMER_NAME, (old, old))
+    os.utime(schedule_dirs[0] / TIMER_NAME, (old, old))
     alerts = schedule.status_section(settings, now)["alerts"]
     assert any("never run" in a["message"] for a in alerts)
 
 
-def test_status_command_shows_the_schedule(dirs, tmp_path, capsys):
+def test_status_command_shows_the_schedule(schedule_dirs, tmp_path, capsys):
     config = tmp_path / "status.toml"
     config.write_text(render_toml(settings_from_dict({
         "install": {"compose_project": "no-such-project-xyz", "env_file": str(tmp_path / "none.env")},

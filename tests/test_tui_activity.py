@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 
-from test_tui_app import SIZE, asynctest, make_app, wait_for
-
 from fovea_tui.tui.screens.activity import ActivityScreen, read_audit
+from support.tui import SIZE, asynctest, make_app, settings_in, wait_for
 
 
 def test_read_audit_newest_first_skipping_bad_lines(tmp_path):
@@ -24,7 +23,7 @@ def test_read_audit_newest_first_skipping_bad_lines(tmp_path):
 
 @asynctest
 async def test_activity_screen_lists_entries_and_follows_new_ones(tmp_path):
-    app = make_app(tmp_path)
+    app = make_app(settings_in(tmp_path))
     state = app.settings.state_dir
     state.mkdir(parents=True)
     log = state / "audit.jsonl"
@@ -46,7 +45,7 @@ async def test_activity_screen_lists_entries_and_follows_new_ones(tmp_path):
 
 @asynctest
 async def test_activity_without_a_log_says_so(tmp_path):
-    app = make_app(tmp_path)
+    app = make_app(settings_in(tmp_path))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("a")
         await wait_for(pilot, lambda: "does not exist yet" in str(app.screen.query_one("#caption").render()))

@@ -2,50 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
-from datetime import datetime, timezone
 
-import pytest
-
-from fovea_tui.config import Settings
 from fovea_tui.engine.progress import ProgressEvent
 from fovea_tui.errors import OperationFailed
 from fovea_tui.tui import app as app_module
-from fovea_tui.tui.app import SCREENS, FoveaApp, ScreenSpec, available_screens, create_app, fixed_clock
+from fovea_tui.tui.app import SCREENS, ScreenSpec, available_screens
 from fovea_tui.tui.sample import SAMPLE_NOW, sample_report
-
-SIZE = (120, 36)
-
-
-def asynctest(fn):
-    """Run an async test with asyncio.run (no asyncio plugin needed)."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        return asyncio.run(fn(*args, **kwargs))
-    return wrapper
-
-
-def make_app(tmp_path, **kw) -> FoveaApp:
-    settings = Settings()
-    settings.backups.dir = str(tmp_path / "backups")
-    settings.source = tmp_path / "fovea-tui.toml"
-    kw.setdefault("status_source", lambda s, now: sample_report(now))
-    kw.setdefault("poll_interval", 0)
-    kw.setdefault("watch_stack", False)
-    kw.setdefault("first_run", False)
-    return create_app(settings, clock=fixed_clock(SAMPLE_NOW), animate=False, cursor_blink=False, **kw)
-
-
-async def wait_for(pilot, predicate, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await pilot.pause(0.02)
+from support.tui import SIZE, asynctest, make_app, settings_in, wait_for
 
 
 def test_registry_lists_only_screens_whose_module_exists(monkeypatch):
@@ -58,7 +22,7 @@ def test_registry_lists_only_screens_whose_module_exists(monkeypatch):
 
 @asynctest
 async def test_starts_on_dashboard_and_every_screen_key_switches(tmp_path):
-    app = make_app(tmp_path)
+    app = make_app(settings_in(tmp_path))
     async with app.run_test(size=SIZE) as pilot:
         assert app.current_mode == "dashboard"
         for spec in available_screens():
@@ -71,7 +35,7 @@ async def test_starts_on_dashboard_and_every_screen_key_switches(tmp_path):
 
 @asynctest
 async def test_escape_goes_back_through_history(tmp_path):
-    app = make_app(tmp_path)
+    app = make_app(settings_in(tmp_path))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("a")
         await pilot.press("s")
@@ -86,7 +50,7 @@ async def test_escape_goes_back_through_history(tmp_path):
 async def test_help_opens_and_closes(tmp_path):
     from fovea_tui.tui.screens.help import HelpScreen
 
-    app = make_app(tmp_path)
+    app = make_app(settings_in(tmp_path))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
@@ -104,7 +68,7 @@ async def test_help_opens_and_closes(tmp_path):
 async def test_screen_key_from_help_closes_it_and_switches(tmp_path):
     from fovea_tui.tui.screens.help import HelpScreen
 
-    app = make_app(tmp_path)
+    app = make_app(settings_in(tmp_path))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("question_mark")
         await pilot.press("a")
@@ -115,7 +79,7 @@ async def test_screen_key_from_help_closes_it_and_switches(tmp_path):
 
 @asynctest
 async def test_command_palette_offers_every_screen_and_action(tmp_path):
-    app = make_app(tmp_path)
+    app = make_app(settings_in(tmp_path))
     async with app.run_test(size=SIZE) as pilot:
         names = [name for name, _help, _cb in app.command_list()]
         for spec in available_screens():
@@ -137,7 +101,7 @@ async def test_status_arrives_without_a_keypress(tmp_path):
         calls.append(now)
         return sample_report(now)
 
-    app = make_app(tmp_path, status_source=source, poll_interval=0.05)
+    app = make_app(settings_in(tmp_path), status_source=source, poll_interval=0.05)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: len(calls) >= 3)
         assert app.status is not None
@@ -149,7 +113,7 @@ async def test_a_crashing_probe_is_reported_not_fatal(tmp_path):
     def source(settings, now):
         raise BrokenPipeError("psql went away")
 
-    app = make_app(tmp_path, status_source=source)
+    app = make_app(settings_in(tmp_path), status_source=source)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: bool(app.status_error))
         assert "BrokenPipeError" in app.status_error
@@ -175,7 +139,7 @@ def _gated_job(gate: threading.Event, fail: Exception | None = None):
 
 @asynctest
 async def test_job_runs_across_screen_switches_and_notifies(tmp_path):
-    app = make_app(tmp_path)
+    app = make_app(settings_in(tmp_path))
     gate = threading.Event()
     async with app.run_test(size=SIZE) as pilot:
         job = app.jobs.start("backup", "Back up now", _gated_job(gate), app.settings, offsite=True)
@@ -197,7 +161,7 @@ async def test_job_runs_across_screen_switches_and_notifies(tmp_path):
 
 @asynctest
 async def test_failed_and_cancelled_jobs(tmp_path):
-    app = make_app(tmp_path)
+    app = make_app(settings_in(tmp_path))
     gate = threading.Event()
     async with app.run_test(size=SIZE) as pilot:
         failing = app.jobs.start("sync", "Sync", _gated_job(gate, OperationFailed("store unreachable")),
@@ -217,7 +181,7 @@ async def test_failed_and_cancelled_jobs(tmp_path):
 async def test_quit_with_a_running_job_asks_first(tmp_path):
     from fovea_tui.tui.widgets.confirm import ConfirmDialog
 
-    app = make_app(tmp_path)
+    app = make_app(settings_in(tmp_path))
     gate = threading.Event()
     async with app.run_test(size=SIZE) as pilot:
         job = app.jobs.start("backup", "Backup", _gated_job(gate), app.settings)
@@ -237,7 +201,7 @@ async def test_backup_action_is_registered_only_when_the_engine_has_it(tmp_path,
     app_module.engine_call.cache_clear()
     monkeypatch.setitem(app_module.JOB_ACTIONS, "backup",
                         ("backup", "Back up now", "fovea_tui.engine.no_such_module", "run_backup", {}, "B"))
-    app = make_app(tmp_path)
+    app = make_app(settings_in(tmp_path))
     async with app.run_test(size=SIZE) as pilot:
         names = [n for n, _h, _c in app.command_list()]
         assert "Back up now" not in names
@@ -258,7 +222,7 @@ async def test_backup_key_starts_the_engine_backup(tmp_path, monkeypatch):
     app_module.engine_call.cache_clear()
     monkeypatch.setattr(app_module, "engine_call",
                         lambda module, name: fake_backup if name == "run_backup" else None)
-    app = make_app(tmp_path)
+    app = make_app(settings_in(tmp_path))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("B")
         await wait_for(pilot, lambda: seen.get("offsite") is True)

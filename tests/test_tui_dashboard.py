@@ -5,10 +5,9 @@ from __future__ import annotations
 import copy
 from datetime import timedelta
 
-from test_tui_app import SIZE, asynctest, make_app, wait_for
-
 from fovea_tui.tui import model
 from fovea_tui.tui.sample import SAMPLE_NOW, sample_report
+from support.tui import SIZE, asynctest, make_app, settings_in, wait_for
 
 
 def _cards(report, now=SAMPLE_NOW):
@@ -77,7 +76,7 @@ def test_stack_caption():
 
 @asynctest
 async def test_dashboard_shows_cards_services_and_alerts(tmp_path):
-    app = make_app(tmp_path, status_source=lambda s, now: sample_report(now, healthy=False))
+    app = make_app(settings_in(tmp_path), status_source=lambda s, now: sample_report(now, healthy=False))
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.status is not None)
         await pilot.pause()
@@ -96,7 +95,7 @@ async def test_dashboard_shows_cards_services_and_alerts(tmp_path):
 async def test_stack_events_update_the_service_table(tmp_path):
     from fovea_tui.tui.app import StackServices
 
-    app = make_app(tmp_path)
+    app = make_app(settings_in(tmp_path))
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.status is not None)
         services = copy.deepcopy(app.status.sections["stack"]["services"])
@@ -112,7 +111,7 @@ async def test_stack_events_update_the_service_table(tmp_path):
 
 @asynctest
 async def test_dashboard_is_usable_at_80x24(tmp_path):
-    app = make_app(tmp_path)
+    app = make_app(settings_in(tmp_path))
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: app.status is not None)
         await pilot.pause()

@@ -8,9 +8,9 @@ import stat
 import zlib
 
 import pytest
-from test_tui_app import asynctest, wait_for
 
 from fovea_tui.config import load_file
+from support.tui import asynctest, make_app, wait_for
 
 pytest.importorskip("pgserver")
 
@@ -88,11 +88,10 @@ def test_rebuilding_reuses_the_sandbox(demo_install):
 @asynctest
 async def test_dashboard_on_the_demo(demo_install, monkeypatch):
     from fovea_tui import demo
-    from fovea_tui.tui.app import create_app, fixed_clock
 
     monkeypatch.setenv("DOCKER_HOST", demo.NO_DOCKER)
-    app = create_app(load_file(demo_install.config), clock=fixed_clock(demo_install.anchor), poll_interval=0,
-                     watch_stack=False, animate=False, cursor_blink=False)
+    # the real status, collected from the sandbox, on the sandbox's clock
+    app = make_app(load_file(demo_install.config), now=demo_install.anchor, status_source=None)
     async with app.run_test(size=(120, 36)) as pilot:
         await wait_for(pilot, lambda: app.status is not None, timeout=60)
         await pilot.pause()

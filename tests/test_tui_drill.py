@@ -3,7 +3,6 @@ and a snapshot of the last drill's report with a frozen clock."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -12,37 +11,14 @@ from textual.widgets import DataTable, Static
 
 from fovea_tui.config import Settings
 from fovea_tui.engine.drill import CHECK_ORDER, CHECK_TITLES
-from fovea_tui.tui.app import create_app, fixed_clock
-from fovea_tui.tui.sample import SAMPLE_NOW, sample_report
+from fovea_tui.tui.sample import SAMPLE_NOW
 from fovea_tui.tui.screens.drill import DrillScreen
+from support.tui import asynctest, make_app, wait_for
 
 from test_drill import install, scratch_databases  # noqa: F401 - the `install` fixture
 
 SIZE = (160, 45)
-
-
-def asynctest(fn):
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        return asyncio.run(fn(*args, **kwargs))
-    return wrapper
-
-
-def make_app(settings, now=None):
-    return create_app(settings, clock=fixed_clock(now or datetime.now(timezone.utc)),
-                      status_source=lambda s, now: sample_report(now), poll_interval=0, watch_stack=False,
-                      first_run=False, animate=False, cursor_blink=False)
-
-
-async def wait_for(pilot, predicate, timeout: float = 60.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await pilot.pause(0.05)
+DRILL_SECONDS = 60.0  # a real drill restores a whole dump into a scratch database
 
 
 def rows(screen: DrillScreen) -> dict[str, tuple[str, str]]:
@@ -52,13 +28,14 @@ def rows(screen: DrillScreen) -> dict[str, tuple[str, str]]:
 
 async def open_drill(pilot, app) -> DrillScreen:
     await pilot.press("D")
-    await wait_for(pilot, lambda: isinstance(app.screen, DrillScreen) and app.screen.loads >= 1)
+    await wait_for(pilot, lambda: isinstance(app.screen, DrillScreen) and app.screen.loads >= 1,
+                   timeout=DRILL_SECONDS)
     return app.screen
 
 
 @asynctest
 async def test_run_a_drill_from_the_screen(install):  # noqa: F811
-    app = make_app(install.settings)
+    app = make_app(install.settings, now=datetime.now(timezone.utc))
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_drill(pilot, app)
         caption = str(screen.query_one("#caption", Static).render())
@@ -66,13 +43,14 @@ async def test_run_a_drill_from_the_screen(install):  # noqa: F811
         guide = str(screen.query_one("#guide", Static).render())
         assert "fovea-tui sync --pull" in guide
         await wait_for(pilot, lambda: f"fovea-tui restore {install.dump.name}" in str(
-            screen.query_one("#guide", Static).render()))
+            screen.query_one("#guide", Static).render()), timeout=DRILL_SECONDS)
 
         await pilot.press("g")
-        await wait_for(pilot, lambda: app.jobs.running_kind("drill") is not None or screen.live)
+        await wait_for(pilot, lambda: app.jobs.running_kind("drill") is not None or screen.live,
+                       timeout=DRILL_SECONDS)
         # the check list starts as pending rows and fills in as checks land
-        await wait_for(pilot, lambda: "dump" in screen.live)
-        await wait_for(pilot, lambda: screen.job is not None and not screen.job.running)
+        await wait_for(pilot, lambda: "dump" in screen.live, timeout=DRILL_SECONDS)
+        await wait_for(pilot, lambda: screen.job is not None and not screen.job.running, timeout=DRILL_SECONDS)
         assert screen.job.state == "finished", screen.job.error
         seen = rows(screen)
         assert list(seen) == CHECK_ORDER
@@ -96,14 +74,14 @@ async def test_cancel_from_the_screen_drops_the_scratch_database(install, monkey
         return real(ctx, path, database)
 
     monkeypatch.setattr(steps, "stream_dump", slow)
-    app = make_app(install.settings)
+    app = make_app(install.settings, now=datetime.now(timezone.utc))
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_drill(pilot, app)
         await pilot.press("g")
         psql = lambda sql: install.db.cluster.psql(sql, "postgres")  # noqa: E731
-        await wait_for(pilot, lambda: len(scratch_databases(psql)) == 1)
+        await wait_for(pilot, lambda: len(scratch_databases(psql)) == 1, timeout=DRILL_SECONDS)
         await pilot.press("c")
-        await wait_for(pilot, lambda: screen.job is not None and not screen.job.running)
+        await wait_for(pilot, lambda: screen.job is not None and not screen.job.running, timeout=DRILL_SECONDS)
         assert screen.job.state == "cancelled"
         assert scratch_databases(psql) == []
         assert "cancelled" in str(screen.query_one("#caption", Static).render())
@@ -144,7 +122,7 @@ def _report_settings(tmp_path: Path) -> Settings:
 @asynctest
 async def test_last_report_is_shown_with_its_failed_check(tmp_path):
     settings = _report_settings(tmp_path)
-    app = make_app(settings, SAMPLE_NOW)
+    app = make_app(settings)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_drill(pilot, app)
         seen = rows(screen)
@@ -158,7 +136,7 @@ async def test_last_report_is_shown_with_its_failed_check(tmp_path):
 
 def test_drill_screen_snapshot(snap_compare, tmp_path):
     settings = _report_settings(tmp_path)
-    app = make_app(settings, SAMPLE_NOW)
+    app = make_app(settings)
 
     async def run_before(pilot):
         await wait_for(pilot, lambda: pilot.app.status is not None)

@@ -7,7 +7,6 @@ against the real test stack.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 from datetime import datetime, timedelta, timezone
@@ -21,10 +20,10 @@ from fovea_tui.engine import jobs
 from fovea_tui.engine import restore as engine
 from fovea_tui.engine.locks import ensure_private_dir
 from fovea_tui.engine.restore.plan import initial_records
-from fovea_tui.tui.app import create_app, fixed_clock
-from fovea_tui.tui.sample import sample_report
 from fovea_tui.tui.screens.restore import RestoreScreen
+from support import tui as support_tui
 from support.backup_history import History, make_settings
+from support.tui import asynctest, wait_for
 
 NOW = datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)
 T0 = datetime(2026, 11, 17, 2, 0, tzinfo=timezone.utc)
@@ -34,24 +33,6 @@ SAFETY = "fovea-20261120T092512Z-pre-restore.sql.gz"
 SIZE = (130, 48)
 
 
-def asynctest(fn):
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        return asyncio.run(fn(*args, **kwargs))
-    return wrapper
-
-
-async def wait_for(pilot, predicate, timeout: float = 15.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await pilot.pause(0.05)
-
-
 def settings_for(tmp_path: Path):
     s = make_settings(tmp_path)
     s.source = Path("/etc/fovea-tui/config.toml")
@@ -59,8 +40,7 @@ def settings_for(tmp_path: Path):
 
 
 def make_app(settings, **kw):
-    return create_app(settings, clock=fixed_clock(NOW), status_source=lambda s, now: sample_report(now),
-                      poll_interval=0, watch_stack=False, first_run=False, animate=False, cursor_blink=False, **kw)
+    return support_tui.make_app(settings, now=NOW, **kw)
 
 
 def history(settings) -> None:

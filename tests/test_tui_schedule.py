@@ -3,58 +3,24 @@ written; no means nothing changes; files go to the overridden dirs, never the re
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta, timezone
 
-import pytest
 from textual.widgets import Input, Static, Switch
 
-from fovea_tui.config import Settings
 from fovea_tui.engine import schedule
 from fovea_tui.engine.nightly import NightlyResult, StepResult, record
-from fovea_tui.tui.app import create_app
 from fovea_tui.tui.widgets.confirm import ConfirmDialog
 from fovea_tui.tui.widgets.schedule_panel import SchedulePanel
+from support.tui import asynctest, make_app, settings_in, wait_for
 
 SIZE = (130, 40)
 
 
-def asynctest(fn):
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        return asyncio.run(fn(*args, **kwargs))
-    return wrapper
-
-
-@pytest.fixture
-def dirs(tmp_path, monkeypatch):
-    sd, cron = tmp_path / "systemd", tmp_path / "cron.d"
-    monkeypatch.setenv(schedule.SYSTEMD_DIR_ENV, str(sd))
-    monkeypatch.setenv(schedule.CRON_DIR_ENV, str(cron))
-    return sd, cron
-
-
-def make_app(tmp_path):
-    from fovea_tui.tui.sample import SAMPLE_NOW, sample_report
-    from fovea_tui.tui.app import fixed_clock
-
-    settings = Settings()
-    settings.backups.dir = str(tmp_path / "backups")
-    settings.source = tmp_path / "fovea-tui.toml"
+def app_with_config(tmp_path):
+    """The app on default settings whose config file exists (empty)."""
+    settings = settings_in(tmp_path)
     settings.source.write_text("")
-    return create_app(settings, clock=fixed_clock(SAMPLE_NOW), status_source=lambda s, now: sample_report(now),
-                      poll_interval=0, watch_stack=False, first_run=False, animate=False, cursor_blink=False)
-
-
-async def wait_for(pilot, predicate, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await pilot.pause(0.02)
+    return make_app(settings)
 
 
 async def open_panel(app, pilot) -> SchedulePanel:
@@ -72,9 +38,9 @@ def dialog_text(d: ConfirmDialog) -> str:
 
 
 @asynctest
-async def test_switch_on_shows_the_diff_and_no_writes_nothing(dirs, tmp_path):
-    sd, _ = dirs
-    app = make_app(tmp_path)
+async def test_switch_on_shows_the_diff_and_no_writes_nothing(schedule_dirs, tmp_path):
+    sd, _ = schedule_dirs
+    app = app_with_config(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         panel = await open_panel(app, pilot)
         assert "not installed" in str(panel.query_one("#schedule-state", Static).render())
@@ -93,9 +59,9 @@ async def test_switch_on_shows_the_diff_and_no_writes_nothing(dirs, tmp_path):
 
 
 @asynctest
-async def test_install_then_remove_through_the_dialog(dirs, tmp_path):
-    sd, _ = dirs
-    app = make_app(tmp_path)
+async def test_install_then_remove_through_the_dialog(schedule_dirs, tmp_path):
+    sd, _ = schedule_dirs
+    app = app_with_config(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         panel = await open_panel(app, pilot)
         panel.query_one("#schedule-at", Input).value = "01:45"
@@ -127,9 +93,9 @@ async def test_install_then_remove_through_the_dialog(dirs, tmp_path):
 
 
 @asynctest
-async def test_cron_choice_and_a_bad_time(dirs, tmp_path):
-    sd, cron = dirs
-    app = make_app(tmp_path)
+async def test_cron_choice_and_a_bad_time(schedule_dirs, tmp_path):
+    sd, cron = schedule_dirs
+    app = app_with_config(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         panel = await open_panel(app, pilot)
         panel.query_one("#schedule-at", Input).value = "25:99"
@@ -148,8 +114,8 @@ async def test_cron_choice_and_a_bad_time(dirs, tmp_path):
 
 
 @asynctest
-async def test_a_failed_last_run_is_shown(dirs, tmp_path):
-    app = make_app(tmp_path)
+async def test_a_failed_last_run_is_shown(schedule_dirs, tmp_path):
+    app = app_with_config(tmp_path)
     ended = datetime.now(timezone.utc) - timedelta(hours=3)
     result = NightlyResult(started_at=ended - timedelta(minutes=2), finished_at=ended)
     result.steps = [StepResult("backup", "failed", "database unreachable"), StepResult("prune", "skipped"),

@@ -5,13 +5,13 @@ from __future__ import annotations
 import tomllib
 from dataclasses import fields
 
-from test_tui_app import SIZE, asynctest, make_app, wait_for
 from textual.widgets import Input, Select, Switch
 
 from fovea_tui.config import SECTIONS, load_file, save_settings
 from fovea_tui.tui.screens import setup as setup_screen
 from fovea_tui.tui.screens.settings import SettingsScreen, field_id
 from fovea_tui.tui.widgets.confirm import ConfirmDialog
+from support.tui import SIZE, asynctest, make_app, settings_in, wait_for
 
 
 async def _open_settings(app, pilot, config):
@@ -30,7 +30,7 @@ def _config(tmp_path):
 
 @asynctest
 async def test_form_has_every_key_of_the_contract(tmp_path):
-    app = make_app(tmp_path)
+    app = make_app(settings_in(tmp_path))
     async with app.run_test(size=SIZE) as pilot:
         screen = await _open_settings(app, pilot, _config(tmp_path))
         for section, cls in SECTIONS.items():
@@ -45,7 +45,7 @@ async def test_form_has_every_key_of_the_contract(tmp_path):
 async def test_invalid_value_is_shown_inline_naming_the_key(tmp_path):
     config = _config(tmp_path)
     before = config.read_text()
-    app = make_app(tmp_path)
+    app = make_app(settings_in(tmp_path))
     async with app.run_test(size=SIZE) as pilot:
         screen = await _open_settings(app, pilot, config)
         screen.query_one("#f-retention--timezone", Input).value = "Mars/Olympus_Mons"
@@ -67,7 +67,7 @@ async def test_invalid_value_is_shown_inline_naming_the_key(tmp_path):
 @asynctest
 async def test_save_shows_the_diff_then_writes_the_file(tmp_path):
     config = _config(tmp_path)
-    app = make_app(tmp_path)
+    app = make_app(settings_in(tmp_path))
     async with app.run_test(size=SIZE) as pilot:
         screen = await _open_settings(app, pilot, config)
         screen.query_one("#f-retention--keep_daily", Input).value = "30"
@@ -96,7 +96,7 @@ async def test_nothing_changed_is_said_not_saved(tmp_path):
     config = _config(tmp_path)
     save_settings(load_file(config), config)
     mtime = config.stat().st_mtime_ns
-    app = make_app(tmp_path)
+    app = make_app(settings_in(tmp_path))
     async with app.run_test(size=SIZE) as pilot:
         await _open_settings(app, pilot, config)
         await pilot.press("ctrl+s")
@@ -108,7 +108,7 @@ async def test_nothing_changed_is_said_not_saved(tmp_path):
 
 @asynctest
 async def test_escape_leaves_a_field_then_the_screen(tmp_path):
-    app = make_app(tmp_path)
+    app = make_app(settings_in(tmp_path))
     async with app.run_test(size=SIZE) as pilot:
         screen = await _open_settings(app, pilot, _config(tmp_path))
         screen.query_one("#f-install--compose_project", Input).focus()
@@ -133,7 +133,7 @@ async def test_first_run_setup_offers_what_discovery_found(tmp_path, monkeypatch
 
     monkeypatch.setattr(setup_screen, "discover", fake_discover)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    app = make_app(tmp_path, first_run=True)
+    app = make_app(settings_in(tmp_path), first_run=True)
     app.settings.source = None
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, setup_screen.SetupScreen))

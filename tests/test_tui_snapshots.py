@@ -8,21 +8,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_tui_app import wait_for
-
 from fovea_tui.config import Settings
 from fovea_tui.engine.progress import ProgressEvent
-from fovea_tui.tui.app import create_app, fixed_clock
 from fovea_tui.tui.jobs import Job
 from fovea_tui.tui.sample import SAMPLE_NOW, sample_report
+from support.tui import make_app, wait_for
 
 
 def snapshot_app(healthy: bool = True):
     settings = Settings()
     settings.backups.dir = "/nonexistent/fovea-snapshots/backups"
     settings.source = Path("/etc/fovea-tui/config.toml")
-    return create_app(settings, clock=fixed_clock(SAMPLE_NOW), status_source=lambda s, now: sample_report(now, healthy=healthy),
-                      poll_interval=0, watch_stack=False, first_run=False, animate=False, cursor_blink=False)
+    return make_app(settings, status_source=lambda s, now: sample_report(now, healthy=healthy))
 
 
 async def _ready(pilot) -> None:
