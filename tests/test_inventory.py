@@ -185,11 +185,7 @@ def test_thousands_of_dumps_list_fast(tmp_path):
     import time
 
     settings = make_settings(tmp_path)
-    d = settings.backups_dir
-    d.mkdir(parents=True)
-    data = dump_bytes()
-    for i in range(3000):
-        (d / f"fovea-{(T0 - timedelta(hours=i)).strftime('%Y%m%dT%H%M%SZ')}.sql.gz").write_bytes(data)
+    History(settings).hourly_bare(T0, 3000)
     t = time.monotonic()
     inv = load_inventory(settings)
     elapsed = time.monotonic() - t

@@ -41,6 +41,12 @@ def screen_of(app) -> BackupsScreen:
     return screen
 
 
+async def open_backups(pilot, app) -> BackupsScreen:
+    await pilot.press("b")
+    await wait_for(pilot, lambda: isinstance(app.screen, BackupsScreen) and app.screen.loads >= 1)
+    return screen_of(app)
+
+
 @asynctest
 async def test_rows_detail_sorting_and_live_refresh(tmp_path, monkeypatch):
     monkeypatch.setattr(backups_screen, "POLL_SECONDS", 0.2)
@@ -48,9 +54,7 @@ async def test_rows_detail_sorting_and_live_refresh(tmp_path, monkeypatch):
     build_history(settings)
     app = make_app(settings)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("b")
-        await wait_for(pilot, lambda: isinstance(app.screen, BackupsScreen) and app.screen.loads >= 1)
-        screen = screen_of(app)
+        screen = await open_backups(pilot, app)
         table = screen.query_one("#inventory", DataTable)
         assert table.row_count == 21
         first = table.get_row_at(0)
@@ -85,9 +89,7 @@ async def test_job_finished_refreshes_statuses(tmp_path, monkeypatch):
     History(settings).add("fovea-2026-10-30.sql.gz", manifest=False, verify=False)
     app = make_app(settings)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("b")
-        await wait_for(pilot, lambda: isinstance(app.screen, BackupsScreen) and app.screen.loads >= 1)
-        screen = screen_of(app)
+        screen = await open_backups(pilot, app)
         table = screen.query_one("#inventory", DataTable)
         assert str(table.get_row_at(0)[4]) == "unverified"
         loads = screen.loads
@@ -137,11 +139,7 @@ async def test_ten_thousand_rows_scroll_without_stalls(tmp_path, monkeypatch):
 
     monkeypatch.setattr(backups_screen, "POLL_SECONDS", 0)
     settings = make_settings(tmp_path)
-    d = settings.backups_dir
-    d.mkdir(parents=True)
-    data = dump_bytes()
-    for i in range(10_000):
-        (d / f"fovea-{(T0 - timedelta(hours=i)).strftime('%Y%m%dT%H%M%SZ')}.sql.gz").write_bytes(data)
+    History(settings).hourly_bare(T0, 10_000)
     app = make_app(settings)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("b")
@@ -175,8 +173,7 @@ def test_snapshot_backups_screen(snap_compare, tmp_path, monkeypatch):
     app = make_app(settings)
 
     async def run_before(pilot):
-        await pilot.press("b")
-        await wait_for(pilot, lambda: isinstance(app.screen, BackupsScreen) and app.screen.loads >= 1)
+        await open_backups(pilot, app)
         await pilot.press("down")
         await pilot.pause()
 

@@ -81,6 +81,13 @@ class History:
         """One dump per day at 02:00 UTC, oldest first."""
         return [self.add(start + timedelta(days=i), **kw) for i in range(days)]
 
+    def hourly_bare(self, newest: datetime, count: int) -> None:
+        """`count` identical dumps an hour apart, back from `newest`: no manifest, no env copy,
+        not verified (quick to write by the thousand)."""
+        data = dump_bytes()
+        for i in range(count):
+            (self.dir / f"fovea-{stamp(newest - timedelta(hours=i))}.sql.gz").write_bytes(data)
+
 
 def make_settings(tmp_path: Path, *, offsite: str = "", endpoint_url: str = "", keep_daily: int = 14,
                   keep_weekly: int = 8, timezone_name: str = "UTC", backups_dir: str | Path | None = None,
