@@ -27,6 +27,7 @@ Never imports textual: the CLI and the TUI's Volume screen both call `run_sync`.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import json
@@ -825,26 +826,39 @@ def _push(settings: Settings, *, dry_run: bool, replace_changed: bool, progress,
             if result.local_files == 0:
                 result.warn(f"volume {root} is empty: is it mounted?")
             if dry_run:
-                for key, size, reason in itertools.islice(plan.iter_transfers(), MAX_PLANNED):
-                    result.planned.append({"key": key, "size": size, "action": "upload", "reason": reason})
+                _list_planned(plan, result, "upload")
                 result.deletions = list(itertools.islice(plan.iter_deletions(), MAX_PLANNED))
                 result.to_delete = plan.deletion_count
-                result.pending = plan.transfer_count
                 return _finish(result, t0)
-            try:
+            with _recorded(settings, result, t0, cancel):
                 reachable = _run_transfers(plan, result, _uploader(store, root), phase="upload",
                                            workers=workers, progress=progress, cancel=cancel)
                 if mirror and plan.deletion_count and not result.refused and reachable and not cancel.cancelled:
                     _delete(plan, store, result, progress, cancel)
-            finally:
-                result.cancelled = cancel.cancelled
-                _finish(result, t0)
-                write_summary(settings, result)
-            if result.cancelled:
-                raise Cancelled(cancel.reason)
             return result
         finally:
             plan.close()
+
+
+def _list_planned(plan: _Plan, result: SyncResult, action: str) -> None:
+    """A dry run's answer: the first MAX_PLANNED transfers (`action` is upload or download)."""
+    for key, size, reason in itertools.islice(plan.iter_transfers(), MAX_PLANNED):
+        result.planned.append({"key": key, "size": size, "action": action, "reason": reason})
+    result.pending = plan.transfer_count
+
+
+@contextlib.contextmanager
+def _recorded(settings: Settings, result: SyncResult, t0: float, cancel: CancelToken) -> Iterator[None]:
+    """Around a sync's transfers: however they end, the result is finished and written as the
+    last sync; then, if they were cancelled, Cancelled is raised."""
+    try:
+        yield
+    finally:
+        result.cancelled = cancel.cancelled
+        _finish(result, t0)
+        write_summary(settings, result)
+    if result.cancelled:
+        raise Cancelled(cancel.reason)
 
 
 def _uploader(store, root: Path):
@@ -904,20 +918,12 @@ def _pull(settings: Settings, root: Path, *, dry_run: bool, replace_changed: boo
         try:
             result.to_transfer, result.to_transfer_bytes = plan.transfer_count, plan.transfer_bytes
             if dry_run:
-                for key, size, reason in itertools.islice(plan.iter_transfers(), MAX_PLANNED):
-                    result.planned.append({"key": key, "size": size, "action": "download", "reason": reason})
-                result.pending = plan.transfer_count
+                _list_planned(plan, result, "download")
                 return _finish(result, t0)
             root.mkdir(parents=True, exist_ok=True)
-            try:
+            with _recorded(settings, result, t0, cancel):
                 _run_transfers(plan, result, _downloader(store, root), phase="download", workers=workers,
                                progress=progress, cancel=cancel)
-            finally:
-                result.cancelled = cancel.cancelled
-                _finish(result, t0)
-                write_summary(settings, result)
-            if result.cancelled:
-                raise Cancelled(cancel.reason)
             return result
         finally:
             plan.close()
