@@ -21,13 +21,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from fovea_tui.engine.inventory import Entry, Inventory, load_inventory, verify_entries
 from fovea_tui.engine.retention import Decision, Plan, plan as retention_plan
 from fovea_tui.errors import FoveaError
 from fovea_tui import formatting
+from fovea_tui.tui.screens._reloading import ReloadingScreen
 from fovea_tui.tui.widgets.size_chart import SizeChart
 
 STATUS_STYLE = {"verified": "green", "unverified": "yellow", "corrupt": "bold red"}
@@ -155,7 +155,7 @@ def detail_text(entry: Entry | None, decision: Decision | None = None) -> Text:
     return out
 
 
-class BackupsScreen(Screen):
+class BackupsScreen(ReloadingScreen):
     TITLE = "Backups"
     BINDINGS = [
         Binding("ctrl+r", "reload", "Reload"),
@@ -205,18 +205,9 @@ class BackupsScreen(Screen):
         self.action_reload()
         if self.poll_seconds > 0:
             self.set_interval(self.poll_seconds, self._poll)
-        jobs_changed = getattr(self.app, "jobs_changed", None)
-        if jobs_changed is not None:
-            jobs_changed.subscribe(self, self._on_job_changed)
-        settings_changed = getattr(self.app, "settings_changed", None)
-        if settings_changed is not None:
-            settings_changed.subscribe(self, lambda _s: self.action_reload())
+        self.follow_changes()
 
     # --- loading --------------------------------------------------------------------
-
-    @property
-    def settings(self):
-        return self.app.settings  # type: ignore[attr-defined]
 
     def now(self) -> datetime:
         now = getattr(self.app, "now", None)
@@ -248,10 +239,6 @@ class BackupsScreen(Screen):
         sig = self._dir_signature()
         if sig != self._signature:
             self._signature = sig
-            self.action_reload()
-
-    def _on_job_changed(self, job: Any) -> None:
-        if job is not None and getattr(job, "state", "running") != "running":
             self.action_reload()
 
     async def on_inventory_loaded(self, message: InventoryLoaded) -> None:

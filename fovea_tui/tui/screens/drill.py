@@ -17,7 +17,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from fovea_tui import secrets
@@ -33,6 +32,7 @@ from fovea_tui.engine.drill import (
     run_drill,
 )
 from fovea_tui.errors import FoveaError
+from fovea_tui.tui.screens._reloading import ReloadingScreen
 
 ICONS = {"ok": ("✔ ok", "green"), "failed": ("✘ FAILED", "bold red"), "skipped": ("– skipped", "dim"),
          "pending": ("· pending", "dim"), "running": ("▶ running", "bold yellow")}
@@ -75,7 +75,7 @@ def guide_text(steps: list[dict[str, Any]]) -> Text:
     return text
 
 
-class DrillScreen(Screen):
+class DrillScreen(ReloadingScreen):
     TITLE = "Drill"
     BINDINGS = [
         Binding("g", "run_drill", "Run drill"),
@@ -120,16 +120,7 @@ class DrillScreen(Screen):
         table.add_column("Result", key="result")
         table.add_column("What it saw", key="detail")
         self.action_reload()
-        jobs_changed = getattr(self.app, "jobs_changed", None)
-        if jobs_changed is not None:
-            jobs_changed.subscribe(self, self._on_job_changed)
-        settings_changed = getattr(self.app, "settings_changed", None)
-        if settings_changed is not None:
-            settings_changed.subscribe(self, lambda _s: self.action_reload())
-
-    @property
-    def settings(self):
-        return self.app.settings  # type: ignore[attr-defined]
+        self.follow_changes()
 
     def _now(self):
         now = getattr(self.app, "now", None)

@@ -16,11 +16,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from fovea_tui.engine.prune import Deletion, PrunePlan, build_plan, prune
 from fovea_tui.errors import FoveaError
+from fovea_tui.tui.screens._reloading import ReloadingScreen
 from fovea_tui.tui.widgets.bucket_grid import BucketGrid
 
 STATUS_STYLE = {"verified": "green", "unverified": "yellow", "corrupt": "bold red"}
@@ -50,7 +50,7 @@ def deletion_lines(pp: PrunePlan) -> list[str]:
     return [f"- {d.location:<8} {d.key}" for d in pp.all_deletions()]
 
 
-class RetentionScreen(Screen):
+class RetentionScreen(ReloadingScreen):
     TITLE = "Retention"
     BINDINGS = [
         Binding("ctrl+r", "reload", "Recompute"),
@@ -87,20 +87,7 @@ class RetentionScreen(Screen):
         table.add_column("Dump", key="name")
         table.add_column("Why", key="why")
         self.action_reload()
-        jobs_changed = getattr(self.app, "jobs_changed", None)
-        if jobs_changed is not None:
-            jobs_changed.subscribe(self, self._on_job_changed)
-        settings_changed = getattr(self.app, "settings_changed", None)
-        if settings_changed is not None:
-            settings_changed.subscribe(self, lambda _s: self.action_reload())
-
-    @property
-    def settings(self):
-        return self.app.settings  # type: ignore[attr-defined]
-
-    def _on_job_changed(self, job: Any) -> None:
-        if job is not None and getattr(job, "state", "running") != "running":
-            self.action_reload()
+        self.follow_changes()
 
     def action_reload(self) -> None:
         self._compute()
