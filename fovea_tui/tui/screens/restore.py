@@ -98,14 +98,7 @@ def preflight_text(data: dict) -> Text:
         text.append("pre-flight runs before anything is touched…", style="dim")
         return text
     for c in checks:
-        if c["ok"]:
-            text.append(" ✔ ", style="green")
-        elif c.get("fatal", True):
-            text.append(" ✘ ", style="bold red")
-        else:
-            text.append(" ! ", style="yellow")
-        text.append(f"{c['name']}: ", style="bold")
-        text.append(secrets.redact(c["detail"]) + "\n")
+        _append_check(text, c, blocking=c.get("fatal", True))
     return text
 
 
@@ -113,15 +106,20 @@ def verification_text(data: dict) -> Text:
     verification = (data.get("facts") or {}).get("verification") or {}
     text = Text()
     for c in verification.get("checks", []):
-        if c["ok"]:
-            text.append(" ✔ ", style="green")
-        elif c.get("severity") == "error":
-            text.append(" ✘ ", style="bold red")
-        else:
-            text.append(" ! ", style="yellow")
-        text.append(f"{c['name']}: ", style="bold")
-        text.append(secrets.redact(c["detail"]) + "\n")
+        _append_check(text, c, blocking=c.get("severity") == "error")
     return text
+
+
+def _append_check(text: Text, check: dict, *, blocking: bool) -> None:
+    """One check as a line: ✔ passed, ✘ failed and blocking, ! failed but only a warning."""
+    if check["ok"]:
+        text.append(" ✔ ", style="green")
+    elif blocking:
+        text.append(" ✘ ", style="bold red")
+    else:
+        text.append(" ! ", style="yellow")
+    text.append(f"{check['name']}: ", style="bold")
+    text.append(secrets.redact(check["detail"]) + "\n")
 
 
 class RestoreScreen(Screen):
