@@ -37,7 +37,7 @@ from typing import Any, Callable
 
 from fovea_tui import secrets
 from fovea_tui.config import Settings, settings_from_dict
-from fovea_tui.engine.locks import ensure_private_dir
+from fovea_tui.engine.locks import ensure_private_dir, open_if_held
 from fovea_tui.engine.progress import CancelToken
 from fovea_tui.errors import OperationFailed, SafetyRefusal
 
@@ -143,21 +143,8 @@ def effective_status(data: dict) -> str:
 
 def is_alive(directory: Path, job_id: str) -> bool:
     """True while a runner holds the job's lock."""
-    try:
-        fd = os.open(directory / f"{job_id}.lock", os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                return True
-            raise
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    finally:
-        os.close(fd)
+    with open_if_held(directory / f"{job_id}.lock") as fd:
+        return fd is not None
 
 
 def create_job(settings: Settings, kind: str, params: dict[str, Any], *, steps: list[dict] | None = None) -> str:

@@ -122,24 +122,34 @@ def _read_info(name: str, fd: int) -> LockInfo:
                     purpose=str(data.get("purpose", "")), started_at=str(data.get("started_at", "")))
 
 
-def holder(settings: Settings, name: str) -> LockInfo | None:
-    """Who holds lock `name` right now, or None when it is free (for dashboards)."""
-    path = lock_path(settings, name)
+@contextlib.contextmanager
+def open_if_held(path: Path) -> Iterator[int | None]:
+    """For the block: a read-only fd on the lock file `path` while someone holds its lock
+    (its holder info can be read from it), None when the file is missing or the lock is free."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
-        return None
+        yield None
+        return
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            held = False
         except OSError as exc:
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                return _read_info(name, fd)
-            raise
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise
+            held = True
+        if not held:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        yield fd if held else None
     finally:
         os.close(fd)
+
+
+def holder(settings: Settings, name: str) -> LockInfo | None:
+    """Who holds lock `name` right now, or None when it is free (for dashboards)."""
+    with open_if_held(lock_path(settings, name)) as fd:
+        return None if fd is None else _read_info(name, fd)
 
 
 @contextlib.contextmanager
