@@ -406,7 +406,7 @@ def _list_s3(store: S3Store) -> Iterator[_File]:
                 key = obj["Key"][len(store.prefix):]
                 yield _File(key, int(obj["Size"]), obj["LastModified"])
     except Exception as exc:  # noqa: BLE001 - one clear error naming the store
-        raise store._error("list", "", exc) from None
+        raise store.describe_error("list", "", exc) from None
 
 
 _manifest_cache: dict[tuple[str, int, int], ManifestSummary | str] = {}
@@ -443,7 +443,7 @@ def _verification_cache(settings: Settings) -> dict[str, Any]:
     from fovea_tui.engine import verify
 
     try:
-        entries = verify._load_cache(settings).get("entries")
+        entries = verify.load_cache(settings).get("entries")
     except (OSError, ValueError, FoveaError):
         return {}
     return entries if isinstance(entries, dict) else {}

@@ -367,7 +367,9 @@ class S3Store(Store):
     def _key(self, key: str) -> str:
         return self.prefix + key
 
-    def _error(self, action: str, key: str, exc: Exception) -> StoreError:
+    def describe_error(self, action: str, key: str, exc: Exception) -> StoreError:
+        """The StoreError to raise for `exc`, from an S3 call that tried to `action` `key`:
+        it names the object and says what to check."""
         from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
         where = f"s3://{self.bucket}/{self._key(key)}"
@@ -400,7 +402,7 @@ class S3Store(Store):
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except Exception as exc:  # noqa: BLE001 - translated into one clear error
-            raise self._error("reach", "", exc) from None
+            raise self.describe_error("reach", "", exc) from None
 
     def put_file(self, local, key, *, sha256=None, progress=None, cancel=None) -> ObjectInfo:
         local = Path(local)
@@ -420,7 +422,7 @@ class S3Store(Store):
         except Exception as exc:  # noqa: BLE001
             if isinstance(exc.__context__, Cancelled) or (cancel is not None and cancel.cancelled):
                 raise Cancelled(cancel.reason if cancel else "cancelled") from None
-            raise self._error("upload", key, exc) from None
+            raise self.describe_error("upload", key, exc) from None
         info = self.head(key)
         if info is None or info.size != size or info.sha256 != sha:
             raise StoreError(f"upload of {key} to s3://{self.bucket}/{self.prefix} did not verify "
@@ -451,7 +453,7 @@ class S3Store(Store):
         except Exception as exc:  # noqa: BLE001
             if cancel is not None and cancel.cancelled:
                 raise Cancelled(cancel.reason) from None
-            raise self._error("upload", key, exc) from None
+            raise self.describe_error("upload", key, exc) from None
         etag = (resp.get("ETag") or "").strip('"')
         echoed = resp.get("ChecksumSHA256")
         if echoed and base64.b64decode(echoed).hex() != sha:
@@ -493,7 +495,7 @@ class S3Store(Store):
             tmp.unlink(missing_ok=True)
             if cancel is not None and cancel.cancelled:
                 raise Cancelled(cancel.reason) from None
-            raise self._error("download", key, exc) from None
+            raise self.describe_error("download", key, exc) from None
 
     def iter_objects(self, prefix: str = "", *, start_after: str = "",
                      page_size: int | None = None) -> Iterator[ObjectInfo]:
@@ -509,7 +511,7 @@ class S3Store(Store):
                     key = obj["Key"][len(self.prefix):]
                     yield ObjectInfo(key, int(obj["Size"]), obj["LastModified"])
         except Exception as exc:  # noqa: BLE001
-            raise self._error("list", prefix, exc) from None
+            raise self.describe_error("list", prefix, exc) from None
 
     def head(self, key) -> ObjectInfo | None:
         from botocore.exceptions import ClientError
@@ -519,9 +521,9 @@ class S3Store(Store):
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
-            raise self._error("inspect", key, exc) from None
+            raise self.describe_error("inspect", key, exc) from None
         except Exception as exc:  # noqa: BLE001
-            raise self._error("inspect", key, exc) from None
+            raise self.describe_error("inspect", key, exc) from None
         return ObjectInfo(key, int(resp["ContentLength"]), resp["LastModified"],
                           (resp.get("Metadata") or {}).get(SHA256_META))
 
@@ -529,7 +531,7 @@ class S3Store(Store):
         try:
             self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
         except Exception as exc:  # noqa: BLE001
-            raise self._error("delete", key, exc) from None
+            raise self.describe_error("delete", key, exc) from None
 
     def delete_many(self, keys: Iterable[str]) -> None:
         batch: list[str] = []
@@ -546,7 +548,7 @@ class S3Store(Store):
             resp = self.client.delete_objects(
                 Bucket=self.bucket, Delete={"Objects": [{"Key": self._key(k)} for k in keys], "Quiet": True})
         except Exception as exc:  # noqa: BLE001
-            raise self._error("delete", keys[0], exc) from None
+            raise self.describe_error("delete", keys[0], exc) from None
         errors = resp.get("Errors") or []
         if errors:
             raise StoreError(f"{len(errors)} of {len(keys)} deletions failed in s3://{self.bucket}/{self.prefix}, "
@@ -556,7 +558,7 @@ class S3Store(Store):
         try:
             return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
         except Exception as exc:  # noqa: BLE001
-            raise self._error("read", key, exc) from None
+            raise self.describe_error("read", key, exc) from None
 
     def put_bytes(self, key, data: bytes) -> ObjectInfo:
         sha = hashlib.sha256(data).hexdigest()
@@ -564,7 +566,7 @@ class S3Store(Store):
             self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data,
                                    Metadata={SHA256_META: sha}, ChecksumAlgorithm="SHA256")
         except Exception as exc:  # noqa: BLE001
-            raise self._error("upload", key, exc) from None
+            raise self.describe_error("upload", key, exc) from None
         return ObjectInfo(key, len(data), datetime.now(timezone.utc), sha)
 
     def cleanup_incomplete(self, older_than_s: float = 3600) -> int:
@@ -580,7 +582,7 @@ class S3Store(Store):
                                                            UploadId=upload["UploadId"])
                         aborted += 1
         except Exception as exc:  # noqa: BLE001
-            raise self._error("clean up uploads in", "", exc) from None
+            raise self.describe_error("clean up uploads in", "", exc) from None
         return aborted
 
 

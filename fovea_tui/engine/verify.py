@@ -182,7 +182,9 @@ def _cache_path(settings: Settings) -> Path:
     return settings.state_dir / CACHE_FILE
 
 
-def _load_cache(settings: Settings) -> dict[str, Any]:
+def load_cache(settings: Settings) -> dict[str, Any]:
+    """The verification cache, {"version": 1, "entries": {dump name: entry}}; empty when the
+    file is missing or unreadable."""
     try:
         data = json.loads(_cache_path(settings).read_text(encoding="utf-8"))
         if isinstance(data, dict) and isinstance(data.get("entries"), dict):
@@ -195,7 +197,7 @@ def _load_cache(settings: Settings) -> dict[str, Any]:
 def _update_cache(settings: Settings, name: str, entry: dict[str, Any] | None) -> None:
     ensure_private_dir(settings.state_dir)
     with acquire(settings, "verify-cache", purpose="verification cache update", wait=30):
-        data = _load_cache(settings)
+        data = load_cache(settings)
         entries = data["entries"]
         if entry is None:
             entries.pop(name, None)
@@ -233,7 +235,7 @@ def remember_verified(settings: Settings, path: Path, *, size: int, mtime_ns: in
 
 def cached_entry(settings: Settings, path: str | os.PathLike) -> dict[str, Any] | None:
     path = Path(path)
-    entry = _load_cache(settings)["entries"].get(path.name)
+    entry = load_cache(settings)["entries"].get(path.name)
     if not isinstance(entry, dict):
         return None
     try:
