@@ -116,6 +116,16 @@ def _verdict_for_age(when: datetime | None, now: datetime, stale_after: timedelt
     return STALE if now - when > stale_after else FINE
 
 
+def _unseen_service(section: dict) -> tuple[list[str], str] | None:
+    """Lines and verdict for the card of a service that needs no backup, when that service
+    cannot be looked at (its probe failed, or it runs without Docker); None when it can."""
+    if not section.get("ok"):
+        return [section.get("error", "?")], UNKNOWN
+    if not section.get("managed"):
+        return ["not managed (no Docker)", "backup: none needed"], FINE
+    return None
+
+
 def cards(report: StatusReport, now: datetime, backups_dir: Path | None = None) -> list[Card]:
     s = report.sections
     out: list[Card] = []
@@ -188,10 +198,9 @@ def cards(report: StatusReport, now: datetime, backups_dir: Path | None = None) 
 
     # --- model weights: none needed
     cache = s.get("model_cache", {})
-    if not cache.get("ok"):
-        lines, verdict = [cache.get("error", "?")], UNKNOWN
-    elif not cache.get("managed"):
-        lines, verdict = ["not managed (no Docker)", "backup: none needed"], FINE
+    unseen = _unseen_service(cache)
+    if unseen:
+        lines, verdict = unseen
     else:
         lines = [f"volume {cache.get('volume')}" + ("" if cache.get("exists") else " (absent)"),
                  "backup: none needed"]
@@ -200,10 +209,9 @@ def cards(report: StatusReport, now: datetime, backups_dir: Path | None = None) 
 
     # --- redis: none needed, but say how many jobs a stop would interrupt
     redis = s.get("redis", {})
-    if not redis.get("ok"):
-        lines, verdict = [redis.get("error", "?")], UNKNOWN
-    elif not redis.get("managed"):
-        lines, verdict = ["not managed (no Docker)", "backup: none needed"], FINE
+    unseen = _unseen_service(redis)
+    if unseen:
+        lines, verdict = unseen
     elif not redis.get("running"):
         lines, verdict = ["not running", "backup: none needed"], STALE
     else:
