@@ -223,7 +223,7 @@ def state_words(data: dict) -> str:
         db = f"The database holds the restored dump {facts.get('dump')}" + (
             "" if records.get("migrate") in ("ok", "skipped") else " without the pending migrations") + "."
     else:
-        db = "The database is empty or partly restored."
+        db = "The database is in an unknown state (empty or partly restored)."
     stopped = facts.get("was_running") or []
     if stopped and records.get("start") != "ok":
         svc = f" Stopped by the restore and not yet started again: {', '.join(stopped)}."

@@ -10,6 +10,7 @@ runner) need goes into `ctx.facts`, which is saved in the job's state file.
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -356,9 +357,55 @@ def stream_dump(ctx, path: Path, database: str) -> str:
         if line.strip():
             ctx.output(line)
     if code != 0 or broken is not None:
-        raise OperationFailed(f"psql stopped at an SQL error (exit {code}): {condense(proc.stderr_text)}; "
-                              "the transaction was rolled back")
+        raise OperationFailed(f"{psql_failure(ctx, code, proc.stderr_text)}; the transaction was rolled back")
     return out
+
+
+def psql_failure(ctx, code: int, stderr: str) -> str:
+    """Why the restoring psql stopped, in one line: the server gone, psql killed, or its error."""
+    gone = _server_gone(ctx.db)
+    if gone:
+        return f"{gone} while psql restored the dump (psql exit {code})"
+    errors = condense(stderr)
+    signum = -code if code < 0 else code - 128 if 128 < code < 160 else 0  # docker exec: 128 + signal
+    if signum and "ERROR" not in stderr:
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = f"signal {signum}"
+        return f"psql was killed ({name}) in the middle of the dump (exit {code})"
+    if "ERROR" in stderr:
+        return f"psql stopped at an SQL error (exit {code}): {errors}"
+    return f"psql lost its session on the server (exit {code}): {errors}"
+
+
+def _server_gone(db) -> str | None:
+    """How the database server went away (a stopped container, no answer), or None when it answers."""
+    stack, service = getattr(db, "stack", None), getattr(db, "service", None)
+
+    def container_down() -> str | None:
+        if stack is None or service is None:
+            return None
+        try:
+            svc = stack.service(service)
+        except Exception as exc:  # noqa: BLE001 - the container itself may be gone
+            return f"the database service {service} is gone ({exc})"
+        return None if svc.running else f"the database service {service} stopped (state {svc.state})"
+
+    down = container_down()
+    if down:
+        return down
+    try:
+        db.ping()
+        return None
+    except Exception as exc:  # noqa: BLE001 - any failure to answer is the answer
+        deadline = time.monotonic() + 15  # a container shutting down: give it the time to say so
+        while stack is not None and time.monotonic() < deadline:
+            down = container_down()
+            if down:
+                return down
+            time.sleep(0.5)
+        return f"the database server stopped answering ({exc})"
 
 
 class RestoreDump(Step):
