@@ -9,7 +9,6 @@ changes (polled every few seconds: one `stat`) and when a job of the app finishe
 
 from __future__ import annotations
 
-import asyncio
 import os
 from datetime import datetime, timezone
 from typing import Any
@@ -40,7 +39,7 @@ COLUMNS = [
     ("bucket", "Bucket / reason"),
     ("warnings", "Warnings"),
 ]
-BATCH = 500  # rows added per event-loop turn
+BATCH = 500  # rows added between two repaints
 POLL_SECONDS = 3.0
 
 
@@ -184,6 +183,7 @@ class BackupsScreen(ReloadingScreen):
         self._signature: tuple | None = None
         self._selected: str | None = None
         self.loads = 0  # applied loads (tests wait on it)
+        self._generation = 0  # the load whose rows are being applied
 
     # --- layout ---------------------------------------------------------------------
 
@@ -241,7 +241,7 @@ class BackupsScreen(ReloadingScreen):
             self._signature = sig
             self.action_reload()
 
-    async def on_inventory_loaded(self, message: InventoryLoaded) -> None:
+    def on_inventory_loaded(self, message: InventoryLoaded) -> None:
         caption = self.query_one("#caption", Static)
         if message.inventory is None:
             caption.update(Text(f"cannot list the backups: {message.error}", style="bold red"))
@@ -252,28 +252,38 @@ class BackupsScreen(ReloadingScreen):
         if message.plan is not None:
             self.decisions = {d.candidate.name: d for d in message.plan.keep + message.plan.forget}
         table = self.query_one("#inventory", DataTable)
-        now = self.now()
         fresh = {e.name: e for e in inv.entries}
         for name in [n for n in self._cells if n not in fresh]:
             table.remove_row(name)
             del self._cells[name]
-        added = 0
-        for entry in inv.entries:
+        caption.update(self._caption(inv))
+        self._generation += 1
+        self._apply_rows(self._generation, inv, 0, 0)
+
+    def _apply_rows(self, generation: int, inv: Inventory, start: int, added: int) -> None:
+        """Add or update one batch of rows, then let the screen repaint before the next:
+        a 10,000-dump inventory fills in visibly instead of freezing the screen."""
+        if generation != self._generation:
+            return  # a newer load superseded this one
+        table = self.query_one("#inventory", DataTable)
+        now = self.now()
+        end = min(start + BATCH, len(inv.entries))
+        for entry in inv.entries[start:end]:
             cells = entry_cells(entry, self.decisions.get(entry.name), now)
             old = self._cells.get(entry.name)
             if old is None:
                 table.add_row(*cells, key=entry.name)
                 added += 1
-                if added % BATCH == 0:
-                    await asyncio.sleep(0)  # let the UI breathe between batches
             elif old != cells:
                 for (col, _), new_cell, old_cell in zip(COLUMNS, cells, old):
                     if new_cell != old_cell:
                         table.update_cell(entry.name, col, new_cell)
             self._cells[entry.name] = cells
+        if end < len(inv.entries):
+            self.call_after_refresh(self._apply_rows, generation, inv, end, added)
+            return
         if added or self.loads == 0:
             self._apply_sort()
-        caption.update(self._caption(inv))
         self.query_one(SizeChart).set_points((e.time, e.size, e.status) for e in reversed(inv.entries))
         self._show_detail(self._highlighted())
         self.loads += 1
