@@ -120,3 +120,17 @@ def test_verify_dump_api_reads_manifest_beside(backed_up):
     v = verify_dump(result.path)
     assert v.status == "verified" and v.reasons == [] and v.size == result.size
     assert sum(v.tables.values()) == result.rows
+
+
+def test_a_cache_that_cannot_be_written_is_a_warning_not_a_failure(backed_up, capsys):
+    settings, cfg, result = backed_up
+    from fovea_tui.engine.verify import CACHE_FILE
+
+    cache = settings.state_dir / CACHE_FILE
+    cache.unlink(missing_ok=True)
+    cache.mkdir()  # the cache file cannot be replaced: writing it fails
+    code, out = _verify_json(cfg, capsys)
+    assert code == 0
+    [dump] = out["dumps"]
+    assert dump["status"] == "verified"
+    assert any("not cached" in w for w in dump["warnings"])

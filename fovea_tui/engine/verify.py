@@ -178,6 +178,9 @@ def _verdict(dump_problems: list[str], manifest_problems: list[str]) -> str:
 # --------------------------------------------------------------------------- the cache
 
 
+CACHE_FLUSH_EVERY = 100  # results written to the cache together
+
+
 def _cache_path(settings: Settings) -> Path:
     return settings.state_dir / CACHE_FILE
 
@@ -194,17 +197,21 @@ def load_cache(settings: Settings) -> dict[str, Any]:
     return {"version": 1, "entries": {}}
 
 
-def _update_cache(settings: Settings, name: str, entry: dict[str, Any] | None) -> None:
+def _update_cache(settings: Settings, updates: dict[str, dict[str, Any] | None]) -> None:
+    """Write several results at once (None forgets one): verifying thousands of dumps must
+    not rewrite the whole cache once per dump."""
     ensure_private_dir(settings.state_dir)
     with acquire(settings, "verify-cache", purpose="verification cache update", wait=30):
         data = load_cache(settings)
         entries = data["entries"]
-        if entry is None:
-            entries.pop(name, None)
-        else:
-            entries[name] = entry
+        for name, entry in updates.items():
+            if entry is None:
+                entries.pop(name, None)
+            else:
+                entries[name] = entry
         # Forget entries of dumps that no longer exist.
-        for stale in [n for n in entries if not (settings.backups_dir / n).exists()]:
+        present = {p.name for p in settings.backups_dir.iterdir()} if settings.backups_dir.is_dir() else set()
+        for stale in [n for n in entries if n not in present]:
             entries.pop(stale, None)
         mf.write_bytes_atomic(_cache_path(settings), json.dumps(data, indent=1).encode(), sync_dir=False)
 
@@ -215,22 +222,28 @@ def _entry(status: str, size: int, mtime_ns: int, sha256: str, reasons: list[str
             "rows": sum(tables.values()), "checked_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
-def remember(settings: Settings, path: Path, result: VerifyResult) -> None:
-    """Cache a local dump's verification result against its current size and mtime."""
+def _entry_for(path: Path, result: VerifyResult) -> dict[str, Any] | None:
+    """The cache entry for a local dump's result, or None if the file changed while read."""
     try:
         st = path.stat()
     except FileNotFoundError:
-        return
+        return None
     if st.st_size != result.size:
-        return  # it changed while we read it: caching would lie
-    _update_cache(settings, path.name, _entry(result.status, st.st_size, st.st_mtime_ns, result.sha256,
-                                              result.reasons, result.tables))
+        return None  # it changed while we read it: caching would lie
+    return _entry(result.status, st.st_size, st.st_mtime_ns, result.sha256, result.reasons, result.tables)
+
+
+def remember(settings: Settings, path: Path, result: VerifyResult) -> None:
+    """Cache a local dump's verification result against its current size and mtime."""
+    entry = _entry_for(path, result)
+    if entry is not None:
+        _update_cache(settings, {path.name: entry})
 
 
 def remember_verified(settings: Settings, path: Path, *, size: int, mtime_ns: int, sha256: str,
                       tables: dict[str, int]) -> None:
     """The backup engine wrote and checked this dump itself: record it as verified."""
-    _update_cache(settings, path.name, _entry("verified", size, mtime_ns, sha256, [], tables))
+    _update_cache(settings, {path.name: _entry("verified", size, mtime_ns, sha256, [], tables)})
 
 
 def cached_entry(settings: Settings, path: str | os.PathLike) -> dict[str, Any] | None:
@@ -316,20 +329,37 @@ def verify_many(settings: Settings, targets: list[str] | None = None, *,
     else:
         resolved = [(p.name, p) for p, _ in mf.list_dumps(settings.backups_dir)]
     results = []
-    for target, path in resolved:
-        if cancel is not None:
-            cancel.check()
-        if path is None:
-            result = verify_offsite(settings, target, cancel=cancel, progress=progress)
-        else:
-            result = verify_dump(path, cancel=cancel, progress=progress)
-            if path.parent.resolve() == settings.backups_dir.resolve():
-                try:
-                    remember(settings, path, result)
-                except OSError:
-                    pass
-        result.reasons = [secrets.redact(r) for r in result.reasons]
-        results.append(result)
-        if on_result is not None:
-            on_result(result)
+    pending: dict[str, tuple[dict[str, Any], VerifyResult]] = {}
+
+    def flush() -> None:
+        if not pending:
+            return
+        try:
+            _update_cache(settings, {name: entry for name, (entry, _) in pending.items()})
+        except OSError as exc:
+            for _, result in pending.values():
+                result.warnings.append(f"result not cached ({exc.strerror or exc}): the next listing "
+                                       "shows this dump as not yet verified")
+        pending.clear()
+
+    try:
+        for target, path in resolved:
+            if cancel is not None:
+                cancel.check()
+            if path is None:
+                result = verify_offsite(settings, target, cancel=cancel, progress=progress)
+            else:
+                result = verify_dump(path, cancel=cancel, progress=progress)
+                if path.parent.resolve() == settings.backups_dir.resolve():
+                    entry = _entry_for(path, result)
+                    if entry is not None:
+                        pending[path.name] = (entry, result)
+                    if len(pending) >= CACHE_FLUSH_EVERY:
+                        flush()
+            result.reasons = [secrets.redact(r) for r in result.reasons]
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+    finally:
+        flush()
     return results
