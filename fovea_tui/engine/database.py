@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -89,18 +90,20 @@ def find_client_bin(min_major: int = 0) -> Path:
     return best[1]
 
 
-class Database:
+class Database(ABC):
     """What the engine needs of PostgreSQL; see DockerDatabase and DirectDatabase."""
 
     name: str
     user: str
     mode: str
 
-    def describe(self) -> str:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abstractmethod
+    def describe(self) -> str:
+        """Where the database is, for messages (never a password)."""
 
-    def _spawn(self, tool: str, args: Sequence[str], *, stdin: bool = False) -> ToolProcess:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def _spawn(self, tool: str, args: Sequence[str], *, stdin: bool = False) -> ToolProcess:
+        """Start a client tool (psql, pg_dump) against this database."""
 
     # --- shared behaviour ---------------------------------------------------------
 

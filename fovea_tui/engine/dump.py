@@ -291,25 +291,64 @@ class OffsiteFailed(OperationFailed):
 
 @dataclass
 class BackupResult:
-    name: str
+    """A finished backup: its manifest (what the dump holds) and where its files are."""
+
     path: Path
-    size: int
-    sha256: str
-    tables: dict[str, int]
-    duration_s: float
-    created_at: str
-    kind: str
-    mode: str
-    database: str
-    server_version: str
-    pg_dump_version: str
-    prisma_migrations: list[str]
+    manifest: mf.Manifest
     manifest_path: Path
     env_copy: Path | None
     warnings: list[str] = field(default_factory=list)
     offsite: dict[str, Any] | None = None
     offsite_error: str | None = None
     raw_bytes: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def size(self) -> int:
+        return self.manifest.size
+
+    @property
+    def sha256(self) -> str:
+        return self.manifest.sha256
+
+    @property
+    def tables(self) -> dict[str, int]:
+        return self.manifest.tables
+
+    @property
+    def duration_s(self) -> float:
+        return self.manifest.duration_s
+
+    @property
+    def created_at(self) -> str:
+        return self.manifest.created_at
+
+    @property
+    def kind(self) -> str:
+        return self.manifest.kind
+
+    @property
+    def mode(self) -> str:
+        return self.manifest.mode
+
+    @property
+    def database(self) -> str:
+        return self.manifest.database
+
+    @property
+    def server_version(self) -> str:
+        return self.manifest.server_version
+
+    @property
+    def pg_dump_version(self) -> str:
+        return self.manifest.pg_dump_version
+
+    @property
+    def prisma_migrations(self) -> list[str]:
+        return self.manifest.prisma_migrations
 
     @property
     def ok(self) -> bool:
@@ -656,10 +695,7 @@ def _backup_locked(settings: Settings, directory: Path, *, progress, cancel: Can
         log.warning("could not record the verification: %s", secrets.redact(str(exc)))
 
     return BackupResult(
-        name=name, path=final, size=stats.size, sha256=stats.sha256, tables=stats.tables,
-        duration_s=duration, created_at=manifest.created_at, kind=kind, mode=db.mode, database=db.name,
-        server_version=manifest.server_version, pg_dump_version=manifest.pg_dump_version,
-        prisma_migrations=manifest.prisma_migrations, manifest_path=manifest_final,
+        path=final, manifest=manifest, manifest_path=manifest_final,
         env_copy=env_final if env_info else None, warnings=warnings, raw_bytes=stats.raw_bytes,
     )
 

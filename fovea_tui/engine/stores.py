@@ -11,6 +11,7 @@ import hashlib
 import os
 import shutil
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -76,51 +77,60 @@ class _ProgressFile:
             self.progress(ProgressEvent("transfer", self.done, self.total, "bytes", current=self.name))
 
 
-class Store:
-    """Interface; see S3Store and DirectoryStore."""
+class Store(ABC):
+    """Where copies live; see S3Store and DirectoryStore. Keys are relative to the store's
+    prefix or directory."""
 
     url: str
 
     def describe(self) -> str:
         return self.url
 
+    @abstractmethod
     def put_file(self, local: Path, key: str, *, sha256: str | None = None, progress=None,
-                 cancel: CancelToken | None = None) -> ObjectInfo:  # pragma: no cover - interface
-        raise NotImplementedError
+                 cancel: CancelToken | None = None) -> ObjectInfo:
+        """Upload a file, invisible under `key` until complete; verified size and sha256."""
 
+    @abstractmethod
     def get_file(self, key: str, dest: Path, *, expected_sha256: str | None = None, progress=None,
-                 cancel: CancelToken | None = None) -> Path:  # pragma: no cover - interface
-        raise NotImplementedError
+                 cancel: CancelToken | None = None) -> Path:
+        """Download to a temp name, verify, rename to `dest`."""
 
-    def iter_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abstractmethod
+    def iter_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object under `prefix`, in key order."""
 
-    def head(self, key: str) -> ObjectInfo | None:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abstractmethod
+    def head(self, key: str) -> ObjectInfo | None:
+        """The object's size, time and recorded sha256, or None when absent."""
 
-    def delete(self, key: str) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove one object (absent is fine)."""
 
     def delete_many(self, keys: Iterable[str]) -> None:
         for key in keys:
             self.delete(key)
 
-    def open_read(self, key: str) -> IO[bytes]:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abstractmethod
+    def open_read(self, key: str) -> IO[bytes]:
+        """A readable stream of the object."""
 
     def read_bytes(self, key: str) -> bytes:
         with self.open_read(key) as fh:
             return fh.read()
 
-    def put_bytes(self, key: str, data: bytes) -> ObjectInfo:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abstractmethod
+    def put_bytes(self, key: str, data: bytes) -> ObjectInfo:
+        """Write a small object (a manifest) atomically."""
 
-    def cleanup_incomplete(self, older_than_s: float = 3600) -> int:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abstractmethod
+    def cleanup_incomplete(self, older_than_s: float = 3600) -> int:
+        """Remove what interrupted transfers left (temp files, multipart uploads)."""
 
+    @abstractmethod
     def check(self) -> None:
         """Fail early, with a clear message, when the store cannot be reached or written."""
-        raise NotImplementedError  # pragma: no cover - interface
 
 
 # --- a plain directory (an NFS mount, a USB disk, a second disk) ---------------------

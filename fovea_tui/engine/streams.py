@@ -13,6 +13,7 @@ import socket
 import struct
 import subprocess
 import threading
+from abc import ABC, abstractmethod
 from typing import IO, Sequence
 
 from fovea_tui import secrets
@@ -30,33 +31,40 @@ def condense(stderr: str, limit: int = 5) -> str:
     return secrets.redact(text)[:600] or "no error output"
 
 
-class ToolProcess:
+class ToolProcess(ABC):
     """Common surface: read(), write(), close_stdin(), wait() -> exit code, stderr text."""
 
     description: str
+    _stdout_tail: collections.deque[bytes]
 
-    def read(self, size: int = 1 << 20) -> bytes:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abstractmethod
+    def read(self, size: int = 1 << 20) -> bytes:
+        """Up to `size` bytes of stdout; b"" at the end."""
 
-    def write(self, data: bytes) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abstractmethod
+    def write(self, data: bytes) -> None:
+        """Send bytes to the tool's stdin."""
 
-    def close_stdin(self) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abstractmethod
+    def close_stdin(self) -> None:
+        """End the tool's stdin (it sees EOF)."""
 
-    def wait(self) -> int:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abstractmethod
+    def wait(self) -> int:
+        """Wait for the tool to end; its exit code."""
 
-    def kill(self) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abstractmethod
+    def kill(self) -> None:
+        """Stop the tool now."""
 
     @property
-    def stderr_text(self) -> str:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abstractmethod
+    def stderr_text(self) -> str:
+        """The tail of the tool's stderr."""
 
     def output_text(self) -> str:
         """stdout collected by `drain_stdout` (psql's messages during a restore)."""
-        return b"".join(self._stdout_tail).decode("utf-8", "replace") if hasattr(self, "_stdout_tail") else ""
+        return b"".join(self._stdout_tail).decode("utf-8", "replace")
 
 
 class LocalProcess(ToolProcess):

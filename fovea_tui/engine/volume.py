@@ -591,11 +591,9 @@ def _plan_push(root: Path, store, result: SyncResult, *, replace_changed: bool, 
                         result.changed.append(lo.key)
                     if replace_changed:
                         plan.add_transfer(lo.key, lo.size, "changed")
-                        result.warn(f"{lo.key} changed locally ({lo.size} bytes, off-site {ro.size}): "
-                                    "replacing the off-site copy (--replace-changed)")
-                    else:
-                        result.warn(f"{lo.key} changed locally ({lo.size} bytes, off-site {ro.size}): "
-                                    "not replaced (use --replace-changed to upload it)")
+                    outcome = ("replacing the off-site copy (--replace-changed)" if replace_changed
+                               else "not replaced (use --replace-changed to upload it)")
+                    result.warn(f"{lo.key} changed locally ({lo.size} bytes, off-site {ro.size}): {outcome}")
             elif ro is not None and mirror_deletes:
                 plan.add_deletion(ro.key)
             scan.tick((lo or ro).key, plan.transfer_count)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 from isal import igzip
@@ -44,7 +45,7 @@ class PreflightFailed(FoveaError):
         self.exit_code = 3 if refused else 1
 
 
-class Step:
+class Step(ABC):
     name = ""
     title = ""
     #: On resume after a crash inside this step, start again from this step (its own name
@@ -53,8 +54,9 @@ class Step:
     #: Steps from here on change the install: a failure after one of them is rolled back.
     changes_install = False
 
-    def run(self, ctx) -> str:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abstractmethod
+    def run(self, ctx) -> str:
+        """Do the step; a one-line detail of what was done."""
 
     def check(self, ctx) -> None:
         """Raise OperationFailed when what `run` promised does not hold."""

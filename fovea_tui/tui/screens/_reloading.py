@@ -8,15 +8,13 @@ from textual.screen import Screen
 
 
 class ReloadingScreen(Screen):
-    """Subclasses define `action_reload`, call `follow_changes()` from `on_mount`, and may
-    override `_on_job_changed` (by default: reload once a job has ended)."""
+    """Subclasses define `action_reload` (the screen's own reload), call `follow_changes()`
+    from `on_mount`, and may override `_on_job_changed` (by default: reload once a job has
+    ended)."""
 
     @property
     def settings(self):
         return self.app.settings  # type: ignore[attr-defined]
-
-    def action_reload(self) -> None:
-        raise NotImplementedError
 
     def follow_changes(self) -> None:
         """Every job change goes to `_on_job_changed`; new settings reload the screen. (An app
