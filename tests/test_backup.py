@@ -29,6 +29,7 @@ from fovea_tui.engine.status import collect_status
 from fovea_tui.engine.verify import cached_status, verify_dump
 from fovea_tui.errors import Cancelled, LockHeld, OperationFailed, SafetyRefusal
 
+from support.services import unavailable
 from test_backup_helpers import (
     DUMP_RE,
     direct_config,
@@ -286,7 +287,7 @@ def tiny_fs(tmp_path):
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m,mode=0700", "tmpfs", str(mnt)],
                        capture_output=True, text=True)
     if r.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {r.stderr.strip()}")
+        unavailable(f"cannot mount a small tmpfs here: {r.stderr.strip()}")
     yield mnt
     subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 

@@ -24,6 +24,7 @@ from fovea_tui.engine import manifest as mf
 from fovea_tui.engine.stores import DirectoryStore, StoreError, safe_relative_key
 
 from support.backup_history import History, dump_bytes, make_settings
+from support.services import unavailable
 from test_backup_helpers import run_cli
 
 T0 = datetime(2026, 1, 1, 2, tzinfo=timezone.utc)
@@ -186,7 +187,7 @@ def test_read_only_backups_dir(tmp_path, fresh_direct_db):
     ro.mkdir()
     r = subprocess.run(["mount", "--bind", "-o", "ro", str(settings.backups_dir), str(ro)], capture_output=True)
     if r.returncode != 0:
-        pytest.skip("cannot bind-mount read-only here")
+        unavailable(f"cannot bind-mount read-only here: {r.stderr.decode().strip()}")
     try:
         subprocess.run(["mount", "-o", "remount,bind,ro", str(ro)], check=True, capture_output=True)
         cfg.write_text(cfg.read_text().replace(str(settings.backups_dir), str(ro)))

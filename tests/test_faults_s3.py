@@ -29,7 +29,7 @@ from fovea_tui.engine.verify import verify_dump
 
 from support.backup_history import History, make_settings, mirror
 from support.faultproxy import FaultProxy
-from support.services import free_port, wait_port
+from support.services import free_port, unavailable, wait_port
 from test_backup_helpers import direct_config, run_cli, settings_and_config, write_env
 
 FAST = {"FOVEA_TUI_S3_TIMEOUT": "2", "FOVEA_TUI_S3_MAX_ATTEMPTS": "2"}
@@ -216,12 +216,12 @@ def strict_s3():
     env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}
     moto = Path(sys.executable).parent / "moto_server"
     if not moto.exists():
-        pytest.skip("moto_server is not installed")
+        unavailable("moto_server is not installed")
     proc = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         if not wait_port(port, 20):
-            pytest.skip("the strict moto server did not start")
+            unavailable("the strict moto server did not start")
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
