@@ -7,6 +7,7 @@ faces can pass anything they print (errors, a tool's stderr, logs) through `reda
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 
 MASK = "••••••"
@@ -36,6 +37,23 @@ def redact(text: str) -> str:
 def mask(value: str | None) -> str:
     """How a secret is shown on screen: present or not, never its content."""
     return MASK if value else "(empty)"
+
+
+class RedactingStderrHandler(logging.Handler):
+    """Warnings to whatever sys.stderr is at the time (the TUI captures it while it runs),
+    with secrets masked. A filter on the root logger would not see records that propagate
+    from the engine's loggers; a handler sees them all."""
+
+    def __init__(self, level: int = logging.WARNING) -> None:
+        super().__init__(level)
+        self.addFilter(RedactingFilter())
+        self.setFormatter(logging.Formatter("fovea-tui: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:  # noqa: BLE001 - logging must never break the operation
+            self.handleError(record)
 
 
 class RedactingFilter(logging.Filter):

@@ -118,3 +118,17 @@ def test_plain_configuration_is_not_scrubbed_but_credentials_are(tmp_path):
     text = secrets.redact("dump fovea-20260101T000000Z.sql.gz of fovea in production; pw hunter2x; Zk39fj20slq0vn3")
     assert "fovea-20260101T000000Z.sql.gz" in text and "production" in text
     assert "hunter2x" not in text and "Zk39fj20slq0vn3" not in text
+
+
+def test_engine_warnings_reach_stderr_with_secrets_masked(capsys):
+    import logging
+
+    from fovea_tui.cli.main import main
+
+    secrets.register("warn-secret-9f8e7d6c")
+    with pytest.raises(SystemExit):
+        main(["--version"])  # installs the CLI's logging before it parses anything
+    capsys.readouterr()
+    logging.getLogger("fovea_tui.engine.audit").warning("audit log not written: warn-secret-9f8e7d6c")
+    err = capsys.readouterr().err
+    assert "audit log not written" in err and "warn-secret-9f8e7d6c" not in err

@@ -85,7 +85,9 @@ def _fail(ctx: CliContext | None, code: int, message: str, *, kind: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.getLogger().addFilter(secrets.RedactingFilter())
+    root = logging.getLogger()
+    if not any(isinstance(h, secrets.RedactingStderrHandler) for h in root.handlers):
+        root.addHandler(secrets.RedactingStderrHandler())
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:

@@ -9,6 +9,7 @@ Never a secret: details are built from names and figures, and the line is passed
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections import deque
 from datetime import datetime, timezone
@@ -20,6 +21,7 @@ from fovea_tui.config import Settings
 from fovea_tui.engine.locks import ensure_private_dir
 
 AUDIT_FILE = "audit.jsonl"
+log = logging.getLogger(__name__)
 
 
 def audit_path(settings: Settings) -> Path:
@@ -45,8 +47,8 @@ def record(settings: Settings, action: str, outcome: str, details: dict[str, Any
             os.write(fd, line.encode("utf-8"))  # one write(2) with O_APPEND: lines never interleave
         finally:
             os.close(fd)
-    except OSError:
-        pass
+    except OSError as exc:
+        log.warning("audit log %s not written: %s", audit_path(settings), exc.strerror or exc)
     return entry
 
 

@@ -14,6 +14,7 @@ One nightly run at a time (lock "nightly"); each engine takes its own locks as u
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import time
@@ -31,6 +32,8 @@ from fovea_tui.errors import Cancelled, FoveaError
 
 LAST_FILE = "nightly-last.json"
 STEPS = ("backup", "prune", "sync")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -254,8 +257,8 @@ def record(settings: Settings, result: NightlyResult) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(secrets.redact(json.dumps(data, indent=2, default=str, ensure_ascii=False)) + "\n")
         os.replace(tmp, path)
-    except (OSError, FoveaError):
-        pass
+    except (OSError, FoveaError) as exc:
+        log.warning("%s not written: %s", last_path(settings), getattr(exc, "strerror", None) or exc)
 
 
 def read_last(settings: Settings) -> dict[str, Any] | None:
