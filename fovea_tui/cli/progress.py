@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Callable
 
 import humanize
 from rich.console import Console
@@ -26,12 +27,16 @@ from fovea_tui.engine.progress import ProgressEvent
 class StderrProgress:
     """A ProgressCallback; use as a context manager so the bar is closed cleanly."""
 
-    def __init__(self, enabled: bool = True, interval: float = 5.0) -> None:
+    def __init__(self, enabled: bool = True, interval: float = 5.0, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.enabled = enabled
         self.console = Console(stderr=True)
         self.interactive = enabled and sys.stderr.isatty()
         self._interval = interval
-        self._last_line = 0.0
+        self._clock = clock
+        self._last_line = float("-inf")
+        self._last_phase: str | None = None
+        self._phase_finished = False
         self._progress: Progress | None = None
         self._tasks: dict[str, TaskID] = {}
 
@@ -66,11 +71,20 @@ class StderrProgress:
             bar.update(self._tasks[event.phase], completed=event.done, total=event.total,
                        description=secrets.redact(label[:60]))
             return
-        now = time.monotonic()
+        # Under cron the output is mailed: a line when a phase starts, one when it finishes,
+        # and one every `interval` seconds between, never one per event.
+        now = self._clock()
         finished = event.total is not None and event.done >= event.total
-        if now - self._last_line < self._interval and not finished and not event.message:
+        new_phase = event.phase != self._last_phase
+        if new_phase:
+            self._phase_finished = False
+        elif finished and self._phase_finished:
+            return
+        elif not finished and now - self._last_line < self._interval:
             return
         self._last_line = now
+        self._last_phase = event.phase
+        self._phase_finished = finished
         if event.unit == "bytes":
             amount = humanize.naturalsize(event.done, binary=True)
             if event.total:
