@@ -59,6 +59,7 @@ class VolumeSettings:
     target: str = ""
     delete: bool = False
     max_delete_percent: int = 10
+    full_listing_hours: int = 24
 
 
 @dataclass

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import threading
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from fovea_tui.cli.main import main
 from fovea_tui.config import BackupSettings, S3Settings, Settings, VolumeSettings
 from fovea_tui.engine import volume as volume_mod
+from fovea_tui.engine.offsite_listing import MARKER_NAME, snapshot_path
 from fovea_tui.engine.progress import CancelToken
 from fovea_tui.engine.volume import merge_sorted, run_sync, safe_destination, volume_sync_summary, walk_sorted
 from fovea_tui.errors import Cancelled, LockHeld, SafetyRefusal
@@ -64,10 +66,14 @@ def write_config(tmp_path: Path, settings: Settings) -> Path:
 
 
 def bucket_objects(s3, bucket: str, prefix: str = PREFIX) -> dict[str, bytes]:
+    """The videos under the prefix, as a person listing the bucket sees them, minus sync's
+    own listing marker (its tests below look at it directly)."""
     client = s3.client()
     out = {}
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
+            if obj["Key"] == prefix + MARKER_NAME:
+                continue
             out[obj["Key"][len(prefix):]] = client.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
     return out
 
@@ -514,3 +520,168 @@ def test_unreachable_store_is_recorded_for_status(s3, s3_bucket, s3_target):
     assert summary["error_count"] == 1 and summary["last"] != summary["last_run"]
     assert "failed" in summary["summary"]
     assert any("errors" in a["message"] for a in summary["alerts"])
+
+
+# ------------------------------------------------------------------ the listing snapshot
+
+
+def marker_in(s3, bucket: str) -> dict | None:
+    from botocore.exceptions import ClientError
+
+    try:
+        return json.loads(s3.client().get_object(Bucket=bucket, Key=PREFIX + MARKER_NAME)["Body"].read())
+    except ClientError:
+        return None
+
+
+def snapshot_header(settings: Settings) -> dict:
+    with snapshot_path(settings).open(encoding="utf-8") as fh:
+        return json.loads(fh.readline())
+
+
+def test_a_resync_trusts_the_snapshot_and_keeps_it_current(s3, s3_bucket, s3_target):
+    settings = s3_target
+    root = Path(settings.volume.path)
+    first = run_sync(settings)
+    assert first.listing["mode"] == "full" and "no snapshot" in first.listing["reason"]
+    assert snapshot_path(settings).stat().st_mode & 0o777 == 0o600
+    header = snapshot_header(settings)
+    assert header["objects"] == len(FILES)
+    assert marker_in(s3, s3_bucket)["generation"] == header["generation"]
+
+    # An object added behind fovea-tui's back is the proof that this run did not list.
+    s3.client().put_object(Bucket=s3_bucket, Key=PREFIX + "added-by-hand", Body=b"h")
+    again = run_sync(settings)
+    assert again.listing["mode"] == "snapshot", again.listing
+    assert (again.uploaded, again.skipped, again.remote_objects) == (0, len(FILES), len(FILES))
+    assert snapshot_header(settings)["generation"] == header["generation"]  # nothing changed, nothing rewritten
+
+    (root / "new.mp4").write_bytes(b"n" * 10)
+    third = run_sync(settings)
+    assert third.listing["mode"] == "snapshot" and third.uploaded == 1
+    moved = snapshot_header(settings)
+    assert moved["objects"] == len(FILES) + 1 and moved["generation"] != header["generation"]
+    assert moved["listed_at"] == header["listed_at"]  # still aged from the last full listing
+    assert marker_in(s3, s3_bucket)["generation"] == moved["generation"]
+    assert run_sync(settings).skipped == len(FILES) + 1
+
+    full = run_sync(settings, full_listing=True)
+    assert full.listing["mode"] == "full" and full.remote_objects == len(FILES) + 2
+    assert snapshot_header(settings)["objects"] == len(FILES) + 2
+    assert snapshot_header(settings)["listed_at"] > header["listed_at"]
+
+
+def test_the_snapshot_is_not_trusted_when_the_target_changed(s3, s3_bucket, s3_target):
+    settings = s3_target
+    client = s3.client()
+    assert run_sync(settings).exit_code == 0
+
+    # Every video deleted behind fovea-tui's back (a lifecycle rule, a person): the sample sees it.
+    for key in FILES:
+        client.delete_object(Bucket=s3_bucket, Key=PREFIX + key)
+    wiped = run_sync(settings)
+    assert wiped.listing["mode"] == "full" and "gone from the target" in wiped.listing["reason"]
+    assert wiped.uploaded == len(FILES) and bucket_objects(s3, s3_bucket) == FILES
+
+    # Another host synced to the same prefix: its marker names another generation.
+    client.put_object(Bucket=s3_bucket, Key=PREFIX + MARKER_NAME, Body=json.dumps({"generation": "other"}))
+    other = run_sync(settings)
+    assert other.listing["mode"] == "full" and "another host" in other.listing["reason"]
+
+    # The marker is gone: the prefix was emptied or rewritten by another tool.
+    client.delete_object(Bucket=s3_bucket, Key=PREFIX + MARKER_NAME)
+    unmarked = run_sync(settings)
+    assert unmarked.listing["mode"] == "full" and MARKER_NAME in unmarked.listing["reason"]
+
+    # The last full listing is older than volume.full_listing_hours.
+    path = snapshot_path(settings)
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    header = json.loads(lines[0])
+    header["listed_at"] = (datetime.now(timezone.utc) - timedelta(hours=25)).isoformat()
+    path.write_text(json.dumps(header) + "\n" + "".join(lines[1:]), encoding="utf-8")
+    aged = run_sync(settings)
+    assert aged.listing["mode"] == "full" and "full_listing_hours = 24" in aged.listing["reason"]
+    assert run_sync(settings).listing["mode"] == "snapshot"
+
+    # full_listing_hours = 0: every run lists, and nothing is remembered.
+    settings.volume.full_listing_hours = 0
+    client.delete_object(Bucket=s3_bucket, Key=PREFIX + MARKER_NAME)
+    path.unlink()
+    for _ in range(2):
+        assert run_sync(settings).listing["mode"] == "full"
+    assert marker_in(s3, s3_bucket) is None and not path.exists()
+
+
+def test_an_interrupted_run_leaves_the_next_one_to_list(s3, s3_bucket, tmp_path):
+    settings = settings_for(tmp_path, f"s3://{s3_bucket}/{PREFIX}", endpoint=s3.endpoint_url)
+    root = make_volume(Path(settings.volume.path), {"seed": b"s"})
+    assert run_sync(settings).listing["mode"] == "full"
+    assert snapshot_path(settings).exists()
+    files = {f"v{i:03d}": os.urandom(3000) for i in range(120)}
+    make_volume(root, files)
+    cancel = CancelToken()
+
+    def ctrl_c(event):
+        if event.phase == "upload" and event.done >= 30_000:
+            cancel.cancel("interrupted by signal SIGINT")
+
+    with pytest.raises(Cancelled):
+        run_sync(settings, progress=ctrl_c, cancel=cancel)
+    assert not snapshot_path(settings).exists()
+    visible = bucket_objects(s3, s3_bucket)
+    resumed = run_sync(settings)
+    assert resumed.listing["mode"] == "full"
+    assert resumed.uploaded == 121 - len(visible) and resumed.exit_code == 0
+    assert run_sync(settings).listing["mode"] == "snapshot"
+
+
+def test_mirrored_deletions_from_the_snapshot(s3, s3_bucket, tmp_path):
+    files = {f"v{i:02d}": b"x" * (i + 1) for i in range(20)}
+    settings = settings_for(tmp_path, f"s3://{s3_bucket}/{PREFIX}", endpoint=s3.endpoint_url,
+                            delete=True, max_delete_percent=10)
+    root = make_volume(Path(settings.volume.path), files)
+    run_sync(settings)
+    (root / "v05").unlink()
+    gone = run_sync(settings)
+    assert gone.listing["mode"] == "snapshot" and gone.deleted == 1 and gone.deletions == ["v05"]
+    assert sorted(bucket_objects(s3, s3_bucket)) == sorted(set(files) - {"v05"})
+    after = run_sync(settings)
+    assert after.listing["mode"] == "snapshot" and after.remote_objects == 19 and after.to_delete == 0
+
+    # The guard refuses: nothing deleted, so the snapshot still tells the truth and the next
+    # run, reading it, refuses the same way.
+    for i in range(3):
+        (root / f"v1{i}").unlink()
+    refused = run_sync(settings)
+    assert refused.exit_code == 3 and refused.deleted == 0 and len(bucket_objects(s3, s3_bucket)) == 19
+    again = run_sync(settings)
+    assert again.listing["mode"] == "snapshot" and again.exit_code == 3 and again.to_delete == 3
+
+
+def test_the_marker_is_never_copied_either_way(s3, s3_bucket, s3_target, tmp_path):
+    settings = s3_target
+    root = Path(settings.volume.path)
+    dry = run_sync(settings, dry_run=True)
+    assert dry.listing["mode"] == "full" and not snapshot_path(settings).exists()
+    assert marker_in(s3, s3_bucket) is None
+    (root / MARKER_NAME).write_text('{"generation": "from a raw copy"}')  # e.g. left by `aws s3 sync` down
+    result = run_sync(settings)
+    assert result.uploaded == len(FILES) and MARKER_NAME not in [p for p in bucket_objects(s3, s3_bucket)]
+    assert marker_in(s3, s3_bucket)["generation"] != "from a raw copy"
+    dest = tmp_path / "pulled"
+    pulled = run_sync(settings, pull=True, to=dest)
+    assert pulled.downloaded == len(FILES) and not (dest / MARKER_NAME).exists()
+    assert pulled.listing is None
+
+
+def test_cli_full_listing_flag(s3, s3_bucket, s3_target, tmp_path, capsys):
+    config = write_config(tmp_path, s3_target)
+    assert main(["--config", str(config), "sync", "--json"]) == 0
+    capsys.readouterr()
+    assert main(["--config", str(config), "sync"]) == 0
+    assert "read from the snapshot of the last sync" in capsys.readouterr().out
+    assert main(["--config", str(config), "sync", "--full-listing", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["listing"]["mode"] == "full" and out["listing"]["reason"] == "a full listing was asked for"
+    assert main(["--config", str(config), "sync", "--pull", "--full-listing"]) == 2
+    assert "--full-listing" in capsys.readouterr().err

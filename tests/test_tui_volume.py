@@ -191,3 +191,27 @@ def test_volume_120x36(snap_compare):
 
     app = make_app(settings, now=SNAP_NOW, cursor_blink=False)
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+@asynctest
+async def test_an_s3_copy_shows_how_it_was_read_and_F_lists_in_full(tmp_path, s3, s3_bucket):
+    from fovea_tui.config import S3Settings
+
+    settings = Settings(backups=BackupSettings(dir=str(tmp_path / "backups")),
+                        volume=VolumeSettings(path=str(tmp_path / "videos"), target=f"s3://{s3_bucket}/videos/"),
+                        s3=S3Settings(endpoint_url=s3.endpoint_url, region="us-east-1"))
+    write_files(Path(settings.volume.path), {f"v{i:02d}.mp4": 1024 + i for i in range(6)})
+    engine.run_sync(settings)  # a real first sync: it lists, then remembers what the copy holds
+    app = make_app(settings, now=datetime.now(timezone.utc))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_volume(app, pilot)
+        summary = text_of(screen, "#summary")
+        assert "the copy's contents come from the last sync's snapshot" in summary, summary
+        assert "F syncs with a full listing" in summary
+        await pilot.press("F")
+        await wait_for(pilot, lambda: screen.job is not None and not screen.job.running)
+        assert screen.job.state == "finished", screen.job.error
+        assert screen.job.result.listing == {**screen.job.result.listing, "mode": "full",
+                                             "reason": "a full listing was asked for"}
+        assert screen.job.result.skipped == 6 and screen.job.result.uploaded == 0
+    assert engine.read_summary(settings)["listing"]["mode"] == "full"

@@ -365,6 +365,7 @@ def _check_videos(settings: Settings, db, database: str, storage: str, cancel: C
     if not target:
         return Check("videos", False, f"{len(rows)} videos referenced, but volume.target is not set: "
                      "the video volume is not backed up anywhere"), None
+    from fovea_tui.engine.offsite_listing import is_marker
     from fovea_tui.engine.stores import open_store
 
     try:
@@ -388,6 +389,8 @@ def _check_videos(settings: Settings, db, database: str, storage: str, cancel: C
     t0 = time.monotonic()
     throttle = Throttle(progress, 0.2)
     for obj in store.iter_objects(""):
+        if is_marker(obj.key):
+            continue  # sync's own bookkeeping, not a video (and its time is not the volume's)
         listed += 1
         if listed % 1000 == 0:
             cancel.check()

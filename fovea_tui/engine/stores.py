@@ -120,6 +120,12 @@ class Store(ABC):
         with self.open_read(key) as fh:
             return fh.read()
 
+    def read_if_exists(self, key: str) -> bytes | None:
+        """A small object's bytes, or None when there is no such object."""
+        if self.head(key) is None:
+            return None
+        return self.read_bytes(key)
+
     @abstractmethod
     def put_bytes(self, key: str, data: bytes) -> ObjectInfo:
         """Write a small object (a manifest) atomically."""
@@ -567,6 +573,18 @@ class S3Store(Store):
     def open_read(self, key) -> IO[bytes]:
         try:
             return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+        except Exception as exc:  # noqa: BLE001
+            raise self.describe_error("read", key, exc) from None
+
+    def read_if_exists(self, key) -> bytes | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise self.describe_error("read", key, exc) from None
         except Exception as exc:  # noqa: BLE001
             raise self.describe_error("read", key, exc) from None
 

@@ -43,6 +43,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable, Iterator
 
 from fovea_tui.config import Settings
+from fovea_tui.engine import offsite_listing
+from fovea_tui.engine.offsite_listing import Snapshot, SnapshotWriter, is_marker
 from fovea_tui.engine.progress import CancelToken, ProgressEvent, Throttle, no_progress
 from fovea_tui.errors import Cancelled, ConfigError, FoveaError, OperationFailed, SafetyRefusal
 from fovea_tui.formatting import ago
@@ -91,6 +93,7 @@ class SyncResult:
     planned: list[dict[str, Any]] = field(default_factory=list)  # dry run: the transfers
     deletions: list[str] = field(default_factory=list)  # planned (dry run) or done
     pending: int = 0                    # planned transfers that did not happen
+    vanished: int = 0                   # planned transfers whose file was deleted meanwhile
     local_files: int = 0
     local_bytes: int = 0
     remote_objects: int = 0
@@ -100,6 +103,7 @@ class SyncResult:
     refused: str | None = None          # the delete guard's reason, when it refused
     cancelled: bool = False
     cleaned_up: int = 0                 # incomplete uploads aborted at start
+    listing: dict[str, Any] | None = None  # push: full listing or trusted snapshot, and why
     started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     finished_at: datetime | None = None
     duration_s: float = 0.0
@@ -156,6 +160,7 @@ class SyncResult:
             "refused": self.refused,
             "cancelled": self.cancelled,
             "cleaned_up": self.cleaned_up,
+            "listing": self.listing,
             "started_at": self.started_at.isoformat(),
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "duration_s": round(self.duration_s, 3),
@@ -222,7 +227,7 @@ def _entry_names(directory: Path, rel: str, warn: Callable[[str], None]) -> Iter
         with os.scandir(directory) as entries:
             for entry in entries:
                 name = entry.name
-                if name.startswith(TEMP_PREFIX):
+                if name.startswith(TEMP_PREFIX) or (not rel and is_marker(name)):
                     continue
                 try:
                     name.encode("utf-8")
@@ -391,10 +396,12 @@ def _listing(store, splits: list[str]) -> Iterator[Any]:
     return store.iter_objects()
 
 
-def _remote_objects(store, result: SyncResult, splits: list[str] | None = None) -> Iterator[Any]:
-    for obj in _listing(store, splits or []):
-        if obj.key.endswith("/") or PurePosixPath(obj.key).name.startswith(TEMP_PREFIX):
-            continue  # "folder" markers made by consoles; stores' own temp files
+def _remote_objects(store, result: SyncResult, splits: list[str] | None = None,
+                    snapshot: Snapshot | None = None) -> Iterator[Any]:
+    """The target's objects in key order: listed, or read from a trusted snapshot."""
+    for obj in (iter(snapshot) if snapshot is not None else _listing(store, splits or [])):
+        if obj.key.endswith("/") or PurePosixPath(obj.key).name.startswith(TEMP_PREFIX) or is_marker(obj.key):
+            continue  # "folder" markers made by consoles; stores' own temp files; our listing marker
         result.remote_objects += 1
         yield obj
 
@@ -565,15 +572,20 @@ class _Scan:
 
 
 def _plan_push(root: Path, store, result: SyncResult, *, replace_changed: bool, mirror_deletes: bool,
-               progress: Callable[[ProgressEvent], None], cancel: CancelToken) -> _Plan:
+               progress: Callable[[ProgressEvent], None], cancel: CancelToken,
+               snapshot: Snapshot | None = None, after: SnapshotWriter | None = None) -> _Plan:
+    """Merge the local walk with the target's objects (listed, or from `snapshot`) into a plan;
+    `after` receives what the target will hold once the plan has been carried out."""
     plan = _new_plan()
+    keep = after.add if after is not None else (lambda key, size: None)
     scan = _Scan(progress)
     try:
         spool = _LocalSpool(_checked_order(walk_sorted(root, result.warn), f"local volume {root}"), SPLIT_EVERY)
     except BaseException:
         plan.close()
         raise
-    remote = _checked_order(_remote_objects(store, result, spool.splits), f"listing of {store.describe()}")
+    what = f"snapshot {snapshot.path}" if snapshot is not None else f"listing of {store.describe()}"
+    remote = _checked_order(_remote_objects(store, result, spool.splits, snapshot), what)
     try:
         for lo, ro in merge_sorted(spool, remote):
             if scan.seen % 256 == 0:
@@ -583,19 +595,24 @@ def _plan_push(root: Path, store, result: SyncResult, *, replace_changed: bool, 
                 result.local_bytes += lo.size
             if lo is not None and ro is None:
                 plan.add_transfer(lo.key, lo.size, "new")
+                keep(lo.key, lo.size)
             elif lo is not None and ro is not None:
                 if lo.size == ro.size:
                     result.skipped += 1
+                    keep(ro.key, ro.size)
                 else:
                     if len(result.changed) < MAX_LISTED:
                         result.changed.append(lo.key)
                     if replace_changed:
                         plan.add_transfer(lo.key, lo.size, "changed")
+                    keep(lo.key, lo.size if replace_changed else ro.size)
                     outcome = ("replacing the off-site copy (--replace-changed)" if replace_changed
                                else "not replaced (use --replace-changed to upload it)")
                     result.warn(f"{lo.key} changed locally ({lo.size} bytes, off-site {ro.size}): {outcome}")
             elif ro is not None and mirror_deletes:
                 plan.add_deletion(ro.key)
+            elif ro is not None:
+                keep(ro.key, ro.size)
             scan.tick((lo or ro).key, plan.transfer_count)
         scan.end(plan.transfer_count)
     except BaseException:
@@ -662,7 +679,7 @@ def _run_transfers(plan: _Plan, result: SyncResult, do_one: Callable[..., Any], 
     tracker = TransferProgress(phase, plan.transfer_count, plan.transfer_bytes, progress)
     tracker.start()
     lock = threading.Lock()
-    state = {"consecutive": 0, "tripped": False, "last": "", "vanished": 0}
+    state = {"consecutive": 0, "tripped": False, "last": ""}
 
     def task(key: str, size: int, reason: str) -> None:
         ok = False
@@ -686,7 +703,7 @@ def _run_transfers(plan: _Plan, result: SyncResult, do_one: Callable[..., Any], 
         except FileNotFoundError:
             with lock:
                 result.warn(f"{key} vanished before it could be copied")
-                state["vanished"] += 1
+                result.vanished += 1
         except (FoveaError, OSError, Exception) as exc:  # noqa: BLE001 - one failed file never stops the others
             message = f"{key}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}"
             with lock:
@@ -709,7 +726,7 @@ def _run_transfers(plan: _Plan, result: SyncResult, do_one: Callable[..., Any], 
         if inflight:
             wait(inflight)
     tracker.end()
-    result.pending = plan.transfer_count - (result.uploaded + result.downloaded) - state["vanished"]
+    result.pending = plan.transfer_count - (result.uploaded + result.downloaded) - result.vanished
     if state["tripped"]:
         result.error(f"stopped after {BREAKER} transfers failed in a row (last: {state['last']}); "
                      f"{result.pending} files left for the next run")
@@ -757,9 +774,13 @@ def _lock(settings: Settings, dry_run: bool):
 
 
 def run_sync(settings: Settings, *, dry_run: bool = False, pull: bool = False, to: str | os.PathLike | None = None,
-             replace_changed: bool = False, progress: Callable[[ProgressEvent], None] | None = None,
+             replace_changed: bool = False, full_listing: bool = False,
+             progress: Callable[[ProgressEvent], None] | None = None,
              cancel: CancelToken | None = None, workers: int = DEFAULT_WORKERS) -> SyncResult:
     """Sync the volume to `volume.target` (or, with pull, back into `volume.path` or `to`).
+
+    A push to S3 reads what the target holds from the snapshot its last run left, when that
+    can be trusted (see offsite_listing); `full_listing` makes it list the target anyway.
 
     Returns the result; a delete-guard refusal is `result.refused` (exit code 3), failed
     files are `result.errors` (exit code 1). Raises ConfigError for a bad configuration,
@@ -774,8 +795,8 @@ def run_sync(settings: Settings, *, dry_run: bool = False, pull: bool = False, t
     if pull:
         return _pull(settings, Path(to) if to is not None else Path(settings.volume.path), dry_run=dry_run,
                      replace_changed=replace_changed, progress=progress, cancel=cancel, workers=workers)
-    return _push(settings, dry_run=dry_run, replace_changed=replace_changed, progress=progress,
-                 cancel=cancel, workers=workers)
+    return _push(settings, dry_run=dry_run, replace_changed=replace_changed, full_listing=full_listing,
+                 progress=progress, cancel=cancel, workers=workers)
 
 
 def _finish(result: SyncResult, t0: float) -> SyncResult:
@@ -784,8 +805,8 @@ def _finish(result: SyncResult, t0: float) -> SyncResult:
     return result
 
 
-def _push(settings: Settings, *, dry_run: bool, replace_changed: bool, progress, cancel: CancelToken,
-          workers: int) -> SyncResult:
+def _push(settings: Settings, *, dry_run: bool, replace_changed: bool, full_listing: bool, progress,
+          cancel: CancelToken, workers: int) -> SyncResult:
     root = Path(settings.volume.path)
     mirror = settings.volume.delete
     result = SyncResult("push", str(root), settings.volume.target, dry_run=dry_run)
@@ -800,8 +821,17 @@ def _push(settings: Settings, *, dry_run: bool, replace_changed: bool, progress,
         try:
             if not dry_run:
                 result.cleaned_up = store.cleanup_incomplete(older_than_s=STALE_UPLOAD_S)
-            plan = _plan_push(root, store, result, replace_changed=replace_changed, mirror_deletes=mirror,
-                              progress=progress, cancel=cancel)
+            listing_started = datetime.now(timezone.utc)
+            choice = offsite_listing.choose(settings, store, full_listing=full_listing, now=listing_started)
+            result.listing = choice.as_dict()
+            after = SnapshotWriter() if choice.remembers and not dry_run else None
+            try:
+                plan = _plan_push(root, store, result, replace_changed=replace_changed, mirror_deletes=mirror,
+                                  progress=progress, cancel=cancel, snapshot=choice.snapshot, after=after)
+            except BaseException:
+                if after is not None:
+                    after.close()
+                raise
         except (SafetyRefusal, Cancelled):
             raise
         except FoveaError as exc:  # the store is unreachable, the listing failed: status must know
@@ -828,14 +858,37 @@ def _push(settings: Settings, *, dry_run: bool, replace_changed: bool, progress,
                 result.deletions = list(itertools.islice(plan.iter_deletions(), MAX_PLANNED))
                 result.to_delete = plan.deletion_count
                 return _finish(result, t0)
+            changes = plan.transfer_count or (plan.deletion_count and not result.refused)
+            if changes:
+                offsite_listing.discard(settings)  # stopped half-way, the next run must list
             with _recorded(settings, result, t0, cancel):
                 reachable = _run_transfers(plan, result, _uploader(store, root), phase="upload",
                                            workers=workers, progress=progress, cancel=cancel)
                 if mirror and plan.deletion_count and not result.refused and reachable and not cancel.cancelled:
                     _delete(plan, store, result, progress, cancel)
+                if after is not None and (changes or choice.snapshot is None):
+                    _remember(settings, store, result, after, plan, cancel,
+                              listed_at=choice.full_listing_at if choice.snapshot is not None else listing_started)
             return result
         finally:
             plan.close()
+            if after is not None:
+                after.close()
+
+
+def _remember(settings: Settings, store, result: SyncResult, after: SnapshotWriter, plan: _Plan,
+              cancel: CancelToken, *, listed_at: datetime) -> None:
+    """Keep what the target now holds, so the next push can skip listing it; only after a run
+    that did everything it planned (otherwise the next run lists in full)."""
+    done = (not result.error_count and not result.refused and not cancel.cancelled and not result.pending
+            and not result.vanished
+            and result.deleted == (plan.deletion_count if settings.volume.delete else 0))
+    if not done:
+        return
+    try:
+        after.commit(settings, store, listed_at=listed_at, now=datetime.now(timezone.utc))
+    except (OSError, FoveaError) as exc:
+        result.warn(f"could not record what {settings.volume.target} holds ({exc}): the next sync lists it in full")
 
 
 def _list_planned(plan: _Plan, result: SyncResult, action: str) -> None:
@@ -971,6 +1024,7 @@ def write_summary(settings: Settings, result: SyncResult) -> Path | None:
         "remote_objects": result.remote_objects,
         "refused": result.refused,
         "cancelled": result.cancelled,
+        "listing": result.listing,
         # the last run that copied everything it planned (status ages the backup by it)
         "last_ok": None,
     }
@@ -1027,6 +1081,7 @@ def volume_sync_summary(settings: Settings, now: datetime | None = None) -> dict
         "deleted": last.get("deleted", 0), "bytes": last.get("bytes", 0),
         "changed": last.get("changed", 0), "refused": last.get("refused"),
         "cancelled": last.get("cancelled", False), "last_target": last.get("target"),
+        "listing": last.get("listing"),
     })
     text = (f"last synced {_age_text(age)} to {last.get('target')}" if age is not None
             else f"no complete sync to {last.get('target')} yet")

@@ -1,5 +1,5 @@
-"""`fovea-tui sync [--dry-run] [--json] [--pull [--to DIR]] [--replace-changed]`: the video
-volume to `volume.target`, or with --pull back into `volume.path` (or DIR)."""
+"""`fovea-tui sync [--dry-run] [--json] [--pull [--to DIR]] [--replace-changed] [--full-listing]`:
+the video volume to `volume.target`, or with --pull back into `volume.path` (or DIR)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,9 @@ def register(sub) -> None:
     parser.add_argument("--replace-changed", action="store_true",
                         help="copy files whose size differs from the other side's copy "
                              "(by default they are reported and left alone)")
+    parser.add_argument("--full-listing", action="store_true",
+                        help="list the whole S3 target even if the snapshot of the last sync can be trusted "
+                             "(by default it is listed at least every volume.full_listing_hours)")
     add_json_flag(parser)
     parser.set_defaults(handler=run)
 
@@ -54,6 +57,10 @@ def render(d: dict) -> str:
                      f"({d['source']} -> {d['target']})")
         if d["pending"]:
             lines.append(f"{d['pending']} files pending: run sync again")
+    if d.get("listing"):
+        how = ("read from the snapshot of the last sync" if d["listing"]["mode"] == "snapshot"
+               else "listed in full")
+        lines.append(f"off-site objects {how}: {d['listing']['reason']}")
     for w in d["warnings"]:
         lines.append(f"warning: {w}")
     if d["warning_count"] > len(d["warnings"]):
@@ -72,9 +79,12 @@ def run(args, ctx: CliContext) -> int:
 
     if args.to and not args.pull:
         raise UsageError("--to only goes with --pull", key="--to")
+    if args.full_listing and args.pull:
+        raise UsageError("--full-listing only goes with a push: a pull always lists the target", key="--full-listing")
     with ctx.progress() as progress:
         result = run_sync(ctx.settings, dry_run=args.dry_run, pull=args.pull, to=args.to,
-                          replace_changed=args.replace_changed, progress=progress, cancel=ctx.cancel)
+                          replace_changed=args.replace_changed, full_listing=args.full_listing,
+                          progress=progress, cancel=ctx.cancel)
     data = result.as_dict()
     ctx.emit(data, render(data))
     if result.refused:

@@ -32,6 +32,7 @@ HINTS = {
     "volume.path": "the host path behind STORAGE_PATH",
     "volume.target": "s3://bucket/prefix/ or a directory",
     "volume.delete": "mirror deletions, behind max_delete_percent",
+    "volume.full_listing_hours": "list the S3 target at least this often; between, trust the last sync's snapshot (0: always list)",
     "s3.endpoint_url": "MinIO, Ceph, R2…; empty means AWS. Credentials: the AWS chain, never here",
     "stack.migrate_command": "words, shell-quoted",
     "notify.webhooks": "URLs, separated by spaces",

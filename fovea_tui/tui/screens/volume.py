@@ -133,7 +133,18 @@ def summary_text(target: str, last: dict[str, Any] | None, plan: engine.SyncResu
             text.append("\nnothing pending: the copy is up to date", style="green")
     elif when is not None and last.get("pending"):
         text.append(f"\n{last['pending']:,} files left pending by that run", style="yellow")
+    if plan is not None and plan.listing and target.startswith("s3://"):
+        text.append("\n" + listing_line(plan.listing, now), style="dim")
     return text
+
+
+def listing_line(listing: dict[str, Any], now) -> str:
+    """How the plan learned what the copy holds: listed, or the last sync's snapshot."""
+    full_at = parse_time(listing.get("last_full_listing"))
+    if listing["mode"] == "snapshot":
+        return (f"the copy's contents come from the last sync's snapshot (checked; last full listing "
+                f"{formatting.ago(full_at, now)}); F syncs with a full listing")
+    return f"the copy was listed in full: {listing['reason']}"
 
 
 def errors_text(last: dict[str, Any] | None, plan: engine.SyncResult | None, job: Job | None) -> Text:
@@ -162,6 +173,7 @@ class VolumeScreen(Screen):
     BINDINGS = [
         Binding("S", "sync_now", "Sync now"),
         Binding("enter", "sync_now", "Sync now", show=False, priority=True),
+        Binding("F", "sync_full_listing", "Sync, full listing"),
         Binding("c", "cancel_sync", "Cancel"),
         Binding("P", "pull", "Pull…"),
         Binding("ctrl+r", "reload", "Re-plan"),
@@ -381,6 +393,10 @@ class VolumeScreen(Screen):
 
     def action_sync_now(self) -> None:
         self._start("Sync videos now", dry_run=False, pull=False, to=None, replace_changed=False)
+
+    def action_sync_full_listing(self) -> None:
+        self._start("Sync videos now, listing the copy in full", dry_run=False, pull=False, to=None,
+                    replace_changed=False, full_listing=True)
 
     def action_cancel_sync(self) -> None:
         if self.app.jobs.cancel(kind=JOB_KIND):  # type: ignore[attr-defined]
