@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# The peers the benchmarks race (`aws s3 sync`), in a venv of their own: the aws CLI pins
+# its own botocore, which must not move the one fovea-tui runs on.
+PEERS  := .venv-peers
 
 .PHONY: install test demo bench screenshots clean services
 
@@ -24,11 +27,16 @@ test: install services
 demo: install
 	$(VENV)/bin/fovea-tui demo
 
-bench: install services
+$(PEERS)/bin/aws:
+	$(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install --quiet --upgrade pip
+	$(PEERS)/bin/python -m pip install --quiet awscli
+
+bench: install services $(PEERS)/bin/aws
 	$(PY) benchmarks/run.py
 
 screenshots: install
 	$(PY) -m fovea_tui.tui.screenshots screenshots/
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(PEERS) .pytest_cache
