@@ -299,7 +299,13 @@ class VolumeScreen(Screen):
 
     def _on_settings_changed(self, _settings: Any) -> None:
         self._show_where()
+        self.refresh_bindings()
         self.action_reload()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "sync_full_listing":  # only an S3 copy is ever read from a snapshot
+            return self.settings.volume.target.startswith("s3://")
+        return True
 
     # --- drawing ----------------------------------------------------------------------
 
