@@ -284,8 +284,16 @@ def _settle(root: Path, config: Path, anchor: datetime, log) -> None:
         for path in held.iterdir():
             os.replace(path, videos / path.name)
         held.rmdir()
+    # The files' times agree with the backdated sync: `status` counts the files written since
+    # the last sync began as pending, which should be the held-back videos only.
+    synced_at = anchor - timedelta(hours=SYNCED_HOURS_AGO)
+    arrived_later = set(newest)
+    for path in videos.rglob("*"):
+        if path.is_file():
+            ts = synced_at + timedelta(hours=1 if path in arrived_later else -1)
+            os.utime(path, (ts.timestamp(), ts.timestamp()))
     summary = settings.state_dir / SUMMARY_FILE
-    when = (anchor - timedelta(hours=SYNCED_HOURS_AGO)).isoformat()
+    when = synced_at.isoformat()
     data = json.loads(summary.read_text())
     data.update(time=when, started_at=when, last_ok=when)
     summary.write_text(json.dumps(data, indent=2))

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from fovea_tui.config import Settings
 from fovea_tui.engine.schedule import status_section as _schedule_section
+from fovea_tui.engine.volume import read_summary as read_sync_summary
 from fovea_tui.engine.volume import volume_sync_summary as _volume_sync
 from fovea_tui.envfile import EnvFile
 from fovea_tui.errors import FoveaError
@@ -124,9 +125,11 @@ def _database(probe: _Probe) -> dict[str, Any]:
     }
 
 
-def scan_volume(path: Path) -> dict[str, Any]:
-    """Files and bytes under the volume, walking with scandir (no file is opened)."""
-    files = total = 0
+def scan_volume(path: Path, since: float | None = None) -> dict[str, Any]:
+    """Files and bytes under the volume, walking with scandir (no file is opened); with
+    `since` (a POSIX time), also the files written since then: blobs are immutable, so
+    those are the ones a sync that started at `since` cannot have copied."""
+    files = total = new_files = new_bytes = 0
     stack = [path]
     while stack:
         directory = stack.pop()
@@ -136,18 +139,31 @@ def scan_volume(path: Path) -> dict[str, Any]:
                     if entry.is_dir(follow_symlinks=False):
                         stack.append(Path(entry.path))
                     elif entry.is_file(follow_symlinks=False):
+                        st = entry.stat(follow_symlinks=False)
                         files += 1
-                        total += entry.stat(follow_symlinks=False).st_size
+                        total += st.st_size
+                        if since is not None and st.st_mtime >= since:
+                            new_files += 1
+                            new_bytes += st.st_size
         except PermissionError:
             raise FoveaError(f"volume directory {directory} is not readable by this user") from None
-    return {"files": files, "bytes": total}
+    if since is None:
+        return {"files": files, "bytes": total}
+    return {"files": files, "bytes": total, "new_files": new_files, "new_bytes": new_bytes}
 
 
 def _volume(probe: _Probe) -> dict[str, Any]:
     path = Path(probe.settings.volume.path)
     if not path.is_dir():
         raise FoveaError(f"volume path {path} does not exist or is not a directory")
-    return {"path": str(path), "target": probe.settings.volume.target or None, **scan_volume(path)}
+    target = probe.settings.volume.target or None
+    last = read_sync_summary(probe.settings) if target else None
+    started = datetime.fromisoformat(last["started_at"]) if last and last.get("started_at") else None
+    section = {"path": str(path), "target": target,
+               **scan_volume(path, since=started.timestamp() if started else None)}
+    if started is not None:
+        section["new_since"] = started.isoformat()  # new_files: written since the last sync began
+    return section
 
 
 def _env_file(probe: _Probe) -> dict[str, Any]:

@@ -171,6 +171,8 @@ def cards(report: StatusReport, now: datetime, backups_dir: Path | None = None) 
     else:
         lines.append(f"last sync {age(synced, now)} → {target}")
         verdict = _verdict_for_age(synced, now, SYNC_STALE_AFTER)
+        if vol.get("new_files"):
+            lines.append(f"{vol['new_files']:,} new files pending ({size(vol.get('new_bytes'))})")
     if sync.get("pending") or sync.get("error_count"):
         lines.append(sync.get("summary", ""))
     if (not vol.get("ok") or sync.get("ok") is False or sync.get("error_count")

@@ -29,7 +29,9 @@ def render(report: StatusReport) -> str:
               f"{humanize.naturalsize(db.get('size', 0), binary=True)}, {db.get('tables', 0)} tables, "
               f"{db.get('rows', 0)} rows, {db.get('migrations', 0)} migrations"),
         _line("videos", vol, f"{vol.get('path', '')}: {vol.get('files', 0)} files, "
-              f"{humanize.naturalsize(vol.get('bytes', 0), binary=True)}"),
+              f"{humanize.naturalsize(vol.get('bytes', 0), binary=True)}"
+              + (f", {vol['new_files']} new since the last sync "
+                 f"({humanize.naturalsize(vol['new_bytes'], binary=True)})" if vol.get("new_files") else "")),
         _line("env file", env, f"{env.get('path', '')}: {env.get('keys', 0)} keys (values hidden), mode {env.get('mode', '')}"),
     ]
     redis = s["redis"]
