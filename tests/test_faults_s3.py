@@ -1,6 +1,7 @@
 """S3 faults, against moto's real S3 server and a small fault-injecting HTTP proxy in front
 of it (tests/support/faultproxy.py): 5xx answers, a slow store, the store stopped mid-upload,
-mid-listing and mid-download, wrong credentials, a bucket that does not exist.
+mid-listing and mid-download, wrong credentials, a bucket that does not exist, and what
+the volume sync sends when it trusts its listing snapshot (or cannot check it).
 
 What must hold every time: a clear one-line message naming the store, exit 1, the local
 backup complete and kept, nothing deleted on a partial picture, no temp file left behind.
@@ -237,3 +238,53 @@ def test_wrong_credentials(small_db, tmp_path, strict_s3):
     assert "InvalidAccessKeyId" in r.stderr and "check the AWS credentials" in r.stderr, r.stderr
     assert secret not in r.stdout + r.stderr
     _local_backup_is_whole(settings, json.loads(r.stdout))
+
+
+# --- volume sync: the listing snapshot, seen from the wire
+
+
+def _sync_settings(tmp_path, s3_bucket, endpoint):
+    from test_sync import PREFIX, make_volume, settings_for
+
+    settings = settings_for(tmp_path, f"s3://{s3_bucket}/{PREFIX}", endpoint=endpoint)
+    make_volume(Path(settings.volume.path))
+    return settings
+
+
+def test_a_noop_sync_from_the_snapshot_sends_no_listing_request(tmp_path, s3, s3_bucket, proxy):
+    from fovea_tui.engine.offsite_listing import MARKER_NAME, SAMPLE_SIZE
+    from fovea_tui.engine.volume import run_sync
+
+    settings = _sync_settings(tmp_path, s3_bucket, proxy.endpoint_url)
+    assert run_sync(settings).listing["mode"] == "full"
+    assert any("list-type=2" in target for _, target, _ in proxy.seen)
+    proxy.seen.clear()
+    again = run_sync(settings)
+    assert again.listing["mode"] == "snapshot" and again.exit_code == 0
+    sent = [(method, target.split("?")[0]) for method, target, _ in proxy.seen]
+    assert not any("list-type=2" in target for _, target, _ in proxy.seen), proxy.seen
+    assert [m for m, t in sent if t.endswith(MARKER_NAME)] == ["GET"]
+    assert sum(1 for m, _ in sent if m == "HEAD") == SAMPLE_SIZE
+    assert not any(m in ("PUT", "POST", "DELETE") for m, _ in sent)  # nothing changed, nothing written
+
+
+def test_a_marker_that_cannot_be_read_means_a_full_listing(tmp_path, s3, s3_bucket, proxy, monkeypatch):
+    from fovea_tui.engine.offsite_listing import MARKER_NAME
+    from fovea_tui.engine.volume import run_sync
+    from test_sync import FILES
+
+    settings = _sync_settings(tmp_path, s3_bucket, proxy.endpoint_url)
+    run_sync(settings)
+    proxy.add("GET", MARKER_NAME, status=403)  # credentials that may list and write, not read
+    denied = run_sync(settings)
+    assert denied.exit_code == 0 and denied.skipped == len(FILES) and denied.errors == []
+    assert denied.listing["mode"] == "full"
+    assert "cannot check the snapshot against the target" in denied.listing["reason"]
+    assert "AccessDenied" in denied.listing["reason"]
+    proxy.clear()
+    proxy.add("HEAD", "", status=503)  # the sample cannot be checked: the store is struggling
+    for name, value in FAST.items():
+        monkeypatch.setenv(name, value)
+    struggling = run_sync(settings)
+    assert struggling.exit_code == 0 and struggling.listing["mode"] == "full"
+    assert "cannot inspect" in struggling.listing["reason"] and "503" in struggling.listing["reason"]

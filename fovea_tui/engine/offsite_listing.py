@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import IO, Iterator
 
 from fovea_tui.config import Settings
+from fovea_tui.errors import FoveaError
 from fovea_tui.formatting import ago
 
 MARKER_NAME = ".fovea-tui-listing.json"   # at the root of the target; never synced or pulled
@@ -147,14 +148,18 @@ def choose(settings: Settings, store, *, full_listing: bool, now: datetime,
     if age.total_seconds() >= hours * 3600:
         return ListingChoice(None, f"the last full listing was {ago(snap.listed_at, now)}, "
                                    f"volume.full_listing_hours = {hours}", snap.listed_at)
-    marker = _read_marker(store)
-    if marker is None:
-        return ListingChoice(None, f"no {MARKER_NAME} in the target: it was emptied, replaced, or written "
-                                   "by another tool", snap.listed_at)
-    if marker.get("generation") != snap.generation:
-        return ListingChoice(None, "the target changed since this host's last sync "
-                                   "(another host or run wrote it)", snap.listed_at)
-    missing = _sample_missing(store, snap, rng or random.Random())
+    try:
+        marker = _read_marker(store)
+        if marker is None:
+            return ListingChoice(None, f"no {MARKER_NAME} in the target: it was emptied, replaced, or "
+                                       "written by another tool", snap.listed_at)
+        if marker.get("generation") != snap.generation:
+            return ListingChoice(None, "the target changed since this host's last sync "
+                                       "(another host or run wrote it)", snap.listed_at)
+        missing = _sample_missing(store, snap, rng or random.Random())
+    except FoveaError as exc:  # e.g. credentials that may list and write but not read
+        return ListingChoice(None, f"cannot check the snapshot against the target: {exc.message}",
+                             snap.listed_at)
     if missing:
         return ListingChoice(None, f"{missing} is gone from the target or changed size: objects were removed "
                                    "behind fovea-tui's back", snap.listed_at)

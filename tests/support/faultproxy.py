@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 _ERROR_BODY = ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
                "<Message>injected by the test proxy</Message><RequestId>fault</RequestId></Error>")
-_CODES = {500: "InternalError", 503: "SlowDown"}
+_CODES = {403: "AccessDenied", 500: "InternalError", 503: "SlowDown"}
 
 
 @dataclass
