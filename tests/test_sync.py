@@ -546,7 +546,7 @@ def test_a_resync_trusts_the_snapshot_and_keeps_it_current(s3, s3_bucket, s3_tar
     assert first.listing["mode"] == "full" and "no snapshot" in first.listing["reason"]
     assert snapshot_path(settings).stat().st_mode & 0o777 == 0o600
     header = snapshot_header(settings)
-    assert header["objects"] == len(FILES)
+    assert header["objects"] == len(FILES) and header["listed_at"] == first.listing["last_full_listing"]
     assert marker_in(s3, s3_bucket)["generation"] == header["generation"]
 
     # An object added behind fovea-tui's back is the proof that this run did not list.

@@ -152,6 +152,9 @@ def _sync(settings: Settings, now: float, out: dict[str, Metric]) -> None:
     ok = not data.get("error_count") and not data.get("refused") and not data.get("cancelled")
     out["sync_success"].add(1 if ok else 0)
     out["sync_local_files"].add(_num(data.get("local_files")))
+    listing = data.get("listing") or {}
+    if listing.get("last_full_listing"):
+        out["sync_full_listing_ts"].add(_ts(listing["last_full_listing"]))
 
 
 def _latest_drill(settings: Settings) -> tuple[dict[str, Any], float] | None:
@@ -237,6 +240,8 @@ def _definitions() -> dict[str, Metric]:
         ("sync_errors", "fovea_sync_last_errors", "Files that failed in the last volume sync."),
         ("sync_success", "fovea_sync_last_success", "1 if the last volume sync had no error, refusal or cancel."),
         ("sync_local_files", "fovea_volume_files", "Files in the volume at the last sync."),
+        ("sync_full_listing_ts", "fovea_sync_last_full_listing_timestamp_seconds",
+         "When the last sync's target was last listed in full (between, syncs trust a snapshot)."),
         ("drill_ts", "fovea_drill_last_timestamp_seconds", "When the last disaster-recovery drill ran."),
         ("drill_success", "fovea_drill_last_success", "1 if the last drill passed every check."),
         ("drill_rto", "fovea_drill_last_rto_seconds", "Recovery time measured by the last drill."),

@@ -117,7 +117,7 @@ class ListingChoice:
 
     snapshot: Snapshot | None
     reason: str
-    full_listing_at: datetime | None = None   # when the target was last listed in full
+    full_listing_at: datetime | None = None   # the snapshot's last full listing, if there is one
     remembers: bool = True                    # keep a snapshot after this run (S3 targets)
 
     @property

@@ -824,6 +824,8 @@ def _push(settings: Settings, *, dry_run: bool, replace_changed: bool, full_list
             listing_started = datetime.now(timezone.utc)
             choice = offsite_listing.choose(settings, store, full_listing=full_listing, now=listing_started)
             result.listing = choice.as_dict()
+            if choice.snapshot is None:  # this run lists the target in full
+                result.listing["last_full_listing"] = listing_started.isoformat()
             after = SnapshotWriter() if choice.remembers and not dry_run else None
             try:
                 plan = _plan_push(root, store, result, replace_changed=replace_changed, mirror_deletes=mirror,
