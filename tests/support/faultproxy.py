@@ -117,7 +117,8 @@ class FaultProxy:
                     self.send_header("Content-Type", "application/xml")
                     self.send_header("Content-Length", str(len(text)))
                     self.end_headers()
-                    self.wfile.write(text)
+                    if method != "HEAD":  # a HEAD answer has no body; one would corrupt the connection
+                        self.wfile.write(text)
                     return
                 headers = {k: v for k, v in self.headers.items()
                            if k.lower() not in ("transfer-encoding", "content-length", "connection")}
