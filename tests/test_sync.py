@@ -603,6 +603,14 @@ def test_the_snapshot_is_not_trusted_when_the_target_changed(s3, s3_bucket, s3_t
     assert aged.listing["mode"] == "full" and "full_listing_hours = 24" in aged.listing["reason"]
     assert run_sync(settings).listing["mode"] == "snapshot"
 
+    # ... or dated in the future: the clock moved back, so its age cannot be told.
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    header = json.loads(lines[0])
+    header["listed_at"] = (datetime.now(timezone.utc) + timedelta(days=3)).isoformat()
+    path.write_text(json.dumps(header) + "\n" + "".join(lines[1:]), encoding="utf-8")
+    skewed = run_sync(settings)
+    assert skewed.listing["mode"] == "full" and "clock moved back" in skewed.listing["reason"]
+
     # full_listing_hours = 0: every run lists, and nothing is remembered.
     settings.volume.full_listing_hours = 0
     client.delete_object(Bucket=s3_bucket, Key=PREFIX + MARKER_NAME)

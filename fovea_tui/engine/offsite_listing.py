@@ -10,7 +10,8 @@ naming the snapshot's generation.
 
 The next push trusts the snapshot instead of listing only when all of these hold:
 
-- the last full listing is younger than `volume.full_listing_hours` (0: always list);
+- the last full listing is younger than `volume.full_listing_hours` (0: always list), and
+  not dated in the future (a clock moved back could make any snapshot look young);
 - the marker in the target still names the snapshot's generation, so no other run (this
   host's or another's) has changed the target since, and the target was not emptied or
   replaced (the marker would be gone);
@@ -145,6 +146,9 @@ def choose(settings: Settings, store, *, full_listing: bool, now: datetime,
     if snap is None or snap.target != settings.volume.target:
         return ListingChoice(None, "no snapshot of an earlier sync to this target")
     age = now - snap.listed_at
+    if age.total_seconds() < 0:
+        return ListingChoice(None, "the last full listing is dated in the future: this host's clock moved back",
+                             snap.listed_at)
     if age.total_seconds() >= hours * 3600:
         return ListingChoice(None, f"the last full listing was {ago(snap.listed_at, now)}, "
                                    f"volume.full_listing_hours = {hours}", snap.listed_at)
