@@ -21,6 +21,9 @@ the off-site copy when run against an unmounted, empty volume. This module repla
   the volume is missing or empty, or when more than `volume.max_delete_percent` of the
   off-site objects would go.
 - A pull never writes outside its destination, whatever the object keys say.
+- A push to S3 usually does not list the target: it reads what the last sync left it
+  holding from a local snapshot, when a marker object and a sample say that can be
+  trusted (offsite_listing). A pull always lists.
 
 Never imports textual: the CLI and the TUI's Volume screen both call `run_sync`.
 """
