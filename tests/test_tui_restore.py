@@ -7,7 +7,9 @@ against the real test stack.
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import threading
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -360,17 +362,30 @@ async def test_reattaches_to_the_latest_restore_on_launch(tmp_path, monkeypatch)
 # ------------------------------------------------------------------ snapshots (frozen clock)
 
 
+def _drawn_text(app) -> str:
+    """What the screen shows now, as plain text (from the same export the snapshot takes)."""
+    svg = app.export_screenshot()
+    cells = re.findall(r"<text[^>]*>(.*?)</text>", svg, re.S)
+    return "".join(html.unescape(re.sub(r"<[^>]+>", "", cell)) for cell in cells).replace("\xa0", " ")
+
+
 def _snap(settings, setup=None):
     app = make_app(settings)
 
     async def run_before(pilot):
         if setup:
             setup()
+        await pilot.pause()  # the app is up before the operator presses a key
         await pilot.press("R")
         await pilot.pause(0.5)
         screen = pilot.app.screen
         if screen.query_one("#switcher", ContentSwitcher).current == "choose-pane":
-            await wait_for(pilot, lambda: screen.query_one("#dumps", DataTable).row_count > 0)
+            table = screen.query_one("#dumps", DataTable)
+            await wait_for(pilot, lambda: table.row_count > 0)
+            # the table sizes its columns when idle: capture only once the drawn screen shows
+            # the first dump's whole name
+            first = str(next(iter(table.rows)).value)
+            await wait_for(pilot, lambda: first in _drawn_text(pilot.app))
         await pilot.pause(0.3)
 
     return app, run_before
@@ -451,7 +466,10 @@ async def test_wizard_end_to_end_against_the_stack(stack, tmp_path):
         box = screen.query_one("#confirm-box")
         await wait_for(pilot, lambda: not box.has_class("hidden"), timeout=90)
         assert "migrations" in str(screen.query_one("#preflight").render())
-        screen.query_one("#confirm-name", Input).value = "fovea"
+        confirm = screen.query_one("#confirm-name", Input)
+        await wait_for(pilot, lambda: confirm.has_focus)  # the operator types the name straight away
+        await pilot.press(*"fovea")
+        assert confirm.value == "fovea"
         await pilot.pause(0.05)
         await pilot.click("#confirm-go")
         await wait_for(pilot, lambda: jobs.effective_status(screen.data) in jobs.FINAL, timeout=180)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import humanize
+from rich.cells import cell_len
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -122,6 +123,9 @@ def _append_check(text: Text, check: dict, *, blocking: bool) -> None:
     text.append(secrets.redact(check["detail"]) + "\n")
 
 
+DUMP_COLUMNS = ("Dump", "Time (UTC)", "Age", "Size", "Where", "Status")
+
+
 class RestoreScreen(Screen):
     """The guided restore."""
 
@@ -212,8 +216,10 @@ class RestoreScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        for field in self.query(Input):
+            field.cursor_blink = self.app.cursor_blink  # False in snapshots: a blink is never stable
         table = self.query_one("#dumps", DataTable)
-        table.add_columns("Dump", "Time (UTC)", "Age", "Size", "Where", "Status")
+        table.add_columns(*DUMP_COLUMNS)
         self.query_one("#checklist", SelectionList).add_options(
             [(item, i) for i, item in enumerate(engine.CHECKLIST)])
         latest = None
@@ -243,13 +249,20 @@ class RestoreScreen(Screen):
     def on_dumps_loaded(self, message: DumpsLoaded) -> None:
         self._entries = message.entries
         table = self.query_one("#dumps", DataTable)
-        table.clear()
         now = self.app.now()
+        rows = []
         for e in message.entries:
             age = formatting.duration(now - e.time) if now >= e.time else "in the future"
             status = Text(e.status, style={"verified": "green", "unverified": "yellow"}.get(e.status, ""))
-            table.add_row(e.name, e.time.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M"), age,
-                          humanize.naturalsize(e.size, binary=True), ", ".join(e.locations), status, key=e.name)
+            rows.append((e.name, (e.name, e.time.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M"), age,
+                                  humanize.naturalsize(e.size, binary=True), ", ".join(e.locations), status)))
+        # Columns sized here, not when the table next goes idle: rows drawn before that
+        # were cached at the header's width and could stay cut short.
+        table.clear(columns=True)
+        for i, label in enumerate(DUMP_COLUMNS):
+            table.add_column(label, width=max([cell_len(label)] + [cell_len(str(cells[i])) for _, cells in rows]))
+        for key, cells in rows:
+            table.add_row(*cells, key=key)
         help_text = ("No dumps to restore in the backups directory or off-site." if not message.entries
                      else "Choose the dump to restore (corrupt dumps are never offered). Enter runs the pre-flight "
                           "checks; nothing is changed before you type the database name.")
