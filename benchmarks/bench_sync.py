@@ -34,6 +34,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Callable
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {
@@ -154,6 +155,21 @@ def count_objects(moto: MotoProcess, bucket: str) -> int:
     return n
 
 
+def race(runs: dict, order: list[str], what: str, times: dict, *, rss: dict | None = None,
+         check: Callable[[dict], None] | None = None) -> None:
+    """Run each tool once, in `order`, recording its time (and peak RSS); `check` reads
+    fovea-tui's JSON answer."""
+    for tool in order:
+        elapsed, code, peak, out = runs[tool]()
+        if code != 0:
+            raise SystemExit(f"bench_sync: {tool} {what} failed")
+        times[tool].append(elapsed)
+        if rss is not None:
+            rss[tool].append(peak)
+        if tool == "fovea" and check is not None:
+            check(json.loads(out))
+
+
 def bench_speed(moto: MotoProcess, work: Path, files: int, reps: int, env: dict[str, str]) -> dict:
     volume = work / "speed-volume"
     total = make_volume(volume, files)
@@ -161,6 +177,13 @@ def bench_speed(moto: MotoProcess, work: Path, files: int, reps: int, env: dict[
     noop = {"fovea": [], "aws": []}
     noop_full = {"fovea": [], "aws": []}
     rss = {"fovea": [], "aws": []}
+
+    def noop_check(mode: str) -> Callable[[dict], None]:
+        def check(data: dict) -> None:
+            assert data["uploaded"] == 0 and data["skipped"] == files, data
+            assert data["listing"]["mode"] == mode, data["listing"]
+        return check
+
     for rep in range(reps):
         b_fovea, b_aws = moto.bucket(), moto.bucket()
         cfg = write_config(work / f"speed-{rep}.toml", volume=volume, target=f"s3://{b_fovea}/videos/",
@@ -174,29 +197,10 @@ def bench_speed(moto: MotoProcess, work: Path, files: int, reps: int, env: dict[
             "aws": runs["aws"],
         }
         order = ["fovea", "aws"] if rep % 2 == 0 else ["aws", "fovea"]  # alternate who goes first
-        for tool in order:
-            elapsed, code, peak, out = runs[tool]()
-            if code != 0:
-                raise SystemExit(f"bench_sync: {tool} first upload failed")
-            first[tool].append(elapsed)
-            rss[tool].append(peak)
-        for tool in order:
-            elapsed, code, _, out = runs[tool]()
-            if code != 0:
-                raise SystemExit(f"bench_sync: {tool} re-run failed")
-            noop[tool].append(elapsed)
-            if tool == "fovea":
-                data = json.loads(out)
-                assert data["uploaded"] == 0 and data["skipped"] == files, data
-                assert data["listing"]["mode"] == "snapshot", data["listing"]
-        for tool in order:
-            elapsed, code, _, out = listing_runs[tool]()
-            if code != 0:
-                raise SystemExit(f"bench_sync: {tool} re-run with a full listing failed")
-            noop_full[tool].append(elapsed)
-            if tool == "fovea":
-                data = json.loads(out)
-                assert data["skipped"] == files and data["listing"]["mode"] == "full", data["listing"]
+
+        race(runs, order, "first upload", first, rss=rss)
+        race(runs, order, "re-run", noop, check=noop_check("snapshot"))
+        race(listing_runs, order, "re-run with a full listing", noop_full, check=noop_check("full"))
         for bucket in (b_fovea, b_aws):
             got = count_objects(moto, bucket)
             if got != files:

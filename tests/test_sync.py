@@ -78,6 +78,14 @@ def bucket_objects(s3, bucket: str, prefix: str = PREFIX) -> dict[str, bytes]:
     return out
 
 
+def ctrl_c_after(cancel: CancelToken, uploaded: int):
+    """A progress callback that cancels the run, as Ctrl-C does, once `uploaded` bytes went up."""
+    def on_event(event):
+        if event.phase == "upload" and event.done >= uploaded:
+            cancel.cancel("interrupted by signal SIGINT")
+    return on_event
+
+
 @pytest.fixture
 def s3_target(s3, s3_bucket, tmp_path):
     settings = settings_for(tmp_path, f"s3://{s3_bucket}/{PREFIX}", endpoint=s3.endpoint_url)
@@ -316,13 +324,8 @@ def test_cancel_records_pending_and_leaves_nothing_partial(s3, s3_bucket, tmp_pa
     settings = settings_for(tmp_path, f"s3://{s3_bucket}/{PREFIX}", endpoint=s3.endpoint_url)
     make_volume(Path(settings.volume.path), files)
     cancel = CancelToken()
-
-    def ctrl_c(event):
-        if event.phase == "upload" and event.done >= 30_000:
-            cancel.cancel("interrupted by signal SIGINT")
-
     with pytest.raises(Cancelled):
-        run_sync(settings, progress=ctrl_c, cancel=cancel)
+        run_sync(settings, progress=ctrl_c_after(cancel, 30_000), cancel=cancel)
     summary = json.loads((settings.state_dir / "sync-last.json").read_text())
     assert summary["cancelled"] is True and summary["pending"] > 0
     visible = bucket_objects(s3, s3_bucket)
@@ -628,13 +631,8 @@ def test_an_interrupted_run_leaves_the_next_one_to_list(s3, s3_bucket, tmp_path)
     files = {f"v{i:03d}": os.urandom(3000) for i in range(120)}
     make_volume(root, files)
     cancel = CancelToken()
-
-    def ctrl_c(event):
-        if event.phase == "upload" and event.done >= 30_000:
-            cancel.cancel("interrupted by signal SIGINT")
-
     with pytest.raises(Cancelled):
-        run_sync(settings, progress=ctrl_c, cancel=cancel)
+        run_sync(settings, progress=ctrl_c_after(cancel, 30_000), cancel=cancel)
     assert not snapshot_path(settings).exists()
     visible = bucket_objects(s3, s3_bucket)
     resumed = run_sync(settings)

@@ -118,16 +118,20 @@ class ListingChoice:
 
     snapshot: Snapshot | None
     reason: str
-    full_listing_at: datetime | None = None   # the snapshot's last full listing, if there is one
     remembers: bool = True                    # keep a snapshot after this run (S3 targets)
 
     @property
     def mode(self) -> str:
         return "snapshot" if self.snapshot is not None else "full"
 
-    def as_dict(self) -> dict:
+    def last_full_listing(self, listing_now: datetime) -> datetime:
+        """When the target was last listed in full: by the trusted snapshot's run, or by this
+        run (which lists it, starting at `listing_now`)."""
+        return self.snapshot.listed_at if self.snapshot is not None else listing_now
+
+    def as_dict(self, listing_now: datetime) -> dict:
         return {"mode": self.mode, "reason": self.reason,
-                "last_full_listing": self.full_listing_at.isoformat() if self.full_listing_at else None}
+                "last_full_listing": self.last_full_listing(listing_now).isoformat()}
 
 
 def choose(settings: Settings, store, *, full_listing: bool, now: datetime,
@@ -147,28 +151,26 @@ def choose(settings: Settings, store, *, full_listing: bool, now: datetime,
         return ListingChoice(None, "no snapshot of an earlier sync to this target")
     age = now - snap.listed_at
     if age.total_seconds() < 0:
-        return ListingChoice(None, "the last full listing is dated in the future: this host's clock moved back",
-                             snap.listed_at)
+        return ListingChoice(None, "the last full listing is dated in the future: this host's clock moved back")
     if age.total_seconds() >= hours * 3600:
         return ListingChoice(None, f"the last full listing was {ago(snap.listed_at, now)}, "
-                                   f"volume.full_listing_hours = {hours}", snap.listed_at)
+                                   f"volume.full_listing_hours = {hours}")
     try:
         marker = _read_marker(store)
         if marker is None:
             return ListingChoice(None, f"no {MARKER_NAME} in the target: it was emptied, replaced, or "
-                                       "written by another tool", snap.listed_at)
+                                       "written by another tool")
         if marker.get("generation") != snap.generation:
             return ListingChoice(None, "the target changed since this host's last sync "
-                                       "(another host or run wrote it)", snap.listed_at)
+                                       "(another host or run wrote it)")
         missing = _sample_missing(store, snap, rng or random.Random())
     except FoveaError as exc:  # e.g. credentials that may list and write but not read
-        return ListingChoice(None, f"cannot check the snapshot against the target: {exc.message}",
-                             snap.listed_at)
+        return ListingChoice(None, f"cannot check the snapshot against the target: {exc.message}")
     if missing:
         return ListingChoice(None, f"{missing} is gone from the target or changed size: objects were removed "
-                                   "behind fovea-tui's back", snap.listed_at)
+                                   "behind fovea-tui's back")
     return ListingChoice(snap, f"the snapshot of the listing {ago(snap.listed_at, now)}, checked by the marker "
-                               f"and {min(SAMPLE_SIZE, snap.count)} sampled objects", snap.listed_at)
+                               f"and {min(SAMPLE_SIZE, snap.count)} sampled objects")
 
 
 def _read_marker(store) -> dict | None:

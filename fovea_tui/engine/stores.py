@@ -120,12 +120,6 @@ class Store(ABC):
         with self.open_read(key) as fh:
             return fh.read()
 
-    def read_if_exists(self, key: str) -> bytes | None:
-        """A small object's bytes, or None when there is no such object."""
-        if self.head(key) is None:
-            return None
-        return self.read_bytes(key)
-
     @abstractmethod
     def put_bytes(self, key: str, data: bytes) -> ObjectInfo:
         """Write a small object (a manifest) atomically."""
@@ -577,6 +571,7 @@ class S3Store(Store):
             raise self.describe_error("read", key, exc) from None
 
     def read_if_exists(self, key) -> bytes | None:
+        """A small object's bytes in one GET, or None when there is no such object."""
         from botocore.exceptions import ClientError
 
         try:

@@ -826,9 +826,7 @@ def _push(settings: Settings, *, dry_run: bool, replace_changed: bool, full_list
                 result.cleaned_up = store.cleanup_incomplete(older_than_s=STALE_UPLOAD_S)
             listing_started = datetime.now(timezone.utc)
             choice = offsite_listing.choose(settings, store, full_listing=full_listing, now=listing_started)
-            result.listing = choice.as_dict()
-            if choice.snapshot is None:  # this run lists the target in full
-                result.listing["last_full_listing"] = listing_started.isoformat()
+            result.listing = choice.as_dict(listing_started)
             after = SnapshotWriter() if choice.remembers and not dry_run else None
             try:
                 plan = _plan_push(root, store, result, replace_changed=replace_changed, mirror_deletes=mirror,
@@ -873,7 +871,7 @@ def _push(settings: Settings, *, dry_run: bool, replace_changed: bool, full_list
                     _delete(plan, store, result, progress, cancel)
                 if after is not None and (changes or choice.snapshot is None):
                     _remember(settings, store, result, after, plan, cancel,
-                              listed_at=choice.full_listing_at if choice.snapshot is not None else listing_started)
+                              listed_at=choice.last_full_listing(listing_started))
             return result
         finally:
             plan.close()
