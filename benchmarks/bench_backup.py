@@ -35,7 +35,7 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 CHILD = r"""
 import json, resource, sys, time
 from fovea_tui.config import settings_from_dict
-from fovea_tui.engine.dump import run_backup
+from fovea_tui.engine.backups.pipeline import run_backup
 settings = settings_from_dict(json.loads(sys.argv[1]))
 t = time.perf_counter()
 result = run_backup(settings, offsite=False)

@@ -147,7 +147,7 @@ def write_config(path: Path, *, volume: Path, target: str, endpoint: str, state:
 
 def count_objects(moto: MotoProcess, bucket: str) -> int:
     """Video objects in the bucket (not fovea-tui's listing marker)."""
-    from fovea_tui.engine.offsite_listing import MARKER_NAME
+    from fovea_tui.engine.volume.listing import MARKER_NAME
 
     n = 0
     for page in moto.client().get_paginator("list_objects_v2").paginate(Bucket=bucket):

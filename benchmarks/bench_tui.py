@@ -95,7 +95,7 @@ def small_dump() -> bytes:
 def build_sandbox(root: Path, count: int) -> Path:
     """`count` hourly dumps (manifest + env copy each) under root/backups; the config path."""
     from fovea_tui.config import load_file
-    from fovea_tui.engine import verify
+    from fovea_tui.engine.backups import verify
 
     root.mkdir(parents=True, exist_ok=True)
     env_file = root / "install" / ".env"

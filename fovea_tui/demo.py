@@ -262,9 +262,9 @@ def _settle(root: Path, config: Path, anchor: datetime, log) -> None:
     (the truncated one comes out corrupt; the legacy cron dumps were never read, so they stay
     unverified), and sync the volume to its copy once, before the newest videos arrived."""
     from fovea_tui.config import load_file
-    from fovea_tui.engine import manifest as mf
-    from fovea_tui.engine.verify import verify_many
-    from fovea_tui.engine.volume import SUMMARY_FILE, run_sync
+    from fovea_tui.engine.backups import manifest as mf
+    from fovea_tui.engine.backups.verify import verify_many
+    from fovea_tui.engine.volume.sync import SUMMARY_FILE, run_sync
 
     settings = load_file(config)
     dumps = [str(path) for path, name in mf.list_dumps(settings.backups_dir) if not name.legacy]

@@ -11,7 +11,7 @@ from urllib.parse import unquote, urlsplit
 
 from dotenv import dotenv_values
 
-from fovea_tui import secrets
+from fovea_tui import masking
 from fovea_tui.errors import ConfigError
 
 # Keys a restore or a drill cannot do without (FOVEA.md's env file).
@@ -58,7 +58,7 @@ class DatabaseURL:
         if parts.scheme not in ("postgres", "postgresql"):
             raise ConfigError(f"{source} is not a postgresql:// URL", key=source)
         password = unquote(parts.password or "")
-        secrets.register(password, url)
+        masking.register(password, url)
         host = unquote(parts.hostname or "")
         database = unquote(parts.path.lstrip("/"))
         # Unix socket directories arrive as ?host=/path (libpq style).
@@ -69,7 +69,7 @@ class DatabaseURL:
                    database=database, password=password)
 
     def __str__(self) -> str:
-        auth = f"{self.user}:{secrets.MASK}@" if self.password else f"{self.user}@"
+        auth = f"{self.user}:{masking.MASK}@" if self.password else f"{self.user}@"
         return f"postgresql://{auth}{self.host}:{self.port}/{self.database}"
 
     def client_env(self) -> dict[str, str]:
@@ -87,7 +87,7 @@ class EnvFile:
     def __init__(self, path: Path, values: dict[str, str]) -> None:
         self.path = path
         self._values = values
-        secrets.register(*(v for k, v in values.items() if is_scrubbed(k, v)))
+        masking.register(*(v for k, v in values.items() if is_scrubbed(k, v)))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "EnvFile":
@@ -122,7 +122,7 @@ class EnvFile:
         return bool(self._values.get(key))
 
     def masked(self) -> dict[str, str]:
-        return {k: secrets.mask(v) for k, v in self._values.items()}
+        return {k: masking.mask(v) for k, v in self._values.items()}
 
     def missing_critical(self) -> list[str]:
         return [k for k in CRITICAL_KEYS if not self.has(k)]

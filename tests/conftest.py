@@ -164,7 +164,7 @@ def s3_bucket(s3):
 @pytest.fixture
 def schedule_dirs(tmp_path, monkeypatch):
     """Where `schedule` writes units and cron files: temp dirs, never the real system."""
-    from fovea_tui.engine import schedule
+    from fovea_tui.engine.ops import schedule
 
     sd, cron = tmp_path / "systemd", tmp_path / "cron.d"
     monkeypatch.setenv(schedule.SYSTEMD_DIR_ENV, str(sd))

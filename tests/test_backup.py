@@ -20,13 +20,13 @@ from pathlib import Path
 import pytest
 
 from fovea_tui.cli.main import main
-from fovea_tui.engine import audit
-from fovea_tui.engine import manifest as mf
-from fovea_tui.engine.dump import run_backup
-from fovea_tui.engine.locks import acquire
+from fovea_tui.engine.infra import audit
+from fovea_tui.engine.backups import manifest as mf
+from fovea_tui.engine.backups.pipeline import run_backup
+from fovea_tui.engine.infra.locks import acquire
 from fovea_tui.engine.progress import CancelToken
-from fovea_tui.engine.status import collect_status
-from fovea_tui.engine.verify import cached_status, verify_dump
+from fovea_tui.engine.ops.status import collect_status
+from fovea_tui.engine.backups.verify import cached_status, verify_dump
 from fovea_tui.errors import Cancelled, LockHeld, OperationFailed, SafetyRefusal
 
 from support.services import unavailable

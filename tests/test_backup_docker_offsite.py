@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from fovea_tui.cli.main import main
-from fovea_tui.engine import manifest as mf
-from fovea_tui.engine.dump import OffsiteFailed, run_backup
-from fovea_tui.engine.verify import verify_dump
+from fovea_tui.engine.backups import manifest as mf
+from fovea_tui.engine.backups.pipeline import OffsiteFailed, run_backup
+from fovea_tui.engine.backups.verify import verify_dump
 
 from test_backup_helpers import DUMP_RE, direct_config, run_cli, settings_and_config, write_env
 

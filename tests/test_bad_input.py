@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from fovea_tui.engine import manifest as mf
-from fovea_tui.engine.stores import DirectoryStore, StoreError, safe_relative_key
+from fovea_tui.engine.backups import manifest as mf
+from fovea_tui.engine.infra.stores import DirectoryStore, StoreError, safe_relative_key
 
 from support.backup_history import History, dump_bytes, make_settings
 from support.services import unavailable

@@ -19,9 +19,9 @@ import pytest
 
 from fovea_tui.cli.main import main
 from fovea_tui.config import Settings
-from fovea_tui.engine import audit
-from fovea_tui.engine import manifest as mf
-from fovea_tui.engine.drill import (
+from fovea_tui.engine.infra import audit
+from fovea_tui.engine.backups import manifest as mf
+from fovea_tui.engine.drill.run import (
     CHECK_ORDER,
     MANUAL_CHECKLIST,
     drill_status,
@@ -29,10 +29,10 @@ from fovea_tui.engine.drill import (
     run_drill,
     scratch_time,
 )
-from fovea_tui.engine.dump import run_backup
+from fovea_tui.engine.backups.pipeline import run_backup
 from fovea_tui.engine.progress import CancelToken
-from fovea_tui.engine.status import collect_status
-from fovea_tui.engine.volume import run_sync
+from fovea_tui.engine.ops.status import collect_status
+from fovea_tui.engine.volume.sync import run_sync
 from fovea_tui.errors import Cancelled
 
 from test_backup_helpers import direct_config, settings_and_config, write_env

@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from fovea_tui import secrets
+from fovea_tui import masking
 from fovea_tui.envfile import DatabaseURL, EnvFile
 from fovea_tui.errors import ConfigError
 
@@ -52,9 +52,9 @@ def test_password_never_in_repr_str_or_masked_view(tmp_path):
 def test_every_value_is_redacted_from_text(tmp_path):
     EnvFile.load(write_env(tmp_path))
     leaked = "connect failed for s@cret:w/rd with quoted value with spaces"
-    assert "s@cret" not in secrets.redact(leaked)
-    assert "quoted value" not in secrets.redact(leaked)
-    assert "6379" in secrets.redact("port 6379")  # short values are not treated as secrets
+    assert "s@cret" not in masking.redact(leaked)
+    assert "quoted value" not in masking.redact(leaked)
+    assert "6379" in masking.redact("port 6379")  # short values are not treated as secrets
 
 
 def test_copy_is_byte_identical_and_0600(tmp_path):
@@ -115,7 +115,7 @@ def test_socket_host_in_query():
 def test_plain_configuration_is_not_scrubbed_but_credentials_are(tmp_path):
     EnvFile.load(write_env(tmp_path, "POSTGRES_USER=fovea\nPOSTGRES_DB=fovea\nNODE_ENV=production\n"
                                      "ADMIN_PASSWORD=hunter2x\nSOME_RANDOM_SETTING=Zk39fj20slq0vn3\n"))
-    text = secrets.redact("dump fovea-20260101T000000Z.sql.gz of fovea in production; pw hunter2x; Zk39fj20slq0vn3")
+    text = masking.redact("dump fovea-20260101T000000Z.sql.gz of fovea in production; pw hunter2x; Zk39fj20slq0vn3")
     assert "fovea-20260101T000000Z.sql.gz" in text and "production" in text
     assert "hunter2x" not in text and "Zk39fj20slq0vn3" not in text
 
@@ -125,10 +125,10 @@ def test_engine_warnings_reach_stderr_with_secrets_masked(capsys):
 
     from fovea_tui.cli.main import main
 
-    secrets.register("warn-secret-9f8e7d6c")
+    masking.register("warn-secret-9f8e7d6c")
     with pytest.raises(SystemExit):
         main(["--version"])  # installs the CLI's logging before it parses anything
     capsys.readouterr()
-    logging.getLogger("fovea_tui.engine.audit").warning("audit log not written: warn-secret-9f8e7d6c")
+    logging.getLogger("fovea_tui.engine.infra.audit").warning("audit log not written: warn-secret-9f8e7d6c")
     err = capsys.readouterr().err
     assert "audit log not written" in err and "warn-secret-9f8e7d6c" not in err

@@ -28,11 +28,11 @@ from pathlib import Path
 
 import pytest
 
-from fovea_tui.engine import manifest as mf
-from fovea_tui.engine.dump import run_backup
-from fovea_tui.engine.inventory import load_inventory
-from fovea_tui.engine.stack import Stack
-from fovea_tui.engine.verify import verify_dump
+from fovea_tui.engine.backups import manifest as mf
+from fovea_tui.engine.backups.pipeline import run_backup
+from fovea_tui.engine.backups.inventory import load_inventory
+from fovea_tui.engine.infra.stack import Stack
+from fovea_tui.engine.backups.verify import verify_dump
 from fovea_tui.errors import ConfigError, OperationFailed
 
 from support.backup_history import History, make_settings
@@ -206,13 +206,13 @@ def _run_killed(target: str, nth: int, *args: str) -> subprocess.CompletedProces
 
 # Each point is a file-system step of a backup: (function, which call).
 BACKUP_STEPS = [
-    ("fovea_tui.engine.dump.stream_to_file", 1),     # pg_dump started, nothing written yet
+    ("fovea_tui.engine.backups.pipeline.stream_to_file", 1),     # pg_dump started, nothing written yet
     ("os.fsync", 1),                                 # the dump's bytes written, not yet synced
     ("os.rename", 1),                                # complete temp dump, not yet renamed
     ("os.rename", 2),                                # dump in place, env copy not yet
-    ("fovea_tui.engine.manifest.write", 1),          # dump and env copy, no manifest yet
+    ("fovea_tui.engine.backups.manifest.write", 1),          # dump and env copy, no manifest yet
     ("os.replace", 2),                               # manifest temp written, not yet renamed
-    ("fovea_tui.engine.verify.remember_verified", 1),  # all written, cache not updated
+    ("fovea_tui.engine.backups.verify.remember_verified", 1),  # all written, cache not updated
 ]
 
 
@@ -263,7 +263,7 @@ def test_prune_sigkilled_at_every_deletion_then_the_next_run(tmp_path, nth):
 def test_cron_and_a_person_at_once(mid_db, tmp_path):
     settings, cfg = _direct(tmp_path, mid_db)
     # The cron run holds the lock for a while: it pauses 8 s as its dump starts.
-    first = subprocess.Popen([sys.executable, "-c", _KILLER, "fovea_tui.engine.dump.stream_to_file", "1",
+    first = subprocess.Popen([sys.executable, "-c", _KILLER, "fovea_tui.engine.backups.pipeline.stream_to_file", "1",
                               "--config", str(cfg), "backup", "--json"], env={**os.environ, "FAULT_ACTION": "sleep:8"},
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     lock = settings.state_dir / "backups.lock"

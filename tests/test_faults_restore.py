@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from fovea_tui.config import save_settings
-from fovea_tui.engine import jobs
+from fovea_tui.engine.infra import jobs
 
 from test_backup_helpers import direct_config, settings_and_config, write_env
 from test_restore import REPO, marker_present, mutate, place_dump, rows, running, step_status
@@ -44,7 +44,7 @@ def _add_filler(psql) -> None:
 @pytest.fixture(scope="module")
 def big_dump(test_stack, tmp_path_factory):
     """A backup of the seeded stack database plus a big table: step 7 takes seconds."""
-    from fovea_tui.engine.dump import run_backup
+    from fovea_tui.engine.backups.pipeline import run_backup
 
     test_stack.ensure_running()
     test_stack.reset_database()

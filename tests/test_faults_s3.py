@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from fovea_tui.engine import audit
-from fovea_tui.engine import inventory as inventory_mod
-from fovea_tui.engine.stores import S3Store
-from fovea_tui.engine.verify import verify_dump
+from fovea_tui.engine.infra import audit
+from fovea_tui.engine.backups import inventory as inventory_mod
+from fovea_tui.engine.infra.stores import S3Store
+from fovea_tui.engine.backups.verify import verify_dump
 
 from support.backup_history import History, make_settings, mirror
 from support.faultproxy import FaultProxy
@@ -111,7 +111,7 @@ def test_a_slow_store_times_out_with_a_clear_message(small_db, tmp_path, s3, s3_
 
 
 def test_bad_s3_timeout_settings_name_the_variable(monkeypatch):
-    from fovea_tui.engine.stores import s3_timeouts
+    from fovea_tui.engine.infra.stores import s3_timeouts
     from fovea_tui.errors import ConfigError
 
     monkeypatch.setenv("FOVEA_TUI_S3_TIMEOUT", "soon")
@@ -252,8 +252,8 @@ def _sync_settings(tmp_path, s3_bucket, endpoint):
 
 
 def test_a_noop_sync_from_the_snapshot_sends_no_listing_request(tmp_path, s3, s3_bucket, proxy):
-    from fovea_tui.engine.offsite_listing import MARKER_NAME, SAMPLE_SIZE
-    from fovea_tui.engine.volume import run_sync
+    from fovea_tui.engine.volume.listing import MARKER_NAME, SAMPLE_SIZE
+    from fovea_tui.engine.volume.sync import run_sync
 
     settings = _sync_settings(tmp_path, s3_bucket, proxy.endpoint_url)
     assert run_sync(settings).listing["mode"] == "full"
@@ -269,8 +269,8 @@ def test_a_noop_sync_from_the_snapshot_sends_no_listing_request(tmp_path, s3, s3
 
 
 def test_a_marker_that_cannot_be_read_means_a_full_listing(tmp_path, s3, s3_bucket, proxy, monkeypatch):
-    from fovea_tui.engine.offsite_listing import MARKER_NAME
-    from fovea_tui.engine.volume import run_sync
+    from fovea_tui.engine.volume.listing import MARKER_NAME
+    from fovea_tui.engine.volume.sync import run_sync
     from test_sync import FILES
 
     settings = _sync_settings(tmp_path, s3_bucket, proxy.endpoint_url)

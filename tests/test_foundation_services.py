@@ -12,9 +12,9 @@ import pytest
 
 from fovea_tui.cli.main import main
 from fovea_tui.config import render_toml, settings_from_dict
-from fovea_tui.engine.database import DirectDatabase, open_database
-from fovea_tui.engine.stack import Stack, redis_queue_counts
-from fovea_tui.engine.status import collect_status
+from fovea_tui.engine.infra.database import DirectDatabase, open_database
+from fovea_tui.engine.infra.stack import Stack, redis_queue_counts
+from fovea_tui.engine.ops.status import collect_status
 from fovea_tui.envfile import DatabaseURL, EnvFile
 from fovea_tui.errors import ConfigError, OperationFailed
 

@@ -10,9 +10,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from fovea_tui.cli.main import main
-from fovea_tui.engine import inventory as inv_mod
-from fovea_tui.engine.inventory import load_inventory, parse_dump_name, verify_entries
-from fovea_tui.engine.stores import DirectoryStore, open_store
+from fovea_tui.engine.backups import inventory as inv_mod
+from fovea_tui.engine.backups.inventory import load_inventory, parse_dump_name, verify_entries
+from fovea_tui.engine.infra.stores import DirectoryStore, open_store
 from support.backup_history import History, dump_bytes, make_settings, mirror
 
 T0 = datetime(2026, 11, 1, 2, 0, tzinfo=timezone.utc)
@@ -194,7 +194,7 @@ def test_thousands_of_dumps_list_fast(tmp_path):
 
 
 def test_status_summary_counts_and_corrupt_alert(tmp_path):
-    from fovea_tui.engine.inventory import status_summary
+    from fovea_tui.engine.backups.inventory import status_summary
 
     settings = make_settings(tmp_path)
     h = History(settings)

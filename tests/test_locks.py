@@ -15,8 +15,8 @@ import time
 import pytest
 
 from fovea_tui.config import settings_from_dict
-from fovea_tui.engine import audit
-from fovea_tui.engine.locks import acquire, holder
+from fovea_tui.engine.infra import audit
+from fovea_tui.engine.infra.locks import acquire, holder
 from fovea_tui.errors import EXIT_REFUSED, LockHeld
 
 
@@ -61,7 +61,7 @@ def test_lock_of_a_killed_process_is_released(settings, tmp_path):
     code = (
         "import sys, time\n"
         "from fovea_tui.config import settings_from_dict\n"
-        "from fovea_tui.engine.locks import acquire\n"
+        "from fovea_tui.engine.infra.locks import acquire\n"
         f"s = settings_from_dict({{'backups': {{'dir': {str(settings.backups_dir)!r}}}}})\n"
         "with acquire(s, 'backups', purpose='sync'):\n"
         "    print('held', flush=True)\n"

@@ -20,8 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fovea_tui.cli.main import main
 from fovea_tui.config import render_toml, settings_from_dict
-from fovea_tui.engine import metrics
-from fovea_tui.engine.nightly import run_nightly
+from fovea_tui.engine.ops import metrics
+from fovea_tui.engine.ops.nightly import run_nightly
 
 REPO = Path(__file__).resolve().parents[1]
 

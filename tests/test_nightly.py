@@ -14,8 +14,8 @@ import pytest
 
 from fovea_tui.cli.main import main
 from fovea_tui.config import render_toml, settings_from_dict
-from fovea_tui.engine import audit
-from fovea_tui.engine.nightly import read_last, run_nightly
+from fovea_tui.engine.infra import audit
+from fovea_tui.engine.ops.nightly import read_last, run_nightly
 
 
 def make_settings(tmp_path: Path, db_url: str, *, offsite: str | None = None, target: str | None = "",
@@ -237,7 +237,7 @@ def test_dead_webhook_through_the_cli_exit_code_and_masked_warning(fresh_direct_
 
 
 def test_a_second_nightly_run_is_refused_while_one_holds_the_lock(tmp_path, capsys):
-    from fovea_tui.engine.locks import acquire
+    from fovea_tui.engine.infra.locks import acquire
 
     settings, cfg = make_settings(tmp_path, "postgresql://u:p@127.0.0.1:1/x", target=None)
     held, release = threading.Event(), threading.Event()

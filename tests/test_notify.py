@@ -10,9 +10,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from fovea_tui import secrets
+from fovea_tui import masking
 from fovea_tui.config import settings_from_dict
-from fovea_tui.engine import audit, notify
+from fovea_tui.engine.infra import audit
+from fovea_tui.engine.ops import notify
 
 FAST = {"backoff_initial": 0.01, "backoff_max": 0.05}
 
@@ -129,18 +130,18 @@ def test_backoff_is_exponential_and_capped(server_factory):
 
 
 @pytest.mark.parametrize("url, shown", [
-    ("https://hooks.slack.com/services/T0/B0/XXXX", "https://hooks.slack.com/" + secrets.MASK),
-    ("https://ntfy.sh/my-topic?auth=abc", "https://ntfy.sh/" + secrets.MASK),
-    ("http://user:pass@example.org:8080/x", "http://example.org:8080/" + secrets.MASK),
+    ("https://hooks.slack.com/services/T0/B0/XXXX", "https://hooks.slack.com/" + masking.MASK),
+    ("https://ntfy.sh/my-topic?auth=abc", "https://ntfy.sh/" + masking.MASK),
+    ("http://user:pass@example.org:8080/x", "http://example.org:8080/" + masking.MASK),
     ("https://example.org", "https://example.org/"),
-    ("http://[::1]:9000/a", "http://[::1]:9000/" + secrets.MASK),
+    ("http://[::1]:9000/a", "http://[::1]:9000/" + masking.MASK),
 ])
 def test_mask_url(url, shown):
     assert notify.mask_url(url) == shown
 
 
 def test_payload_is_scrubbed_and_failures_warned_and_audited(server_factory, tmp_path):
-    secrets.register("registered-secret-value-77")
+    masking.register("registered-secret-value-77")
     srv = server_factory()
     dead = closed_port_url()
     settings = settings_from_dict({"backups": {"dir": str(tmp_path / "b")},

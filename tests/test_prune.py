@@ -10,11 +10,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from fovea_tui.cli.main import main
-from fovea_tui.engine import audit
-from fovea_tui.engine.inventory import load_inventory
-from fovea_tui.engine.locks import acquire
-from fovea_tui.engine.prune import build_plan, journal_path, prune, read_journal
-from fovea_tui.engine.stores import DirectoryStore, S3Store
+from fovea_tui.engine.infra import audit
+from fovea_tui.engine.backups.inventory import load_inventory
+from fovea_tui.engine.infra.locks import acquire
+from fovea_tui.engine.backups.prune import build_plan, journal_path, prune, read_journal
+from fovea_tui.engine.infra.stores import DirectoryStore, S3Store
 from support.backup_history import History, dump_bytes, make_settings, mirror
 
 T0 = datetime(2026, 10, 1, 2, 0, tzinfo=timezone.utc)

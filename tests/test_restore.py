@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from fovea_tui.config import save_settings, settings_from_dict
-from fovea_tui.engine import audit, jobs
+from fovea_tui.engine.infra import audit
+from fovea_tui.engine.infra import jobs
 from fovea_tui.engine import restore as engine
 
 pytestmark = pytest.mark.docker
@@ -30,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def fixture_dump(test_stack, tmp_path_factory):
     """One real backup of the seeded stack database, made by the backup engine (reused)."""
-    from fovea_tui.engine.dump import run_backup
+    from fovea_tui.engine.backups.pipeline import run_backup
 
     test_stack.ensure_running()
     test_stack.reset_database()
@@ -266,7 +267,7 @@ def test_sigkill_mid_step_then_resume(stack, restore_env, tmp_path):
 
 
 def test_second_restore_refused_while_lock_held(stack, restore_env):
-    from fovea_tui.engine.locks import acquire
+    from fovea_tui.engine.infra.locks import acquire
     from fovea_tui.errors import LockHeld
 
     settings, dump = restore_env
@@ -279,7 +280,7 @@ def test_second_restore_refused_while_lock_held(stack, restore_env):
 
 
 def test_direct_mode_whole_run(fresh_direct_db, tmp_path, monkeypatch):
-    from fovea_tui.engine.dump import run_backup
+    from fovea_tui.engine.backups.pipeline import run_backup
 
     env_file = tmp_path / ".env"
     env_file.write_text("STORAGE_PATH=/videos\n")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fovea_tui.engine import jobs
+from fovea_tui.engine.infra import jobs
 from fovea_tui.engine import restore as engine
 from fovea_tui.engine.restore.context import RestoreContext
 from fovea_tui.engine.restore.preflight import read_dump_head, tables_touched

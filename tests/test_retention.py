@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fovea_tui.config import RetentionSettings
-from fovea_tui.engine.retention import (
+from fovea_tui.engine.backups.retention import (
     REASON_CORRUPT,
     REASON_NEWEST_VERIFIED,
     REASON_SAFETY,

@@ -17,9 +17,9 @@ import pytest
 
 from fovea_tui.cli.main import main
 from fovea_tui.config import render_toml, settings_from_dict
-from fovea_tui.engine import schedule
-from fovea_tui.engine.nightly import NightlyResult, StepResult, record
-from fovea_tui.engine.schedule import CRON_FILE_NAME, SERVICE_NAME, TIMER_NAME
+from fovea_tui.engine.ops import schedule
+from fovea_tui.engine.ops.nightly import NightlyResult, StepResult, record
+from fovea_tui.engine.ops.schedule import CRON_FILE_NAME, SERVICE_NAME, TIMER_NAME
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 import pytest
 
-from fovea_tui import secrets as fsecrets
+from fovea_tui import masking as fsecrets
 from fovea_tui.config import settings_from_dict
 from fovea_tui.envfile import EnvFile
 
@@ -47,7 +47,7 @@ def test_no_shell_anywhere_in_the_package():
 
 def test_client_tools_get_argv_lists_and_passwords_only_in_the_environment(tmp_path):
     """The URL with every special character: libpq gets it in PG* variables, argv stays clean."""
-    from fovea_tui.engine.database import DirectDatabase
+    from fovea_tui.engine.infra.database import DirectDatabase
     from fovea_tui.envfile import DatabaseURL
 
     password = "p@ss:w/rd#%&\"' $x;`rm -rf /`"
@@ -56,7 +56,7 @@ def test_client_tools_get_argv_lists_and_passwords_only_in_the_environment(tmp_p
     db = DirectDatabase(url, bin_dir=Path("/bin"))
     seen = {}
 
-    import fovea_tui.engine.database as database
+    import fovea_tui.engine.infra.database as database
 
     class Spy:
         def __init__(self, argv, env, *, stdin=False):
@@ -290,10 +290,10 @@ def test_tui_screens_show_no_secret(secret_install, monkeypatch):
 def test_offsite_copies_and_fetched_copies_are_private(where, tmp_path, s3, s3_bucket):
     """A dump and its env copy hold everything: 0600 in an off-site directory, and 0600 when a
     restore fetches them back (whatever the umask)."""
-    from fovea_tui.engine import jobs
+    from fovea_tui.engine.infra import jobs
     from fovea_tui.engine.restore.context import RestoreContext
     from fovea_tui.engine.restore.steps import ChooseDump
-    from fovea_tui.engine.stores import open_store
+    from fovea_tui.engine.infra.stores import open_store
 
     from support.backup_history import History, make_settings, mirror
 

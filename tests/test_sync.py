@@ -13,10 +13,10 @@ import pytest
 
 from fovea_tui.cli.main import main
 from fovea_tui.config import BackupSettings, S3Settings, Settings, VolumeSettings
-from fovea_tui.engine import volume as volume_mod
-from fovea_tui.engine.offsite_listing import MARKER_NAME, snapshot_path
+from fovea_tui.engine.volume import sync as volume_mod
+from fovea_tui.engine.volume.listing import MARKER_NAME, snapshot_path
 from fovea_tui.engine.progress import CancelToken
-from fovea_tui.engine.volume import merge_sorted, run_sync, safe_destination, volume_sync_summary, walk_sorted
+from fovea_tui.engine.volume.sync import merge_sorted, run_sync, safe_destination, volume_sync_summary, walk_sorted
 from fovea_tui.errors import Cancelled, LockHeld, SafetyRefusal
 
 pytestmark = pytest.mark.s3
@@ -300,7 +300,7 @@ def test_incomplete_multipart_uploads_are_aborted_at_start(s3, s3_bucket, s3_tar
 
 
 def test_multipart_upload_verified(s3, s3_bucket, tmp_path, monkeypatch):
-    from fovea_tui.engine import stores
+    from fovea_tui.engine.infra import stores
 
     monkeypatch.setattr(stores, "MULTIPART_THRESHOLD", 6 * 1024 * 1024)
     monkeypatch.setattr(stores, "MULTIPART_CHUNK", 5 * 1024 * 1024)
@@ -334,7 +334,7 @@ def test_cancel_records_pending_and_leaves_nothing_partial(s3, s3_bucket, tmp_pa
 
 
 def test_a_second_sync_is_refused_by_the_lock(s3_target):
-    from fovea_tui.engine.locks import acquire
+    from fovea_tui.engine.infra.locks import acquire
 
     held, release = threading.Event(), threading.Event()
 
@@ -696,7 +696,7 @@ def test_cli_full_listing_flag(s3, s3_bucket, s3_target, tmp_path, capsys):
 def test_status_and_the_dashboard_count_files_written_since_the_last_sync(tmp_path, capsys):
     import time
 
-    from fovea_tui.engine.status import collect_status
+    from fovea_tui.engine.ops.status import collect_status
     from fovea_tui.tui.model import cards
 
     target = tmp_path / "offsite"

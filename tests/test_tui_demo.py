@@ -63,8 +63,8 @@ def test_sandbox_has_every_piece(demo_install):
 def test_engine_settled_the_sandbox(demo_install):
     """Statuses come from the engine's verify; the volume was synced once, before the newest videos."""
     from fovea_tui import demo
-    from fovea_tui.engine.inventory import load_inventory
-    from fovea_tui.engine.volume import read_summary, run_sync
+    from fovea_tui.engine.backups.inventory import load_inventory
+    from fovea_tui.engine.volume.sync import read_summary, run_sync
 
     settings = load_file(demo_install.config)
     inv = load_inventory(settings, include_offsite=False)

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from textual.widgets import Button, ContentSwitcher, DataTable, Input, ProgressBar, RichLog, SelectionList
 
-from fovea_tui.engine import jobs
+from fovea_tui.engine.infra import jobs
 from fovea_tui.engine import restore as engine
-from fovea_tui.engine.locks import ensure_private_dir
-from fovea_tui.engine.restore.plan import initial_records
+from fovea_tui.engine.infra.locks import ensure_private_dir
+from fovea_tui.engine.restore.runner import initial_records
 from fovea_tui.tui.screens.restore import RestoreScreen
 from support import tui as support_tui
 from support.backup_history import History, make_settings
@@ -449,7 +449,7 @@ def test_snapshot_rolled_back(snap_compare, tmp_path, monkeypatch):
 @pytest.mark.docker
 @asynctest
 async def test_wizard_end_to_end_against_the_stack(stack, tmp_path):
-    from fovea_tui.engine.dump import run_backup
+    from fovea_tui.engine.backups.pipeline import run_backup
 
     settings = stack.settings(tmp_path)
     settings.source = Path("/etc/fovea-tui/config.toml")

@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 from textual.widgets import DataTable, Static
 
-from fovea_tui.engine import audit
-from fovea_tui.engine.prune import build_plan
+from fovea_tui.engine.infra import audit
+from fovea_tui.engine.backups.prune import build_plan
 from fovea_tui.tui.screens import backups as backups_screen
 from fovea_tui.tui.screens.retention import RetentionScreen
 from fovea_tui.tui.widgets.bucket_grid import BucketGrid

@@ -7,8 +7,8 @@ from datetime import datetime, timedelta, timezone
 
 from textual.widgets import Input, Static, Switch
 
-from fovea_tui.engine import schedule
-from fovea_tui.engine.nightly import NightlyResult, StepResult, record
+from fovea_tui.engine.ops import schedule
+from fovea_tui.engine.ops.nightly import NightlyResult, StepResult, record
 from fovea_tui.tui.widgets.confirm import ConfirmDialog
 from fovea_tui.tui.widgets.schedule_panel import SchedulePanel
 from support.tui import asynctest, make_app, settings_in, wait_for

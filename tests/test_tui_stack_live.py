@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from support.tui import SIZE, asynctest, make_app, wait_for
 
-from fovea_tui.engine.status import collect_status
+from fovea_tui.engine.ops.status import collect_status
 
 
 def _service_state(app, name: str) -> str | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from textual.widgets import DataTable, Static
 
 from fovea_tui.config import BackupSettings, Settings, VolumeSettings
-from fovea_tui.engine import volume as engine
+from fovea_tui.engine.volume import sync as engine
 from fovea_tui.tui.screens import volume as volume_screen
 from fovea_tui.tui.screens.volume import VolumeScreen
 from fovea_tui.tui.widgets.confirm import ConfirmDialog

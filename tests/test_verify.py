@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from fovea_tui.cli.main import main
-from fovea_tui.engine import manifest as mf
-from fovea_tui.engine.dump import run_backup
-from fovea_tui.engine.verify import cached_status, verify_dump
+from fovea_tui.engine.backups import manifest as mf
+from fovea_tui.engine.backups.pipeline import run_backup
+from fovea_tui.engine.backups.verify import cached_status, verify_dump
 
 from test_backup_helpers import direct_config, run_cli, settings_and_config, write_env
 
@@ -101,7 +101,7 @@ def test_a_bad_manifest_is_a_clear_reason_never_a_traceback(backed_up, capsys, c
     assert code == 1
     assert out["dumps"][0]["status"] == "unverified"
     assert expected in " ".join(out["dumps"][0]["reasons"])
-    from fovea_tui.engine.inventory import load_inventory
+    from fovea_tui.engine.backups.inventory import load_inventory
 
     entry = load_inventory(settings, include_offsite=False).find(result.path.name)
     assert entry.status == "unverified"
@@ -124,7 +124,7 @@ def test_verify_dump_api_reads_manifest_beside(backed_up):
 
 def test_a_cache_that_cannot_be_written_is_a_warning_not_a_failure(backed_up, capsys):
     settings, cfg, result = backed_up
-    from fovea_tui.engine.verify import CACHE_FILE
+    from fovea_tui.engine.backups.verify import CACHE_FILE
 
     cache = settings.state_dir / CACHE_FILE
     cache.unlink(missing_ok=True)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from fovea_tui import secrets
+from fovea_tui import masking
 from fovea_tui.config import Settings, load_settings
 from fovea_tui.engine.progress import CancelToken, ProgressEvent
 from fovea_tui.envfile import EnvFile
@@ -32,15 +32,15 @@ class CliContext:
     def emit(self, result: dict[str, Any], text: str | None = None) -> None:
         """The result: one JSON document on stdout with --json, else human text."""
         if self.json:
-            sys.stdout.write(secrets.redact(json.dumps(result, indent=2, default=str, ensure_ascii=False)) + "\n")
+            sys.stdout.write(masking.redact(json.dumps(result, indent=2, default=str, ensure_ascii=False)) + "\n")
         elif text is not None:
-            sys.stdout.write(secrets.redact(text) + ("" if text.endswith("\n") else "\n"))
+            sys.stdout.write(masking.redact(text) + ("" if text.endswith("\n") else "\n"))
         sys.stdout.flush()
 
     def info(self, message: str) -> None:
         """A progress or log line: always stderr, so --json stdout stays one document."""
         if not self.quiet:
-            sys.stderr.write(secrets.redact(message) + "\n")
+            sys.stderr.write(masking.redact(message) + "\n")
             sys.stderr.flush()
 
     def progress(self):

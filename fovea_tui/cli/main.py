@@ -17,7 +17,8 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-from fovea_tui import __version__, secrets
+from fovea_tui import __version__
+from fovea_tui import masking
 from fovea_tui.cli.commands import COMMAND_MODULES
 from fovea_tui.cli.context import CliContext
 from fovea_tui.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Cancelled, FoveaError
@@ -53,7 +54,7 @@ def add_json_flag(parser: argparse.ArgumentParser) -> None:
 
 def _crash_log(ctx: CliContext | None) -> Path | None:
     """Write a redacted traceback for an unexpected error; return where it went."""
-    text = secrets.redact(traceback.format_exc())
+    text = masking.redact(traceback.format_exc())
     candidates = []
     try:
         if ctx is not None:
@@ -63,7 +64,7 @@ def _crash_log(ctx: CliContext | None) -> Path | None:
     candidates.append(Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "fovea-tui")
     for directory in candidates:
         try:
-            from fovea_tui.engine.locks import ensure_private_dir
+            from fovea_tui.engine.infra.locks import ensure_private_dir
 
             ensure_private_dir(directory)  # 0700 for every directory it creates, whatever the umask
             path = directory / "crash.log"
@@ -77,7 +78,7 @@ def _crash_log(ctx: CliContext | None) -> Path | None:
 
 
 def _fail(ctx: CliContext | None, code: int, message: str, *, kind: str) -> int:
-    message = secrets.redact(message)
+    message = masking.redact(message)
     sys.stderr.write(f"fovea-tui: {message}\n")
     if ctx is not None and ctx.json:
         sys.stdout.write(json.dumps({"ok": False, "error": message, "kind": kind, "exit_code": code}) + "\n")
@@ -86,8 +87,8 @@ def _fail(ctx: CliContext | None, code: int, message: str, *, kind: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     root = logging.getLogger()
-    if not any(isinstance(h, secrets.RedactingStderrHandler) for h in root.handlers):
-        root.addHandler(secrets.RedactingStderrHandler())
+    if not any(isinstance(h, masking.RedactingStderrHandler) for h in root.handlers):
+        root.addHandler(masking.RedactingStderrHandler())
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:

@@ -20,7 +20,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from fovea_tui import secrets
+from fovea_tui import masking
 from fovea_tui.engine.progress import ProgressEvent
 
 
@@ -69,7 +69,7 @@ class StderrProgress:
             if event.phase not in self._tasks:
                 self._tasks[event.phase] = bar.add_task(label, total=event.total)
             bar.update(self._tasks[event.phase], completed=event.done, total=event.total,
-                       description=secrets.redact(label[:60]))
+                       description=masking.redact(label[:60]))
             return
         # Under cron the output is mailed: a line when a phase starts, one when it finishes,
         # and one every `interval` seconds between, never one per event.
@@ -92,4 +92,4 @@ class StderrProgress:
         else:
             amount = f"{event.done}" + (f"/{event.total}" if event.total is not None else "") + f" {event.unit}"
         line = f"{event.phase}: {amount}" + (f" {event.message}" if event.message else "")
-        sys.stderr.write(secrets.redact(line) + "\n")
+        sys.stderr.write(masking.redact(line) + "\n")

@@ -25,9 +25,9 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.signal import Signal
 
-from fovea_tui import secrets
+from fovea_tui import masking
 from fovea_tui.config import Settings
-from fovea_tui.engine.status import StatusReport, collect_status
+from fovea_tui.engine.ops.status import StatusReport, collect_status
 from fovea_tui.errors import FoveaError
 from fovea_tui.tui.jobs import JobFailed, JobFinished, JobProgress, JobRunner, describe_result
 
@@ -94,8 +94,8 @@ def engine_call(module: str, name: str) -> Callable[..., Any] | None:
 
 # Jobs the app can start from anywhere: action -> (kind, title, module, function, kwargs, key)
 JOB_ACTIONS: dict[str, tuple[str, str, str, str, dict[str, Any], str]] = {
-    "backup": ("backup", "Back up now", "fovea_tui.engine.dump", "run_backup", {"offsite": True}, "B"),
-    "sync": ("sync", "Sync videos now", "fovea_tui.engine.volume", "run_sync",
+    "backup": ("backup", "Back up now", "fovea_tui.engine.backups.pipeline", "run_backup", {"offsite": True}, "B"),
+    "sync": ("sync", "Sync videos now", "fovea_tui.engine.volume.sync", "run_sync",
              {"dry_run": False, "pull": False, "to": None, "replace_changed": False}, "V"),
 }
 
@@ -265,7 +265,7 @@ class FoveaApp(App):
         try:
             report = self.status_source(self.settings, self.now())
         except Exception as exc:  # noqa: BLE001 - a probe that crashes must not blank the UI
-            self.post_message(StatusFailed(secrets.redact(f"{type(exc).__name__}: {exc}")))
+            self.post_message(StatusFailed(masking.redact(f"{type(exc).__name__}: {exc}")))
             return
         self.post_message(StatusUpdated(report))
 
@@ -285,7 +285,7 @@ class FoveaApp(App):
     @work(thread=True, group="stack-events", exit_on_error=False)
     def _watch_stack_events(self) -> None:
         from fovea_tui.engine.progress import CancelToken
-        from fovea_tui.engine.stack import Stack, connect_docker
+        from fovea_tui.engine.infra.stack import Stack, connect_docker
 
         try:
             client = _ClosableEvents(connect_docker(timeout=5))

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from textual.message import Message
 
-from fovea_tui import secrets
+from fovea_tui import masking
 from fovea_tui.engine.progress import CancelToken, ProgressEvent
 from fovea_tui.errors import Cancelled, FoveaError
 
@@ -140,11 +140,11 @@ class JobRunner:
         try:
             result = fn(settings, progress=progress, cancel=job.cancel, **kwargs)
         except Cancelled as exc:
-            self.app.post_message(JobFailed(job, secrets.redact(str(exc)), cancelled=True))
+            self.app.post_message(JobFailed(job, masking.redact(str(exc)), cancelled=True))
         except FoveaError as exc:
-            self.app.post_message(JobFailed(job, secrets.redact(str(exc))))
+            self.app.post_message(JobFailed(job, masking.redact(str(exc))))
         except Exception as exc:  # noqa: BLE001 - a failed job must never take the UI down
-            self.app.post_message(JobFailed(job, secrets.redact(f"unexpected error: {type(exc).__name__}: {exc}")))
+            self.app.post_message(JobFailed(job, masking.redact(f"unexpected error: {type(exc).__name__}: {exc}")))
         else:
             self.app.post_message(JobFinished(job, result))
 
@@ -191,4 +191,4 @@ def describe_result(result: Any) -> str:
         if "duration_s" in data:
             parts.append(f"{float(data['duration_s']):.1f} s")
         return ", ".join(parts) or "done"
-    return secrets.redact(str(data))[:200]
+    return masking.redact(str(data))[:200]

@@ -16,7 +16,7 @@ from typing import Any
 
 import humanize
 
-from fovea_tui.engine.status import COST_OF_LOSS, StatusReport
+from fovea_tui.engine.ops.status import COST_OF_LOSS, StatusReport
 from fovea_tui import formatting
 
 FINE, STALE, MISSING, FAILING, UNKNOWN = "fine", "stale", "missing", "failing", "unknown"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from fovea_tui.engine.status import COST_OF_LOSS, Alert, StatusReport
+from fovea_tui.engine.ops.status import COST_OF_LOSS, Alert, StatusReport
 
 SAMPLE_NOW = datetime(2026, 6, 2, 9, 30, tzinfo=timezone.utc)
 

@@ -11,8 +11,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from fovea_tui.config import BackupSettings, RetentionSettings, S3Settings, Settings
-from fovea_tui.engine import manifest as mf
-from fovea_tui.engine.verify import verify_many
+from fovea_tui.engine.backups import manifest as mf
+from fovea_tui.engine.backups.verify import verify_many
 
 TABLES = {"users": 3, "videos": 12, "annotations": 140, "_prisma_migrations": 2}
 MIGRATIONS = ["20250101000000_init", "20250301000000_claims"]

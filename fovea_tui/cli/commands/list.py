@@ -8,7 +8,7 @@ import humanize
 
 from fovea_tui import formatting
 from fovea_tui.cli.context import CliContext
-from fovea_tui.engine.inventory import Inventory, load_inventory, verify_entries
+from fovea_tui.engine.backups.inventory import Inventory, load_inventory, verify_entries
 
 
 def register(sub) -> None:

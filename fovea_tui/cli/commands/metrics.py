@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from fovea_tui.cli.context import CliContext
-from fovea_tui.engine import metrics
+from fovea_tui.engine.ops import metrics
 
 
 def register(sub) -> None:

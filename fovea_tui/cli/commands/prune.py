@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fovea_tui.cli.context import CliContext
-from fovea_tui.engine.prune import OVERRIDE_KEYS, PruneRefused, PruneResult, prune
+from fovea_tui.engine.backups.prune import OVERRIDE_KEYS, PruneRefused, PruneResult, prune
 from fovea_tui.errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED
 
 

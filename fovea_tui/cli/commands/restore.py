@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 
 from fovea_tui.cli.context import CliContext
-from fovea_tui.engine import jobs
+from fovea_tui.engine.infra import jobs
 from fovea_tui.engine import restore as engine
 from fovea_tui.engine.progress import ProgressEvent
 from fovea_tui.errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, UsageError
@@ -119,7 +119,7 @@ def _require_known_dump(settings, wanted: str) -> None:
     Whether a dump that exists is fit to restore is the pre-flight's call (exit 3)."""
     from pathlib import Path
 
-    from fovea_tui.engine.inventory import load_inventory
+    from fovea_tui.engine.backups.inventory import load_inventory
 
     candidate = Path(wanted)
     if candidate.is_file() or (settings.backups_dir / candidate.name).is_file():

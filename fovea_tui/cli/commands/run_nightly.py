@@ -7,7 +7,7 @@ the run is recorded to nightly-last.json and the audit log, and webhooks are not
 from __future__ import annotations
 
 from fovea_tui.cli.context import CliContext
-from fovea_tui.engine.nightly import run_nightly
+from fovea_tui.engine.ops.nightly import run_nightly
 from fovea_tui.errors import EXIT_FAILED, EXIT_OK
 
 

@@ -4,7 +4,7 @@ as a systemd timer or a cron entry (see engine.schedule for where the files go).
 from __future__ import annotations
 
 from fovea_tui.cli.context import CliContext
-from fovea_tui.engine import schedule
+from fovea_tui.engine.ops import schedule
 from fovea_tui.errors import UsageError
 
 

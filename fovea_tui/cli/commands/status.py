@@ -5,7 +5,7 @@ from __future__ import annotations
 import humanize
 
 from fovea_tui.cli.context import CliContext
-from fovea_tui.engine.status import StatusReport, collect_status
+from fovea_tui.engine.ops.status import StatusReport, collect_status
 
 
 def register(sub) -> None:

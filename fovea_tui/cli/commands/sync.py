@@ -75,7 +75,7 @@ def render(d: dict) -> str:
 
 
 def run(args, ctx: CliContext) -> int:
-    from fovea_tui.engine.volume import run_sync
+    from fovea_tui.engine.volume.sync import run_sync
 
     if args.to and not args.pull:
         raise UsageError("--to only goes with --pull", key="--to")

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from fovea_tui.config import Settings
-from fovea_tui.engine import jobs
-from fovea_tui.engine.locks import holder
-from fovea_tui.engine.restore.plan import initial_records, state_words
+from fovea_tui.engine.infra import jobs
+from fovea_tui.engine.infra.locks import holder
+from fovea_tui.engine.restore.runner import initial_records, state_words
 from fovea_tui.engine.restore.verify import CHECKLIST, check_login
 from fovea_tui.errors import LockHeld, OperationFailed, SafetyRefusal
 

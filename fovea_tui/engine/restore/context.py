@@ -12,11 +12,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from fovea_tui import secrets
+from fovea_tui import masking
 from fovea_tui.config import Settings
-from fovea_tui.engine.database import Database, open_database
+from fovea_tui.engine.infra.database import Database, open_database
 from fovea_tui.engine.progress import CancelToken
-from fovea_tui.engine.stack import DockerUnavailable, Stack
+from fovea_tui.engine.infra.stack import DockerUnavailable, Stack
 from fovea_tui.envfile import EnvFile
 from fovea_tui.errors import FoveaError
 
@@ -51,7 +51,7 @@ class RestoreContext:
 
     def output(self, line: str) -> None:
         """A line of a step's output: into the state file (tail) and the runner's log."""
-        line = secrets.redact(line.rstrip("\n"))
+        line = masking.redact(line.rstrip("\n"))
         if self.current is not None:
             lines = self.current.setdefault("output", [])
             lines.append(line)

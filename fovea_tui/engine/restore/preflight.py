@@ -16,8 +16,8 @@ from typing import Any
 
 from isal import igzip
 
-from fovea_tui.engine.database import DatabaseError
-from fovea_tui.engine.stack import redis_queue_counts
+from fovea_tui.engine.infra.database import DatabaseError
+from fovea_tui.engine.infra.stack import redis_queue_counts
 from fovea_tui.errors import FoveaError
 
 MIGRATIONS_DIR = "/app/prisma/migrations"  # where the backend image bundles Prisma's migrations
@@ -115,8 +115,8 @@ def _human(n: float) -> str:
 
 
 def check_dump(ctx) -> Check:
-    from fovea_tui.engine import manifest as mf
-    from fovea_tui.engine.verify import remember, verify_dump
+    from fovea_tui.engine.backups import manifest as mf
+    from fovea_tui.engine.backups.verify import remember, verify_dump
 
     path = ctx.dump_path
     manifest = None

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from isal import igzip
 
-from fovea_tui.engine import manifest as mf
+from fovea_tui.engine.backups import manifest as mf
 from fovea_tui.engine.progress import ProgressEvent
-from fovea_tui.engine.streams import condense
+from fovea_tui.engine.infra.streams import condense
 from fovea_tui.errors import Cancelled, FoveaError, OperationFailed, SafetyRefusal
 
 CHUNK = 1 << 20
@@ -110,8 +110,8 @@ def _local_dump(ctx, wanted: str) -> Path | None:
 
 
 def _fetch_offsite(ctx, wanted: str) -> Path:
-    from fovea_tui.engine.inventory import load_inventory
-    from fovea_tui.engine.locks import ensure_private_dir
+    from fovea_tui.engine.backups.inventory import load_inventory
+    from fovea_tui.engine.infra.locks import ensure_private_dir
 
     settings = ctx.settings
     if not settings.backups.offsite:
@@ -181,7 +181,7 @@ class SafetyDump(Step):
     name, title = "safety_dump", "Safety dump of the current database"
 
     def run(self, ctx) -> str:
-        from fovea_tui.engine.dump import run_backup
+        from fovea_tui.engine.backups.pipeline import run_backup
 
         existing = ctx.facts.get("safety_dump")
         if existing and Path(existing).is_file():

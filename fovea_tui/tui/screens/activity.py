@@ -15,7 +15,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from fovea_tui import secrets
+from fovea_tui import masking
 from fovea_tui.tui import model
 
 _OUTCOME_STYLE = {"ok": "green", "success": "green", "done": "green", "failed": "bold red",
@@ -57,7 +57,7 @@ def details_text(details: Any) -> str:
         text = ", ".join(f"{k}={v}" for k, v in details.items())
     else:
         text = str(details)
-    return secrets.redact(text)
+    return masking.redact(text)
 
 
 class AuditLoaded(Message):
@@ -141,7 +141,7 @@ class ActivityScreen(Screen):
             detail.update("")
             return
         entry = self._entries[row]
-        detail.update(Text(secrets.redact(json.dumps(entry, indent=None, default=str, ensure_ascii=False))))
+        detail.update(Text(masking.redact(json.dumps(entry, indent=None, default=str, ensure_ascii=False))))
 
 
 __all__ = ["ActivityScreen", "read_audit", "audit_path", "datetime"]

@@ -22,8 +22,8 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Static
 
-from fovea_tui.engine.inventory import Entry, Inventory, load_inventory, verify_entries
-from fovea_tui.engine.retention import Decision, Plan, plan as retention_plan
+from fovea_tui.engine.backups.inventory import Entry, Inventory, load_inventory, verify_entries
+from fovea_tui.engine.backups.retention import Decision, Plan, plan as retention_plan
 from fovea_tui.errors import FoveaError
 from fovea_tui import formatting
 from fovea_tui.tui.screens._reloading import ReloadingScreen
@@ -72,7 +72,7 @@ class ManifestLoaded(Message):
 
 def load_view(settings) -> tuple[Inventory, Plan | None]:
     """The inventory and retention's view of it (what each dump fills): thread-safe, no UI."""
-    from fovea_tui.engine.prune import policy_for
+    from fovea_tui.engine.backups.prune import policy_for
 
     inventory = load_inventory(settings)
     try:

@@ -12,7 +12,7 @@ from textual.markup import escape
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from fovea_tui.engine.status import StatusReport
+from fovea_tui.engine.ops.status import StatusReport
 from fovea_tui.tui import model
 from fovea_tui.tui.widgets.cards import StateCard
 from fovea_tui.tui.widgets.job_progress import JobProgressBar

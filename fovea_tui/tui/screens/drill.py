@@ -19,8 +19,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Static
 
-from fovea_tui import secrets
-from fovea_tui.engine.drill import (
+from fovea_tui import masking
+from fovea_tui.engine.drill.run import (
     CHECK_ORDER,
     CHECK_TITLES,
     MANUAL_CHECKLIST,
@@ -219,7 +219,7 @@ class DrillScreen(ReloadingScreen):
         text = Text()
         if check is not None:
             text.append(f"{check.get('title') or CHECK_TITLES.get(check['name'], check['name'])}: ", style="bold")
-            text.append(secrets.redact(str(check.get("detail", ""))))
+            text.append(masking.redact(str(check.get("detail", ""))))
         elif name:
             text.append(f"{CHECK_TITLES.get(name, name)}: not run yet", style="dim")
         self.query_one("#detail", Static).update(text)
@@ -229,7 +229,7 @@ class DrillScreen(ReloadingScreen):
         status = (check or {}).get("status") or ("pending" if check is None else ("ok" if check.get("ok") else "failed"))
         label, style = ICONS.get(status, (status, ""))
         return (CHECK_TITLES.get(name, name), Text(label, style=style),
-                secrets.redact(str((check or {}).get("detail", ""))))
+                masking.redact(str((check or {}).get("detail", ""))))
 
     # --- a drill run -------------------------------------------------------------------
 

@@ -35,8 +35,8 @@ from textual.widgets import (
     Static,
 )
 
-from fovea_tui import secrets
-from fovea_tui.engine import jobs
+from fovea_tui import masking
+from fovea_tui.engine.infra import jobs
 from fovea_tui.engine import restore as engine
 from fovea_tui.errors import FoveaError
 from fovea_tui import formatting
@@ -84,11 +84,11 @@ def steps_text(data: dict) -> Text:
             text.append(f"  {_fmt_duration(rec['duration_s'])}", style="dim")
         text.append("\n")
         if rec.get("detail"):
-            text.append(f"       {secrets.redact(rec['detail'])}\n", style="red" if status == "failed" else "dim")
+            text.append(f"       {masking.redact(rec['detail'])}\n", style="red" if status == "failed" else "dim")
         undo = rec.get("undo")
         if undo:
             u_icon, u_style = ICONS.get(undo.get("status", "pending"), ("?", ""))
-            text.append(f"     ↩ {u_icon} undo: {secrets.redact(undo.get('detail', '') or '')}\n", style=u_style)
+            text.append(f"     ↩ {u_icon} undo: {masking.redact(undo.get('detail', '') or '')}\n", style=u_style)
     return text
 
 
@@ -120,7 +120,7 @@ def _append_check(text: Text, check: dict, *, blocking: bool) -> None:
     else:
         text.append(" ! ", style="yellow")
     text.append(f"{check['name']}: ", style="bold")
-    text.append(secrets.redact(check["detail"]) + "\n")
+    text.append(masking.redact(check["detail"]) + "\n")
 
 
 DUMP_COLUMNS = ("Dump", "Time (UTC)", "Age", "Size", "Where", "Status")
@@ -237,7 +237,7 @@ class RestoreScreen(Screen):
 
     @work(thread=True, exclusive=True, group="restore-dumps")
     def load_dumps(self) -> None:
-        from fovea_tui.engine.inventory import load_inventory
+        from fovea_tui.engine.backups.inventory import load_inventory
 
         try:
             inventory = load_inventory(self.app.settings)
@@ -355,7 +355,7 @@ class RestoreScreen(Screen):
         title.append(f"Restore of {facts.get('dump') or Path(str(data['params'].get('dump', ''))).name}", style="bold")
         title.append(f"  ·  job {data['id']}  ·  ")
         title.append(status, style=STATUS_STYLE.get(status, "bold"))
-        title.append("\n" + secrets.redact(engine.describe_status(data)))
+        title.append("\n" + masking.redact(engine.describe_status(data)))
         self.query_one("#job-status", Static).update(title)
         self.query_one("#steps", Static).update(steps_text(data))
         self.query_one("#preflight", Static).update(preflight_text(data))
@@ -392,7 +392,7 @@ class RestoreScreen(Screen):
             seen = self._lines.get(name, 0)
             if total > seen:
                 for line in rec.get("output", [])[-(total - seen):]:
-                    log.write(f"[{name}] {secrets.redact(line)}")
+                    log.write(f"[{name}] {masking.redact(line)}")
                 self._lines[name] = total
 
     def _show_confirm(self, data: dict) -> None:
@@ -500,7 +500,7 @@ class RestoreScreen(Screen):
         self.query_one("#login-pass", Input).value = ""  # used once, never kept
         ok = message.result["ok"]
         self.query_one("#login-result", Static).update(
-            Text(("✔ " if ok else "✘ ") + secrets.redact(message.result["detail"]), style="green" if ok else "red"))
+            Text(("✔ " if ok else "✘ ") + masking.redact(message.result["detail"]), style="green" if ok else "red"))
 
 
 __all__ = ["RestoreScreen", "steps_text", "preflight_text"]

@@ -18,7 +18,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Static
 
-from fovea_tui.engine.prune import Deletion, PrunePlan, build_plan, prune
+from fovea_tui.engine.backups.prune import Deletion, PrunePlan, build_plan, prune
 from fovea_tui.errors import FoveaError
 from fovea_tui.tui.screens._reloading import ReloadingScreen
 from fovea_tui.tui.widgets.bucket_grid import BucketGrid

@@ -15,7 +15,7 @@ from textual.markup import escape
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static, Switch
 
-from fovea_tui import secrets
+from fovea_tui import masking
 from fovea_tui.config import SECTIONS, Settings, render_toml, save_settings, settings_from_dict, user_config_path
 from fovea_tui.errors import ConfigError, FoveaError
 from fovea_tui.tui.widgets.confirm import ConfirmDialog
@@ -176,7 +176,7 @@ class SettingsScreen(Screen):
 
     def show_error(self, exc: FoveaError) -> None:
         key = getattr(exc, "key", None) or ""
-        message = secrets.redact(str(exc))
+        message = masking.redact(str(exc))
         try:
             error = self.query_one(f"#err-{field_id(key)}", Static)
         except Exception:  # noqa: BLE001 - a key without a field: say it in a notification only
@@ -234,10 +234,10 @@ class SettingsScreen(Screen):
             try:
                 path = save_settings(new, target)
             except (FoveaError, OSError) as exc:
-                self.notify(secrets.redact(str(exc)), title="Not saved", severity="error")
+                self.notify(masking.redact(str(exc)), title="Not saved", severity="error")
                 return
             self.app.apply_settings(new)
             self.notify(f"Saved to {path}", title="Settings")
 
-        self.app.push_screen(ConfirmDialog(f"Write these changes to {target}?", secrets.redact(diff),
+        self.app.push_screen(ConfirmDialog(f"Write these changes to {target}?", masking.redact(diff),
                                            confirm_label="Save", title="Save settings"), confirmed)

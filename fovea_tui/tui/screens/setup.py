@@ -37,7 +37,7 @@ def discover(backend_service: str = "backend") -> Discovery:
     """Look at the Docker engine (if one answers) and the usual places. Never raises."""
     found = Discovery()
     try:
-        from fovea_tui.engine.stack import connect_docker
+        from fovea_tui.engine.infra.stack import connect_docker
 
         client = connect_docker(timeout=5)
         containers = client.containers.list(all=True, filters={"label": PROJECT_LABEL})

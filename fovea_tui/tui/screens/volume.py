@@ -23,7 +23,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from fovea_tui.engine import volume as engine
+from fovea_tui.engine.volume import sync as engine
 from fovea_tui.engine.progress import CancelToken
 from fovea_tui.errors import Cancelled, FoveaError
 from fovea_tui import formatting

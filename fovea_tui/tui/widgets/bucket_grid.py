@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from fovea_tui.engine.retention import RULES, Plan, Slot
+from fovea_tui.engine.backups.retention import RULES, Plan, Slot
 
 STATUS_STYLE = {"verified": "green", "unverified": "yellow", "corrupt": "bold red"}
 RULE_TITLE = {"last": "last", "hourly": "hourly", "daily": "daily", "weekly": "weekly",

@@ -13,8 +13,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, Static, Switch
 
-from fovea_tui import secrets
-from fovea_tui.engine import schedule
+from fovea_tui import masking
+from fovea_tui.engine.ops import schedule
 from fovea_tui.errors import FoveaError
 from fovea_tui.tui.widgets.confirm import ConfirmDialog
 
@@ -60,7 +60,7 @@ class SchedulePanel(Vertical):
     # ---------------------------------------------------------------- state --------------
 
     def refresh_state(self) -> None:
-        from fovea_tui.engine.nightly import read_last
+        from fovea_tui.engine.ops.nightly import read_last
 
         settings = self.app.settings
         try:
@@ -81,7 +81,7 @@ class SchedulePanel(Vertical):
                     f"next run {info.get('next_run') or 'unknown'}")
         else:
             text = "not installed: nothing runs the nightly backup, prune and sync by itself"
-        self.query_one("#schedule-state", Static).update(secrets.redact(text))
+        self.query_one("#schedule-state", Static).update(masking.redact(text))
         last = read_last(settings)
         last_widget = self.query_one("#schedule-last", Static)
         if last:
@@ -120,7 +120,7 @@ class SchedulePanel(Vertical):
         try:
             plan = schedule.plan_install(self.app.settings, at, cron=cron)
         except FoveaError as exc:
-            self.notify(secrets.redact(str(exc)), title="Schedule", severity="error")
+            self.notify(masking.redact(str(exc)), title="Schedule", severity="error")
             self.refresh_state()
             return
         if not plan.changes:
@@ -133,7 +133,7 @@ class SchedulePanel(Vertical):
         try:
             plan = schedule.plan_remove(self.app.settings)
         except FoveaError as exc:
-            self.notify(secrets.redact(str(exc)), title="Schedule", severity="error")
+            self.notify(masking.redact(str(exc)), title="Schedule", severity="error")
             self.refresh_state()
             return
         self._confirm(plan, "Remove the nightly schedule? Nothing will run the backups by itself.", "Remove")
@@ -148,13 +148,13 @@ class SchedulePanel(Vertical):
                 try:
                     schedule.apply(plan)
                 except FoveaError as exc:
-                    self.notify(secrets.redact(str(exc)), title="Schedule not changed", severity="error")
+                    self.notify(masking.redact(str(exc)), title="Schedule not changed", severity="error")
                 else:
                     what = "installed" if plan.action == "install" else "removed"
                     self.notify(f"Nightly schedule {what}.", title="Schedule")
             self.refresh_state()
 
-        self.app.push_screen(ConfirmDialog(question, secrets.redact(diff), confirm_label=label,
+        self.app.push_screen(ConfirmDialog(question, masking.redact(diff), confirm_label=label,
                                            title="Nightly schedule"), done)
 
 

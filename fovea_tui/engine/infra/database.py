@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Sequence
 
 from fovea_tui.config import Settings
-from fovea_tui.engine.stack import Stack
-from fovea_tui.engine.streams import LocalProcess, ToolProcess, condense
+from fovea_tui.engine.infra.stack import Stack
+from fovea_tui.engine.infra.streams import LocalProcess, ToolProcess, condense
 from fovea_tui.envfile import DatabaseURL, EnvFile
 from fovea_tui.errors import ConfigError, OperationFailed
 

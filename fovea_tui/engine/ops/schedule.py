@@ -564,7 +564,7 @@ def _parse_time(value: Any) -> datetime | None:
 def status_section(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
     """The dashboard's schedule card: what is installed, next run, the last run, and its
     alerts (`alerts`: list of {level, subject, message}, taken out by `collect_status`)."""
-    from fovea_tui.engine.nightly import read_last
+    from fovea_tui.engine.ops.nightly import read_last
 
     now = now or datetime.now(timezone.utc)
     info = show(settings, now)

@@ -37,9 +37,9 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from fovea_tui.config import Settings
-from fovea_tui.engine import manifest as _manifest
-from fovea_tui.engine.retention import Candidate
-from fovea_tui.engine.stores import DirectoryStore, S3Store, Store, StoreError, open_store
+from fovea_tui.engine.backups import manifest as _manifest
+from fovea_tui.engine.backups.retention import Candidate
+from fovea_tui.engine.infra.stores import DirectoryStore, S3Store, Store, StoreError, open_store
 from fovea_tui.errors import FoveaError
 
 #: Keys per S3 list request; lowered in tests to exercise pagination.
@@ -440,7 +440,7 @@ def read_local_manifest(path: Path) -> ManifestSummary:
 
 def _verification_cache(settings: Settings) -> dict[str, Any]:
     """`engine.verify`'s cache, read once per listing (not once per dump)."""
-    from fovea_tui.engine import verify
+    from fovea_tui.engine.backups import verify
 
     try:
         entries = verify.load_cache(settings).get("entries")
@@ -461,7 +461,7 @@ def _cached_verdict(cache: dict[str, Any], name: str, size: int, mtime_ns: int |
 
 def pending_names(settings: Settings) -> set[str]:
     """Dumps a previous prune started to delete and has not finished (see engine.prune)."""
-    from fovea_tui.engine.prune import read_journal
+    from fovea_tui.engine.backups.prune import read_journal
 
     return {item["dump"] for item in read_journal(settings)}
 
@@ -608,7 +608,7 @@ def verify_entries(settings: Settings, inventory: Inventory, names: Iterable[str
                    include_offsite: bool = True) -> Inventory:
     """Verify local copies (slow: reads every byte; results land in the verification cache)
     and return a fresh inventory. `only_unsettled` skips copies the cache already settles."""
-    from fovea_tui.engine.verify import verify_many
+    from fovea_tui.engine.backups.verify import verify_many
 
     wanted = set(names) if names is not None else None
     todo = [str(settings.backups_dir / e.local.key) for e in inventory.entries

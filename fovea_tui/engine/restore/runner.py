@@ -1,6 +1,6 @@
 """Running the steps: forward, resume after a crash, and rollback. The runner's body.
 
-`execute(handle, action)` is what `python -m fovea_tui.engine.jobs run|resume|rollback ID`
+`execute(handle, action)` is what `python -m fovea_tui.engine.infra.jobs run|resume|rollback ID`
 calls for a restore job. It holds the backups lock for its whole life (no backup, prune or
 second restore meanwhile), records every step's status, detail, timing and output in the
 job's state file, and ends with one audit line and a message saying, in plain words, what
@@ -12,10 +12,10 @@ from __future__ import annotations
 import time
 import traceback
 
-from fovea_tui import secrets
-from fovea_tui.engine import audit
-from fovea_tui.engine.jobs import now_iso
-from fovea_tui.engine.locks import acquire
+from fovea_tui import masking
+from fovea_tui.engine.infra import audit
+from fovea_tui.engine.infra.jobs import now_iso
+from fovea_tui.engine.infra.locks import acquire
 from fovea_tui.engine.progress import CancelToken
 from fovea_tui.engine.restore.context import RestoreContext
 from fovea_tui.engine.restore.steps import Skip, Step, build_steps, pause_if_asked
@@ -62,7 +62,7 @@ def execute(handle, action: str) -> None:
     except BaseException as exc:  # noqa: BLE001 - record, then let the runner exit
         data["status"] = "failed"
         data["message"] = f"The runner crashed: {_error_text(exc)}. " + _state_words(ctx)
-        print(secrets.redact(traceback.format_exc()), flush=True)
+        print(masking.redact(traceback.format_exc()), flush=True)
     finally:
         data["ended_at"] = now_iso()
         data.pop("awaiting", None)
@@ -75,7 +75,7 @@ def execute(handle, action: str) -> None:
             "safety_dump": (ctx.facts.get("safety_dump") or None),
         })
         audit.record(settings, "restore", outcome, outcome_details)
-        print(secrets.redact(f"{now_iso()} {handle.id}: {status}: {data.get('message', '')}"), flush=True)
+        print(masking.redact(f"{now_iso()} {handle.id}: {status}: {data.get('message', '')}"), flush=True)
 
 
 def _forward(ctx: RestoreContext, steps: list[Step], *, resume: bool) -> None:
@@ -109,7 +109,7 @@ def _forward(ctx: RestoreContext, steps: list[Step], *, resume: bool) -> None:
         except Skip as skip:
             rec.update(status="skipped", detail=skip.detail)
         except BaseException as exc:  # noqa: BLE001 - every failure is reported and handled
-            rec.update(status="failed", detail=secrets.redact(_error_text(exc)))
+            rec.update(status="failed", detail=masking.redact(_error_text(exc)))
             rec["duration_s"] = round(time.monotonic() - t0, 2)
             rec["ended_at"] = now_iso()
             if not isinstance(exc, FoveaError):
@@ -182,7 +182,7 @@ def _rollback(ctx: RestoreContext, steps: list[Step], *, reason: str) -> None:
             detail = step.undo(ctx)
             rec["undo"] = {"status": "ok" if detail else "skipped", "detail": detail or "nothing to undo"}
         except BaseException as exc:  # noqa: BLE001
-            rec["undo"] = {"status": "failed", "detail": secrets.redact(_error_text(exc))}
+            rec["undo"] = {"status": "failed", "detail": masking.redact(_error_text(exc))}
             data["status"] = "rollback_failed"
             info["failed_step"] = step.name
             safety = ctx.facts.get("safety_dump")

@@ -3,7 +3,7 @@
 Each line: `time` (UTC, ISO 8601), `action` ("backup", "restore", "prune"...), `outcome`
 ("ok", "failed", "refused", "cancelled"), `details` (names, sizes, durations, reasons).
 Never a secret: details are built from names and figures, and the line is passed through
-`secrets.redact` before it is written as a last line of defence.
+`masking.redact` before it is written as a last line of defence.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from fovea_tui import secrets
+from fovea_tui import masking
 from fovea_tui.config import Settings
-from fovea_tui.engine.locks import ensure_private_dir
+from fovea_tui.engine.infra.locks import ensure_private_dir
 
 AUDIT_FILE = "audit.jsonl"
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ def record(settings: Settings, action: str, outcome: str, details: dict[str, Any
         "pid": os.getpid(),
         "details": details or {},
     }
-    line = secrets.redact(json.dumps(entry, default=str, ensure_ascii=False)) + "\n"
+    line = masking.redact(json.dumps(entry, default=str, ensure_ascii=False)) + "\n"
     try:
         path = audit_path(settings)
         ensure_private_dir(path.parent)

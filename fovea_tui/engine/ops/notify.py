@@ -5,7 +5,7 @@ backoff, capped) with a short timeout, and whatever happens the caller gets a li
 outcomes, never an exception. A webhook URL often carries a token in its path or query
 (Slack, Discord, ntfy...), so it is only ever shown masked: scheme and host, the rest
 replaced (`mask_url`). The payload is built from names, figures and outcomes and passed
-through `secrets.redact`; it never holds a credential.
+through `masking.redact`; it never holds a credential.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from tenacity import (
     wait_exponential,
 )
 
-from fovea_tui import __version__, secrets
+from fovea_tui import __version__
+from fovea_tui import masking
 from fovea_tui.config import Settings
 
 TIMEOUT_S = 5.0
@@ -45,16 +46,16 @@ def mask_url(url: str) -> str:
     try:
         parts = urlsplit(url)
     except ValueError:
-        return secrets.MASK
+        return masking.MASK
     host = parts.netloc.rsplit("@", 1)[-1] or "?"  # never the user:password part
-    tail = "/" + secrets.MASK if (parts.path not in ("", "/") or parts.query or parts.fragment) else "/"
+    tail = "/" + masking.MASK if (parts.path not in ("", "/") or parts.query or parts.fragment) else "/"
     return f"{parts.scheme}://{host}{tail}"
 
 
 def scrub(text: str) -> str:
     """Registered secrets and `user:password@` in URLs, masked."""
-    text = secrets.redact(text)
-    return _CREDENTIALS_IN_URL.sub(lambda m: m.group("scheme") + secrets.MASK + "@", text)
+    text = masking.redact(text)
+    return _CREDENTIALS_IN_URL.sub(lambda m: m.group("scheme") + masking.MASK + "@", text)
 
 
 class _Retryable(Exception):
@@ -137,7 +138,7 @@ def post_json(url: str, payload: dict[str, Any], *, timeout: float = TIMEOUT_S, 
 def send(settings: Settings, payload: dict[str, Any], *, warn: Callable[[str], None] | None = None,
          **post_kwargs: Any) -> list[dict[str, Any]]:
     """Send `payload` to every configured webhook; failures are warned about and audited."""
-    from fovea_tui.engine import audit
+    from fovea_tui.engine.infra import audit
 
     if warn is None:
         def warn(message: str) -> None:

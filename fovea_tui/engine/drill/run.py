@@ -38,11 +38,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
-from fovea_tui import secrets
+from fovea_tui import masking
 from fovea_tui.config import Settings
-from fovea_tui.engine import audit
-from fovea_tui.engine import manifest as mf
-from fovea_tui.engine.locks import acquire, ensure_private_dir
+from fovea_tui.engine.infra import audit
+from fovea_tui.engine.backups import manifest as mf
+from fovea_tui.engine.infra.locks import acquire, ensure_private_dir
 from fovea_tui.engine.progress import CancelToken, ProgressEvent, Throttle, no_progress
 from fovea_tui.envfile import CRITICAL_KEYS, EnvFile
 from fovea_tui.errors import Cancelled, ConfigError, FoveaError, SafetyRefusal
@@ -86,7 +86,7 @@ class Check:
     def __post_init__(self) -> None:
         if not self.status:
             self.status = "ok" if self.ok else "failed"
-        self.detail = secrets.redact(self.detail)
+        self.detail = masking.redact(self.detail)
 
     @property
     def title(self) -> str:
@@ -268,10 +268,10 @@ def choose_dump(settings: Settings) -> _Chosen:
 
     SafetyRefusal (exit 3) when there is none; OperationFailed when the store does not answer.
     """
-    from fovea_tui.engine.inventory import OFFSITE, load_inventory
+    from fovea_tui.engine.backups.inventory import OFFSITE, load_inventory
     from fovea_tui.errors import OperationFailed
 
-    from fovea_tui.engine.stores import open_store
+    from fovea_tui.engine.infra.stores import open_store
 
     offsite = bool(settings.backups.offsite)
     store = open_store(settings.backups.offsite, settings.s3) if offsite else None  # ConfigError: exit 2
@@ -365,8 +365,8 @@ def _check_videos(settings: Settings, db, database: str, storage: str, cancel: C
     if not target:
         return Check("videos", False, f"{len(rows)} videos referenced, but volume.target is not set: "
                      "the video volume is not backed up anywhere"), None
-    from fovea_tui.engine.offsite_listing import is_marker
-    from fovea_tui.engine.stores import open_store
+    from fovea_tui.engine.volume.listing import is_marker
+    from fovea_tui.engine.infra.stores import open_store
 
     try:
         store = open_store(target, settings.s3, key="volume.target")
@@ -424,7 +424,7 @@ def _check_videos(settings: Settings, db, database: str, storage: str, cancel: C
 
 
 def _check_volume_age(settings: Settings, dump_time: datetime | None, newest_object: datetime | None) -> Check:
-    from fovea_tui.engine.volume import read_summary
+    from fovea_tui.engine.volume.sync import read_summary
 
     target = settings.volume.target
     if not target:
@@ -527,7 +527,7 @@ def run_drill(settings: Settings, *, progress: Callable[[ProgressEvent], None] =
 
 def _drill(settings: Settings, started: datetime, t0: float, progress, cancel: CancelToken,
            on_check: Callable[[Check], None], database) -> DrillResult:
-    from fovea_tui.engine.database import open_database
+    from fovea_tui.engine.infra.database import open_database
 
     def phase(name: str, message: str) -> None:
         progress(ProgressEvent(name, message=message, started_at=t0))
@@ -585,7 +585,7 @@ def _drill(settings: Settings, started: datetime, t0: float, progress, cancel: C
             try:
                 path = _fetch(settings, chosen, Path(tmp), progress, cancel)
                 phase("verify", f"verifying {chosen.name}")
-                from fovea_tui.engine.verify import verify_dump
+                from fovea_tui.engine.backups.verify import verify_dump
 
                 verified = verify_dump(path, chosen.manifest, use_manifest_beside=False, cancel=cancel,
                                        progress=progress)
@@ -815,9 +815,9 @@ def write_reports(settings: Settings, result: DrillResult) -> tuple[Path, Path]:
     result.report_json = directory / f"{stem}.json"
     result.report_md = directory / f"{stem}.md"
     data = result.as_dict()
-    mf.write_bytes_atomic(result.report_md, secrets.redact(render_markdown(data)).encode("utf-8"))
+    mf.write_bytes_atomic(result.report_md, masking.redact(render_markdown(data)).encode("utf-8"))
     mf.write_bytes_atomic(result.report_json,
-                          (secrets.redact(json.dumps(data, indent=2, default=str)) + "\n").encode("utf-8"))
+                          (masking.redact(json.dumps(data, indent=2, default=str)) + "\n").encode("utf-8"))
     return result.report_json, result.report_md
 
 

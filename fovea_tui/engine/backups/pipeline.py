@@ -32,12 +32,14 @@ from typing import Any, Callable
 
 from isal import isal_zlib
 
-from fovea_tui import __version__, secrets
+from fovea_tui import __version__
+from fovea_tui import masking
 from fovea_tui.config import Settings
-from fovea_tui.engine import audit, manifest as mf
-from fovea_tui.engine.locks import acquire, check_not_world_writable, ensure_private_dir
+from fovea_tui.engine.infra import audit
+from fovea_tui.engine.backups import manifest as mf
+from fovea_tui.engine.infra.locks import acquire, check_not_world_writable, ensure_private_dir
 from fovea_tui.engine.progress import CancelToken, ProgressEvent, Throttle, no_progress
-from fovea_tui.engine.streams import ToolProcess, condense
+from fovea_tui.engine.infra.streams import ToolProcess, condense
 from fovea_tui.envfile import EnvFile
 from fovea_tui.errors import Cancelled, FoveaError, OperationFailed
 
@@ -465,7 +467,7 @@ def pg_dump_reason(stderr: str) -> str:
             picked.append(text.replace("pg_dump: detail: ", "").replace("pg_dump: ", ""))
     if not picked:
         return condense(stderr) if stderr.strip() else "no error output (was it killed?)"
-    return secrets.redact(" | ".join(picked[-4:]))[:600]
+    return masking.redact(" | ".join(picked[-4:]))[:600]
 
 
 def _stop(proc: ToolProcess) -> None:
@@ -550,7 +552,7 @@ def _audit_details(result: BackupResult) -> dict[str, Any]:
 
 def _backup_locked(settings: Settings, directory: Path, *, progress, cancel: CancelToken,
                    now: datetime | None, kind: str, database, env: EnvFile | None) -> BackupResult:
-    from fovea_tui.engine.database import DatabaseError, open_database
+    from fovea_tui.engine.infra.database import DatabaseError, open_database
 
     started = time.monotonic()
     warnings: list[str] = []
@@ -687,12 +689,12 @@ def _backup_locked(settings: Settings, directory: Path, *, progress, cancel: Can
 
     stat = final.stat()
     try:
-        from fovea_tui.engine.verify import remember_verified
+        from fovea_tui.engine.backups.verify import remember_verified
 
         remember_verified(settings, final, size=stat.st_size, mtime_ns=stat.st_mtime_ns,
                           sha256=stats.sha256, tables=stats.tables)
     except Exception as exc:  # noqa: BLE001 - a cache miss only costs a re-read later
-        log.warning("could not record the verification: %s", secrets.redact(str(exc)))
+        log.warning("could not record the verification: %s", masking.redact(str(exc)))
 
     return BackupResult(
         path=final, manifest=manifest, manifest_path=manifest_final,
@@ -705,7 +707,7 @@ def _offsite(settings: Settings, result: BackupResult, *, progress, cancel: Canc
     url = settings.backups.offsite
     keys: list[str] = []
     try:
-        from fovea_tui.engine.stores import open_store
+        from fovea_tui.engine.infra.stores import open_store
 
         store = open_store(url, settings.s3)
         files = [(result.path, result.sha256)]
@@ -721,7 +723,7 @@ def _offsite(settings: Settings, result: BackupResult, *, progress, cancel: Canc
     except Cancelled:
         raise
     except Exception as exc:  # noqa: BLE001 - any store failure: keep the local backup, say so
-        reason = secrets.redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        reason = masking.redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         result.offsite = {"url": url, "keys": keys, "complete": False} if keys else None
         result.offsite_error = reason
         raise OffsiteFailed(
@@ -780,7 +782,7 @@ def backup_status(settings: Settings, now: datetime | None = None) -> dict[str, 
     else:
         last["env_copied"] = mf.env_copy_path(path).exists()
     try:
-        from fovea_tui.engine.verify import cached_status
+        from fovea_tui.engine.backups.verify import cached_status
 
         last["status"] = cached_status(settings, path) or ("unverified" if manifest is None else "unchecked")
     except Exception:  # noqa: BLE001

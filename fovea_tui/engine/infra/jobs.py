@@ -1,7 +1,7 @@
 """Detached jobs: work that must outlive the terminal that started it.
 
 A job is a JSON state file, `<state_dir>/jobs/<id>.json`, and a runner process,
-`python -m fovea_tui.engine.jobs run <id> --jobs-dir DIR`, started in its own session
+`python -m fovea_tui.engine.infra.jobs run <id> --jobs-dir DIR`, started in its own session
 (`start_new_session=True`) so an SSH drop or a closed TUI does not stop it half-way. The
 runner rewrites the state file (atomically: temp file + rename) after every step and, throttled,
 while a step makes progress; the faces (CLI, TUI) follow that file and draw it.
@@ -35,14 +35,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from fovea_tui import secrets
+from fovea_tui import masking
 from fovea_tui.config import Settings, settings_from_dict
-from fovea_tui.engine.locks import ensure_private_dir, open_if_held
+from fovea_tui.engine.infra.locks import ensure_private_dir, open_if_held
 from fovea_tui.engine.progress import CancelToken
 from fovea_tui.errors import OperationFailed, SafetyRefusal
 
 JOBS_DIRNAME = "jobs"
-KINDS: dict[str, str] = {"restore": "fovea_tui.engine.restore.plan:execute"}
+KINDS: dict[str, str] = {"restore": "fovea_tui.engine.restore.runner:execute"}
 ACTIONS = ("run", "resume", "rollback")
 #: Statuses after which the runner has nothing left to do.
 FINAL = ("ok", "failed", "refused", "cancelled", "rolled_back", "rollback_failed")
@@ -70,7 +70,7 @@ def new_job_id(kind: str) -> str:
 
 def write_json_atomic(path: Path, data: dict, *, sync: bool = False) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    # Not passed through secrets.redact: paths and names must survive intact. What lands here
+    # Not passed through masking.redact: paths and names must survive intact. What lands here
     # from tools (output lines, error details) is redacted where it is recorded.
     text = json.dumps(data, indent=1, default=str, ensure_ascii=False)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -188,7 +188,7 @@ def spawn(settings: Settings, job_id: str, action: str = "run") -> int:
     log = os.fdopen(os.open(directory / f"{job_id}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "fovea_tui.engine.jobs", action, job_id, "--jobs-dir", str(directory)],
+            [sys.executable, "-m", "fovea_tui.engine.infra.jobs", action, job_id, "--jobs-dir", str(directory)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, close_fds=True, env=env, cwd="/",
         )
@@ -240,7 +240,7 @@ def read_log(settings: Settings, job_id: str, limit: int = 200) -> list[str]:
         lines = (jobs_dir(settings) / f"{job_id}.log").read_text(encoding="utf-8", errors="replace").splitlines()
     except FileNotFoundError:
         return []
-    return [secrets.redact(line) for line in lines[-limit:]]
+    return [masking.redact(line) for line in lines[-limit:]]
 
 
 def follow(settings: Settings, job_id: str, on_update: Callable[[dict], None], *,
@@ -381,7 +381,7 @@ def run_job(directory: Path, job_id: str, action: str = "run", *,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fovea_tui.engine.jobs",
+    parser = argparse.ArgumentParser(prog="python -m fovea_tui.engine.infra.jobs",
                                      description="run a detached fovea-tui job (started by the CLI or the TUI)")
     parser.add_argument("action", choices=ACTIONS)
     parser.add_argument("job_id")
@@ -391,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         os.umask(0o077)
         data = run_job(Path(args.jobs_dir), args.job_id, args.action, install_signals=True)
     except Exception as exc:  # noqa: BLE001 - the log file is the only place this can go
-        sys.stderr.write(secrets.redact(f"{now_iso()} job {args.job_id}: {type(exc).__name__}: {exc}\n"))
+        sys.stderr.write(masking.redact(f"{now_iso()} job {args.job_id}: {type(exc).__name__}: {exc}\n"))
         return 1
     return 0 if data.get("status") == "ok" else 1
 

@@ -34,12 +34,12 @@ from datetime import datetime, timezone
 from typing import Any
 
 from fovea_tui.config import Settings
-from fovea_tui.engine import audit
-from fovea_tui.engine.inventory import LOCAL, OFFSITE, Entry, Inventory, load_inventory
-from fovea_tui.engine.locks import acquire, ensure_private_dir
+from fovea_tui.engine.infra import audit
+from fovea_tui.engine.backups.inventory import LOCAL, OFFSITE, Entry, Inventory, load_inventory
+from fovea_tui.engine.infra.locks import acquire, ensure_private_dir
 from fovea_tui.engine.progress import CancelToken, ProgressEvent, no_progress
-from fovea_tui.engine.retention import Plan, Policy, plan as retention_plan
-from fovea_tui.engine.stores import Store, open_store
+from fovea_tui.engine.backups.retention import Plan, Policy, plan as retention_plan
+from fovea_tui.engine.infra.stores import Store, open_store
 from fovea_tui.errors import Cancelled, FoveaError, OperationFailed, SafetyRefusal
 
 JOURNAL_FILE = "prune-pending.json"

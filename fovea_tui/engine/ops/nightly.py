@@ -23,10 +23,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from fovea_tui import __version__, secrets
+from fovea_tui import __version__
+from fovea_tui import masking
 from fovea_tui.config import Settings
-from fovea_tui.engine import audit, notify
-from fovea_tui.engine.locks import acquire, ensure_private_dir
+from fovea_tui.engine.infra import audit
+from fovea_tui.engine.ops import notify
+from fovea_tui.engine.infra.locks import acquire, ensure_private_dir
 from fovea_tui.engine.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 from fovea_tui.errors import Cancelled, FoveaError
 
@@ -110,7 +112,7 @@ def _as_dict(value: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------- the steps -------------
 
 def _backup(settings: Settings, progress: ProgressCallback, cancel: CancelToken) -> tuple[dict[str, Any], str]:
-    from fovea_tui.engine.dump import OffsiteFailed, run_backup
+    from fovea_tui.engine.backups.pipeline import OffsiteFailed, run_backup
 
     try:
         result = _as_dict(run_backup(settings, progress=progress, cancel=cancel, offsite=True))
@@ -123,7 +125,7 @@ def _backup(settings: Settings, progress: ProgressCallback, cancel: CancelToken)
 
 
 def _prune(settings: Settings, progress: ProgressCallback, cancel: CancelToken) -> tuple[dict[str, Any], str]:
-    from fovea_tui.engine import prune
+    from fovea_tui.engine.backups import prune
 
     outcome = prune.prune(settings, dry_run=False, progress=progress, cancel=cancel)
     result = outcome.to_json()
@@ -136,7 +138,7 @@ def _prune(settings: Settings, progress: ProgressCallback, cancel: CancelToken) 
 
 
 def _sync(settings: Settings, progress: ProgressCallback, cancel: CancelToken) -> tuple[dict[str, Any], str]:
-    from fovea_tui.engine.volume import run_sync
+    from fovea_tui.engine.volume.sync import run_sync
 
     outcome = run_sync(settings, dry_run=False, progress=progress, cancel=cancel)
     result = _as_dict(outcome)
@@ -255,7 +257,7 @@ def record(settings: Settings, result: NightlyResult) -> None:
         tmp = path.with_name(f".{path.name}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(secrets.redact(json.dumps(data, indent=2, default=str, ensure_ascii=False)) + "\n")
+            fh.write(masking.redact(json.dumps(data, indent=2, default=str, ensure_ascii=False)) + "\n")
         os.replace(tmp, path)
     except (OSError, FoveaError) as exc:
         log.warning("%s not written: %s", last_path(settings), getattr(exc, "strerror", None) or exc)

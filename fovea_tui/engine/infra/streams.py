@@ -16,7 +16,7 @@ import threading
 from abc import ABC, abstractmethod
 from typing import IO, Sequence
 
-from fovea_tui import secrets
+from fovea_tui import masking
 
 STDERR_TAIL_BYTES = 64 * 1024
 EXEC_LOST = 137  # the exit code reported when the container (and its exec) vanished mid-run
@@ -28,7 +28,7 @@ def condense(stderr: str, limit: int = 5) -> str:
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
     picked = [ln for ln in lines if ("ERROR" in ln or "FATAL" in ln or "error" in ln)] or lines
     text = " | ".join(picked[-limit:])
-    return secrets.redact(text)[:600] or "no error output"
+    return masking.redact(text)[:600] or "no error output"
 
 
 class ToolProcess(ABC):

@@ -23,11 +23,11 @@ from typing import Any, Callable, Iterable
 
 from isal import isal_zlib
 
-from fovea_tui import secrets
+from fovea_tui import masking
 from fovea_tui.config import Settings
-from fovea_tui.engine import manifest as mf
-from fovea_tui.engine.dump import COMPLETION_LINE, StreamInspector
-from fovea_tui.engine.locks import acquire, ensure_private_dir
+from fovea_tui.engine.backups import manifest as mf
+from fovea_tui.engine.backups.pipeline import COMPLETION_LINE, StreamInspector
+from fovea_tui.engine.infra.locks import acquire, ensure_private_dir
 from fovea_tui.engine.progress import CancelToken, ProgressEvent, Throttle, no_progress
 from fovea_tui.errors import UsageError
 
@@ -293,7 +293,7 @@ def resolve_targets(settings: Settings, targets: Iterable[str]) -> list[tuple[st
 def verify_offsite(settings: Settings, key: str, *, cancel: CancelToken | None = None,
                    progress: Callable[[ProgressEvent], None] = no_progress) -> VerifyResult:
     """Download an off-site dump (and its manifest) to a temp file and verify it."""
-    from fovea_tui.engine.stores import open_store
+    from fovea_tui.engine.infra.stores import open_store
 
     store = open_store(settings.backups.offsite, settings.s3)
     name = key.rsplit("/", 1)[-1]
@@ -356,7 +356,7 @@ def verify_many(settings: Settings, targets: list[str] | None = None, *,
                         pending[path.name] = (entry, result)
                     if len(pending) >= CACHE_FLUSH_EVERY:
                         flush()
-            result.reasons = [secrets.redact(r) for r in result.reasons]
+            result.reasons = [masking.redact(r) for r in result.reasons]
             results.append(result)
             if on_result is not None:
                 on_result(result)

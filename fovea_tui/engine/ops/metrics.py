@@ -110,8 +110,8 @@ def _num(value: Any) -> float | None:
 
 
 def _backups(settings: Settings, now: float, out: dict[str, Metric]) -> None:
-    from fovea_tui.engine import audit
-    from fovea_tui.engine.inventory import load_inventory
+    from fovea_tui.engine.infra import audit
+    from fovea_tui.engine.backups.inventory import load_inventory
 
     inv = load_inventory(settings, include_offsite=False)
     counts = inv.counts()
@@ -138,7 +138,7 @@ def _backups(settings: Settings, now: float, out: dict[str, Metric]) -> None:
 
 
 def _sync(settings: Settings, now: float, out: dict[str, Metric]) -> None:
-    from fovea_tui.engine.volume import read_summary
+    from fovea_tui.engine.volume.sync import read_summary
 
     data = read_summary(settings)
     if not data:
@@ -199,7 +199,7 @@ def _drill(settings: Settings, now: float, out: dict[str, Metric]) -> None:
 
 
 def _nightly(settings: Settings, now: float, out: dict[str, Metric]) -> None:
-    from fovea_tui.engine.nightly import read_last
+    from fovea_tui.engine.ops.nightly import read_last
 
     data = read_last(settings)
     if not data:
@@ -214,7 +214,7 @@ def _nightly(settings: Settings, now: float, out: dict[str, Metric]) -> None:
 
 
 def _schedule(settings: Settings, now: float, out: dict[str, Metric]) -> None:
-    from fovea_tui.engine.schedule import show
+    from fovea_tui.engine.ops.schedule import show
 
     info = show(settings, probe_systemctl=False)
     out["schedule_installed"].add(1 if info.get("installed") else 0)

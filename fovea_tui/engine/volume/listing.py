@@ -137,7 +137,7 @@ class ListingChoice:
 def choose(settings: Settings, store, *, full_listing: bool, now: datetime,
            rng: random.Random | None = None) -> ListingChoice:
     """Decide whether this push may trust the snapshot; every "no" says why."""
-    from fovea_tui.engine.stores import S3Store
+    from fovea_tui.engine.infra.stores import S3Store
 
     if not isinstance(store, S3Store):
         return ListingChoice(None, "a directory target is always listed", remembers=False)

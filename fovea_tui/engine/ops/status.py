@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from fovea_tui.config import Settings
-from fovea_tui.engine.schedule import status_section as _schedule_section
-from fovea_tui.engine.volume import read_summary as read_sync_summary
-from fovea_tui.engine.volume import volume_sync_summary as _volume_sync
+from fovea_tui.engine.ops.schedule import status_section as _schedule_section
+from fovea_tui.engine.volume.sync import read_summary as read_sync_summary
+from fovea_tui.engine.volume.sync import volume_sync_summary as _volume_sync
 from fovea_tui.envfile import EnvFile
 from fovea_tui.errors import FoveaError
 
@@ -69,7 +69,7 @@ class _Probe:
 
     def stack(self):
         if self._stack is None and self._stack_error is None:
-            from fovea_tui.engine.stack import Stack
+            from fovea_tui.engine.infra.stack import Stack
 
             try:
                 self._stack = Stack.connect(self.settings.install.compose_project)
@@ -104,7 +104,7 @@ def _guard(section: dict[str, Any], fn: Callable[[], dict[str, Any]]) -> dict[st
 
 
 def _database(probe: _Probe) -> dict[str, Any]:
-    from fovea_tui.engine.database import open_database
+    from fovea_tui.engine.infra.database import open_database
 
     settings = probe.settings
     stack = probe.stack() if settings.database.mode == "docker" else None
@@ -205,7 +205,7 @@ def _model_cache(probe: _Probe) -> dict[str, Any]:
 
 
 def _redis(probe: _Probe) -> dict[str, Any]:
-    from fovea_tui.engine.stack import redis_queue_counts
+    from fovea_tui.engine.infra.stack import redis_queue_counts
 
     try:
         stack = probe.stack()
@@ -282,13 +282,13 @@ def collect_status(settings: Settings, now: datetime | None = None) -> StatusRep
     report.sections["redis"] = _guard({"cost_of_loss": COST_OF_LOSS["redis"]}, lambda: _redis(probe))
     report.sections["stack"] = _guard({}, lambda: _stack(probe))
     report.sections["disk"] = _guard({}, lambda: _disk(settings))
-    from fovea_tui.engine.dump import backup_status  # the backups card (engine/dump.py)
+    from fovea_tui.engine.backups.pipeline import backup_status  # the backups card (engine/dump.py)
 
     report.sections["backups"] = _guard({}, lambda: backup_status(settings, now))
-    from fovea_tui.engine.inventory import status_summary  # counts per status, corrupt-dump alert
+    from fovea_tui.engine.backups.inventory import status_summary  # counts per status, corrupt-dump alert
 
     report.sections["backups"].update(status_summary(settings, report.sections["backups"]))
-    from fovea_tui.engine.drill import drill_status  # last drill, verdict, overdue (engine/drill.py)
+    from fovea_tui.engine.drill.run import drill_status  # last drill, verdict, overdue (engine/drill.py)
 
     report.sections["drill"] = _guard({"interval_days": settings.drill.interval_days},
                                       lambda: drill_status(settings, now))

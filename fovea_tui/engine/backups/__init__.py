@@ -1,0 +1,1 @@
+"""Database backups: the dump pipeline, manifests, verification, the inventory, retention and prune."""
