@@ -44,4 +44,9 @@ def ago(when: datetime | None, now: datetime) -> str:
     return f"{duration(delta)} ago"
 
 
-__all__ = ["ago", "duration"]
+def size(n: int | float | None) -> str:
+    """Bytes in binary units ("11.3 MiB"); "?" when unknown."""
+    return humanize.naturalsize(n, binary=True) if isinstance(n, (int, float)) else "?"
+
+
+__all__ = ["ago", "duration", "size"]

@@ -39,7 +39,7 @@ async def _shoot(settings, clock, name: str, out: Path, *, press: tuple[str, ...
 async def shoot_all(out: Path) -> list[Path]:
     from fovea_tui import demo
     from fovea_tui.config import load_file
-    from fovea_tui.tui.app import available_screens, fixed_clock
+    from fovea_tui.tui.app import SCREENS, fixed_clock
     from fovea_tui.tui.screens.help import HelpScreen
 
     os.environ["DOCKER_HOST"] = demo.NO_DOCKER
@@ -50,7 +50,7 @@ async def shoot_all(out: Path) -> list[Path]:
     clock = fixed_clock(install.anchor)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for spec in available_screens():
+    for spec in SCREENS:
         written.append(await _shoot(settings, clock, spec.name, out))
     written.append(await _shoot(settings, clock, "help", out, modal=HelpScreen))
     return written

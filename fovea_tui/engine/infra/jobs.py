@@ -31,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -46,6 +47,8 @@ KINDS: dict[str, str] = {"restore": "fovea_tui.engine.restore.runner:execute"}
 ACTIONS = ("run", "resume", "rollback")
 #: Statuses after which the runner has nothing left to do.
 FINAL = ("ok", "failed", "refused", "cancelled", "rolled_back", "rollback_failed")
+#: Statuses of a runner at work (or that should be: "interrupted" when its runner is gone).
+ACTIVE = ("pending", "running", "waiting", "rolling_back")
 OUTPUT_TAIL = 400  # lines of output kept per step in the state file
 
 
@@ -139,6 +142,53 @@ def effective_status(data: dict) -> str:
     if status in ("running", "waiting", "rolling_back") and not data.get("alive", True):
         return "interrupted"
     return status
+
+
+@dataclass(frozen=True)
+class JobState:
+    """A job as the faces see it: read from its state file, with liveness and the status an
+    operator should see already worked out. The state file stays a dict (the runner's)."""
+
+    id: str
+    kind: str
+    status: str                     # effective: "interrupted" when the runner is gone
+    recorded_status: str            # what the state file says
+    phase: str                      # "forward" | "rollback"
+    alive: bool
+    created_at: str
+    updated_at: str
+    message: str
+    params: dict[str, Any] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> JobState:
+        return cls(id=str(data.get("id", "")), kind=str(data.get("kind", "")),
+                   status=effective_status(data), recorded_status=str(data.get("status", "pending")),
+                   phase=str(data.get("phase") or "forward"), alive=bool(data.get("alive", False)),
+                   created_at=str(data.get("created_at") or ""), updated_at=str(data.get("updated_at") or ""),
+                   message=str(data.get("message") or ""), params=dict(data.get("params") or {}),
+                   facts=dict(data.get("facts") or {}), steps=list(data.get("steps") or []))
+
+    @property
+    def active(self) -> bool:
+        """A runner is at work on it (or should be, and a face must say so)."""
+        return self.status in ACTIVE
+
+    @property
+    def current_step(self) -> dict[str, Any] | None:
+        """The step running now (or running when the runner died), else the first one not done."""
+        running = next((s for s in self.steps if s.get("status") == "running"), None)
+        if running is not None or self.status not in ACTIVE:
+            return running
+        return next((s for s in self.steps if s.get("status") == "pending"), None)
+
+
+def latest_state(settings: Settings, kind: str) -> JobState | None:
+    """The newest job of `kind`, typed; None when there is none."""
+    data = latest_job(settings, kind)
+    return JobState.from_dict(data) if data is not None else None
 
 
 def is_alive(directory: Path, job_id: str) -> bool:

@@ -26,7 +26,7 @@ from fovea_tui.engine.backups.inventory import Entry, Inventory, load_inventory,
 from fovea_tui.engine.backups.retention import Decision, Plan, plan as retention_plan
 from fovea_tui.errors import FoveaError
 from fovea_tui import formatting
-from fovea_tui.tui.screens._reloading import ReloadingScreen
+from fovea_tui.tui.screens.base import FoveaScreen
 from fovea_tui.tui.widgets.size_chart import SizeChart
 
 STATUS_STYLE = {"verified": "green", "unverified": "yellow", "corrupt": "bold red"}
@@ -154,7 +154,7 @@ def detail_text(entry: Entry | None, decision: Decision | None = None) -> Text:
     return out
 
 
-class BackupsScreen(ReloadingScreen):
+class BackupsScreen(FoveaScreen):
     TITLE = "Backups"
     BINDINGS = [
         Binding("ctrl+r", "reload", "Reload"),

@@ -32,7 +32,7 @@ from fovea_tui.engine.drill.run import (
     run_drill,
 )
 from fovea_tui.errors import FoveaError
-from fovea_tui.tui.screens._reloading import ReloadingScreen
+from fovea_tui.tui.screens.base import FoveaScreen
 
 ICONS = {"ok": ("✔ ok", "green"), "failed": ("✘ FAILED", "bold red"), "skipped": ("– skipped", "dim"),
          "pending": ("· pending", "dim"), "running": ("▶ running", "bold yellow")}
@@ -75,7 +75,7 @@ def guide_text(steps: list[dict[str, Any]]) -> Text:
     return text
 
 
-class DrillScreen(ReloadingScreen):
+class DrillScreen(FoveaScreen):
     TITLE = "Drill"
     BINDINGS = [
         Binding("g", "run_drill", "Run drill"),

@@ -20,7 +20,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import (
     Button,
     ContentSwitcher,
@@ -40,6 +39,7 @@ from fovea_tui.engine.infra import jobs
 from fovea_tui.engine import restore as engine
 from fovea_tui.errors import FoveaError
 from fovea_tui import formatting
+from fovea_tui.tui.screens.base import FoveaScreen
 
 ICONS = {
     "ok": ("✔", "green"), "failed": ("✘", "bold red"), "skipped": ("–", "dim"), "running": ("▶", "bold yellow"),
@@ -126,7 +126,7 @@ def _append_check(text: Text, check: dict, *, blocking: bool) -> None:
 DUMP_COLUMNS = ("Dump", "Time (UTC)", "Age", "Size", "Where", "Status")
 
 
-class RestoreScreen(Screen):
+class RestoreScreen(FoveaScreen):
     """The guided restore."""
 
     BINDINGS = [

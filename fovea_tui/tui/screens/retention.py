@@ -20,7 +20,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from fovea_tui.engine.backups.prune import Deletion, PrunePlan, build_plan, prune
 from fovea_tui.errors import FoveaError
-from fovea_tui.tui.screens._reloading import ReloadingScreen
+from fovea_tui.tui.screens.base import FoveaScreen
 from fovea_tui.tui.widgets.bucket_grid import BucketGrid
 
 STATUS_STYLE = {"verified": "green", "unverified": "yellow", "corrupt": "bold red"}
@@ -50,7 +50,7 @@ def deletion_lines(pp: PrunePlan) -> list[str]:
     return [f"- {d.location:<8} {d.key}" for d in pp.all_deletions()]
 
 
-class RetentionScreen(ReloadingScreen):
+class RetentionScreen(FoveaScreen):
     TITLE = "Retention"
     BINDINGS = [
         Binding("ctrl+r", "reload", "Recompute"),
