@@ -13,7 +13,7 @@ from typing import Any
 
 from fovea_tui import formatting
 from fovea_tui.engine.drill.run import human_duration
-from fovea_tui.engine.ops.status import COST_OF_LOSS, RestoreSection, StatusReport
+from fovea_tui.engine.ops.status import COST_OF_LOSS, StatusReport
 
 #: Card key -> the report section whose verdict it shows.
 CARD_SECTIONS = ("database", "volume", "env_file", "model_cache", "redis", "drill")
@@ -86,7 +86,7 @@ def cards(report: StatusReport, now: datetime) -> list[Card]:
     if not target:
         lines.append("no sync target: the videos have no copy")
     else:
-        synced = datetime.fromisoformat(sync.last) if sync.last else None
+        synced = parse_time(sync.last)
         lines.append(f"last sync {age(synced, now)} → {target}")
         if vol.new_files:
             lines.append(f"{vol.new_files:,} new files pending ({size(vol.new_bytes)})")
@@ -134,7 +134,7 @@ def cards(report: StatusReport, now: datetime) -> list[Card]:
 
     # --- the last drill
     drill = report.drill
-    drilled = datetime.fromisoformat(drill.last_time) if drill.last_time else None
+    drilled = parse_time(drill.last_time)
     lines = [f"last drill {age(drilled, now)} · every {drill.interval_days} days"]
     if drill.last:
         rto = drill.last.rto_s
@@ -144,13 +144,6 @@ def cards(report: StatusReport, now: datetime) -> list[Card]:
         lines.append(drill.summary)
     out.append(Card("drill", "Restore drill", drill.verdict, "the proof that a restore works", drill.reason, lines))
     return out
-
-
-def restore_banner(restore: RestoreSection) -> str | None:
-    """The one line every screen shows while a restore runs or was left half-done; None otherwise."""
-    if not restore.needs_operator:
-        return None
-    return restore.reason
 
 
 def services(report: StatusReport) -> tuple[str, list[dict[str, Any]]]:

@@ -32,6 +32,7 @@ from fovea_tui.engine.infra.stack import Stack, redis_queue_counts
 from fovea_tui.engine.ops import policy
 from fovea_tui.engine.ops.schedule import status_section as schedule_facts
 from fovea_tui.engine.restore import describe_status
+from fovea_tui.engine.restore.runner import state_words
 from fovea_tui.engine.volume.sync import read_summary, volume_sync_summary
 from fovea_tui.envfile import EnvFile
 from fovea_tui.errors import FoveaError
@@ -280,6 +281,7 @@ class RestoreSection(Section):
     step: str | None = None         # the step running (or running when it stopped)
     step_title: str | None = None
     message: str = ""
+    state: str = ""                 # what state the install is in, in words
     dump: str | None = None
     updated_at: str | None = None
     install_touched: bool = False
@@ -287,6 +289,7 @@ class RestoreSection(Section):
     can_rollback: bool = False
     next: list[str] = field(default_factory=list)   # commands that follow, resume or roll it back
     summary: str = ""
+    headline: str = ""              # the banner's words: what it does or how it stopped, briefly
 
     @property
     def needs_operator(self) -> bool:
@@ -587,6 +590,7 @@ def _restore(settings: Settings, section: RestoreSection) -> None:
     raw = {"id": state.id, "status": state.recorded_status, "alive": state.alive, "phase": state.phase,
            "steps": state.steps, "facts": state.facts, "message": state.message}
     section.message = describe_status(raw)
+    section.state = state_words(raw)
     section.dump = state.facts.get("dump") or Path(str(state.params.get("dump", ""))).name or None
     section.updated_at = state.updated_at or None
     records = {s.get("name"): s.get("status") for s in state.steps}
@@ -648,38 +652,42 @@ def _set(section: Section, verdict: Verdict, reason: str) -> None:
     section.verdict, section.reason = verdict, reason
 
 
-def _judge_backups(b: BackupsSection, now: datetime, alerts: list[Alert]) -> None:
+def _last_copy(b: BackupsSection, now: datetime) -> tuple[Verdict, str]:
+    """The verdict of the database's last copy alone: missing, corrupt, old, or fine."""
     if not b.ok:
-        _set(b, Verdict.FAILING, b.error or "backups unreadable")
-        alerts.append(Alert(CRITICAL, "backups", b.reason))
-        return
+        return Verdict.FAILING, b.error or "backups unreadable"
     last = b.last
     if last is None:
-        _set(b, Verdict.MISSING, f"no backup in {b.dir}")
+        return Verdict.MISSING, f"no backup in {b.dir}"
+    if last.status == "corrupt":
+        return Verdict.FAILING, f"the last backup {last.name} is corrupt"
+    if now - last.time > policy.BACKUP_STALE_AFTER:
+        return Verdict.STALE, (f"last backup {formatting.ago(last.time, now)}, "
+                               f"older than {policy.hours(policy.BACKUP_STALE_AFTER)} h")
+    return Verdict.FINE, f"last backup {formatting.ago(last.time, now)}"
+
+
+def _judge_backups(b: BackupsSection, now: datetime, alerts: list[Alert]) -> None:
+    _set(b, *_last_copy(b, now))
+    last = b.last
+    if not b.ok:
+        alerts.append(Alert(CRITICAL, "backups", b.reason))
+        return
+    if last is None:
         alerts.append(Alert(CRITICAL, "backups", f"no backup yet in {b.dir}"))
         return
-    age = now - last.time
-    if last.status == "corrupt":
-        _set(b, Verdict.FAILING, f"the last backup {last.name} is corrupt")
+    if b.verdict == Verdict.FAILING:
         alerts.append(Alert(CRITICAL, "backups", b.reason))
-    elif age > policy.BACKUP_STALE_AFTER:
-        _set(b, Verdict.STALE, f"last backup {formatting.ago(last.time, now)}, "
-                               f"older than {policy.hours(policy.BACKUP_STALE_AFTER)} h")
-    else:
-        _set(b, Verdict.FINE, f"last backup {formatting.ago(last.time, now)}")
+    age = now - last.time
     if age > policy.BACKUP_STALE_AFTER:
         alerts.append(Alert(CRITICAL, "backups",
                             f"no backup in {int(age.total_seconds() // 3600)} h (last: {last.name})"))
     if not last.env_copied:
         alerts.append(Alert(WARNING, "backups", "env file not copied with the last backup"))
     alerts += [Alert(WARNING, "backups", f"{last.name}: {w}") for w in last.warnings]
-    if b.verdict == Verdict.FINE and any(a.subject == "backups" for a in alerts + b.found):
-        _set(b, Verdict.WARNING, next(a.message for a in alerts + b.found if a.subject == "backups"))
-    if any(a.level == CRITICAL for a in b.found) and b.verdict != Verdict.FAILING:
-        _set(b, Verdict.FAILING, next(a.message for a in b.found if a.level == CRITICAL))
 
 
-def _judge_database(db: DatabaseSection, backups: BackupsSection, alerts: list[Alert]) -> None:
+def _judge_database(db: DatabaseSection, backups: BackupsSection, now: datetime, alerts: list[Alert]) -> None:
     last = backups.last
     if last is not None and last.rows is not None:
         db.expected_tables, db.expected_rows, db.expected_from = last.tables, last.rows, last.name
@@ -697,8 +705,8 @@ def _judge_database(db: DatabaseSection, backups: BackupsSection, alerts: list[A
                                   f"{db.expected_rows:,} of the newest dump {db.expected_from}")
         alerts.append(Alert(CRITICAL, "database", db.reason))
         return
-    # A healthy database is as safe as its last copy.
-    _set(db, backups.verdict, backups.reason)
+    # A healthy database is as safe as its last copy (other dumps' troubles are the backups').
+    _set(db, *_last_copy(backups, now))
 
 
 def _judge_volume(vol: VolumeSection, sync: SyncSection, now: datetime, alerts: list[Alert]) -> None:
@@ -829,13 +837,17 @@ def _judge_restore(restore: RestoreSection, alerts: list[Alert]) -> None:
         restore.summary = restore.reason
         return
     what = f"restore {restore.job} ({restore.dump or '?'})"
+    step = f" at step {restore.step_title}" if restore.step_title else ""
     if status in ("pending", "running", "waiting", "rolling_back"):
-        doing = {"waiting": "waits for the operator to confirm", "rolling_back": "is rolling back",
-                 "pending": "is starting"}.get(status, "is running")
-        step = f" at step {restore.step_title}" if restore.step_title and status != "waiting" else ""
-        _set(restore, Verdict.ACTIVE, f"{what} {doing}{step}")
+        if status == "waiting":
+            restore.headline = "waits for the operator to confirm"
+        else:
+            doing = {"rolling_back": "rolling back", "pending": "starting"}.get(status, "running")
+            restore.headline = doing + step
+        _set(restore, Verdict.ACTIVE, f"{what} {restore.headline}")
         alerts.append(Alert(CRITICAL, "restore", f"{restore.reason}: follow it with `{restore.next[0]}`"))
     elif status in ("interrupted", "rollback_failed") or (status == "failed" and restore.install_touched):
+        restore.headline = f"{status.replace('_', ' ')}{step}. {restore.state}"
         _set(restore, Verdict.FAILING, f"{what} {status.replace('_', ' ')}: {restore.message}")
         alerts.append(Alert(CRITICAL, "restore", restore.reason))
     elif status == "failed":
@@ -853,7 +865,7 @@ def judge(report: StatusReport, now: datetime | None = None) -> StatusReport:
     alerts: list[Alert] = []
     _judge_restore(r.restore, alerts)
     _judge_backups(r.backups, now, alerts)
-    _judge_database(r.database, r.backups, alerts)
+    _judge_database(r.database, r.backups, now, alerts)
     _judge_volume(r.volume, r.sync, now, alerts)
     _judge_env(r.env_file, r.backups, now, alerts)
     if not _judge_unseen(r.model_cache):

@@ -99,7 +99,6 @@ class DrillScreen(FoveaScreen):
         self.report: dict[str, Any] | None = None
         self.live: dict[str, dict[str, Any]] = {}
         self.job = None
-        self.loads = 0
         self.guide: list[dict[str, Any]] = []
 
     def compose(self) -> ComposeResult:
@@ -139,7 +138,6 @@ class DrillScreen(FoveaScreen):
         else:
             self._show_guide(guide_steps(self.settings))
             self._find_guide()
-        self.loads += 1
 
     @work(thread=True, exclusive=True, group="drill-guide", exit_on_error=False)
     def _find_guide(self) -> None:

@@ -68,7 +68,6 @@ class RetentionScreen(FoveaScreen):
         super().__init__(**kwargs)
         self.prune_plan: PrunePlan | None = None
         self.error = ""
-        self.loads = 0
 
     def compose(self) -> ComposeResult:
         yield Header(icon="≡")
@@ -113,7 +112,6 @@ class RetentionScreen(FoveaScreen):
             caption.update(Text(f"cannot compute the plan: {message.error}", style="bold red"))
             grid.show(None)
             files.update("")
-            self.loads += 1
             return
         plan = pp.plan
         text = Text()
@@ -143,7 +141,6 @@ class RetentionScreen(FoveaScreen):
             files.update(Text("prune would delete, in this order:\n" + "\n".join(shown), style="red"))
         else:
             files.update(Text("prune would delete nothing", style="dim"))
-        self.loads += 1
 
     def action_prune(self) -> None:
         pp = self.prune_plan

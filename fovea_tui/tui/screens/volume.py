@@ -203,7 +203,6 @@ class VolumeScreen(FoveaScreen):
         self.job: Job | None = None
         self._rows: dict[str, tuple] = {}
         self._plan_cancel = CancelToken()
-        self.loads = 0  # plans applied (tests wait on it)
 
     # --- layout ---------------------------------------------------------------------
 
@@ -291,7 +290,6 @@ class VolumeScreen(FoveaScreen):
         self._show_where()
         self._show_summary()
         self._show_errors()
-        self.loads += 1
 
     def _on_settings_changed(self, _settings: Any) -> None:
         self._show_where()
@@ -347,7 +345,8 @@ class VolumeScreen(FoveaScreen):
                 bar.remove()
             caption.update(Text("No sync running. S (or enter) syncs now; P pulls the copy back.", style="dim"))
         else:
-            if bars and bars[0].job is job:
+            if bars and bars[0].job.id == job.id:  # the same job, perhaps a newer record of it
+                bars[0].job = job
                 bars[0].refresh_job()
             else:
                 for bar in bars:

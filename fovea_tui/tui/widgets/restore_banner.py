@@ -32,7 +32,8 @@ class RestoreBanner(Static):
             return
         text = Text()
         text.append(" RESTORE ", style="bold reverse")
-        text.append(f" {restore.reason}")
+        text.append(f" {restore.dump or restore.job}: ", style="bold")
+        text.append(restore.headline)
         keys = [("R", "follow")]
         if restore.can_resume:
             keys.append(("U", "resume"))
