@@ -150,7 +150,7 @@ def run(args, ctx: CliContext) -> int:
                          key="--yes")
     if args.follow:
         job_id = args.follow
-        jobs.load_job(settings, job_id)  # a clear error for an unknown job
+        jobs.load_state(settings, job_id)  # a clear error for an unknown job
     elif args.resume:
         job_id = engine.resume_restore(settings, args.resume, confirmed=args.yes)
         ctx.info(f"resuming restore {job_id}")
@@ -166,7 +166,7 @@ def run(args, ctx: CliContext) -> int:
     follower = _Follower(ctx, job_id, yes=args.yes)
     with follower.bar:
         data = jobs.follow(settings, job_id, follower, stop=lambda: ctx.cancel.cancelled)
-    if ctx.cancel.cancelled and (data.get("alive") or jobs.load_job(settings, job_id)["alive"]):
+    if ctx.cancel.cancelled and (data.get("alive") or jobs.load_state(settings, job_id).alive):
         if data.get("awaiting") == "confirm":
             engine.cancel(settings, job_id)
             data = jobs.follow(settings, job_id, lambda _d: None, timeout=30)

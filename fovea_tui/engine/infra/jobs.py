@@ -155,6 +155,7 @@ class JobState:
     recorded_status: str            # what the state file says
     phase: str                      # "forward" | "rollback"
     alive: bool
+    pid: int | None
     created_at: str
     updated_at: str
     message: str
@@ -167,6 +168,7 @@ class JobState:
         return cls(id=str(data.get("id", "")), kind=str(data.get("kind", "")),
                    status=effective_status(data), recorded_status=str(data.get("status", "pending")),
                    phase=str(data.get("phase") or "forward"), alive=bool(data.get("alive", False)),
+                   pid=data.get("pid") if isinstance(data.get("pid"), int) else None,
                    created_at=str(data.get("created_at") or ""), updated_at=str(data.get("updated_at") or ""),
                    message=str(data.get("message") or ""), params=dict(data.get("params") or {}),
                    facts=dict(data.get("facts") or {}), steps=list(data.get("steps") or []))
@@ -183,6 +185,11 @@ class JobState:
         if running is not None or self.status not in ACTIVE:
             return running
         return next((s for s in self.steps if s.get("status") == "pending"), None)
+
+
+def load_state(settings: Settings, job_id: str) -> JobState:
+    """Job `job_id`, typed (OperationFailed when there is no such job)."""
+    return JobState.from_dict(load_job(settings, job_id))
 
 
 def latest_state(settings: Settings, kind: str) -> JobState | None:

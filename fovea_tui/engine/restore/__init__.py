@@ -68,14 +68,14 @@ def start_restore(settings: Settings, dump: str, *, confirmed: bool = False, ski
     return job_id
 
 
-def _resumable(settings: Settings, job_id: str) -> dict:
-    data = jobs.load_job(settings, job_id)
-    if data.get("kind") != "restore":
+def _resumable(settings: Settings, job_id: str) -> jobs.JobState:
+    state = jobs.load_state(settings, job_id)
+    if state.kind != "restore":
         raise SafetyRefusal(f"job {job_id} is not a restore")
-    if data["alive"]:
-        raise SafetyRefusal(f"restore {job_id} is still running (pid {data.get('pid')})",
+    if state.alive:
+        raise SafetyRefusal(f"restore {job_id} is still running (pid {state.pid})",
                             hint="follow it in the TUI; resume or roll back only a restore that stopped")
-    return data
+    return state
 
 
 def _patch_params(settings: Settings, job_id: str, **params: Any) -> None:
@@ -87,8 +87,7 @@ def _patch_params(settings: Settings, job_id: str, **params: Any) -> None:
 
 def resume_restore(settings: Settings, job_id: str, *, confirmed: bool = False, detach: bool = True) -> str:
     """Continue an interrupted (or failed, not rolled back) restore from its last completed step."""
-    data = _resumable(settings, job_id)
-    status = jobs.effective_status(data)
+    status = _resumable(settings, job_id).status
     if status in ("ok", "rolled_back", "refused", "cancelled"):
         raise SafetyRefusal(f"restore {job_id} is {status}: nothing to resume")
     _refuse_if_locked(settings)
@@ -101,13 +100,11 @@ def resume_restore(settings: Settings, job_id: str, *, confirmed: bool = False, 
 
 def rollback_restore(settings: Settings, job_id: str, *, detach: bool = True) -> str:
     """Walk back through what the restore ran: the database from the safety dump, services restarted."""
-    data = _resumable(settings, job_id)
-    status = jobs.effective_status(data)
-    if status in ("rolled_back", "refused", "cancelled"):
-        raise SafetyRefusal(f"restore {job_id} is {status}: nothing to roll back")
-    if not (data.get("facts") or {}).get("safety_dump") and (data.get("facts") or {}).get("database_dropped"):
-        if "safety_dump" not in (data.get("facts") or {}):
-            raise OperationFailed(f"restore {job_id} has no safety dump to roll back to")
+    state = _resumable(settings, job_id)
+    if state.status in ("rolled_back", "refused", "cancelled"):
+        raise SafetyRefusal(f"restore {job_id} is {state.status}: nothing to roll back")
+    if state.facts.get("database_dropped") and "safety_dump" not in state.facts:
+        raise OperationFailed(f"restore {job_id} has no safety dump to roll back to")
     _refuse_if_locked(settings)
     if detach:
         jobs.spawn(settings, job_id, "rollback")
