@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, cast
 
 from textual import work
-from textual.app import App, ComposeResult
+from textual.app import App
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.message import Message

@@ -343,7 +343,7 @@ def section_from(cls: type[S], data: dict[str, Any], **extra: Any) -> S:
     return cls(**kwargs, found=found)
 
 
-def section_from_fields(cls: type, data: dict[str, Any]) -> Any:
+def record_from(cls: type, data: dict[str, Any]) -> Any:
     """A nested record (LastDrill, LastBackup) from a dict: its known fields only."""
     names = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in data.items() if k in names})
@@ -631,7 +631,7 @@ def collect_status(settings: Settings, now: datetime | None = None) -> StatusRep
     _guard(report.backups, lambda s: _backups(settings, now, s))
     report.drill = _facts(DrillSection, lambda: drill_status(settings, now), interval_days=settings.drill.interval_days)
     if isinstance(report.drill.last, dict):
-        report.drill.last = section_from_fields(LastDrill, report.drill.last)
+        report.drill.last = record_from(LastDrill, report.drill.last)
     report.schedule = _facts(ScheduleSection, lambda: schedule_facts(settings, now))
     report.sync = _facts(SyncSection, lambda: volume_sync_summary(settings, now))
     _guard(report.restore, lambda s: _restore(settings, s))
@@ -639,8 +639,9 @@ def collect_status(settings: Settings, now: datetime | None = None) -> StatusRep
 
 
 def _facts(cls: type[S], fn: Callable[[], dict[str, Any]], **defaults: Any) -> S:
+    """A section from a fact module's dict; its FoveaError becomes the section's error."""
     try:
-        return section_from(cls, fn(), **{k: v for k, v in defaults.items()})
+        return section_from(cls, fn(), **defaults)
     except FoveaError as exc:
         return cls(ok=False, error=str(exc), **defaults)
 

@@ -35,7 +35,11 @@ class FoveaScreen(Screen):
     @on(Mount)
     def _mount_banner(self) -> None:
         banner = RestoreBanner()
-        self.mount(banner, before=0) if self.children else self.mount(banner)
+        # First in the layout, so it sits under the (docked) header on any screen.
+        if self.children:
+            self.mount(banner, before=0)
+        else:
+            self.mount(banner)
         banner.show(self.app.restore)
         self.app.restore_changed.subscribe(self, banner.show)
 
