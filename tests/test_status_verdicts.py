@@ -191,3 +191,27 @@ async def test_a_restore_shows_on_every_screen_until_it_is_rolled_back(install, 
         data = jobs.load_job(settings, job_id)
         if data["alive"] and data.get("pid"):
             os.kill(int(data["pid"]), signal.SIGKILL)
+
+
+def test_a_hostile_restore_state_file_is_not_trusted(tmp_path, monkeypatch, capsys):
+    """A hand-edited or torn state file (wrong types, steps without names) gives a restore
+    section that says what it can, never a traceback, and still raises the alert."""
+    monkeypatch.setenv("DOCKER_HOST", demo.NO_DOCKER)
+    env_file, _ = write_env(tmp_path)
+    data = direct_config(tmp_path, f"postgresql://fovea:pw@127.0.0.1:{free_port()}/fovea", env_file)
+    settings, cfg = settings_and_config(tmp_path, data)
+    job_id = jobs.create_job(settings, "restore", {"dump": "x.sql.gz"})
+    path = jobs.state_path(jobs.jobs_dir(settings), job_id)
+    state = json.loads(path.read_text())
+    state.update(status="running", steps=["restore", {"name": 3}, {"name": "stop", "title": "Stop", "status": "ok"}],
+                 facts=["not", "a", "dict"], params="nope", pid="12; rm -rf /", phase=None)
+    path.write_text(json.dumps(state))
+    code, doc = status_json(capsys, cfg)
+    restore = doc["restore"]
+    assert code == 1 and restore["status"] == "interrupted" and restore["verdict"] == "failing"
+    assert restore["can_rollback"] and restore["next"][-1] == f"fovea-tui restore --rollback {job_id}"
+    assert any(a["subject"] == "restore" and a["level"] == "critical" for a in doc["alerts"])
+    capsys.readouterr()
+    assert main(["--config", str(cfg), "status"]) == 1
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err and f"fovea-tui restore --rollback {job_id}" in out

@@ -165,13 +165,28 @@ class JobState:
 
     @classmethod
     def from_dict(cls, data: dict) -> JobState:
+        """Typed from a state file; what has the wrong shape (a hand-edited or torn file) is
+        dropped rather than trusted."""
+        def mapping(value: Any) -> dict[str, Any]:
+            return dict(value) if isinstance(value, dict) else {}
+
+        steps = data.get("steps") if isinstance(data.get("steps"), list) else []
+        pid = data.get("pid")
         return cls(id=str(data.get("id", "")), kind=str(data.get("kind", "")),
-                   status=effective_status(data), recorded_status=str(data.get("status", "pending")),
+                   status=str(effective_status(data)), recorded_status=str(data.get("status", "pending")),
                    phase=str(data.get("phase") or "forward"), alive=bool(data.get("alive", False)),
-                   pid=data.get("pid") if isinstance(data.get("pid"), int) else None,
+                   pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
                    created_at=str(data.get("created_at") or ""), updated_at=str(data.get("updated_at") or ""),
-                   message=str(data.get("message") or ""), params=dict(data.get("params") or {}),
-                   facts=dict(data.get("facts") or {}), steps=list(data.get("steps") or []))
+                   message=str(data.get("message") or ""), params=mapping(data.get("params")),
+                   facts=mapping(data.get("facts")),
+                   steps=[s for s in steps if isinstance(s, dict)
+                          and all(isinstance(s.get(k), str) for k in ("name", "title", "status"))])
+
+    def as_state(self) -> dict[str, Any]:
+        """The fields the restore's wording helpers read, from the checked values."""
+        return {"id": self.id, "kind": self.kind, "status": self.recorded_status, "alive": self.alive,
+                "phase": self.phase, "message": self.message, "params": self.params, "facts": self.facts,
+                "steps": self.steps}
 
     @property
     def active(self) -> bool:

@@ -587,8 +587,7 @@ def _restore(settings: Settings, section: RestoreSection) -> None:
     step = state.current_step
     if step is not None:
         section.step, section.step_title = step.get("name"), step.get("title")
-    raw = {"id": state.id, "status": state.recorded_status, "alive": state.alive, "phase": state.phase,
-           "steps": state.steps, "facts": state.facts, "message": state.message}
+    raw = state.as_state()
     section.message = describe_status(raw)
     section.state = state_words(raw)
     section.dump = state.facts.get("dump") or Path(str(state.params.get("dump", ""))).name or None
