@@ -95,7 +95,7 @@ def small_dump() -> bytes:
 def build_sandbox(root: Path, count: int) -> Path:
     """`count` hourly dumps (manifest + env copy each) under root/backups; the config path."""
     from fovea_tui.config import load_file
-    from fovea_tui.engine.backups import verify
+    from fovea_tui.engine.backups import verify, verify_cache
 
     root.mkdir(parents=True, exist_ok=True)
     env_file = root / "install" / ".env"
@@ -137,7 +137,7 @@ def build_sandbox(root: Path, count: int) -> Path:
     dumps = [first] + [write_one(when, template)[0] for when in times[1:]]
     # One verification per dump would rewrite the cache 10,000 times; every copy is the same
     # bytes, so the first one's entry stands for all (each with its own size and mtime).
-    cache_path = settings.state_dir / verify.CACHE_FILE
+    cache_path = settings.state_dir / verify_cache.CACHE_FILE
     cache = json.loads(cache_path.read_text())
     entry = cache["entries"][first.name]
     for dump in dumps[1:]:

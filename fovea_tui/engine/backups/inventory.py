@@ -38,6 +38,8 @@ from typing import Any, Iterable, Iterator
 
 from fovea_tui.config import Settings
 from fovea_tui.engine.backups import manifest as _manifest
+from fovea_tui.engine.backups import verify_cache
+from fovea_tui.engine.backups.prune_journal import read_journal
 from fovea_tui.engine.backups.retention import Candidate
 from fovea_tui.engine.infra.stores import DirectoryStore, S3Store, Store, StoreError, open_store
 from fovea_tui.errors import FoveaError
@@ -439,11 +441,9 @@ def read_local_manifest(path: Path) -> ManifestSummary:
 
 
 def _verification_cache(settings: Settings) -> dict[str, Any]:
-    """`engine.verify`'s cache, read once per listing (not once per dump)."""
-    from fovea_tui.engine.backups import verify
-
+    """The verification cache, read once per listing (not once per dump)."""
     try:
-        entries = verify.load_cache(settings).get("entries")
+        entries = verify_cache.load_cache(settings).get("entries")
     except (OSError, ValueError, FoveaError):
         return {}
     return entries if isinstance(entries, dict) else {}
@@ -451,7 +451,7 @@ def _verification_cache(settings: Settings) -> dict[str, Any]:
 
 def _cached_verdict(cache: dict[str, Any], name: str, size: int, mtime_ns: int | None) -> str | None:
     """The cache's word on a local dump ("verified", "corrupt" or None), valid only while the
-    file has the size and mtime it had when it was checked (as `verify.cached_status`)."""
+    file has the size and mtime it had when it was checked (as `verify_cache.cached_status`)."""
     entry = cache.get(name)
     if not isinstance(entry, dict) or entry.get("size") != size or entry.get("mtime_ns") != mtime_ns:
         return None
@@ -460,9 +460,7 @@ def _cached_verdict(cache: dict[str, Any], name: str, size: int, mtime_ns: int |
 
 
 def pending_names(settings: Settings) -> set[str]:
-    """Dumps a previous prune started to delete and has not finished (see engine.prune)."""
-    from fovea_tui.engine.backups.prune import read_journal
-
+    """Dumps a previous prune started to delete and has not finished (see prune_journal)."""
     return {item["dump"] for item in read_journal(settings)}
 
 

@@ -116,7 +116,8 @@ def _human(n: float) -> str:
 
 def check_dump(ctx) -> Check:
     from fovea_tui.engine.backups import manifest as mf
-    from fovea_tui.engine.backups.verify import remember, verify_dump
+    from fovea_tui.engine.backups.verify import verify_dump
+    from fovea_tui.engine.backups.verify_cache import remember
 
     path = ctx.dump_path
     manifest = None
