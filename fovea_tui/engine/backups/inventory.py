@@ -43,6 +43,7 @@ from fovea_tui.engine.backups.prune_journal import read_journal
 from fovea_tui.engine.backups.retention import Candidate
 from fovea_tui.engine.infra.stores import DirectoryStore, S3Store, Store, StoreError, open_store
 from fovea_tui.errors import FoveaError
+from fovea_tui.engine.backups.verify import verify_many
 
 #: Keys per S3 list request; lowered in tests to exercise pagination.
 S3_PAGE_SIZE = 1000
@@ -606,8 +607,6 @@ def verify_entries(settings: Settings, inventory: Inventory, names: Iterable[str
                    include_offsite: bool = True) -> Inventory:
     """Verify local copies (slow: reads every byte; results land in the verification cache)
     and return a fresh inventory. `only_unsettled` skips copies the cache already settles."""
-    from fovea_tui.engine.backups.verify import verify_many
-
     wanted = set(names) if names is not None else None
     todo = [str(settings.backups_dir / e.local.key) for e in inventory.entries
             if e.local is not None and (wanted is None or e.name in wanted)

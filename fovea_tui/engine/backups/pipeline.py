@@ -43,6 +43,8 @@ from fovea_tui.engine.infra.streams import ToolProcess, condense
 from fovea_tui.engine.backups.stream_format import COMPLETION_LINE, StreamInspector
 from fovea_tui.envfile import EnvFile
 from fovea_tui.errors import Cancelled, FoveaError, OperationFailed
+from fovea_tui.engine.infra.database import DatabaseError, open_database
+from fovea_tui.engine.infra.stores import open_store
 
 log = logging.getLogger(__name__)
 
@@ -428,8 +430,6 @@ def _audit_details(result: BackupResult) -> dict[str, Any]:
 
 def _backup_locked(settings: Settings, directory: Path, *, progress, cancel: CancelToken,
                    now: datetime | None, kind: str, database, env: EnvFile | None) -> BackupResult:
-    from fovea_tui.engine.infra.database import DatabaseError, open_database
-
     started = time.monotonic()
     warnings: list[str] = []
     env_error: str | None = None
@@ -581,8 +581,6 @@ def _offsite(settings: Settings, result: BackupResult, *, progress, cancel: Canc
     url = settings.backups.offsite
     keys: list[str] = []
     try:
-        from fovea_tui.engine.infra.stores import open_store
-
         store = open_store(url, settings.s3)
         files = [(result.path, result.sha256)]
         if result.env_copy is not None:

@@ -29,6 +29,7 @@ from fovea_tui.engine.backups.stream_format import COMPLETION_LINE, StreamInspec
 from fovea_tui.engine.infra.locks import ensure_private_dir
 from fovea_tui.engine.progress import CancelToken, ProgressEvent, Throttle, no_progress
 from fovea_tui.errors import UsageError
+from fovea_tui.engine.infra.stores import open_store
 
 READ_CHUNK = 1 << 20
 MAX_OUT = 4 << 20  # decompressed bytes per step: memory stays flat for any dump
@@ -199,8 +200,6 @@ def resolve_targets(settings: Settings, targets: Iterable[str]) -> list[tuple[st
 def verify_offsite(settings: Settings, key: str, *, cancel: CancelToken | None = None,
                    progress: Callable[[ProgressEvent], None] = no_progress) -> VerifyResult:
     """Download an off-site dump (and its manifest) to a temp file and verify it."""
-    from fovea_tui.engine.infra.stores import open_store
-
     store = open_store(settings.backups.offsite, settings.s3)
     name = key.rsplit("/", 1)[-1]
     if store.head(key) is None:

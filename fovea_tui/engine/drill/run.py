@@ -46,6 +46,15 @@ from fovea_tui.engine.infra.locks import acquire, ensure_private_dir
 from fovea_tui.engine.progress import CancelToken, ProgressEvent, Throttle, no_progress
 from fovea_tui.envfile import CRITICAL_KEYS, EnvFile
 from fovea_tui.errors import Cancelled, ConfigError, FoveaError, SafetyRefusal
+from fovea_tui.engine.restore.verify import video_file
+from fovea_tui.engine.backups.inventory import OFFSITE, load_inventory
+from fovea_tui.errors import OperationFailed
+from fovea_tui.engine.infra.stores import open_store
+from fovea_tui.engine.volume.listing import is_marker
+from fovea_tui.engine.volume.sync import read_summary
+from fovea_tui.engine.infra.database import open_database
+from fovea_tui.engine.backups.verify import verify_dump
+from fovea_tui.engine.restore.steps import stream_dump
 
 DRILLS_DIR = "drills"            # under state_dir; engine.metrics reads *.json here
 SCRATCH_PREFIX = "fovea_drill_"
@@ -216,8 +225,6 @@ def drop_leftovers(db, now: datetime, older_than: timedelta = LEFTOVER_AGE) -> l
 def video_key(row_path: str, filename: str, storage_path: str) -> str:
     """The key under `volume.target` of a `videos` row: its path under STORAGE_PATH (the
     sync's keys are paths relative to `volume.path`, which is STORAGE_PATH on the host)."""
-    from fovea_tui.engine.restore.verify import video_file
-
     return video_file(row_path or "", filename or "", storage_path or "/videos", PurePosixPath("")).as_posix()
 
 
@@ -268,11 +275,6 @@ def choose_dump(settings: Settings) -> _Chosen:
 
     SafetyRefusal (exit 3) when there is none; OperationFailed when the store does not answer.
     """
-    from fovea_tui.engine.backups.inventory import OFFSITE, load_inventory
-    from fovea_tui.errors import OperationFailed
-
-    from fovea_tui.engine.infra.stores import open_store
-
     offsite = bool(settings.backups.offsite)
     store = open_store(settings.backups.offsite, settings.s3) if offsite else None  # ConfigError: exit 2
     inventory = load_inventory(settings, include_offsite=offsite, store=store)
@@ -365,8 +367,6 @@ def _check_videos(settings: Settings, db, database: str, storage: str, cancel: C
     if not target:
         return Check("videos", False, f"{len(rows)} videos referenced, but volume.target is not set: "
                      "the video volume is not backed up anywhere"), None
-    from fovea_tui.engine.volume.listing import is_marker
-    from fovea_tui.engine.infra.stores import open_store
 
     try:
         store = open_store(target, settings.s3, key="volume.target")
@@ -424,8 +424,6 @@ def _check_videos(settings: Settings, db, database: str, storage: str, cancel: C
 
 
 def _check_volume_age(settings: Settings, dump_time: datetime | None, newest_object: datetime | None) -> Check:
-    from fovea_tui.engine.volume.sync import read_summary
-
     target = settings.volume.target
     if not target:
         return Check("volume_age", False, "volume.target is not set: no off-site copy of the videos")
@@ -527,8 +525,6 @@ def run_drill(settings: Settings, *, progress: Callable[[ProgressEvent], None] =
 
 def _drill(settings: Settings, started: datetime, t0: float, progress, cancel: CancelToken,
            on_check: Callable[[Check], None], database) -> DrillResult:
-    from fovea_tui.engine.infra.database import open_database
-
     def phase(name: str, message: str) -> None:
         progress(ProgressEvent(name, message=message, started_at=t0))
 
@@ -585,7 +581,6 @@ def _drill(settings: Settings, started: datetime, t0: float, progress, cancel: C
             try:
                 path = _fetch(settings, chosen, Path(tmp), progress, cancel)
                 phase("verify", f"verifying {chosen.name}")
-                from fovea_tui.engine.backups.verify import verify_dump
 
                 verified = verify_dump(path, chosen.manifest, use_manifest_beside=False, cancel=cancel,
                                        progress=progress)
@@ -612,7 +607,6 @@ def _drill(settings: Settings, started: datetime, t0: float, progress, cancel: C
                     owner = settings.database.user if settings.database.mode == "docker" else db.user
                     db.create_database(scratch, owner=owner or None)
                     created = True
-                    from fovea_tui.engine.restore.steps import stream_dump
 
                     stream_dump(_StreamCtx(db, cancel, progress, chosen.name), path, scratch)
                     land(Check("restore", True, f"{chosen.name} restored into {scratch} on "

@@ -31,6 +31,9 @@ from fovea_tui.engine.ops import notify
 from fovea_tui.engine.infra.locks import acquire, ensure_private_dir
 from fovea_tui.engine.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 from fovea_tui.errors import Cancelled, FoveaError
+from fovea_tui.engine.backups.pipeline import OffsiteFailed, run_backup
+from fovea_tui.engine.backups import prune
+from fovea_tui.engine.volume.sync import run_sync
 
 LAST_FILE = "nightly-last.json"
 STEPS = ("backup", "prune", "sync")
@@ -112,8 +115,6 @@ def _as_dict(value: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------- the steps -------------
 
 def _backup(settings: Settings, progress: ProgressCallback, cancel: CancelToken) -> tuple[dict[str, Any], str]:
-    from fovea_tui.engine.backups.pipeline import OffsiteFailed, run_backup
-
     try:
         result = _as_dict(run_backup(settings, progress=progress, cancel=cancel, offsite=True))
     except OffsiteFailed as exc:  # the local dump is fine, its off-site copy is not: still a failure
@@ -125,8 +126,6 @@ def _backup(settings: Settings, progress: ProgressCallback, cancel: CancelToken)
 
 
 def _prune(settings: Settings, progress: ProgressCallback, cancel: CancelToken) -> tuple[dict[str, Any], str]:
-    from fovea_tui.engine.backups import prune
-
     outcome = prune.prune(settings, dry_run=False, progress=progress, cancel=cancel)
     result = outcome.to_json()
     detail = f"kept {len(result.get('keep', []))}, deleted {len(result.get('deleted', []))} file(s)"
@@ -138,8 +137,6 @@ def _prune(settings: Settings, progress: ProgressCallback, cancel: CancelToken) 
 
 
 def _sync(settings: Settings, progress: ProgressCallback, cancel: CancelToken) -> tuple[dict[str, Any], str]:
-    from fovea_tui.engine.volume.sync import run_sync
-
     outcome = run_sync(settings, dry_run=False, progress=progress, cancel=cancel)
     result = _as_dict(outcome)
     detail = (f"{result.get('uploaded', 0)} uploaded, {result.get('skipped', 0)} unchanged, "

@@ -34,6 +34,7 @@ from typing import Any
 
 from fovea_tui.config import Settings
 from fovea_tui.errors import OperationFailed, UsageError
+from fovea_tui.engine.ops.nightly import read_last
 
 SYSTEMD_DIR_ENV = "FOVEA_TUI_SYSTEMD_DIR"
 CRON_DIR_ENV = "FOVEA_TUI_CRON_DIR"
@@ -564,8 +565,6 @@ def _parse_time(value: Any) -> datetime | None:
 def status_section(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
     """The dashboard's schedule card: what is installed, next run, the last run, and its
     alerts (`alerts`: list of {level, subject, message}, taken out by `collect_status`)."""
-    from fovea_tui.engine.ops.nightly import read_last
-
     now = now or datetime.now(timezone.utc)
     info = show(settings, now)
     last = read_last(settings)

@@ -23,6 +23,7 @@ from fovea_tui.engine.infra.locks import holder
 from fovea_tui.engine.restore.runner import initial_records, state_words
 from fovea_tui.engine.restore.verify import CHECKLIST, check_login
 from fovea_tui.errors import LockHeld, OperationFailed, SafetyRefusal
+from fovea_tui.envfile import DatabaseURL, EnvFile
 
 __all__ = [
     "CHECKLIST", "check_login", "start_restore", "resume_restore", "rollback_restore", "confirm", "cancel",
@@ -35,8 +36,6 @@ FINAL = jobs.FINAL
 def expected_database_name(settings: Settings) -> str:
     """The name the operator types to confirm: the database the restore replaces."""
     if settings.database.mode == "direct":
-        from fovea_tui.envfile import DatabaseURL, EnvFile
-
         if settings.database.url:
             return DatabaseURL.parse(settings.database.url, source="database.url").database
         url = EnvFile.load(settings.install.env_file).database_url()

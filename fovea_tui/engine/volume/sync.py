@@ -51,6 +51,10 @@ from fovea_tui.engine.volume.listing import Snapshot, SnapshotWriter, is_marker
 from fovea_tui.engine.progress import CancelToken, ProgressEvent, Throttle, no_progress
 from fovea_tui.errors import Cancelled, ConfigError, FoveaError, OperationFailed, SafetyRefusal
 from fovea_tui.formatting import ago
+from fovea_tui.engine.infra.stores import S3Store
+from fovea_tui.engine.infra.stores import open_store
+from fovea_tui.engine.infra.locks import acquire
+from fovea_tui.engine.infra.stores import MULTIPART_THRESHOLD
 
 SUMMARY_FILE = "sync-last.json"
 PULL_SUMMARY_FILE = "sync-last-pull.json"
@@ -392,8 +396,6 @@ def _ranged_listing(store, splits: list[str], workers: int = LIST_WORKERS) -> It
 
 
 def _listing(store, splits: list[str]) -> Iterator[Any]:
-    from fovea_tui.engine.infra.stores import S3Store
-
     if isinstance(store, S3Store) and splits:
         return _ranged_listing(store, splits)
     return store.iter_objects()
@@ -754,8 +756,6 @@ def _check_target(settings: Settings) -> None:
 
 
 def _open(settings: Settings, workers: int):
-    from fovea_tui.engine.infra.stores import open_store
-
     target = settings.volume.target
     try:
         if target.startswith("s3://"):
@@ -771,7 +771,6 @@ def _lock(settings: Settings, dry_run: bool):
 
     if dry_run:
         return contextlib.nullcontext()
-    from fovea_tui.engine.infra.locks import acquire
 
     return acquire(settings, LOCK_NAME, purpose="sync")
 
@@ -916,8 +915,6 @@ def _recorded(settings: Settings, result: SyncResult, t0: float, cancel: CancelT
 
 
 def _uploader(store, root: Path):
-    from fovea_tui.engine.infra.stores import MULTIPART_THRESHOLD
-
     # A multipart upload runs its own part threads: let only LARGE_PARALLEL of them run at
     # once, so the connection pool (sized for the workers) is never oversubscribed.
     gate = threading.Semaphore(LARGE_PARALLEL)
