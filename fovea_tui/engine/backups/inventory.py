@@ -27,7 +27,6 @@ manifests never downloaded unless asked (`Inventory.load_manifest`).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import threading
@@ -41,7 +40,7 @@ from fovea_tui.engine.backups import manifest as _manifest
 from fovea_tui.engine.backups import verify_cache
 from fovea_tui.engine.backups.prune_journal import read_journal
 from fovea_tui.engine.backups.retention import Candidate
-from fovea_tui.engine.infra.stores import DirectoryStore, S3Store, Store, StoreError, open_store
+from fovea_tui.engine.infra.stores import Store, open_store
 from fovea_tui.errors import FoveaError
 from fovea_tui.engine.backups.verify import verify_many
 
@@ -388,28 +387,7 @@ def list_local(directory: Path) -> list[_File]:
 
 def list_offsite(store: Store) -> list[_File]:
     """Top-level `fovea-*` objects of the off-site store, page by page."""
-    if isinstance(store, S3Store):
-        return list(_list_s3(store))
-    if isinstance(store, DirectoryStore):
-        if not store.root.is_dir():
-            raise StoreError(f"off-site directory {store.root} does not exist")
-        return list_local(store.root)
-    return [_File(o.key, o.size, o.mtime) for o in store.iter_objects("fovea-") if "/" not in o.key]
-
-
-def _list_s3(store: S3Store) -> Iterator[_File]:
-    paginator = store.client.get_paginator("list_objects_v2")
-    try:
-        pages = paginator.paginate(
-            Bucket=store.bucket, Prefix=store.prefix + "fovea-", Delimiter="/",
-            PaginationConfig={"PageSize": S3_PAGE_SIZE},
-        )
-        for page in pages:
-            for obj in page.get("Contents", []) or []:
-                key = obj["Key"][len(store.prefix):]
-                yield _File(key, int(obj["Size"]), obj["LastModified"])
-    except Exception as exc:  # noqa: BLE001 - one clear error naming the store
-        raise store.describe_error("list", "", exc) from None
+    return [_File(o.key, o.size, o.mtime) for o in store.list_dir("fovea-", page_size=S3_PAGE_SIZE)]
 
 
 _manifest_cache: dict[tuple[str, int, int], ManifestSummary | str] = {}

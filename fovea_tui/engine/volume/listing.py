@@ -44,7 +44,6 @@ from typing import IO, Iterator
 from fovea_tui.config import Settings
 from fovea_tui.errors import FoveaError
 from fovea_tui.formatting import ago
-from fovea_tui.engine.infra.stores import S3Store
 
 MARKER_NAME = ".fovea-tui-listing.json"   # at the root of the target; never synced or pulled
 SNAPSHOT_DIR = "offsite-listing"
@@ -138,7 +137,7 @@ class ListingChoice:
 def choose(settings: Settings, store, *, full_listing: bool, now: datetime,
            rng: random.Random | None = None) -> ListingChoice:
     """Decide whether this push may trust the snapshot; every "no" says why."""
-    if not isinstance(store, S3Store):
+    if not store.keeps_listing_snapshot:
         return ListingChoice(None, "a directory target is always listed", remembers=False)
     hours = settings.volume.full_listing_hours
     if hours == 0:

@@ -51,7 +51,6 @@ from fovea_tui.engine.volume.listing import Snapshot, SnapshotWriter, is_marker
 from fovea_tui.engine.progress import CancelToken, ProgressEvent, Throttle, no_progress
 from fovea_tui.errors import Cancelled, ConfigError, FoveaError, OperationFailed, SafetyRefusal
 from fovea_tui.formatting import ago
-from fovea_tui.engine.infra.stores import S3Store
 from fovea_tui.engine.infra.stores import open_store
 from fovea_tui.engine.infra.locks import acquire
 from fovea_tui.engine.infra.stores import MULTIPART_THRESHOLD
@@ -396,7 +395,7 @@ def _ranged_listing(store, splits: list[str], workers: int = LIST_WORKERS) -> It
 
 
 def _listing(store, splits: list[str]) -> Iterator[Any]:
-    if isinstance(store, S3Store) and splits:
+    if store.lists_from_key and splits:
         return _ranged_listing(store, splits)
     return store.iter_objects()
 
