@@ -32,6 +32,20 @@ def duration(delta: timedelta) -> str:
     return f"{int(days // 365.25)} years"
 
 
+def human_duration(seconds: float | None) -> str:
+    """A measured time in one unit: "42.0 s", "7 min", "1.5 h", "2.3 days"; "not measured"."""
+    if seconds is None:
+        return "not measured"
+    seconds = float(seconds)
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
 def ago(when: datetime | None, now: datetime) -> str:
     """"3 hours ago", "16 days ago", "4 months ago"; "never" without a time; "in 2 days" ahead."""
     if when is None:

@@ -27,7 +27,7 @@ def register(sub) -> None:
 
 
 def render(d: dict) -> str:
-    from fovea_tui.engine.drill.run import human_duration
+    from fovea_tui.formatting import human_duration
 
     lines = [f"drill of {d['dump']} ({d['source']}): {'PASSED' if d['ok'] else 'FAILED'}"]
     for c in d["checks"]:
@@ -47,7 +47,8 @@ def render(d: dict) -> str:
 
 
 def run(args, ctx: CliContext) -> int:
-    from fovea_tui.engine.drill.run import guide_for, render_guide, run_drill
+    from fovea_tui.engine.drill.report import guide_for, render_guide
+    from fovea_tui.engine.drill.run import run_drill
 
     settings = ctx.settings
     if args.guide:
