@@ -5,7 +5,8 @@ from __future__ import annotations
 import humanize
 
 from fovea_tui.cli.context import CliContext
-from fovea_tui.engine.backups.pipeline import BackupResult, OffsiteFailed, run_backup
+from fovea_tui.engine.backups.offsite import OffsiteFailed
+from fovea_tui.engine.backups.pipeline import BackupResult, run_backup
 from fovea_tui.errors import EXIT_FAILED, EXIT_OK
 
 

@@ -11,7 +11,8 @@ every file the run created and raises with the reason. A run killed outright lea
 dot-files named `.fovea-*.partial`, which the next run removes.
 
 `run_backup()` is what the CLI's `backup`, the TUI's "Back up now" and restore's safety
-dump call.
+dump call. The stream format it checks is `stream_format`; the off-site copy of the
+finished backup is `offsite`.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from fovea_tui import masking
 from fovea_tui.config import Settings
 from fovea_tui.engine.infra import audit
 from fovea_tui.engine.backups import manifest as mf
+from fovea_tui.engine.backups.offsite import OffsiteFailed
 from fovea_tui.engine.backups import verify_cache
 from fovea_tui.engine.infra.locks import acquire, check_not_world_writable, ensure_private_dir
 from fovea_tui.engine.progress import CancelToken, ProgressEvent, Throttle, no_progress
@@ -44,7 +46,6 @@ from fovea_tui.engine.backups.stream_format import COMPLETION_LINE, StreamInspec
 from fovea_tui.envfile import EnvFile
 from fovea_tui.errors import Cancelled, FoveaError, OperationFailed
 from fovea_tui.engine.infra.database import DatabaseError, open_database
-from fovea_tui.engine.infra.stores import open_store
 
 log = logging.getLogger(__name__)
 
@@ -159,14 +160,6 @@ def stream_to_file(proc: ToolProcess, fd: int, *, cancel: CancelToken,
 
 
 # --------------------------------------------------------------------------- results
-
-
-class OffsiteFailed(OperationFailed):
-    """The local backup is complete but the off-site copy failed; `result` describes it."""
-
-    def __init__(self, message: str, result: "BackupResult", **kw) -> None:
-        super().__init__(message, **kw)
-        self.result = result
 
 
 @dataclass
@@ -408,7 +401,7 @@ def run_backup(settings: Settings, *, progress: Callable[[ProgressEvent], None] 
             result = _backup_locked(settings, directory, progress=progress, cancel=cancel, now=now,
                                     kind=kind, database=database, env=env)
             if offsite and settings.backups.offsite:
-                _offsite(settings, result, progress=progress, cancel=cancel)
+                offsite.upload(settings, result, progress=progress, cancel=cancel)
     except OffsiteFailed as exc:
         audit.record(settings, "backup", "failed", {**_audit_details(exc.result), "reason": exc.message})
         raise
@@ -574,35 +567,6 @@ def _backup_locked(settings: Settings, directory: Path, *, progress, cancel: Can
         path=final, manifest=manifest, manifest_path=manifest_final,
         env_copy=env_final if env_info else None, warnings=warnings, raw_bytes=stats.raw_bytes,
     )
-
-
-def _offsite(settings: Settings, result: BackupResult, *, progress, cancel: CancelToken) -> None:
-    """Upload dump, env copy, manifest (last), each verified by the store."""
-    url = settings.backups.offsite
-    keys: list[str] = []
-    try:
-        store = open_store(url, settings.s3)
-        files = [(result.path, result.sha256)]
-        if result.env_copy is not None:
-            files.append((result.env_copy, None))
-        files.append((result.manifest_path, None))
-        for local, sha in files:
-            cancel.check()
-            store.put_file(local, local.name, sha256=sha or mf.file_sha256(local), progress=progress,
-                           cancel=cancel)
-            keys.append(local.name)
-        where = store.describe()
-    except Cancelled:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any store failure: keep the local backup, say so
-        reason = masking.redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        result.offsite = {"url": url, "keys": keys, "complete": False} if keys else None
-        result.offsite_error = reason
-        raise OffsiteFailed(
-            f"off-site copy to {url} failed: {reason}; the local backup {result.path} is complete and kept",
-            result,
-        ) from None
-    result.offsite = {"url": url, "keys": keys, "where": where}
 
 
 # --------------------------------------------------------------------------- status

@@ -31,7 +31,8 @@ from fovea_tui.engine.ops import notify
 from fovea_tui.engine.infra.locks import acquire, ensure_private_dir
 from fovea_tui.engine.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 from fovea_tui.errors import Cancelled, FoveaError
-from fovea_tui.engine.backups.pipeline import OffsiteFailed, run_backup
+from fovea_tui.engine.backups.offsite import OffsiteFailed
+from fovea_tui.engine.backups.pipeline import run_backup
 from fovea_tui.engine.backups import prune
 from fovea_tui.engine.volume.sync import run_sync
 
