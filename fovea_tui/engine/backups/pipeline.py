@@ -39,6 +39,7 @@ from fovea_tui.engine.infra import audit
 from fovea_tui.engine.backups import manifest as mf
 from fovea_tui.engine.backups.offsite import OffsiteFailed
 from fovea_tui.engine.backups import verify_cache
+from fovea_tui.engine.infra.files import fsync_dir
 from fovea_tui.engine.infra.locks import acquire, check_not_world_writable, ensure_private_dir
 from fovea_tui.engine.progress import CancelToken, ProgressEvent, Throttle, no_progress
 from fovea_tui.engine.infra.streams import ToolProcess, condense
@@ -539,15 +540,15 @@ def _backup_locked(settings: Settings, directory: Path, *, progress, cancel: Can
         if env_info is not None:
             os.rename(env_tmp, env_final)
             created.append(env_final)
-        mf.fsync_dir(directory)
+        fsync_dir(directory)
         try:
             mf.write(manifest, manifest_final)
         except OSError as exc:
             raise _write_error(manifest_final, exc) from None
     except BaseException as exc:
-        _unlink_quiet(*created, manifest_final.with_name(f".{manifest_final.name}.partial"))
+        _unlink_quiet(*created)
         try:
-            mf.fsync_dir(directory)
+            fsync_dir(directory)
         except OSError:
             pass
         if isinstance(exc, (FoveaError, KeyboardInterrupt)):

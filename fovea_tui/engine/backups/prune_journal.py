@@ -7,12 +7,12 @@ midway is finished by the next one; the inventory reads it to mark those dumps p
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
 from fovea_tui.config import Settings
+from fovea_tui.engine.infra.files import write_atomic
 from fovea_tui.engine.infra.locks import ensure_private_dir
 
 JOURNAL_FILE = "prune-pending.json"
@@ -47,15 +47,7 @@ def write_journal(settings: Settings, items: Sequence[Any]) -> None:
         path.unlink(missing_ok=True)
         return
     ensure_private_dir(path.parent)
-    tmp = path.with_name(f".{path.name}.tmp")
-    body = json.dumps({
+    write_atomic(path, json.dumps({
         "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "items": [d.to_json() for d in items],
-    }, indent=1).encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, body)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    }, indent=1))

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fovea_tui.config import Settings
-from fovea_tui.engine.backups import manifest as mf
+from fovea_tui.engine.infra.files import write_atomic
 from fovea_tui.engine.infra.locks import acquire, ensure_private_dir
 
 CACHE_FILE = "verify-cache.json"
@@ -53,7 +53,7 @@ def update_cache(settings: Settings, updates: dict[str, dict[str, Any] | None]) 
         present = {p.name for p in settings.backups_dir.iterdir()} if settings.backups_dir.is_dir() else set()
         for stale in [n for n in entries if n not in present]:
             entries.pop(stale, None)
-        mf.write_bytes_atomic(_cache_path(settings), json.dumps(data, indent=1).encode(), sync_dir=False)
+        write_atomic(_cache_path(settings), json.dumps(data, indent=1))
 
 
 def entry(status: str, size: int, mtime_ns: int, sha256: str, reasons: list[str],

@@ -14,6 +14,7 @@ from fovea_tui.config import Settings
 from fovea_tui.engine.backups import manifest as mf
 from fovea_tui.engine.drill.choose import choose_dump
 from fovea_tui.engine.drill.result import MANUAL_CHECKLIST, DrillResult
+from fovea_tui.engine.infra.files import write_atomic
 from fovea_tui.engine.infra.locks import ensure_private_dir
 from fovea_tui.errors import FoveaError
 from fovea_tui.formatting import human_duration
@@ -133,8 +134,8 @@ def write_reports(settings: Settings, result: DrillResult) -> tuple[Path, Path]:
     result.report_json = directory / f"{stem}.json"
     result.report_md = directory / f"{stem}.md"
     data = result.as_dict()
-    mf.write_bytes_atomic(result.report_md, masking.redact(render_markdown(data)).encode("utf-8"))
-    mf.write_bytes_atomic(result.report_json,
+    write_atomic(result.report_md, masking.redact(render_markdown(data)).encode("utf-8"))
+    write_atomic(result.report_json,
                           (masking.redact(json.dumps(data, indent=2, default=str)) + "\n").encode("utf-8"))
     return result.report_json, result.report_md
 

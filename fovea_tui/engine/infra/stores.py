@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Callable, Iterable, Iterator
 
 from fovea_tui.config import S3Settings
+from fovea_tui.engine.infra.files import fsync_dir
 from fovea_tui.engine.progress import CancelToken, ProgressEvent
 from fovea_tui.errors import Cancelled, ConfigError, OperationFailed
 
@@ -208,7 +209,7 @@ class DirectoryStore(Store):
                 raise StoreError(f"copy of {label} has sha256 {sha[:12]}…, expected {expected_sha256[:12]}…")
             self._set_sha(tmp, sha)
             os.replace(tmp, dest)
-            _fsync_dir(dest.parent)
+            fsync_dir(dest.parent)
             return sha
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -319,17 +320,6 @@ class DirectoryStore(Store):
                 path.unlink(missing_ok=True)
                 removed += 1
         return removed
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-# --- S3 and S3-compatible stores (MinIO, Ceph, R2) ---------------------------------
 
 
 def _parse_timestamp(value: str) -> datetime:

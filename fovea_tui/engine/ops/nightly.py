@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
 import time
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from fovea_tui import masking
 from fovea_tui.config import Settings
 from fovea_tui.engine.infra import audit
 from fovea_tui.engine.ops import notify
+from fovea_tui.engine.infra.files import write_atomic
 from fovea_tui.engine.infra.locks import acquire, ensure_private_dir
 from fovea_tui.engine.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 from fovea_tui.errors import Cancelled, FoveaError
@@ -252,11 +252,7 @@ def record(settings: Settings, result: NightlyResult) -> None:
     try:
         path = last_path(settings)
         ensure_private_dir(path.parent)
-        tmp = path.with_name(f".{path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(masking.redact(json.dumps(data, indent=2, default=str, ensure_ascii=False)) + "\n")
-        os.replace(tmp, path)
+        write_atomic(path, masking.redact(json.dumps(data, indent=2, default=str, ensure_ascii=False)) + "\n")
     except (OSError, FoveaError) as exc:
         log.warning("%s not written: %s", last_path(settings), getattr(exc, "strerror", None) or exc)
 

@@ -81,7 +81,7 @@ def _patch_params(settings: Settings, job_id: str, **params: Any) -> None:
     directory = jobs.jobs_dir(settings)
     data = jobs.read_state(directory, job_id)
     data["params"].update(params)
-    jobs.write_json_atomic(jobs.state_path(directory, job_id), data, sync=True)
+    jobs.write_json_atomic(jobs.state_path(directory, job_id), data)
 
 
 def resume_restore(settings: Settings, job_id: str, *, confirmed: bool = False, detach: bool = True) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 from isal import igzip
 
 from fovea_tui.engine.backups import manifest as mf
+from fovea_tui.engine.infra.files import write_atomic
 from fovea_tui.engine.progress import ProgressEvent
 from fovea_tui.engine.infra.streams import condense
 from fovea_tui.errors import Cancelled, FoveaError, OperationFailed, SafetyRefusal
@@ -141,7 +142,7 @@ def _fetch_offsite(ctx, wanted: str) -> Path:
     ctx.output(f"fetching {entry.offsite.key} from {settings.backups.offsite}")
     store.get_file(entry.offsite.key, dest, expected_sha256=expected, progress=progress, cancel=ctx.cancel)
     if raw is not None:  # only beside a dump that arrived whole: never an orphan manifest
-        mf.write_bytes_atomic(mf.manifest_path(dest), raw)
+        write_atomic(mf.manifest_path(dest), raw)
     if "offsite" in entry.envs:
         try:
             store.get_file(entry.envs["offsite"], mf.env_copy_path(dest), cancel=ctx.cancel)

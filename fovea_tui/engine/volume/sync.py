@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from fovea_tui.config import Settings
+from fovea_tui.engine.infra.files import write_atomic
 from fovea_tui.engine.infra.locks import acquire
 from fovea_tui.engine.infra.stores import open_store
 from fovea_tui.engine.progress import CancelToken, ProgressEvent, no_progress
@@ -299,10 +300,7 @@ def write_summary(settings: Settings, result: SyncResult) -> Path | None:
     data["last_ok"] = data["time"] if clean else (read_summary(settings, result.direction) or {}).get("last_ok")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        return write_atomic(path, json.dumps(data, indent=2))
     except OSError:
         return None
 
