@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-import humanize
 
 from fovea_tui import formatting
 from fovea_tui.cli.context import CliContext
@@ -33,14 +32,14 @@ def render(inv: Inventory, now: datetime | None = None) -> str:
             where = "+".join(e.locations)
             age = formatting.ago(e.time, now)
             flag = " (pending deletion)" if e.pending_deletion else ""
-            lines.append(f"{e.name:<42} {age:>14} {humanize.naturalsize(e.size, binary=True):>10}  "
+            lines.append(f"{e.name:<42} {age:>14} {formatting.size(e.size):>10}  "
                          f"{where:<14} {e.status}{flag}")
             for w in e.warnings:
                 lines.append(f"{'':<44}! {w}")
         c = inv.counts()
         lines.append("")
         lines.append(f"{len(inv)} dumps: {c['verified']} verified, {c['unverified']} unverified, "
-                     f"{c['corrupt']} corrupt; {humanize.naturalsize(inv.total_size(), binary=True)}")
+                     f"{c['corrupt']} corrupt; {formatting.size(inv.total_size())}")
     for s in inv.unrecognised:
         lines.append(f"unrecognised: {s.location} {s.name}: {s.reason}")
     for s in inv.orphans:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import humanize
 
+from fovea_tui import formatting
 from fovea_tui.cli.context import CliContext
 from fovea_tui.engine.backups.verify import VerifyResult, verify_many
 from fovea_tui.errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED
@@ -22,7 +22,7 @@ def register(sub) -> None:
 
 def line(result: VerifyResult) -> str:
     what = "legacy, no manifest" if result.legacy else ("manifest checked" if result.has_manifest else "no manifest")
-    head = (f"{result.status.upper():<9} {result.name}  {humanize.naturalsize(result.size, binary=True)}, "
+    head = (f"{result.status.upper():<9} {result.name}  {formatting.size(result.size)}, "
             f"{len(result.tables)} tables, {sum(result.tables.values())} rows ({what})")
     extra = [f"          - {r}" for r in result.reasons] + [f"          ~ {w}" for w in result.warnings]
     return "\n".join([head, *extra])

@@ -95,10 +95,6 @@ def stem_of(dump_name: str) -> str:
     return dump_name[: -len(DUMP_SUFFIX)] if dump_name.endswith(DUMP_SUFFIX) else dump_name
 
 
-def manifest_name(dump_name: str) -> str:
-    return dump_name + MANIFEST_SUFFIX
-
-
 def env_name(dump_name: str) -> str:
     return stem_of(dump_name) + ENV_SUFFIX
 

@@ -114,7 +114,7 @@ def rollback_restore(settings: Settings, job_id: str, *, detach: bool = True) ->
 
 
 def run_inline(settings: Settings, job_id: str, action: str = "run") -> dict:
-    """Run a job's runner body in this process (tests; an operator's `--foreground`)."""
+    """Run a job's runner body in this process, not in a detached runner; returns its state."""
     return jobs.run_job(jobs.jobs_dir(settings), job_id, action)
 
 

@@ -14,6 +14,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Callable
 
+from fovea_tui import formatting
 from fovea_tui.engine.infra.stores import MULTIPART_THRESHOLD
 from fovea_tui.engine.progress import CancelToken, ProgressEvent, Throttle
 from fovea_tui.engine.volume.plan import Plan, safe_destination
@@ -26,23 +27,6 @@ PROGRESS_INTERVAL = 0.1      # seconds between progress events (plus the first a
 
 
 # --------------------------------------------------------------------------- progress
-
-
-def _fmt_duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    if seconds >= 60:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds}s"
-
-
-def _fmt_rate(rate: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if rate < 1024 or unit == "GiB":
-            return f"{rate:.1f} {unit}/s" if unit != "B" else f"{rate:.0f} B/s"
-        rate /= 1024
-    return ""  # pragma: no cover
 
 
 class TransferProgress:
@@ -74,9 +58,9 @@ class TransferProgress:
         rate = done / elapsed
         parts = [f"{self.files_done}/{self.total_files} files"]
         if done and elapsed > 0.5:
-            parts.append(_fmt_rate(rate))
+            parts.append(formatting.rate(rate))
             if self.total_bytes > done and rate > 0:
-                parts.append(f"ETA {_fmt_duration((self.total_bytes - done) / rate)}")
+                parts.append(f"ETA {formatting.eta((self.total_bytes - done) / rate)}")
         return ProgressEvent(self.phase, done, self.total_bytes, "bytes", current=self._current,
                              message=", ".join(parts), started_at=self.started)
 
