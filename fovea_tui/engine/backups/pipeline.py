@@ -37,7 +37,7 @@ from fovea_tui import masking
 from fovea_tui.config import Settings
 from fovea_tui.engine.infra import audit
 from fovea_tui.engine.backups import manifest as mf
-from fovea_tui.engine.backups.offsite import OffsiteFailed
+from fovea_tui.engine.backups.offsite import OffsiteFailed, upload as upload_offsite
 from fovea_tui.engine.backups import verify_cache
 from fovea_tui.engine.infra.files import fsync_dir
 from fovea_tui.engine.infra.locks import acquire, check_not_world_writable, ensure_private_dir
@@ -402,7 +402,7 @@ def run_backup(settings: Settings, *, progress: Callable[[ProgressEvent], None] 
             result = _backup_locked(settings, directory, progress=progress, cancel=cancel, now=now,
                                     kind=kind, database=database, env=env)
             if offsite and settings.backups.offsite:
-                offsite.upload(settings, result, progress=progress, cancel=cancel)
+                upload_offsite(settings, result, progress=progress, cancel=cancel)
     except OffsiteFailed as exc:
         audit.record(settings, "backup", "failed", {**_audit_details(exc.result), "reason": exc.message})
         raise
