@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The terminal UI's speed: launch to a full dashboard, and scrolling a 10,000-row inventory.
 
-A sandbox shaped like `fovea-tui demo`'s (fovea_tui/demo.py writes the config, the env file
+A sandbox shaped like `fovea-tui demo`'s (fovea_tui/sandbox/demo.py writes the config, the env file
 and the manifests; direct mode), with no database behind it (the env file's DATABASE_URL
 points at a socket directory that does not exist) and no Docker engine (DOCKER_HOST points
 at nothing, as in the demo). Its backups directory holds N copies of one small gzip dump
@@ -58,7 +58,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fovea_tui import demo  # noqa: E402  (the sandbox's config, env file and manifests)
+from fovea_tui.sandbox import demo  # noqa: E402  (the sandbox's config, env file and manifests)
 
 QUICK = "--quick" in sys.argv[1:]
 LAUNCH_ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3" if QUICK else "7"))
