@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-
 from fovea_tui import formatting
 from fovea_tui.cli.context import CliContext
+from fovea_tui.cli.flags import add_json_flag
 from fovea_tui.engine.backups.offsite import OffsiteFailed
 from fovea_tui.engine.backups.pipeline import BackupResult, run_backup
 from fovea_tui.errors import EXIT_FAILED, EXIT_OK
 
 
 def register(sub) -> None:
-    from fovea_tui.cli.main import add_json_flag
-
     parser = sub.add_parser("backup", help="dump the database to backups.dir, write the manifest, "
                             "copy the env file, upload them to backups.offsite")
     add_json_flag(parser)

@@ -7,11 +7,10 @@ dump to drill (refused) or another drill running.
 from __future__ import annotations
 
 from fovea_tui.cli.context import CliContext
+from fovea_tui.cli.flags import add_json_flag
 
 
 def register(sub) -> None:
-    from fovea_tui.cli.main import add_json_flag
-
     parser = sub.add_parser(
         "drill", help="a disaster-recovery drill into a scratch database",
         description="Restore the newest dump from off-site (local when no off-site store is configured) "

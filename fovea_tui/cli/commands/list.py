@@ -7,12 +7,11 @@ from datetime import datetime, timezone
 
 from fovea_tui import formatting
 from fovea_tui.cli.context import CliContext
+from fovea_tui.cli.flags import add_json_flag
 from fovea_tui.engine.backups.inventory import Inventory, load_inventory, verify_entries
 
 
 def register(sub) -> None:
-    from fovea_tui.cli.main import add_json_flag
-
     parser = sub.add_parser("list", help="the backup inventory, local and off-site")
     add_json_flag(parser)
     parser.add_argument("--verify", action="store_true",

@@ -3,15 +3,13 @@ the video volume to `volume.target`, or with --pull back into `volume.path` (or 
 
 from __future__ import annotations
 
-
 from fovea_tui import formatting
 from fovea_tui.cli.context import CliContext
+from fovea_tui.cli.flags import add_json_flag
 from fovea_tui.errors import UsageError
 
 
 def register(sub) -> None:
-    from fovea_tui.cli.main import add_json_flag
-
     parser = sub.add_parser(
         "sync", help="copy the video volume to volume.target; with --pull, back into volume.path or DIR",
         description="Copy the video volume (volume.path) to volume.target (s3://bucket/prefix/ or a "

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-
 from fovea_tui import formatting
 from fovea_tui.cli.context import CliContext
+from fovea_tui.cli.flags import add_json_flag
 from fovea_tui.engine.backups.verify import VerifyResult, verify_many
 from fovea_tui.errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED
 
 
 def register(sub) -> None:
-    from fovea_tui.cli.main import add_json_flag
-
     parser = sub.add_parser("verify", help="integrity of one, several or all dumps (gzip, completion line, "
                             "manifest sha256 and size); exit 3 if any is corrupt")
     parser.add_argument("dumps", nargs="*", metavar="DUMP",

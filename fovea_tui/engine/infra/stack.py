@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
-from fovea_tui.engine.progress import CancelToken
 from fovea_tui.engine.infra.streams import DockerExecProcess, condense
+from fovea_tui.engine.progress import CancelToken
 from fovea_tui.errors import Cancelled, ConfigError, OperationFailed
 
 PROJECT_LABEL = "com.docker.compose.project"

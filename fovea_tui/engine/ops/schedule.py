@@ -34,8 +34,8 @@ from typing import Any
 
 from fovea_tui.config import Settings
 from fovea_tui.engine.infra.files import write_atomic
-from fovea_tui.errors import OperationFailed, UsageError
 from fovea_tui.engine.ops.nightly import read_last
+from fovea_tui.errors import OperationFailed, UsageError
 
 SYSTEMD_DIR_ENV = "FOVEA_TUI_SYSTEMD_DIR"
 CRON_DIR_ENV = "FOVEA_TUI_CRON_DIR"

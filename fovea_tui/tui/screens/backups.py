@@ -21,10 +21,10 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Static
 
+from fovea_tui import formatting
 from fovea_tui.engine.backups.inventory import Entry, Inventory, load_inventory, verify_entries
 from fovea_tui.engine.backups.retention import Decision, Plan, plan as retention_plan
 from fovea_tui.errors import FoveaError
-from fovea_tui import formatting
 from fovea_tui.tui.screens._reloading import ReloadingScreen
 from fovea_tui.tui.widgets.size_chart import SizeChart
 

@@ -23,8 +23,8 @@ from fovea_tui import masking
 from fovea_tui.engine.drill.report import guide_for, guide_steps, latest_report
 from fovea_tui.engine.drill.result import CHECK_ORDER, CHECK_TITLES, MANUAL_CHECKLIST
 from fovea_tui.engine.drill.run import drill_status, run_drill
-from fovea_tui.formatting import human_duration
 from fovea_tui.errors import FoveaError
+from fovea_tui.formatting import human_duration
 from fovea_tui.tui.screens._reloading import ReloadingScreen
 
 ICONS = {"ok": ("✔ ok", "green"), "failed": ("✘ FAILED", "bold red"), "skipped": ("– skipped", "dim"),

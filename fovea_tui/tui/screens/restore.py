@@ -34,11 +34,11 @@ from textual.widgets import (
     Static,
 )
 
-from fovea_tui import masking
-from fovea_tui.engine.infra import jobs
-from fovea_tui.engine import restore as engine
-from fovea_tui.errors import FoveaError
 from fovea_tui import formatting
+from fovea_tui import masking
+from fovea_tui.engine import restore as engine
+from fovea_tui.engine.infra import jobs
+from fovea_tui.errors import FoveaError
 
 ICONS = {
     "ok": ("✔", "green"), "failed": ("✘", "bold red"), "skipped": ("–", "dim"), "running": ("▶", "bold yellow"),

@@ -22,10 +22,10 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from fovea_tui.engine.volume import sync as engine
-from fovea_tui.engine.progress import CancelToken
-from fovea_tui.errors import Cancelled, FoveaError
 from fovea_tui import formatting
+from fovea_tui.engine.progress import CancelToken
+from fovea_tui.engine.volume import sync as engine
+from fovea_tui.errors import Cancelled, FoveaError
 from fovea_tui.tui.jobs import Job
 from fovea_tui.tui.model import parse_time
 from fovea_tui.tui.widgets.job_progress import JobProgressBar
