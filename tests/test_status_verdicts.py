@@ -12,18 +12,18 @@ import time
 from pathlib import Path
 
 import pytest
+from support.services import free_port
+from support.tui import SIZE, asynctest, make_app, wait_for
+from test_backup_helpers import direct_config, settings_and_config, write_env
 
-from fovea_tui import demo
 from fovea_tui.cli.main import main
 from fovea_tui.engine import restore as restore_engine
 from fovea_tui.engine.backups.pipeline import run_backup
 from fovea_tui.engine.infra import jobs
 from fovea_tui.engine.ops.status import collect_status
+from fovea_tui.sandbox import demo
 from fovea_tui.tui.model import CARD_SECTIONS
 from fovea_tui.tui.widgets.confirm import ConfirmDialog
-from support.services import free_port
-from support.tui import SIZE, asynctest, make_app, wait_for
-from test_backup_helpers import direct_config, settings_and_config, write_env
 
 
 @pytest.fixture

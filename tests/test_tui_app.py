@@ -6,14 +6,14 @@ import dataclasses
 import threading
 
 import pytest
+from support.tui import SIZE, asynctest, make_app, settings_in, wait_for
 
 from fovea_tui.engine.progress import ProgressEvent
 from fovea_tui.errors import OperationFailed
 from fovea_tui.tui import app as app_module
 from fovea_tui.tui.app import SCREENS, ScreenSpec
-from fovea_tui.tui.screens.base import FoveaScreen
 from fovea_tui.tui.sample import SAMPLE_NOW, sample_report
-from support.tui import SIZE, asynctest, make_app, settings_in, wait_for
+from fovea_tui.tui.screens.base import FoveaScreen
 
 
 def test_every_registered_screen_loads_and_a_typo_fails_loudly():

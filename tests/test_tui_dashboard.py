@@ -5,10 +5,11 @@ from __future__ import annotations
 import copy
 from datetime import timedelta
 
+from support.tui import SIZE, asynctest, make_app, settings_in, wait_for
+
 from fovea_tui.engine.ops.status import BackupsSection, DatabaseSection, StackSection, SyncSection, judge
 from fovea_tui.tui import model
 from fovea_tui.tui.sample import SAMPLE_NOW, sample_report
-from support.tui import SIZE, asynctest, make_app, settings_in, wait_for
 
 
 def _cards(report, now=SAMPLE_NOW):

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from support.tui import make_app, wait_for
+
 from fovea_tui.config import Settings
 from fovea_tui.engine.ops.status import RestoreSection, judge
 from fovea_tui.engine.progress import ProgressEvent
 from fovea_tui.tui.jobs import Job
 from fovea_tui.tui.sample import SAMPLE_NOW, sample_report
-from support.tui import make_app, wait_for
 
 
 def snapshot_app(healthy: bool = True):

@@ -26,6 +26,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.message import Message
 from textual.screen import Screen
 from textual.signal import Signal
+from textual.worker import Worker
 
 from fovea_tui import masking
 from fovea_tui.config import Settings
@@ -211,8 +212,8 @@ class FoveaApp(App):
         self.settings_changed: Signal[Settings] = Signal(self, "settings_changed")
         self.restore = RestoreSection()  # the newest restore, judged by the engine
         self.restore_changed: Signal[RestoreSection] = Signal(self, "restore_changed")
-        self._status_worker = None
-        self._restore_worker = None
+        self._status_worker: Worker[None] | None = None
+        self._restore_worker: Worker[None] | None = None
         self._events_client: _ClosableEvents | None = None
         self._mode_history: list[str] = []
         self.screen_specs = {spec.name: spec for spec in SCREENS}
@@ -314,24 +315,24 @@ class FoveaApp(App):
     def action_restore_rollback(self) -> None:
         from fovea_tui.tui.widgets.confirm import ConfirmDialog
 
-        section = self.restore
-        if not (section.can_rollback and section.job):
+        job = self.restore.job
+        if not (self.restore.can_rollback and job):
             return
 
         def done(ok: bool | None) -> None:
             if not ok:
                 return
             try:
-                restore_engine.rollback_restore(self.settings, section.job)
+                restore_engine.rollback_restore(self.settings, job)
             except FoveaError as exc:
                 self.notify(str(exc), title="Roll back refused", severity="error", timeout=15)
                 return
-            self.notify(f"Rolling {section.job} back; follow it on the Restore screen.", title="Restore")
+            self.notify(f"Rolling {job} back; follow it on the Restore screen.", title="Restore")
             self.action_goto("restore")
             self.refresh_restore()
 
         self.push_screen(ConfirmDialog(
-            f"Roll restore {section.job} back? The database goes back to its safety dump and the services "
+            f"Roll restore {job} back? The database goes back to its safety dump and the services "
             "the restore stopped start again.", confirm_label="Roll back", title="Roll back the restore"), done)
 
     def on_status_failed(self, message: StatusFailed) -> None:
@@ -344,8 +345,8 @@ class FoveaApp(App):
 
     @work(thread=True, group="stack-events", exit_on_error=False)
     def _watch_stack_events(self) -> None:
-        from fovea_tui.engine.progress import CancelToken
         from fovea_tui.engine.infra.stack import Stack, connect_docker
+        from fovea_tui.engine.progress import CancelToken
 
         try:
             client = _ClosableEvents(connect_docker(timeout=5))

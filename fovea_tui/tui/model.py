@@ -8,11 +8,10 @@ loss, its last copy and that copy's age, its size, and the verdict the engine ga
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from fovea_tui import formatting
-from fovea_tui.engine.drill.run import human_duration
 from fovea_tui.engine.ops.status import COST_OF_LOSS, StatusReport
 
 #: Card key -> the report section whose verdict it shows.
@@ -32,15 +31,15 @@ class Card:
 def parse_time(value: Any) -> datetime | None:
     """An ISO time (or POSIX seconds) from an engine record, in UTC when it has no zone."""
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value, timezone.utc)
+        return datetime.fromtimestamp(value, UTC)
     if isinstance(value, str) and value:
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             return None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     return None
 
 
@@ -139,7 +138,7 @@ def cards(report: StatusReport, now: datetime) -> list[Card]:
     if drill.last:
         rto = drill.last.rto_s
         lines.append(("passed" if drill.last.ok else "FAILED")
-                     + (f" · RTO {human_duration(rto)}" if isinstance(rto, (int, float)) else ""))
+                     + (f" · RTO {formatting.human_duration(rto)}" if isinstance(rto, (int, float)) else ""))
     if drill.summary:
         lines.append(drill.summary)
     out.append(Card("drill", "Restore drill", drill.verdict, "the proof that a restore works", drill.reason, lines))

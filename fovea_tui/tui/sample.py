@@ -6,7 +6,8 @@ real install.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from fovea_tui.engine.ops.status import (
     Alert,
@@ -26,12 +27,12 @@ from fovea_tui.engine.ops.status import (
     judge,
 )
 
-SAMPLE_NOW = datetime(2026, 6, 2, 9, 30, tzinfo=timezone.utc)
+SAMPLE_NOW = datetime(2026, 6, 2, 9, 30, tzinfo=UTC)
 
 
 def sample_report(now: datetime = SAMPLE_NOW, *, healthy: bool = True) -> StatusReport:
     last_dump = now - timedelta(hours=7, minutes=15)
-    services = [
+    services: list[dict[str, Any]] = [
         {"name": "postgres", "container": "fovea-postgres-1", "state": "running", "health": "healthy",
          "image": "pgvector/pgvector:pg16"},
         {"name": "redis", "container": "fovea-redis-1", "state": "running", "health": "healthy",

@@ -14,17 +14,18 @@ import dataclasses
 import os
 import shutil
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from fovea_tui import formatting
 from fovea_tui.config import Settings
 from fovea_tui.engine.backups import manifest as mf
 from fovea_tui.engine.backups.inventory import status_summary
-from fovea_tui.engine.backups.verify import cached_status
+from fovea_tui.engine.backups.verify_cache import cached_status
 from fovea_tui.engine.drill.run import drill_status
 from fovea_tui.engine.infra.database import open_database
 from fovea_tui.engine.infra.jobs import latest_state
@@ -357,7 +358,7 @@ class _Probe:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._stack = None
+        self._stack: Stack | None = None
         self._stack_error: str | None = None
         self._env: EnvFile | None = None
         self._env_error: str | None = None
@@ -617,7 +618,7 @@ def restore_status(settings: Settings) -> RestoreSection:
 
 def collect_status(settings: Settings, now: datetime | None = None) -> StatusReport:
     """Probe everything, then judge; never raises for an unreachable part."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     probe = _Probe(settings)
     report = StatusReport(generated_at=now)
     _guard(report.database, lambda s: _database(probe, s)).mode = settings.database.mode
