@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fovea_tui import formatting
 from fovea_tui.cli.context import CliContext
-from fovea_tui.engine.ops.status import Section, StatusReport, collect_status
+from fovea_tui.engine.ops.status import Section, StatusReport, Verdict, collect_status
 
 
 def register(sub) -> None:
@@ -20,7 +20,12 @@ def register(sub) -> None:
 
 
 def _line(name: str, section: Section, body: str) -> str:
-    return f"[{section.verdict.upper():<7}] {name:<12} {body if section.ok else section.error or ''}"
+    """One section: its verdict, its facts, and why when it is not FINE."""
+    if not section.ok:
+        body = section.error or ""
+    elif section.verdict != Verdict.FINE and section.reason and section.reason not in body:
+        body += f" · {section.reason}"
+    return f"[{section.verdict.upper():<7}] {name:<12} {body}"
 
 
 def render(report: StatusReport) -> str:
