@@ -295,9 +295,12 @@ class FoveaApp(App):
     def _set_restore(self, section: RestoreSection) -> None:
         if section == self.restore:
             return
+        changed = (section.job, section.status) != (self.restore.job, self.restore.status)
         self.restore = section
         self.restore_changed.publish(section)
         self.refresh_bindings()
+        if changed and self.status is not None and section is not self.status.restore:
+            self.refresh_status()  # the alerts and the cards follow the banner at once
 
     def action_restore_resume(self) -> None:
         job = self.restore.job
@@ -315,7 +318,7 @@ class FoveaApp(App):
     def action_restore_rollback(self) -> None:
         from fovea_tui.tui.widgets.confirm import ConfirmDialog
 
-        job = self.restore.job
+        job, state = self.restore.job, self.restore.state
         if not (self.restore.can_rollback and job):
             return
 
@@ -332,8 +335,9 @@ class FoveaApp(App):
             self.refresh_restore()
 
         self.push_screen(ConfirmDialog(
-            f"Roll restore {job} back? The database goes back to its safety dump and the services "
-            "the restore stopped start again.", confirm_label="Roll back", title="Roll back the restore"), done)
+            f"Roll restore {job} back? {state} Rolling back puts the safety dump back only if the database "
+            "was replaced, and starts again the services the restore stopped.",
+            confirm_label="Roll back", title="Roll back the restore"), done)
 
     def on_status_failed(self, message: StatusFailed) -> None:
         self.status_error = message.error
