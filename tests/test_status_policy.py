@@ -67,10 +67,12 @@ def test_an_old_corrupt_dump_fails_the_backups_not_the_database():
     ("interrupted", False, "failing", True), ("rollback_failed", True, "failing", True),
     ("failed", True, "failing", True), ("failed", False, "warning", False),
     ("ok", True, "fine", False), ("rolled_back", True, "fine", False),
+    ("pending", False, "warning", False),  # created, its runner never started
 ])
 def test_the_restore_section(status, touched, verdict, critical):
     report = sample_report()
     report.restore = RestoreSection(job="restore-x", status=status, dump="d.sql.gz", install_touched=touched,
+                                    alive=status in ("running", "waiting"),
                                     next=["fovea-tui restore --follow restore-x"])
     judge(report)
     assert report.restore.verdict == verdict

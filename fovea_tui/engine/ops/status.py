@@ -278,6 +278,7 @@ class RestoreSection(Section):
 
     job: str | None = None
     status: str | None = None       # effective: "interrupted" when its runner is gone
+    alive: bool = False             # a runner holds the job now
     phase: str | None = None
     step: str | None = None         # the step running (or running when it stopped)
     step_title: str | None = None
@@ -584,7 +585,7 @@ def _restore(settings: Settings, section: RestoreSection) -> None:
     state = latest_state(settings, "restore")
     if state is None:
         return
-    section.job, section.status, section.phase = state.id, state.status, state.phase
+    section.job, section.status, section.phase, section.alive = state.id, state.status, state.phase, state.alive
     step = state.current_step
     if step is not None:
         section.step, section.step_title = step.get("name"), step.get("title")
@@ -839,7 +840,9 @@ def _judge_restore(restore: RestoreSection, alerts: list[Alert]) -> None:
         return
     what = f"restore {restore.job} ({restore.dump or '?'})"
     step = f" at step {restore.step_title}" if restore.step_title else ""
-    if status in ("pending", "running", "waiting", "rolling_back"):
+    if status == "pending" and not restore.alive:
+        _set(restore, Verdict.WARNING, f"{what} was created but its runner never started; nothing was changed")
+    elif status in ("pending", "running", "waiting", "rolling_back"):
         if status == "waiting":
             restore.headline = "waits for the operator to confirm"
         else:
