@@ -215,8 +215,10 @@ def parse(data: bytes, *, source: str = "manifest") -> Manifest:
         parsed = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
         raise ManifestError(f"{source} is not UTF-8 text") from None
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise ManifestError(f"{source} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except ValueError as exc:  # e.g. an integer literal longer than Python's digit limit
+        raise ManifestError(f"{source} is not valid JSON ({exc})") from None
     return Manifest.from_dict(parsed, source=source)
 
 

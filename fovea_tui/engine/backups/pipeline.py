@@ -101,6 +101,7 @@ def stream_to_file(proc: ToolProcess, fd: int, *, cancel: CancelToken,
     _END = object()
 
     def reader() -> None:
+        data: bytes | OSError | ValueError
         while not stop.is_set():
             try:
                 data = proc.read(CHUNK)
@@ -272,7 +273,7 @@ def prepare_backups_dir(settings: Settings) -> Path:
 
 def cleanup_partials(directory: Path) -> list[str]:
     """Remove temp files an interrupted run left (`.fovea-*.partial`, `.fovea-*.tmp`)."""
-    removed = []
+    removed: list[str] = []
     try:
         entries = list(os.scandir(directory))
     except FileNotFoundError:

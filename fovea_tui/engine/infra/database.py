@@ -255,12 +255,13 @@ def open_database(settings: Settings, env: EnvFile | None = None, stack: Stack |
         url = DatabaseURL.parse(db.url, source="database.url")
     else:
         env = env or EnvFile.load(settings.install.env_file)
-        url = env.database_url()
-        if url is None:
+        env_url = env.database_url()
+        if env_url is None:
             raise ConfigError(
                 "direct mode needs a database URL: database.url is empty and the env file has no DATABASE_URL",
                 key="database.url",
             )
+        url = env_url
         if url.host in ("postgres", settings.database.service):
             raise ConfigError(
                 f"DATABASE_URL in the env file points at host {url.host!r}, which resolves only inside the compose network",

@@ -53,7 +53,8 @@ def check_rows(ctx) -> dict:
     touched: set[str] = {"_prisma_migrations"} if ctx.facts.get("migrations_applied") else set()
     for name in ctx.facts.get("migrations_applied") or []:
         touched.update((ctx.facts.get("pending_migrations") or {}).get(name, []))
-    mismatched, changed = [], []
+    mismatched: list[str] = []
+    changed: list[str] = []
     for table, want, got in row_differences(expected, actual):
         text = f"{table}: {got if got is not None else 'missing'} rows, the dump has {want if want is not None else 'none'}"
         (changed if table in touched else mismatched).append(text)

@@ -21,7 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Generator, Iterable, Iterator
 
 from fovea_tui.engine.infra.stores import TEMP_PREFIX
 from fovea_tui.engine.progress import CancelToken, ProgressEvent, Throttle
@@ -134,7 +134,7 @@ def walk_sorted(root: Path, warn: Callable[[str], None] = lambda m: None, rel: s
         yield LocalFile(rel + name, st.st_size, path)
 
 
-def _checked_order(items: Iterable[Any], what: str) -> Iterator[Any]:
+def _checked_order(items: Iterable[Any], what: str) -> Generator[Any, None, None]:
     """Pass items through, failing loudly if keys are not strictly increasing.
 
     The merge is only correct on sorted input; on unsorted input it would plan uploads of
@@ -202,7 +202,7 @@ def _ranged_listing(store, splits: list[str], workers: int = LIST_WORKERS) -> It
     """
     bounds = [""] + splits
     ranges = [(bounds[i], bounds[i + 1] if i + 1 < len(bounds) else None) for i in range(len(bounds))]
-    queues = [queue.Queue(maxsize=4) for _ in ranges]
+    queues: list[queue.Queue[Any]] = [queue.Queue(maxsize=4) for _ in ranges]
     stop = threading.Event()
 
     def put(q: queue.Queue, item: Any) -> bool:
