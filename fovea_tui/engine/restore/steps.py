@@ -126,6 +126,7 @@ def _fetch_offsite(ctx, wanted: str) -> Path:
     if entry is None or entry.offsite is None:
         raise SafetyRefusal(f"no dump {wanted!r} locally in {settings.backups_dir} nor off-site at {settings.backups.offsite}")
     store = inventory.store
+    assert store is not None  # an off-site entry was listed from this store
     directory = ensure_private_dir(settings.backups_dir)
     dest = directory / entry.name
     expected = None
