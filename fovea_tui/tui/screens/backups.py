@@ -225,7 +225,7 @@ class BackupsScreen(ReloadingScreen):
         self.post_message(InventoryLoaded(inventory, plan))
 
     def _dir_signature(self) -> tuple:
-        sig = []
+        sig: list[tuple[int, int] | None] = []
         for path in (self.settings.backups_dir, self.settings.state_dir):
             try:
                 st = os.stat(path)
@@ -389,4 +389,4 @@ def verify_job(settings, *, progress=None, cancel=None, names: list[str] | None 
     inventory = load_inventory(settings, include_offsite=False)
     fresh = verify_entries(settings, inventory, names, only_unsettled=False, progress=progress, cancel=cancel,
                            include_offsite=False)
-    return {"verified": {n: (fresh.find(n).status if fresh.find(n) else "missing") for n in names or []}}
+    return {"verified": {n: (entry.status if (entry := fresh.find(n)) else "missing") for n in names or []}}
