@@ -244,6 +244,8 @@ def parse(data: bytes, *, source: str = "manifest") -> Manifest:
         raise ManifestError(f"{source} is not UTF-8 text") from None
     except ValueError as exc:
         raise ManifestError(f"{source} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:  # a hostile file of nested brackets: its own dump's problem only
+        raise ManifestError(f"{source} is unreadable: nested too deeply to be a manifest") from None
     return Manifest.from_dict(parsed, source=source)
 
 

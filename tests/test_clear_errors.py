@@ -1,0 +1,159 @@
+"""Operator mistakes and hostile files end in one clear line and the contract's exit code,
+never "unexpected error" or a traceback (issue 14). Every case runs the real CLI in a
+subprocess, as cron or a person at the terminal would."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import tomli_w
+
+from fovea_tui.engine.backups import manifest as mf
+
+from support.backup_history import History, make_settings
+from support.services import unavailable
+from test_backup_helpers import direct_config, run_cli, settings_and_config, write_env
+
+T0 = datetime(2026, 1, 1, 2, tzinfo=timezone.utc)
+
+
+def _clean(r: subprocess.CompletedProcess) -> None:
+    assert "Traceback" not in r.stderr and "unexpected error" not in r.stderr, r.stderr
+    assert "RecursionError" not in r.stderr + r.stdout
+
+
+# -- config ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text,needle", [
+    (b'[s3]\nendpoint_url = "not a url"\n', "s3.endpoint_url"),
+    (b'[s3]\nendpoint_url = "http://127.0.0.1:port/"\n', "s3.endpoint_url"),
+    (b'[s3]\nendpoint_url = "ftp://127.0.0.1/"\n', "s3.endpoint_url"),
+    (b'[backups]\ndir = "caf\xe9"\n', "not UTF-8"),
+    (b"a = " + b"[" * 200_000 + b"]" * 200_000 + b"\n", "nests"),
+    (b"a = " + b"{b=" * 5_000 + b"1" + b"}" * 5_000 + b"\n", "nests"),
+    (b"[drill]\ninterval_days = 100000000\n", "drill.interval_days"),
+    (b"[drill]\ninterval_days = 0\n", "drill.interval_days"),
+    (b"[volume]\nfull_listing_hours = 999999999999\n", "volume.full_listing_hours"),
+    (b'[backups]\ndir = ""\n', "backups.dir"),
+    (b'[backups]\ndir = "backups"\n', "backups.dir"),
+    (b'[backups]\ndir = "./b"\n', "backups.dir"),
+    (b'[backups]\ndir = "/b"\noffsite = "offsite-copies"\n', "backups.offsite"),
+    (b'[volume]\ntarget = "mirror"\n', "volume.target"),
+], ids=lambda v: v.decode("latin-1")[:40] if isinstance(v, bytes) else v)
+def test_bad_config_exit_2_naming_what_is_wrong(tmp_path, text, needle):
+    cfg = tmp_path / "c.toml"
+    cfg.write_bytes(text)
+    for args in (["list"], ["status", "--json"], ["backup", "--json"]):
+        r = run_cli("--config", str(cfg), *args)
+        _clean(r)
+        assert r.returncode == 2, (args, r.stderr)
+        assert needle in r.stderr
+    # nothing written where the working directory happens to be
+    assert not any(p.name.startswith("fovea-") for p in tmp_path.iterdir())
+
+
+def test_a_relative_backups_dir_writes_nothing_into_the_working_directory(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[backups]\ndir = ""\n')
+    r = subprocess.run([str(Path(os.sys.executable).parent / "fovea-tui"), "--config", str(cfg), "backup"],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 2 and "backups.dir" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
+
+
+def test_config_that_is_a_directory_says_so(tmp_path):
+    r = run_cli("--config", str(tmp_path), "list")
+    assert r.returncode == 2 and "is a directory" in r.stderr and "does not exist" not in r.stderr
+    r = subprocess.run([os.sys.executable, "-m", "fovea_tui", "list"], capture_output=True, text=True,
+                       env={**os.environ, "FOVEA_TUI_CONFIG": str(tmp_path)})
+    assert r.returncode == 2 and "is a directory" in r.stderr and "FOVEA_TUI_CONFIG" in r.stderr
+    r = run_cli("--config", str(tmp_path / "nope.toml"), "list")
+    assert r.returncode == 2 and "does not exist" in r.stderr
+
+
+def test_good_values_still_load(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(tomli_w.dumps({
+        "backups": {"dir": str(tmp_path / "b"), "offsite": "s3://bucket/db/"},
+        "s3": {"endpoint_url": "http://[::1]:9000"},
+        "drill": {"interval_days": 3650},
+        "stack": {"migrate_command": ["sh", "-c", "echo [[[ ]]]"]},
+    }))
+    r = run_cli("--config", str(cfg), "list", "--no-offsite")
+    assert r.returncode == 0, r.stderr
+
+
+# -- a hostile manifest ------------------------------------------------------------------
+
+HOSTILE = b"[" * 200_000
+
+
+@pytest.fixture
+def hostile(tmp_path, fresh_direct_db):
+    env_file, _ = write_env(tmp_path)
+    settings, cfg = settings_and_config(tmp_path, direct_config(tmp_path, fresh_direct_db.url, env_file))
+    h = History(settings)
+    good, bad = h.daily(T0, 2)
+    mf.manifest_path(bad).write_bytes(HOSTILE)
+    return settings, cfg, good, bad
+
+
+def test_a_manifest_nested_200k_deep_is_its_own_dumps_problem(hostile):
+    settings, cfg, good, bad = hostile
+
+    r = run_cli("--config", str(cfg), "list", "--json")
+    _clean(r)
+    assert r.returncode == 0, r.stderr
+    entries = {e["name"]: e for e in json.loads(r.stdout)["backups"]}
+    assert entries[good.name]["status"] == "verified"
+    assert entries[bad.name]["status"] != "verified"
+    assert any("manifest" in w and "unreadable" in w for w in entries[bad.name]["warnings"]), entries[bad.name]
+
+    r = run_cli("--config", str(cfg), "verify", "--json")
+    _clean(r)
+    statuses = {d["name"]: d for d in json.loads(r.stdout)["dumps"]}
+    assert statuses[good.name]["status"] == "verified"
+    assert statuses[bad.name]["status"] == "unverified"
+    assert "unreadable" in " ".join(statuses[bad.name]["reasons"])
+    assert r.returncode == 1
+
+    r = run_cli("--config", str(cfg), "prune", "--dry-run", "--json")
+    _clean(r)
+    assert r.returncode == 0, r.stderr
+
+    r = run_cli("--config", str(cfg), "status", "--json")
+    _clean(r)
+    assert r.returncode in (0, 1)
+    json.loads(r.stdout)
+
+    r = run_cli("--config", str(cfg), "backup", "--json")
+    _clean(r)
+    assert r.returncode == 0, r.stderr
+
+    r = run_cli("--config", str(cfg), "restore", bad.name, "--yes", "--json")
+    _clean(r)
+    assert r.returncode == 3 and "unreadable" in r.stdout, r.stdout
+    assert bad.exists() and good.exists()
+
+
+def test_a_hostile_manifest_off_site_is_unreadable_too(tmp_path, s3, s3_bucket):
+    from fovea_tui.engine.backups.inventory import load_inventory
+    from fovea_tui.engine.infra.stores import open_store
+
+    settings = make_settings(tmp_path, offsite=f"s3://{s3_bucket}/db/", endpoint_url=s3.endpoint_url)
+    h = History(settings)
+    [path] = h.daily(T0, 1)
+    client = s3.client()
+    client.put_object(Bucket=s3_bucket, Key=f"db/{path.name}", Body=path.read_bytes())
+    client.put_object(Bucket=s3_bucket, Key=f"db/{mf.manifest_path(path).name}", Body=HOSTILE)
+    path.unlink()
+    mf.manifest_path(path).unlink()
+    inv = load_inventory(settings, store=open_store(settings.backups.offsite, settings.s3))
+    entry = inv.find(path.name)
+    assert inv.load_manifest(entry) is None
+    assert "unreadable" in entry.manifest_error
