@@ -157,3 +157,64 @@ def test_a_hostile_manifest_off_site_is_unreadable_too(tmp_path, s3, s3_bucket):
     entry = inv.find(path.name)
     assert inv.load_manifest(entry) is None
     assert "unreadable" in entry.manifest_error
+
+
+# -- what is a dump ------------------------------------------------------------------------
+
+def test_names_with_a_trailing_newline_and_symlinks_are_not_dumps(tmp_path):
+    """Only a regular file whose whole name is a dump name is a dump: a name ending in a newline
+    (`$` matches before it) and a symlink named like a dump are listed as unrecognised, never
+    counted, never a retention slot, never deleted by prune."""
+    settings = make_settings(tmp_path, keep_daily=0, keep_weekly=0)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(tomli_w.dumps(settings.to_toml_dict()))
+    h = History(settings)
+    paths = h.daily(T0, 3)
+    newest = paths[-1]
+    newline = settings.backups_dir / "fovea-20260110T020000Z.sql.gz\n"
+    newline.write_bytes(newest.read_bytes())
+    link = settings.backups_dir / "fovea-20260111T020000Z.sql.gz"
+    link.symlink_to(newest)
+    outside = tmp_path / "elsewhere.sql.gz"
+    outside.write_bytes(newest.read_bytes())
+    link_out = settings.backups_dir / "fovea-20260112T020000Z.sql.gz"
+    link_out.symlink_to(outside)
+
+    r = run_cli("--config", str(cfg), "list", "--json")
+    _clean(r)
+    listing = json.loads(r.stdout)
+    assert [b["name"] for b in listing["backups"]] == [p.name for p in reversed(paths)]
+    strays = {s["name"]: s["reason"] for s in listing["unrecognised"]}
+    assert set(strays) == {newline.name, link.name, link_out.name}
+    assert "symlink" in strays[link.name]
+
+    r = run_cli("--config", str(cfg), "verify", "--json")
+    _clean(r)
+    assert {d["name"] for d in json.loads(r.stdout)["dumps"]} == {p.name for p in paths}
+
+    r = run_cli("--config", str(cfg), "prune", "--json", "--keep-last", "1")
+    _clean(r)
+    assert r.returncode == 0, r.stderr
+    assert newest.exists() and not paths[0].exists() and not paths[1].exists()
+    assert newline.exists() and link.is_symlink() and link_out.is_symlink() and outside.exists()
+
+    r = run_cli("--config", str(cfg), "status", "--json")
+    assert json.loads(r.stdout)["backups"]["count"] == 1, r.stdout
+
+    r = run_cli("--config", str(cfg), "restore", link_out.name, "--yes", "--json")
+    _clean(r)
+    assert r.returncode in (2, 3) and json.loads(r.stdout)["ok"] is False
+
+
+def test_no_warning_on_stderr_when_cron_leaves_xdg_runtime_dir_unset(tmp_path, fresh_direct_db):
+    """cron mails whatever lands on stderr: finding the client tools must not import the
+    pgserver wheel (it warns about XDG_RUNTIME_DIR on import)."""
+    env_file, _ = write_env(tmp_path)
+    _, cfg = settings_and_config(tmp_path, direct_config(tmp_path, fresh_direct_db.url, env_file))
+    env = {k: v for k, v in os.environ.items() if k not in ("XDG_RUNTIME_DIR", "FOVEA_TUI_PG_BIN")}
+    for args in (["backup", "--json", "--no-offsite"], ["status", "--json"], ["verify", "--json"]):
+        r = subprocess.run([os.sys.executable, "-m", "fovea_tui", "--config", str(cfg), *args],
+                           capture_output=True, text=True, env=env)
+        assert "Warning" not in r.stderr and "XDG_RUNTIME_DIR" not in r.stderr, (args, r.stderr)
+        assert r.returncode in (0, 1), (args, r.stderr)
+    assert json.loads(r.stdout)["dumps"][0]["status"] == "verified"

@@ -57,7 +57,8 @@ KIND_REGULAR = "regular"
 KIND_SAFETY = "safety"
 KIND_LEGACY = "legacy"
 
-_LOOKS_LIKE_DUMP = re.compile(r"^fovea-.*\.sql\.gz$")
+_LOOKS_LIKE_DUMP = re.compile(r"fovea-.*\.sql\.gz\s*", re.S)  # with a stray newline, too
+_DUMP_SHAPE = re.compile(r"fovea-(\d{8}T\d{6}Z(-pre-restore)?|\d{4}-\d{2}-\d{2})\.sql\.gz")
 
 
 # -- names ---------------------------------------------------------------------------
@@ -86,7 +87,7 @@ def parse_dump_name(name: str) -> ParsedName | None:
 
 
 def looks_like_dump(name: str) -> bool:
-    return bool(_LOOKS_LIKE_DUMP.match(name)) and not name.startswith(".")
+    return bool(_LOOKS_LIKE_DUMP.fullmatch(name)) and not name.startswith(".")
 
 
 def stem_of(dump_name: str) -> str:
@@ -360,10 +361,15 @@ class _File:
     size: int
     mtime: datetime
     mtime_ns: int | None = None
+    not_regular: str = ""  # what it is instead of a regular file ("a symlink"): never a dump
 
 
 def list_local(directory: Path) -> list[_File]:
-    """Top-level files of the backups directory (one scandir, no file opened)."""
+    """Top-level files of the backups directory (one scandir, no file opened).
+
+    Symlinks are not followed: a dump is a regular file in this directory, and a link named
+    like one (to a good dump, or anywhere) must neither fill a retention slot nor be deleted
+    or restored in its place. Such entries come back with `not_regular` set."""
     out: list[_File] = []
     try:
         with os.scandir(directory) as entries:
@@ -371,13 +377,17 @@ def list_local(directory: Path) -> list[_File]:
                 if entry.name.startswith(".") or not entry.name.startswith("fovea-"):
                     continue
                 try:
-                    if not entry.is_file(follow_symlinks=True):
-                        continue
-                    st = entry.stat(follow_symlinks=True)
+                    st = entry.stat(follow_symlinks=False)
                 except OSError:
                     continue
-                out.append(_File(entry.name, st.st_size, datetime.fromtimestamp(st.st_mtime, timezone.utc),
-                                 st.st_mtime_ns))
+                mtime = datetime.fromtimestamp(st.st_mtime, timezone.utc)
+                if entry.is_symlink():
+                    out.append(_File(entry.name, 0, mtime, None, "a symlink"))
+                elif not entry.is_file(follow_symlinks=False):
+                    if not entry.is_dir(follow_symlinks=False):
+                        out.append(_File(entry.name, 0, mtime, None, "a special file"))
+                else:
+                    out.append(_File(entry.name, st.st_size, mtime, st.st_mtime_ns))
     except FileNotFoundError:
         return []
     return out
@@ -490,6 +500,11 @@ def load_inventory(settings: Settings, *, include_offsite: bool = True, store: S
 
     for location, files in ((LOCAL, local_files), (OFFSITE, offsite_files)):
         for f in files:
+            if f.not_regular:
+                if looks_like_dump(f.name):
+                    unrecognised.append(Stray(f.name, location, f"{f.not_regular}, not a regular file: "
+                                                                "dumps are regular files"))
+                continue
             parsed = parse_dump_name(f.name)
             if parsed is not None:
                 entry = entries.get(f.name)
@@ -503,7 +518,7 @@ def load_inventory(settings: Settings, *, include_offsite: bool = True, store: S
                 continue
             if looks_like_dump(f.name):
                 reason = ("the date in the name is impossible"
-                          if re.match(r"^fovea-(\d{8}T\d{6}Z(-pre-restore)?|\d{4}-\d{2}-\d{2})\.sql\.gz$", f.name)
+                          if _DUMP_SHAPE.fullmatch(f.name)
                           else "the name matches no dump pattern")
                 unrecognised.append(Stray(f.name, location, reason))
 

@@ -9,6 +9,7 @@ PGPASSWORD), never on a command line.
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import re
 import shutil
@@ -49,6 +50,18 @@ def _version_of(binary: str) -> tuple[int, ...]:
     return tuple(int(g) for g in match.groups() if g) if match else ()
 
 
+def _pgserver_bin() -> list[Path]:
+    """The pgserver wheel's bin directory (demo and test extras), located without importing
+    it: importing pgserver prints a RuntimeDirWarning when XDG_RUNTIME_DIR is unset, which
+    cron would mail on every run."""
+    try:
+        spec = importlib.util.find_spec("pgserver")
+    except (ImportError, ValueError):
+        return []
+    roots = list(spec.submodule_search_locations or []) if spec else []
+    return [Path(root) / "pginstall" / "bin" for root in roots]
+
+
 def find_client_bin(min_major: int = 0) -> Path:
     """The directory of the newest PostgreSQL client tools on this host.
 
@@ -62,12 +75,7 @@ def find_client_bin(min_major: int = 0) -> Path:
     if on_path:
         candidates.append(Path(on_path).resolve().parent)
     candidates += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"))]
-    try:
-        import pgserver  # optional: bundled with the demo and test extras
-
-        candidates.append(Path(pgserver.__file__).parent / "pginstall" / "bin")
-    except ImportError:
-        pass
+    candidates += _pgserver_bin()
     best: tuple[tuple[int, ...], Path] | None = None
     for directory in candidates:
         if not (directory / "pg_dump").exists() or not (directory / "psql").exists():

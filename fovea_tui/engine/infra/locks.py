@@ -31,7 +31,7 @@ from typing import Iterator
 from fovea_tui.config import Settings
 from fovea_tui.errors import LockHeld, OperationFailed, SafetyRefusal
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 _held = threading.local()
 
 
@@ -103,7 +103,7 @@ def check_not_world_writable(path: Path, what: str = "backups directory") -> Non
 
 
 def lock_path(settings: Settings, name: str) -> Path:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ValueError(f"bad lock name {name!r}")
     return settings.state_dir / f"{name}.lock"
 
