@@ -218,3 +218,44 @@ def test_no_warning_on_stderr_when_cron_leaves_xdg_runtime_dir_unset(tmp_path, f
         assert "Warning" not in r.stderr and "XDG_RUNTIME_DIR" not in r.stderr, (args, r.stderr)
         assert r.returncode in (0, 1), (args, r.stderr)
     assert json.loads(r.stdout)["dumps"][0]["status"] == "verified"
+
+
+# -- a read-only backups directory -------------------------------------------------------
+
+@pytest.fixture
+def read_only_backups(tmp_path, fresh_direct_db):
+    """A tmpfs holding a real history (state directory and lock files included), remounted
+    read-only: every write, the lock file's open first, fails with EROFS."""
+    env_file, _ = write_env(tmp_path)
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", str(mnt)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        unavailable(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        data = direct_config(tmp_path, fresh_direct_db.url, env_file, backups={"dir": str(mnt)})
+        settings, cfg = settings_and_config(tmp_path, data)
+        History(settings).daily(T0, 2)
+        r = run_cli("--config", str(cfg), "prune", "--keep-last", "5")  # leaves its lock file behind
+        assert r.returncode == 0, r.stderr
+        assert any(p.suffix == ".lock" for p in settings.state_dir.iterdir())
+        subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True, capture_output=True)
+        yield settings, cfg
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_a_read_only_backups_dir_is_one_clear_line(read_only_backups):
+    settings, cfg = read_only_backups
+    before = sorted(p.name for p in settings.backups_dir.iterdir())
+    for args in (["backup"], ["prune", "--keep-last", "1"], ["verify"], ["run-nightly"],
+                 ["restore", next(n for n in before if n.endswith(".sql.gz")), "--yes"]):
+        for extra in ([], ["--json"]):
+            r = run_cli("--config", str(cfg), *args, *extra)
+            _clean(r)
+            assert r.returncode == 1, (args, r.stderr)
+            assert "read-only" in r.stderr.lower() and str(settings.backups_dir) in r.stderr, (args, r.stderr)
+    r = run_cli("--config", str(cfg), "list", "--json")
+    assert r.returncode == 0 and len(json.loads(r.stdout)["backups"]) == 2, r.stderr
+    assert sorted(p.name for p in settings.backups_dir.iterdir()) == before
