@@ -5,7 +5,7 @@ from __future__ import annotations
 import humanize
 
 from fovea_tui.cli.context import CliContext
-from fovea_tui.engine.backups.pipeline import BackupResult, OffsiteFailed, run_backup
+from fovea_tui.engine.backups.pipeline import BackupIncomplete, BackupResult, OffsiteFailed, run_backup
 from fovea_tui.errors import EXIT_FAILED, EXIT_OK
 
 
@@ -28,7 +28,8 @@ def render(result: BackupResult) -> str:
         f"({humanize.naturalsize(result.raw_bytes, binary=True)} of SQL), {len(result.tables)} tables, "
         f"{rows} rows, {result.duration_s:.1f} s, sha256 {result.sha256[:16]}...",
         f"  manifest {result.manifest_path.name}",
-        f"  env copy {result.env_copy.name} (mode 0600)" if result.env_copy else "  env copy: none",
+        f"  env copy {result.env_copy.name} (mode 0600)" if result.env_copy else
+        f"  env copy FAILED: {result.env_error}" if result.env_error else "  env copy: none",
     ]
     if result.offsite:
         lines.append(f"  off-site {result.offsite['url']}: {', '.join(result.offsite['keys'])}")
@@ -46,7 +47,7 @@ def run(args, ctx: CliContext) -> int:
     with ctx.progress() as progress:
         try:
             result = run_backup(settings, progress=progress, cancel=ctx.cancel, offsite=not args.no_offsite)
-        except OffsiteFailed as exc:
+        except (OffsiteFailed, BackupIncomplete) as exc:
             progress.__exit__(None, None, None)
             ctx.info(f"fovea-tui: {exc}")
             data = exc.result.as_dict()

@@ -112,11 +112,11 @@ def _as_dict(value: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------- the steps -------------
 
 def _backup(settings: Settings, progress: ProgressCallback, cancel: CancelToken) -> tuple[dict[str, Any], str]:
-    from fovea_tui.engine.backups.pipeline import OffsiteFailed, run_backup
+    from fovea_tui.engine.backups.pipeline import BackupIncomplete, OffsiteFailed, run_backup
 
     try:
         result = _as_dict(run_backup(settings, progress=progress, cancel=cancel, offsite=True))
-    except OffsiteFailed as exc:  # the local dump is fine, its off-site copy is not: still a failure
+    except (OffsiteFailed, BackupIncomplete) as exc:  # the local dump is fine, a piece is missing: a failure
         raise _StepFailed(str(exc), _as_dict(exc.result)) from None
     detail = f"{result.get('name') or Path(str(result.get('path', ''))).name}, {result.get('size', '?')} bytes"
     if result.get("offsite"):
