@@ -122,3 +122,86 @@ def test_enospc_on_the_directory_fsync_after_the_manifest_rename_leaves_nothing(
     r = _cli(cfg, "backup", "--json")
     assert r.returncode == 0, r.stderr
     assert len(dump_files(settings.backups_dir)) == 3
+
+
+# -- item 6: an off-site upload that stopped half-way ----------------------------------------
+
+@pytest.fixture
+def proxy(s3):
+    from support.faultproxy import FaultProxy
+
+    p = FaultProxy(s3.endpoint_url).start()
+    yield p
+    p.stop()
+
+
+def _offsite_install(tmp_path, db_url, bucket, endpoint):
+    env_file, _ = write_env(tmp_path)
+    data = direct_config(tmp_path, db_url, env_file, backups={"offsite": f"s3://{bucket}/db/"},
+                         s3={"endpoint_url": endpoint, "region": "us-east-1"})
+    return settings_and_config(tmp_path, data)
+
+
+@pytest.mark.parametrize("refused", [".env", ".manifest.json"])
+def test_a_half_finished_upload_says_failed_for_each_missing_piece(tmp_path, fresh_direct_db, s3, s3_bucket,
+                                                                    proxy, refused):
+    settings, cfg = _offsite_install(tmp_path, fresh_direct_db.url, s3_bucket, proxy.endpoint_url)
+    proxy.add("PUT", "", path_end=refused, status=403)  # the dump goes up; then the store refuses
+    fast = {"FOVEA_TUI_S3_TIMEOUT": "2", "FOVEA_TUI_S3_MAX_ATTEMPTS": "1"}
+
+    r = _cli(cfg, "backup", env=fast)
+    assert r.returncode == 1, r.stdout + r.stderr
+    dump = next(p for p in settings.backups_dir.iterdir() if p.name.endswith(".sql.gz"))
+    names = {"dump": dump.name, ".env": mf.env_copy_path(dump).name, ".manifest.json": mf.manifest_path(dump).name}
+    missing = [names[".manifest.json"]] if refused == ".manifest.json" else [names[".env"], names[".manifest.json"]]
+    lines = r.stdout.splitlines()
+    assert any("off-site copy FAILED" in line for line in lines), r.stdout
+    assert not any(line.strip().startswith("off-site s3://") for line in lines), r.stdout  # no line of success
+    not_uploaded = next(line for line in lines if "NOT uploaded" in line)
+    assert not_uploaded.split(":", 1)[1].strip().split(", ") == missing
+    assert "not uploaded" in r.stderr and all(name in r.stderr for name in missing)
+
+    r = _cli(cfg, "backup", "--json", env=fast)
+    assert r.returncode == 1
+    result = json.loads(r.stdout)
+    assert result["ok"] is False and result["offsite"]["status"] == "failed"
+    assert result["offsite"]["complete"] is False
+    assert Path(result["path"]).name in result["offsite"]["keys"]
+    assert len(result["offsite"]["missing"]) == len(missing)
+
+    # What `list` says of those off-site copies: incomplete, not "local+offsite verified".
+    proxy.rules.clear()
+    r = run_cli("--config", str(cfg), "list", "--json")
+    assert r.returncode == 0, r.stderr
+    entries = json.loads(r.stdout)["backups"]
+    assert len(entries) == 2
+    for entry in entries:
+        assert entry["locations"] == ["local", "offsite"]
+        expected = ["manifest"] if refused == ".manifest.json" else ["manifest", "env copy"]
+        assert entry["incomplete"] == {"offsite": expected}
+        assert any("off-site copy incomplete" in w for w in entry["warnings"])
+    r = run_cli("--config", str(cfg), "list")
+    rows = [line for line in r.stdout.splitlines() if line.startswith("fovea-")]
+    assert rows and all("incomplete" in row for row in rows), r.stdout
+
+    # A whole upload is listed as whole.
+    r = _cli(cfg, "backup", "--json")
+    assert r.returncode == 0, r.stderr
+    whole = json.loads(r.stdout)
+    assert whole["offsite"]["status"] == "ok" and whole["offsite"]["missing"] == []
+    r = run_cli("--config", str(cfg), "list", "--json")
+    entry = next(e for e in json.loads(r.stdout)["backups"] if e["name"] == Path(whole["path"]).name)
+    assert entry["incomplete"] == {} and not any("incomplete" in w for w in entry["warnings"])
+
+
+def test_an_offsite_only_dump_without_its_manifest_is_incomplete(tmp_path, fresh_direct_db, s3, s3_bucket):
+    settings, cfg = _offsite_install(tmp_path, fresh_direct_db.url, s3_bucket, s3.endpoint_url)
+    r = _cli(cfg, "backup", "--json")
+    assert r.returncode == 0, r.stderr
+    dump = Path(json.loads(r.stdout)["path"])
+    s3.client().delete_object(Bucket=s3_bucket, Key=f"db/{mf.manifest_path(dump).name}")
+    for path in (dump, mf.manifest_path(dump), mf.env_copy_path(dump)):
+        path.unlink()
+    r = run_cli("--config", str(cfg), "list")
+    row = next(line for line in r.stdout.splitlines() if line.startswith(dump.name))
+    assert "offsite (incomplete)" in row, r.stdout

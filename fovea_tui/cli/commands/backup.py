@@ -31,10 +31,15 @@ def render(result: BackupResult) -> str:
         f"  env copy {result.env_copy.name} (mode 0600)" if result.env_copy else
         f"  env copy FAILED: {result.env_error}" if result.env_error else "  env copy: none",
     ]
-    if result.offsite:
-        lines.append(f"  off-site {result.offsite['url']}: {', '.join(result.offsite['keys'])}")
-    elif result.offsite_error:
-        lines.append(f"  off-site copy FAILED: {result.offsite_error}")
+    offsite = result.offsite or {}
+    if result.offsite_error:
+        lines.append(f"  off-site copy FAILED ({offsite.get('url', 'backups.offsite')}): {result.offsite_error}")
+        if offsite.get("keys"):
+            lines.append(f"    uploaded: {', '.join(offsite['keys'])}")
+        if offsite.get("missing"):
+            lines.append(f"    NOT uploaded: {', '.join(offsite['missing'])}")
+    elif offsite:
+        lines.append(f"  off-site {offsite['url']}: {', '.join(offsite['keys'])}")
     else:
         lines.append("  off-site: none")
     for warning in result.warnings:

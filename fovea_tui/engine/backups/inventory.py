@@ -176,6 +176,9 @@ class Entry:
     status_detail: str = ""
     warnings: list[str] = field(default_factory=list)
     pending_deletion: bool = False
+    # location -> the siblings that copy lacks ("manifest", "env copy"): an upload that
+    # stopped half-way; the dump there is not a whole backup
+    incomplete: dict[str, list[str]] = field(default_factory=dict)
 
     # -- derived
     @property
@@ -185,6 +188,13 @@ class Entry:
     @property
     def locations(self) -> list[str]:
         return [loc for loc in LOCATIONS if loc in self.copies]
+
+    @property
+    def where(self) -> str:
+        """Its locations for a listing, an incomplete copy marked: "local+offsite (incomplete)"."""
+        return "+".join(self.locations) + (
+            " (" + "+".join(loc for loc in self.locations if loc in self.incomplete) + " incomplete)"
+            if len(self.locations) > 1 and self.incomplete else " (incomplete)" if self.incomplete else "")
 
     @property
     def size(self) -> int:
@@ -256,6 +266,7 @@ class Entry:
                 for loc, c in self.copies.items()
             },
             "siblings": self.siblings(),
+            "incomplete": {loc: list(missing) for loc, missing in self.incomplete.items()},
             "sha256": self.sha256,
             "rows": self.rows,
             "tables": self.tables,
@@ -610,12 +621,29 @@ def _classify(entry: Entry, local_dir: Path, cache: dict[str, Any]) -> None:
         entry.warnings.append(f"off-site copy is damaged: {off.detail}")
     if local is not None and local.status == "corrupt" and off is not None and off.status != "corrupt":
         entry.warnings.append("local copy is corrupt; the off-site copy may be sound (prune keeps it)")
+    if off is not None and entry.kind != KIND_LEGACY:
+        _check_offsite_siblings(entry, m)
     if entry.kind == KIND_LEGACY and not has_manifest:
         entry.warnings.append("legacy dump of the runbook's cron line: no manifest")
     elif not has_manifest:
         entry.warnings.append("no manifest")
     if entry.kind != KIND_LEGACY and not entry.envs:
         entry.warnings.append("no env copy beside it")
+
+
+def _check_offsite_siblings(entry: Entry, manifest: ManifestSummary | None) -> None:
+    """An off-site dump without its manifest (or without the env copy its backup made) is an
+    upload that stopped half-way: a copy to recover from only in part, said so."""
+    missing = []
+    if OFFSITE not in entry.manifests:
+        missing.append("manifest")
+    env_expected = LOCAL in entry.envs or (manifest is not None and manifest.env_file is not None)
+    if env_expected and OFFSITE not in entry.envs:
+        missing.append("env copy")
+    if missing:
+        entry.incomplete[OFFSITE] = missing
+        entry.warnings.append(f"off-site copy incomplete: no {' and no '.join(missing)} off-site "
+                              "(its upload stopped half-way)")
 
 
 def verify_entries(settings: Settings, inventory: Inventory, names: Iterable[str] | None = None, *,
