@@ -259,3 +259,32 @@ def test_a_read_only_backups_dir_is_one_clear_line(read_only_backups):
     r = run_cli("--config", str(cfg), "list", "--json")
     assert r.returncode == 0 and len(json.loads(r.stdout)["backups"]) == 2, r.stderr
     assert sorted(p.name for p in settings.backups_dir.iterdir()) == before
+
+
+# -- a pull that meets a key no file system can hold ------------------------------------------
+
+@pytest.mark.parametrize("long_key", ["v/" + "x" * 300 + ".mp4", "d" * 300 + "/clip.mp4"])
+def test_a_pull_reports_a_key_too_long_for_the_file_system_and_pulls_the_rest(tmp_path, s3, s3_bucket, long_key):
+    from fovea_tui.config import S3Settings, Settings, VolumeSettings, BackupSettings
+
+    client = s3.client()
+    good = {"a.mp4": b"a" * 1000, "v/b.mp4": b"b" * 2000, "z/c.jpg": b"c" * 10}
+    for key, body in good.items():
+        client.put_object(Bucket=s3_bucket, Key="videos/" + key, Body=body)
+    client.put_object(Bucket=s3_bucket, Key="videos/" + long_key, Body=b"long")
+    settings = Settings(backups=BackupSettings(dir=str(tmp_path / "backups")),
+                        volume=VolumeSettings(path=str(tmp_path / "videos"), target=f"s3://{s3_bucket}/videos/"),
+                        s3=S3Settings(endpoint_url=s3.endpoint_url, region="us-east-1"))
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(tomli_w.dumps(settings.to_toml_dict()))
+    dest = tmp_path / "pulled"
+    for extra in ([], ["--json"]):
+        r = run_cli("--config", str(cfg), "sync", "--pull", "--to", str(dest), *extra)
+        _clean(r)
+        assert r.returncode == 1, r.stderr
+        assert long_key[:40] in r.stdout + r.stderr and "too long" in (r.stdout + r.stderr).lower()
+    errors = json.loads(r.stdout)["errors"]
+    assert len(errors) == 1 and long_key[:40] in errors[0]
+    for key, body in good.items():
+        assert (dest / key).read_bytes() == body
+    assert not [p for p in dest.rglob("*") if p.name.startswith(".fovea-tmp-")]
