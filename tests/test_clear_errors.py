@@ -138,6 +138,9 @@ def test_a_manifest_nested_200k_deep_is_its_own_dumps_problem(hostile):
     r = run_cli("--config", str(cfg), "restore", bad.name, "--yes", "--json")
     _clean(r)
     assert r.returncode == 3 and "unreadable" in r.stdout, r.stdout
+    r = run_cli("--config", str(cfg), "restore", good.name, "--yes", "--json")  # another dump: not its problem
+    _clean(r)
+    assert "unreadable" not in r.stdout and json.loads(r.stdout)["dump"] == good.name, r.stdout
     assert bad.exists() and good.exists()
 
 
