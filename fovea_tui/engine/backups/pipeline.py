@@ -551,7 +551,7 @@ def run_backup(settings: Settings, *, progress: Callable[[ProgressEvent], None] 
                 except OffsiteFailed as exc:
                     offsite_failed = exc
             if result.env_error is not None:
-                also = f"; {offsite_failed.message}" if offsite_failed else ""
+                also = f"; the off-site copy failed too: {result.offsite_error}" if offsite_failed else ""
                 raise BackupIncomplete(
                     f"backup incomplete: {result.env_error}{also}; the dump {result.path} and its manifest "
                     "are complete and kept", result,
