@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
@@ -225,10 +226,10 @@ def test_no_warning_on_stderr_when_cron_leaves_xdg_runtime_dir_unset(tmp_path, f
 
 # -- a read-only backups directory -------------------------------------------------------
 
-@pytest.fixture
-def read_only_backups(tmp_path, fresh_direct_db):
-    """A tmpfs holding a real history (state directory and lock files included), remounted
-    read-only: every write, the lock file's open first, fails with EROFS."""
+@pytest.fixture(params=["with-state", "no-state"])
+def read_only_backups(request, tmp_path, fresh_direct_db):
+    """A tmpfs holding a real history, remounted read-only: every write fails with EROFS, the
+    lock file's open first (with-state), or creating the state directory (no-state)."""
     env_file, _ = write_env(tmp_path)
     mnt = tmp_path / "ro"
     mnt.mkdir()
@@ -243,6 +244,8 @@ def read_only_backups(tmp_path, fresh_direct_db):
         r = run_cli("--config", str(cfg), "prune", "--keep-last", "5")  # leaves its lock file behind
         assert r.returncode == 0, r.stderr
         assert any(p.suffix == ".lock" for p in settings.state_dir.iterdir())
+        if request.param == "no-state":
+            shutil.rmtree(settings.state_dir)
         subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True, capture_output=True)
         yield settings, cfg
     finally:
