@@ -190,9 +190,12 @@ class Entry:
     @property
     def where(self) -> str:
         """Its locations for a listing, an incomplete copy marked: "local+offsite (incomplete)"."""
-        return "+".join(self.locations) + (
-            " (" + "+".join(loc for loc in self.locations if loc in self.incomplete) + " incomplete)"
-            if len(self.locations) > 1 and self.incomplete else " (incomplete)" if self.incomplete else "")
+        where = "+".join(self.locations)
+        if not self.incomplete:
+            return where
+        if len(self.locations) == 1:
+            return f"{where} (incomplete)"
+        return f"{where} ({'+'.join(self.incomplete)} incomplete)"
 
     @property
     def size(self) -> int:
