@@ -61,7 +61,8 @@ LIBPQ_TUNING = frozenset({"keepalives", "keepalives_idle", "keepalives_interval"
                           "tcp_user_timeout", "fallback_application_name"})
 # Prisma's own parameters (Fovea's DATABASE_URL is Prisma's): its pool and schema, not libpq's.
 PRISMA_ONLY = frozenset({"schema", "connection_limit", "pool_timeout", "pgbouncer", "socket_timeout",
-                         "statement_cache_size", "sslaccept", "sslidentity", "connect_timeout_ms"})
+                         "statement_cache_size", "sslaccept", "sslidentity", "max_connection_lifetime",
+                         "max_idle_connection_lifetime"})
 _SSL_REQUIRED = ("require", "verify-ca", "verify-full")
 
 
