@@ -13,12 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.services import unavailable
+from test_backup_helpers import REPO, direct_config, dump_files, run_cli, settings_and_config, write_env
 
 from fovea_tui.engine.backups import manifest as mf
 from fovea_tui.engine.backups.verify import verify_dump
-
-from support.services import unavailable
-from test_backup_helpers import REPO, direct_config, dump_files, run_cli, settings_and_config, write_env
 
 
 def _cli(cfg: Path, *args: str, prefix: list[str] | None = None, env: dict | None = None):

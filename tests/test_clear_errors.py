@@ -8,19 +8,18 @@ import json
 import os
 import shutil
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import tomli_w
-
-from fovea_tui.engine.backups import manifest as mf
-
 from support.backup_history import History, make_settings
 from support.services import unavailable
 from test_backup_helpers import direct_config, run_cli, settings_and_config, write_env
 
-T0 = datetime(2026, 1, 1, 2, tzinfo=timezone.utc)
+from fovea_tui.engine.backups import manifest as mf
+
+T0 = datetime(2026, 1, 1, 2, tzinfo=UTC)
 
 
 def _clean(r: subprocess.CompletedProcess) -> None:
@@ -271,7 +270,7 @@ def test_a_read_only_backups_dir_is_one_clear_line(read_only_backups):
 
 @pytest.mark.parametrize("long_key", ["v/" + "x" * 300 + ".mp4", "d" * 300 + "/clip.mp4"])
 def test_a_pull_reports_a_key_too_long_for_the_file_system_and_pulls_the_rest(tmp_path, s3, s3_bucket, long_key):
-    from fovea_tui.config import S3Settings, Settings, VolumeSettings, BackupSettings
+    from fovea_tui.config import BackupSettings, S3Settings, Settings, VolumeSettings
 
     client = s3.client()
     good = {"a.mp4": b"a" * 1000, "v/b.mp4": b"b" * 2000, "z/c.jpg": b"c" * 10}

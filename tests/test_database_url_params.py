@@ -14,12 +14,11 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from support.services import PgCluster, unavailable
+from test_backup_helpers import direct_config, dump_files, run_cli, settings_and_config, write_env
 
 from fovea_tui.envfile import DatabaseURL
 from fovea_tui.errors import ConfigError
-
-from support.services import PgCluster, unavailable
-from test_backup_helpers import direct_config, dump_files, run_cli, settings_and_config, write_env
 
 DEBIAN_BIN = Path("/usr/lib/postgresql/15/bin")
 
