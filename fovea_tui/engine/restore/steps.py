@@ -107,9 +107,14 @@ class ChooseDump(Step):
 
 def _local_dump(ctx, wanted: str) -> Path | None:
     candidate = Path(wanted)
+    beside = ctx.settings.backups_dir / candidate.name
+    for path in (candidate, beside):
+        if path.is_symlink() and path.parent.resolve() == ctx.settings.backups_dir.resolve():
+            # the inventory never counts it, so restore never takes it for the dump it names
+            raise SafetyRefusal(f"{path.name} in {path.parent} is a symlink, not a regular file: "
+                                "dumps are regular files")
     if candidate.is_file():
         return candidate.resolve()
-    beside = ctx.settings.backups_dir / candidate.name
     if beside.is_file():
         return beside
     return None

@@ -289,6 +289,16 @@ def safe_destination(root: Path, key: str) -> Path | None:
     return dest
 
 
+def _destination_error(root: Path, key: str) -> str | None:
+    """Why `key` cannot be pulled under `root` (one error of the run), or None."""
+    try:
+        if safe_destination(root, key) is None:
+            return f"refused object key {key!r}: it would be written outside {root}"
+    except OSError as exc:  # ENAMETOOLONG: a key this file system cannot hold; the rest is pulled
+        return f"{key}: cannot be written under {root}: {exc.strerror or exc}"
+    return None
+
+
 # --------------------------------------------------------------------------- the plan
 
 
@@ -419,8 +429,9 @@ def plan_pull(root: Path, store, result: SyncResult, *, replace_changed: bool,
             if ro is None:
                 scan.tick(lo.key, plan.transfer_count)
                 continue  # a pull never deletes local files
-            if safe_destination(root, ro.key) is None:
-                result.error(f"refused object key {ro.key!r}: it would be written outside {root}")
+            refused = _destination_error(root, ro.key)
+            if refused is not None:
+                result.error(refused)
             elif lo is None:
                 plan.add_transfer(ro.key, ro.size, "new")
             elif lo.size == ro.size:
