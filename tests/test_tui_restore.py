@@ -192,21 +192,33 @@ async def test_start_preflight_confirm_by_typing_the_name(tmp_path, monkeypatch)
         template = state(settings, upto="confirm", status="waiting", running="running", awaiting="confirm")
         data.update(steps=template["steps"], facts=template["facts"], status="waiting", awaiting="confirm")
         write_state(settings, data)
-        box = screen.query_one("#confirm-box")
-        await wait_for(pilot, lambda: not box.has_class("hidden"))
+        dialog = await _confirm_dialog(pilot)
         assert "queues: 1 job(s) active" in str(screen.query_one("#preflight").render())
-        go = screen.query_one("#confirm-go", Button)
+        assert isinstance(pilot.app.focused, Input)  # the name field, nothing else, has the keys
+        go = dialog.query_one("#confirm-go", Button)
         assert go.disabled
         await pilot.press(*"fove")
         await pilot.pause(0.05)
         assert go.disabled  # not the name yet
+        await pilot.press("enter")
+        await pilot.pause(0.05)
+        assert jobs.read_control(jobs.jobs_dir(settings), job_id, "confirm") is None
         await pilot.press("a")
         await pilot.pause(0.05)
         assert not go.disabled
         await pilot.press("enter")
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: pilot.app.screen is screen)
         assert jobs.read_control(jobs.jobs_dir(settings), job_id, "confirm") == "fovea"
-        assert box.has_class("hidden")
+        # the focus moves to the steps that now run: the footer shows this screen's keys
+        assert pilot.app.focused is screen.query_one("#steps")
+
+
+async def _confirm_dialog(pilot):
+    from fovea_tui.tui.screens.restore import ConfirmRestore
+
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmRestore))
+    await pilot.pause(0.05)
+    return pilot.app.screen
 
 
 def _wrap(real, record):
@@ -225,11 +237,78 @@ async def test_cancel_at_confirmation(tmp_path, monkeypatch):
     write_state(settings, state(settings, upto="confirm", status="waiting", running="running", awaiting="confirm"))
     app = make_app(settings)
     async with app.run_test(size=SIZE) as pilot:
-        screen = await open_restore(pilot)
-        await wait_for(pilot, lambda: not screen.query_one("#confirm-box").has_class("hidden"))
+        await pilot.press("R")
+        await _confirm_dialog(pilot)
         await pilot.click("#confirm-cancel")
         await pilot.pause(0.1)
         assert jobs.read_control(jobs.jobs_dir(settings), JOB, "cancel") == ""
+        assert isinstance(pilot.app.screen, RestoreScreen)
+        assert any("safety dump" in n.message and SAFETY in n.message for n in pilot.app._notifications)
+
+
+@asynctest
+async def test_escape_at_confirmation_cancels_the_waiting_job(tmp_path, monkeypatch):
+    """Leaving before confirming must not leave a job waiting in the background (it holds the
+    backups lock); the dialog goes, the job is told to cancel, the safety dump is named."""
+    settings = settings_for(tmp_path)
+    AliveStates(monkeypatch, alive=True)
+    write_state(settings, state(settings, upto="confirm", status="waiting", running="running", awaiting="confirm"))
+    app = make_app(settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("R")
+        await _confirm_dialog(pilot)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, RestoreScreen))
+        assert jobs.read_control(jobs.jobs_dir(settings), JOB, "cancel") == ""
+        await pilot.pause(0.6)  # polls go on: the dialog does not come back for the cancelled job
+        assert isinstance(pilot.app.screen, RestoreScreen)
+
+
+@asynctest
+async def test_leaving_an_unconfirmed_restore_asks_and_cancels_it(tmp_path, monkeypatch):
+    settings = settings_for(tmp_path)
+    AliveStates(monkeypatch, alive=True)
+    write_state(settings, state(settings, upto="safety_dump", running="running"))  # before the question
+    app = make_app(settings)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_restore(pilot)
+        await pilot.press("d")
+        from fovea_tui.tui.widgets.confirm import ConfirmDialog
+
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmDialog))
+        await pilot.press("enter")  # the default button is Stay
+        await wait_for(pilot, lambda: pilot.app.screen is screen)
+        assert jobs.read_control(jobs.jobs_dir(settings), JOB, "cancel") is None
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmDialog))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: pilot.app.current_mode == "dashboard")
+        assert jobs.read_control(jobs.jobs_dir(settings), JOB, "cancel") == ""
+
+
+@asynctest
+async def test_escape_while_a_confirmed_restore_runs_asks_and_leaves_it_running(tmp_path, monkeypatch):
+    settings = settings_for(tmp_path)
+    AliveStates(monkeypatch, alive=True)
+    data = state(settings, upto="restore", running="running")
+    data["params"]["confirmed"] = True
+    write_state(settings, data)
+    app = make_app(settings)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_restore(pilot)
+        assert pilot.app.focused is screen.query_one("#steps")
+        await pilot.press("escape")
+        from fovea_tui.tui.widgets.confirm import ConfirmDialog
+
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmDialog))
+        assert "keeps running" in str(pilot.app.screen.query_one(".question").render())
+        await pilot.press("y")
+        await wait_for(pilot, lambda: pilot.app.current_mode == "dashboard")
+        assert jobs.read_control(jobs.jobs_dir(settings), JOB, "cancel") is None
+        await pilot.press("R")  # a mode switch without a question: the job is confirmed, it runs on
+        await wait_for(pilot, lambda: pilot.app.screen is screen)
+        await pilot.press("d")
+        await wait_for(pilot, lambda: pilot.app.current_mode == "dashboard")
 
 
 @asynctest

@@ -379,6 +379,15 @@ class FoveaApp(App):
         # A modal (help, a dialog) belongs to where it was opened: close it first.
         while len(self.screen_stack) > 1 and self.screen.is_modal:
             self.pop_screen()
+        leave = getattr(self.screen, "confirm_leave", None)  # the restore wizard asks before it is left
+        if leave is not None:
+            leave(lambda: self._switch_to(name))
+            return
+        self._switch_to(name)
+
+    def _switch_to(self, name: str) -> None:
+        if self._exit or name == self.current_mode:
+            return
         self._mode_history.append(self.current_mode)
         self._mode_history = self._mode_history[-20:]
         self.switch_mode(name)
@@ -404,19 +413,55 @@ class FoveaApp(App):
         self.notify("Refreshing status…", timeout=2)
 
     async def action_quit(self) -> None:
+        """Quit; asks first while a job or a restore is at work, and never leaves a restore
+        behind without saying what became of it and how to follow it."""
+        from fovea_tui.engine import restore as restore_engine
+
         running = self.jobs.running()
-        if not running:
+        try:
+            restore = restore_engine.active_restore(self.settings)
+        except (FoveaError, OSError):
+            restore = None
+        if not running and restore is None:
             self.exit(0)
             return
         from fovea_tui.tui.widgets.confirm import ConfirmDialog
 
-        names = ", ".join(j.title for j in running)
+        questions = []
+        if running:
+            questions.append(f"{', '.join(j.title for j in running)} still running: quitting cancels it.")
+        if restore is not None:
+            questions.append(self._restore_on_quit(restore)[0])
+
         def done(ok: bool | None) -> None:
-            if ok:
-                self.jobs.cancel_all()
-                self.exit(0)
-        self.push_screen(ConfirmDialog(f"{names} still running. Quit and cancel it?",
-                                       confirm_label="Quit", title="Jobs running"), done)
+            if not ok:
+                return
+            self.jobs.cancel_all()
+            message = None
+            if restore is not None:
+                if restore_engine.unconfirmed(restore):
+                    restore_engine.cancel(self.settings, restore["id"])
+                message = self._restore_on_quit(restore)[1]
+            self.exit(0, message=message)
+        self.push_screen(ConfirmDialog(" ".join(questions) + " Quit?", confirm_label="Quit",
+                                       title="Restore running" if restore is not None else "Jobs running"), done)
+
+    @staticmethod
+    def _restore_on_quit(restore: dict) -> tuple[str, str]:
+        """(the question before quitting, the lines printed once the terminal is back)."""
+        from fovea_tui.engine import restore as restore_engine
+
+        job_id = restore["id"]
+        follow = f"Follow it: {restore_engine.follow_command(job_id)}"
+        if restore_engine.unconfirmed(restore):
+            safety = restore_engine.safety_dump_name(restore)
+            kept = f" The safety dump {safety} is kept." if safety else ""
+            return (f"Restore {job_id} is not confirmed yet: quitting cancels it (nothing has been changed).{kept}",
+                    f"Restore {job_id} cancelled before its confirmation: nothing was changed.{kept}\n{follow}")
+        step = next((r.get("title", r["name"]) for r in restore.get("steps", []) if r.get("status") == "running"),
+                    restore.get("status", "running"))
+        return (f"Restore {job_id} is running ({step}) and carries on after fovea-tui closes.",
+                f"Restore {job_id} is still running ({step}).\n{follow}")
 
     def command_list(self) -> list[tuple[str, str, Callable[[], Any]]]:
         """Everything the palette offers: screens, jobs, refresh, help, quit."""

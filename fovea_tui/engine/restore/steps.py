@@ -223,14 +223,14 @@ class Confirm(Step):
         try:
             while time.monotonic() < deadline:
                 if ctx.cancel.wait(0.2):
-                    raise Cancelled("the operator declined: nothing was changed")
+                    raise Cancelled("the operator declined")
                 typed = ctx.handle.read_control("confirm")
                 if typed is None:
                     continue
                 if typed.strip() == expected:
                     return f"the operator typed {expected!r}"
-                raise Cancelled(f"the typed name did not match {expected!r}: nothing was changed")
-            raise Cancelled(f"nobody confirmed within {int(timeout)} s: nothing was changed")
+                raise Cancelled(f"the typed name did not match {expected!r}")
+            raise Cancelled(f"nobody confirmed within {int(timeout)} s")
         finally:
             ctx.data.pop("awaiting", None)
             ctx.data["status"] = "running"
