@@ -44,4 +44,9 @@ def ago(when: datetime | None, now: datetime) -> str:
     return f"{duration(delta)} ago"
 
 
-__all__ = ["ago", "duration"]
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """"1 dump", "2 dumps", "1,200 files": the count and its noun, agreeing."""
+    return f"{n:,} {word if n == 1 else (many or word + 's')}"
+
+
+__all__ = ["ago", "duration", "plural"]

@@ -182,12 +182,14 @@ class FoveaApp(App):
     DEFAULT_MODE = "dashboard"
     COMMANDS = App.COMMANDS | {FoveaCommands}
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-normal"), (170, "-wide")]
+    # Help and Quit before the screens' keys: a narrow footer cuts from the right, and `?`
+    # lists the rest.
     BINDINGS = [
-        *_screen_bindings(),
         Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("q", "quit", "Quit"),
+        *_screen_bindings(),
         Binding("escape", "back", "Back", show=False),
         Binding("ctrl+r", "refresh", "Refresh", show=False),
-        Binding("q", "quit", "Quit"),
     ]
 
     def __init__(self, settings: Settings, *, clock: Callable[[], datetime] | None = None,
@@ -323,7 +325,10 @@ class FoveaApp(App):
 
     def on_job_finished(self, message: JobFinished) -> None:
         job = self.jobs.apply(message)
-        self.notify(describe_result(message.result), title=f"{job.title}: done")
+        if job.state == "failed":  # it returned, but says it did not do its work
+            self.notify(job.error, title=f"{job.title}: FAILED", severity="error", timeout=30)
+        else:
+            self.notify(describe_result(message.result), title=f"{job.title}: done")
         self.jobs_changed.publish(job)
         self.refresh_status()
 
@@ -351,9 +356,13 @@ class FoveaApp(App):
         self.start_job("sync")
 
     def action_cancel_jobs(self) -> None:
-        for job in self.jobs.running():
+        running = self.jobs.running()
+        if not running:
+            self.notify("No job is running: nothing to cancel.", timeout=3)
+            return
+        for job in running:
             self.jobs.cancel(job.id)
-        self.notify("Asked every running job to stop at its next safe point.")
+        self.notify(f"Asked {', '.join(j.title for j in running)} to stop at its next safe point.")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in JOB_ACTIONS:

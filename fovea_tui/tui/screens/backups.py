@@ -285,13 +285,13 @@ class BackupsScreen(ReloadingScreen):
         if added or self.loads == 0:
             self._apply_sort()
         self.query_one(SizeChart).set_points((e.time, e.size, e.status) for e in reversed(inv.entries))
-        self._show_detail(self._highlighted())
+        self._keep_cursor()
         self.loads += 1
 
     def _caption(self, inv: Inventory) -> Text:
         c = inv.counts()
         text = Text()
-        text.append(f"{len(inv)} dumps", style="bold")
+        text.append(formatting.plural(len(inv), "dump"), style="bold")
         text.append(f" in {inv.local_dir}")
         if inv.offsite_url:
             text.append(f" and {inv.offsite_url}")
@@ -318,6 +318,19 @@ class BackupsScreen(ReloadingScreen):
         column, reverse = self._sort
         table = self.query_one("#inventory", DataTable)
         table.sort(column, key=lambda cell: (cell.sort_key, ), reverse=reverse)
+        self._keep_cursor()
+
+    def _keep_cursor(self) -> None:
+        """Rows moved (a sort, a refresh that added a dump): the cursor stays on the dump the
+        operator chose, not on the row number, and the detail pane shows that dump."""
+        table = self.query_one("#inventory", DataTable)
+        if self._selected is not None and self._selected in self._cells:
+            row = table.get_row_index(self._selected)
+            if row != table.cursor_row:
+                table.move_cursor(row=row, animate=False)
+            self._show_detail(self.inventory.find(self._selected) if self.inventory else None)
+            return
+        self._show_detail(self._highlighted())
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
         column = str(event.column_key.value)
@@ -390,4 +403,9 @@ def verify_job(settings, *, progress=None, cancel=None, names: list[str] | None 
     inventory = load_inventory(settings, include_offsite=False)
     fresh = verify_entries(settings, inventory, names, only_unsettled=False, progress=progress, cancel=cancel,
                            include_offsite=False)
-    return {"verified": {n: (fresh.find(n).status if fresh.find(n) else "missing") for n in names or []}}
+    found = {n: fresh.find(n) for n in names or []}
+    outcomes = {n: (f"{e.status}: {e.status_detail}" if e is not None and e.status_detail else
+                    e.status if e is not None else "missing") for n, e in found.items()}
+    ok = all(e is not None and e.status != "corrupt" for e in found.values())
+    return {"ok": ok, "summary": "; ".join(outcomes.values()),
+            "verified": {n: (e.status if e is not None else "missing") for n, e in found.items()}}

@@ -16,6 +16,7 @@ from fovea_tui.engine.ops.status import StatusReport
 from fovea_tui.tui import model
 from fovea_tui.tui.widgets.cards import StateCard
 from fovea_tui.tui.widgets.job_progress import JobProgressBar
+from fovea_tui.tui.widgets.restore_job import RestoreJobLine
 
 CARD_KEYS = ("database", "volume", "env_file", "model_cache", "redis", "drill")
 
@@ -66,6 +67,7 @@ class DashboardScreen(Screen):
                 with Vertical(id="side"):
                     with Vertical(id="jobs-box", classes="box") as box:
                         box.border_title = "Jobs"
+                        yield RestoreJobLine(id="restore-job")
                         yield Static("no job running · B backs up now", id="no-jobs", classes="muted")
                     alerts = Static("", id="alerts", classes="box")
                     alerts.border_title = "Alerts"
@@ -152,5 +154,8 @@ class DashboardScreen(Screen):
         for job_id, bar in shown.items():
             if job_id not in keep:
                 bar.remove()
-        self.query_one("#no-jobs", Static).display = not wanted
+        self.query_one("#no-jobs", Static).display = not wanted and not self.query_one(RestoreJobLine).display
         self._update_statusline()
+
+    def on_restore_job_line_changed(self, _message: RestoreJobLine.Changed) -> None:
+        self.show_jobs(None)

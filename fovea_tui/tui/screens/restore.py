@@ -182,7 +182,7 @@ class ConfirmRestore(ModalScreen[str | None]):
     ConfirmRestore #confirm-row { height: auto; }
     ConfirmRestore #confirm-name { width: 1fr; }
     ConfirmRestore #confirm-row Button { margin-left: 1; }
-    ConfirmRestore #confirm-keys { color: $text-muted; }
+    ConfirmRestore #confirm-keys { width: 1fr; color: $text-muted; }
     """
 
     def __init__(self, question: str, database: str) -> None:
@@ -244,7 +244,7 @@ class RestoreScreen(Screen):
     RestoreScreen #dumps { height: 1fr; }
     RestoreScreen #choose-help { height: auto; padding: 0 1; }
     RestoreScreen #choose-actions { height: auto; padding: 0 1; }
-    RestoreScreen #job-status { height: auto; max-height: 5; padding: 0 1; }
+    RestoreScreen #job-status { height: auto; max-height: 6; padding: 0 1; }
     RestoreScreen #job-body { height: 1fr; }
     RestoreScreen #job-top { height: auto; }
     RestoreScreen #steps-box { width: 1fr; height: auto; }
@@ -340,13 +340,13 @@ class RestoreScreen(Screen):
         """Keys show in the footer only where they apply."""
         choosing = self.query_one("#switcher", ContentSwitcher).current == "choose-pane"
         if action in ("start", "reload_dumps"):
-            return True if choosing else None
+            return choosing
         if action == "new":
-            return True if not choosing and self._status() in FINAL_SHOWN else None
+            return not choosing and self._status() in FINAL_SHOWN
         if action == "resume":
-            return True if not choosing and self._resumable() else None
+            return not choosing and self._resumable()
         if action == "rollback":
-            return True if not choosing and (self._resumable() or self._status() == "rollback_failed") else None
+            return not choosing and (self._resumable() or self._status() == "rollback_failed")
         return True
 
     def _status(self) -> str:
@@ -536,9 +536,9 @@ class RestoreScreen(Screen):
         status = jobs.effective_status(data)
         facts = data.get("facts") or {}
         title = Text()
-        title.append(f"Restore of {facts.get('dump') or Path(str(data['params'].get('dump', ''))).name}", style="bold")
-        title.append(f"  ·  job {data['id']}  ·  ")
-        title.append(status, style=STATUS_STYLE.get(status, "bold"))
+        title.append(status.upper().replace("_", " "), style=STATUS_STYLE.get(status, "bold"))
+        title.append(f"  Restore of {facts.get('dump') or Path(str(data['params'].get('dump', ''))).name}", style="bold")
+        title.append(f"  ·  job {data['id']}", style="dim")
         title.append("\n" + masking.redact(engine.describe_status(data)))
         self.query_one("#job-status", Static).update(title)
         self.query_one("#steps", StepList).update(steps_text(data, self.app.now()))

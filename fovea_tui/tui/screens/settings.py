@@ -16,6 +16,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static, Switch
 
 from fovea_tui import masking
+from fovea_tui.engine.infra import audit
 from fovea_tui.config import SECTIONS, Settings, render_toml, save_settings, settings_from_dict, user_config_path
 from fovea_tui.errors import ConfigError, FoveaError
 from fovea_tui.tui.widgets.confirm import ConfirmDialog
@@ -236,6 +237,7 @@ class SettingsScreen(Screen):
             except (FoveaError, OSError) as exc:
                 self.notify(masking.redact(str(exc)), title="Not saved", severity="error")
                 return
+            audit.settings_saved(old, new, path)
             self.app.apply_settings(new)
             self.notify(f"Saved to {path}", title="Settings")
 

@@ -14,6 +14,7 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
+from fovea_tui.engine.infra import audit
 from fovea_tui.config import Settings, render_toml, save_settings, settings_from_dict, user_config_path
 from fovea_tui.errors import FoveaError
 from fovea_tui.tui.widgets.confirm import ConfirmDialog
@@ -187,6 +188,7 @@ class SetupScreen(ModalScreen[None]):
             except (FoveaError, OSError) as exc:
                 self.notify(str(exc), title="Not saved", severity="error")
                 return
+            audit.settings_saved(None, new, target)
             self.app.apply_settings(new)
             self.notify(f"Saved to {target}", title="Setup")
             self.dismiss(None)

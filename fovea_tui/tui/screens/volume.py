@@ -115,7 +115,7 @@ def summary_text(target: str, last: dict[str, Any] | None, plan: engine.SyncResu
         text.append(f"{last.get('uploaded', 0):,} uploaded · {last.get('skipped', 0):,} skipped · "
                     f"{last.get('deleted', 0):,} deleted · {_size(last.get('bytes', 0))}")
         errors = last.get("error_count") or 0
-        text.append(f" · {errors} errors" if errors else " · no errors", style="bold red" if errors else "green")
+        text.append(f" · {formatting.plural(errors, 'error')}" if errors else " · no errors", style="bold red" if errors else "green")
         if last.get("duration_s") is not None:
             text.append(f" · took {float(last['duration_s']):.1f} s", style="dim")
         if last.get("cancelled"):
@@ -151,13 +151,13 @@ def errors_text(last: dict[str, Any] | None, plan: engine.SyncResult | None, job
     text = Text()
     if job is not None and job.state in ("failed", "cancelled") and job.error:
         text.append(f"{job.title}: {job.error}\n", style="bold red" if job.state == "failed" else "yellow")
-    result = job.result if job is not None and job.state == "finished" else None
+    result = job.result if job is not None and job.result is not None else None
     if result is not None and getattr(result, "errors", None):
         for err in result.errors:
             text.append(f"✗ {err}\n", style="red")
     elif last and last.get("errors"):
         count = last.get("error_count", len(last["errors"]))
-        text.append(f"last run: {count} errors\n", style="bold red")
+        text.append(f"last run: {formatting.plural(count, 'error')}\n", style="bold red")
         for err in last["errors"]:
             text.append(f"✗ {err}\n", style="red")
     if plan is not None:
