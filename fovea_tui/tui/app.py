@@ -100,6 +100,30 @@ JOB_ACTIONS: dict[str, tuple[str, str, str, str, dict[str, Any], str]] = {
 }
 
 
+# What the palette offers besides the screens, in an operator's words: (title, what it does,
+# the screen it runs on, that screen's action). The screen's own key is shown beside it, and
+# an action the screen says does not apply now (check_action) is left out.
+PALETTE_ACTIONS: list[tuple[str, str, str, str]] = [
+    ("Verify the selected dump", "read the whole dump and compare its checksum with its manifest", "backups", "verify"),
+    ("Prune old backups…", "delete what the retention policy forgets (shows the list, asks first)", "retention",
+     "prune"),
+    ("Sync the videos, listing the whole target", "compare with a fresh listing of the off-site copy",
+     "volume", "sync_full_listing"),
+    ("Pull the videos back…", "copy the off-site videos back into the volume (asks first)", "volume", "pull"),
+    ("Restore a dump", "choose a dump, check it, type the database name, watch every step", "restore", "new"),
+    ("Resume the interrupted restore", "carry on from the last step that completed", "restore", "resume"),
+    ("Roll back the restore", "put the database back from the safety dump (asks first)", "restore", "rollback"),
+    ("Run a restore drill", "restore the newest dump into a scratch database and check it", "drill", "run_drill"),
+    ("Cancel the drill", "stop the running drill; its scratch database is dropped", "drill", "cancel_drill"),
+    ("Save the settings", "validate, show the diff, write the config file", "settings", "save"),
+]
+
+JOB_HELP = {
+    "backup": "dump the database, copy the env file, upload both off-site; in the background",
+    "sync": "copy new videos to the off-site target; in the background",
+}
+
+
 class StatusUpdated(Message):
     def __init__(self, report: StatusReport) -> None:
         super().__init__()
@@ -415,7 +439,7 @@ class FoveaApp(App):
         if isinstance(self.screen, HelpScreen):
             self.pop_screen()
             return
-        self.push_screen(HelpScreen())
+        self.push_screen(HelpScreen(self.screen))
 
     def action_refresh(self) -> None:
         self.refresh_status()
@@ -480,19 +504,42 @@ class FoveaApp(App):
                         lambda n=spec.name: self.action_goto(n)))
         for action, (_kind, title, module, name, _kwargs, key) in JOB_ACTIONS.items():
             if engine_call(module, name) is not None:
-                out.append((title, f"[{key}] runs {module.rsplit('.', 1)[-1]}.{name} in the background",
-                            lambda a=action: self.start_job(a)))
+                out.append((title, f"[{key}] {JOB_HELP.get(action, '')}", lambda a=action: self.start_job(a)))
+        for title, help_text, screen, action in PALETTE_ACTIONS:
+            if screen not in self.screen_specs:
+                continue
+            key = self._screen_key(screen, action)
+            out.append((title, (f"[{key}] " if key else "") + f"{self.screen_specs[screen].title}: {help_text}",
+                        lambda s=screen, a=action: self._run_on(s, a)))
         if self.jobs.running():
-            out.append(("Cancel running jobs", "asks each job to stop at its next safe point",
+            out.append(("Cancel running jobs", "[c on the dashboard] asks each job to stop at its next safe point",
                         self.action_cancel_jobs))
+        setup_help = (f"look again for the compose project, env file and volume path; saves to {self.settings.source}"
+                      if self.settings.source else "look for the compose project, env file and volume path")
         out += [
             ("Refresh status", "[ctrl+r] probe the database, volume, env file and stack now", self.action_refresh),
-            ("Setup: find the install", "look for the compose project, env file and volume path",
-             self._open_setup),
+            ("Setup: find the install", setup_help, self._open_setup),
             ("Help", "[?] what each screen does and its keys", self.action_help),
             ("Quit", "[q] leave fovea-tui", self.action_quit),
         ]
         return out
+
+    def _screen_key(self, screen: str, action: str) -> str:
+        """The key a screen binds to `action` ("" if none), for the palette's help."""
+        spec = self.screen_specs[screen]
+        for binding in getattr(spec.load(), "BINDINGS", []):
+            if isinstance(binding, Binding) and binding.action == action:
+                return binding.key_display or binding.key
+        return ""
+
+    def _run_on(self, screen: str, action: str) -> None:
+        """Go to `screen`, then run its `action` (as its key would)."""
+        self.action_goto(screen)
+
+        async def run() -> None:
+            if self.current_mode == screen:
+                await self.run_action(action, self.screen)
+        self.call_after_refresh(run)
 
     def _open_setup(self) -> None:
         from fovea_tui.tui.screens.setup import SetupScreen

@@ -30,12 +30,14 @@ from fovea_tui.tui.screens._reloading import ReloadingScreen
 from fovea_tui.tui.widgets.size_chart import SizeChart
 
 STATUS_STYLE = {"verified": "green", "unverified": "yellow", "corrupt": "bold red"}
+# Status right after the time: a narrow terminal cuts columns from the right, and whether a
+# dump can be restored must never be shown by colour alone.
 COLUMNS = [
     ("time", "Time (UTC)"),
+    ("status", "Status"),
     ("age", "Age"),
     ("size", "Size"),
     ("where", "Where"),
-    ("status", "Status"),
     ("bucket", "Bucket / reason"),
     ("warnings", "Warnings"),
 ]
@@ -103,10 +105,10 @@ def entry_cells(entry: Entry, decision: Decision | None, now: datetime) -> tuple
     where = " + ".join(entry.locations)
     return (
         Cell(when, "", ts),
+        Cell(entry.status, STATUS_STYLE.get(entry.status, ""), entry.status),
         Cell(formatting.duration(now - t) if now >= t else "in the future", "", -ts),
         Cell(humanize.naturalsize(entry.size, binary=True), "", entry.size),
         Cell(where, "" if len(entry.locations) == 2 else "yellow", where),
-        Cell(entry.status, STATUS_STYLE.get(entry.status, ""), entry.status),
         bucket_cell(decision, entry),
         Cell("; ".join(entry.warnings), "yellow" if entry.warnings else "", len(entry.warnings)),
     )
@@ -166,9 +168,11 @@ class BackupsScreen(ReloadingScreen):
     BackupsScreen #caption { height: auto; padding: 0 1; color: $text-muted; }
     BackupsScreen #main { height: 1fr; }
     BackupsScreen #inventory { width: 1fr; height: 1fr; }
-    BackupsScreen #detail-pane { width: 46; height: 1fr; border-left: solid $primary 50%; padding: 0 1; }
+    BackupsScreen #detail-pane { width: 42; height: 1fr; border-left: solid $primary 50%; padding: 0 1; }
+    BackupsScreen.-wide #detail-pane { width: 56; }
+    BackupsScreen.-wide SizeChart { height: 16; }
     BackupsScreen SizeChart { height: 11; border-top: solid $primary 50%; }
-    BackupsScreen.-narrow #detail-pane { width: 34; }
+    BackupsScreen.-narrow #detail-pane { width: 30; }
     BackupsScreen.-narrow SizeChart { display: none; }
     """
 

@@ -201,6 +201,7 @@ class VolumeScreen(Screen):
         self.plan: engine.SyncResult | None = None
         self.plan_error = ""
         self.job: Job | None = None
+        self._bar: JobProgressBar | None = None
         self._rows: dict[str, tuple] = {}
         self._plan_cancel = CancelToken()
         self.loads = 0  # plans applied (tests wait on it)
@@ -345,18 +346,22 @@ class VolumeScreen(Screen):
         self.job = job
         caption = self.query_one("#job-caption", Static)
         box = self.query_one("#job-box", Vertical)
-        bars = list(box.query(JobProgressBar))
+        # The bar shown is remembered here, not queried: a bar mounted a moment ago may not be
+        # in the DOM yet, and mounting it twice would clash on its id.
+        bar = self._bar
         if job is None:
-            for bar in bars:
-                bar.remove()
+            for old in box.query(JobProgressBar):
+                old.remove()
+            self._bar = None
             caption.update(Text("No sync running. S (or enter) syncs now; P pulls the copy back.", style="dim"))
         else:
-            if bars and bars[0].job is job:
-                bars[0].refresh_job()
+            if bar is not None and bar.job is job:
+                bar.refresh_job()
             else:
-                for bar in bars:
-                    bar.remove()
-                box.mount(JobProgressBar(job, clock=self.app.jobs.clock, id=f"sync-job-{job.id}"))  # type: ignore[attr-defined]
+                for old in box.query(JobProgressBar):
+                    old.remove()
+                self._bar = JobProgressBar(job, clock=self.app.jobs.clock, id=f"sync-job-{job.id}")  # type: ignore[attr-defined]
+                box.mount(self._bar)
             caption.update(Text("c cancels at the next safe point; nothing partial is left in the copy.",
                                 style="yellow") if job.running else Text("The last sync job:", style="dim"))
         self.query_one("#files-line", Static).update(self._files_line(job))
