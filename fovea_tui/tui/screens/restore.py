@@ -520,6 +520,8 @@ class RestoreScreen(Screen):
         alive = jobs.is_alive(directory, self.job_id)
         stamp = (st.st_mtime_ns, st.st_size, alive)
         if stamp == self._stamp:
+            if alive and self.data:  # nothing new, but the running step's time goes on
+                self.query_one("#steps", StepList).update(steps_text(self.data, self.app.now()))
             return
         self._stamp = stamp
         try:
