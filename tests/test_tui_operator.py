@@ -313,3 +313,34 @@ async def test_a_settings_save_is_audited_with_key_names_only(tmp_path):
     assert len(entries) == 1
     assert {"retention.keep_daily", "database.url"} <= set(entries[0]["details"]["changed"])
     assert "hunter2" not in audit.audit_path(app.settings).read_text()
+
+
+@asynctest
+async def test_leaving_settings_with_unsaved_edits_asks_first(tmp_path):
+    from textual.widgets import Input
+
+    from fovea_tui.tui.screens.settings import SettingsScreen
+
+    settings = make_settings(tmp_path)
+    settings.source = tmp_path / "fovea-tui.toml"
+    app = make_app(settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("s")
+        await wait_for(pilot, lambda: isinstance(app.screen, SettingsScreen))
+        await pilot.pause(0.2)
+        await pilot.press("d")  # nothing edited: no question
+        await wait_for(pilot, lambda: app.current_mode == "dashboard")
+        await pilot.press("s")
+        await wait_for(pilot, lambda: isinstance(app.screen, SettingsScreen))
+        app.screen.query_one("#f-retention--keep_daily", Input).value = "30"
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        assert "not saved" in text(app.screen.query_one(".question"))
+        await pilot.press("enter")  # default: keep editing
+        await wait_for(pilot, lambda: isinstance(app.screen, SettingsScreen))
+        assert app.screen.query_one("#f-retention--keep_daily", Input).value == "30"
+        await pilot.press("b")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.current_mode == "backups")
+    assert app.settings.retention.keep_daily == 14 and not Path(settings.source).exists()

@@ -414,11 +414,13 @@ async def test_interrupted_job_offers_resume_and_rollback(tmp_path, monkeypatch)
         resume = screen.query_one("#resume", Button)
         await wait_for(pilot, lambda: not resume.has_class("hidden"))
         status = str(screen.query_one("#job-status").render())
-        assert "interrupted" in status and "--resume" in status and "empty or partly restored" in status
-        resume.press()
+        assert "INTERRUPTED" in status and "--resume" in status and "empty or partly restored" in status
+        keys = {key for key, b in pilot.app.active_bindings.items() if b.enabled and b.binding.show}
+        assert {"u", "z", "n"} <= keys  # Resume and Roll back have keys, shown in the footer
+        await pilot.press("u")
         await pilot.pause(0.1)
         assert calls == [("resume", JOB, {"confirmed": True})]
-        screen.query_one("#rollback", Button).press()
+        await pilot.press("z")
         await pilot.pause(0.2)
         await pilot.click("#confirm")  # the ConfirmDialog's button
         await pilot.pause(0.1)
@@ -458,54 +460,35 @@ def _snap(settings, setup=None):
         await pilot.press("R")
         await pilot.pause(0.5)
         screen = pilot.app.screen
-        if screen.query_one("#switcher", ContentSwitcher).current == "choose-pane":
+        if isinstance(screen, RestoreScreen) and screen.query_one("#switcher", ContentSwitcher).current == "choose-pane":
             table = screen.query_one("#dumps", DataTable)
             await wait_for(pilot, lambda: table.row_count > 0)
-            # the table sizes its columns when idle: capture only once the drawn screen shows
-            # the first dump's whole name
-            first = str(next(iter(table.rows)).value)
+            # capture only once the drawn screen shows the first row (time, then its kind)
+            first = f"{table.get_row_at(0)[0]}  {table.get_row_at(0)[1]}"
             await wait_for(pilot, lambda: first in _drawn_text(pilot.app))
         await pilot.pause(0.3)
 
     return app, run_before
 
 
-def test_snapshot_choose(snap_compare, tmp_path):
-    settings = settings_for(tmp_path)
-    history(settings)
-    app, run_before = _snap(settings)
-    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+SNAP_SIZES = [(80, 24), (120, 36)]
 
 
-def test_snapshot_confirm(snap_compare, tmp_path, monkeypatch):
-    settings = settings_for(tmp_path)
-    AliveStates(monkeypatch, alive=True)
-    write_state(settings, state(settings, upto="confirm", status="waiting", running="running", awaiting="confirm"))
-    app, run_before = _snap(settings)
-    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
-
-
-def test_snapshot_restoring(snap_compare, tmp_path, monkeypatch):
-    settings = settings_for(tmp_path)
-    AliveStates(monkeypatch, alive=True)
+def _interrupted(settings) -> dict:
     data = state(settings, upto="restore", running="running")
+    data["facts"].update(database_dropped=True, was_running=["redis", "backend"])
+    data["params"]["confirmed"] = True
+    return data
+
+
+def _restoring(settings) -> dict:
+    data = state(settings, upto="restore", running="running")
+    data["params"]["confirmed"] = True
     data["steps"][6].update(progress={"done": 47_000, "total": 100_000, "unit": "bytes"})
-    write_state(settings, data)
-    app, run_before = _snap(settings)
-    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+    return data
 
 
-def test_snapshot_report(snap_compare, tmp_path, monkeypatch):
-    settings = settings_for(tmp_path)
-    AliveStates(monkeypatch, alive=False)
-    write_state(settings, final_ok(settings))
-    app, run_before = _snap(settings)
-    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
-
-
-def test_snapshot_rolled_back(snap_compare, tmp_path, monkeypatch):
-    settings = settings_for(tmp_path)
-    AliveStates(monkeypatch, alive=False)
+def _rolled_back(settings) -> dict:
     data = state(settings, upto="restore", status="rolled_back", running="failed")
     data["steps"][6]["detail"] = ('psql stopped at an SQL error (exit 3): ERROR:  relation "no_such_table" does '
                                   "not exist; the transaction was rolled back")
@@ -517,9 +500,37 @@ def test_snapshot_rolled_back(snap_compare, tmp_path, monkeypatch):
     data["message"] = ("The restore did not complete (step restore failed). Rolled back: the database is back to "
                        f"the safety dump {SAFETY}, and redis, backend, frontend, model-service are running again. "
                        "The install is as it was before the restore.")
-    write_state(settings, data)
+    return data
+
+
+# every step of the wizard: (the job's state, is its runner alive)
+WIZARD_STEPS = {
+    "preflight": (lambda s: state(s, upto="preflight", running="running"), True),
+    "confirm": (lambda s: state(s, upto="confirm", status="waiting", running="running", awaiting="confirm"), True),
+    "restoring": (_restoring, True),
+    "report": (final_ok, False),
+    "rolled_back": (_rolled_back, False),
+    "interrupted": (_interrupted, False),
+}
+
+
+@pytest.mark.parametrize("size", SNAP_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_snapshot_choose(snap_compare, tmp_path, size):
+    settings = settings_for(tmp_path)
+    history(settings)
     app, run_before = _snap(settings)
-    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SNAP_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("step", list(WIZARD_STEPS))
+def test_snapshot_wizard_step(snap_compare, tmp_path, monkeypatch, step, size):
+    settings = settings_for(tmp_path)
+    make_state, alive = WIZARD_STEPS[step]
+    AliveStates(monkeypatch, alive=alive)
+    write_state(settings, make_state(settings))
+    app, run_before = _snap(settings)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 
 # ------------------------------------------------------------------ the whole wizard against the stack

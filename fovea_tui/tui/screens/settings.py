@@ -194,7 +194,29 @@ class SettingsScreen(Screen):
         if isinstance(self.focused, (Input, Select, Switch)):
             self.set_focus(None)
         else:
-            self.app.action_back()
+            self.confirm_leave(self.app.action_back)
+
+    def unsaved(self) -> bool:
+        """The form says something the saved settings do not (an invalid value counts)."""
+        try:
+            return render_toml(settings_from_dict(self.form_dict())) != render_toml(self.app.settings)
+        except FoveaError:
+            return True
+
+    def confirm_leave(self, then) -> bool:
+        """Leaving with unsaved edits asks first (the app calls this before switching screens)."""
+        if not self.unsaved():
+            then()
+            return False
+
+        def done(discard: bool | None) -> None:
+            if discard:
+                self.load_form(self.app.settings)
+                then()
+        self.app.push_screen(ConfirmDialog("The form has changes that are not saved. Leave and discard them?",
+                                           confirm_label="Discard", cancel_label="Keep editing",
+                                           title="Unsaved settings"), done)
+        return True
 
     def action_revert(self) -> None:
         self.load_form(self.app.settings)
