@@ -200,6 +200,8 @@ def describe_result(result: Any) -> str:
     if result is None:
         return "done"
     data = _as_data(result)
+    if isinstance(data, dict) and data.get("summary"):
+        return masking.redact(str(data["summary"]))[:200]
     if isinstance(data, dict):
         parts = []
         if "path" in data:

@@ -40,7 +40,6 @@ async def shoot_all(out: Path) -> list[Path]:
     from fovea_tui import demo
     from fovea_tui.config import load_file
     from fovea_tui.tui.app import available_screens, fixed_clock
-    from fovea_tui.tui.screens.help import HelpScreen
 
     os.environ["DOCKER_HOST"] = demo.NO_DOCKER
     # A neutral, stable place (not the checkout), so no machine's paths end up in the SVGs.
@@ -52,7 +51,7 @@ async def shoot_all(out: Path) -> list[Path]:
     written = []
     for spec in available_screens():
         written.append(await _shoot(settings, clock, spec.name, out))
-    written.append(await _shoot(settings, clock, "help", out, modal=HelpScreen))
+    written.append(await _shoot(settings, clock, "help", out, press=("question_mark",)))  # over the dashboard
     return written
 
 
