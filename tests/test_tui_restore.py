@@ -166,6 +166,11 @@ async def test_choose_offers_dumps_but_not_corrupt_ones(tmp_path):
         assert len(names) == 4
         assert "fovea-20261118T070000Z.sql.gz" not in names  # the corrupt one
         assert names[0] == "fovea-20261119T090000Z-pre-restore.sql.gz"  # newest first
+        # the list has the keys (Down and Enter work at once) and the newest verified regular
+        # dump is selected, not the safety dump of what the last restore replaced
+        assert pilot.app.focused is table
+        assert table.cursor_row == 1 and names[1] == "fovea-20261119T020000Z.sql.gz"
+        assert [str(table.get_row_at(i)[1]) for i in range(4)] == ["pre-restore ⚑", "regular", "regular", "regular"]
 
 
 @asynctest
@@ -374,6 +379,7 @@ async def test_final_report_checklist_and_login_check(tmp_path, monkeypatch):
             assert "s3cret" not in jobs.state_path(jobs.jobs_dir(settings), JOB).read_text()
             await pilot.press("n")
             await wait_for(pilot, lambda: screen.query_one("#switcher", ContentSwitcher).current == "choose-pane")
+            assert pilot.app.focused is screen.query_one("#dumps")  # Down and Enter work at once
     finally:
         server.shutdown()
 
@@ -464,8 +470,8 @@ def _snap(settings, setup=None):
             table = screen.query_one("#dumps", DataTable)
             await wait_for(pilot, lambda: table.row_count > 0)
             # capture only once the drawn screen shows the first row (time, then its kind)
-            first = f"{table.get_row_at(0)[0]}  {table.get_row_at(0)[1]}"
-            await wait_for(pilot, lambda: first in _drawn_text(pilot.app))
+            first = [str(cell) for cell in table.get_row_at(0)[:3]]
+            await wait_for(pilot, lambda: all(cell in _drawn_text(pilot.app) for cell in first))
         await pilot.pause(0.3)
 
     return app, run_before

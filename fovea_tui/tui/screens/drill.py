@@ -58,8 +58,8 @@ def drill_job(settings, *, progress=None, cancel=None, on_check=None) -> dict[st
     result = run_drill(settings, progress=progress or (lambda e: None), cancel=cancel, on_check=on_check)
     data = result.as_dict()
     failed = [c for c in result.checks if not c.ok]
-    data["summary"] = ("passed" if not failed else
-                       "FAILED: " + "; ".join(f"{c.title}: {masking.redact(c.detail)}" for c in failed))
+    data["summary"] = ("passed" if not failed else  # the toast's title and the Jobs panel say FAILED
+                       "; ".join(f"{c.title}: {masking.redact(c.detail)}" for c in failed))
     return data
 
 

@@ -504,7 +504,7 @@ class RestoreScreen(Screen):
         self._lines = {}
         self.query_one("#output", RichLog).clear()
         self.query_one("#switcher", ContentSwitcher).current = "job-pane"
-        self.query_one("#steps", StepList).focus()
+        self.query_one("#steps", StepList).focus(scroll_visible=False)
         self.poll_job()
         self.refresh_bindings()
 
@@ -613,7 +613,7 @@ class RestoreScreen(Screen):
             return
         engine.confirm(self.app.settings, self.job_id, typed)
         self._answered = self.job_id
-        self.query_one("#steps", StepList).focus()
+        self.query_one("#steps", StepList).focus(scroll_visible=False)
         self.notify("Confirmed: the restore goes ahead", timeout=4)
 
     # --- after a crash -------------------------------------------------------------------
@@ -627,7 +627,7 @@ class RestoreScreen(Screen):
             self.notify(str(exc), severity="error", timeout=8)
             return
         self._stamp = None
-        self.query_one("#steps", StepList).focus()
+        self.query_one("#steps", StepList).focus(scroll_visible=False)
         self.notify("Resuming the restore")
 
     @on(Button.Pressed, "#resume")
@@ -648,7 +648,7 @@ class RestoreScreen(Screen):
                 self.notify(str(exc), severity="error", timeout=8)
                 return
             self._stamp = None
-            self.query_one("#steps", StepList).focus()
+            self.query_one("#steps", StepList).focus(scroll_visible=False)
             self.notify("Rolling back to the safety dump")
 
         self.app.push_screen(ConfirmDialog("Roll the database back to the safety dump and restart the services "
