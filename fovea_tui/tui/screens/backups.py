@@ -168,7 +168,7 @@ class BackupsScreen(ReloadingScreen):
     BackupsScreen #caption { height: auto; padding: 0 1; color: $text-muted; }
     BackupsScreen #main { height: 1fr; }
     BackupsScreen #inventory { width: 1fr; height: 1fr; }
-    BackupsScreen #detail-pane { width: 42; height: 1fr; border-left: solid $primary 50%; padding: 0 1; }
+    BackupsScreen #detail-pane { width: 38; height: 1fr; border-left: solid $primary 50%; padding: 0 1; }
     BackupsScreen.-wide #detail-pane { width: 56; }
     BackupsScreen.-wide SizeChart { height: 16; }
     BackupsScreen SizeChart { height: 11; border-top: solid $primary 50%; }
