@@ -16,7 +16,6 @@ from typing import Any
 
 import humanize
 
-from fovea_tui.engine.drill.run import human_duration  # the Drill screen's words for the same RTO
 from fovea_tui.engine.ops.status import COST_OF_LOSS, StatusReport
 from fovea_tui import formatting
 
@@ -231,7 +230,7 @@ def cards(report: StatusReport, now: datetime, backups_dir: Path | None = None) 
     last = drill.get("last") if isinstance(drill.get("last"), dict) else {}
     if last:
         rto = last.get("rto_s")
-        lines.append(("passed" if last.get("ok") else "FAILED") + (f" · RTO {human_duration(rto)}" if isinstance(rto, (int, float)) else ""))
+        lines.append(("passed" if last.get("ok") else "FAILED") + (f" · RTO {formatting.human_duration(rto)}" if isinstance(rto, (int, float)) else ""))
     if drill.get("summary"):
         lines.append(drill["summary"])
     verdict = _verdict_for_age(drilled, now, timedelta(days=interval))

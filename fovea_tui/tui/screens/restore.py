@@ -12,7 +12,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import humanize
 from rich.cells import cell_len
 from rich.text import Text
 from textual import on, work
@@ -36,11 +35,11 @@ from textual.widgets import (
     Static,
 )
 
-from fovea_tui import masking
-from fovea_tui.engine.infra import jobs
-from fovea_tui.engine import restore as engine
-from fovea_tui.errors import FoveaError
 from fovea_tui import formatting
+from fovea_tui import masking
+from fovea_tui.engine import restore as engine
+from fovea_tui.engine.infra import jobs
+from fovea_tui.errors import FoveaError
 
 ICONS = {
     "ok": ("✔", "green"), "failed": ("✘", "bold red"), "skipped": ("–", "dim"), "running": ("▶", "bold yellow"),
@@ -65,12 +64,6 @@ class LoginChecked(Message):
         self.result = result
 
 
-def _fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    return f"{seconds:.1f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
-
-
 def steps_text(data: dict, now: datetime | None = None) -> Text:
     """The step list: icon, title, duration and detail, undo lines under the steps undone;
     the running step with how long it has run so far (a held step is never "0.0 s")."""
@@ -84,10 +77,10 @@ def steps_text(data: dict, now: datetime | None = None) -> Text:
         text.append(f" {icon} ", style=style)
         text.append(f"{i:>2}. {rec.get('title', rec['name'])}", style="bold" if status == "running" else "")
         if rec.get("duration_s") is not None and status != "running":
-            text.append(f"  {_fmt_duration(rec['duration_s'])}", style="dim")
+            text.append(f"  {formatting.step_time(rec['duration_s'])}", style="dim")
         elif status == "running" and now is not None and rec.get("started_at") and data.get("alive", True):
             started = datetime.fromisoformat(rec["started_at"])
-            text.append(f"  {_fmt_duration(max(0.0, (now - started).total_seconds()))} so far", style="dim")
+            text.append(f"  {formatting.step_time(max(0.0, (now - started).total_seconds()))} so far", style="dim")
         text.append("\n")
         if rec.get("detail"):
             text.append(f"       {masking.redact(rec['detail'])}\n", style="red" if status == "failed" else "dim")
@@ -387,8 +380,7 @@ class RestoreScreen(Screen):
             status = Text(e.status, style={"verified": "green", "unverified": "yellow"}.get(e.status, ""))
             kind, kind_style = KIND_LABEL.get(e.kind, (e.kind, ""))
             rows.append((e.name, (e.time.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M"), Text(kind, kind_style),
-                                  status, age, humanize.naturalsize(e.size, binary=True), ", ".join(e.locations),
-                                  e.name)))
+                                  status, age, formatting.size(e.size), ", ".join(e.locations), e.name)))
         # Columns sized here, not when the table next goes idle: rows drawn before that
         # were cached at the header's width and could stay cut short.
         table.clear(columns=True)
