@@ -7,6 +7,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from support import tui as support_tui
+from support.backup_history import History, make_settings
+from support.tui import asynctest, wait_for
 from textual.widgets import DataTable, Static
 
 from fovea_tui.config import BackupSettings, Settings, VolumeSettings
@@ -17,9 +20,6 @@ from fovea_tui.tui.screens.backups import BackupsScreen
 from fovea_tui.tui.screens.help import HelpScreen
 from fovea_tui.tui.screens.retention import RetentionScreen
 from fovea_tui.tui.widgets.confirm import ConfirmDialog
-from support import tui as support_tui
-from support.backup_history import History, make_settings
-from support.tui import asynctest, wait_for
 
 NOW = datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)
 T0 = datetime(2026, 11, 1, 2, 0, tzinfo=timezone.utc)

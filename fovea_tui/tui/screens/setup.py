@@ -14,8 +14,8 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
-from fovea_tui.engine.infra import audit
 from fovea_tui.config import Settings, render_toml, save_settings, settings_from_dict, user_config_path
+from fovea_tui.engine.infra import audit
 from fovea_tui.errors import FoveaError
 from fovea_tui.tui.widgets.confirm import ConfirmDialog
 
