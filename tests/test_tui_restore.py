@@ -573,3 +573,19 @@ async def test_wizard_end_to_end_against_the_stack(stack, tmp_path):
         await wait_for(pilot, lambda: not screen.query_one("#report-box").has_class("hidden"))
         assert "health" in str(screen.query_one("#verification").render())
     assert stack.psql("SELECT to_regclass('public.restore_marker') IS NULL").strip() == "t"
+
+
+@asynctest
+async def test_resuming_a_job_stopped_before_its_confirmation_asks_for_the_name_again(tmp_path, monkeypatch):
+    settings = settings_for(tmp_path)
+    AliveStates(monkeypatch, alive=False)
+    write_state(settings, state(settings, upto="safety_dump", running="running"))  # killed before the question
+    calls = []
+    monkeypatch.setattr(engine, "resume_restore", lambda s, j, **kw: calls.append(kw) or j)
+    app = make_app(settings)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_restore(pilot)
+        await wait_for(pilot, lambda: not screen.query_one("#resume", Button).has_class("hidden"))
+        await pilot.press("u")
+        await pilot.pause(0.1)
+    assert calls == [{"confirmed": False}]

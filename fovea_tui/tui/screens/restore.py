@@ -614,7 +614,8 @@ class RestoreScreen(Screen):
         if self.job_id is None or not self._resumable():
             return
         try:
-            engine.resume_restore(self.app.settings, self.job_id, confirmed=True)
+            # A job stopped before its confirmation asks for the name again when it resumes.
+            engine.resume_restore(self.app.settings, self.job_id, confirmed=not engine.unconfirmed(self.data))
         except FoveaError as exc:
             self.notify(str(exc), severity="error", timeout=8)
             return
