@@ -169,7 +169,7 @@ class Preflight(Step):
         failed = [c for c in checks if not c.ok and c.fatal]
         if failed:
             refused = any(c.refuse for c in failed)
-            raise PreflightFailed("pre-flight failed, nothing was changed: "
+            raise PreflightFailed("pre-flight failed: "  # the runner says nothing was changed
                                   + "; ".join(f"{c.name}: {c.detail}" for c in failed), refused=refused)
         warn = [c for c in checks if not c.ok]
         return f"{len(checks)} checks passed" + (f", {len(warn)} warning(s)" if warn else "")
