@@ -557,17 +557,20 @@ async def test_wizard_end_to_end_against_the_stack(stack, tmp_path):
         table = screen.query_one("#dumps", DataTable)
         await wait_for(pilot, lambda: table.row_count > 0)
         assert str(next(iter(table.rows)).value) == backup.name
-        table.focus()
+        assert pilot.app.focused is table  # the list has the keys from the start
         await pilot.press("enter")
-        box = screen.query_one("#confirm-box")
-        await wait_for(pilot, lambda: not box.has_class("hidden"), timeout=90)
+        from fovea_tui.tui.screens.restore import ConfirmRestore
+
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmRestore), timeout=90)
         assert "migrations" in str(screen.query_one("#preflight").render())
-        confirm = screen.query_one("#confirm-name", Input)
+        dialog = pilot.app.screen
+        confirm = dialog.query_one("#confirm-name", Input)
         await wait_for(pilot, lambda: confirm.has_focus)  # the operator types the name straight away
         await pilot.press(*"fovea")
         assert confirm.value == "fovea"
         await pilot.pause(0.05)
         await pilot.click("#confirm-go")
+        await wait_for(pilot, lambda: pilot.app.screen is screen)
         await wait_for(pilot, lambda: jobs.effective_status(screen.data) in jobs.FINAL, timeout=180)
         assert jobs.effective_status(screen.data) == "ok", screen.data.get("message")
         await wait_for(pilot, lambda: not screen.query_one("#report-box").has_class("hidden"))
