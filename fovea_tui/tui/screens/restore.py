@@ -166,7 +166,7 @@ class ConfirmRestore(ModalScreen[str | None]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel the restore")]
     DEFAULT_CSS = """
-    ConfirmRestore { align: center middle; }
+    ConfirmRestore { align: center bottom; }  /* the pre-flight above it stays in view */
     ConfirmRestore > Vertical {
         width: 100%; max-width: 96; height: auto; max-height: 100%;
         border: thick $warning; background: $surface; padding: 0 1;
