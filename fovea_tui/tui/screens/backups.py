@@ -101,13 +101,13 @@ def entry_cells(entry: Entry, decision: Decision | None, now: datetime) -> tuple
     # minutes are enough here (the detail pane has the seconds), so the status column fits at 120
     when = t.strftime("%Y-%m-%d") + ("      " if entry.precision == "day" else t.strftime(" %H:%M"))
     ts = t.timestamp()
-    where = " + ".join(entry.locations)
+    where = entry.where.replace("+", " + ")
     return (
         Cell(when, "", ts),
         Cell(entry.status, STATUS_STYLE.get(entry.status, ""), entry.status),
         Cell(formatting.duration(now - t) if now >= t else "in the future", "", -ts),
         Cell(formatting.size(entry.size), "", entry.size),
-        Cell(where, "" if len(entry.locations) == 2 else "yellow", where),
+        Cell(where, "" if len(entry.locations) == 2 and not entry.incomplete else "yellow", where),
         bucket_cell(decision, entry),
         Cell("; ".join(entry.warnings), "yellow" if entry.warnings else "", len(entry.warnings)),
     )
@@ -229,7 +229,7 @@ class BackupsScreen(ReloadingScreen):
         self.post_message(InventoryLoaded(inventory, plan))
 
     def _dir_signature(self) -> tuple:
-        sig = []
+        sig: list[tuple[int, int] | None] = []
         for path in (self.settings.backups_dir, self.settings.state_dir):
             try:
                 st = os.stat(path)

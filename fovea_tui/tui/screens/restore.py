@@ -21,6 +21,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.strip import Strip
+from textual.timer import Timer
 from textual.widgets import (
     Button,
     ContentSwitcher,
@@ -263,7 +264,7 @@ class RestoreScreen(Screen):
         self._stamp: tuple | None = None
         self._lines: dict[str, int] = {}
         self._entries: list[Any] = []
-        self._timer = None
+        self._timer: Timer | None = None
         self._asking: ConfirmRestore | None = None
         self._answered: str | None = None  # the job confirmed or cancelled here: never asked again
 
