@@ -67,7 +67,7 @@ def cards(report: StatusReport, now: datetime) -> list[Card]:
     lines.append(detail)
     if backups.count:
         offsite = " · off-site copy on" if backups.offsite else " · no off-site copy"
-        lines.append(f"{backups.count} dumps, {size(backups.total_bytes)}{offsite}")
+        lines.append(f"{formatting.plural(backups.count, 'dump')}, {size(backups.total_bytes)}{offsite}")
     elif backups.summary:
         lines.append(backups.summary)
     if db.verdict == "failing" and db.ok:
