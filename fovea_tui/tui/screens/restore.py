@@ -371,7 +371,8 @@ class RestoreScreen(Screen):
         resumable = status == "interrupted" or (status == "failed" and data.get("phase") == "forward"
                                                and facts.get("database_dropped"))
         self.query_one("#resume", Button).set_class(not resumable, "hidden")
-        self.query_one("#rollback", Button).set_class(not (resumable or status == "rollback_failed"), "hidden")
+        self.query_one("#rollback", Button).set_class(
+            not (resumable or status == "rollback_failed" or engine.finished_restore(data)), "hidden")
         self.query_one("#new", Button).set_class(not final, "hidden")
 
     def _show_progress(self, data: dict) -> None:
@@ -459,19 +460,26 @@ class RestoreScreen(Screen):
     def _rollback(self) -> None:
         if self.job_id is None:
             return
-        from fovea_tui.tui.widgets.confirm import ConfirmDialog
+        from fovea_tui.tui.widgets.confirm import ConfirmDialog, TypedConfirmDialog
+
+        finished = engine.finished_restore(self.data)
 
         def go(ok: bool | None) -> None:
             if not ok or self.job_id is None:
                 return
             try:
-                engine.rollback_restore(self.app.settings, self.job_id)
+                engine.rollback_restore(self.app.settings, self.job_id,
+                                        typed=finished.database if finished is not None else None)
             except FoveaError as exc:
                 self.notify(str(exc), severity="error", timeout=8)
                 return
             self._stamp = None
             self.notify("Rolling back to the safety dump")
 
+        if finished is not None:  # a new destructive act: confirmed like a restore
+            self.app.push_screen(TypedConfirmDialog(finished.question, finished.database,
+                                                    confirm_label="Roll back", title="Roll back a finished restore"), go)
+            return
         self.app.push_screen(ConfirmDialog("Roll the database back to the safety dump and restart the services "
                                            "that were running?", confirm_label="Roll back", title="Roll back"), go)
 
