@@ -40,7 +40,8 @@ def render(inv: Inventory, now: datetime | None = None) -> str:
         c = inv.counts()
         lines.append("")
         lines.append(f"{len(inv)} dumps: {c['verified']} verified, {c['unverified']} unverified, "
-                     f"{c['corrupt']} corrupt; {humanize.naturalsize(inv.total_size(), binary=True)}")
+                     f"{c['corrupt']} corrupt" + (f", {c['mismatch']} mismatch" if c["mismatch"] else "") + "; "
+                     f"{humanize.naturalsize(inv.total_size(), binary=True)}")
     for s in inv.unrecognised:
         lines.append(f"unrecognised: {s.location} {s.name}: {s.reason}")
     for s in inv.orphans:

@@ -31,6 +31,8 @@ def register(sub) -> None:
     add_json_flag(parser)
     parser.add_argument("--yes", action="store_true", help="do not ask for the database name (stands for typing it)")
     parser.add_argument("--skip-migrate", action="store_true", help="do not apply the backend's bundled migrations")
+    parser.add_argument("--accept-mismatch", action="store_true",
+                        help="restore a whole dump that is not what its manifest says (status mismatch)")
     parser.add_argument("--force-after-success", action="store_true",
                         help="with --rollback and --yes: roll back a restore that finished (its writes since are "
                              "discarded; a fresh safety dump of them is taken first)")
@@ -185,7 +187,7 @@ def run(args, ctx: CliContext) -> int:
     else:
         _require_known_dump(settings, args.dump)
         job_id = engine.start_restore(settings, args.dump, confirmed=args.yes, skip_migrate=args.skip_migrate,
-                                      no_rollback=args.no_rollback)
+                                      no_rollback=args.no_rollback, accept_mismatch=args.accept_mismatch)
         ctx.info(f"restore job {job_id} started; it runs on if this terminal goes away "
                  f"(`fovea-tui restore --follow {job_id}`)")
     follower = _Follower(ctx, job_id, yes=args.yes)

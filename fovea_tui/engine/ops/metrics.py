@@ -29,7 +29,7 @@ from fovea_tui.errors import OperationFailed, UsageError
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DRILLS_DIR = "drills"
-STATUSES = ("verified", "unverified", "corrupt")
+STATUSES = ("verified", "unverified", "corrupt", "mismatch")
 
 
 @dataclass

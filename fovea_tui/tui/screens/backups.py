@@ -29,7 +29,7 @@ from fovea_tui import formatting
 from fovea_tui.tui.screens._reloading import ReloadingScreen
 from fovea_tui.tui.widgets.size_chart import SizeChart
 
-STATUS_STYLE = {"verified": "green", "unverified": "yellow", "corrupt": "bold red"}
+STATUS_STYLE = {"verified": "green", "unverified": "yellow", "corrupt": "bold red", "mismatch": "bold magenta"}
 COLUMNS = [
     ("time", "Time (UTC)"),
     ("age", "Age"),
