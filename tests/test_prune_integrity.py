@@ -144,3 +144,59 @@ def test_a_manifest_edited_and_never_verified_is_read_before_prune_deletes_it(tm
     assert proc.returncode == 0, proc.stderr
     assert paths[0].name in remaining(settings)
     assert load_inventory(settings).find(paths[0].name).status == "mismatch"
+
+
+def test_a_prune_killed_mid_deletion_is_finished_not_replayed(tmp_path, s3, s3_bucket):
+    """`kill -9` while prune deletes the first dump of its plan (the off-site store is slow to
+    delete its env copy); the next prune, with a policy that keeps everything, finishes that
+    dump's remaining files and deletes nothing else."""
+    import signal
+    import time
+
+    from fovea_tui.engine.backups.prune import journal_path
+    from fovea_tui.engine.infra.stores import open_store
+    from support.backup_history import mirror
+    from support.faultproxy import FaultProxy
+
+    proxy = FaultProxy(s3.endpoint_url).start()
+    try:
+        settings = make_settings(tmp_path, offsite=f"s3://{s3_bucket}/db/", endpoint_url=proxy.endpoint_url)
+        config = tmp_path / "fovea-tui.toml"
+        config.write_text(f'[backups]\ndir = "{settings.backups_dir}"\noffsite = "{settings.backups.offsite}"\n'
+                          f'[retention]\ntimezone = "UTC"\n[s3]\nendpoint_url = "{proxy.endpoint_url}"\n'
+                          'region = "us-east-1"\n')
+        paths = History(settings).daily(T0, 7)
+        store = open_store(settings.backups.offsite, settings.s3)
+        mirror(settings, store)
+        slow = proxy.add("DELETE", ".env", delay=60)
+        proc = subprocess.Popen([sys.executable, "-m", "fovea_tui", "--config", str(config), "prune",
+                                 "--keep-last", "1", "--keep-daily", "0", "--keep-weekly", "0"],
+                                cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while slow.hits == 0 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert slow.hits == 1, proc.communicate()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proxy.clear()
+        journaled = {i["dump"] for i in json.loads(journal_path(settings).read_text())["items"]}
+        offsite_now = {o.key for o in store.iter_objects("fovea-")}
+        gone = [p.name for p in paths if p.name not in offsite_now]
+        assert len(gone) == 1, gone  # the dump in flight: its off-site copy deleted, its env copy not
+        in_flight = gone[0]
+        stem = in_flight[: -len(".sql.gz")]
+
+        proc = cli(config, "prune", "--keep-last", "100", "--json")
+        assert proc.returncode == 0, proc.stderr
+        result = json.loads(proc.stdout)
+        assert {d["dump"] for d in result["deleted"]} == {in_flight}
+        assert not any(p.name.startswith(stem) for p in settings.backups_dir.iterdir())
+        keys = [o.key for o in store.iter_objects("fovea-")]
+        assert not any(k.startswith(stem) for k in keys)
+        for p in (p for p in paths if p.name != in_flight):  # every other dump, local and off-site, with its siblings
+            assert p.exists() and mf.manifest_path(p).exists()
+            assert {p.name, p.name + ".manifest.json", p.name[: -len(".sql.gz")] + ".env"} <= set(keys)
+        assert not journal_path(settings).exists()
+        assert journaled == {in_flight}  # the journal held the dump in flight, not the rest of the plan
+    finally:
+        proxy.stop()

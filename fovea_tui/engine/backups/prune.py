@@ -15,14 +15,18 @@ A real run, under the "backups" lock:
 3. refuses (SafetyRefusal, exit 3, nothing deleted) when retention refuses the plan (no
    verified dump would remain, or the policy is empty); fails (exit 1, nothing deleted) when
    the off-site store cannot be listed: a prune never deletes on a partial picture;
-4. writes the pending-deletions journal (`<state_dir>/prune-pending.json`) holding every
-   file it is about to delete, then deletes dump by dump, off-site first, then local; at
+4. deletes dump by dump, off-site first, then local; before it starts on a dump it writes
+   the pending-deletions journal (`<state_dir>/prune-pending.json`) holding the files of
+   the dumps it started and has not finished (never the rest of the plan); at
    each location the dump goes first, then its env copy, then its manifest, so a dump is
    never left without the manifest that marks it verified. A failure stops that dump at
    that location (its later files stay), is reported, and stays in the journal;
-5. the next prune retries what the journal still holds before anything else (unless that
-   dump is by now the newest verified one: then it is dropped from the journal, kept and
-   reported), and the inventory marks such dumps "pending deletion" meanwhile;
+5. the next prune (whatever its policy) first finishes the dumps the journal holds, whose
+   deletion was under way: it deletes the files they have left (unless that dump is by now
+   the newest verified one: then it is dropped from the journal, kept and reported), then
+   plans afresh. (A journal written by an older version held a whole plan: of it, only the
+   dumps some of whose files are gone are finished.) The inventory marks journaled dumps
+   "pending deletion" meanwhile;
 6. appends one entry to the audit log.
 
 Forgotten corrupt dumps lose only their copies that are themselves corrupt: an off-site
@@ -161,19 +165,26 @@ def journal_path(settings: Settings):
 
 def read_journal(settings: Settings) -> list[dict[str, str]]:
     """Items a previous prune left undone: [{"dump", "location", "key"}]; [] when none."""
+    return _read_journal(settings)[0]
+
+
+def _read_journal(settings: Settings) -> tuple[list[dict[str, str]], bool]:
+    """(items, started_only): a journal of this version holds only dumps whose deletion
+    began; an older one held a prune's whole plan."""
     try:
         data = json.loads(journal_path(settings).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return []
+        return [], True
     except (OSError, ValueError):
-        return []
+        return [], True
+    started_only = isinstance(data, dict) and data.get("started_only") is True
     items = data.get("items") if isinstance(data, dict) else None
     out = []
     for item in items or []:
         if isinstance(item, dict) and all(isinstance(item.get(k), str) for k in ("dump", "location", "key")) \
                 and item["location"] in (LOCAL, OFFSITE):
             out.append({k: item[k] for k in ("dump", "location", "key")})
-    return out
+    return out, started_only
 
 
 def _write_journal(settings: Settings, items: list[Deletion]) -> None:
@@ -185,6 +196,7 @@ def _write_journal(settings: Settings, items: list[Deletion]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     body = json.dumps({
         "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "started_only": True,
         "items": [d.to_json() for d in items],
     }, indent=1).encode()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -242,7 +254,10 @@ def build_plan(settings: Settings, *, overrides: dict[str, int | None] | None = 
                               hint="nothing was deleted; prune again when the store answers")
 
     newest_verified = next((e for e in inventory.entries if status(e) == "verified" and not e.safety), None)
-    journal = [Deletion(i["dump"], i["location"], i["key"]) for i in read_journal(settings)]
+    items, started_only = _read_journal(settings)
+    journal = [Deletion(i["dump"], i["location"], i["key"]) for i in items]
+    if not started_only:
+        journal = _in_flight(journal, inventory)
     pending = [d for d in journal if newest_verified is None or d.dump != newest_verified.name]
     dropped = [d for d in journal if newest_verified is not None and d.dump == newest_verified.name]
     pending_dumps = {d.dump for d in pending}
@@ -265,6 +280,25 @@ def build_plan(settings: Settings, *, overrides: dict[str, int | None] | None = 
     deletions = [d for d in deletions if (d.location, d.key) not in seen]
     return PrunePlan(plan=plan, inventory=inventory, deletions=deletions,
                      pending=pending if not plan.refused else [], dropped=dropped, kept_copies=kept_copies)
+
+
+def _in_flight(journal: list[Deletion], inventory: Inventory) -> list[Deletion]:
+    """For a journal of an older version (a whole plan): the journaled files still present
+    of the dumps whose deletion was under way (some of their journaled files gone, some
+    left); the dumps not yet touched are left to the new plan."""
+    present: dict[str, set[str]] = {LOCAL: set(), OFFSITE: set()}
+    for entry in inventory.entries:
+        for location in (LOCAL, OFFSITE):
+            present[location].update(entry.files(location))
+    for stray in inventory.orphans + inventory.unrecognised:
+        present[stray.location].add(stray.name)
+    out: list[Deletion] = []
+    for dump in dict.fromkeys(d.dump for d in journal):
+        files = [d for d in journal if d.dump == dump]
+        left = [d for d in files if d.key in present[d.location]]
+        if 0 < len(left) < len(files):
+            out += left
+    return out
 
 
 # -- reading before deleting ------------------------------------------------------------
@@ -402,11 +436,18 @@ def _execute(settings: Settings, pp: PrunePlan, result: PruneResult, store: Stor
         else:
             groups.append([d])
     remaining = list(todo)
-    _write_journal(settings, remaining)
+    started: set[str] = set()  # dumps whose deletion began: the only ones the journal holds
+
+    def journal() -> None:
+        _write_journal(settings, [d for d in remaining if d.dump in started])
+
     total, done = len(todo), 0
     try:
         for group in groups:
             cancel.check()
+            if group[0].dump not in started:
+                started.add(group[0].dump)
+                journal()
             for i, d in enumerate(group):
                 progress(ProgressEvent("prune", done, total, "files", current=d.key,
                                        message=f"deleting {d.location} {d.key}"))
@@ -420,11 +461,9 @@ def _execute(settings: Settings, pp: PrunePlan, result: PruneResult, store: Stor
                 result.deleted.append(d)
                 remaining.remove(d)
                 done += 1
-            _write_journal(settings, remaining)
+            journal()
     except Cancelled:
-        # Only what was started stays journaled: untouched dumps are no longer pending.
-        started = {(d.dump, d.location) for d in result.deleted} | {(d.dump, d.location) for d, _ in result.failed}
-        _write_journal(settings, [d for d in remaining if (d.dump, d.location) in started])
+        journal()  # only the dumps started stay journaled
         raise
     progress(ProgressEvent("prune", total, total, "files", message="prune finished"))
 
