@@ -227,3 +227,27 @@ def test_restore_step_fails_when_rows_differ_from_the_manifest(direct):
     restore_step = next(s for s in result["steps"] if s["name"] == "restore")
     assert restore_step["status"] == "failed" and table in restore_step["detail"]
     assert has_table(db, "before_restore")
+
+
+def test_a_mismatched_dump_is_restored_only_when_accepted(direct):
+    """A whole dump whose manifest's sha256 was edited: the pre-flight refuses it (exit 3,
+    nothing changed) unless --accept-mismatch; accepted, its own rows are what step 7 compares."""
+    from fovea_tui.engine.backups import manifest as mf
+
+    settings, config, backup, db = direct
+    path = mf.manifest_path(backup.path)
+    data = json.loads(path.read_text())
+    data["sha256"] = "0" * 64
+    path.write_text(json.dumps(data))
+    db.psql("CREATE TABLE before_restore (id int);")
+
+    proc = run_cli(["--config", str(config), "restore", backup.name, "--yes", "--json"])
+    assert proc.returncode == 3, proc.stderr + proc.stdout
+    report = json.loads(proc.stdout)
+    preflight = {c["name"]: c for c in report["preflight"]}
+    assert "--accept-mismatch" in preflight["dump"]["detail"] and "sha256" in preflight["dump"]["detail"]
+    assert has_table(db, "before_restore")
+
+    proc = run_cli(["--config", str(config), "restore", backup.name, "--yes", "--accept-mismatch", "--json"])
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert not has_table(db, "before_restore")
