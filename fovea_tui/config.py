@@ -276,7 +276,10 @@ def save_settings(settings: Settings, path: Path | None = None) -> Path:
     """Write the settings as TOML, atomically, to `path` (default: where they came from)."""
     target = Path(path or settings.source or user_config_path())
     settings_from_dict(settings.to_toml_dict())  # never write what we could not read back
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.parent.is_dir():  # a new config directory: private, like the file (it may hold a password)
+        from fovea_tui.engine.infra.locks import ensure_private_dir
+
+        ensure_private_dir(target.parent)
     tmp = target.with_name(f".{target.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:

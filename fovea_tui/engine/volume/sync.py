@@ -36,6 +36,7 @@ import itertools
 import json
 import os
 import queue
+import stat
 import tempfile
 import threading
 import time
@@ -46,6 +47,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable, Iterator
 
 from fovea_tui.config import Settings
+from fovea_tui.engine.infra.locks import ensure_private_dir
 from fovea_tui.engine.volume import listing as offsite_listing
 from fovea_tui.engine.volume.listing import Snapshot, SnapshotWriter, is_marker
 from fovea_tui.engine.progress import CancelToken, ProgressEvent, Throttle, no_progress
@@ -974,24 +976,90 @@ def _pull(settings: Settings, root: Path, *, dry_run: bool, replace_changed: boo
             if dry_run:
                 _list_planned(plan, result, "download")
                 return _finish(result, t0)
-            root.mkdir(parents=True, exist_ok=True)
+            looks = FileLooks.of(root)  # before anything is pulled into it
+            ensure_private_dir(root)
             with _recorded(settings, result, t0, cancel):
-                _run_transfers(plan, result, _downloader(store, root), phase="download", workers=workers,
+                _run_transfers(plan, result, _downloader(store, root, looks), phase="download", workers=workers,
                                progress=progress, cancel=cancel)
             return result
         finally:
             plan.close()
 
 
-def _downloader(store, root: Path):
+@dataclass(frozen=True)
+class FileLooks:
+    """The mode and owner pulled files and directories get: those of the destination's own
+    files and of its root directory, so the Fovea backend reads a pulled video as it reads
+    the others. A destination fovea-tui creates itself, or one without a file yet, keeps
+    what fovea-tui writes: files 0600, directories 0700, owned by whoever runs it."""
+
+    file_mode: int = 0o600
+    file_owner: tuple[int, int] | None = None
+    dir_mode: int = 0o700
+    dir_owner: tuple[int, int] | None = None
+
+    @classmethod
+    def of(cls, root: Path, look_at: int = 10_000) -> "FileLooks":
+        try:
+            st = root.stat()
+        except FileNotFoundError:
+            return cls()
+        looks = cls(dir_mode=stat.S_IMODE(st.st_mode), dir_owner=(st.st_uid, st.st_gid))
+        todo, seen = [root], 0
+        while todo and seen < look_at:  # breadth first: the volume's own top-level files come first
+            try:
+                with os.scandir(todo.pop(0)) as entries:
+                    for entry in entries:
+                        seen += 1
+                        if entry.name.startswith("."):
+                            continue
+                        if entry.is_file(follow_symlinks=False):
+                            f = entry.stat(follow_symlinks=False)
+                            return cls(stat.S_IMODE(f.st_mode) & 0o777, (f.st_uid, f.st_gid),
+                                       looks.dir_mode, looks.dir_owner)
+                        if entry.is_dir(follow_symlinks=False):
+                            todo.append(Path(entry.path))
+            except OSError:
+                continue
+        return looks
+
+    def make_dirs(self, root: Path, directory: Path) -> None:
+        """Create the missing directories from `root` down to `directory`, each with the look."""
+        missing = []
+        probe = directory
+        while probe != root and not probe.exists():
+            missing.append(probe)
+            probe = probe.parent
+        for path in reversed(missing):
+            try:
+                path.mkdir(mode=0o700)
+            except FileExistsError:
+                continue
+            self._apply(path, self.dir_mode, self.dir_owner)
+
+    def apply_file(self, path: Path) -> None:
+        self._apply(path, self.file_mode, self.file_owner)
+
+    @staticmethod
+    def _apply(path: Path, mode: int, owner: tuple[int, int] | None) -> None:
+        if owner is not None and owner != (os.geteuid(), os.getegid()):
+            try:
+                os.chown(path, *owner)
+            except PermissionError:
+                pass  # not root: it stays ours, with the mode of the others
+        os.chmod(path, mode)  # after chown, which clears set-id bits
+
+
+def _downloader(store, root: Path, looks: FileLooks):
     def download(key: str, size: int, *, progress, cancel) -> int:
         dest = safe_destination(root, key)  # again: a symlink may have appeared since planning
         if dest is None:
             raise OperationFailed(f"refused object key {key!r}: it would be written outside {root}")
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        looks.make_dirs(root, dest.parent)
         if safe_destination(root, key) is None:
             raise OperationFailed(f"refused object key {key!r}: it would be written outside {root}")
         store.get_file(key, dest, progress=progress, cancel=cancel)
+        looks.apply_file(dest)
         return dest.stat().st_size
     return download
 
@@ -1034,12 +1102,13 @@ def write_summary(settings: Settings, result: SyncResult) -> Path | None:
     clean = not result.error_count and not result.cancelled
     data["last_ok"] = data["time"] if clean else (read_summary(settings, result.direction) or {}).get("last_ok")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(path.parent)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(data, indent=2))
         os.replace(tmp, path)
         return path
-    except OSError:
+    except (OSError, FoveaError):
         return None
 
 
