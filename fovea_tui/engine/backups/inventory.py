@@ -625,13 +625,13 @@ def verify_entries(settings: Settings, inventory: Inventory, names: Iterable[str
                    only_unsettled: bool = True, progress=None, cancel=None,
                    include_offsite: bool = True) -> Inventory:
     """Verify local copies (slow: reads every byte; results land in the verification cache)
-    and return a fresh inventory. `only_unsettled` skips copies the cache already settles."""
+    and return a fresh inventory. `only_unsettled` skips copies a read already settled."""
     from fovea_tui.engine.backups.verify import verify_many
 
     wanted = set(names) if names is not None else None
     todo = [str(settings.backups_dir / e.local.key) for e in inventory.entries
             if e.local is not None and (wanted is None or e.name in wanted)
-            and not (only_unsettled and e.local.status in ("verified", "corrupt"))]
+            and not (only_unsettled and e.local.read)]
     if todo:
         kwargs = {"cancel": cancel}
         if progress is not None:
