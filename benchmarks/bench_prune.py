@@ -46,7 +46,7 @@ def dump_data(mib: int) -> bytes:
     out = [b"--\n-- PostgreSQL database dump\n--\n\nCOPY public.annotations (id, video_id, label, t, box) FROM stdin;\n"]
     size = 0
     i = 0
-    while size < mib * 5 << 20:  # about 5:1 compression for this text
+    while size < mib * (9 << 20) // 4:  # about 2.2:1 at gzip level 1 for this text (random ids)
         line = (f"{i}\t{rng.getrandbits(128):032x}\t{rng.choice(words)} {rng.choice(words)}\t"
                 f"2026-11-{rng.randint(1, 28):02d} {rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:00+00\t"
                 f"{{{rng.random():.6f},{rng.random():.6f},{rng.random():.6f},{rng.random():.6f}}}\n").encode()
