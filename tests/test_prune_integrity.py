@@ -200,3 +200,25 @@ def test_a_prune_killed_mid_deletion_is_finished_not_replayed(tmp_path, s3, s3_b
         assert journaled == {in_flight}  # the journal held the dump in flight, not the rest of the plan
     finally:
         proxy.stop()
+
+
+def test_a_whole_plan_journaled_by_an_older_version_is_not_replayed(tmp_path):
+    """A journal as the previous version wrote it (every file of a killed prune's plan), the
+    first dump half deleted: only that dump is finished under the new policy."""
+    from fovea_tui.engine.backups.prune import journal_path
+
+    settings, config, paths = setup(tmp_path, days=5)
+    items = []
+    for p in paths[:3]:
+        stem = p.name[: -len(".sql.gz")]
+        items += [{"dump": p.name, "location": "local", "key": k}
+                  for k in (p.name, stem + ".env", p.name + ".manifest.json")]
+    journal_path(settings).write_text(json.dumps({"written_at": "2026-11-01T00:00:00+00:00", "items": items}))
+    paths[0].unlink()  # the dump in flight: its dump file went, its env copy and manifest not yet
+
+    proc = cli(config, "prune", "--keep-last", "100", "--json")
+    assert proc.returncode == 0, proc.stderr
+    stem = paths[0].name[: -len(".sql.gz")]
+    assert not any(p.name.startswith(stem) for p in settings.backups_dir.iterdir())
+    assert remaining(settings) == sorted(p.name for p in paths[1:])
+    assert not journal_path(settings).exists()
