@@ -380,8 +380,8 @@ def settings_of(data: dict, live: Settings | None = None) -> Settings:
     source = data.get("config_source")
     settings = settings_from_dict(data.get("settings") or {}, source=Path(source) if source else None)
     stored = settings.database.url
-    if not stored:
-        return settings
+    if not stored or without_password(stored) != stored:
+        return settings  # no URL, or a job written before the password was left out: as it is
     offered = (live.database.url if live is not None else "", os.environ.get(URL_ENV, ""),
                _url_from_file(settings.source))
     url = next((u for u in offered if u and without_password(u) == stored), None)
