@@ -301,6 +301,9 @@ class BackupsScreen(ReloadingScreen):
         text.append(f"{c['unverified']} unverified", style="yellow")
         text.append(" · ")
         text.append(f"{c['corrupt']} corrupt", style="bold red" if c["corrupt"] else "")
+        if c["mismatch"]:  # only when there is one: the usual caption stays as it was
+            text.append(" · ")
+            text.append(f"{c['mismatch']} mismatch (not what the manifest says)", style=STATUS_STYLE["mismatch"])
         if self.plan is not None:
             text.append(f" · policy {self.plan.policy.describe()}: keep {len(self.plan.keep)},"
                         f" forget {len(self.plan.forget)}")
