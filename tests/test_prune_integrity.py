@@ -11,12 +11,13 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
+
+from support.backup_history import History, dump_bytes, make_settings
 
 from fovea_tui.engine.backups import manifest as mf
 from fovea_tui.engine.backups.inventory import load_inventory, status_summary
-from support.backup_history import History, dump_bytes, make_settings
 
 REPO = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 10, 1, 2, 0, tzinfo=timezone.utc)
@@ -153,10 +154,11 @@ def test_a_prune_killed_mid_deletion_is_finished_not_replayed(tmp_path, s3, s3_b
     import signal
     import time
 
-    from fovea_tui.engine.backups.prune import journal_path
-    from fovea_tui.engine.infra.stores import open_store
     from support.backup_history import mirror
     from support.faultproxy import FaultProxy
+
+    from fovea_tui.engine.backups.prune_journal import journal_path
+    from fovea_tui.engine.infra.stores import open_store
 
     proxy = FaultProxy(s3.endpoint_url).start()
     try:
@@ -205,7 +207,7 @@ def test_a_prune_killed_mid_deletion_is_finished_not_replayed(tmp_path, s3, s3_b
 def test_a_whole_plan_journaled_by_an_older_version_is_not_replayed(tmp_path):
     """A journal as the previous version wrote it (every file of a killed prune's plan), the
     first dump half deleted: only that dump is finished under the new policy."""
-    from fovea_tui.engine.backups.prune import journal_path
+    from fovea_tui.engine.backups.prune_journal import journal_path
 
     settings, config, paths = setup(tmp_path, days=5)
     items = []

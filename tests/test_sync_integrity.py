@@ -5,7 +5,6 @@ writes for itself is private while pulled videos look like the volume's own file
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import stat
 import subprocess

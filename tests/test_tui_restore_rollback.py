@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from textual.widgets import Button, Input
+from support.tui import asynctest, wait_for
+from test_tui_restore import JOB, SIZE, AliveStates, final_ok, make_app, open_restore, settings_for, write_state
+from textual.widgets import Button
 
 from fovea_tui.engine import restore as engine
 from fovea_tui.engine.infra import jobs
 from fovea_tui.tui.widgets.confirm import TypedConfirmDialog
-from support.tui import asynctest, wait_for
-from test_tui_restore import JOB, SIZE, AliveStates, final_ok, make_app, open_restore, settings_for, write_state
 
 
 @asynctest

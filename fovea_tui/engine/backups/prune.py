@@ -36,31 +36,29 @@ as an off-site dump on the next listing, where retention treats it on its own me
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 from fovea_tui.config import Settings
 from fovea_tui.engine.infra import audit
 from fovea_tui.engine.backups.inventory import LOCAL, OFFSITE, Entry, Inventory, load_inventory
-from fovea_tui.engine.infra.locks import acquire, ensure_private_dir
+from fovea_tui.engine.backups.prune_journal import read_journal_items, write_journal
+from fovea_tui.engine.infra.locks import acquire
 from fovea_tui.engine.progress import CancelToken, ProgressEvent, no_progress
 from fovea_tui.engine.backups.retention import Candidate, Plan, Policy, plan as retention_plan
-from fovea_tui.engine.backups.verify import VerifyResult, remember, verify_dump, verify_offsite
+from fovea_tui.engine.backups.verify import VerifyResult, verify_dump, verify_offsite
+from fovea_tui.engine.backups.verify_cache import remember
 from fovea_tui.engine.infra.stores import Store, open_store
 from fovea_tui.errors import Cancelled, FoveaError, OperationFailed, SafetyRefusal
 
-JOURNAL_FILE = "prune-pending.json"
 OVERRIDE_KEYS = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
 
 
 class PruneRefused(SafetyRefusal):
     """Retention refused the plan; `result` holds the plan for display (exit 3)."""
 
-    def __init__(self, message: str, result: "PruneResult") -> None:
+    def __init__(self, message: str, result: PruneResult) -> None:
         super().__init__(message)
         self.result = result
 
@@ -156,58 +154,6 @@ class PruneResult:
         return data
 
 
-# -- the journal -----------------------------------------------------------------------
-
-
-def journal_path(settings: Settings):
-    return settings.state_dir / JOURNAL_FILE
-
-
-def read_journal(settings: Settings) -> list[dict[str, str]]:
-    """Items a previous prune left undone: [{"dump", "location", "key"}]; [] when none."""
-    return _read_journal(settings)[0]
-
-
-def _read_journal(settings: Settings) -> tuple[list[dict[str, str]], bool]:
-    """(items, started_only): a journal of this version holds only dumps whose deletion
-    began; an older one held a prune's whole plan."""
-    try:
-        data = json.loads(journal_path(settings).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return [], True
-    except (OSError, ValueError):
-        return [], True
-    started_only = isinstance(data, dict) and data.get("started_only") is True
-    items = data.get("items") if isinstance(data, dict) else None
-    out = []
-    for item in items or []:
-        if isinstance(item, dict) and all(isinstance(item.get(k), str) for k in ("dump", "location", "key")) \
-                and item["location"] in (LOCAL, OFFSITE):
-            out.append({k: item[k] for k in ("dump", "location", "key")})
-    return out, started_only
-
-
-def _write_journal(settings: Settings, items: list[Deletion]) -> None:
-    path = journal_path(settings)
-    if not items:
-        path.unlink(missing_ok=True)
-        return
-    ensure_private_dir(path.parent)
-    tmp = path.with_name(f".{path.name}.tmp")
-    body = json.dumps({
-        "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "started_only": True,
-        "items": [d.to_json() for d in items],
-    }, indent=1).encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, body)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
 # -- planning --------------------------------------------------------------------------
 
 
@@ -216,7 +162,7 @@ def policy_for(settings: Settings, overrides: dict[str, int | None] | None = Non
     return Policy.from_settings(settings.retention, **{k: v for k, v in (overrides or {}).items()})
 
 
-def _entry_deletions(entry: Entry, status: str, read: "DumpRead | None",
+def _entry_deletions(entry: Entry, status: str, read: DumpRead | None,
                      kept_copies: list[dict[str, str]]) -> list[Deletion]:
     """Every file of a forgotten dump, off-site first, each location in safe order."""
     out: list[Deletion] = []
@@ -233,7 +179,7 @@ def _entry_deletions(entry: Entry, status: str, read: "DumpRead | None",
 
 def build_plan(settings: Settings, *, overrides: dict[str, int | None] | None = None,
                inventory: Inventory | None = None, policy: Policy | None = None,
-               reads: dict[str, "DumpRead"] | None = None) -> PrunePlan:
+               reads: dict[str, DumpRead] | None = None) -> PrunePlan:
     """The one function behind both `prune --dry-run` and a real prune.
 
     `reads`: the dumps read in this run, by name; their statuses override the inventory's
@@ -254,7 +200,7 @@ def build_plan(settings: Settings, *, overrides: dict[str, int | None] | None = 
                               hint="nothing was deleted; prune again when the store answers")
 
     newest_verified = next((e for e in inventory.entries if status(e) == "verified" and not e.safety), None)
-    items, started_only = _read_journal(settings)
+    items, started_only = read_journal_items(settings)
     journal = [Deletion(i["dump"], i["location"], i["key"]) for i in items]
     if not started_only:
         journal = _in_flight(journal, inventory)
@@ -439,7 +385,7 @@ def _execute(settings: Settings, pp: PrunePlan, result: PruneResult, store: Stor
     started: set[str] = set()  # dumps whose deletion began: the only ones the journal holds
 
     def journal() -> None:
-        _write_journal(settings, [d for d in remaining if d.dump in started])
+        write_journal(settings, [d for d in remaining if d.dump in started])
 
     total, done = len(todo), 0
     try:

@@ -18,9 +18,15 @@ from pathlib import Path
 from isal import igzip
 
 from fovea_tui.engine.backups import manifest as mf
+from fovea_tui.engine.infra.files import write_atomic
 from fovea_tui.engine.progress import ProgressEvent
 from fovea_tui.engine.infra.streams import condense
 from fovea_tui.errors import Cancelled, FoveaError, OperationFailed, SafetyRefusal
+from fovea_tui.engine.backups.inventory import load_inventory
+from fovea_tui.engine.infra.locks import ensure_private_dir
+from fovea_tui.engine.restore.preflight import run_preflight
+from fovea_tui.engine.backups.pipeline import run_backup
+from fovea_tui.engine.restore.verify import expected_rows, row_lines, run_verification
 
 CHUNK = 1 << 20
 # Written to psql when a stream must be abandoned: ends a COPY block and any statement, then
@@ -110,9 +116,6 @@ def _local_dump(ctx, wanted: str) -> Path | None:
 
 
 def _fetch_offsite(ctx, wanted: str) -> Path:
-    from fovea_tui.engine.backups.inventory import load_inventory
-    from fovea_tui.engine.infra.locks import ensure_private_dir
-
     settings = ctx.settings
     if not settings.backups.offsite:
         raise SafetyRefusal(f"no dump {wanted!r}: not a file, not in {settings.backups_dir}, and no off-site store")
@@ -139,7 +142,7 @@ def _fetch_offsite(ctx, wanted: str) -> Path:
     ctx.output(f"fetching {entry.offsite.key} from {settings.backups.offsite}")
     store.get_file(entry.offsite.key, dest, expected_sha256=expected, progress=progress, cancel=ctx.cancel)
     if raw is not None:  # only beside a dump that arrived whole: never an orphan manifest
-        mf.write_bytes_atomic(mf.manifest_path(dest), raw)
+        write_atomic(mf.manifest_path(dest), raw)
     if "offsite" in entry.envs:
         try:
             store.get_file(entry.envs["offsite"], mf.env_copy_path(dest), cancel=ctx.cancel)
@@ -156,8 +159,6 @@ class Preflight(Step):
     name, title = "preflight", "Pre-flight checks"
 
     def run(self, ctx) -> str:
-        from fovea_tui.engine.restore.preflight import run_preflight
-
         ctx.facts["preflight"] = []
 
         def landed(check) -> None:
@@ -181,8 +182,6 @@ class SafetyDump(Step):
     name, title = "safety_dump", "Safety dump of the current database"
 
     def run(self, ctx) -> str:
-        from fovea_tui.engine.backups.pipeline import run_backup
-
         existing = ctx.facts.get("safety_dump")
         if existing and Path(existing).is_file():
             return f"{Path(existing).name} (taken earlier in this job)"
@@ -427,13 +426,11 @@ class RestoreDump(Step):
     def check(self, ctx) -> None:
         """Rows per table as the dump holds them, compared now: before migrate, so nothing
         but the dump decides (a migration's changes are reported by step 10, never failed)."""
-        from fovea_tui.engine.restore.verify import expected_rows, row_differences
-
         rows = ctx.facts.get("restored_rows") or {}
         if not rows:
             raise OperationFailed(f"database {ctx.db_name} holds no tables after the restore")
         expected = expected_rows(ctx)
-        differences = row_differences(expected, rows) if expected else []
+        differences = row_lines(expected, rows) if expected else []
         if differences:
             raise OperationFailed("the restored rows differ from the dump's: " + "; ".join(differences))
 
@@ -444,8 +441,6 @@ class RestoreDump(Step):
 def _dump_live_database(ctx) -> None:
     """Before a finished restore is rolled back, its database has been live: save it as a
     safety dump first (once per rollback), so undoing the restore loses nothing."""
-    from fovea_tui.engine.backups.pipeline import run_backup
-
     if ctx.facts.get("live_dump") and Path(ctx.facts["live_dump"]).is_file():
         return
     ctx.output(f"saving database {ctx.db_name} as it is now, before rolling back")
@@ -546,8 +541,6 @@ class Verify(Step):
     changes_install = True
 
     def run(self, ctx) -> str:
-        from fovea_tui.engine.restore.verify import run_verification
-
         result = run_verification(ctx)
         ctx.facts["verification"] = result
         failed = [c for c in result["checks"] if not c["ok"] and c["severity"] == "error"]
