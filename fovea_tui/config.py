@@ -16,7 +16,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 import tomli_w
 
-from fovea_tui.engine.infra.files import write_atomic
+from fovea_tui.engine.infra.files import ensure_private_dir, write_atomic
 from fovea_tui.errors import ConfigError
 
 CONFIG_ENV_VAR = "FOVEA_TUI_CONFIG"
@@ -277,10 +277,7 @@ def save_settings(settings: Settings, path: Path | None = None) -> Path:
     """Write the settings as TOML, atomically, to `path` (default: where they came from)."""
     target = Path(path or settings.source or user_config_path())
     settings_from_dict(settings.to_toml_dict())  # never write what we could not read back
-    if not target.parent.is_dir():  # a new config directory: private, like the file (it may hold a password)
-        from fovea_tui.engine.infra.locks import ensure_private_dir
-
-        ensure_private_dir(target.parent)
+    ensure_private_dir(target.parent)  # a new config directory is private, like the file (it may hold a password)
     write_atomic(target, render_toml(settings))
     settings.source = target.resolve()
     return target

@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Iterator
 
 from fovea_tui.config import Settings
-from fovea_tui.errors import LockHeld, OperationFailed, SafetyRefusal
+from fovea_tui.engine.infra.files import ensure_private_dir  # noqa: F401 - where callers find it
+from fovea_tui.errors import LockHeld, SafetyRefusal
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _held = threading.local()
@@ -67,25 +68,6 @@ class Lock:
     info: LockInfo
     fd: int
     depth: int = 1
-
-
-def ensure_private_dir(path: Path) -> Path:
-    """Create `path` (and missing parents) as 0700 directories; leave existing ones be."""
-    path = Path(path)
-    missing = []
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        missing.append(probe)
-        probe = probe.parent
-    for directory in reversed(missing):
-        try:
-            directory.mkdir(mode=0o700)
-        except FileExistsError:
-            continue
-        os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
-    if not path.is_dir():
-        raise OperationFailed(f"{path} exists and is not a directory")
-    return path
 
 
 def check_not_world_writable(path: Path, what: str = "backups directory") -> None:
