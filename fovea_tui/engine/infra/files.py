@@ -49,6 +49,9 @@ def write_atomic(path: Path, data: bytes | str, mode: int = 0o600) -> Path:
     return path
 
 
+WRITABLE_HINT = "backups.dir must be writable by this user: is it mounted read-only, or owned by another user?"
+
+
 def ensure_private_dir(path: Path) -> Path:
     """Create `path` (and missing parents) as 0700 directories; leave existing ones be."""
     path = Path(path)
@@ -62,6 +65,9 @@ def ensure_private_dir(path: Path) -> Path:
             directory.mkdir(mode=0o700)
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise OperationFailed(f"cannot create the directory {directory}: {exc.strerror or exc}",
+                                  hint=WRITABLE_HINT) from None
         os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
     if not path.is_dir():
         raise OperationFailed(f"{path} exists and is not a directory")

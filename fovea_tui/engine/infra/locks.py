@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Iterator
 
 from fovea_tui.config import Settings
-from fovea_tui.engine.infra.files import ensure_private_dir  # noqa: F401 - where callers find it
-from fovea_tui.errors import LockHeld, SafetyRefusal
+from fovea_tui.engine.infra.files import WRITABLE_HINT, ensure_private_dir  # noqa: F401 - callers find it here
+from fovea_tui.errors import LockHeld, OperationFailed, SafetyRefusal
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 _held = threading.local()
 
 
@@ -85,7 +85,7 @@ def check_not_world_writable(path: Path, what: str = "backups directory") -> Non
 
 
 def lock_path(settings: Settings, name: str) -> Path:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ValueError(f"bad lock name {name!r}")
     return settings.state_dir / f"{name}.lock"
 
@@ -152,7 +152,11 @@ def acquire(settings: Settings, name: str, *, purpose: str, wait: float = 0.0) -
 
     path = lock_path(settings, name)
     ensure_private_dir(path.parent)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:  # EROFS, EACCES, ENOSPC: one line, not a traceback
+        raise OperationFailed(f"cannot take the {name} lock {path}: {exc.strerror or exc}",
+                              hint=WRITABLE_HINT) from None
     try:
         deadline = time.monotonic() + wait
         while True:
