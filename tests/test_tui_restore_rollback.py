@@ -14,6 +14,12 @@ from fovea_tui.engine.infra import jobs
 from fovea_tui.tui.widgets.confirm import TypedConfirmDialog
 
 
+def dialog_ready(pilot) -> bool:
+    """The typed-name dialog is on top and drawn (its buttons mounted)."""
+    screen = pilot.app.screen
+    return isinstance(screen, TypedConfirmDialog) and bool(screen.query("#confirm"))
+
+
 @asynctest
 async def test_rolling_back_a_finished_restore_needs_the_typed_name(tmp_path, monkeypatch):
     settings = settings_for(tmp_path)
@@ -30,7 +36,7 @@ async def test_rolling_back_a_finished_restore_needs_the_typed_name(tmp_path, mo
         rollback = screen.query_one("#rollback", Button)
         await wait_for(pilot, lambda: not rollback.has_class("hidden"))
         rollback.press()
-        await wait_for(pilot, lambda: isinstance(pilot.app.screen, TypedConfirmDialog))
+        await wait_for(pilot, lambda: dialog_ready(pilot))
         dialog = pilot.app.screen
         question = str(dialog.query_one(".question").render())
         assert "2 h 5 min" in question and "fresh safety dump" in question and "'fovea'" in question
@@ -43,7 +49,7 @@ async def test_rolling_back_a_finished_restore_needs_the_typed_name(tmp_path, mo
         assert "rollback" not in jobs.read_state(jobs.jobs_dir(settings), JOB)
 
         rollback.press()
-        await wait_for(pilot, lambda: isinstance(pilot.app.screen, TypedConfirmDialog))
+        await wait_for(pilot, lambda: dialog_ready(pilot))
         await pilot.press(*"fovea")
         assert not pilot.app.screen.query_one("#confirm", Button).disabled
         await pilot.press("enter")
