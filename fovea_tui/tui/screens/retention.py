@@ -23,7 +23,7 @@ from fovea_tui.errors import FoveaError
 from fovea_tui.tui.screens.base import FoveaScreen
 from fovea_tui.tui.widgets.bucket_grid import BucketGrid
 
-STATUS_STYLE = {"verified": "green", "unverified": "yellow", "corrupt": "bold red"}
+STATUS_STYLE = {"verified": "green", "unverified": "yellow", "corrupt": "bold red", "mismatch": "bold magenta"}
 MAX_CONFIRM_LINES = 400
 
 
