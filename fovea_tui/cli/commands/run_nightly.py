@@ -1,7 +1,8 @@
 """`fovea-tui run-nightly [--json]`: backup, prune, sync in order; exit 1 if any failed.
 
 What the schedule runs. Every step is attempted (prune is skipped when the backup failed),
-the run is recorded to nightly-last.json and the audit log, and webhooks are notified.
+the run is recorded to nightly-last.json and the audit log, the dead-man's switch is pinged,
+and webhooks and Apprise URLs are notified.
 """
 
 from __future__ import annotations
@@ -23,9 +24,21 @@ def render(data: dict) -> str:
     lines = [f"nightly run {data['outcome'].upper()} in {data['duration_s']:.1f} s"]
     for step in data["steps"]:
         lines.append(f"  {step['status']:<8} {step['name']:<7} {step['detail']}")
-    for n in data["notifications"]:
-        lines.append(f"  webhook  {n['url']}: " + ("delivered" if n["ok"] else f"FAILED ({n['error']})"))
+    lines += render_deliveries(data["monitor"] + data["notifications"])
+    sent = (data.get("alerts") or {}).get("sent") or []
+    if sent:
+        lines.append(f"  alerts sent: {', '.join(sent)}")
     return "\n".join(lines)
+
+
+def render_deliveries(deliveries: list[dict]) -> list[str]:
+    """One line per ping or message: channel, masked URL, outcome."""
+    lines = []
+    for d in deliveries:
+        what = f"ping {d['event']}" if d["channel"] == "ping" else d["channel"]
+        outcome = "delivered" if d["ok"] else f"FAILED after {d['attempts']} attempt(s): {d['error']}"
+        lines.append(f"  {what:<13} {d['url']}: {outcome}")
+    return lines
 
 
 def run(args, ctx: CliContext) -> int:

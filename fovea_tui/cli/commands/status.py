@@ -5,6 +5,7 @@ from __future__ import annotations
 import humanize
 
 from fovea_tui.cli.context import CliContext
+from fovea_tui.engine.ops.notify import check_status_alerts
 from fovea_tui.engine.ops.status import StatusReport, collect_status
 
 
@@ -72,5 +73,6 @@ def render(report: StatusReport) -> str:
 
 def run(args, ctx: CliContext) -> int:
     report = collect_status(ctx.settings)
+    check_status_alerts(ctx.settings, report=report)  # what cron runs: new alerts reach a person
     ctx.emit(report.as_dict(), render(report))
     return 0

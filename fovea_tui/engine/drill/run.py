@@ -43,6 +43,7 @@ from fovea_tui.config import Settings
 from fovea_tui.engine.infra import audit
 from fovea_tui.engine.backups import manifest as mf
 from fovea_tui.engine.infra.locks import acquire, ensure_private_dir
+from fovea_tui.engine.ops import notify
 from fovea_tui.engine.progress import CancelToken, ProgressEvent, Throttle, no_progress
 from fovea_tui.envfile import CRITICAL_KEYS, EnvFile
 from fovea_tui.errors import Cancelled, ConfigError, FoveaError, SafetyRefusal
@@ -522,6 +523,10 @@ def run_drill(settings: Settings, *, progress: Callable[[ProgressEvent], None] =
     audit.record(settings, "drill", "ok" if result.ok else "failed", {
         "dump": result.dump, "rto_s": result.rto_s, "rpo_s": result.rpo_s, "failed": result.failed,
         "report": str(result.report_json) if result.report_json else None})
+    if not result.ok:
+        notify.send_alerts(settings, [notify.Alert(
+            "critical", "drill:critical", f"restore drill of {result.dump} failed: {', '.join(result.failed)}",
+            notify.NEXT_STEP["drill"])])
     return result
 
 

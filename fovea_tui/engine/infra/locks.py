@@ -88,6 +88,27 @@ def ensure_private_dir(path: Path) -> Path:
     return path
 
 
+def write_private_atomic(path: Path, text: str) -> None:
+    """Replace `path` with `text` as a 0600 file, whatever the umask: a crash leaves the old
+    file or the new one, never half of one."""
+    ensure_private_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # an old temp file may have been left with another mode
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+    os.replace(tmp, path)
+
+
 def check_not_world_writable(path: Path, what: str = "backups directory") -> None:
     """Refuse (exit 3) a directory any user may write to without the sticky bit."""
     try:
