@@ -339,7 +339,9 @@ class AlertsOutcome:
 
 def send_alerts(settings: Settings, alerts: list[Alert], *, now: datetime | None = None,
                 warn: Callable[[str], None] | None = None) -> AlertsOutcome:
-    """Send each alert not yet sent today (host's calendar day) to the Apprise channels.
+    """Send the alerts not yet sent today (the host's calendar day) to the Apprise channels,
+    as one message: one mail for a bad night, and a channel that hangs costs its timeout
+    once, not once per alert.
 
     An alert counts as sent only when at least one channel took it, so a channel that was
     down is tried again at the next check. Never raises.
@@ -351,31 +353,45 @@ def send_alerts(settings: Settings, alerts: list[Alert], *, now: datetime | None
         return outcome
     now = now or datetime.now(timezone.utc)
     sent = _read_sent(settings)
-    host = host_name()
+    due: list[Alert] = []
     for alert in alerts:
         last = _parse_time(sent.get(alert.key))
         if last is not None and _same_day(last, now):
             outcome.held_back.append(alert.key)
-            continue
-        body = f"{alert.text}\n\nHost: {host}\nNext: {alert.next_step or 'run `fovea-tui status`'}"
-        title = f"fovea-tui on {host}: {alert.severity.upper()}: {alert.text}"
-        results = deliver(settings, Message(title[:200], body, failure=alert.severity == "critical"), warn=warn)
-        outcome.deliveries += results
-        if any(r["ok"] for r in results):
-            sent[alert.key] = now.astimezone(timezone.utc).isoformat(timespec="seconds")
-            outcome.sent.append(alert.key)
+        elif alert.key not in (a.key for a in due):
+            due.append(alert)
+    if due:
+        outcome.deliveries = deliver(settings, alert_message(due), warn=warn)
+        if any(d["ok"] for d in outcome.deliveries):
+            stamp = now.astimezone(timezone.utc).isoformat(timespec="seconds")
+            sent.update({a.key: stamp for a in due})
+            outcome.sent = [a.key for a in due]
     kept = {k: v for k, v in sent.items() if (t := _parse_time(v)) is not None and now - t < ALERT_MEMORY}
     try:
         write_private_atomic(alerts_path(settings), json.dumps(kept, indent=2, sort_keys=True) + "\n")
     except (OSError, FoveaError) as exc:  # a state dir we cannot write never fails the caller
         log.warning("%s not written: %s", alerts_path(settings), getattr(exc, "strerror", None) or exc)
-    if outcome.sent or outcome.held_back:
+    if due or outcome.held_back:
         from fovea_tui.engine.infra import audit
 
-        audit.record(settings, "alerts", "sent" if outcome.sent else "held_back", {
-            "sent": outcome.sent, "held_back": outcome.held_back,
+        audit.record(settings, "alerts", "sent" if outcome.sent else ("failed" if due else "held_back"), {
+            "sent": outcome.sent, "held_back": outcome.held_back, "due": [a.key for a in due],
             "deliveries": [{"url": d["url"], "ok": d["ok"]} for d in outcome.deliveries]}, now=now)
     return outcome
+
+
+def alert_message(alerts: list[Alert]) -> Message:
+    """One alert: its text is the title. Several: a count, then each with what to run next."""
+    host = host_name()
+    critical = sum(1 for a in alerts if a.severity == "critical")
+    if len(alerts) == 1:
+        (alert,) = alerts
+        title = f"fovea-tui on {host}: {alert.severity.upper()}: {alert.text}"
+    else:
+        title = f"fovea-tui on {host}: {len(alerts)} alerts ({critical} critical)"
+    blocks = [f"{a.severity.upper()}: {a.text}\nNext: {a.next_step or 'run `fovea-tui status`'}" for a in alerts]
+    body = "\n\n".join(blocks) + f"\n\nHost: {host}. `fovea-tui status` shows everything."
+    return Message(title[:200], body, failure=critical > 0)
 
 
 def _parse_time(value: str | None) -> datetime | None:
