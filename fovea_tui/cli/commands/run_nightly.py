@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from fovea_tui.cli.context import CliContext
 from fovea_tui.engine.ops.nightly import run_nightly
+from fovea_tui.engine.ops.notify import delivery_line
 from fovea_tui.errors import EXIT_FAILED, EXIT_OK
 
 
@@ -33,12 +34,7 @@ def render(data: dict) -> str:
 
 def render_deliveries(deliveries: list[dict]) -> list[str]:
     """One line per ping or message: channel, masked URL, outcome."""
-    lines = []
-    for d in deliveries:
-        what = f"ping {d['event']}" if d["channel"] == "ping" else d["channel"]
-        outcome = "delivered" if d["ok"] else f"FAILED after {d['attempts']} attempt(s): {d['error']}"
-        lines.append(f"  {what:<13} {d['url']}: {outcome}")
-    return lines
+    return ["  " + delivery_line(d) for d in deliveries]
 
 
 def run(args, ctx: CliContext) -> int:

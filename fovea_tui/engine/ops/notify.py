@@ -185,6 +185,13 @@ def http_call(url: str, body: bytes | None, *, content_type: str = "application/
                         duration_s=time.monotonic() - started, channel=channel)
 
 
+def delivery_line(d: dict[str, Any]) -> str:
+    """One outcome as a person reads it: channel, masked URL, delivered or why not."""
+    what = f"ping {d['event']}" if d["channel"] == "ping" else d["channel"]
+    outcome = "delivered" if d["ok"] else f"FAILED after {d['attempts']} attempt(s): {d['error']}"
+    return f"{what:<13} {d['url']}: {outcome}"
+
+
 def post_json(url: str, payload: dict[str, Any], **options: Any) -> Delivery:
     """POST `payload` as JSON to `url` with retries; never raises."""
     body = json.dumps(payload, default=str, ensure_ascii=False).encode("utf-8")
