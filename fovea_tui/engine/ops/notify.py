@@ -209,7 +209,11 @@ def send_apprise(url: str, title: str, body: str, *, failure: bool = False) -> D
     plugin = apprise.Apprise.instantiate(url, asset=asset)
     if plugin is None:
         return Delivery(masked, False, 0, error="not a URL Apprise can use", channel="apprise")
-    plugin.socket_connect_timeout = plugin.socket_read_timeout = APPRISE_TIMEOUT_S
+    query = urlsplit(url).query if "?" in url else ""
+    if "cto=" not in query:  # the URL's own timeouts win
+        plugin.socket_connect_timeout = APPRISE_TIMEOUT_S
+    if "rto=" not in query:
+        plugin.socket_read_timeout = APPRISE_TIMEOUT_S
     sender = apprise.Apprise(asset=asset)
     sender.add(plugin)
     kind = apprise.NotifyType.FAILURE if failure else apprise.NotifyType.INFO
