@@ -31,7 +31,9 @@ def register_url(url: str | None) -> None:
         return
     register(url)
     rest = url.split("://", 1)[-1]
-    register(rest)
+    plain_host = not any(c in rest for c in "/@?#") and ("." in rest or rest.startswith("localhost"))
+    if not plain_host:  # "localhost" or "example.org" alone would redact ordinary text
+        register(rest)
     path = rest.partition("/")[2]
     for tail in (path, path.split("?", 1)[0]):
         if len(tail) >= 8:  # "/api" or "/ping" alone would redact ordinary text

@@ -26,9 +26,11 @@ def render(data: dict) -> str:
     for step in data["steps"]:
         lines.append(f"  {step['status']:<8} {step['name']:<7} {step['detail']}")
     lines += render_deliveries(data["monitor"] + data["notifications"])
-    sent = (data.get("alerts") or {}).get("sent") or []
-    if sent:
-        lines.append(f"  alerts sent: {', '.join(sent)}")
+    alerts = data.get("alerts") or {}
+    if alerts.get("sent"):
+        lines.append(f"  {len(alerts['sent'])} new status alert(s) sent to notify.urls")
+    if alerts.get("error"):
+        lines.append(f"  status alerts not checked: {alerts['error']}")
     return "\n".join(lines)
 
 

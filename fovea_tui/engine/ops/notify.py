@@ -315,6 +315,7 @@ def alerts_from_status(alerts: list[Any]) -> list[Alert]:
     for a in alerts:
         level, subject, text = (a["level"], a["subject"], a["message"]) if isinstance(a, dict) else (
             a.level, a.subject, a.message)
+        text = scrub(text)
         if level != "critical" and subject != "drill":
             continue
         key = f"{subject}:{level}" if subject == "drill" else f"{subject}:{level}:{re.sub(r'[0-9]+', '#', text)}"
@@ -343,9 +344,10 @@ class AlertsOutcome:
     sent: list[str] = field(default_factory=list)        # keys sent now
     held_back: list[str] = field(default_factory=list)   # keys already sent today
     deliveries: list[dict[str, Any]] = field(default_factory=list)
+    error: str = ""                                        # why no alert could be checked
 
     def as_dict(self) -> dict[str, Any]:
-        return {"sent": self.sent, "held_back": self.held_back, "deliveries": self.deliveries}
+        return {"sent": self.sent, "held_back": self.held_back, "deliveries": self.deliveries, "error": self.error}
 
 
 def send_alerts(settings: Settings, alerts: list[Alert], *, now: datetime | None = None,
@@ -422,7 +424,11 @@ def check_status_alerts(settings: Settings, *, report: Any = None, now: datetime
     if report is None:
         from fovea_tui.engine.ops.status import collect_status
 
-        report = collect_status(settings, now)
+        try:
+            report = collect_status(settings, now)
+        except Exception as exc:  # noqa: BLE001 - a probe's bug must not cost the run that asked
+            log.warning("status for alerts not computed: %s", scrub(f"{type(exc).__name__}: {exc}"))
+            return AlertsOutcome(error=scrub(f"{type(exc).__name__}: {exc}"))
     return send_alerts(settings, alerts_from_status(report.alerts), now=now)
 
 
