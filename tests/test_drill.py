@@ -389,6 +389,7 @@ def test_docker_drill_passes_with_s3_offsite_and_video_copy(stack, tmp_path, s3,
 
 
 def test_a_failed_drill_pings_its_check_and_alerts_a_person(install, capsys):
+    """The ping comes from the engine, so a drill run from the TUI pings as one from cron does."""
     from fovea_tui.config import load_file, save_settings
     from support.receivers import HttpReceiver
 
@@ -406,10 +407,9 @@ def test_a_failed_drill_pings_its_check_and_alerts_a_person(install, capsys):
         assert again_code == 1
     finally:
         receiver.close()
-    # the engine raises the alert as the drill ends; the command pings its end after that
-    assert paths == ["/ping/drill-check-0003/start", "/apprise/drill-channel-token", "/ping/drill-check-0003/1"]
-    assert "FAILED: env_copy" in receiver.requests[2].text
-    alert = json.loads(receiver.requests[1].body)
+    assert paths == ["/ping/drill-check-0003/start", "/ping/drill-check-0003/1", "/apprise/drill-channel-token"]
+    assert "FAILED: env_copy" in receiver.requests[1].text
+    alert = json.loads(receiver.requests[2].body)
     assert "CRITICAL: restore drill of " in alert["title"] and "failed: env_copy" in alert["title"]
     assert "Next: run `fovea-tui drill`" in alert["message"]
     assert [p["event"] for p in data["monitor"]] == ["start", "exit"]

@@ -7,7 +7,6 @@ dump to drill (refused) or another drill running.
 from __future__ import annotations
 
 from fovea_tui.cli.context import CliContext
-from fovea_tui.engine.ops import monitor
 
 
 def register(sub) -> None:
@@ -48,7 +47,7 @@ def render(d: dict) -> str:
 
 
 def run(args, ctx: CliContext) -> int:
-    from fovea_tui.engine.drill.run import guide_for, human_duration, render_guide, run_drill
+    from fovea_tui.engine.drill.run import guide_for, render_guide, run_drill
 
     settings = ctx.settings
     if args.guide:
@@ -60,12 +59,9 @@ def run(args, ctx: CliContext) -> int:
         mark = {"ok": "ok  ", "failed": "FAIL", "skipped": "skip"}.get(check.status, check.status)
         ctx.info(f"drill: [{mark}] {check.name}")
 
-    with monitor.Watch.for_job(settings, "drill") as watch, ctx.progress() as progress:
+    with ctx.progress() as progress:
         result = run_drill(settings, progress=progress, cancel=ctx.cancel, on_check=on_check)
-        watch.finish(result.exit_code, f"drill of {result.dump}: " + (
-            "passed" if result.ok else "FAILED: " + ", ".join(result.failed)) + f", RTO {human_duration(result.rto_s)}")
     data = result.as_dict()
-    data["monitor"] = watch.as_list()
     text = render(data) + "\n\n" + render_guide(result.guide) if result.guide else render(data)
     ctx.emit(data, text)
     if not result.ok and ctx.json:

@@ -269,15 +269,6 @@ def deliver(settings: Settings, message: Message, *, warn: Callable[[str], None]
     return [d.as_dict() for d in deliveries]
 
 
-def send(settings: Settings, payload: dict[str, Any], *, warn: Callable[[str], None] | None = None,
-         title: str | None = None, body: str | None = None, failure: bool = False,
-         **post_options: Any) -> list[dict[str, Any]]:
-    """A webhook event (the contract's JSON body) and, on the Apprise channels, its text."""
-    text = str(payload.get("text") or payload.get("event") or "fovea-tui")
-    return deliver(settings, Message(title or text, body or text, failure=failure, payload=payload),
-                   warn=warn, **post_options)
-
-
 # ---------------------------------------------------------------- alerts ----------------
 
 @dataclass(frozen=True)
