@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -201,3 +202,25 @@ def test_the_state_files_stay_private_under_umask_000(fresh_direct_db, tmp_path,
         os.umask(old)
     assert last_path(settings).stat().st_mode & 0o777 == 0o600
     assert audit.audit_path(settings).stat().st_mode & 0o777 == 0o600
+
+
+def test_sync_pings_its_own_check_and_a_dry_run_or_pull_pings_nothing(tmp_path, hc, capsys):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    settings, _ = write_config(tmp_path, dead_db(), {"sync_url": hc.url("/ping/sync-check-0004")})
+    settings.volume.target = str(mirror)
+    cfg = tmp_path / "sync.toml"
+    cfg.write_text(render_toml(settings))
+    for argv in (["sync", "--dry-run"], ["sync", "--pull", "--to", str(tmp_path / "pulled")]):
+        code, doc, _ = run_cli(capsys, str(cfg), *argv)
+        assert code == 0 and doc["monitor"] == []
+    assert hc.requests == []
+    code, doc, _ = run_cli(capsys, str(cfg), "sync")
+    assert code == 0 and doc["uploaded"] == 1
+    assert hc.paths() == ["/ping/sync-check-0004/start", "/ping/sync-check-0004"]
+    assert "1 uploaded" in hc.requests[1].text and "0 error(s)" in hc.requests[1].text
+    shutil.rmtree(tmp_path / "videos")  # the volume is not mounted tonight
+    code, doc, err = run_cli(capsys, str(cfg), "sync")
+    assert code != 0
+    assert hc.paths()[2:] == ["/ping/sync-check-0004/start", f"/ping/sync-check-0004/{code}"]
+    assert "FAILED" in hc.requests[-1].text and str(tmp_path / "videos") in hc.requests[-1].text
