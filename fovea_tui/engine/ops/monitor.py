@@ -32,7 +32,7 @@ from fovea_tui.engine.ops.notify import Delivery, host_name, http_call, scrub, w
 JOBS = ("nightly", "backup", "sync", "drill")
 PING_TIMEOUT_S = 2.0
 PING_BUDGET_S = 4.0
-BODY_LIMIT = 10_000           # Healthchecks keeps the first 10 kB of a body
+BODY_LIMIT = 10_000           # a short body: monitoring services keep only the start of a long one
 
 
 def url_for(settings: Settings, job: str, *, fallback: bool = True) -> str:
