@@ -320,3 +320,48 @@ def test_a_bad_apprise_url_is_named_by_position_not_shown(tmp_path, capsys):
     assert main(["--config", str(cfg), "notify", "test"]) == 2
     err = capsys.readouterr().err
     assert "entry 2 (tgram://...)" in err and "only-half-a-secret-token" not in err
+
+
+def test_two_senders_at_once_send_an_alert_once(tmp_path, utc_days):
+    """The nightly run and a `status` from cron may check at the same moment."""
+    import threading
+
+    slow = HttpReceiver(delay=0.5)
+    try:
+        settings, _ = make(tmp_path, urls=[slow.url(JSON_PATH, scheme="json")])
+        alert = notify.Alert("critical", "stack:critical:down", "stack down")
+        now = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+        outcomes = []
+        threads = [threading.Thread(target=lambda: outcomes.append(notify.send_alerts(settings, [alert], now=now)))
+                   for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    finally:
+        slow.close()
+    assert len(slow.requests) == 1
+    assert sorted(len(o.sent) for o in outcomes) == [0, 0, 1]
+
+
+def test_a_read_only_state_dir_costs_the_alert_state_not_the_caller(tmp_path, http, utc_days):
+    import subprocess
+
+    from support.services import unavailable
+
+    settings, _ = make(tmp_path, urls=[http.url(JSON_PATH, scheme="json")])
+    settings.state_dir.mkdir(parents=True)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    r = subprocess.run(["mount", "--bind", "-o", "ro", str(settings.backups_dir), str(ro)], capture_output=True)
+    if r.returncode != 0:
+        unavailable(f"cannot bind-mount read-only here: {r.stderr.decode().strip()}")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(ro)], check=True, capture_output=True)
+        settings.backups.dir = str(ro)
+        outcome = notify.send_alerts(settings, [notify.Alert("critical", "k", "t")])
+    finally:
+        subprocess.run(["umount", "-l", str(ro)], capture_output=True)
+    # Better twice than never: the alert goes out, and the state that could not be kept is said.
+    assert outcome.sent == ["k"] and "Read-only file system" in outcome.error
+    assert len(http.requests) == 1

@@ -90,23 +90,22 @@ def ensure_private_dir(path: Path) -> Path:
 
 def write_private_atomic(path: Path, text: str) -> None:
     """Replace `path` with `text` as a 0600 file, whatever the umask: a crash leaves the old
-    file or the new one, never half of one."""
+    file or the new one, never half of one. The temp file has a name of its own (mkstemp:
+    0600, never an existing file or link), so two writers never write into one temp file."""
+    import tempfile
+
     ensure_private_dir(path.parent)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o600)  # an old temp file may have been left with another mode
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.replace(tmp, path)
     except BaseException:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
         raise
-    os.replace(tmp, path)
 
 
 def check_not_world_writable(path: Path, what: str = "backups directory") -> None:

@@ -44,7 +44,7 @@ from tenacity import (
 from fovea_tui import __version__
 from fovea_tui import masking
 from fovea_tui.config import Settings
-from fovea_tui.errors import FoveaError
+from fovea_tui.errors import FoveaError, LockHeld
 
 TIMEOUT_S = 5.0
 ATTEMPTS = 3
@@ -58,6 +58,7 @@ APPRISE_TIMEOUT_S = 5.0       # connect and read timeout of each Apprise service
 
 ALERTS_FILE = "alerts-sent.json"
 ALERT_MEMORY = timedelta(days=3)   # forget what was sent longer ago than this
+ALERTS_LOCK_WAIT_S = 60.0          # another sender holds the alerts lock: wait this long for it
 
 _CREDENTIALS_IN_URL = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@")
 _HOST_NAME = re.compile(r"^(localhost|\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9-]+(\.[a-zA-Z0-9-]+)+)(:\d+)?$")
@@ -350,12 +351,30 @@ def send_alerts(settings: Settings, alerts: list[Alert], *, now: datetime | None
     An alert counts as sent only when at least one channel took it, so a channel that was
     down is tried again at the next check. Never raises.
     """
+    from fovea_tui.engine.infra.locks import acquire
+
+    if not settings.notify.urls or not alerts:
+        return AlertsOutcome()
+    # One sender at a time (the nightly run and a `status` from cron may meet): each reads
+    # what the other sent, so an alert never goes out twice in a day.
+    now = now or datetime.now(timezone.utc)
+    try:
+        with acquire(settings, "alerts", purpose="sending alerts", wait=ALERTS_LOCK_WAIT_S):
+            return _send_alerts_locked(settings, alerts, now, warn)
+    except LockHeld as exc:  # another sender is stuck on a channel: it will send these too
+        log.warning("alerts not sent: %s", exc)
+        return AlertsOutcome(error=str(exc))
+    except (FoveaError, OSError):
+        # No lock file in a read-only state dir: better an alert twice than none. What was
+        # recorded before can still be read, so only alerts new since then repeat.
+        return _send_alerts_locked(settings, alerts, now, warn)
+
+
+def _send_alerts_locked(settings: Settings, alerts: list[Alert], now: datetime,
+                        warn: Callable[[str], None] | None) -> AlertsOutcome:
     from fovea_tui.engine.infra.locks import write_private_atomic
 
     outcome = AlertsOutcome()
-    if not settings.notify.urls or not alerts:
-        return outcome
-    now = now or datetime.now(timezone.utc)
     sent = _read_sent(settings)
     due: list[Alert] = []
     for alert in alerts:
@@ -374,7 +393,8 @@ def send_alerts(settings: Settings, alerts: list[Alert], *, now: datetime | None
     try:
         write_private_atomic(alerts_path(settings), json.dumps(kept, indent=2, sort_keys=True) + "\n")
     except (OSError, FoveaError) as exc:  # a state dir we cannot write never fails the caller
-        log.warning("%s not written: %s", alerts_path(settings), getattr(exc, "strerror", None) or exc)
+        outcome.error = f"{alerts_path(settings)} not written: {getattr(exc, 'strerror', None) or exc}"
+        log.warning("%s", outcome.error)
     if due or outcome.held_back:
         from fovea_tui.engine.infra import audit
 
