@@ -232,6 +232,11 @@ def test_status_alerts_worth_a_phone(tmp_path):
     # a count that moves is still the same alert
     again = notify.alerts_from_status([{"level": "critical", "subject": "backups", "message": "4 corrupt dumps"}])
     assert again[0].key == chosen[2].key
+    # a failed drill or restore is sent as it ends; status reporting it later is the same alert
+    later = notify.alerts_from_status([
+        {"level": "critical", "subject": "drill", "message": "last restore drill (2026-03-01) failed: rows"},
+        {"level": "critical", "subject": "restore", "message": "the last restore failed at step load"}])
+    assert [a.key for a in later] == ["drill:critical", "restore:critical"]
 
 
 def test_status_from_cron_sends_new_alerts_once(tmp_path, http, capsys, utc_days):

@@ -298,11 +298,17 @@ NEXT_STEP = {
 }
 
 
+# Cards whose alerts are also raised by the event itself (a drill or a restore that ends
+# badly): keyed by card and level alone, so the event and the status that reports it later
+# are one alert.
+EVENT_SUBJECTS = ("drill", "restore")
+
+
 def alerts_from_status(alerts: list[Any]) -> list[Alert]:
     """The status alerts worth a person's phone: every CRITICAL one, and any about the drill
     (overdue is a warning on the dashboard). Status alerts carry no key of their own: it is
     their card and level, with figures taken out of the text so a count that moves does not
-    make a new alert; drill alerts are keyed by card and level alone."""
+    make a new alert (`EVENT_SUBJECTS`: card and level alone)."""
     chosen: list[Alert] = []
     for a in alerts:
         level, subject, text = (a["level"], a["subject"], a["message"]) if isinstance(a, dict) else (
@@ -310,7 +316,7 @@ def alerts_from_status(alerts: list[Any]) -> list[Alert]:
         text = scrub(text)
         if level != "critical" and subject != "drill":
             continue
-        key = f"{subject}:{level}" if subject == "drill" else f"{subject}:{level}:{re.sub(r'[0-9]+', '#', text)}"
+        key = f"{subject}:{level}" if subject in EVENT_SUBJECTS else f"{subject}:{level}:{re.sub(r'[0-9]+', '#', text)}"
         chosen.append(Alert(level, key, text, NEXT_STEP.get(subject, "run `fovea-tui status`")))
     return chosen
 

@@ -79,7 +79,7 @@ def execute(handle, action: str) -> None:
         if outcome != "ok":
             dump = _name(data["params"].get("dump"))
             notify.send_alerts(settings, [notify.Alert(
-                "critical", f"restore:{outcome}", f"restore of {dump} ended {status}: {data.get('message', '')}",
+                "critical", "restore:critical", f"restore of {dump} ended {status}: {data.get('message', '')}",
                 notify.NEXT_STEP["restore"])])
         print(masking.redact(f"{now_iso()} {handle.id}: {status}: {data.get('message', '')}"), flush=True)
 
