@@ -127,18 +127,19 @@ def test_a_run_mailed_through_smtp_reads_back(tmp_path, smtp):
 
 def test_a_dead_channel_never_fails_the_run_and_is_masked_everywhere(tmp_path, capsys):
     dead = f"json://127.0.0.1:{free_port()}/apprise/dead-channel-secret-9"
-    tgram = "tgram://123456789:AAbbCCddEEffGGhhIIjjKKllMMnnOOppQQr/424242"
-    settings, cfg = make(tmp_path, urls=[dead, tgram])
+    form_port = free_port()
+    form = f"form://alice:form-password-31@127.0.0.1:{form_port}/private-topic-31"
+    settings, cfg = make(tmp_path, urls=[dead, form])
     code = main(["--config", cfg, "run-nightly", "--json"])
     out, err = capsys.readouterr()
     assert code == 1  # the run failed (its database), not because of the channels
     doc = json.loads(out)
     assert [(n["channel"], n["ok"]) for n in doc["notifications"]] == [("apprise", False), ("apprise", False)]
     assert [n["url"] for n in doc["notifications"]] == [f"json://127.0.0.1:{dead.split(':')[2].split('/')[0]}/••••••",
-                                                        "tgram://••••••"]
+                                                        f"form://127.0.0.1:{form_port}/••••••"]
     assert "warning: apprise json://127.0.0.1:" in err
     everything = out + err + audit.audit_path(settings).read_text() + last_path(settings).read_text()
-    for secret in ("dead-channel-secret-9", "AAbbCCddEEffGGhhIIjjKKllMMnnOOppQQr", "123456789"):
+    for secret in ("dead-channel-secret-9", "private-topic-31", "form-password-31", "alice"):
         assert secret not in everything
     failures = audit.read(settings, action="notify")
     # the run's message and the digest of its new status alerts: each channel tried twice
