@@ -1,4 +1,7 @@
-"""`fovea-tui status`: what the dashboard shows, as text or JSON."""
+"""`fovea-tui status`: what the dashboard shows, as text or JSON.
+
+What cron runs between nights: with `notify.urls` set, the alerts a person must see go out
+(`engine.ops.notify.check_status_alerts`, each at most once a day)."""
 
 from __future__ import annotations
 
