@@ -43,6 +43,8 @@ HINTS = {
     "notify.on_success": "also send a message when the nightly run went well",
     "monitor.ping_url": "dead-man's switch for the nightly run: <url>/start, <url>, <url>/fail (shown hidden)",
     "monitor.backup_url": "a check of its own for backups; empty: ping_url when run alone",
+    "monitor.sync_url": "a check of its own for the volume sync; empty: ping_url when run alone",
+    "monitor.drill_url": "a check for drills (period: drill.interval_days); empty: ping_url",
 }
 # Keys whose value is a credential: typed into hidden fields, like a password.
 SECRET_KEYS = {"database.url", "notify.webhooks", "notify.urls", "monitor.ping_url", "monitor.backup_url",
