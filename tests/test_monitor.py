@@ -75,6 +75,8 @@ def test_a_good_night_pings_start_then_success_with_what_ran(fresh_direct_db, tm
     assert hc.paths() == [CHECK + "/start", CHECK]
     start, end = hc.requests
     assert start.method == end.method == "POST" and start.content_type.startswith("text/plain")
+    # one run id pairs the start with its end (Healthchecks times overlapping runs apart)
+    assert start.query["rid"] == end.query["rid"] and len(start.query["rid"][0]) == 36
     assert f"fovea-tui nightly started on {HOST}" in start.text
     assert end.text.startswith(f"fovea-tui nightly on {HOST}: OK")
     assert "backup  ok" in end.text and "bytes" in end.text and "sync    skipped" in end.text
@@ -105,6 +107,7 @@ def test_a_service_without_exit_codes_gets_fail(tmp_path, hc):
     result = run_nightly(settings)
     assert not result.ok
     assert hc.paths() == ["/generic/abcdef0123/start", "/generic/abcdef0123/fail"]
+    assert all("rid" not in r.query for r in hc.requests)  # only Healthchecks is known to take it
 
 
 def test_a_monitor_that_is_down_neither_fails_nor_holds_up_the_run(fresh_direct_db, tmp_path, capsys):

@@ -11,7 +11,8 @@ The calls (Healthchecks' protocol, which most services take):
 - `<url>/start` when the run begins, a short plain-text body;
 - `<url>` on success, `<url>/fail` on failure, the body saying what ran, its figures, and the
   failure's reason; on Healthchecks (`hc-ping.com` or a self-hosted `/ping/...` URL)
-  `<url>/<exit code>` replaces `/fail`, so the check's log shows the code.
+  `<url>/<exit code>` replaces `/fail`, so the check's log shows the code, and both calls
+  of a run carry one `?rid=` so overlapping runs are timed apart.
 - Uptime Kuma push URLs (`.../api/push/<token>`) take no start call and no body: the end of
   the run is one GET with `status=up|down` and `msg=`.
 
@@ -21,6 +22,7 @@ exception. Its outcome goes into the run's JSON and the audit log, its URL only 
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -75,10 +77,15 @@ class Ping:
         return {"job": self.job, "event": self.event, "exit_code": self.exit_code, **self.delivery.as_dict()}
 
 
-def ping(url: str, job: str, event: str, body: str, *, exit_code: int | None = None,
+def ping(url: str, job: str, event: str, body: str, *, exit_code: int | None = None, run_id: str = "",
          timeout: float = PING_TIMEOUT_S, budget: float = PING_BUDGET_S) -> Ping | None:
-    """One call to the monitoring service; None when the service takes no call for `event`."""
+    """One call to the monitoring service; None when the service takes no call for `event`.
+
+    `run_id` pairs a start with its end on Healthchecks (`?rid=`), so two runs that overlap
+    on one check (a drill during the nightly run, both on `ping_url`) are timed apart."""
     kind = flavour(url)
+    if run_id and kind == "healthchecks":
+        url = _with_query(url, {"rid": run_id})
     text = scrub(body)[:BODY_LIMIT]
     options = {"channel": "ping", "timeout": timeout, "budget": budget, "backoff_initial": 0.3, "backoff_max": 1.0}
     if kind == "uptime-kuma":
@@ -110,6 +117,7 @@ class Watch:
     url: str = ""
     pings: list[Ping] = field(default_factory=list)
     finished: bool = False
+    run_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
     @classmethod
     def for_job(cls, settings: Settings, job: str, *, fallback: bool = True) -> "Watch":
@@ -117,9 +125,8 @@ class Watch:
 
     def start(self, detail: str = "") -> None:
         if self.url:
-            self._add(ping(self.url, self.job, "start",
-                           f"fovea-tui {self.job} started on {host_name()} (fovea-tui {__version__})"
-                           + (f"\n{detail}" if detail else "")))
+            body = f"fovea-tui {self.job} started on {host_name()} (fovea-tui {__version__})"
+            self._add(ping(self.url, self.job, "start", body + (f"\n{detail}" if detail else ""), run_id=self.run_id))
 
     def finish(self, exit_code: int, summary: str) -> None:
         """Ping success (exit code 0) or failure, once; the outcome is audited."""
@@ -129,7 +136,8 @@ class Watch:
         self.finished = True
         head = "OK" if exit_code == 0 else f"FAILED (exit code {exit_code})"
         body = f"fovea-tui {self.job} on {host_name()}: {head}\n{summary}".rstrip()
-        self._add(ping(self.url, self.job, "success" if exit_code == 0 else "fail", body, exit_code=exit_code))
+        self._add(ping(self.url, self.job, "success" if exit_code == 0 else "fail", body, exit_code=exit_code,
+                       run_id=self.run_id))
         from fovea_tui.engine.infra import audit
 
         audit.record(self.settings, "monitor", "ok" if all(p.delivery.ok for p in self.pings) else "failed", {
