@@ -227,3 +227,27 @@ def test_sync_pings_its_own_check_and_a_dry_run_or_pull_pings_nothing(tmp_path, 
     assert code != 0
     assert hc.paths()[2:] == ["/ping/sync-check-0004/start", f"/ping/sync-check-0004/{code}"]
     assert "FAILED" in hc.requests[-1].text and str(tmp_path / "videos") in hc.requests[-1].text
+
+
+def test_the_calls_each_service_takes():
+    """What goes where, without the network: Cronitor and hc-ping.com are not reached from tests."""
+    from urllib.parse import parse_qs, urlsplit
+
+    cronitor = "https://cronitor.link/p/api-key-1/nightly-fovea"
+    start = monitor.plan_call(cronitor, "start", "fovea-tui nightly started", run_id="r-1")
+    end = monitor.plan_call(cronitor, "fail", "FAILED\nbackup failed", exit_code=1, run_id="r-1")
+    assert start.body is None and end.body is None  # GETs
+    q_start, q_end = (parse_qs(urlsplit(c.url).query) for c in (start, end))
+    assert q_start["state"] == ["run"] and q_end["state"] == ["fail"] and q_end["status_code"] == ["1"]
+    assert q_start["series"] == q_end["series"] == ["r-1"] and q_end["host"] == [HOST]
+    assert q_end["message"] == ["FAILED\nbackup failed"]
+    ok = monitor.plan_call(cronitor, "success", "OK", exit_code=0)
+    assert parse_qs(urlsplit(ok.url).query)["state"] == ["complete"]
+
+    hc_cloud = "https://hc-ping.com/ping-key-1/fovea-nightly"
+    assert urlsplit(monitor.plan_call(hc_cloud, "fail", "x", exit_code=3).url).path == "/ping-key-1/fovea-nightly/3"
+    assert monitor.plan_call(hc_cloud, "fail", "x", exit_code=3).event == "exit"
+    generic = "https://status.example.org/heartbeat/abc?token=t"
+    assert monitor.plan_call(generic, "start", "x").url == "https://status.example.org/heartbeat/abc/start?token=t"
+    assert monitor.plan_call(generic, "fail", "x", exit_code=2).url == "https://status.example.org/heartbeat/abc/fail?token=t"
+    assert monitor.plan_call("https://kuma.example.org/api/push/tok?status=up&msg=OK&ping=", "start", "x") is None

@@ -15,6 +15,8 @@ The calls (Healthchecks' protocol, which most services take):
   of a run carry one `?rid=` so overlapping runs are timed apart.
 - Uptime Kuma push URLs (`.../api/push/<token>`) take no start call and no body: the end of
   the run is one GET with `status=up|down` and `msg=`.
+- Cronitor (`cronitor.link/p/<key>/<monitor>`) takes GETs with `state=run|complete|fail`,
+  `message=`, `series=` (the run id) and `status_code=`.
 
 A ping is best effort: `PING_BUDGET_S` seconds at most, retries included, and never an
 exception. Its outcome goes into the run's JSON and the audit log, its URL only masked.
@@ -46,11 +48,14 @@ def url_for(settings: Settings, job: str, *, fallback: bool = True) -> str:
 
 
 def flavour(url: str) -> str:
-    """healthchecks | uptime-kuma | generic: which calls the service behind `url` takes."""
+    """healthchecks | uptime-kuma | cronitor | generic: which calls the service behind `url` takes."""
     parts = urlsplit(url)
+    host = parts.hostname or ""
     if "/api/push/" in parts.path:
         return "uptime-kuma"
-    if parts.hostname == "hc-ping.com" or parts.path.startswith("/ping/"):
+    if host == "cronitor.link" or host.endswith(".cronitor.link"):
+        return "cronitor"
+    if host == "hc-ping.com" or parts.path.startswith("/ping/"):
         return "healthchecks"
     return "generic"
 
@@ -77,34 +82,56 @@ class Ping:
         return {"job": self.job, "event": self.event, "exit_code": self.exit_code, **self.delivery.as_dict()}
 
 
-def ping(url: str, job: str, event: str, body: str, *, exit_code: int | None = None, run_id: str = "",
-         timeout: float = PING_TIMEOUT_S, budget: float = PING_BUDGET_S) -> Ping | None:
-    """One call to the monitoring service; None when the service takes no call for `event`.
+@dataclass(frozen=True)
+class Call:
+    """One HTTP request to a monitoring service: GET when `body` is None."""
 
-    `run_id` pairs a start with its end on Healthchecks (`?rid=`), so two runs that overlap
-    on one check (a drill during the nightly run, both on `ping_url`) are timed apart."""
+    url: str
+    body: bytes | None
+    event: str
+
+
+def plan_call(url: str, event: str, text: str, *, exit_code: int | None = None, run_id: str = "") -> Call | None:
+    """The request that tells the service behind `url` about `event` (start | success | fail);
+    None when that service takes no call for it. `run_id` pairs a start with its end (a
+    Healthchecks `rid`, a Cronitor `series`), so two runs that overlap on one check (a drill
+    during the nightly run, both on `ping_url`) are timed apart."""
     kind = flavour(url)
-    if run_id and kind == "healthchecks":
-        url = _with_query(url, {"rid": run_id})
-    text = scrub(body)[:BODY_LIMIT]
-    options = {"channel": "ping", "timeout": timeout, "budget": budget, "backoff_initial": 0.3, "backoff_max": 1.0}
+    first_line = text.splitlines()[0] if text else event
     if kind == "uptime-kuma":
         if event == "start":
             return None
-        first_line = text.splitlines()[0] if text else event
-        target = _with_query(url, {"status": "up" if event == "success" else "down", "msg": first_line[:200],
-                                   "ping": ""})
-        return Ping(job, event, http_call(target, None, **options), exit_code)
+        return Call(_with_query(url, {"status": "up" if event == "success" else "down", "msg": first_line[:200],
+                                      "ping": ""}), None, event)
+    if kind == "cronitor":
+        state = {"start": "run", "success": "complete"}.get(event, "fail")
+        extra = {"state": state, "message": text[:2000], "host": host_name()}
+        if run_id:
+            extra["series"] = run_id
+        if exit_code is not None and event != "start":
+            extra["status_code"] = str(exit_code)
+        return Call(_with_query(url, extra), None, event)
+    if run_id and kind == "healthchecks":
+        url = _with_query(url, {"rid": run_id})
+    body = text.encode("utf-8")
     if event == "start":
-        target = _with_suffix(url, "start")
-    elif event == "success":
-        target = url
-    elif kind == "healthchecks" and exit_code is not None and 0 < exit_code < 256:
-        target, event = _with_suffix(url, str(exit_code)), "exit"
-    else:
-        target = _with_suffix(url, "fail")
-    return Ping(job, event, http_call(target, text.encode("utf-8"), content_type="text/plain; charset=utf-8",
-                                      **options), exit_code)
+        return Call(_with_suffix(url, "start"), body, event)
+    if event == "success":
+        return Call(url, body, event)
+    if kind == "healthchecks" and exit_code is not None and 0 < exit_code < 256:
+        return Call(_with_suffix(url, str(exit_code)), body, "exit")
+    return Call(_with_suffix(url, "fail"), body, "fail")
+
+
+def ping(url: str, job: str, event: str, body: str, *, exit_code: int | None = None, run_id: str = "",
+         timeout: float = PING_TIMEOUT_S, budget: float = PING_BUDGET_S) -> Ping | None:
+    """One call to the monitoring service, best effort; None when it takes no call for `event`."""
+    call = plan_call(url, event, scrub(body)[:BODY_LIMIT], exit_code=exit_code, run_id=run_id)
+    if call is None:
+        return None
+    delivery = http_call(call.url, call.body, content_type="text/plain; charset=utf-8", channel="ping",
+                         timeout=timeout, budget=budget, backoff_initial=0.3, backoff_max=1.0)
+    return Ping(job, call.event, delivery, exit_code)
 
 
 @dataclass
