@@ -8,15 +8,19 @@ tool's config must never silently fall back to a default.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
+from functools import cache
 from pathlib import Path
+from types import ModuleType
 from typing import Any, get_args, get_origin, get_type_hints
 
 import tomli_w
 
 from fovea_tui import masking
+from fovea_tui.engine.infra.files import write_atomic
 from fovea_tui.errors import ConfigError
 
 CONFIG_ENV_VAR = "FOVEA_TUI_CONFIG"
@@ -220,11 +224,20 @@ def _is_http_url(url: str) -> bool:
         return False
 
 
+@cache
+def load_apprise() -> ModuleType:
+    """Apprise (the notification library behind `notify.urls`), imported once and only when
+    URLs are set, with its log records kept out of ours: they may name a service's URL, and
+    each delivery's records are read back from its result instead."""
+    import apprise
+
+    logging.getLogger("apprise").propagate = False
+    return apprise
+
+
 def _check_apprise_urls(urls: list[str]) -> None:
     """Every entry must be a URL Apprise can load; the message names the entry by position
     and scheme only, since the rest of it is a credential."""
-    from fovea_tui.engine.ops.notify import load_apprise
-
     apprise = load_apprise()
     for index, url in enumerate(urls, start=1):
         if apprise.Apprise.instantiate(url) is None:
@@ -325,12 +338,6 @@ def save_settings(settings: Settings, path: Path | None = None) -> Path:
     target = Path(path or settings.source or user_config_path())
     settings_from_dict(settings.to_toml_dict())  # never write what we could not read back
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(render_toml(settings))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)
+    write_atomic(target, render_toml(settings))
     settings.source = target.resolve()
     return target

@@ -7,13 +7,14 @@ configured.
 
 from __future__ import annotations
 
+from fovea_tui.cli.commands.run_nightly import render_deliveries
 from fovea_tui.cli.context import CliContext
+from fovea_tui.cli.flags import add_json_flag
+from fovea_tui.engine.ops.alerting import run_test as send_test
 from fovea_tui.errors import EXIT_FAILED, EXIT_OK
 
 
 def register(sub) -> None:
-    from fovea_tui.cli.main import add_json_flag
-
     parser = sub.add_parser("notify", help="notification channels and monitor pings")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     test = verbs.add_parser("test", help="send one test message to every notification URL and monitor ping")
@@ -22,8 +23,6 @@ def register(sub) -> None:
 
 
 def render(data: dict) -> str:
-    from fovea_tui.cli.commands.run_nightly import render_deliveries
-
     failed = sum(1 for d in data["deliveries"] if not d["ok"])
     head = (f"notify test from {data['host']}: all {len(data['deliveries'])} delivered" if not failed
             else f"notify test from {data['host']}: {failed} of {len(data['deliveries'])} FAILED")
@@ -31,8 +30,6 @@ def render(data: dict) -> str:
 
 
 def run_test(args, ctx: CliContext) -> int:
-    from fovea_tui.engine.ops.notify import run_test as send_test
-
     report = send_test(ctx.settings)
     ctx.emit(report.as_dict(), render(report.as_dict()))
     return EXIT_OK if report.ok else EXIT_FAILED

@@ -1,19 +1,19 @@
 """`fovea-tui status`: what the dashboard shows, as text or JSON.
 
 What cron runs between nights: with `notify.urls` set, the alerts a person must see go out
-(`engine.ops.notify.check_status_alerts`, each at most once a day)."""
+(`engine.ops.alerting.check_status_alerts`, each at most once a day)."""
 
 from __future__ import annotations
 
 import humanize
 
 from fovea_tui.cli.context import CliContext
-from fovea_tui.engine.ops.notify import check_status_alerts
+from fovea_tui.engine.ops.alerting import check_status_alerts
 from fovea_tui.engine.ops.status import StatusReport, collect_status
 
 
 def register(sub) -> None:
-    from fovea_tui.cli.main import add_json_flag
+    from fovea_tui.cli.flags import add_json_flag
 
     parser = sub.add_parser("status", help="what the dashboard shows, as text or JSON")
     add_json_flag(parser)

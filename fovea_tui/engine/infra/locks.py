@@ -88,26 +88,6 @@ def ensure_private_dir(path: Path) -> Path:
     return path
 
 
-def write_private_atomic(path: Path, text: str) -> None:
-    """Replace `path` with `text` as a 0600 file, whatever the umask: a crash leaves the old
-    file or the new one, never half of one. The temp file has a name of its own (mkstemp:
-    0600, never an existing file or link), so two writers never write into one temp file."""
-    import tempfile
-
-    ensure_private_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def check_not_world_writable(path: Path, what: str = "backups directory") -> None:
     """Refuse (exit 3) a directory any user may write to without the sticky bit."""
     try:

@@ -31,6 +31,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from fovea_tui import __version__
 from fovea_tui.config import Settings
+from fovea_tui.engine.infra import audit
 from fovea_tui.engine.ops.notify import Delivery, host_name, http_call, scrub, warn_stderr
 
 JOBS = ("nightly", "backup", "sync", "drill")
@@ -165,8 +166,6 @@ class Watch:
         body = f"fovea-tui {self.job} on {host_name()}: {head}\n{summary}".rstrip()
         self._add(ping(self.url, self.job, "success" if exit_code == 0 else "fail", body, exit_code=exit_code,
                        run_id=self.run_id))
-        from fovea_tui.engine.infra import audit
-
         audit.record(self.settings, "monitor", "ok" if all(p.delivery.ok for p in self.pings) else "failed", {
             "job": self.job, "exit_code": exit_code,
             "pings": [{"event": p.event, "url": p.delivery.url, "ok": p.delivery.ok, "status": p.delivery.status,

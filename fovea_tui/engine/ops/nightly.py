@@ -8,8 +8,9 @@ Rules:
   step with a URL of its own (`monitor.backup_url`, `sync_url`) pings that around the step;
 - the run is recorded to `<state_dir>/nightly-last.json` and the audit log (action
   "nightly"), then notified (`engine.ops.notify`: webhooks and Apprise URLs) on failure, or
-  on success with `notify.on_success`; with Apprise URLs set, status is then computed and
-  its new alerts sent (once a day each). A ping or a channel that fails never fails the run.
+  on success with `notify.on_success` (`engine.ops.alerting.run_nightly`, what the command
+  runs, then sends the status alerts that are new today). A ping or a channel that fails
+  never fails the run.
 
 One nightly run at a time (lock "nightly"); each engine takes its own locks as usual.
 """
@@ -30,9 +31,14 @@ from fovea_tui import masking
 from fovea_tui.config import Settings
 from fovea_tui.engine.infra import audit
 from fovea_tui.engine.ops import monitor, notify
-from fovea_tui.engine.infra.locks import acquire, write_private_atomic
+from fovea_tui.engine.infra.files import write_atomic
+from fovea_tui.engine.infra.locks import acquire, ensure_private_dir
 from fovea_tui.engine.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 from fovea_tui.errors import Cancelled, FoveaError
+from fovea_tui.engine.backups.offsite import OffsiteFailed
+from fovea_tui.engine.backups.pipeline import run_backup
+from fovea_tui.engine.backups import prune
+from fovea_tui.engine.volume.sync import run_sync
 
 LAST_FILE = "nightly-last.json"
 STEPS = ("backup", "prune", "sync")
@@ -60,7 +66,7 @@ class NightlyResult:
     steps: list[StepResult] = field(default_factory=list)
     notifications: list[dict[str, Any]] = field(default_factory=list)
     monitor: list[dict[str, Any]] = field(default_factory=list)
-    alerts: dict[str, Any] = field(default_factory=dict)
+    alerts: dict[str, Any] = field(default_factory=dict)    # set by engine.ops.alerting after the run
     cancelled: bool = False
 
     @property
@@ -121,8 +127,6 @@ def _as_dict(value: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------- the steps -------------
 
 def _backup(settings: Settings, progress: ProgressCallback, cancel: CancelToken) -> tuple[dict[str, Any], str]:
-    from fovea_tui.engine.backups.pipeline import OffsiteFailed, run_backup
-
     try:
         result = _as_dict(run_backup(settings, progress=progress, cancel=cancel, offsite=True))
     except OffsiteFailed as exc:  # the local dump is fine, its off-site copy is not: still a failure
@@ -134,8 +138,6 @@ def _backup(settings: Settings, progress: ProgressCallback, cancel: CancelToken)
 
 
 def _prune(settings: Settings, progress: ProgressCallback, cancel: CancelToken) -> tuple[dict[str, Any], str]:
-    from fovea_tui.engine.backups import prune
-
     outcome = prune.prune(settings, dry_run=False, progress=progress, cancel=cancel)
     result = outcome.to_json()
     detail = f"kept {len(result.get('keep', []))}, deleted {len(result.get('deleted', []))} file(s)"
@@ -147,8 +149,6 @@ def _prune(settings: Settings, progress: ProgressCallback, cancel: CancelToken) 
 
 
 def _sync(settings: Settings, progress: ProgressCallback, cancel: CancelToken) -> tuple[dict[str, Any], str]:
-    from fovea_tui.engine.volume.sync import run_sync
-
     outcome = run_sync(settings, dry_run=False, progress=progress, cancel=cancel)
     result = _as_dict(outcome)
     detail = (f"{result.get('uploaded', 0)} uploaded, {result.get('skipped', 0)} unchanged, "
@@ -220,10 +220,9 @@ def run_nightly(settings: Settings, progress: ProgressCallback = no_progress, ca
         result.finished_at = clock()
         run_watch.finish(0 if result.ok else 1, result.summary_lines())
         result.monitor = run_watch.as_list() + [p for w in step_watches for p in w.as_list()]
-        if send_notifications:
-            if (settings.notify.webhooks or settings.notify.urls) and (not result.ok or settings.notify.on_success):
-                result.notifications = notify.deliver(settings, message(result), **(notify_options or {}))
-            result.alerts = notify.check_status_alerts(settings, now=result.finished_at).as_dict()
+        if send_notifications and (settings.notify.webhooks or settings.notify.urls) and (
+                not result.ok or settings.notify.on_success):
+            result.notifications = notify.deliver(settings, message(result), **(notify_options or {}))
         record(settings, result)
     return result
 
@@ -297,11 +296,11 @@ def record(settings: Settings, result: NightlyResult) -> None:
         "steps": [{"name": s.name, "status": s.status, "detail": s.detail} for s in result.steps],
         "notifications": [{"channel": n["channel"], "url": n["url"], "ok": n["ok"]} for n in result.notifications],
         "monitor": [{"job": p["job"], "event": p["event"], "url": p["url"], "ok": p["ok"]} for p in result.monitor],
-        "alerts_sent": (result.alerts or {}).get("sent", []),
     })
     try:
-        write_private_atomic(last_path(settings),
-                             masking.redact(json.dumps(data, indent=2, default=str, ensure_ascii=False)) + "\n")
+        path = last_path(settings)
+        ensure_private_dir(path.parent)
+        write_atomic(path, masking.redact(json.dumps(data, indent=2, default=str, ensure_ascii=False)) + "\n")
     except (OSError, FoveaError) as exc:
         log.warning("%s not written: %s", last_path(settings), getattr(exc, "strerror", None) or exc)
 

@@ -27,8 +27,6 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from functools import cache
-from types import ModuleType
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
@@ -43,7 +41,10 @@ from tenacity import (
 
 from fovea_tui import __version__
 from fovea_tui import masking
-from fovea_tui.config import Settings
+from fovea_tui.config import Settings, load_apprise
+from fovea_tui.engine.infra import audit
+from fovea_tui.engine.infra.files import write_atomic
+from fovea_tui.engine.infra.locks import acquire, ensure_private_dir
 from fovea_tui.errors import FoveaError, LockHeld
 
 TIMEOUT_S = 5.0
@@ -64,16 +65,6 @@ _CREDENTIALS_IN_URL = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s:@
 _HOST_NAME = re.compile(r"^(localhost|\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9-]+(\.[a-zA-Z0-9-]+)+)(:\d+)?$")
 
 log = logging.getLogger(__name__)
-
-
-@cache
-def load_apprise() -> ModuleType:
-    """Apprise, with its own log records kept out of ours: they may name a service's URL,
-    and each delivery's records are read back from its result instead."""
-    import apprise
-
-    logging.getLogger("apprise").propagate = False
-    return apprise
 
 
 def mask_url(url: str) -> str:
@@ -253,8 +244,6 @@ def deliver(settings: Settings, message: Message, *, warn: Callable[[str], None]
             **post_options: Any) -> list[dict[str, Any]]:
     """Send `message` to every webhook (when it has a payload) and every Apprise URL.
     Failures are warned about and audited; nothing raises."""
-    from fovea_tui.engine.infra import audit
-
     warn = warn or warn_stderr
     deliveries: list[Delivery] = []
     if message.payload is not None:
@@ -357,8 +346,6 @@ def send_alerts(settings: Settings, alerts: list[Alert], *, now: datetime | None
     An alert counts as sent only when at least one channel took it, so a channel that was
     down is tried again at the next check. Never raises.
     """
-    from fovea_tui.engine.infra.locks import acquire
-
     if not settings.notify.urls or not alerts:
         return AlertsOutcome()
     # One sender at a time (the nightly run and a `status` from cron may meet): each reads
@@ -378,8 +365,6 @@ def send_alerts(settings: Settings, alerts: list[Alert], *, now: datetime | None
 
 def _send_alerts_locked(settings: Settings, alerts: list[Alert], now: datetime,
                         warn: Callable[[str], None] | None) -> AlertsOutcome:
-    from fovea_tui.engine.infra.locks import write_private_atomic
-
     outcome = AlertsOutcome()
     sent = _read_sent(settings)
     due: list[Alert] = []
@@ -397,14 +382,13 @@ def _send_alerts_locked(settings: Settings, alerts: list[Alert], now: datetime,
             outcome.sent = [a.key for a in due]
     kept = {k: v for k, v in sent.items() if (t := _parse_time(v)) is not None and now - t < ALERT_MEMORY}
     try:
-        write_private_atomic(alerts_path(settings), json.dumps(kept, indent=2, sort_keys=True) + "\n")
+        ensure_private_dir(settings.state_dir)
+        write_atomic(alerts_path(settings), json.dumps(kept, indent=2, sort_keys=True) + "\n")
     except (OSError, FoveaError) as exc:  # a state dir we cannot write never fails the caller
         outcome.error = f"{alerts_path(settings)} not written: {getattr(exc, 'strerror', None) or exc}"
         log.warning("%s", outcome.error)
     if due or outcome.held_back:
-        from fovea_tui.engine.infra import audit
-
-        audit.record(settings, "alerts", "sent" if outcome.sent else ("failed" if due else "held_back"), {
+            audit.record(settings, "alerts", "sent" if outcome.sent else ("failed" if due else "held_back"), {
             "sent": outcome.sent, "held_back": outcome.held_back, "due": [a.key for a in due],
             "deliveries": [{"url": d["url"], "ok": d["ok"]} for d in outcome.deliveries]}, now=now)
     return outcome
@@ -432,56 +416,3 @@ def _parse_time(value: str | None) -> datetime | None:
     except ValueError:
         return None
     return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
-
-
-def check_status_alerts(settings: Settings, *, report: Any = None, now: datetime | None = None) -> AlertsOutcome:
-    """Compute status (unless given) and send what is new today; only when channels exist."""
-    if not settings.notify.urls:
-        return AlertsOutcome()
-    if report is None:
-        from fovea_tui.engine.ops.status import collect_status
-
-        try:
-            report = collect_status(settings, now)
-        except Exception as exc:  # noqa: BLE001 - a probe's bug must not cost the run that asked
-            log.warning("status for alerts not computed: %s", scrub(f"{type(exc).__name__}: {exc}"))
-            return AlertsOutcome(error=scrub(f"{type(exc).__name__}: {exc}"))
-    return send_alerts(settings, alerts_from_status(report.alerts), now=now)
-
-
-# ---------------------------------------------------------------- notify test -----------
-
-@dataclass
-class TestReport:
-    """`fovea-tui notify test`: one outcome per webhook, Apprise URL and ping URL."""
-
-    deliveries: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return all(d["ok"] for d in self.deliveries)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "host": host_name(), "deliveries": self.deliveries}
-
-
-def run_test(settings: Settings, *, warn: Callable[[str], None] | None = None) -> TestReport:
-    """Send one test message to every configured channel and ping every monitor URL.
-
-    Raises ConfigError (exit 2) when nothing is configured: there is nothing to test."""
-    from fovea_tui.engine.ops import monitor
-    from fovea_tui.errors import ConfigError
-
-    if not (settings.notify.webhooks or settings.notify.urls or any(vars(settings.monitor).values())):
-        raise ConfigError("nothing to test: notify.urls, notify.webhooks and monitor.ping_url are all empty",
-                          key="notify.urls", hint="add an Apprise URL to notify.urls or a ping URL to monitor.ping_url")
-    host = host_name()
-    text = f"fovea-tui notify test from {host}: if you read this, alerts from this host reach you."
-    payload = {"source": "fovea-tui", "event": "test", "ok": True, "host": host, "text": text,
-               "tool_version": __version__}
-    report = TestReport()
-    report.deliveries += deliver(settings, Message(f"fovea-tui on {host}: test message",
-                                                   text + "\n\nNext: nothing to do.", payload=payload),
-                                 warn=warn or (lambda message: None))
-    report.deliveries += monitor.send_test_pings(settings)
-    return report

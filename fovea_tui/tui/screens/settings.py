@@ -20,6 +20,8 @@ from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
 from fovea_tui import masking
 from fovea_tui.config import SECTIONS, Settings, render_toml, save_settings, settings_from_dict, user_config_path
+from fovea_tui.engine.ops.alerting import run_test
+from fovea_tui.engine.ops.notify import delivery_line
 from fovea_tui.errors import ConfigError, FoveaError
 from fovea_tui.tui.widgets.confirm import ConfirmDialog
 from fovea_tui.tui.widgets.schedule_panel import SchedulePanel
@@ -251,8 +253,6 @@ class SettingsScreen(Screen):
 
     @work(thread=True, exclusive=True, group="notify-test", exit_on_error=False)
     def _send_test(self, settings: Settings) -> None:
-        from fovea_tui.engine.ops.notify import run_test
-
         try:
             report = run_test(settings)
         except FoveaError as exc:
@@ -261,8 +261,6 @@ class SettingsScreen(Screen):
         self.post_message(NotifyTested(report.as_dict(), ""))
 
     def on_notify_tested(self, message: "NotifyTested") -> None:
-        from fovea_tui.engine.ops.notify import delivery_line
-
         result = self.query_one("#notify-result", Static)
         if message.report is None:
             result.update(Text(message.error))
