@@ -11,13 +11,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from support.receivers import HttpReceiver, SmtpReceiver, free_port
 
 from fovea_tui.cli.main import main
 from fovea_tui.config import render_toml, settings_from_dict
 from fovea_tui.engine.infra import audit
 from fovea_tui.engine.ops import notify
 from fovea_tui.engine.ops.nightly import last_path, run_nightly
-from support.receivers import HttpReceiver, SmtpReceiver, free_port
 
 HOST = socket.gethostname()
 JSON_PATH = "/apprise/hook-token-4242"

@@ -12,13 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
+from support.receivers import HttpReceiver, free_port
 
 from fovea_tui.cli.main import main
 from fovea_tui.config import render_toml, settings_from_dict
 from fovea_tui.engine.infra import audit
 from fovea_tui.engine.ops import monitor
 from fovea_tui.engine.ops.nightly import last_path, run_nightly
-from support.receivers import HttpReceiver, free_port
 
 CHECK = "/ping/5c1e1f3a-8d7b-4a55-9e0f-secret-check"
 HOST = socket.gethostname()

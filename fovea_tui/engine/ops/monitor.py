@@ -148,7 +148,7 @@ class Watch:
     run_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
     @classmethod
-    def for_job(cls, settings: Settings, job: str, *, fallback: bool = True) -> "Watch":
+    def for_job(cls, settings: Settings, job: str, *, fallback: bool = True) -> Watch:
         return cls(settings, job, url_for(settings, job, fallback=fallback))
 
     def start(self, detail: str = "") -> None:
@@ -182,7 +182,7 @@ class Watch:
     def as_list(self) -> list[dict[str, Any]]:
         return [p.as_dict() for p in self.pings]
 
-    def __enter__(self) -> "Watch":
+    def __enter__(self) -> Watch:
         self.start()
         return self
 

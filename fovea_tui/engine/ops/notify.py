@@ -39,8 +39,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from fovea_tui import __version__
-from fovea_tui import masking
+from fovea_tui import __version__, masking
 from fovea_tui.config import Settings, load_apprise
 from fovea_tui.engine.infra import audit
 from fovea_tui.engine.infra.files import write_atomic
@@ -137,7 +136,7 @@ def _request_once(url: str, body: bytes | None, content_type: str, timeout: floa
     except urllib.error.URLError as exc:
         reason = getattr(exc, "reason", exc)
         raise _Retryable(getattr(reason, "strerror", None) or str(reason)) from None
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         raise _Retryable(f"no answer within {timeout:.1f} s") from None
     except (OSError, ValueError) as exc:
         raise _Retryable(getattr(exc, "strerror", None) or str(exc)) from None

@@ -260,7 +260,7 @@ class SettingsScreen(Screen):
             return
         self.post_message(NotifyTested(report.as_dict(), ""))
 
-    def on_notify_tested(self, message: "NotifyTested") -> None:
+    def on_notify_tested(self, message: NotifyTested) -> None:
         result = self.query_one("#notify-result", Static)
         if message.report is None:
             result.update(Text(message.error))
