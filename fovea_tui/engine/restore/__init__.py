@@ -14,6 +14,8 @@ completed step and `rollback_restore` walks back through what ran to the safety 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +30,12 @@ from fovea_tui.envfile import DatabaseURL, EnvFile
 __all__ = [
     "CHECKLIST", "check_login", "start_restore", "resume_restore", "rollback_restore", "confirm", "cancel",
     "report", "latest_restore", "expected_database_name", "describe_status", "run_inline", "FINAL",
+    "FinishedRestore", "finished_restore", "live_words",
+    "ACTIVE", "active_restore", "unconfirmed", "safety_dump_name", "follow_command",
 ]
 
 FINAL = jobs.FINAL
+ACTIVE = ("pending", "running", "waiting", "rolling_back")  # a runner is at work on it
 
 
 def expected_database_name(settings: Settings) -> str:
@@ -98,8 +103,59 @@ def resume_restore(settings: Settings, job_id: str, *, confirmed: bool = False, 
     return job_id
 
 
-def rollback_restore(settings: Settings, job_id: str, *, detach: bool = True) -> str:
-    """Walk back through what the restore ran: the database from the safety dump, services restarted."""
+@dataclass(frozen=True)
+class FinishedRestore:
+    """A restore that completed: its database has been live, taking writes, since `since`."""
+
+    job: str
+    dump: str
+    database: str
+    since: str  # ISO time the restore ended
+    live_for_s: float
+
+    @property
+    def question(self) -> str:
+        return (f"Restore {self.job} of {self.dump} finished {live_words(self.live_for_s)} ago: database "
+                f"{self.database!r} has been live since {self.since}. Rolling back puts the safety dump taken "
+                "before that restore in its place and discards every write made since; a fresh safety dump "
+                "of the database as it is now is taken first.")
+
+
+def live_words(seconds: float) -> str:
+    """"3 d 4 h", "2 h 5 min", "40 s": how long a restored database has been live."""
+    s = max(0, int(seconds))
+    d, rest = divmod(s, 86400)
+    h, rest = divmod(rest, 3600)
+    m, sec = divmod(rest, 60)
+    if d:
+        return f"{d} d {h} h"
+    if h:
+        return f"{h} h {m} min"
+    return f"{m} min {sec} s" if m else f"{sec} s"
+
+
+def finished_restore(data: dict) -> FinishedRestore | None:
+    """The restore job `data` if it completed (rolling it back is a new destructive act)."""
+    if data.get("kind") != "restore" or jobs.effective_status(data) != "ok" or data.get("phase") != "forward":
+        return None
+    since = data.get("ended_at") or data.get("updated_at") or ""
+    try:
+        live = (datetime.now(timezone.utc) - datetime.fromisoformat(since)).total_seconds()
+    except (TypeError, ValueError):
+        live = 0.0
+    facts = data.get("facts") or {}
+    return FinishedRestore(job=data["id"], dump=facts.get("dump") or Path(str(data["params"].get("dump", ""))).name,
+                           database=data["params"].get("database", ""), since=since, live_for_s=live)
+
+
+def rollback_restore(settings: Settings, job_id: str, *, typed: str | None = None,
+                     force_after_success: bool = False, detach: bool = True) -> str:
+    """Walk back through what the restore ran: the database from the safety dump, services restarted.
+
+    A restore that finished is only rolled back when confirmed like a restore: `typed` equal
+    to the database name, or `force_after_success` (the CLI's `--yes --force-after-success`);
+    otherwise SafetyRefusal (exit 3) saying how long the restored database has been live.
+    Its runner takes a fresh safety dump of the live database before replacing it."""
     data = _resumable(settings, job_id)
     status = jobs.effective_status(data)
     if status in ("rolled_back", "refused", "cancelled"):
@@ -107,15 +163,34 @@ def rollback_restore(settings: Settings, job_id: str, *, detach: bool = True) ->
     if not (data.get("facts") or {}).get("safety_dump") and (data.get("facts") or {}).get("database_dropped"):
         if "safety_dump" not in (data.get("facts") or {}):
             raise OperationFailed(f"restore {job_id} has no safety dump to roll back to")
+    finished = finished_restore(data)
+    if finished is not None:
+        if not force_after_success and (typed or "").strip() != finished.database:
+            raise SafetyRefusal(
+                f"{finished.question} Nothing was changed.",
+                hint=f"type the database name ({finished.database}) to confirm, or pass --yes --force-after-success")
     _refuse_if_locked(settings)
+    if finished is not None:
+        _mark_after_success(settings, job_id, finished)
     if detach:
         jobs.spawn(settings, job_id, "rollback")
     return job_id
 
 
+def _mark_after_success(settings: Settings, job_id: str, finished: FinishedRestore) -> None:
+    """Record in the job that this rollback undoes a finished restore (the runner dumps the
+    live database first and says so)."""
+    directory = jobs.jobs_dir(settings)
+    data = jobs.read_state(directory, job_id)
+    data["rollback"] = {"after_success": True, "live_since": finished.since,
+                        "live_for_s": round(finished.live_for_s),
+                        "reason": f"asked by the operator after {live_words(finished.live_for_s)} live"}
+    jobs.write_json_atomic(jobs.state_path(directory, job_id), data)
+
+
 def run_inline(settings: Settings, job_id: str, action: str = "run") -> dict:
     """Run a job's runner body in this process, not in a detached runner; returns its state."""
-    return jobs.run_job(jobs.jobs_dir(settings), job_id, action)
+    return jobs.run_job(jobs.jobs_dir(settings), job_id, action, live=settings)
 
 
 def confirm(settings: Settings, job_id: str, typed: str) -> None:
@@ -128,6 +203,33 @@ def cancel(settings: Settings, job_id: str) -> None:
 
 def latest_restore(settings: Settings) -> dict | None:
     return jobs.latest_job(settings, "restore")
+
+
+def active_restore(settings: Settings) -> dict | None:
+    """The newest restore a runner is at work on (running, waiting for its confirmation,
+    rolling back), or None: what quitting or leaving the wizard must not hide."""
+    for data in jobs.list_jobs(settings, "restore"):
+        if data.get("alive") and jobs.effective_status(data) in ACTIVE:
+            return data
+    return None
+
+
+def unconfirmed(data: dict) -> bool:
+    """True while the operator has not confirmed yet, so nothing has been changed and
+    cancelling costs nothing (the safety dump, if taken, is kept)."""
+    if (data.get("params") or {}).get("confirmed") or data.get("phase", "forward") != "forward":
+        return False
+    step = next((r for r in data.get("steps", []) if r.get("name") == "confirm"), None)
+    return step is not None and step.get("status") in ("pending", "running")
+
+
+def safety_dump_name(data: dict) -> str | None:
+    path = (data.get("facts") or {}).get("safety_dump")
+    return Path(path).name if path else None
+
+
+def follow_command(job_id: str) -> str:
+    return f"fovea-tui restore --follow {job_id}"
 
 
 def describe_status(data: dict) -> str:

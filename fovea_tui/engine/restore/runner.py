@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from pathlib import Path
 
 from fovea_tui import masking
 from fovea_tui.engine.infra import audit
@@ -107,8 +108,8 @@ def _forward(ctx: RestoreContext, steps: list[Step], *, resume: bool) -> None:
         rec.update(status="running", started_at=now_iso(), detail="")
         rec.pop("progress", None)
         ctx.save()
+        t0 = time.monotonic()  # a held step's wait is part of its duration
         pause_if_asked(step.name)
-        t0 = time.monotonic()
         try:
             detail = step.run(ctx)
             step.check(ctx)
@@ -153,7 +154,9 @@ def _after_failure(ctx: RestoreContext, steps: list[Step], index: int, exc: Base
             data["status"] = "cancelled"
         else:
             data["status"] = "refused" if getattr(exc, "exit_code", 1) == 3 else "failed"
-        data["message"] = f"Nothing was changed: {_error_text(exc)}"
+        safety = ctx.facts.get("safety_dump")
+        data["message"] = f"Nothing was changed: {_error_text(exc).rstrip('.')}." + (
+            f" The safety dump {Path(safety).name} is kept." if safety else "")
         return
     if ctx.params.get("no_rollback"):
         data["status"] = "failed"
@@ -193,7 +196,9 @@ def _rollback(ctx: RestoreContext, steps: list[Step], *, reason: str) -> None:
             data["status"] = "rollback_failed"
             info["failed_step"] = step.name
             safety = ctx.facts.get("safety_dump")
-            data["message"] = (f"The restore did not complete ({info['reason']}) and the rollback failed at step "
+            what = ("The rollback of the finished restore" if info.get("after_success")
+                    else f"The restore did not complete ({info['reason']}) and the rollback")
+            data["message"] = (f"{what} failed at step "
                                f"{step.name}: {_error_text(exc)}. {_state_words(ctx)} "
                                + (f"The safety dump is {safety}; retry with `fovea-tui restore --rollback "
                                   f"{ctx.handle.id}` or restore it by hand (gunzip -c it into psql)." if safety else ""))
@@ -209,6 +214,13 @@ def _rollback(ctx: RestoreContext, steps: list[Step], *, reason: str) -> None:
         db_words = f"the database is back to the safety dump {_name(ctx.facts.get('safety_dump'))}"
     else:
         db_words = "the database was not touched"
+    if info.get("after_success"):
+        live = ctx.facts.get("live_dump")
+        data["message"] = (f"Rolled back the finished restore of {ctx.facts.get('dump')} ({info['reason']}): "
+                           f"{db_words}" + (f", and {', '.join(running)} are running again" if running else "")
+                           + (f". The database as it was before the rollback is saved as {_name(live)}"
+                              if live else "") + ".")
+        return
     data["message"] = (f"The restore did not complete ({info['reason']}). Rolled back: {db_words}"
                        + (f", and {', '.join(running)} are running again" if running else "")
                        + ". The install is as it was before the restore.")
