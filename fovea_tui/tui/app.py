@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any, Callable, cast
 
 from textual import work
@@ -207,7 +208,7 @@ class FoveaApp(App):
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
         *_screen_bindings(),
-        Binding("escape", "back", "Back", show=False),
+        Binding("escape", "go_back", "Back", show=False),
         Binding("ctrl+r", "refresh", "Refresh", show=False),
     ]
 
@@ -483,7 +484,9 @@ class FoveaApp(App):
         self._mode_history = self._mode_history[-20:]
         self.switch_mode(name)
 
-    def action_back(self) -> None:
+    def action_go_back(self) -> None:
+        """Escape: close a dialog, else the screen before, else the dashboard (Textual's own
+        `action_back` is async and only pops screens)."""
         if len(self.screen_stack) > 1:
             self.pop_screen()
         elif self._mode_history:
@@ -559,15 +562,15 @@ class FoveaApp(App):
         out: list[tuple[str, str, Callable[[], Any]]] = []
         for spec in self.screen_specs.values():
             out.append((f"Go to {spec.title}", f"[{spec.key}] {spec.help}",
-                        lambda n=spec.name: self.action_goto(n)))
+                        partial(self.action_goto, spec.name)))
         for action, job in JOB_ACTIONS.items():
-            out.append((job.title, f"[{job.key}] {job.help}", lambda a=action: self.start_job(a)))
+            out.append((job.title, f"[{job.key}] {job.help}", partial(self.start_job, action)))
         for title, help_text, screen, action in PALETTE_ACTIONS:
             if screen not in self.screen_specs:
                 continue
             key = self._screen_key(screen, action)
             out.append((title, (f"[{key}] " if key else "") + f"{self.screen_specs[screen].title}: {help_text}",
-                        lambda s=screen, a=action: self._run_on(s, a)))
+                        partial(self._run_on, screen, action)))
         if self.jobs.running():
             out.append(("Cancel running jobs", "[c on the dashboard] asks each job to stop at its next safe point",
                         self.action_cancel_jobs))

@@ -36,6 +36,7 @@ as an off-site dump on the next listing, where retention treats it on its own me
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +52,8 @@ from fovea_tui.engine.backups.verify import VerifyResult, verify_dump, verify_of
 from fovea_tui.engine.backups.verify_cache import remember
 from fovea_tui.engine.infra.stores import Store, open_store
 from fovea_tui.errors import Cancelled, FoveaError, OperationFailed, SafetyRefusal
+
+log = logging.getLogger(__name__)
 
 OVERRIDE_KEYS = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
 
@@ -272,11 +275,12 @@ def _read(settings: Settings, entry: Entry, progress, cancel: CancelToken) -> Du
         result: VerifyResult = verify_dump(path, cancel=cancel, progress=progress)
         try:
             remember(settings, path, result)
-        except (OSError, FoveaError):
-            pass  # the verdict counts for this run; the cache only saves the next read
+        except (OSError, FoveaError) as exc:  # the verdict counts for this run; the cache only saves a read
+            log.warning("could not remember the verdict of %s (%s); the next prune reads it again", entry.name, exc)
         location = LOCAL
     else:
         try:
+            assert entry.offsite is not None, "an entry is local, off-site or both"
             result = verify_offsite(settings, entry.offsite.key, cancel=cancel, progress=progress)
         except FoveaError as exc:
             raise OperationFailed(f"cannot read the off-site dump {entry.name} before pruning: {exc}",

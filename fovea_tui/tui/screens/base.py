@@ -14,19 +14,16 @@ from textual.events import Mount
 from textual.screen import Screen
 
 from fovea_tui.config import Settings
+from fovea_tui.tui.typed import FoveaAppAccess
 from fovea_tui.tui.widgets.restore_banner import RestoreBanner
 
 if TYPE_CHECKING:
     from fovea_tui.tui.app import FoveaApp
 
 
-class FoveaScreen(Screen):
+class FoveaScreen(FoveaAppAccess, Screen):  # type: ignore[misc]  # `app` narrowed to the FoveaApp
     """Subclasses that follow changes define `action_reload` and call `follow_changes()` from
     `on_mount`; they may override `_on_job_changed` (by default: reload once a job ended)."""
-
-    @property
-    def app(self) -> FoveaApp:  # type: ignore[override]
-        return cast("FoveaApp", super().app)
 
     @property
     def settings(self) -> Settings:

@@ -42,6 +42,7 @@ from fovea_tui.engine import restore as engine
 from fovea_tui.engine.infra import jobs
 from fovea_tui.errors import FoveaError
 from fovea_tui.tui.screens.base import FoveaScreen
+from fovea_tui.tui.typed import FoveaAppAccess
 
 ICONS = {
     "ok": ("✔", "green"), "failed": ("✘", "bold red"), "skipped": ("–", "dim"), "running": ("▶", "bold yellow"),
@@ -158,7 +159,7 @@ class Checklist(SelectionList[int]):
         return Strip(segments, strip.cell_length)
 
 
-class ConfirmRestore(ModalScreen[str | None]):
+class ConfirmRestore(FoveaAppAccess, ModalScreen[str | None]):  # type: ignore[misc]  # `app` narrowed to the FoveaApp
     """The last question before anything changes: type the database's name.
 
     Dismisses with the typed name, or None when the operator cancels (Cancel, escape): the
@@ -451,7 +452,7 @@ class RestoreScreen(FoveaScreen):
 
     def action_leave(self) -> None:
         """Escape: never a silent way out of a restore that is at work."""
-        self.confirm_leave(self.app.action_back, escape=True)
+        self.confirm_leave(self.app.action_go_back, escape=True)
 
     def confirm_leave(self, then, *, escape: bool = False) -> bool:
         """Before the operator leaves this screen: a restore not confirmed yet is cancelled

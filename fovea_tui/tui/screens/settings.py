@@ -229,7 +229,7 @@ class SettingsScreen(FoveaScreen):
         if isinstance(self.focused, (Input, Select, Switch)):
             self.set_focus(None)
         else:
-            self.confirm_leave(self.app.action_back)
+            self.confirm_leave(self.app.action_go_back)
 
     def unsaved(self) -> bool:
         """The form says something the saved settings do not (an invalid value counts)."""
