@@ -24,11 +24,15 @@ def _modules() -> dict[str, Path]:
 
 def _graph() -> dict[str, set[str]]:
     """module -> the fovea_tui modules it imports anywhere in its body (a package's own
-    __init__ is not counted as imported by its submodules: Python runs it first anyway)."""
+    __init__ is not counted as imported by its submodules: Python runs it first anyway; an
+    `if TYPE_CHECKING:` block is not counted: it never runs)."""
     modules = _modules()
     graph: dict[str, set[str]] = {m: set() for m in modules}
     for name, path in modules.items():
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for block in [n for n in ast.walk(tree) if isinstance(n, ast.If) and _is_type_checking(n.test)]:
+            block.body = []  # imports for annotations only: never run, so never a cycle at run time
+        for node in ast.walk(tree):
             targets: list[str] = []
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
@@ -40,6 +44,11 @@ def _graph() -> dict[str, set[str]]:
                 if target.startswith("fovea_tui") and target != name and not name.startswith(target + "."):
                     graph[name].add(target)
     return graph
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
 def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
