@@ -33,6 +33,10 @@ class StoreError(OperationFailed):
     """An object-store call failed; the message names the store and the object."""
 
 
+class ServerCopyUnavailable(StoreError):
+    """The store (or the credentials) will not copy between these buckets server-side."""
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     key: str
@@ -347,7 +351,10 @@ def s3_timeouts() -> tuple[float, int]:
 
 
 class S3Store(Store):
-    def __init__(self, url: str, s3: S3Settings, *, max_concurrency: int = 8) -> None:
+    def __init__(self, url: str, s3: S3Settings, *, max_concurrency: int = 8,
+                 credentials: tuple[str, str] | None = None) -> None:
+        """`credentials` (access key id, secret) for a bucket whose keys come from the install's
+        env file (the app's video bucket); None: boto3's usual chain (env, files, role)."""
         import boto3
         from boto3.s3.transfer import TransferConfig
         from botocore.config import Config
@@ -366,8 +373,10 @@ class S3Store(Store):
         # S3's ISO 8601 timestamps parse with the C fromisoformat instead.
         session._session.get_component("response_parser_factory").set_parser_defaults(
             timestamp_parser=_parse_timestamp)
+        keys = {"aws_access_key_id": credentials[0], "aws_secret_access_key": credentials[1]} if credentials else {}
+        self.endpoint_url = s3.endpoint_url or None
         self.client = session.client(
-            "s3", endpoint_url=s3.endpoint_url or None, region_name=s3.region or None, config=config,
+            "s3", endpoint_url=s3.endpoint_url or None, region_name=s3.region or None, config=config, **keys,
         )
         self.transfer_config = TransferConfig(
             multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_CHUNK,
@@ -506,6 +515,36 @@ class S3Store(Store):
             if cancel is not None and cancel.cancelled:
                 raise Cancelled(cancel.reason) from None
             raise self.describe_error("download", key, exc) from None
+
+    def copy_from(self, source: "S3Store", key: str, *, size: int, progress=None, cancel=None) -> ObjectInfo:
+        """Copy `key` from `source` inside the store (CopyObject; UploadPartCopy parts above
+        the multipart threshold): no byte passes through this host. The store copies what it
+        holds, so the copy is verified by its size. Raises ServerCopyUnavailable when the store or
+        the credentials do not allow a server-side copy (the caller streams instead)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.copy({"Bucket": source.bucket, "Key": source._key(key)}, self.bucket, self._key(key),
+                             Callback=_ProgressFile(key, size, progress, cancel), SourceClient=source.client,
+                             Config=self.transfer_config)
+        except Cancelled:
+            raise
+        except ClientError as exc:
+            if cancel is not None and cancel.cancelled:
+                raise Cancelled(cancel.reason) from None
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("AccessDenied", "NotImplemented", "InvalidRequest", "XAmzContentSHA256Mismatch"):
+                raise ServerCopyUnavailable(f"server-side copy of {key} refused ({code})") from None
+            raise self.describe_error("copy", key, exc) from None
+        except Exception as exc:  # noqa: BLE001
+            if isinstance(exc.__context__, Cancelled) or (cancel is not None and cancel.cancelled):
+                raise Cancelled(cancel.reason if cancel else "cancelled") from None
+            raise self.describe_error("copy", key, exc) from None
+        info = self.head(key)
+        if info is None or info.size != size:
+            raise StoreError(f"copy of {key} to s3://{self.bucket}/{self.prefix} did not verify "
+                             f"(size {info.size if info else 'missing'} of {size})")
+        return info
 
     def iter_objects(self, prefix: str = "", *, start_after: str = "",
                      page_size: int | None = None) -> Iterator[ObjectInfo]:
