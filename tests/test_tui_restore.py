@@ -80,6 +80,7 @@ DETAILS = {
     "prepare": "database fovea dropped and created empty (owner fovea)",
     "restore": f"{DUMP} into fovea: 463 rows in 13 tables in 0.6 s",
     "migrate": "python3 /app/migrate.py succeeded; applied 20250401000000_video_checksums",
+    "videos": "all 17 referenced videos present in /var/lib/fovea/videos",
     "start": "started and healthy: redis, backend, frontend, model-service",
     "verify": "4 checks passed",
 }

@@ -87,16 +87,17 @@ def _patch_params(settings: Settings, job_id: str, **params: Any) -> None:
 
 
 def resume_restore(settings: Settings, job_id: str, *, confirmed: bool = False, allow_missing_videos: bool = False,
-                   detach: bool = True) -> str:
+                   attended: bool = False, detach: bool = True) -> str:
     """Continue an interrupted, held (or failed, not rolled back) restore from its last completed
-    step; `allow_missing_videos` accepts that the backend deletes the videos still missing."""
+    step; `allow_missing_videos` accepts that the backend deletes the videos still missing, and
+    `attended` (a face the operator types in) makes the runner ask for that acceptance."""
     data = _resumable(settings, job_id)
     status = jobs.effective_status(data)
     if status in ("ok", "rolled_back", "refused", "cancelled"):
         raise SafetyRefusal(f"restore {job_id} is {status}: nothing to resume")
     _refuse_if_locked(settings)
-    if confirmed:
-        _patch_params(settings, job_id, confirmed=True)
+    if confirmed or attended:
+        _patch_params(settings, job_id, confirmed=confirmed and not attended)
     if allow_missing_videos:
         _patch_params(settings, job_id, allow_missing_videos=True)
     if detach:

@@ -45,7 +45,7 @@ ICONS = {
     "ok": ("✔", "green"), "failed": ("✘", "bold red"), "skipped": ("–", "dim"), "running": ("▶", "bold yellow"),
     "pending": ("·", "dim"),
 }
-STATUS_STYLE = {"ok": "bold green", "rolled_back": "bold yellow", "failed": "bold red", "refused": "bold red",
+STATUS_STYLE = {"ok": "bold green", "held": "bold yellow", "rolled_back": "bold yellow", "failed": "bold red", "refused": "bold red",
                 "rollback_failed": "bold red", "interrupted": "bold red", "cancelled": "yellow"}
 POLL_SECONDS = 0.25
 
@@ -160,6 +160,7 @@ class RestoreScreen(Screen):
 
     def __init__(self) -> None:
         super().__init__()
+        self._asked: str | None = None  # what the confirm box asks for now
         self.job_id: str | None = None
         self.data: dict = {}
         self._stamp: tuple | None = None
@@ -368,8 +369,8 @@ class RestoreScreen(Screen):
         self.query_one("#handcheck").set_class(status != "ok", "hidden")
         if facts.get("verification") or status == "ok":
             self.query_one("#verification", Static).update(verification_text(data) or Text("no verification ran"))
-        resumable = status == "interrupted" or (status == "failed" and data.get("phase") == "forward"
-                                               and facts.get("database_dropped"))
+        resumable = status in ("interrupted", "held") or (status == "failed" and data.get("phase") == "forward"
+                                                          and facts.get("database_dropped"))
         self.query_one("#resume", Button).set_class(not resumable, "hidden")
         self.query_one("#rollback", Button).set_class(not (resumable or status == "rollback_failed"), "hidden")
         self.query_one("#new", Button).set_class(not final, "hidden")
@@ -395,28 +396,53 @@ class RestoreScreen(Screen):
                     log.write(f"[{name}] {masking.redact(line)}")
                 self._lines[name] = total
 
+    def _expected_typed(self) -> str:
+        """What the operator must type for what the runner waits for: the database name, or
+        the acceptance that the backend deletes the videos still missing."""
+        if self.data.get("awaiting") == "missing_videos":
+            found = (self.data.get("facts") or {}).get("videos") or {}
+            return engine.acceptance_phrase(found.get("missing", 0))
+        return (self.data.get("params") or {}).get("database", "")
+
     def _show_confirm(self, data: dict) -> None:
         box = self.query_one("#confirm-box")
-        waiting = data.get("awaiting") == "confirm" and data.get("alive", True)
-        was_hidden = box.has_class("hidden")
+        awaiting = data.get("awaiting") if data.get("alive", True) else None
+        waiting = awaiting in ("confirm", "missing_videos")
+        was_shown = self._asked
         box.set_class(not waiting, "hidden")
-        if waiting:
+        self._asked = awaiting if waiting else None
+        if not waiting:
+            return
+        facts = data.get("facts") or {}
+        if awaiting == "missing_videos":
+            from fovea_tui.engine.restore.videos import missing_words
+
+            found = facts.get("videos") or {}
+            who = ", ".join(found.get("reconcilers") or ["the backend"])
+            self.query_one("#confirm-question", Label).update(
+                f"{missing_words(found)}. Starting {who} deletes their rows and everything that depends on them. "
+                f"Type {self._expected_typed()!r} to start it anyway; Cancel holds the restore (the database stays "
+                "restored, the services stay stopped) so you can bring the files back and resume.")
+            self.query_one("#confirm-go", Button).label = "Start anyway"
+        else:
             name = data["params"].get("database", "")
-            facts = data.get("facts") or {}
             safety = facts.get("safety_dump")
             self.query_one("#confirm-question", Label).update(
                 f"The restore replaces database {name!r} with {facts.get('dump')}. Every service but the database "
                 f"is stopped meanwhile; running jobs are interrupted."
                 + (f" Safety dump taken: {Path(safety).name}." if safety else "")
                 + f" Type {name!r} to go ahead.")
-            if was_hidden:
-                self.query_one("#confirm-name", Input).focus()
+            self.query_one("#confirm-go", Button).label = "Restore"
+        if was_shown != awaiting:
+            field = self.query_one("#confirm-name", Input)
+            field.placeholder = "database name" if awaiting == "confirm" else self._expected_typed()
+            field.focus()
 
     # --- confirm ------------------------------------------------------------------------
 
     @on(Input.Changed, "#confirm-name")
     def _typed(self, event: Input.Changed) -> None:
-        expected = (self.data.get("params") or {}).get("database", "")
+        expected = self._expected_typed()
         self.query_one("#confirm-go", Button).disabled = event.value.strip() != expected or not expected
 
     @on(Input.Submitted, "#confirm-name")
@@ -427,19 +453,25 @@ class RestoreScreen(Screen):
     @on(Button.Pressed, "#confirm-go")
     def _confirm(self) -> None:
         typed = self.query_one("#confirm-name", Input).value.strip()
-        if self.job_id is None or typed != (self.data.get("params") or {}).get("database"):
+        if self.job_id is None or typed != self._expected_typed():
             return
-        engine.confirm(self.app.settings, self.job_id, typed)
+        if self.data.get("awaiting") == "missing_videos":
+            engine.accept_missing_videos(self.app.settings, self.job_id, typed)
+            self.notify("Accepted: the backend starts and deletes the missing videos' rows")
+        else:
+            engine.confirm(self.app.settings, self.job_id, typed)
+            self.notify("Confirmed: the restore goes ahead")
         self.query_one("#confirm-name", Input).value = ""
         self.query_one("#confirm-box").add_class("hidden")
-        self.notify("Confirmed: the restore goes ahead")
 
     @on(Button.Pressed, "#confirm-cancel")
     def _cancel(self) -> None:
         if self.job_id is not None:
+            held = self.data.get("awaiting") == "missing_videos"
             engine.cancel(self.app.settings, self.job_id)
             self.query_one("#confirm-box").add_class("hidden")
-            self.notify("Cancelled: nothing was changed")
+            self.notify("Held: the backend was not started; bring the videos back and resume" if held
+                        else "Cancelled: nothing was changed")
 
     # --- after a crash -------------------------------------------------------------------
 
@@ -448,7 +480,9 @@ class RestoreScreen(Screen):
         if self.job_id is None:
             return
         try:
-            engine.resume_restore(self.app.settings, self.job_id, confirmed=True)
+            # a held restore asks here again for the videos still missing
+            how = {"attended": True} if self.data.get("status") == "held" else {"confirmed": True}
+            engine.resume_restore(self.app.settings, self.job_id, **how)
         except FoveaError as exc:
             self.notify(str(exc), severity="error", timeout=8)
             return
