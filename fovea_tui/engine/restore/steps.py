@@ -18,9 +18,15 @@ from pathlib import Path
 from isal import igzip
 
 from fovea_tui.engine.backups import manifest as mf
+from fovea_tui.engine.infra.files import write_atomic
 from fovea_tui.engine.progress import ProgressEvent
 from fovea_tui.engine.infra.streams import condense
 from fovea_tui.errors import Cancelled, FoveaError, OperationFailed, SafetyRefusal
+from fovea_tui.engine.backups.inventory import load_inventory
+from fovea_tui.engine.infra.locks import ensure_private_dir
+from fovea_tui.engine.restore.preflight import run_preflight
+from fovea_tui.engine.backups.pipeline import run_backup
+from fovea_tui.engine.restore.verify import run_verification
 
 CHUNK = 1 << 20
 # Written to psql when a stream must be abandoned: ends a COPY block and any statement, then
@@ -110,9 +116,6 @@ def _local_dump(ctx, wanted: str) -> Path | None:
 
 
 def _fetch_offsite(ctx, wanted: str) -> Path:
-    from fovea_tui.engine.backups.inventory import load_inventory
-    from fovea_tui.engine.infra.locks import ensure_private_dir
-
     settings = ctx.settings
     if not settings.backups.offsite:
         raise SafetyRefusal(f"no dump {wanted!r}: not a file, not in {settings.backups_dir}, and no off-site store")
@@ -139,7 +142,7 @@ def _fetch_offsite(ctx, wanted: str) -> Path:
     ctx.output(f"fetching {entry.offsite.key} from {settings.backups.offsite}")
     store.get_file(entry.offsite.key, dest, expected_sha256=expected, progress=progress, cancel=ctx.cancel)
     if raw is not None:  # only beside a dump that arrived whole: never an orphan manifest
-        mf.write_bytes_atomic(mf.manifest_path(dest), raw)
+        write_atomic(mf.manifest_path(dest), raw)
     if "offsite" in entry.envs:
         try:
             store.get_file(entry.envs["offsite"], mf.env_copy_path(dest), cancel=ctx.cancel)
@@ -156,8 +159,6 @@ class Preflight(Step):
     name, title = "preflight", "Pre-flight checks"
 
     def run(self, ctx) -> str:
-        from fovea_tui.engine.restore.preflight import run_preflight
-
         ctx.facts["preflight"] = []
 
         def landed(check) -> None:
@@ -181,8 +182,6 @@ class SafetyDump(Step):
     name, title = "safety_dump", "Safety dump of the current database"
 
     def run(self, ctx) -> str:
-        from fovea_tui.engine.backups.pipeline import run_backup
-
         existing = ctx.facts.get("safety_dump")
         if existing and Path(existing).is_file():
             return f"{Path(existing).name} (taken earlier in this job)"
@@ -604,8 +603,6 @@ class Verify(Step):
     changes_install = True
 
     def run(self, ctx) -> str:
-        from fovea_tui.engine.restore.verify import run_verification
-
         result = run_verification(ctx)
         ctx.facts["verification"] = result
         failed = [c for c in result["checks"] if not c["ok"] and c["severity"] == "error"]
