@@ -78,7 +78,7 @@ def _pull(ctx, storage: VideoStorage, target, rows: list[VideoRow], held: dict[s
     it has one, else the app's bucket), one after another, each verified; progress over bytes."""
     from fovea_tui.engine.infra.stores import DirectoryStore
     from fovea_tui.engine.volume.bucket import Copier
-    from fovea_tui.engine.volume.sync import safe_destination
+    from fovea_tui.engine.volume.plan import safe_destination
 
     total = sum(held[_target_key(r, held)] for r in rows)
     done = 0

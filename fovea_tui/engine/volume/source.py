@@ -9,18 +9,11 @@ place: the volume, or for `s3` the app's bucket.
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 from fovea_tui.config import Settings
 from fovea_tui.engine.volume.storage import VideoStorage, video_storage
-
-
-@dataclass(frozen=True)
-class Item:
-    key: str
-    size: int
 
 
 class VideoSource:
@@ -47,7 +40,7 @@ class VideoSource:
         if self.storage.uses_volume:
             streams.append(walk_sorted(self.root, warn))
         if self.bucket is not None:
-            streams.append(Item(o.key, o.size) for o in self.bucket.iter_objects(""))
+            streams.append(bucket_items(self.bucket))
         if len(streams) == 1:
             yield from streams[0]
             return
@@ -75,6 +68,13 @@ class VideoSource:
     def how(self) -> str | None:
         """How bucket objects travelled (server-side or streamed), once a run has sent some."""
         return self._copier.describe() if self._copier is not None else None
+
+
+def bucket_items(bucket) -> Iterator:
+    """A bucket's objects as the sorted (key, size) items a plan merges."""
+    from fovea_tui.engine.volume.plan import LocalFile
+
+    return (LocalFile(o.key, o.size, Path(o.key)) for o in bucket.iter_objects(""))
 
 
 def video_source(settings: Settings, *, workers: int = 10) -> VideoSource:
