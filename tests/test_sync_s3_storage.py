@@ -176,3 +176,20 @@ def test_bad_storage_type_names_the_key(s3, tmp_path):
     config = save_settings(settings, tmp_path / "fovea-tui.toml")
     proc = run_cli(config, "sync")
     assert proc.returncode == 2 and "VIDEO_STORAGE_TYPE" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_status_lists_the_bucket(s3, tmp_path):
+    from fovea_tui.engine.ops.status import collect_status
+    from datetime import datetime, timezone
+
+    from fovea_tui.tui.model import cards
+
+    app, target = s3.make_bucket(), s3.make_bucket()
+    objects = fill(s3, app, 5)
+    settings = make(tmp_path, s3, app_bucket=app, target=f"s3://{target}/")
+    volume = collect_status(settings).sections["volume"]
+    assert volume["ok"], volume
+    assert volume["storage"] == "s3" and volume["path"] == f"s3://{app}/"
+    assert volume["files"] == len(objects) and volume["bytes"] == sum(len(v) for v in objects.values())
+    card = next(c for c in cards(collect_status(settings), datetime.now(timezone.utc)) if c.key == "volume")
+    assert f"{len(objects)} files in s3://{app}/" in " ".join(card.lines)

@@ -160,7 +160,8 @@ def cards(report: StatusReport, now: datetime, backups_dir: Path | None = None) 
     sync = s.get("sync") or {}
     lines = []
     if vol.get("ok"):
-        lines.append(f"{size(vol.get('bytes'))} · {vol.get('files', 0):,} files")
+        lines.append(f"{size(vol.get('bytes'))} · {vol.get('files', 0):,} files"
+                     + (f" in {vol['path']}" if vol.get("storage") in ("s3", "hybrid") else ""))
     else:
         lines.append(vol.get("error", "volume unreadable"))
     synced = _last_time(sync, "last_time", "last_sync", "last", "latest")

@@ -152,15 +152,41 @@ def scan_volume(path: Path, since: float | None = None) -> dict[str, Any]:
     return {"files": files, "bytes": total, "new_files": new_files, "new_bytes": new_bytes}
 
 
+def scan_bucket(bucket, since: float | None = None) -> dict[str, Any]:
+    """Objects and bytes in the app's video bucket (listed, nothing read); with `since`, also
+    the objects written since then."""
+    files = total = new_files = new_bytes = 0
+    for obj in bucket.iter_objects(""):
+        files += 1
+        total += obj.size
+        if since is not None and obj.mtime.timestamp() >= since:
+            new_files += 1
+            new_bytes += obj.size
+    if since is None:
+        return {"files": files, "bytes": total}
+    return {"files": files, "bytes": total, "new_files": new_files, "new_bytes": new_bytes}
+
+
 def _volume(probe: _Probe) -> dict[str, Any]:
+    """Where the videos live (VIDEO_STORAGE_TYPE: the volume, the app's bucket, or both) and
+    how much is there; `path` names it."""
+    from fovea_tui.engine.volume.storage import video_storage
+
+    storage = video_storage(probe.settings)
     path = Path(probe.settings.volume.path)
-    if not path.is_dir():
+    if storage.uses_volume and not path.is_dir():
         raise FoveaError(f"volume path {path} does not exist or is not a directory")
     target = probe.settings.volume.target or None
     last = read_sync_summary(probe.settings) if target else None
     started = datetime.fromisoformat(last["started_at"]) if last and last.get("started_at") else None
-    section = {"path": str(path), "target": target,
-               **scan_volume(path, since=started.timestamp() if started else None)}
+    since = started.timestamp() if started else None
+    counts: dict[str, int] = {}
+    parts = ([scan_volume(path, since=since)] if storage.uses_volume else []) + \
+            ([scan_bucket(storage.open_bucket(), since=since)] if storage.uses_bucket else [])
+    for part in parts:
+        for key, value in part.items():
+            counts[key] = counts.get(key, 0) + value
+    section = {"path": storage.describe(), "storage": storage.kind, "target": target, **counts}
     if started is not None:
         section["new_since"] = started.isoformat()  # new_files: written since the last sync began
     return section
