@@ -192,3 +192,36 @@ def test_typed_acceptance_from_a_face(dev_stack, setup):
     assert result["ok"], result["message"]
     assert "the operator typed 'delete 3'" in result["videos"]["accepted"]
     assert running(stack, "backend")
+
+
+def test_video_check_reads_the_app_bucket(stack, fixture_dump, tmp_path, s3):
+    """VIDEO_STORAGE_TYPE=s3: the rows are compared with the app's bucket, and what the copy
+    (volume.target, on the same S3 server) holds of the missing ones is copied back into it."""
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=s3.endpoint_url, region_name="us-east-1")
+    app, copy = s3.make_bucket(), s3.make_bucket()
+    names = sorted(fn for fn, _, _ in stack.video_files)
+    for name in names:
+        data = (stack.videos_dir / name).read_bytes()
+        client.put_object(Bucket=copy, Key=f"videos/{name}", Body=data)
+        if name not in names[:2]:
+            client.put_object(Bucket=app, Key=name, Body=data)
+    original = stack.env_file.read_text()
+    stack.env_file.write_text(original.replace("VIDEO_STORAGE_TYPE='local'", "VIDEO_STORAGE_TYPE='s3'")
+                              .replace("S3_BUCKET=''", f"S3_BUCKET='{app}'")
+                              .replace("S3_ENDPOINT=''", f"S3_ENDPOINT='{s3.endpoint_url}'"))
+    try:
+        settings = stack.settings(tmp_path, volume={"target": f"s3://{copy}/videos/"},
+                                  s3={"endpoint_url": s3.endpoint_url, "region": "us-east-1"})
+        dump = place_dump(fixture_dump, settings)
+        job_id = engine.start_restore(settings, str(dump), confirmed=True, detach=False)
+        result = engine.report({**engine.run_inline(settings, job_id), "alive": False})
+    finally:
+        stack.env_file.write_text(original)
+    assert result["ok"], result["message"]
+    pre = next(c for c in result["preflight"] if c["name"] == "videos")
+    assert pre["data"]["missing"] == 2 and pre["data"]["in_target"] == 2 and pre["data"]["storage"] == f"s3://{app}/"
+    assert result["videos"]["pulled"] == 2 and result["videos"]["missing"] == 0
+    for name in names[:2]:
+        assert client.get_object(Bucket=app, Key=name)["Body"].read() == (stack.videos_dir / name).read_bytes()

@@ -539,15 +539,21 @@ class S3Store(Store):
 
     def copy_from(self, source: "S3Store", key: str, *, size: int, progress=None, cancel=None) -> ObjectInfo:
         """Copy `key` from `source` inside the store (CopyObject; UploadPartCopy parts above
-        the multipart threshold): no byte passes through this host. The store copies what it
-        holds, so the copy is verified by its size. Raises ServerCopyUnavailable when the store or
+        the multipart threshold): no byte passes through this host. A single CopyObject succeeds
+        only once the store holds the whole copy; a multipart copy is checked by its size. Raises ServerCopyUnavailable when the store or
         the credentials do not allow a server-side copy (the caller streams instead)."""
         from botocore.exceptions import ClientError
 
+        copy_source = {"Bucket": source.bucket, "Key": source._key(key)}
         try:
-            self.client.copy({"Bucket": source.bucket, "Key": source._key(key)}, self.bucket, self._key(key),
-                             Callback=_ProgressFile(key, size, progress, cancel), SourceClient=source.client,
-                             Config=self.transfer_config)
+            if size < MULTIPART_THRESHOLD:  # one CopyObject: the store answers only once it holds the copy
+                if cancel is not None:
+                    cancel.check()
+                self.client.copy_object(CopySource=copy_source, Bucket=self.bucket, Key=self._key(key))
+            else:
+                self.client.copy(copy_source, self.bucket, self._key(key),
+                                 Callback=_ProgressFile(key, size, progress, cancel), SourceClient=source.client,
+                                 Config=self.transfer_config)
         except Cancelled:
             raise
         except ClientError as exc:
@@ -561,7 +567,11 @@ class S3Store(Store):
             if isinstance(exc.__context__, Cancelled) or (cancel is not None and cancel.cancelled):
                 raise Cancelled(cancel.reason if cancel else "cancelled") from None
             raise self.describe_error("copy", key, exc) from None
-        info = self.head(key)
+        if size < MULTIPART_THRESHOLD:
+            if progress is not None:
+                progress(ProgressEvent("transfer", size, size, "bytes", current=key))
+            return ObjectInfo(key, size, datetime.now(timezone.utc))
+        info = self.head(key)  # parts assembled by the client: check the whole arrived
         if info is None or info.size != size:
             raise StoreError(f"copy of {key} to s3://{self.bucket}/{self.prefix} did not verify "
                              f"(size {info.size if info else 'missing'} of {size})")
