@@ -68,3 +68,16 @@ def test_dump_without_videos_data(tmp_path):
     path = tmp_path / "fovea-20261101T020000Z.sql.gz"
     path.write_bytes(gzip.compress(b"CREATE TABLE x (id int);\n"))
     assert scan_dump(path).videos is None
+
+
+def test_hostile_video_paths_are_never_found_outside_the_volume(tmp_path):
+    from fovea_tui.engine.volume.storage import VideoStorage, VideoRow, missing_from
+
+    volume = tmp_path / "videos"
+    volume.mkdir()
+    (tmp_path / "secret.mp4").write_bytes(b"x")
+    (volume / "ok.mp4").write_bytes(b"y")
+    rows = [VideoRow("1", "ok.mp4", "ok.mp4", 1),
+            VideoRow("2", "secret.mp4", video_key("/videos/../secret.mp4", "", "/videos"), 1)]
+    assert rows[1].key == "../secret.mp4"
+    assert [r.id for r in missing_from(VideoStorage("local", volume), rows)] == ["2"]

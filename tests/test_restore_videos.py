@@ -225,3 +225,39 @@ def test_video_check_reads_the_app_bucket(stack, fixture_dump, tmp_path, s3):
     assert result["videos"]["pulled"] == 2 and result["videos"]["missing"] == 0
     for name in names[:2]:
         assert client.get_object(Bucket=app, Key=name)["Body"].read() == (stack.videos_dir / name).read_bytes()
+
+
+DISCARDING = ("20250501000000_discards", """\
+-- AlterTable
+ALTER TABLE "video_summaries" DROP COLUMN "visualAnalysis";
+alter table annotations alter column confidence type real;
+UPDATE "videos" SET "description" = '' WHERE "description" IS NULL;
+ALTER TABLE "videos" ALTER COLUMN "description" SET NOT NULL, ALTER COLUMN "title" SET NOT NULL;
+""")
+
+
+def test_preflight_names_what_pending_migrations_discard(stack, fixture_dump, tmp_path):
+    """Information for the operator, never a refusal: the restore applies the migration."""
+    name, sql = DISCARDING
+    folder = stack.app_dir / "prisma" / "migrations" / name
+    folder.mkdir()
+    (folder / "migration.sql").write_text(sql)
+    nulls = int(stack.psql('SELECT count(*) FROM videos WHERE "description" IS NULL'))
+    assert nulls > 0 and stack.psql('SELECT count(*) FROM videos WHERE "title" IS NULL').strip() == "0"
+    try:
+        settings = stack.settings(tmp_path)
+        dump = place_dump(fixture_dump, settings)
+        job_id = engine.start_restore(settings, str(dump), confirmed=True, detach=False)
+        result = engine.report({**engine.run_inline(settings, job_id), "alive": False})
+    finally:
+        shutil.rmtree(folder)
+    assert result["ok"], result["message"]
+    check = next(c for c in result["preflight"] if c["name"] == "migrations")
+    assert check["ok"] and not check["fatal"]
+    assert [d["statement"] for d in check["data"]["discards"][name]] == [
+        "DROP COLUMN video_summaries.visualAnalysis",
+        "ALTER COLUMN annotations.confidence TYPE real",
+        f"SET NOT NULL on videos.description ({nulls} NULLs in the dump)",
+    ]  # title has no NULLs: nothing to discard
+    assert f"{name}: DROP COLUMN video_summaries.visualAnalysis" in check["detail"]
+    assert name in stack.psql("SELECT migration_name FROM _prisma_migrations").split()

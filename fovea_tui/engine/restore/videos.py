@@ -22,7 +22,7 @@ from fovea_tui.engine.volume.storage import (
     video_rows,
     video_storage,
 )
-from fovea_tui.errors import ConfigError, FoveaError, OperationFailed
+from fovea_tui.errors import ConfigError, FoveaError
 
 LISTED = 200  # missing keys kept in the job's facts (the count is always exact)
 
@@ -88,11 +88,13 @@ def _pull(ctx, storage: VideoStorage, target, rows: list[VideoRow], held: dict[s
     else:
         dest_store = storage.open_bucket()
     copier = Copier(target, dest_store)
+    pulled = 0
     for row in rows:
         ctx.cancel.check()
         key = _target_key(row, held)
         if storage.uses_volume and safe_destination(storage.volume, row.key) is None:
-            raise OperationFailed(f"refused video path {row.key!r}: it would be written outside {storage.volume}")
+            ctx.output(f"refused video path {row.key!r}: it would be written outside {storage.volume}; left missing")
+            continue
         base = done
 
         def progress(event: ProgressEvent, base: int = base) -> None:
@@ -106,8 +108,9 @@ def _pull(ctx, storage: VideoStorage, target, rows: list[VideoRow], held: dict[s
         else:
             copier(key, held[key], progress=progress, cancel=ctx.cancel)
         done += held[key]
+        pulled += 1
         ctx.progress(done, total)
-    return len(rows)
+    return pulled
 
 
 def missing_words(found: dict) -> str:

@@ -198,7 +198,11 @@ def missing_from(storage: VideoStorage, rows: list[VideoRow], *, cancel: CancelT
 
 
 def _in_volume(volume: Path, row: VideoRow) -> bool:
-    return (volume / row.key).is_file() or bool(row.filename and (volume / row.filename).is_file())
+    """A row whose path leaves the volume (`../x`) is never present: nothing outside is looked at."""
+    from fovea_tui.engine.infra.stores import safe_relative_key
+
+    return any(safe_relative_key(name) is not None and (volume / name).is_file()
+               for name in (row.key, row.filename) if name)
 
 
 def shown(items: list[str], limit: int = 5) -> str:
