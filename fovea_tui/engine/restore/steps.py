@@ -539,8 +539,8 @@ def _accepted(ctx, found: dict) -> str:
     if ctx.params.get("allow_missing_videos"):
         return "--allow-missing-videos"
     phrase = acceptance_phrase(found["missing"])
-    held = Held(f"stopped before starting {', '.join(found['reconcilers'])}: {missing_words(found)}. "
-                "The database holds the restored dump and nothing was deleted.",
+    held = Held(f"stopped before starting {', '.join(found['reconcilers'])}: {missing_words(found)}; "
+                "nothing was deleted.",
                 hint=f"bring the files back and `fovea-tui restore --resume {ctx.handle.id}`; or accept the loss "
                      f"with `fovea-tui restore --resume {ctx.handle.id} --allow-missing-videos`; or roll back with "
                      f"`fovea-tui restore --rollback {ctx.handle.id}`")
