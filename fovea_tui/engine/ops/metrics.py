@@ -26,6 +26,7 @@ from typing import Any, Callable
 from fovea_tui import __version__
 from fovea_tui.config import Settings
 from fovea_tui.engine.backups.inventory import load_inventory
+from fovea_tui.engine.drill.report import DRILLS_DIR
 from fovea_tui.engine.infra import audit
 from fovea_tui.engine.ops.nightly import read_last
 from fovea_tui.engine.ops.schedule import show
@@ -33,7 +34,6 @@ from fovea_tui.engine.volume.sync import read_summary
 from fovea_tui.errors import OperationFailed, UsageError
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-DRILLS_DIR = "drills"
 STATUSES = ("verified", "unverified", "corrupt")
 
 
