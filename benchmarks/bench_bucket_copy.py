@@ -87,13 +87,10 @@ def main(argv: list[str]) -> int:
         for rep in range(reps):
             fovea_dst, aws_dst = moto.bucket(), moto.bucket()
             config = write_install(work, moto, src, fovea_dst, rep)
-            runs = {
-                "fovea": lambda: run_child([sys.executable, "-m", "fovea_tui", "--config", str(config), "sync",
-                                            "--json"], env),
-                "aws": lambda: run_child(aws_cmd(src, aws_dst, moto.url), env),
-            }
+            runs = {"fovea": [sys.executable, "-m", "fovea_tui", "--config", str(config), "sync", "--json"],
+                    "aws": aws_cmd(src, aws_dst, moto.url)}
             for tool in (["fovea", "aws"] if rep % 2 == 0 else ["aws", "fovea"]):
-                elapsed, code, _, out = runs[tool]()
+                elapsed, code, _, out = run_child(runs[tool], env)
                 if code != 0:
                     raise SystemExit(f"bench_bucket_copy: {tool} failed")
                 times[tool].append(elapsed)

@@ -71,7 +71,7 @@ def test_dump_without_videos_data(tmp_path):
 
 
 def test_hostile_video_paths_are_never_found_outside_the_volume(tmp_path):
-    from fovea_tui.engine.volume.storage import VideoStorage, VideoRow, missing_from
+    from fovea_tui.engine.volume.storage import VideoRow, VideoStorage, missing_from
 
     volume = tmp_path / "videos"
     volume.mkdir()

@@ -12,14 +12,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from test_restore import fixture_dump, place_dump, rows, run_cli, running, step_status  # noqa: F401
 
 from fovea_tui.config import save_settings
 from fovea_tui.engine import restore as engine
 from fovea_tui.engine.backups import manifest as mf
 from fovea_tui.engine.infra import jobs
 from fovea_tui.engine.volume.sync import run_sync
-
-from test_restore import fixture_dump, place_dump, rows, run_cli, running, step_status  # noqa: F401
 
 pytestmark = pytest.mark.docker
 
@@ -38,7 +37,7 @@ def dev_stack(stack):
 
 
 @pytest.fixture
-def setup(dev_stack, fixture_dump, tmp_path):
+def setup(dev_stack, fixture_dump, tmp_path):  # noqa: F811
     """Settings with a directory as volume.target holding a full copy of the volume, the dump
     placed, and GONE videos removed from the volume. Returns (settings, config, dump, gone)."""
     stack = dev_stack
@@ -194,7 +193,7 @@ def test_typed_acceptance_from_a_face(dev_stack, setup):
     assert running(stack, "backend")
 
 
-def test_video_check_reads_the_app_bucket(stack, fixture_dump, tmp_path, s3):
+def test_video_check_reads_the_app_bucket(stack, fixture_dump, tmp_path, s3):  # noqa: F811
     """VIDEO_STORAGE_TYPE=s3: the rows are compared with the app's bucket, and what the copy
     (volume.target, on the same S3 server) holds of the missing ones is copied back into it."""
     import boto3
@@ -236,7 +235,7 @@ ALTER TABLE "videos" ALTER COLUMN "description" SET NOT NULL, ALTER COLUMN "titl
 """)
 
 
-def test_preflight_names_what_pending_migrations_discard(stack, fixture_dump, tmp_path):
+def test_preflight_names_what_pending_migrations_discard(stack, fixture_dump, tmp_path):  # noqa: F811
     """Information for the operator, never a refusal: the restore applies the migration."""
     name, sql = DISCARDING
     folder = stack.app_dir / "prisma" / "migrations" / name

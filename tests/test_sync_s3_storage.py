@@ -8,16 +8,16 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC
 from pathlib import Path
 
 import boto3
-import pytest
+from support.services import S3Server
 
 from fovea_tui.config import save_settings, settings_from_dict
 from fovea_tui.engine.infra import stores
 from fovea_tui.engine.volume.storage import VideoRow, missing_from, video_storage
 from fovea_tui.engine.volume.sync import run_sync
-from support.services import S3Server
 
 REPO = Path(__file__).resolve().parent.parent
 APP_KEY_ID = "app-key-id-7f3a"
@@ -179,9 +179,9 @@ def test_bad_storage_type_names_the_key(s3, tmp_path):
 
 
 def test_status_lists_the_bucket(s3, tmp_path):
-    from fovea_tui.engine.ops.status import collect_status
-    from datetime import datetime, timezone
+    from datetime import datetime
 
+    from fovea_tui.engine.ops.status import collect_status
     from fovea_tui.tui.model import cards
 
     app, target = s3.make_bucket(), s3.make_bucket()
@@ -191,5 +191,5 @@ def test_status_lists_the_bucket(s3, tmp_path):
     assert volume["ok"], volume
     assert volume["storage"] == "s3" and volume["path"] == f"s3://{app}/"
     assert volume["files"] == len(objects) and volume["bytes"] == sum(len(v) for v in objects.values())
-    card = next(c for c in cards(collect_status(settings), datetime.now(timezone.utc)) if c.key == "volume")
+    card = next(c for c in cards(collect_status(settings), datetime.now(UTC)) if c.key == "volume")
     assert f"{len(objects)} files in s3://{app}/" in " ".join(card.lines)

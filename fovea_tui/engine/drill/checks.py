@@ -9,23 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
-import time
-from datetime import datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from fovea_tui.config import Settings
 from fovea_tui.engine.backups import manifest as mf
 from fovea_tui.engine.drill.choose import Chosen
-from fovea_tui.engine.drill.result import Check, iso
+from fovea_tui.engine.drill.result import Check
 from fovea_tui.engine.infra.stores import open_store
-from fovea_tui.engine.progress import CancelToken, ProgressEvent, Throttle
-from fovea_tui.engine.restore.verify import row_differences, video_file
-from fovea_tui.engine.volume.listing import is_marker
-from fovea_tui.engine.volume.sync import read_summary
+from fovea_tui.engine.progress import CancelToken
+from fovea_tui.engine.restore.verify import row_differences
 from fovea_tui.envfile import CRITICAL_KEYS, EnvFile
 from fovea_tui.errors import ConfigError, FoveaError
-from fovea_tui.formatting import human_duration
 
 
 def parse_env_bytes(data: bytes, name: str) -> EnvFile:

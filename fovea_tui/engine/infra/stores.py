@@ -14,12 +14,15 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import IO, Callable, Iterable, Iterator
+from typing import IO, TYPE_CHECKING, Callable, Iterable, Iterator
 
 from fovea_tui.config import S3Settings
 from fovea_tui.engine.infra.files import fsync_dir
 from fovea_tui.engine.progress import CancelToken, ProgressEvent
 from fovea_tui.errors import Cancelled, ConfigError, OperationFailed
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.type_defs import CopySourceTypeDef
 
 SHA256_META = "sha256"
 TEMP_PREFIX = ".fovea-tmp-"
@@ -394,10 +397,11 @@ class S3Store(Store):
         # S3's ISO 8601 timestamps parse with the C fromisoformat instead.
         session._session.get_component("response_parser_factory").set_parser_defaults(
             timestamp_parser=_parse_timestamp)
-        keys = {"aws_access_key_id": credentials[0], "aws_secret_access_key": credentials[1]} if credentials else {}
+        key_id, secret = credentials if credentials else (None, None)
         self.endpoint_url = s3.endpoint_url or None
         self.client = session.client(
-            "s3", endpoint_url=s3.endpoint_url or None, region_name=s3.region or None, config=config, **keys,
+            "s3", endpoint_url=s3.endpoint_url or None, region_name=s3.region or None, config=config,
+            aws_access_key_id=key_id, aws_secret_access_key=secret,
         )
         self.transfer_config = TransferConfig(
             multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_CHUNK,
@@ -537,14 +541,14 @@ class S3Store(Store):
                 raise Cancelled(cancel.reason) from None
             raise self.describe_error("download", key, exc) from None
 
-    def copy_from(self, source: "S3Store", key: str, *, size: int, progress=None, cancel=None) -> ObjectInfo:
+    def copy_from(self, source: S3Store, key: str, *, size: int, progress=None, cancel=None) -> ObjectInfo:
         """Copy `key` from `source` inside the store (CopyObject; UploadPartCopy parts above
         the multipart threshold): no byte passes through this host. A single CopyObject succeeds
         only once the store holds the whole copy; a multipart copy is checked by its size. Raises ServerCopyUnavailable when the store or
         the credentials do not allow a server-side copy (the caller streams instead)."""
         from botocore.exceptions import ClientError
 
-        copy_source = {"Bucket": source.bucket, "Key": source._key(key)}
+        copy_source: CopySourceTypeDef = {"Bucket": source.bucket, "Key": source._key(key)}
         try:
             if size < MULTIPART_THRESHOLD:  # one CopyObject: the store answers only once it holds the copy
                 if cancel is not None:

@@ -23,8 +23,8 @@ from fovea_tui.engine.infra.locks import holder
 from fovea_tui.engine.restore.runner import initial_records, state_words
 from fovea_tui.engine.restore.steps import acceptance_phrase
 from fovea_tui.engine.restore.verify import CHECKLIST, check_login
-from fovea_tui.errors import LockHeld, OperationFailed, SafetyRefusal
 from fovea_tui.envfile import DatabaseURL, EnvFile
+from fovea_tui.errors import LockHeld, OperationFailed, SafetyRefusal
 
 __all__ = [
     "CHECKLIST", "check_login", "start_restore", "resume_restore", "rollback_restore", "confirm", "cancel",

@@ -82,8 +82,8 @@ def scan_dump(path: Path, null_columns: set[tuple[str, str]] | None = None,
                 continue
             table, columns = reading
             values = line.split("\t")
-            if table == "videos" and "filename" in columns:
-                row = dict(zip(columns, values))
+            if table == "videos" and scan.videos is not None and "filename" in columns:
+                row = dict(zip(columns, values, strict=False))  # a short row: its missing fields read as NULL
                 scan.videos.append((copy_field(row["filename"]) or "", copy_field(row.get("path", r"\N")) or ""))
             for i, column in enumerate(columns):
                 if (table, column) in scan.nulls and i < len(values) and values[i] == r"\N":
@@ -93,7 +93,9 @@ def scan_dump(path: Path, null_columns: set[tuple[str, str]] | None = None,
 
 def _split_columns(text: str) -> list[str]:
     """COPY's column list: commas outside double quotes."""
-    out, cur, quoted = [], [], False
+    out: list[str] = []
+    cur: list[str] = []
+    quoted = False
     for ch in text:
         if ch == '"':
             quoted = not quoted

@@ -76,7 +76,7 @@ def tables_touched(sql: str) -> list[str]:
 
 _IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
 _QUALIFIED = rf'(?:{_IDENT}\s*\.\s*)?({_IDENT})'
-_DROP_TABLE = re.compile(rf'^DROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?(.+?)(?:\s+(?:CASCADE|RESTRICT))?$', re.I | re.S)
+_DROP_TABLE = re.compile(r'^DROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?(.+?)(?:\s+(?:CASCADE|RESTRICT))?$', re.I | re.S)
 _ALTER_TABLE = re.compile(rf'^ALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?{_QUALIFIED}\s+(.*)$', re.I | re.S)
 _DROP_COLUMN = re.compile(rf'^DROP\s+(?:COLUMN\s+)?(?:IF\s+EXISTS\s+)?({_IDENT})(?:\s+(?:CASCADE|RESTRICT))?$', re.I | re.S)
 _ALTER_TYPE = re.compile(rf'^ALTER\s+(?:COLUMN\s+)?({_IDENT})\s+(?:SET\s+DATA\s+)?TYPE\s+(.+?)(?:\s+USING\s+.*)?$',
@@ -111,7 +111,9 @@ class Discard:
 
 def _statements(sql: str) -> list[str]:
     """SQL split on semicolons outside quotes, comments removed, whitespace collapsed."""
-    out, cur, i, n = [], [], 0, len(sql)
+    out: list[str] = []
+    cur: list[str] = []
+    i, n = 0, len(sql)
     quote = ""
     while i < n:
         ch = sql[i]
@@ -142,7 +144,9 @@ def _statements(sql: str) -> list[str]:
 
 def _actions(text: str) -> list[str]:
     """ALTER TABLE's comma-separated actions (commas inside parentheses or quotes kept)."""
-    out, cur, depth, quote = [], [], 0, ""
+    out: list[str] = []
+    cur: list[str] = []
+    depth, quote = 0, ""
     for ch in text:
         if quote:
             if ch == quote:
@@ -239,7 +243,8 @@ def bundled_migration_sql(ctx) -> dict[str, str]:
         if code != 0:
             raise FoveaError(f"listing {MIGRATIONS_DIR} in a one-off {service} container failed: {out.strip()[:200]}")
     found: dict[str, str] = {}
-    name, body = None, []
+    name: str | None = None
+    body: list[str] = []
     for line in out.splitlines() + ["@@fovea-migration@@ "]:
         if line.startswith("@@fovea-migration@@ "):
             if name:

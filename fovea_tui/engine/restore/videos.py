@@ -73,6 +73,13 @@ def _target_key(row: VideoRow, held: dict[str, int]) -> str | None:
     return row.filename if row.filename in held else None
 
 
+def _held_key(row: VideoRow, held: dict[str, int]) -> str:
+    """The copy's key of a row `_target_key` found."""
+    key = _target_key(row, held)
+    assert key is not None  # only rows the copy holds are pulled
+    return key
+
+
 def _pull(ctx, storage: VideoStorage, target, rows: list[VideoRow], held: dict[str, int]) -> int:
     """Copy these rows' files from `volume.target` into the install's storage (the volume when
     it has one, else the app's bucket), one after another, each verified; progress over bytes."""
@@ -80,7 +87,7 @@ def _pull(ctx, storage: VideoStorage, target, rows: list[VideoRow], held: dict[s
     from fovea_tui.engine.volume.bucket import Copier
     from fovea_tui.engine.volume.plan import safe_destination
 
-    total = sum(held[_target_key(r, held)] for r in rows)
+    total = sum(held[_held_key(r, held)] for r in rows)
     done = 0
     if storage.uses_volume:
         storage.volume.mkdir(parents=True, exist_ok=True)
@@ -91,7 +98,7 @@ def _pull(ctx, storage: VideoStorage, target, rows: list[VideoRow], held: dict[s
     pulled = 0
     for row in rows:
         ctx.cancel.check()
-        key = _target_key(row, held)
+        key = _held_key(row, held)
         if storage.uses_volume and safe_destination(storage.volume, row.key) is None:
             ctx.output(f"refused video path {row.key!r}: it would be written outside {storage.volume}; left missing")
             continue
@@ -123,7 +130,7 @@ def missing_words(found: dict) -> str:
             f"and {found['claims']} claims depend on them")
 
 
-def preflight_videos(ctx, names: list[tuple[str, str]] | None):
+def preflight_videos(ctx, names: list[tuple[str, str]]):
     """Pre-flight's view from the dump alone: of the videos the dump references
     (`names`: (filename, path) pairs read from its COPY block), how many are missing from the
     install's storage and whether `volume.target` holds them. Returns a dict for the check."""

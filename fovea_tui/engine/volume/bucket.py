@@ -31,7 +31,7 @@ class Copier:
         self.fallback_reason = ""
 
     def __call__(self, key: str, size: int, *, progress=None, cancel=None) -> int:
-        if self.server_side:
+        if self.server_side and isinstance(self.target, S3Store) and isinstance(self.source, S3Store):
             try:
                 return self.target.copy_from(self.source, key, size=size, progress=progress, cancel=cancel).size
             except ServerCopyUnavailable as exc:

@@ -9,11 +9,15 @@ place: the volume, or for `s3` the app's bucket.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from fovea_tui.config import Settings
 from fovea_tui.engine.volume.storage import VideoStorage, video_storage
+
+if TYPE_CHECKING:
+    from fovea_tui.engine.volume.bucket import Copier
 
 
 class VideoSource:
@@ -23,7 +27,7 @@ class VideoSource:
         self.storage = storage
         self.root = storage.volume
         self.bucket = storage.open_bucket(max_concurrency=workers) if storage.uses_bucket else None
-        self._copier = None
+        self._copier: Copier | None = None
 
     @property
     def kind(self) -> str:
@@ -59,10 +63,13 @@ class VideoSource:
         upload = uploader(target, self.root) if self.storage.uses_volume else None
         self._copier = Copier(self.bucket, target) if self.bucket is not None else None
 
+        copier = self._copier
+
         def send(key: str, size: int, *, progress, cancel) -> int:
-            if upload is not None and (self.bucket is None or (self.root / key).is_file()):
+            if upload is not None and (copier is None or (self.root / key).is_file()):
                 return upload(key, size, progress=progress, cancel=cancel)
-            return self._copier(key, size, progress=progress, cancel=cancel)
+            assert copier is not None  # no volume: the bucket is the source
+            return copier(key, size, progress=progress, cancel=cancel)
         return send
 
     def how(self) -> str | None:

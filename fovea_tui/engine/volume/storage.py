@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterable
 
 from fovea_tui import masking
 from fovea_tui.config import S3Settings, Settings

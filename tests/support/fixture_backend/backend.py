@@ -64,7 +64,7 @@ SKIP = ("thumbnails",)
 def video_files():
     """File names of the videos under STORAGE (sidecars and thumbnails are not videos)."""
     found = set()
-    for directory, dirs, files in os.walk(STORAGE):
+    for _directory, dirs, files in os.walk(STORAGE):
         dirs[:] = [d for d in dirs if d not in SKIP]
         for name in files:
             if not name.endswith(".info.json") and not name.startswith("."):
