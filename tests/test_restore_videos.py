@@ -260,3 +260,44 @@ def test_preflight_names_what_pending_migrations_discard(stack, fixture_dump, tm
     ]  # title has no NULLs: nothing to discard
     assert f"{name}: DROP COLUMN video_summaries.visualAnalysis" in check["detail"]
     assert name in stack.psql("SELECT migration_name FROM _prisma_migrations").split()
+
+
+def test_runner_killed_at_the_video_step_then_resumed(dev_stack, setup):
+    """kill -9 while the runner is at the video step: the backend stays stopped (nothing can
+    reconcile), and a resume pulls the files and starts it with every row intact."""
+    import os
+    import signal
+
+    stack = dev_stack
+    settings, config, dump, gone = setup
+    want = manifest_rows(dump)
+    os.environ["FOVEA_TUI_RESTORE_PAUSE"] = "videos:60"
+    try:
+        job_id = engine.start_restore(settings, dump.name, confirmed=True)
+    finally:
+        del os.environ["FOVEA_TUI_RESTORE_PAUSE"]
+    deadline = time.monotonic() + 120
+    data = jobs.load_job(settings, job_id)
+    while time.monotonic() < deadline:
+        data = jobs.load_job(settings, job_id)
+        if next(r for r in data["steps"] if r["name"] == "videos")["status"] == "running":
+            break
+        assert data["status"] not in jobs.FINAL, data.get("message")
+        time.sleep(0.1)
+    os.kill(data["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while jobs.is_alive(jobs.jobs_dir(settings), job_id) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert jobs.effective_status(jobs.load_job(settings, job_id)) == "interrupted"
+    assert not running(stack, "backend")
+    for table in ("videos", "annotations"):
+        assert rows(stack, table) == want[table]
+
+    proc = run_cli(["--config", str(config), "restore", "--resume", job_id, "--yes", "--json"])
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert step_status(result)["videos"] == "ok" and result["videos"]["pulled"] == GONE
+    assert all((stack.videos_dir / name).is_file() for name in gone)
+    assert running(stack, "backend")
+    for table in ("videos", "annotations", "video_summaries", "claims"):
+        assert rows(stack, table) == want[table], table
