@@ -334,10 +334,10 @@ def check_engine(ctx) -> Check:
         else:
             detail += f"compose project {s.install.compose_project}: " + ", ".join(x.name for x in ctx.stack.services())
     if ctx.stack is not None and not ctx.params.get("skip_migrate"):
-        names = [x.name for x in ctx.stack.services()]
-        if s.stack.backend_service not in names:
+        service_names = [x.name for x in ctx.stack.services()]
+        if s.stack.backend_service not in service_names:
             return Check("engine", False, f"no service {s.stack.backend_service!r} (stack.backend_service) to run "
-                         "the migrations in", data={"services": names})
+                         "the migrations in", data={"services": service_names})
     return Check("engine", True, detail)
 
 

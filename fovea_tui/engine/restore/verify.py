@@ -18,7 +18,8 @@ import json
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePath, PurePosixPath
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from fovea_tui.errors import FoveaError
@@ -60,7 +61,8 @@ def check_rows(ctx) -> dict:
     videos = ctx.facts.get("videos") or {}
     if videos.get("missing") and videos.get("accepted"):  # the backend deleted what the operator accepted
         touched.update(VIDEO_CASCADE)
-    mismatched, changed = [], []
+    mismatched: list[str] = []
+    changed: list[str] = []
     for table, want, got in row_differences(expected, actual):
         text = f"{table}: {got if got is not None else 'missing'} rows, the dump has {want if want is not None else 'none'}"
         (changed if table in touched else mismatched).append(text)
@@ -120,7 +122,10 @@ def check_health(ctx) -> dict:
     return _check("health", ok, detail)
 
 
-def video_file(row_path: str, filename: str, storage_path: str, volume: Path) -> Path:
+_P = TypeVar("_P", bound=PurePath)
+
+
+def video_file(row_path: str, filename: str, storage_path: str, volume: _P) -> _P:
     """Where a `videos` row's file lives on this host: its path under STORAGE_PATH, mapped to
     `volume.path`; a relative path is relative to the volume; else the file name."""
     storage = PurePosixPath(storage_path or "/videos")
