@@ -98,6 +98,7 @@ class _Follower:
         engine.accept_missing_videos(self.ctx.settings, self.job_id, typed.strip() or "\x00")
 
     def ask(self, data: dict) -> None:
+        self.bar.stop()
         name = data["params"].get("database", "")
         self.ctx.info(f"\nThe restore replaces database {name!r} with {data.get('facts', {}).get('dump')}: "
                       "every service but the database is stopped meanwhile.")
