@@ -8,16 +8,20 @@ tool's config must never silently fall back to a default.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
+from functools import cache
 from pathlib import Path
+from types import ModuleType
 from typing import Any, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
 import tomli_w
 
-from fovea_tui.engine.infra.files import write_atomic
+from fovea_tui import masking
+from fovea_tui.engine.infra.files import ensure_private_dir, write_atomic
 from fovea_tui.errors import ConfigError
 
 CONFIG_ENV_VAR = "FOVEA_TUI_CONFIG"
@@ -88,7 +92,19 @@ class DrillSettings:
 @dataclass
 class NotifySettings:
     webhooks: list[str] = field(default_factory=list)
+    urls: list[str] = field(default_factory=list)
     on_success: bool = False
+
+
+@dataclass
+class MonitorSettings:
+    """Dead-man's switch URLs: `ping_url` for `run-nightly`; a job's own URL, when set,
+    replaces it for that job (alone, or as a step of the nightly run)."""
+
+    ping_url: str = ""
+    backup_url: str = ""
+    sync_url: str = ""
+    drill_url: str = ""
 
 
 @dataclass
@@ -102,6 +118,7 @@ class Settings:
     stack: StackSettings = field(default_factory=StackSettings)
     drill: DrillSettings = field(default_factory=DrillSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
+    monitor: MonitorSettings = field(default_factory=MonitorSettings)
     # Where these settings came from (None: built-in defaults). Not a TOML key.
     source: Path | None = field(default=None, compare=False, repr=False)
 
@@ -208,6 +225,49 @@ def _validate_semantics(settings: Settings) -> None:
     for url in settings.notify.webhooks:
         if not url.startswith(("http://", "https://")):
             raise ConfigError("config key notify.webhooks holds an entry that is not an http(s) URL", key="notify.webhooks")
+    for name, url in vars(settings.monitor).items():
+        if url and not _is_http_url(url):
+            raise ConfigError(f"config key monitor.{name} is not an http(s) URL with a host", key=f"monitor.{name}",
+                              hint="the ping URL your Healthchecks, Uptime Kuma or Cronitor check shows")
+    if settings.notify.urls:
+        _check_apprise_urls(settings.notify.urls)
+    for url in (*settings.notify.webhooks, *settings.notify.urls, *vars(settings.monitor).values()):
+        masking.register_url(url)
+
+
+def _is_http_url(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        return parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 1) > 0
+    except ValueError:
+        return False
+
+
+@cache
+def load_apprise() -> ModuleType:
+    """Apprise (the notification library behind `notify.urls`), imported once and only when
+    URLs are set, with its log records kept out of ours: they may name a service's URL, and
+    each delivery's records are read back from its result instead."""
+    import apprise
+
+    logging.getLogger("apprise").propagate = False
+    return apprise
+
+
+def _check_apprise_urls(urls: list[str]) -> None:
+    """Every entry must be a URL Apprise can load; the message names the entry by position
+    and scheme only, since the rest of it is a credential."""
+    apprise = load_apprise()
+    for index, url in enumerate(urls, start=1):
+        if apprise.Apprise.instantiate(url) is None:
+            scheme = url.split("://", 1)[0] if "://" in url else "?"
+            raise ConfigError(
+                f"config key notify.urls: entry {index} ({scheme}://...) is not a notification URL Apprise can use",
+                key="notify.urls",
+                hint="see the Apprise wiki for the URL of each service, e.g. mailtos://user:pass@host?to=addr",
+            )
 
 
 def _check_absolute(key: str, value: str) -> None:
@@ -342,7 +402,7 @@ def save_settings(settings: Settings, path: Path | None = None) -> Path:
     """Write the settings as TOML, atomically, to `path` (default: where they came from)."""
     target = Path(path or settings.source or user_config_path())
     settings_from_dict(settings.to_toml_dict())  # never write what we could not read back
-    target.parent.mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(target.parent)  # a new config directory is private, like the file (it may hold a password)
     write_atomic(target, render_toml(settings))
     settings.source = target.resolve()
     return target

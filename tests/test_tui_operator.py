@@ -9,7 +9,7 @@ from pathlib import Path
 
 from support import tui as support_tui
 from support.backup_history import History, make_settings
-from support.tui import asynctest, wait_for
+from support.tui import asynctest, settle, wait_for
 from textual.widgets import DataTable, Static
 
 from fovea_tui.config import BackupSettings, Settings, VolumeSettings
@@ -199,7 +199,9 @@ async def test_palette_speaks_an_operators_words(tmp_path):
         run()
         await wait_for(pilot, lambda: isinstance(app.screen, (ConfirmDialog, RetentionScreen)))
         assert app.current_mode == "retention"
-        await wait_for(pilot, lambda: app.screen.loads >= 1 if isinstance(app.screen, RetentionScreen) else True)
+        await settle(pilot)
+        if isinstance(app.screen, RetentionScreen):
+            app.screen.query_one("BucketGrid")  # the screen loaded what it shows
 
 
 @asynctest

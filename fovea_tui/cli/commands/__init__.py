@@ -17,4 +17,5 @@ COMMAND_MODULES = [
     "run_nightly",
     "metrics",
     "demo",
+    "notify",
 ]

@@ -17,6 +17,7 @@ from fovea_tui import masking
 from fovea_tui.engine.infra import audit
 from fovea_tui.engine.infra.jobs import now_iso
 from fovea_tui.engine.infra.locks import acquire
+from fovea_tui.engine.ops import notify
 from fovea_tui.engine.progress import CancelToken
 from fovea_tui.engine.restore.context import RestoreContext
 from fovea_tui.engine.restore.steps import Held, Skip, Step, build_steps, pause_if_asked
@@ -76,6 +77,11 @@ def execute(handle, action: str) -> None:
             "safety_dump": (ctx.facts.get("safety_dump") or None),
         })
         audit.record(settings, "restore", outcome, outcome_details)
+        if outcome != "ok":
+            dump = _name(data["params"].get("dump"))
+            notify.send_alerts(settings, [notify.Alert(
+                "critical", "restore:critical", f"restore of {dump} ended {status}: {data.get('message', '')}",
+                notify.NEXT_STEP["restore"])])
         print(masking.redact(f"{now_iso()} {handle.id}: {status}: {data.get('message', '')}"), flush=True)
 
 
@@ -205,7 +211,9 @@ def _rollback(ctx: RestoreContext, steps: list[Step], *, reason: str) -> None:
             data["status"] = "rollback_failed"
             info["failed_step"] = step.name
             safety = ctx.facts.get("safety_dump")
-            data["message"] = (f"The restore did not complete ({info['reason']}) and the rollback failed at step "
+            what = ("The rollback of the finished restore" if info.get("after_success")
+                    else f"The restore did not complete ({info['reason']}) and the rollback")
+            data["message"] = (f"{what} failed at step "
                                f"{step.name}: {_error_text(exc)}. {_state_words(ctx)} "
                                + (f"The safety dump is {safety}; retry with `fovea-tui restore --rollback "
                                   f"{ctx.handle.id}` or restore it by hand (gunzip -c it into psql)." if safety else ""))
@@ -221,6 +229,13 @@ def _rollback(ctx: RestoreContext, steps: list[Step], *, reason: str) -> None:
         db_words = f"the database is back to the safety dump {_name(ctx.facts.get('safety_dump'))}"
     else:
         db_words = "the database was not touched"
+    if info.get("after_success"):
+        live = ctx.facts.get("live_dump")
+        data["message"] = (f"Rolled back the finished restore of {ctx.facts.get('dump')} ({info['reason']}): "
+                           f"{db_words}" + (f", and {', '.join(running)} are running again" if running else "")
+                           + (f". The database as it was before the rollback is saved as {_name(live)}"
+                              if live else "") + ".")
+        return
     data["message"] = (f"The restore did not complete ({info['reason']}). Rolled back: {db_words}"
                        + (f", and {', '.join(running)} are running again" if running else "")
                        + ". The install is as it was before the restore.")

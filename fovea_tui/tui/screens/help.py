@@ -8,6 +8,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.markup import escape
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
+from fovea_tui.tui.typed import FoveaAppAccess
 
 GLOBAL_KEYS = [
     ("ctrl+p", "command palette: every action, searchable"),
@@ -38,7 +39,7 @@ def screen_keys(screen: Screen | None) -> list[tuple[str, str]]:
     return out
 
 
-class HelpScreen(ModalScreen[None]):
+class HelpScreen(FoveaAppAccess, ModalScreen[None]):  # type: ignore[misc]  # `app` narrowed to the FoveaApp
     BINDINGS = [Binding("escape", "dismiss", "Close"), Binding("question_mark", "dismiss", "Close", show=False)]
 
     def __init__(self, under: Screen | None = None) -> None:

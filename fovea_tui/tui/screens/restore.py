@@ -19,7 +19,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.screen import ModalScreen, Screen
+from textual.screen import ModalScreen
 from textual.strip import Strip
 from textual.timer import Timer
 from textual.widgets import (
@@ -41,6 +41,8 @@ from fovea_tui import masking
 from fovea_tui.engine import restore as engine
 from fovea_tui.engine.infra import jobs
 from fovea_tui.errors import FoveaError
+from fovea_tui.tui.screens.base import FoveaScreen
+from fovea_tui.tui.typed import FoveaAppAccess
 
 ICONS = {
     "ok": ("✔", "green"), "failed": ("✘", "bold red"), "skipped": ("–", "dim"), "running": ("▶", "bold yellow"),
@@ -157,7 +159,7 @@ class Checklist(SelectionList[int]):
         return Strip(segments, strip.cell_length)
 
 
-class ConfirmRestore(ModalScreen[str | None]):
+class ConfirmRestore(FoveaAppAccess, ModalScreen[str | None]):  # type: ignore[misc]  # `app` narrowed to the FoveaApp
     """The last question before anything changes: type the database's name.
 
     Dismisses with the typed name, or None when the operator cancels (Cancel, escape): the
@@ -227,7 +229,7 @@ class ConfirmRestore(ModalScreen[str | None]):
             self.dismiss("")
 
 
-class RestoreScreen(Screen):
+class RestoreScreen(FoveaScreen):
     """The guided restore."""
 
     TITLE = "Restore"
@@ -347,7 +349,7 @@ class RestoreScreen(Screen):
         if action == "resume":
             return not choosing and self._resumable()
         if action == "rollback":
-            return not choosing and (self._resumable() or self._status() == "rollback_failed")
+            return not choosing and self._can_roll_back()
         return True
 
     def _status(self) -> str:
@@ -358,6 +360,11 @@ class RestoreScreen(Screen):
         facts = self.data.get("facts") or {}
         return status in ("interrupted", "held") or (status == "failed" and self.data.get("phase") == "forward"
                                                       and bool(facts.get("database_dropped")))
+
+    def _can_roll_back(self) -> bool:
+        """Interrupted, failed half-way, a failed rollback, or finished (then the typed name is asked)."""
+        return (self._resumable() or self._status() == "rollback_failed"
+                or (bool(self.data) and engine.finished_restore(self.data) is not None))
 
     # --- choosing ---------------------------------------------------------------------
 
@@ -452,7 +459,7 @@ class RestoreScreen(Screen):
 
     def action_leave(self) -> None:
         """Escape: never a silent way out of a restore that is at work."""
-        self.confirm_leave(self.app.action_back, escape=True)
+        self.confirm_leave(self.app.action_go_back, escape=True)
 
     def confirm_leave(self, then, *, escape: bool = False) -> bool:
         """Before the operator leaves this screen: a restore not confirmed yet is cancelled
@@ -554,8 +561,7 @@ class RestoreScreen(Screen):
         if facts.get("verification") or status == "ok":
             self.query_one("#verification", Static).update(verification_text(data) or Text("no verification ran"))
         self.query_one("#resume", Button).set_class(not self._resumable(), "hidden")
-        self.query_one("#rollback", Button).set_class(not (self._resumable() or status == "rollback_failed"),
-                                                      "hidden")
+        self.query_one("#rollback", Button).set_class(not self._can_roll_back(), "hidden")
         self.query_one("#new", Button).set_class(status not in FINAL_SHOWN, "hidden")
         self.refresh_bindings()
 
@@ -673,15 +679,18 @@ class RestoreScreen(Screen):
         self.action_resume()
 
     def action_rollback(self) -> None:
-        if self.job_id is None or not (self._resumable() or self._status() == "rollback_failed"):
+        if self.job_id is None or not self._can_roll_back():
             return
-        from fovea_tui.tui.widgets.confirm import ConfirmDialog
+        from fovea_tui.tui.widgets.confirm import ConfirmDialog, TypedConfirmDialog
+
+        finished = engine.finished_restore(self.data)
 
         def go(ok: bool | None) -> None:
             if not ok or self.job_id is None:
                 return
             try:
-                engine.rollback_restore(self.app.settings, self.job_id)
+                engine.rollback_restore(self.app.settings, self.job_id,
+                                        typed=finished.database if finished is not None else None)
             except FoveaError as exc:
                 self.notify(str(exc), severity="error", timeout=8)
                 return
@@ -689,6 +698,10 @@ class RestoreScreen(Screen):
             self.query_one("#steps", StepList).focus(scroll_visible=False)
             self.notify("Rolling back to the safety dump")
 
+        if finished is not None:  # a new destructive act: confirmed like a restore
+            self.app.push_screen(TypedConfirmDialog(finished.question, finished.database,
+                                                    confirm_label="Roll back", title="Roll back a finished restore"), go)
+            return
         self.app.push_screen(ConfirmDialog("Roll the database back to the safety dump and restart the services "
                                            "that were running?", confirm_label="Roll back", title="Roll back"), go)
 

@@ -18,6 +18,7 @@ from fovea_tui.config import Settings, render_toml, save_settings, settings_from
 from fovea_tui.engine.infra import audit
 from fovea_tui.errors import FoveaError
 from fovea_tui.tui.widgets.confirm import ConfirmDialog
+from fovea_tui.tui.typed import FoveaAppAccess
 
 PROJECT_LABEL = "com.docker.compose.project"
 WORKDIR_LABEL = "com.docker.compose.project.working_dir"
@@ -78,7 +79,7 @@ class Discovered(Message):
         self.found = found
 
 
-class SetupScreen(ModalScreen[None]):
+class SetupScreen(FoveaAppAccess, ModalScreen[None]):  # type: ignore[misc]  # `app` narrowed to the FoveaApp
     """Offers what discovery found; saving writes a config file (after showing it)."""
 
     BINDINGS = [Binding("escape", "skip", "Skip")]

@@ -14,6 +14,7 @@ from fovea_tui import masking
 from fovea_tui.engine import restore as engine
 from fovea_tui.engine.infra import jobs
 from fovea_tui.errors import FoveaError
+from fovea_tui.tui.typed import FoveaAppAccess
 
 SHOWN = (*engine.ACTIVE, "interrupted", "failed", "rollback_failed")
 
@@ -45,7 +46,7 @@ def restore_job_text(data: dict | None) -> Text | None:
     return text
 
 
-class RestoreJobLine(Static):
+class RestoreJobLine(FoveaAppAccess, Static):  # type: ignore[misc]  # `app` narrowed to the FoveaApp
     """Polls the newest restore job once a second; posts Changed when it appears or goes."""
 
     class Changed(Message):

@@ -17,9 +17,10 @@ from fovea_tui import masking
 from fovea_tui.engine.ops import schedule
 from fovea_tui.errors import FoveaError
 from fovea_tui.tui.widgets.confirm import ConfirmDialog
+from fovea_tui.tui.typed import FoveaAppAccess
 
 
-class SchedulePanel(Vertical):
+class SchedulePanel(FoveaAppAccess, Vertical):  # type: ignore[misc]  # `app` narrowed to the FoveaApp
     """Reads `self.app.settings`; shows and changes the installed nightly schedule."""
 
     DEFAULT_CSS = """
