@@ -326,10 +326,12 @@ def _restore(settings: Settings, section: RestoreSection) -> None:
         section.can_resume, section.can_rollback = state.phase != "rollback", True
     elif state.status == "rollback_failed":
         section.can_rollback = True
-    elif state.status == "failed" and section.install_touched:
+    elif state.status == "held" or (state.status == "failed" and section.install_touched):
         section.can_resume = section.can_rollback = True
     section.next = [f"fovea-tui restore --follow {state.id}"] if state.active else []
     section.next += [f"fovea-tui restore --resume {state.id}"] if section.can_resume else []
+    if state.status == "held":  # videos still missing: bring them back, or accept what the backend deletes
+        section.next += [f"fovea-tui restore --resume {state.id} --allow-missing-videos"]
     section.next += [f"fovea-tui restore --rollback {state.id}"] if section.can_rollback else []
 
 
