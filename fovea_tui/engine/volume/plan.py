@@ -423,6 +423,7 @@ def plan_pull(root: Path, store, result: SyncResult, *, replace_changed: bool,
     bucket) what to copy into that bucket, where any key is a safe one."""
     plan = _new_plan()
     scan = _Scan(progress)
+    local: Iterator[Any]
     if destination is not None:
         local = _checked_order(destination, f"destination {result.target}")
     else:
