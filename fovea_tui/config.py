@@ -79,6 +79,9 @@ class StackSettings:
     backend_service: str = "backend"
     migrate_command: list[str] = field(default_factory=lambda: ["npx", "prisma", "migrate", "deploy"])
     health_url: str = "http://127.0.0.1:3001/api/health"
+    # Services that delete `videos` rows whose file they cannot find when they start (Fovea's
+    # backend): a restore starts them only once every referenced video is back.
+    reconcile_services: list[str] = field(default_factory=lambda: ["backend"])
 
 
 @dataclass

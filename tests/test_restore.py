@@ -104,7 +104,7 @@ def test_cli_restore_docker_mode_whole_run(stack, restore_env, tmp_path):
     result = json.loads(proc.stdout)
     assert result["ok"] is True
     assert [s["name"] for s in result["steps"]] == ["choose", "preflight", "safety_dump", "confirm", "stop",
-                                                      "prepare", "restore", "migrate", "start", "verify"]
+                                                      "prepare", "restore", "migrate", "videos", "start", "verify"]
     assert set(step_status(result).values()) == {"ok"}, result["steps"]
     assert all(set(s) >= {"name", "status", "detail"} for s in result["steps"])
     # the database is the dump again, plus the migration the backend bundles

@@ -65,6 +65,7 @@ def test_an_old_corrupt_dump_fails_the_backups_not_the_database():
 @pytest.mark.parametrize("status, touched, verdict, critical", [
     ("running", False, "active", True), ("waiting", False, "active", True),
     ("interrupted", False, "failing", True), ("rollback_failed", True, "failing", True),
+    ("held", True, "failing", True),  # stopped before the backend: videos still missing
     ("failed", True, "failing", True), ("failed", False, "warning", False),
     ("ok", True, "fine", False), ("rolled_back", True, "fine", False),
     ("pending", False, "warning", False),  # created, its runner never started

@@ -108,7 +108,6 @@ def _report_settings(tmp_path: Path) -> Settings:
         "migrations": "4 migrations recorded, as in the manifest",
         "env_copy": "fovea-20260101T020000Z.env off-site: SESSION_SECRET, DATABASE_URL, API_KEY_ENCRYPTION_KEY present",
         "videos": "1 of 20 referenced videos missing from s3://fovea-videos/volume/: clips/a-0007.mp4 (run `fovea-tui sync`)",
-        "volume_age": "last sync (sync-last.json) at 2026-01-01T03:00:00+00:00, not older than the dump",
         "cleanup": "scratch database fovea_drill_20260101_051500 dropped",
     }
     for name in CHECK_ORDER:

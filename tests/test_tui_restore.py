@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from textual.widgets import Button, ContentSwitcher, DataTable, Input, ProgressBar, RichLog, SelectionList
+from textual.widgets import Button, ContentSwitcher, DataTable, Input, Label, ProgressBar, RichLog, SelectionList
 
 from fovea_tui.engine.infra import jobs
 from fovea_tui.engine import restore as engine
@@ -80,6 +80,7 @@ DETAILS = {
     "prepare": "database fovea dropped and created empty (owner fovea)",
     "restore": f"{DUMP} into fovea: 463 rows in 13 tables in 0.6 s",
     "migrate": "python3 /app/migrate.py succeeded; applied 20250401000000_video_checksums",
+    "videos": "all 17 referenced videos present in /var/lib/fovea/videos",
     "start": "started and healthy: redis, backend, frontend, model-service",
     "verify": "4 checks passed",
 }
@@ -592,3 +593,38 @@ async def test_resuming_a_job_stopped_before_its_confirmation_asks_for_the_name_
         await pilot.press("u")
         await pilot.pause(0.1)
     assert calls == [{"confirmed": False}]
+
+
+@asynctest
+async def test_missing_videos_need_the_typed_acceptance(tmp_path, monkeypatch):
+    """The wizard shows which videos are missing and what depends on them; only the exact
+    phrase enables 'Start anyway', and it reaches the runner as the acceptance."""
+    from fovea_tui.tui.screens.restore import ConfirmRestore
+
+    settings = settings_for(tmp_path)
+    AliveStates(monkeypatch, alive=True)
+    data = state(settings, upto="videos", status="waiting", running="running", awaiting="missing_videos")
+    data["facts"]["videos"] = {"storage": "/var/lib/fovea/videos", "target": "s3://fovea-videos/volume/",
+                               "referenced": 20, "missing": 3, "missing_keys": ["a.mp4", "b.mp4", "c.mp4"],
+                               "pulled": 0, "in_target": 0, "reconcilers": ["backend"],
+                               "annotations": 30, "summaries": 6, "claims": 14}
+    write_state(settings, data)
+    app = make_app(settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("R")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmRestore))
+        dialog = pilot.app.screen
+        question = str(dialog.query_one("#confirm-question", Label).render())
+        assert "3 of 20 referenced videos are missing" in question and "a.mp4, b.mp4, c.mp4" in question
+        assert "30 annotations, 6 summaries and 14 claims" in question and "'delete 3'" in question
+        go = dialog.query_one("#confirm-go", Button)
+        field = dialog.query_one("#confirm-name", Input)
+        field.focus()
+        for text, enabled in (("fovea", False), ("delete 2", False), ("delete 3", True)):
+            field.value = text
+            await pilot.pause(0.05)
+            assert go.disabled is not enabled, text
+        await pilot.click("#confirm-go")
+        await pilot.pause(0.1)
+        assert jobs.read_control(jobs.jobs_dir(settings), JOB, "accept") == "delete 3"
+        assert jobs.read_control(jobs.jobs_dir(settings), JOB, "confirm") is None

@@ -78,7 +78,8 @@ def cards(report: StatusReport, now: datetime) -> list[Card]:
     vol, sync = report.volume, report.sync
     lines = []
     if vol.ok:
-        lines.append(f"{size(vol.bytes)} · {vol.files:,} files")
+        lines.append(f"{size(vol.bytes)} · {vol.files:,} files"
+                     + (f" in {vol.path}" if vol.storage in ("s3", "hybrid") else ""))
     else:
         lines.append(vol.error or "volume unreadable")
     target = vol.target or sync.target

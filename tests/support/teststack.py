@@ -311,6 +311,15 @@ class TestStack:
             "redis", ["/usr/bin/redis-server", "--port", str(p.redis), "--bind", "127.0.0.1", "--save", "",
                       "--appendonly", "no", "--dir", "/tmp", "--protected-mode", "no", "--loglevel", "warning"],
             healthcheck={"test": ["CMD", "/usr/bin/redis-cli", "-p", str(p.redis), "ping"]})
+        self._create_backend()
+        self._create("frontend", ["/bin/sh", "-c", _SLEEPER], depends_on="backend:service_started:false")
+        self._create("model-service", ["/bin/sh", "-c", _SLEEPER],
+                     extra_mounts=[Mount(target="/videos", source=str(self.videos_dir), type="bind")])
+
+    def _create_backend(self) -> None:
+        from docker.types import Mount
+
+        p = self.ports
         backend_env = {k: v for k, v in self.env.items()}
         backend_env.update(DATABASE_URL=self.database_url_host, REDIS_HOST="127.0.0.1",
                            REDIS_PORT=str(p.redis), PORT=str(p.backend), PYTHONDONTWRITEBYTECODE="1")
@@ -323,9 +332,21 @@ class TestStack:
                                   f"'http://127.0.0.1:{p.backend}/api/health', timeout=3)"]},
             extra_mounts=[Mount(target="/app", source=str(self.app_dir), type="bind", read_only=True),
                           videos_mount])
-        self._create("frontend", ["/bin/sh", "-c", _SLEEPER], depends_on="backend:service_started:false")
-        self._create("model-service", ["/bin/sh", "-c", _SLEEPER],
-                     extra_mounts=[Mount(target="/videos", source=str(self.videos_dir), type="bind")])
+
+    def set_node_env(self, value: str) -> None:
+        """Recreate the backend container with NODE_ENV=`value` (outside "production" it deletes
+        the rows of missing videos when it starts, like Fovea's backend); left stopped when it was."""
+        if self.env.get("NODE_ENV") == value:
+            return
+        c = self.container("backend")
+        c.reload()
+        was_running = c.status == "running"
+        c.remove(force=True)
+        self.env["NODE_ENV"] = value
+        self._create_backend()
+        if was_running:
+            self.container("backend").start()
+            self.wait_healthy(["backend"])
 
     def start(self) -> "TestStack":
         ensure_base_image(self.client)

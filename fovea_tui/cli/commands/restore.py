@@ -1,4 +1,5 @@
-"""`fovea-tui restore DUMP [--yes] [--json] [--skip-migrate] [--no-rollback]`: the guided restore.
+"""`fovea-tui restore DUMP [--yes] [--json] [--skip-migrate] [--no-rollback] [--allow-missing-videos]`:
+the guided restore.
 
 `--rollback JOB` of a restore that finished is a new destructive act: confirmed like a
 restore (the database name typed, or `--yes --force-after-success`), else exit 3.
@@ -30,6 +31,9 @@ def register(sub) -> None:
     add_json_flag(parser)
     parser.add_argument("--yes", action="store_true", help="do not ask for the database name (stands for typing it)")
     parser.add_argument("--skip-migrate", action="store_true", help="do not apply the backend's bundled migrations")
+    parser.add_argument("--allow-missing-videos", action="store_true",
+                        help="start the backend even when referenced videos are still missing after the pull "
+                             "(it deletes their rows, annotations, summaries and claims)")
     parser.add_argument("--accept-mismatch", action="store_true",
                         help="restore a whole dump that is not what its manifest says (status mismatch)")
     parser.add_argument("--force-after-success", action="store_true",
@@ -56,6 +60,7 @@ class _Follower:
         self.lines: dict[str, int] = {}
         self.undo_shown: dict[str, str] = {}
         self.asked = False
+        self.asked_videos = False
         self.bar = ctx.progress()
 
     def __call__(self, data: dict) -> None:
@@ -81,6 +86,25 @@ class _Follower:
         if data.get("awaiting") == "confirm" and not self.asked:
             self.asked = True
             self.ask(data)
+        if data.get("awaiting") == "missing_videos" and not self.asked_videos:
+            self.asked_videos = True
+            self.ask_videos(data)
+
+    def ask_videos(self, data: dict) -> None:
+        from fovea_tui.engine.restore.videos import missing_words
+
+        found = (data.get("facts") or {}).get("videos") or {}
+        phrase = engine.acceptance_phrase(found.get("missing", 0))
+        self.ctx.info(f"\n{missing_words(found)}.\nStarting {', '.join(found.get('reconcilers') or ['the backend'])} "
+                      "deletes their rows and everything that depends on them.")
+        try:
+            sys.stderr.write(f"Type {phrase!r} to start it anyway, anything else to hold the restore "
+                             "(the database stays restored, the services stay stopped): ")
+            sys.stderr.flush()
+            typed = sys.stdin.readline()
+        except (EOFError, KeyboardInterrupt):
+            typed = ""
+        engine.accept_missing_videos(self.ctx.settings, self.job_id, typed.strip() or "\x00")
 
     def ask(self, data: dict) -> None:
         self.bar.stop()
@@ -99,7 +123,7 @@ class _Follower:
 def _exit_code(report: dict) -> int:
     if report["ok"]:
         return EXIT_OK
-    return EXIT_REFUSED if report["status"] == "refused" else EXIT_FAILED
+    return EXIT_REFUSED if report["status"] in ("refused", "held") else EXIT_FAILED
 
 
 def render(report: dict) -> str:
@@ -109,6 +133,11 @@ def render(report: dict) -> str:
         lines.append(f"  [{ICONS.get(step['status'], step['status'])}] {step['name']:<12} {step['detail']}{dur}")
         if step.get("undo"):
             lines.append(f"        undo: {step['undo']['status']}: {step['undo'].get('detail', '')}")
+    videos = report.get("videos") or {}
+    if videos.get("expected_deletions"):
+        d = videos["expected_deletions"]
+        lines.append(f"expected to be deleted by the backend: {d['videos']} videos, {d['annotations']} annotations, "
+                     f"{d['summaries']} summaries, {d['claims']} claims")
     checks = report["verification"].get("checks") or []
     if checks:
         lines.append("verification:")
@@ -178,7 +207,8 @@ def run(args, ctx: CliContext) -> int:
         job_id = args.follow
         jobs.load_state(settings, job_id)  # a clear error for an unknown job
     elif args.resume:
-        job_id = engine.resume_restore(settings, args.resume, confirmed=args.yes)
+        job_id = engine.resume_restore(settings, args.resume, confirmed=args.yes,
+                                       allow_missing_videos=args.allow_missing_videos)
         ctx.info(f"resuming restore {job_id}")
     elif args.rollback:
         job_id = engine.rollback_restore(settings, args.rollback, typed=_ask_rollback(ctx, args, interactive),
@@ -187,14 +217,15 @@ def run(args, ctx: CliContext) -> int:
     else:
         _require_known_dump(settings, args.dump)
         job_id = engine.start_restore(settings, args.dump, confirmed=args.yes, skip_migrate=args.skip_migrate,
-                                      no_rollback=args.no_rollback, accept_mismatch=args.accept_mismatch)
+                                      no_rollback=args.no_rollback, allow_missing_videos=args.allow_missing_videos,
+                                      accept_mismatch=args.accept_mismatch)
         ctx.info(f"restore job {job_id} started; it runs on if this terminal goes away "
                  f"(`fovea-tui restore --follow {job_id}`)")
     follower = _Follower(ctx, job_id, yes=args.yes)
     with follower.bar:
         data = jobs.follow(settings, job_id, follower, stop=lambda: ctx.cancel.cancelled)
     if ctx.cancel.cancelled and (data.get("alive") or jobs.load_state(settings, job_id).alive):
-        if data.get("awaiting") == "confirm":
+        if data.get("awaiting") in ("confirm", "missing_videos"):
             engine.cancel(settings, job_id)
             data = jobs.follow(settings, job_id, lambda _d: None, timeout=30)
         else:

@@ -12,8 +12,9 @@ from fovea_tui.errors import UsageError
 
 def register(sub) -> None:
     parser = sub.add_parser(
-        "sync", help="copy the video volume to volume.target; with --pull, back into volume.path or DIR",
-        description="Copy the video volume (volume.path) to volume.target (s3://bucket/prefix/ or a "
+        "sync", help="copy the videos to volume.target; with --pull, back into volume.path (or the app's bucket) or DIR",
+        description="Copy the videos (volume.path, or the app's bucket when the env file says "
+                    "VIDEO_STORAGE_TYPE=s3 or hybrid) to volume.target (s3://bucket/prefix/ or a "
                     "directory). Files already there with the same size are skipped; new ones are "
                     "uploaded and verified. With volume.delete = true, off-site objects whose file is gone "
                     "are deleted, unless the delete guard refuses (exit 3).")
@@ -52,6 +53,8 @@ def render(d: dict) -> str:
                      f"({d['source']} -> {d['target']})")
         if d["pending"]:
             lines.append(f"{d['pending']} files pending: run sync again")
+    if d.get("copies"):
+        lines.append(f"bucket objects: {d['copies']}")
     if d.get("listing"):
         how = ("read from the snapshot of the last sync" if d["listing"]["mode"] == "snapshot"
                else "listed in full")

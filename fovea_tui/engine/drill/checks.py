@@ -9,29 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
-import time
-from datetime import datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from fovea_tui.config import Settings
 from fovea_tui.engine.backups import manifest as mf
 from fovea_tui.engine.drill.choose import Chosen
-from fovea_tui.engine.drill.result import Check, iso
+from fovea_tui.engine.drill.result import Check
 from fovea_tui.engine.infra.stores import open_store
-from fovea_tui.engine.progress import CancelToken, ProgressEvent, Throttle
-from fovea_tui.engine.restore.verify import row_differences, video_file
-from fovea_tui.engine.volume.listing import is_marker
-from fovea_tui.engine.volume.sync import read_summary
+from fovea_tui.engine.progress import CancelToken
+from fovea_tui.engine.restore.verify import row_differences
 from fovea_tui.envfile import CRITICAL_KEYS, EnvFile
-from fovea_tui.errors import ConfigError
-from fovea_tui.formatting import human_duration
-
-
-def video_key(row_path: str, filename: str, storage_path: str) -> str:
-    """The key under `volume.target` of a `videos` row: its path under STORAGE_PATH (the
-    sync's keys are paths relative to `volume.path`, which is STORAGE_PATH on the host)."""
-    return video_file(row_path or "", filename or "", storage_path or "/videos", PurePosixPath("")).as_posix()
+from fovea_tui.errors import ConfigError, FoveaError
 
 
 def parse_env_bytes(data: bytes, name: str) -> EnvFile:
@@ -73,111 +61,59 @@ def check_env_copy(settings: Settings, chosen: Chosen) -> tuple[Check, EnvFile |
     return Check("env_copy", ok, f"{name} {where}: " + "; ".join(notes)), env
 
 
-def video_rows(db, database: str) -> list[tuple[str, str, int | None]] | None:
-    if db.psql("SELECT to_regclass('public.videos') IS NOT NULL;", database=database) != "t":
-        return None
-    has_size = db.psql("SELECT count(*) FROM information_schema.columns WHERE table_schema = 'public' "
-                       "AND table_name = 'videos' AND column_name = 'fileSize';", database=database) == "1"
-    size_sql = '"fileSize"' if has_size else "NULL"
-    out = db.psql("SELECT coalesce(json_agg(json_build_array(filename, path, " + size_sql
-                  + ") ORDER BY filename), '[]') FROM public.videos;", database=database)
-    rows = json.loads(out or "[]")
-    return [(str(r[0] or ""), str(r[1] or ""), int(r[2]) if isinstance(r[2], (int, float)) else None) for r in rows]
+def check_videos(settings: Settings, db, database: str, storage_path: str, cancel: CancelToken,
+                 progress) -> Check:
+    """Every video the restored dump references is in the off-site copy (`volume.target`) with
+    the same size, by listing (no download). A restore of this dump onto a host that lost its
+    videos pulls exactly these back before the backend starts; any missing one would be
+    deleted with its annotations, summaries and claims. Also says how many are missing from
+    the install's own storage (the volume or the app's bucket) right now."""
+    from fovea_tui.engine.volume.storage import dependents, list_keys, missing_from, shown, video_rows, video_storage
 
-
-def check_videos(settings: Settings, db, database: str, storage: str, cancel: CancelToken,
-                  progress) -> tuple[Check, datetime | None]:
-    """Every video row's file in the volume copy, by listing (no download); also returns the
-    newest object time for the age check."""
     target = settings.volume.target
-    rows = video_rows(db, database)
+    rows = video_rows(db, storage_path, database=database)
     if rows is None:
-        return Check("videos", True, "the restored database has no videos table"), None
+        return Check("videos", True, "the restored database has no videos table")
     if not target:
         return Check("videos", False, f"{len(rows)} videos referenced, but volume.target is not set: "
-                     "the video volume is not backed up anywhere"), None
-
+                     "the videos are not backed up anywhere")
     try:
         store = open_store(target, settings.s3, key="volume.target")
     except ConfigError as exc:
         raise ConfigError(str(exc.message).replace("backups.offsite", "volume.target"), key="volume.target") from None
-    wanted: dict[str, tuple[str, int | None]] = {}
-    for filename, path, size in rows:
-        key = video_key(path, filename, storage)
-        local = Path(settings.volume.path) / key
-        expected: int | None
-        try:
-            expected = local.stat().st_size
-        except OSError:
-            expected = size
-        wanted[key] = (filename, expected)
-        if filename and filename != key:
-            wanted.setdefault(filename, (filename, expected))
-    found: dict[str, int] = {}
-    newest: datetime | None = None
-    listed = 0
-    t0 = time.monotonic()
-    throttle = Throttle(progress, 0.2)
-    for obj in store.iter_objects(""):
-        if is_marker(obj.key):
-            continue  # sync's own bookkeeping, not a video (and its time is not the volume's)
-        listed += 1
-        if listed % 1000 == 0:
-            cancel.check()
-            throttle(ProgressEvent("videos", listed, None, "files", current=obj.key, started_at=t0))
-        if newest is None or obj.mtime > newest:
-            newest = obj.mtime
-        if obj.key in wanted:
-            found[obj.key] = obj.size
+    found = list_keys(store, cancel, progress)
+    live = video_storage(settings)
     missing, wrong = [], []
-    for filename, path, _size in rows:
-        key = video_key(path, filename, storage)
-        got_key = key if key in found else (filename if filename in found else None)
-        if got_key is None:
-            missing.append(key)
+    for row in rows:
+        got = row.key if row.key in found else (row.filename if row.filename in found else None)
+        if got is None:
+            missing.append(row)
             continue
-        expected = wanted[key][1]
-        if expected is not None and found[got_key] != expected:
-            wrong.append(f"{key} ({found[got_key]} bytes off-site, {expected} expected)")
-    def shown(items: list[str]) -> str:
-        return ", ".join(items[:5]) + (f" and {len(items) - 5} more" if len(items) > 5 else "")
+        try:
+            expected = (live.volume / row.key).stat().st_size if live.uses_volume else row.size
+        except OSError:
+            expected = row.size
+        if expected is not None and found[got] != expected:
+            wrong.append(f"{row.key} ({found[got]} bytes off-site, {expected} expected)")
+    try:
+        here = len(missing_from(live, rows, cancel=cancel))
+        here_words = f"; {here} of them missing from {live.describe()} now" if here else ""
+    except FoveaError as exc:
+        here, here_words = None, f"; {live.describe()} not checked: {exc}"
+    extra = {"referenced": len(rows), "missing": len(missing), "size_mismatch": len(wrong), "missing_here": here}
     if missing or wrong:
         parts = []
         if missing:
-            parts.append(f"{len(missing)} of {len(rows)} referenced videos missing from {target}: {shown(missing)}")
+            deps = dependents(db, [r.id for r in missing], database=database)
+            extra.update(deps)
+            parts.append(f"{len(missing)} of {len(rows)} referenced videos missing from {target}: "
+                         f"{shown([r.key for r in missing])} ({deps['annotations']} annotations, {deps['summaries']} "
+                         f"summaries and {deps['claims']} claims depend on them)")
         if wrong:
             parts.append(f"{len(wrong)} with another size: {shown(wrong)}")
-        return Check("videos", False, "; ".join(parts) + " (run `fovea-tui sync`)",
-                     extra={"missing": len(missing), "size_mismatch": len(wrong), "referenced": len(rows)}), newest
+        return Check("videos", False, "; ".join(parts) + here_words + " (run `fovea-tui sync`)", extra=extra)
     return Check("videos", True, f"all {len(rows)} referenced videos present in {target} with the same size "
-                 f"({listed} objects listed, nothing downloaded)", extra={"referenced": len(rows)}), newest
-
-
-def check_volume_age(settings: Settings, dump_time: datetime | None, newest_object: datetime | None) -> Check:
-    target = settings.volume.target
-    if not target:
-        return Check("volume_age", False, "volume.target is not set: no off-site copy of the videos")
-    summary = read_summary(settings) or {}
-    when, how = None, ""
-    # the last complete sync (`last_ok`) when the summary records it, else the last run
-    stamp = summary.get("last_ok") if "last_ok" in summary else summary.get("time")
-    if summary.get("target") == target and stamp:
-        try:
-            when = datetime.fromisoformat(str(stamp))
-            how = "last complete sync (sync-last.json)" if "last_ok" in summary else "last sync (sync-last.json)"
-        except ValueError:
-            when = None
-    if when is None and newest_object is not None:
-        when, how = newest_object, "newest object in the copy"
-    if when is None:
-        return Check("volume_age", False, f"no sync to {target} on record and no object there")
-    if dump_time is None:
-        return Check("volume_age", True, f"{how} at {iso(when)}; the dump's time is unknown")
-    if when < dump_time:
-        return Check("volume_age", False, f"the video copy ({how} at {iso(when)}) is older than the dump "
-                     f"({iso(dump_time)}) by {human_duration((dump_time - when).total_seconds())}: videos "
-                     "uploaded since are referenced but not copied (run `fovea-tui sync`)")
-    return Check("volume_age", True, f"{how} at {iso(when)}, not older than the dump ({iso(dump_time)})")
+                 f"({len(found)} objects listed, nothing downloaded){here_words}", extra=extra)
 
 
 def check_rows(db, database: str, manifest: mf.Manifest) -> Check:

@@ -24,7 +24,6 @@ CHECK_TITLES = {
     "migrations": "Migrations as in the manifest",
     "env_copy": "Env copy off-site with its secrets",
     "videos": "Every referenced video off-site",
-    "volume_age": "Video copy not older than the dump",
     "cleanup": "Scratch database dropped",
 }
 CHECK_ORDER = list(CHECK_TITLES)

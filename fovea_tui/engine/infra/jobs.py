@@ -52,8 +52,9 @@ from fovea_tui.errors import OperationFailed, SafetyRefusal
 JOBS_DIRNAME = "jobs"
 KINDS: dict[str, str] = {"restore": "fovea_tui.engine.restore.runner:execute"}
 ACTIONS = ("run", "resume", "rollback")
+CONTROLS = ("confirm", "accept", "cancel")  # files a face writes to talk to a runner
 #: Statuses after which the runner has nothing left to do.
-FINAL = ("ok", "failed", "refused", "cancelled", "rolled_back", "rollback_failed")
+FINAL = ("ok", "failed", "refused", "cancelled", "rolled_back", "rollback_failed", "held")
 #: Statuses of a runner at work (or that should be: "interrupted" when its runner is gone).
 ACTIVE = ("pending", "running", "waiting", "rolling_back")
 OUTPUT_TAIL = 400  # lines of output kept per step in the state file
@@ -297,8 +298,8 @@ def _reap_later(proc: subprocess.Popen) -> None:
 
 
 def write_control(settings: Settings, job_id: str, name: str, value: str = "") -> None:
-    """Tell a runner something: "confirm" (the typed text) or "cancel"."""
-    if name not in ("confirm", "cancel"):
+    """Tell a runner something: "confirm" or "accept" (the typed text), or "cancel"."""
+    if name not in CONTROLS:
         raise ValueError(name)
     directory = jobs_dir(settings)
     path = directory / f"{job_id}.{name}"
@@ -315,7 +316,7 @@ def read_control(directory: Path, job_id: str, name: str) -> str | None:
 
 
 def clear_controls(directory: Path, job_id: str) -> None:
-    for name in ("confirm", "cancel"):
+    for name in CONTROLS:
         try:
             (directory / f"{job_id}.{name}").unlink()
         except FileNotFoundError:

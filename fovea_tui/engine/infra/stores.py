@@ -17,13 +17,16 @@ from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterable, Iterator, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NoReturn, Protocol
 
 from fovea_tui.config import S3Settings
 from fovea_tui.engine.infra.files import fsync_dir
 from fovea_tui.engine.infra.locks import ensure_private_dir
 from fovea_tui.engine.progress import CancelToken, ProgressEvent
 from fovea_tui.errors import Cancelled, ConfigError, OperationFailed
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.type_defs import CopySourceTypeDef
 
 SHA256_META = "sha256"
 TEMP_PREFIX = ".fovea-tmp-"
@@ -35,6 +38,10 @@ SINGLE_PUT_MAX = 2 * 1024 * 1024  # below this, one verified PutObject from memo
 
 class StoreError(OperationFailed):
     """An object-store call failed; the message names the store and the object."""
+
+
+class ServerCopyUnavailable(StoreError):
+    """The store (or the credentials) will not copy between these buckets server-side."""
 
 
 class ReadStream(Protocol):
@@ -380,7 +387,10 @@ class S3Store(Store):
     lists_from_key = True
     keeps_listing_snapshot = True
 
-    def __init__(self, url: str, s3: S3Settings, *, max_concurrency: int = 8) -> None:
+    def __init__(self, url: str, s3: S3Settings, *, max_concurrency: int = 8,
+                 credentials: tuple[str, str] | None = None) -> None:
+        """`credentials` (access key id, secret) for a bucket whose keys come from the install's
+        env file (the app's video bucket); None: boto3's usual chain (env, files, role)."""
         import boto3
         from boto3.s3.transfer import TransferConfig
         from botocore.config import Config
@@ -399,8 +409,11 @@ class S3Store(Store):
         # S3's ISO 8601 timestamps parse with the C fromisoformat instead.
         session._session.get_component("response_parser_factory").set_parser_defaults(
             timestamp_parser=_parse_timestamp)
+        key_id, secret = credentials if credentials else (None, None)
+        self.endpoint_url = s3.endpoint_url or None
         self.client = session.client(
             "s3", endpoint_url=s3.endpoint_url or None, region_name=s3.region or None, config=config,
+            aws_access_key_id=key_id, aws_secret_access_key=secret,
         )
         self.transfer_config = TransferConfig(
             multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_CHUNK,
@@ -550,6 +563,46 @@ class S3Store(Store):
             if cancel is not None and cancel.cancelled:
                 raise Cancelled(cancel.reason) from None
             raise self.describe_error("download", key, exc) from None
+
+    def copy_from(self, source: S3Store, key: str, *, size: int, progress=None, cancel=None) -> ObjectInfo:
+        """Copy `key` from `source` inside the store (CopyObject; UploadPartCopy parts above
+        the multipart threshold): no byte passes through this host. A single CopyObject succeeds
+        only once the store holds the whole copy; a multipart copy is checked by its size. Raises ServerCopyUnavailable when the store or
+        the credentials do not allow a server-side copy (the caller streams instead)."""
+        from botocore.exceptions import ClientError
+
+        copy_source: CopySourceTypeDef = {"Bucket": source.bucket, "Key": source._key(key)}
+        try:
+            if size < MULTIPART_THRESHOLD:  # one CopyObject: the store answers only once it holds the copy
+                if cancel is not None:
+                    cancel.check()
+                self.client.copy_object(CopySource=copy_source, Bucket=self.bucket, Key=self._key(key))
+            else:
+                self.client.copy(copy_source, self.bucket, self._key(key),
+                                 Callback=_ProgressFile(key, size, progress, cancel), SourceClient=source.client,
+                                 Config=self.transfer_config)
+        except Cancelled:
+            raise
+        except ClientError as exc:
+            if cancel is not None and cancel.cancelled:
+                raise Cancelled(cancel.reason) from None
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("AccessDenied", "NotImplemented", "InvalidRequest", "XAmzContentSHA256Mismatch"):
+                raise ServerCopyUnavailable(f"server-side copy of {key} refused ({code})") from None
+            raise self.describe_error("copy", key, exc) from None
+        except Exception as exc:  # noqa: BLE001
+            if isinstance(exc.__context__, Cancelled) or (cancel is not None and cancel.cancelled):
+                raise Cancelled(cancel.reason if cancel else "cancelled") from None
+            raise self.describe_error("copy", key, exc) from None
+        if size < MULTIPART_THRESHOLD:
+            if progress is not None:
+                progress(ProgressEvent("transfer", size, size, "bytes", current=key))
+            return ObjectInfo(key, size, datetime.now(timezone.utc))
+        info = self.head(key)  # parts assembled by the client: check the whole arrived
+        if info is None or info.size != size:
+            raise StoreError(f"copy of {key} to s3://{self.bucket}/{self.prefix} did not verify "
+                             f"(size {info.size if info else 'missing'} of {size})")
+        return info
 
     def iter_objects(self, prefix: str = "", *, start_after: str = "",
                      page_size: int | None = None) -> Iterator[ObjectInfo]:

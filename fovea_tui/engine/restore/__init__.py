@@ -23,14 +23,15 @@ from fovea_tui.config import Settings
 from fovea_tui.engine.infra import jobs
 from fovea_tui.engine.infra.locks import holder
 from fovea_tui.engine.restore.runner import initial_records, state_words
+from fovea_tui.engine.restore.steps import acceptance_phrase
 from fovea_tui.engine.restore.verify import CHECKLIST, check_login
-from fovea_tui.errors import LockHeld, OperationFailed, SafetyRefusal
 from fovea_tui.envfile import DatabaseURL, EnvFile
+from fovea_tui.errors import LockHeld, OperationFailed, SafetyRefusal
 
 __all__ = [
     "CHECKLIST", "check_login", "start_restore", "resume_restore", "rollback_restore", "confirm", "cancel",
-    "report", "latest_restore", "expected_database_name", "describe_status", "run_inline", "FINAL",
-    "FinishedRestore", "finished_restore", "live_words",
+    "report", "latest_restore", "accept_missing_videos", "acceptance_phrase", "expected_database_name",
+    "describe_status", "run_inline", "FINAL", "FinishedRestore", "finished_restore", "live_words",
     "ACTIVE", "active_restore", "unconfirmed", "safety_dump_name", "follow_command",
 ]
 
@@ -89,14 +90,20 @@ def _patch_params(settings: Settings, job_id: str, **params: Any) -> None:
     jobs.write_json_atomic(jobs.state_path(directory, job_id), data)
 
 
-def resume_restore(settings: Settings, job_id: str, *, confirmed: bool = False, detach: bool = True) -> str:
-    """Continue an interrupted (or failed, not rolled back) restore from its last completed step."""
-    status = _resumable(settings, job_id).status
+def resume_restore(settings: Settings, job_id: str, *, confirmed: bool = False, allow_missing_videos: bool = False,
+                   attended: bool = False, detach: bool = True) -> str:
+    """Continue an interrupted, held (or failed, not rolled back) restore from its last completed
+    step; `allow_missing_videos` accepts that the backend deletes the videos still missing, and
+    `attended` (a face the operator types in) makes the runner ask for that acceptance."""
+    state = _resumable(settings, job_id)
+    status = state.status
     if status in ("ok", "rolled_back", "refused", "cancelled"):
         raise SafetyRefusal(f"restore {job_id} is {status}: nothing to resume")
     _refuse_if_locked(settings)
-    if confirmed:
-        _patch_params(settings, job_id, confirmed=True)
+    if confirmed or attended:
+        _patch_params(settings, job_id, confirmed=confirmed and not attended)
+    if allow_missing_videos:
+        _patch_params(settings, job_id, allow_missing_videos=True)
     if detach:
         jobs.spawn(settings, job_id, "resume")
     return job_id
@@ -194,6 +201,12 @@ def confirm(settings: Settings, job_id: str, typed: str) -> None:
     jobs.write_control(settings, job_id, "confirm", typed)
 
 
+def accept_missing_videos(settings: Settings, job_id: str, typed: str) -> None:
+    """The operator's typed acceptance (`acceptance_phrase`) that the backend deletes the
+    videos still missing; anything else holds the restore."""
+    jobs.write_control(settings, job_id, "accept", typed)
+
+
 def cancel(settings: Settings, job_id: str) -> None:
     jobs.write_control(settings, job_id, "cancel")
 
@@ -246,6 +259,17 @@ def describe_status(data: dict) -> str:
     return data.get("message") or status
 
 
+def _videos_report(found: dict | None) -> dict | None:
+    """The video step's findings; `expected_deletions` when the backend starts with videos missing."""
+    if not found:
+        return found
+    out = dict(found)
+    if found.get("missing") and found.get("accepted"):
+        out["expected_deletions"] = {k: found[k] for k in ("missing", "annotations", "summaries", "claims")}
+        out["expected_deletions"]["videos"] = out["expected_deletions"].pop("missing")
+    return out
+
+
 def report(data: dict) -> dict[str, Any]:
     """The contract's restore JSON: {"ok", "dump", "steps": [...], "verification": {...}} and more."""
     status = jobs.effective_status(data)
@@ -276,6 +300,7 @@ def report(data: dict) -> dict[str, Any]:
         "safety_dump": facts.get("safety_dump"),
         "steps": steps,
         "preflight": facts.get("preflight") or [],
+        "videos": _videos_report(facts.get("videos")),
         "verification": verification,
         "rollback": data.get("rollback"),
         "started_at": data.get("started_at"),

@@ -74,8 +74,159 @@ def tables_touched(sql: str) -> list[str]:
     return sorted(set(_TABLE_REF.findall(sql)))
 
 
-def bundled_migrations(ctx) -> dict[str, list[str]]:
-    """Migrations bundled in the backend image: {name: [tables its SQL touches]}.
+_IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
+_QUALIFIED = rf'(?:{_IDENT}\s*\.\s*)?({_IDENT})'
+_DROP_TABLE = re.compile(r'^DROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?(.+?)(?:\s+(?:CASCADE|RESTRICT))?$', re.I | re.S)
+_ALTER_TABLE = re.compile(rf'^ALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?{_QUALIFIED}\s+(.*)$', re.I | re.S)
+_DROP_COLUMN = re.compile(rf'^DROP\s+(?:COLUMN\s+)?(?:IF\s+EXISTS\s+)?({_IDENT})(?:\s+(?:CASCADE|RESTRICT))?$', re.I | re.S)
+_ALTER_TYPE = re.compile(rf'^ALTER\s+(?:COLUMN\s+)?({_IDENT})\s+(?:SET\s+DATA\s+)?TYPE\s+(.+?)(?:\s+USING\s+.*)?$',
+                         re.I | re.S)
+_SET_NOT_NULL = re.compile(rf'^ALTER\s+(?:COLUMN\s+)?({_IDENT})\s+SET\s+NOT\s+NULL$', re.I | re.S)
+
+
+@dataclass
+class Discard:
+    """A statement of a pending migration that drops or rewrites data."""
+
+    kind: str            # drop_table | drop_column | alter_type | set_not_null
+    table: str
+    column: str = ""
+    detail: str = ""     # the new type, for alter_type
+    nulls: int | None = None  # set_not_null: NULLs in the dump's column (None: not counted)
+
+    def describe(self) -> str:
+        where = f"{self.table}.{self.column}" if self.column else self.table
+        if self.kind == "drop_table":
+            return f"DROP TABLE {where}"
+        if self.kind == "drop_column":
+            return f"DROP COLUMN {where}"
+        if self.kind == "alter_type":
+            return f"ALTER COLUMN {where} TYPE {self.detail}"
+        counted = f" ({self.nulls} NULLs in the dump)" if self.nulls is not None else ""
+        return f"SET NOT NULL on {where}{counted}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "statement": self.describe()}
+
+
+def _statements(sql: str) -> list[str]:
+    """SQL split on semicolons outside quotes, comments removed, whitespace collapsed."""
+    out: list[str] = []
+    cur: list[str] = []
+    i, n = 0, len(sql)
+    quote = ""
+    while i < n:
+        ch = sql[i]
+        if quote:
+            cur.append(ch)
+            if ch == quote:
+                quote = ""
+        elif ch in ("'", '"'):
+            quote = ch
+            cur.append(ch)
+        elif sql.startswith("--", i):
+            while i < n and sql[i] != "\n":
+                i += 1
+            continue
+        elif sql.startswith("/*", i):
+            end = sql.find("*/", i + 2)
+            i = n if end < 0 else end + 2
+            continue
+        elif ch == ";":
+            out.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+        i += 1
+    out.append("".join(cur))
+    return [" ".join(s.split()) for s in out if s.strip()]
+
+
+def _actions(text: str) -> list[str]:
+    """ALTER TABLE's comma-separated actions (commas inside parentheses or quotes kept)."""
+    out: list[str] = []
+    cur: list[str] = []
+    depth, quote = 0, ""
+    for ch in text:
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in ("'", '"'):
+            quote = ch
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            out.append("".join(cur).strip())
+            cur = []
+            continue
+        cur.append(ch)
+    out.append("".join(cur).strip())
+    return [a for a in out if a]
+
+
+def destructive_statements(sql: str) -> list[Discard]:
+    """What a migration drops or rewrites: DROP TABLE, DROP COLUMN, ALTER COLUMN ... TYPE and
+    SET NOT NULL, with quoted and unquoted identifiers alike (names as PostgreSQL stores them)."""
+    from fovea_tui.engine.restore.dumpscan import unquote_ident
+
+    found: list[Discard] = []
+    for stmt in _statements(sql):
+        m = _DROP_TABLE.match(stmt)
+        if m:
+            for name in _actions(m.group(1)):
+                found.append(Discard("drop_table", unquote_ident(re.split(r"\s*\.\s*", name)[-1])))
+            continue
+        m = _ALTER_TABLE.match(stmt)
+        if not m:
+            continue
+        table = unquote_ident(m.group(1))
+        for action in _actions(m.group(2)):
+            if (a := _DROP_COLUMN.match(action)) and not re.match(r"^DROP\s+CONSTRAINT\b", action, re.I):
+                found.append(Discard("drop_column", table, unquote_ident(a.group(1))))
+            elif a := _ALTER_TYPE.match(action):
+                found.append(Discard("alter_type", table, unquote_ident(a.group(1)), " ".join(a.group(2).split())))
+            elif a := _SET_NOT_NULL.match(action):
+                found.append(Discard("set_not_null", table, unquote_ident(a.group(1))))
+    return found
+
+
+def _count_nulls(ctx, discards: dict[str, list[Discard]]) -> None:
+    """Fill in, from the dump, how many NULLs each SET NOT NULL column holds; drop the SET NOT
+    NULLs on columns without NULLs (they discard nothing)."""
+    wanted = {(d.table, d.column) for found in discards.values() for d in found if d.kind == "set_not_null"}
+    if not wanted:
+        return
+    scan = dump_scan(ctx, wanted)
+    for name in list(discards):
+        kept = []
+        for d in discards[name]:
+            if d.kind == "set_not_null":
+                d.nulls = scan.nulls.get((d.table, d.column), 0)
+                if not d.nulls:
+                    continue
+            kept.append(d)
+        if kept:
+            discards[name] = kept
+        else:
+            del discards[name]
+
+
+def dump_scan(ctx, null_columns: set[tuple[str, str]] | None = None):
+    """The dump's videos and NULL counts, read once per pre-flight (kept on the context)."""
+    from fovea_tui.engine.restore.dumpscan import scan_dump
+
+    cached = getattr(ctx, "_dump_scan", None)
+    if cached is not None and set(null_columns or ()) <= set(cached.nulls):
+        return cached
+    scan = scan_dump(ctx.dump_path, null_columns, ctx.cancel)
+    ctx._dump_scan = scan
+    return scan
+
+
+def bundled_migration_sql(ctx) -> dict[str, str]:
+    """Migrations bundled in the backend image: {name: its migration.sql}.
 
     Read inside the running backend (exec), else in a one-off container of its image.
     """
@@ -91,13 +242,13 @@ def bundled_migrations(ctx) -> dict[str, list[str]]:
         code, out = ctx.stack.run_one_off(service, ["sh", "-c", script], cancel=ctx.cancel, timeout=120)
         if code != 0:
             raise FoveaError(f"listing {MIGRATIONS_DIR} in a one-off {service} container failed: {out.strip()[:200]}")
-    found: dict[str, list[str]] = {}
+    found: dict[str, str] = {}
     name: str | None = None
     body: list[str] = []
     for line in out.splitlines() + ["@@fovea-migration@@ "]:
         if line.startswith("@@fovea-migration@@ "):
             if name:
-                found[name] = tables_touched("\n".join(body))
+                found[name] = "\n".join(body)
             name, body = line.split(" ", 1)[1].strip() or None, []
         else:
             body.append(line)
@@ -255,7 +406,7 @@ def check_migrations(ctx) -> Check:
     if ctx.stack is None:
         return Check("migrations", True, "no compose stack managed: migrations are not run", fatal=False)
     try:
-        bundled = bundled_migrations(ctx)
+        bundled = bundled_migration_sql(ctx)
     except FoveaError as exc:
         return Check("migrations", False, f"cannot list the backend's migrations: {exc}", fatal=False)
     manifest = ctx.facts.get("manifest") or {}
@@ -266,16 +417,54 @@ def check_migrations(ctx) -> Check:
     else:
         note = ""
     pending = [name for name in sorted(bundled) if name not in set(in_dump)]
-    ctx.facts["pending_migrations"] = {name: bundled[name] for name in pending}
+    ctx.facts["pending_migrations"] = {name: tables_touched(bundled[name]) for name in pending}
+    discards = {name: destructive_statements(bundled[name]) for name in pending}
+    discards = {name: found for name, found in discards.items() if found}
+    _count_nulls(ctx, discards)
+    ctx.facts["migration_discards"] = {name: [d.as_dict() for d in found] for name, found in discards.items()}
     if pending:
         detail = f"{len(pending)} migration(s) bundled in the backend image that the dump lacks will be applied: " \
                  + ", ".join(pending) + note
     else:
         detail = f"the dump has all {len(bundled)} migration(s) bundled in the backend image"
-    return Check("migrations", True, detail, fatal=False, data={"pending": pending})
+    if discards:
+        detail += "; they drop or rewrite data: " + "; ".join(
+            f"{name}: " + ", ".join(d.describe() for d in found) for name, found in discards.items())
+    return Check("migrations", True, detail, fatal=False,
+                 data={"pending": pending, "discards": ctx.facts["migration_discards"]})
 
 
-CHECKS = (check_dump, check_disk, check_engine, check_server, check_queues, check_migrations)
+def check_videos(ctx) -> Check:
+    """How many videos the dump references are missing from the install's storage, and
+    whether `volume.target` holds them (the restore pulls those back before the backend)."""
+    from fovea_tui.engine.restore.videos import preflight_videos
+
+    scan = dump_scan(ctx)
+    if scan.videos is None:
+        return Check("videos", True, "the dump holds no videos rows", fatal=False)
+    found = preflight_videos(ctx, scan.videos)
+    ctx.facts["preflight_videos"] = found
+    where, n, missing = found["storage"], found["referenced"], found["missing"]
+    if not missing:
+        return Check("videos", True, f"all {n} videos the dump references are in {where}", fatal=False, data=found)
+    target = ctx.settings.volume.target
+    if found.get("error"):
+        tail = f"cannot list {target}: {found['error']}"
+    elif found["in_target"] is None:
+        tail = "volume.target is not set: no copy to pull them from"
+    elif found["in_target"] == missing:
+        tail = f"{target} holds all of them: the restore pulls them back before the backend starts"
+        return Check("videos", True, f"{missing} of {n} videos the dump references are missing from {where}; {tail}",
+                     fatal=False, data=found)
+    else:
+        tail = f"{target} holds {found['in_target']} of them (pulled back before the backend starts)"
+    lost = missing - (found["in_target"] or 0)
+    return Check("videos", False, f"{missing} of {n} videos the dump references are missing from {where}; {tail}; "
+                 f"{lost} are nowhere: the restore will stop before starting the backend, which would delete "
+                 "their rows with their annotations, summaries and claims", fatal=False, data=found)
+
+
+CHECKS = (check_dump, check_disk, check_engine, check_server, check_queues, check_migrations, check_videos)
 
 
 def run_preflight(ctx, on_check=None) -> list[Check]:

@@ -20,7 +20,7 @@ from fovea_tui.engine.infra.locks import acquire
 from fovea_tui.engine.ops import notify
 from fovea_tui.engine.progress import CancelToken
 from fovea_tui.engine.restore.context import RestoreContext
-from fovea_tui.engine.restore.steps import Skip, Step, build_steps, pause_if_asked
+from fovea_tui.engine.restore.steps import Held, Skip, Step, build_steps, pause_if_asked
 from fovea_tui.errors import Cancelled, FoveaError
 
 DONE = ("ok", "skipped")
@@ -123,6 +123,11 @@ def _forward(ctx: RestoreContext, steps: list[Step], *, resume: bool) -> None:
             if not isinstance(exc, FoveaError):
                 ctx.output(traceback.format_exc())
             ctx.save()
+            if isinstance(exc, Held):  # stopped on purpose before the services: nothing to undo
+                data["status"] = "held"
+                data["message"] = (f"The restore is held at step {step.name}: {exc.message} {_state_words(ctx)} "
+                                   f"Next: {exc.hint}.")
+                return
             _after_failure(ctx, steps, i, exc)
             if not isinstance(exc, (Exception, FoveaError)):
                 raise  # KeyboardInterrupt / SystemExit: recorded, now let it go
@@ -137,7 +142,17 @@ def _forward(ctx: RestoreContext, steps: list[Step], *, resume: bool) -> None:
     data["message"] = (f"Restored {ctx.facts.get('dump')} into database {ctx.db_name}"
                        + (f"; {', '.join(running)} running again" if running else "")
                        + (f"; safety dump {_name(ctx.facts.get('safety_dump'))} kept" if ctx.facts.get("safety_dump") else "")
-                       + ".")
+                       + "." + _expected_deletions(ctx.facts.get("videos") or {}))
+
+
+def _expected_deletions(found: dict) -> str:
+    """What the operator accepted to lose: the backend deletes the rows of missing videos."""
+    if not found.get("missing"):
+        return ""
+    who = ", ".join(found.get("reconcilers") or []) or "the backend, once started,"
+    return (f" {found['missing']} referenced videos were missing ({found.get('accepted')}): {who} is expected to "
+            f"delete them with {found['annotations']} annotations, {found['summaries']} summaries and "
+            f"{found['claims']} claims.")
 
 
 def _name(path) -> str:

@@ -510,7 +510,93 @@ class Migrate(Step):
         return f"{' '.join(command)} succeeded" + (f"; applied {', '.join(applied)}" if applied else "; nothing pending")
 
 
-# --------------------------------------------------------------------------- 9. start
+# --------------------------------------------------------------------------- 9. videos
+
+
+ACCEPT_CONTROL = "accept"   # the job control file the operator's typed acceptance arrives in
+
+
+class Held(SafetyRefusal):
+    """The restore stops before starting the services (status "held", nothing rolled back):
+    the operator brings the missing files back and resumes, accepts the loss, or rolls back."""
+
+
+def acceptance_phrase(count: int) -> str:
+    """What the operator types to start the backend although `count` videos are missing."""
+    return f"delete {count}"
+
+
+class BringVideosBack(Step):
+    """Every video the restored database references, present before a service that deletes
+    the rows of missing files (stack.reconcile_services) starts; what `volume.target` holds of
+    the missing ones is pulled first (only those, verified). Undo: nothing, it only adds files."""
+
+    name, title = "videos", "Videos back before the backend starts"
+    changes_install = True
+
+    def run(self, ctx) -> str:
+        from fovea_tui.engine.restore.videos import bring_back, missing_words
+
+        found = bring_back(ctx)
+        if found is None:
+            raise Skip("the restored database has no videos table")
+        ctx.facts["videos"] = found
+        pulled = f"; pulled {found['pulled']} from {ctx.settings.volume.target}" if found["pulled"] else ""
+        if not found["missing"]:
+            return f"all {found['referenced']} referenced videos present in {found['storage']}{pulled}"
+        starts = found["reconcilers"]
+        words = missing_words(found)
+        if not starts:
+            found["accepted"] = "no reconciling service is started by this restore"
+            ctx.output("warning: " + words)
+            return (f"{words}{pulled}; no service in stack.reconcile_services is started by this restore: "
+                    "bring the files back before starting the backend")
+        how = _accepted(ctx, found)
+        found["accepted"] = how
+        ctx.output(f"accepted ({how}): {words}")
+        return (f"{words}{pulled}; accepted ({how}): {', '.join(starts)} is expected to delete "
+                f"{found['missing']} videos with {found['annotations']} annotations, {found['summaries']} summaries "
+                f"and {found['claims']} claims")
+
+    def undo(self, ctx) -> str | None:
+        return None  # only files were added: a rollback leaves them, the old database may use them too
+
+
+def _accepted(ctx, found: dict) -> str:
+    """How the operator accepted the loss, or Held when they did not (in time)."""
+    from fovea_tui.engine.restore.videos import missing_words
+
+    if ctx.params.get("allow_missing_videos"):
+        return "--allow-missing-videos"
+    phrase = acceptance_phrase(found["missing"])
+    held = Held(f"stopped before starting {', '.join(found['reconcilers'])}: {missing_words(found)}; "
+                "nothing was deleted.",
+                hint=f"bring the files back and `fovea-tui restore --resume {ctx.handle.id}`; or accept the loss "
+                     f"with `fovea-tui restore --resume {ctx.handle.id} --allow-missing-videos`; or roll back with "
+                     f"`fovea-tui restore --rollback {ctx.handle.id}`")
+    if ctx.params.get("confirmed"):  # headless (--yes): nobody is there to type the acceptance
+        raise held
+    ctx.data["awaiting"] = "missing_videos"
+    ctx.data["status"] = "waiting"
+    ctx.save()
+    deadline = time.monotonic() + float(ctx.params.get("confirm_timeout_s", 1800))
+    try:
+        while time.monotonic() < deadline:
+            if ctx.cancel.wait(0.2):
+                raise held
+            typed = ctx.handle.read_control(ACCEPT_CONTROL)
+            if typed is None:
+                continue
+            if typed.strip() == phrase:
+                return f"the operator typed {phrase!r}"
+            raise held
+        raise held
+    finally:
+        ctx.data.pop("awaiting", None)
+        ctx.data["status"] = "running"
+
+
+# --------------------------------------------------------------------------- 10. start
 
 
 class StartStack(Step):
@@ -539,7 +625,7 @@ class StartStack(Step):
         return "stopped again for the rollback: " + ", ".join(names)
 
 
-# --------------------------------------------------------------------------- 10. verify
+# --------------------------------------------------------------------------- 11. verify
 
 
 class Verify(Step):
@@ -558,7 +644,7 @@ class Verify(Step):
 
 
 STEPS: tuple[type[Step], ...] = (ChooseDump, Preflight, SafetyDump, Confirm, StopStack, PrepareDatabase,
-                                 RestoreDump, Migrate, StartStack, Verify)
+                                 RestoreDump, Migrate, BringVideosBack, StartStack, Verify)
 
 
 def build_steps() -> list[Step]:

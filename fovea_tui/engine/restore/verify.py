@@ -34,6 +34,9 @@ CHECKLIST = [
 ]
 
 
+# Tables whose rows go when the backend deletes a `videos` row (ON DELETE CASCADE, FOVEA.md).
+
+
 def _check(name: str, ok: bool, detail: str, severity: str = "error", **extra) -> dict:
     return {"name": name, "ok": ok, "severity": severity, "detail": detail, **extra}
 
@@ -75,7 +78,7 @@ def check_rows(ctx) -> dict:
     changed = row_lines(restored, ctx.db.table_rows(), "the restore step left")
     detail = f"{len(expected)} tables, {sum(expected.values())} rows as in the dump after the restore step"
     if changed:
-        detail += "; changed since by the migrations: " + "; ".join(changed)
+        detail += "; changed since by the migrations or the accepted video deletions: " + "; ".join(changed)
     return _check("rows", True, detail, "info" if changed else "error", changed_by_migrations=changed)
 
 

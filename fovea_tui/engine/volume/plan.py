@@ -360,14 +360,17 @@ class _Scan:
 
 def plan_push(root: Path, store, result: SyncResult, *, replace_changed: bool, mirror_deletes: bool,
                progress: Callable[[ProgressEvent], None], cancel: CancelToken,
-               snapshot: Snapshot | None = None, after: SnapshotWriter | None = None) -> Plan:
-    """Merge the local walk with the target's objects (listed, or from `snapshot`) into a plan;
-    `after` receives what the target will hold once the plan has been carried out."""
+               snapshot: Snapshot | None = None, after: SnapshotWriter | None = None,
+               local: Iterable[Any] | None = None) -> Plan:
+    """Merge the local walk (or `local`: any sorted stream of key and size, such as the app's
+    bucket) with the target's objects (listed, or from `snapshot`) into a plan; `after`
+    receives what the target will hold once the plan has been carried out."""
     plan = _new_plan()
     keep = after.add if after is not None else (lambda key, size: None)
     scan = _Scan(progress)
     try:
-        spool = _LocalSpool(_checked_order(walk_sorted(root, result.warn), f"local volume {root}"), SPLIT_EVERY)
+        items = walk_sorted(root, result.warn) if local is None else local
+        spool = _LocalSpool(_checked_order(items, f"videos in {result.source}"), SPLIT_EVERY)
     except BaseException:
         plan.close()
         raise
@@ -414,10 +417,17 @@ def plan_push(root: Path, store, result: SyncResult, *, replace_changed: bool, m
 
 
 def plan_pull(root: Path, store, result: SyncResult, *, replace_changed: bool,
-               progress: Callable[[ProgressEvent], None], cancel: CancelToken) -> Plan:
+               progress: Callable[[ProgressEvent], None], cancel: CancelToken,
+               destination: Iterable[Any] | None = None) -> Plan:
+    """What to download into `root`, or with `destination` (the sorted objects of the app's
+    bucket) what to copy into that bucket, where any key is a safe one."""
     plan = _new_plan()
     scan = _Scan(progress)
-    local = _checked_order(walk_sorted(root, lambda m: None), f"destination {root}") if root.is_dir() else iter(())
+    local: Iterator[Any]
+    if destination is not None:
+        local = _checked_order(destination, f"destination {result.target}")
+    else:
+        local = _checked_order(walk_sorted(root, lambda m: None), f"destination {root}") if root.is_dir() else iter(())
     remote = _checked_order(_remote_objects(store, result), f"listing of {store.describe()}")
     try:
         for lo, ro in merge_sorted(local, remote):
@@ -429,7 +439,7 @@ def plan_pull(root: Path, store, result: SyncResult, *, replace_changed: bool,
             if ro is None:
                 scan.tick(lo.key, plan.transfer_count)
                 continue  # a pull never deletes local files
-            refused = _destination_error(root, ro.key)
+            refused = _destination_error(root, ro.key) if destination is None else None
             if refused is not None:
                 result.error(refused)
             elif lo is None:

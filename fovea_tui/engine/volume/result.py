@@ -44,6 +44,7 @@ class SyncResult:
     cancelled: bool = False
     cleaned_up: int = 0                 # incomplete uploads aborted at start
     listing: dict[str, Any] | None = None  # push: full listing or trusted snapshot, and why
+    copies: str | None = None           # how bucket objects travelled: server-side or streamed
     started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     finished_at: datetime | None = None
     duration_s: float = 0.0
@@ -101,6 +102,7 @@ class SyncResult:
             "cancelled": self.cancelled,
             "cleaned_up": self.cleaned_up,
             "listing": self.listing,
+            "copies": self.copies,
             "started_at": self.started_at.isoformat(),
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "duration_s": round(self.duration_s, 3),

@@ -104,7 +104,10 @@ def run_sync(settings: Settings, *, dry_run: bool = False, pull: bool = False, t
              replace_changed: bool = False, full_listing: bool = False,
              progress: Callable[[ProgressEvent], None] | None = None,
              cancel: CancelToken | None = None, workers: int = DEFAULT_WORKERS) -> SyncResult:
-    """Sync the volume to `volume.target` (or, with pull, back into `volume.path` or `to`).
+    """Sync the videos to `volume.target` (or, with pull, back into `volume.path` or `to`).
+
+    Where the videos are is the env file's VIDEO_STORAGE_TYPE: the volume (`local`), the app's
+    bucket (`s3`; a pull without `to` goes back into it) or both (`hybrid`).
 
     A push to S3 reads what the target holds from the snapshot its last run left, when that
     can be trusted (see offsite_listing); `full_listing` makes it list the target anyway.
@@ -120,9 +123,14 @@ def run_sync(settings: Settings, *, dry_run: bool = False, pull: bool = False, t
     if to is not None and not pull:
         raise ConfigError("--to only goes with --pull", key="--to")
     if pull:
+        from fovea_tui.engine.volume.source import bucket_destination
+
+        into_bucket = bucket_destination(settings, to) is not None
+
         def run() -> SyncResult:
             return _pull(settings, Path(to) if to is not None else Path(settings.volume.path), dry_run=dry_run,
-                         replace_changed=replace_changed, progress=progress, cancel=cancel, workers=workers)
+                         replace_changed=replace_changed, progress=progress, cancel=cancel, workers=workers,
+                         into_bucket=into_bucket)
     else:
         def run() -> SyncResult:
             return _push(settings, dry_run=dry_run, replace_changed=replace_changed, full_listing=full_listing,
@@ -159,11 +167,14 @@ def _finish(result: SyncResult, t0: float) -> SyncResult:
 
 def _push(settings: Settings, *, dry_run: bool, replace_changed: bool, full_listing: bool, progress,
           cancel: CancelToken, workers: int) -> SyncResult:
+    from fovea_tui.engine.volume.source import video_source
+
     root = Path(settings.volume.path)
     mirror = settings.volume.delete
-    result = SyncResult("push", str(root), settings.volume.target, dry_run=dry_run)
+    source = video_source(settings, workers=workers)
+    result = SyncResult("push", source.describe(), settings.volume.target, dry_run=dry_run)
     t0 = time.monotonic()
-    if not root.is_dir():
+    if source.storage.uses_volume and not root.is_dir():
         message = f"volume path {root} does not exist or is not a directory: is it mounted?"
         if mirror:
             raise SafetyRefusal(message, hint="refusing to sync with volume.delete = true; nothing was deleted")
@@ -179,7 +190,8 @@ def _push(settings: Settings, *, dry_run: bool, replace_changed: bool, full_list
             after = SnapshotWriter() if choice.remembers and not dry_run else None
             try:
                 plan = plan_push(root, store, result, replace_changed=replace_changed, mirror_deletes=mirror,
-                                  progress=progress, cancel=cancel, snapshot=choice.snapshot, after=after)
+                                 progress=progress, cancel=cancel, snapshot=choice.snapshot, after=after,
+                                 local=None if source.kind == "local" else source.items(result.warn))
             except BaseException:
                 if after is not None:
                     after.close()
@@ -196,7 +208,7 @@ def _push(settings: Settings, *, dry_run: bool, replace_changed: bool, full_list
             result.to_delete = plan.deletion_count
             if mirror and plan.deletion_count:
                 if result.local_files == 0:
-                    result.refused = (f"volume {root} is empty (is it mounted?): refusing to delete "
+                    result.refused = (f"{_what(source)} is empty (is it mounted?): refusing to delete "
                                       f"{plan.deletion_count} off-site objects")
                 elif plan.deletion_count * 100 > settings.volume.max_delete_percent * result.remote_objects:
                     share = 100 * plan.deletion_count / result.remote_objects
@@ -204,7 +216,7 @@ def _push(settings: Settings, *, dry_run: bool, replace_changed: bool, full_list
                                       f"({share:.1f}%) would be deleted, more than volume.max_delete_percent "
                                       f"= {settings.volume.max_delete_percent}%: nothing deleted")
             if result.local_files == 0:
-                result.warn(f"volume {root} is empty: is it mounted?")
+                result.warn(f"{_what(source)} is empty: is it mounted?")
             if dry_run:
                 _list_planned(plan, result, "upload")
                 result.deletions = list(itertools.islice(plan.iter_deletions(), MAX_PLANNED))
@@ -214,8 +226,9 @@ def _push(settings: Settings, *, dry_run: bool, replace_changed: bool, full_list
             if changes:
                 offsite_listing.discard(settings)  # stopped half-way, the next run must list
             with _recorded(settings, result, t0, cancel):
-                reachable = run_transfers(plan, result, uploader(store, root), phase="upload",
-                                           workers=workers, progress=progress, cancel=cancel)
+                reachable = run_transfers(plan, result, source.sender(store), phase="upload",
+                                          workers=workers, progress=progress, cancel=cancel)
+                result.copies = source.how() if plan.transfer_count else None
                 if mirror and plan.deletion_count and not result.refused and reachable and not cancel.cancelled:
                     delete_planned(plan, store, result, progress, cancel)
                 if after is not None and (changes or choice.snapshot is None):
@@ -226,6 +239,10 @@ def _push(settings: Settings, *, dry_run: bool, replace_changed: bool, full_list
             plan.close()
             if after is not None:
                 after.close()
+
+
+def _what(source) -> str:
+    return f"volume {source.describe()}" if source.kind == "local" else source.describe()
 
 
 def _remember(settings: Settings, store, result: SyncResult, after: SnapshotWriter, plan: Plan,
@@ -265,24 +282,38 @@ def _recorded(settings: Settings, result: SyncResult, t0: float, cancel: CancelT
 
 
 def _pull(settings: Settings, root: Path, *, dry_run: bool, replace_changed: bool, progress,
-          cancel: CancelToken, workers: int) -> SyncResult:
-    result = SyncResult("pull", settings.volume.target, str(root), dry_run=dry_run)
+          cancel: CancelToken, workers: int, into_bucket: bool = False) -> SyncResult:
+    """Back into `root`, or with `into_bucket` (videos in S3, no --to) into the app's bucket."""
+    from fovea_tui.engine.volume.bucket import Copier
+    from fovea_tui.engine.volume.source import bucket_items
+    from fovea_tui.engine.volume.storage import video_storage
+
+    bucket = video_storage(settings).open_bucket(max_concurrency=workers) if into_bucket else None
+    result = SyncResult("pull", settings.volume.target, bucket.url if bucket else str(root), dry_run=dry_run)
     t0 = time.monotonic()
-    if root.exists() and not root.is_dir():
+    if bucket is None and root.exists() and not root.is_dir():
         raise OperationFailed(f"pull destination {root} is not a directory")
     with _lock(settings, dry_run):
         store = _open(settings, workers)
-        plan = plan_pull(root, store, result, replace_changed=replace_changed, progress=progress, cancel=cancel)
+        held = bucket_items(bucket) if bucket is not None else None
+        plan = plan_pull(root, store, result, replace_changed=replace_changed, progress=progress, cancel=cancel,
+                         destination=held)
         try:
             result.to_transfer, result.to_transfer_bytes = plan.transfer_count, plan.transfer_bytes
             if dry_run:
                 _list_planned(plan, result, "download")
                 return _finish(result, t0)
-            looks = FileLooks.of(root)  # before anything is pulled into it
-            ensure_private_dir(root)
+            if bucket is None:
+                looks = FileLooks.of(root)  # before anything is pulled into it
+                ensure_private_dir(root)
+                receive = downloader(store, root, looks)
+            else:
+                receive = Copier(store, bucket)
             with _recorded(settings, result, t0, cancel):
-                run_transfers(plan, result, downloader(store, root, looks), phase="download", workers=workers,
-                               progress=progress, cancel=cancel)
+                run_transfers(plan, result, receive, phase="download", workers=workers,
+                              progress=progress, cancel=cancel)
+                if bucket is not None and plan.transfer_count:
+                    result.copies = receive.describe()
             return result
         finally:
             plan.close()

@@ -48,7 +48,7 @@ ICONS = {
     "ok": ("✔", "green"), "failed": ("✘", "bold red"), "skipped": ("–", "dim"), "running": ("▶", "bold yellow"),
     "pending": ("·", "dim"),
 }
-STATUS_STYLE = {"ok": "bold green", "rolled_back": "bold yellow", "failed": "bold red", "refused": "bold red",
+STATUS_STYLE = {"ok": "bold green", "held": "bold yellow", "rolled_back": "bold yellow", "failed": "bold red", "refused": "bold red",
                 "rollback_failed": "bold red", "interrupted": "bold red", "cancelled": "yellow"}
 POLL_SECONDS = 0.25
 FINAL_SHOWN = (*jobs.FINAL, "interrupted")  # states after which a new restore can be chosen
@@ -181,21 +181,27 @@ class ConfirmRestore(FoveaAppAccess, ModalScreen[str | None]):  # type: ignore[m
     ConfirmRestore #confirm-keys { width: 1fr; color: $text-muted; }
     """
 
-    def __init__(self, question: str, database: str) -> None:
+    def __init__(self, question: str, database: str, *, title: str = "Confirm the restore",
+                 go_label: str = "Restore", keys: str = "") -> None:
+        """`database` is what must be typed: the database's name, or for missing videos the
+        acceptance phrase (`engine.acceptance_phrase`)."""
         super().__init__()
         self.question = question
         self.database = database
+        self.title_text, self.go_label = title, go_label
+        self.keys = keys or ("enter restores once the name matches · escape cancels the restore (nothing is "
+                             "changed, the safety dump is kept)")
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-box") as box:
-            box.border_title = "Confirm the restore"
+            box.border_title = self.title_text
             yield Label(self.question, id="confirm-question")
             with Horizontal(id="confirm-row"):
-                yield Input(placeholder="database name", id="confirm-name")
-                yield Button("Restore", id="confirm-go", variant="error", disabled=True)
+                yield Input(placeholder="database name" if self.go_label == "Restore" else self.database,
+                            id="confirm-name")
+                yield Button(self.go_label, id="confirm-go", variant="error", disabled=True)
                 yield Button("Cancel", id="confirm-cancel")
-            yield Label("enter restores once the name matches · escape cancels the restore (nothing is "
-                        "changed, the safety dump is kept)", id="confirm-keys")
+            yield Label(self.keys, id="confirm-keys")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -269,6 +275,7 @@ class RestoreScreen(FoveaScreen):
         self._timer: Timer | None = None
         self._asking: ConfirmRestore | None = None
         self._answered: str | None = None  # the job confirmed or cancelled here: never asked again
+        self._answered_videos: str | None = None  # the job whose missing videos were accepted or held here
 
     # --- layout -----------------------------------------------------------------------
 
@@ -351,8 +358,8 @@ class RestoreScreen(FoveaScreen):
     def _resumable(self) -> bool:
         status = self._status()
         facts = self.data.get("facts") or {}
-        return status == "interrupted" or (status == "failed" and self.data.get("phase") == "forward"
-                                           and bool(facts.get("database_dropped")))
+        return status in ("interrupted", "held") or (status == "failed" and self.data.get("phase") == "forward"
+                                                      and bool(facts.get("database_dropped")))
 
     def _can_roll_back(self) -> bool:
         """Interrupted, failed half-way, a failed rollback, or finished (then the typed name is asked)."""
@@ -562,7 +569,7 @@ class RestoreScreen(FoveaScreen):
         bar = self.query_one("#progress", ProgressBar)
         running = next((r for r in data.get("steps", []) if r.get("status") == "running"), None)
         progress = (running or {}).get("progress") or {}
-        if running and running["name"] == "restore" and progress.get("total") and data.get("alive", True):
+        if running and running["name"] in ("restore", "videos") and progress.get("total") and data.get("alive", True):
             bar.remove_class("hidden")
             bar.update(total=progress["total"], progress=progress["done"])
         else:
@@ -580,15 +587,21 @@ class RestoreScreen(FoveaScreen):
                 self._lines[name] = total
 
     def _show_confirm(self, data: dict) -> None:
-        """A job waiting for its confirmation asks in a dialog, while this screen is the one shown."""
-        waiting = (data.get("awaiting") == "confirm" and data.get("alive", True)
-                   and data.get("id") != self._answered)
+        """A job waiting for its confirmation (or for the acceptance of missing videos) asks in a
+        dialog, while this screen is the one shown."""
+        awaiting = data.get("awaiting")
+        answered = self._answered_videos if awaiting == "missing_videos" else self._answered
+        waiting = (awaiting in ("confirm", "missing_videos") and data.get("alive", True)
+                   and data.get("id") != answered)
         if not waiting:
             if self._asking is not None:
                 self._asking.close()
                 self._asking = None
             return
         if self._asking is not None or not self.is_current:
+            return
+        if awaiting == "missing_videos":
+            self._ask_videos(data)
             return
         name = data["params"].get("database", "")
         facts = data.get("facts") or {}
@@ -599,6 +612,32 @@ class RestoreScreen(FoveaScreen):
                     + f"\n\nType {name!r} to go ahead.")
         self._asking = ConfirmRestore(question, name)
         self.app.push_screen(self._asking, self._confirmed)
+
+    def _ask_videos(self, data: dict) -> None:
+        from fovea_tui.engine.restore.videos import missing_words
+
+        found = (data.get("facts") or {}).get("videos") or {}
+        phrase = engine.acceptance_phrase(found.get("missing", 0))
+        who = ", ".join(found.get("reconcilers") or ["the backend"])
+        question = (f"{missing_words(found)}.\n\nStarting {who} deletes their rows and everything that depends on "
+                    f"them. Type {phrase!r} to start it anyway.")
+        self._asking = ConfirmRestore(
+            question, phrase, title="Videos missing", go_label="Start anyway",
+            keys="escape holds the restore: the database stays restored and the services stopped; bring the "
+                 "files back and resume")
+        self.app.push_screen(self._asking, self._accepted)
+
+    def _accepted(self, typed: str | None) -> None:
+        self._asking = None
+        if typed == "" or self.job_id is None:
+            return
+        self._answered_videos = self.job_id
+        if typed is None:
+            engine.cancel(self.app.settings, self.job_id)
+            self.notify("Held: the backend was not started; bring the videos back and resume", timeout=8)
+            return
+        engine.accept_missing_videos(self.app.settings, self.job_id, typed)
+        self.notify("Accepted: the backend starts and deletes the missing videos' rows", timeout=8)
 
     # --- confirm ------------------------------------------------------------------------
 
@@ -621,8 +660,13 @@ class RestoreScreen(FoveaScreen):
         if self.job_id is None or not self._resumable():
             return
         try:
-            # A job stopped before its confirmation asks for the name again when it resumes.
-            engine.resume_restore(self.app.settings, self.job_id, confirmed=not engine.unconfirmed(self.data))
+            # A job stopped before its confirmation asks for the name again when it resumes; a held
+            # one asks here again for the videos still missing.
+            if self._status() == "held":
+                self._answered_videos = None
+                engine.resume_restore(self.app.settings, self.job_id, attended=True)
+            else:
+                engine.resume_restore(self.app.settings, self.job_id, confirmed=not engine.unconfirmed(self.data))
         except FoveaError as exc:
             self.notify(str(exc), severity="error", timeout=8)
             return

@@ -303,8 +303,9 @@ class VolumeScreen(FoveaScreen):
     def _show_where(self) -> None:
         vol = self.settings.volume
         text = Text()
-        text.append("volume ", style="dim")
-        text.append(vol.path, style="bold")
+        kind, where = self._videos_at()
+        text.append("volume " if kind == "local" else f"videos ({kind}) ", style="dim")
+        text.append(where, style="bold")
         text.append(" → ", style="dim")
         text.append(vol.target or "no target set", style="bold" if vol.target else "bold red")
         if self.plan is not None:
@@ -313,6 +314,16 @@ class VolumeScreen(FoveaScreen):
         text.append(" · deletions mirrored (guard " + f"{vol.max_delete_percent}%)" if vol.delete
                     else " · deletions not mirrored", style="dim")
         self.query_one("#where", Static).update(text)
+
+    def _videos_at(self) -> tuple[str, str]:
+        """(VIDEO_STORAGE_TYPE, where the videos are): the volume, the app's bucket, or both."""
+        from fovea_tui.engine.volume.storage import video_storage
+
+        try:
+            storage = video_storage(self.settings)
+        except FoveaError:
+            return "local", self.settings.volume.path
+        return storage.kind, storage.describe()
 
     def _show_summary(self) -> None:
         text = summary_text(self.settings.volume.target, self.last, self.plan, self.app.now())
@@ -418,7 +429,10 @@ class VolumeScreen(FoveaScreen):
             if ok:
                 self._start("Pull into the volume", dry_run=False, pull=True, to=None, replace_changed=False)
 
+        kind, where = self._videos_at()
+        into = where if kind == "s3" else vol.path
         self.app.push_screen(ConfirmDialog(
-            f"Pull downloads every file of {vol.target} that is missing from {vol.path}. It writes into the "
-            "LIVE volume the backend serves. It never deletes a local file and never overwrites one whose "
-            "size differs. Pull now?", confirm_label="Pull", title="Pull into the live volume"), done)
+            f"Pull copies every file of {vol.target} that is missing from {into}. It writes into the "
+            f"LIVE {'bucket' if kind == 's3' else 'volume'} the backend serves. It never deletes a file there and "
+            "never overwrites one whose size differs. Pull now?", confirm_label="Pull",
+            title="Pull into the live " + ("bucket" if kind == "s3" else "volume")), done)

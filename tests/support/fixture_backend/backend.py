@@ -5,6 +5,12 @@ GET  /api/health      {"status":"healthy",...} when `psql -c 'select 1'` against
                       succeeds, else 503 {"status":"unhealthy",...}
 POST /api/auth/login  {"username","password"} checked against the users table
 GET  /api/auth/me     the user behind the session cookie
+POST /api/videos/sync the video reconcile, as the real backend does it (below)
+
+Like Fovea's backend, it reconciles the `videos` table with the files under STORAGE_PATH
+(/videos) at start-up when NODE_ENV is not "production", and on POST /api/videos/sync: every
+`videos` row whose file it does not find is deleted, and the foreign keys' ON DELETE CASCADE
+take the video's annotations, summaries and claims with it.
 """
 
 import hashlib
@@ -16,6 +22,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
@@ -48,6 +55,54 @@ def redis_ok():
             return s.recv(16).startswith(b"+PONG")
     except OSError:
         return False
+
+
+STORAGE = os.environ.get("STORAGE_PATH", "/videos")
+SKIP = ("thumbnails",)
+
+
+def video_files():
+    """File names of the videos under STORAGE (sidecars and thumbnails are not videos)."""
+    found = set()
+    for _directory, dirs, files in os.walk(STORAGE):
+        dirs[:] = [d for d in dirs if d not in SKIP]
+        for name in files:
+            if not name.endswith(".info.json") and not name.startswith("."):
+                found.add(name)
+    return found
+
+
+def _copy_text(value):
+    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def reconcile():
+    """Delete the rows of videos whose file is gone; returns (deleted, error)."""
+    names = sorted(video_files())
+    sql = ("BEGIN;\nCREATE TEMP TABLE found (name text) ON COMMIT DROP;\nCOPY found FROM stdin;\n"
+           + "".join(_copy_text(n) + "\n" for n in names) + "\\.\n"
+           + "WITH gone AS (DELETE FROM videos WHERE filename NOT IN (SELECT name FROM found) RETURNING id) "
+             "SELECT count(*) FROM gone;\nCOMMIT;\n")
+    r = psql(sql)
+    if r.returncode != 0:
+        return None, r.stderr.strip()
+    return int(r.stdout.split()[0]), ""
+
+
+def reconcile_at_start(timeout=60.0):
+    """Outside production: reconcile once the database answers with a videos table."""
+    if os.environ.get("NODE_ENV", "production") == "production":
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = psql("SELECT to_regclass('public.videos') IS NOT NULL")
+        if r.returncode == 0 and r.stdout.strip() == "t":
+            deleted, error = reconcile()
+            print(f"video sync at start: deleted {deleted} rows" if error == "" else f"video sync failed: {error}",
+                  flush=True)
+            return
+        time.sleep(0.5)
+    print("video sync at start: no database with a videos table", flush=True)
 
 
 def verify(password, stored):
@@ -101,6 +156,11 @@ class Handler(BaseHTTPRequestHandler):
         return self.reply(404, {"error": "Not found"})
 
     def do_POST(self):
+        if self.path.split("?", 1)[0] == "/api/videos/sync":
+            deleted, error = reconcile()
+            if error:
+                return self.reply(500, {"error": error})
+            return self.reply(200, {"deleted": deleted})
         if self.path.split("?", 1)[0] != "/api/auth/login":
             return self.reply(404, {"error": "Not found"})
         try:
@@ -127,6 +187,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main():
+    reconcile_at_start()
     server = ThreadingHTTPServer(("127.0.0.1", PORT), Handler)
     server.daemon_threads = True
 

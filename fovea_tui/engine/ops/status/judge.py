@@ -229,7 +229,7 @@ def judge_restore(restore: RestoreSection, alerts: list[Alert]) -> None:
             restore.headline = doing + step
         _set(restore, Verdict.ACTIVE, f"{what} {restore.headline}")
         alerts.append(Alert(CRITICAL, "restore", f"{restore.reason}: follow it with `{restore.next[0]}`"))
-    elif status in ("interrupted", "rollback_failed") or (status == "failed" and restore.install_touched):
+    elif status in ("interrupted", "rollback_failed", "held") or (status == "failed" and restore.install_touched):
         restore.headline = f"{status.replace('_', ' ')}{step}. {restore.state}"
         _set(restore, Verdict.FAILING, f"{what} {status.replace('_', ' ')}: {restore.message}")
         alerts.append(Alert(CRITICAL, "restore", restore.reason))

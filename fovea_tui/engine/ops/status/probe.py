@@ -51,6 +51,7 @@ from fovea_tui.engine.restore.runner import state_words
 from fovea_tui.engine.volume.sync import read_summary, volume_sync_summary
 from fovea_tui.envfile import EnvFile
 from fovea_tui.errors import FoveaError
+from fovea_tui.engine.volume.storage import video_storage
 
 
 class _Probe:
@@ -141,18 +142,42 @@ def scan_volume(path: Path, since: float | None = None) -> dict[str, Any]:
     return {"files": files, "bytes": total, "new_files": new_files, "new_bytes": new_bytes}
 
 
+def scan_bucket(bucket, since: float | None = None) -> dict[str, Any]:
+    """Objects and bytes in the app's video bucket (listed, nothing read); with `since`, also
+    the objects written since then."""
+    files = total = new_files = new_bytes = 0
+    for obj in bucket.iter_objects(""):
+        files += 1
+        total += obj.size
+        if since is not None and obj.mtime.timestamp() >= since:
+            new_files += 1
+            new_bytes += obj.size
+    if since is None:
+        return {"files": files, "bytes": total}
+    return {"files": files, "bytes": total, "new_files": new_files, "new_bytes": new_bytes}
+
+
 def _volume(probe: _Probe, section: VolumeSection) -> None:
+    """Where the videos live (VIDEO_STORAGE_TYPE: the volume, the app's bucket, or both) and
+    how much is there."""
+    storage = video_storage(probe.settings)
     path = Path(probe.settings.volume.path)
-    section.path = str(path)
+    section.path, section.storage = storage.describe(), storage.kind
     section.target = probe.settings.volume.target or None
-    if not path.is_dir():
+    if storage.uses_volume and not path.is_dir():
         raise FoveaError(f"volume path {path} does not exist or is not a directory")
     last = read_summary(probe.settings) if section.target else None
     started = datetime.fromisoformat(last["started_at"]) if last and last.get("started_at") else None
-    scan = scan_volume(path, since=started.timestamp() if started else None)
-    section.files, section.bytes = scan["files"], scan["bytes"]
+    since = started.timestamp() if started else None
+    counts: dict[str, int] = {}
+    parts = ([scan_volume(path, since=since)] if storage.uses_volume else []) + \
+            ([scan_bucket(storage.open_bucket(), since=since)] if storage.uses_bucket else [])
+    for part in parts:
+        for key, value in part.items():
+            counts[key] = counts.get(key, 0) + value
+    section.files, section.bytes = counts.get("files", 0), counts.get("bytes", 0)
     if started is not None:
-        section.new_files, section.new_bytes = scan["new_files"], scan["new_bytes"]
+        section.new_files, section.new_bytes = counts.get("new_files", 0), counts.get("new_bytes", 0)
         section.new_since = started.isoformat()
 
 
@@ -301,10 +326,12 @@ def _restore(settings: Settings, section: RestoreSection) -> None:
         section.can_resume, section.can_rollback = state.phase != "rollback", True
     elif state.status == "rollback_failed":
         section.can_rollback = True
-    elif state.status == "failed" and section.install_touched:
+    elif state.status == "held" or (state.status == "failed" and section.install_touched):
         section.can_resume = section.can_rollback = True
     section.next = [f"fovea-tui restore --follow {state.id}"] if state.active else []
     section.next += [f"fovea-tui restore --resume {state.id}"] if section.can_resume else []
+    if state.status == "held":  # videos still missing: bring them back, or accept what the backend deletes
+        section.next += [f"fovea-tui restore --resume {state.id} --allow-missing-videos"]
     section.next += [f"fovea-tui restore --rollback {state.id}"] if section.can_rollback else []
 
 

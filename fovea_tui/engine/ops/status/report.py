@@ -103,7 +103,8 @@ class DatabaseSection(Section):
 @dataclass(kw_only=True)
 class VolumeSection(Section):
     cost_of_loss: str = COST_OF_LOSS["volume"]
-    path: str = ""
+    path: str = ""                 # the volume, the app's bucket, or both (VIDEO_STORAGE_TYPE)
+    storage: str = "local"         # local, s3 or hybrid
     target: str | None = None
     files: int = 0
     bytes: int = 0
