@@ -87,6 +87,12 @@ class NotifySettings:
 
 
 @dataclass
+class EncryptionSettings:
+    recipients: list[str] = field(default_factory=list)
+    identity_file: str = ""
+
+
+@dataclass
 class Settings:
     install: InstallSettings = field(default_factory=InstallSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -97,6 +103,7 @@ class Settings:
     stack: StackSettings = field(default_factory=StackSettings)
     drill: DrillSettings = field(default_factory=DrillSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
+    encryption: EncryptionSettings = field(default_factory=EncryptionSettings)
     # Where these settings came from (None: built-in defaults). Not a TOML key.
     source: Path | None = field(default=None, compare=False, repr=False)
 
@@ -186,6 +193,10 @@ def _validate_semantics(settings: Settings) -> None:
     for url in settings.notify.webhooks:
         if not url.startswith(("http://", "https://")):
             raise ConfigError("config key notify.webhooks holds an entry that is not an http(s) URL", key="notify.webhooks")
+    if settings.encryption.recipients:
+        from fovea_tui.engine.backups.encryption import parse_recipients
+
+        parse_recipients(settings.encryption.recipients)  # ConfigError naming encryption.recipients[i]
 
 
 def settings_from_dict(data: dict[str, Any], source: Path | None = None) -> Settings:

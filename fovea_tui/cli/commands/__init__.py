@@ -17,4 +17,6 @@ COMMAND_MODULES = [
     "run_nightly",
     "metrics",
     "demo",
+    "keygen",
+    "recover",
 ]

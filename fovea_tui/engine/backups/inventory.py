@@ -38,6 +38,7 @@ from typing import Any, Iterable, Iterator
 
 from fovea_tui.config import Settings
 from fovea_tui.engine.backups import manifest as _manifest
+from fovea_tui.engine.backups.encryption import AGE_SUFFIX, file_record, plain_name
 from fovea_tui.engine.backups.retention import Candidate
 from fovea_tui.engine.infra.stores import DirectoryStore, S3Store, Store, StoreError, open_store
 from fovea_tui.errors import FoveaError
@@ -102,7 +103,9 @@ def env_name(dump_name: str) -> str:
 
 
 def _sibling_of(name: str) -> tuple[str, str] | None:
-    """(dump name, "manifest"|"env") if `name` is a sibling file of some dump."""
+    """(dump name, "manifest"|"env") if `name` is a sibling file of some dump (an encrypted
+    env copy `....env.age` included)."""
+    name = plain_name(name)
     if name.endswith(DUMP_SUFFIX + MANIFEST_SUFFIX):
         return name[: -len(MANIFEST_SUFFIX)], "manifest"
     if name.startswith("fovea-") and name.endswith(ENV_SUFFIX):
@@ -124,6 +127,10 @@ class Copy:
     status: str = "unverified"
     detail: str = ""
     mtime_ns: int | None = field(default=None, repr=False)
+
+    @property
+    def encrypted(self) -> bool:
+        return self.key.endswith(AGE_SUFFIX)
 
 
 @dataclass
@@ -251,7 +258,8 @@ class Entry:
             "status": self.status,
             "status_detail": self.status_detail,
             "copies": {
-                loc: {"key": c.key, "size": c.size, "mtime": _iso(c.mtime), "status": c.status, "detail": c.detail}
+                loc: {"key": c.key, "size": c.size, "mtime": _iso(c.mtime), "status": c.status, "detail": c.detail,
+                      "encrypted": c.encrypted}
                 for loc, c in self.copies.items()
             },
             "siblings": self.siblings(),
@@ -490,11 +498,11 @@ def load_inventory(settings: Settings, *, include_offsite: bool = True, store: S
 
     for location, files in ((LOCAL, local_files), (OFFSITE, offsite_files)):
         for f in files:
-            parsed = parse_dump_name(f.name)
+            parsed = parse_dump_name(plain_name(f.name)) if location == OFFSITE else parse_dump_name(f.name)
             if parsed is not None:
-                entry = entries.get(f.name)
+                entry = entries.get(parsed.name)
                 if entry is None:
-                    entry = entries[f.name] = Entry(f.name, parsed.kind, parsed.time, parsed.precision)
+                    entry = entries[parsed.name] = Entry(parsed.name, parsed.kind, parsed.time, parsed.precision)
                 entry.copies[location] = Copy(location, f.name, f.size, f.mtime, mtime_ns=f.mtime_ns)
                 continue
             sib = _sibling_of(f.name)
@@ -575,7 +583,9 @@ def _classify(entry: Entry, local_dir: Path, cache: dict[str, Any]) -> None:
                 local.detail = "not yet verified" if has_manifest else "no manifest; not yet verified"
 
     off = entry.copies.get(OFFSITE)
-    if off is not None:
+    if off is not None and off.encrypted:
+        _classify_encrypted(off, m, local)
+    elif off is not None:
         expected = m.size if m is not None and m.size is not None else None
         if off.size == 0:
             off.status, off.detail = "corrupt", "0 bytes"
@@ -601,6 +611,20 @@ def _classify(entry: Entry, local_dir: Path, cache: dict[str, Any]) -> None:
         entry.warnings.append("no manifest")
     if entry.kind != KIND_LEGACY and not entry.envs:
         entry.warnings.append("no env copy beside it")
+
+
+def _classify_encrypted(off: Copy, m: ManifestSummary | None, local: Copy | None) -> None:
+    """An age copy off-site: its size is checked against the manifest's record of the
+    ciphertext (never against the plaintext); its content only by decrypting it (`verify`)."""
+    record = file_record(m.raw if m is not None else None, off.key)
+    if off.size == 0:
+        off.status, off.detail = "corrupt", "0 bytes"
+    elif record is not None and record.get("size") != off.size:
+        off.status, off.detail = "corrupt", f"{off.size} bytes, the manifest records {record.get('size')} encrypted"
+    elif record is not None and local is not None and local.status != "corrupt" and record.get("plaintext_size") == local.size:
+        off.status, off.detail = local.status, "encrypted; size as the manifest records"
+    else:
+        off.status, off.detail = "unverified", "encrypted; not verified" + (" (off-site only)" if local is None else "")
 
 
 def verify_entries(settings: Settings, inventory: Inventory, names: Iterable[str] | None = None, *,

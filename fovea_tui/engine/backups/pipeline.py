@@ -36,7 +36,7 @@ from fovea_tui import __version__
 from fovea_tui import masking
 from fovea_tui.config import Settings
 from fovea_tui.engine.infra import audit
-from fovea_tui.engine.backups import manifest as mf
+from fovea_tui.engine.backups import encryption, manifest as mf
 from fovea_tui.engine.infra.locks import acquire, check_not_world_writable, ensure_private_dir
 from fovea_tui.engine.progress import CancelToken, ProgressEvent, Throttle, no_progress
 from fovea_tui.engine.infra.streams import ToolProcess, condense
@@ -543,6 +543,14 @@ def run_backup(settings: Settings, *, progress: Callable[[ProgressEvent], None] 
     return result
 
 
+def install_facts(settings: Settings) -> dict[str, str]:
+    """Where this install keeps things (names and paths, no secret): what `recover` starts
+    from on a new host that has only the off-site copy."""
+    return {"compose_project": settings.install.compose_project, "env_file": settings.install.env_file,
+            "database_mode": settings.database.mode, "volume_path": settings.volume.path,
+            "volume_target": settings.volume.target}
+
+
 def _audit_details(result: BackupResult) -> dict[str, Any]:
     return {"kind": result.kind, "name": result.name, "size": result.size, "sha256": result.sha256,
             "tables": len(result.tables), "rows": result.rows, "duration_s": result.duration_s,
@@ -662,7 +670,8 @@ def _backup_locked(settings: Settings, directory: Path, *, progress, cancel: Can
             warnings=warnings,
             mode=db.mode,
             dump=name,
-            extra={"uncompressed_size": stats.raw_bytes, "compression": f"gzip (ISA-L level {COMPRESS_LEVEL})"},
+            extra={"uncompressed_size": stats.raw_bytes, "compression": f"gzip (ISA-L level {COMPRESS_LEVEL})",
+                   "install": install_facts(settings)},
         )
         # Manifest last: dump, then env copy, then the manifest, each renamed into place.
         os.rename(tmp, final)
@@ -710,15 +719,13 @@ def _offsite(settings: Settings, result: BackupResult, *, progress, cancel: Canc
         from fovea_tui.engine.infra.stores import open_store
 
         store = open_store(url, settings.s3)
-        files = [(result.path, result.sha256)]
-        if result.env_copy is not None:
-            files.append((result.env_copy, None))
-        files.append((result.manifest_path, None))
-        for local, sha in files:
-            cancel.check()
-            store.put_file(local, local.name, sha256=sha or mf.file_sha256(local), progress=progress,
-                           cancel=cancel)
-            keys.append(local.name)
+        with encryption.offsite_uploads(settings, result.path, result.env_copy, result.manifest_path,
+                                        result.manifest, cancel=cancel, progress=progress) as files:
+            for local, key, sha in files:
+                cancel.check()
+                store.put_file(local, key, sha256=sha or mf.file_sha256(local), progress=progress,
+                               cancel=cancel)
+                keys.append(key)
         where = store.describe()
     except Cancelled:
         raise
@@ -730,7 +737,7 @@ def _offsite(settings: Settings, result: BackupResult, *, progress, cancel: Canc
             f"off-site copy to {url} failed: {reason}; the local backup {result.path} is complete and kept",
             result,
         ) from None
-    result.offsite = {"url": url, "keys": keys, "where": where}
+    result.offsite = {"url": url, "keys": keys, "where": where, "encrypted": encryption.enabled(settings)}
 
 
 # --------------------------------------------------------------------------- status

@@ -25,7 +25,7 @@ from isal import isal_zlib
 
 from fovea_tui import masking
 from fovea_tui.config import Settings
-from fovea_tui.engine.backups import manifest as mf
+from fovea_tui.engine.backups import encryption, manifest as mf
 from fovea_tui.engine.backups.pipeline import COMPLETION_LINE, StreamInspector
 from fovea_tui.engine.infra.locks import acquire, ensure_private_dir
 from fovea_tui.engine.progress import CancelToken, ProgressEvent, Throttle, no_progress
@@ -296,10 +296,15 @@ def verify_offsite(settings: Settings, key: str, *, cancel: CancelToken | None =
     from fovea_tui.engine.infra.stores import open_store
 
     store = open_store(settings.backups.offsite, settings.s3)
+    key = encryption.plain_name(key)
     name = key.rsplit("/", 1)[-1]
+    stored = key
     if store.head(key) is None:
-        raise UsageError(f"no dump {key!r} locally in {settings.backups_dir} nor off-site at "
-                         f"{settings.backups.offsite}", key="DUMP")
+        stored = encryption.encrypted_name(key)
+        if store.head(stored) is None:
+            raise UsageError(f"no dump {key!r} locally in {settings.backups_dir} nor off-site at "
+                             f"{settings.backups.offsite}", key="DUMP")
+    identities = encryption.identities_for(settings, stored)
     manifest = None
     manifest_problems: list[str] = []
     if store.head(key + mf.MANIFEST_SUFFIX) is not None:
@@ -310,7 +315,9 @@ def verify_offsite(settings: Settings, key: str, *, cancel: CancelToken | None =
     ensure_private_dir(settings.state_dir)
     with tempfile.TemporaryDirectory(dir=settings.state_dir, prefix="verify-") as tmp:
         local = Path(tmp) / name
-        store.get_file(key, local, progress=progress, cancel=cancel)
+        record = encryption.file_record(manifest.as_dict() if manifest else None, stored)
+        encryption.fetch(store, stored, local, identities=identities, record=record, progress=progress,
+                         cancel=cancel)
         result = verify_dump(local, manifest, use_manifest_beside=False, cancel=cancel, progress=progress)
     result.status = _verdict(result.reasons, manifest_problems)
     result.reasons = result.reasons + manifest_problems

@@ -41,7 +41,7 @@ from typing import Any, Callable
 from fovea_tui import masking
 from fovea_tui.config import Settings
 from fovea_tui.engine.infra import audit
-from fovea_tui.engine.backups import manifest as mf
+from fovea_tui.engine.backups import encryption, manifest as mf
 from fovea_tui.engine.infra.locks import acquire, ensure_private_dir
 from fovea_tui.engine.progress import CancelToken, ProgressEvent, Throttle, no_progress
 from fovea_tui.envfile import CRITICAL_KEYS, EnvFile
@@ -317,7 +317,10 @@ def _check_env_copy(settings: Settings, chosen: _Chosen) -> tuple[Check, EnvFile
         if not chosen.env_key:
             return Check("env_copy", False, f"no env copy {name} {where}: a rebuilt install would have no "
                          "SESSION_SECRET, no DATABASE_URL and no API_KEY_ENCRYPTION_KEY (stored API keys lost)"), None
-        data = chosen.store.read_bytes(chosen.env_key)
+        data = encryption.read_decrypted(chosen.store, chosen.env_key,
+                                         identities=encryption.identities_for(settings, chosen.env_key))
+        if chosen.env_key.endswith(encryption.AGE_SUFFIX):
+            where += ", decrypted with encryption.identity_file"
     else:
         where = f"in {settings.backups_dir} (no off-site store configured)"
         if chosen.env_path is None:
@@ -591,6 +594,8 @@ def _drill(settings: Settings, started: datetime, t0: float, progress, cancel: C
                                        progress=progress)
                 where = f"fetched {chosen.dump_key} from {settings.backups.offsite}" if chosen.source == "offsite" \
                     else f"local {path}"
+                if chosen.dump_key and chosen.dump_key.endswith(encryption.AGE_SUFFIX):
+                    where += ", decrypted with encryption.identity_file"
                 if verified.ok:
                     dump_check = Check("dump", True, f"{chosen.name} ({where}): whole gzip stream, completion line, "
                                        "size and sha256 as in the manifest", duration_s=time.monotonic() - c0)
@@ -692,8 +697,9 @@ def _fetch(settings: Settings, chosen: _Chosen, tmp: Path, progress, cancel: Can
         progress(ProgressEvent("fetch", event.done, event.total or total, "bytes", current=chosen.name,
                                started_at=t0))
 
-    chosen.store.get_file(chosen.dump_key, dest, expected_sha256=chosen.manifest.sha256, progress=fetched,
-                          cancel=cancel)
+    encryption.fetch(chosen.store, chosen.dump_key, dest, identities=encryption.identities_for(settings, chosen.dump_key),
+                     record=encryption.file_record(chosen.manifest.as_dict(), chosen.dump_key),
+                     expected_sha256=chosen.manifest.sha256, progress=fetched, cancel=cancel)
     return dest
 
 

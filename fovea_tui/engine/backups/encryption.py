@@ -1,0 +1,491 @@
+"""Off-site copies in the age format (age-encryption.org/v1), through pyrage.
+
+Whoever reads the bucket must not own the install: with `[encryption] recipients` set, the
+dump and the env copy leave the host as `....sql.gz.age` and `....env.age`, which the standard
+`age -d -i KEY` opens, so an operator can always recover without fovea-tui. The manifest stays
+readable (the inventory lists off-site backups without the key) and records the encryption:
+the recipients' fingerprints and, per file, the sha256 and size of plaintext and ciphertext.
+
+Everything streams through pyrage's `encrypt_io`/`decrypt_io` with hashing wrappers on both
+sides, so memory stays flat whatever the dump's size. Local copies are not encrypted: the host
+already holds the live secrets.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Callable, Iterator
+
+import pyrage
+from pyrage import ssh, x25519
+
+from fovea_tui.errors import Cancelled, ConfigError, FoveaError, OperationFailed
+
+AGE_SUFFIX = ".age"
+FORMAT = "age-encryption.org/v1"
+RECIPIENTS_KEY = "encryption.recipients"
+IDENTITY_KEY = "encryption.identity_file"
+CHUNK = 1 << 20
+
+
+class DecryptFailed(OperationFailed):
+    """An encrypted copy could not be opened with the identity given (exit 1)."""
+
+
+# --------------------------------------------------------------------------- keys
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One public key the copies are encrypted to; `text` is what the config holds."""
+
+    kind: str            # "age" | "ssh-ed25519" | "ssh-rsa"
+    text: str
+    key: Any = None
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.text)
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.fingerprint}"
+
+
+def fingerprint(public_key: str) -> str:
+    """`SHA256:<base64>` as `ssh-keygen -l` prints it for SSH keys; for age keys the same
+    shape over the recipient string (age defines no fingerprint of its own)."""
+    parts = public_key.split()
+    if parts and parts[0].startswith("ssh-") and len(parts) >= 2:
+        try:
+            blob = base64.b64decode(parts[1], validate=True)
+        except ValueError:
+            blob = parts[1].encode()
+    else:
+        blob = public_key.strip().encode()
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+def parse_recipient(text: str, *, index: int | None = None) -> Recipient:
+    """An age1... or ssh-ed25519/ssh-rsa public key; ConfigError naming the key otherwise."""
+    where = RECIPIENTS_KEY + (f"[{index}]" if index is not None else "")
+    value = text.strip()
+    shown = (value[:24] + "…") if len(value) > 24 else value
+    try:
+        if value.startswith("age1"):
+            return Recipient("age", value, x25519.Recipient.from_str(value))
+        kind = value.split(" ", 1)[0]
+        if kind in ("ssh-ed25519", "ssh-rsa"):
+            return Recipient(kind, value, ssh.Recipient.from_str(value))
+    except (pyrage.RecipientError, ValueError) as exc:
+        raise ConfigError(f"config key {where} ({shown!r}) is not a valid public key: {exc}", key=where,
+                          hint="paste the line `fovea-tui keygen` or `age-keygen -y` printed, or a .pub file's line") from None
+    if value.startswith("AGE-SECRET-KEY-") or "PRIVATE KEY" in value:
+        raise ConfigError(f"config key {where} holds a private key; it takes public keys only", key=where,
+                          hint="put the private key in a file and name it in encryption.identity_file")
+    raise ConfigError(f"config key {where} ({shown!r}) is not an age1... or ssh-ed25519/ssh-rsa public key",
+                      key=where)
+
+
+def parse_recipients(values: list[str]) -> list[Recipient]:
+    out = [parse_recipient(v, index=i) for i, v in enumerate(values)]
+    seen: set[str] = set()
+    for i, r in enumerate(out):
+        if r.fingerprint in seen:
+            raise ConfigError(f"config key {RECIPIENTS_KEY}[{i}] repeats a key listed before it",
+                              key=f"{RECIPIENTS_KEY}[{i}]")
+        seen.add(r.fingerprint)
+    return out
+
+
+def load_identities(path: str | os.PathLike, *, key: str = IDENTITY_KEY) -> list[Any]:
+    """The private keys in an age identity file or an unencrypted OpenSSH private key.
+
+    Raises ConfigError (exit 2) naming `key` when the file is missing, unreadable or holds
+    no usable key; the message never quotes the file's contents.
+    """
+    if not str(path):
+        raise ConfigError(f"config key {key} is not set: it is needed to read encrypted off-site copies",
+                          key=key, hint="name the file `fovea-tui keygen` wrote (or pass --identity FILE)")
+    p = Path(path).expanduser()
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{key}: {p} does not exist", key=key) from None
+    except OSError as exc:
+        raise ConfigError(f"{key}: {p} cannot be read: {exc.strerror}", key=key) from None
+    text = data.decode("utf-8", "replace")
+    if "-----BEGIN" in text:
+        try:
+            return [ssh.Identity.from_buffer(data)]
+        except pyrage.IdentityError:
+            raise ConfigError(f"{key}: {p} is not an SSH private key pyrage can use (passphrase-protected "
+                              "keys are not supported)", key=key,
+                              hint="use an age identity from `fovea-tui keygen` instead") from None
+    identities = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            identities.append(x25519.Identity.from_str(line))
+        except (pyrage.IdentityError, ValueError):
+            raise ConfigError(f"{key}: line {number} of {p} is not an age identity (AGE-SECRET-KEY-1...)",
+                              key=key) from None
+    if not identities:
+        raise ConfigError(f"{key}: {p} holds no identity", key=key)
+    return identities
+
+
+def identity_recipients(path: str | os.PathLike) -> list[str]:
+    """Public keys of an age identity file (for the fingerprint check); [] for SSH keys."""
+    out = []
+    for identity in load_identities(path):
+        if isinstance(identity, x25519.Identity):
+            out.append(str(identity.to_public()))
+    return out
+
+
+def identity_fingerprints(path: str | os.PathLike) -> list[str]:
+    """Fingerprints of the recipients an identity file opens: age keys from the key itself,
+    SSH keys from the `.pub` file beside it when there is one."""
+    fps = [fingerprint(r) for r in identity_recipients(path)]
+    pub = Path(str(path) + ".pub")
+    if not fps and pub.is_file():
+        try:
+            fps.append(fingerprint(pub.read_text().strip()))
+        except OSError:
+            pass
+    return fps
+
+
+def check_identity_file_mode(path: str | os.PathLike) -> str | None:
+    """A warning when the identity file is readable by others (it opens every copy)."""
+    try:
+        mode = Path(path).expanduser().stat().st_mode
+    except OSError:
+        return None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return f"{path} is readable by other users (mode {stat.S_IMODE(mode):o}): chmod 600 it"
+    return None
+
+
+def generate_identity(out: Path) -> str:
+    """Write a new age identity to `out` (0600, never over an existing file); return its
+    recipient (age1...)."""
+    from datetime import datetime, timezone
+
+    identity = x25519.Identity.generate()
+    recipient = str(identity.to_public())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    body = (f"# created: {datetime.now(timezone.utc).replace(microsecond=0).isoformat()} by fovea-tui keygen\n"
+            f"# public key: {recipient}\n{identity}\n")
+    try:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise ConfigError(f"{out} already exists; keygen never overwrites a key", key="--out",
+                          hint="choose another --out, or move the old key away first") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        os.fchmod(fh.fileno(), 0o600)
+        fh.write(body)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return recipient
+
+
+# --------------------------------------------------------------------------- streams
+
+
+class _HashingReader:
+    """A reader that hashes and counts what passes, and honours a cancel flag."""
+
+    def __init__(self, raw: IO[bytes], cancel=None, on_bytes: Callable[[int], None] | None = None) -> None:
+        self.raw, self.cancel, self.on_bytes = raw, cancel, on_bytes
+        self.digest, self.size = hashlib.sha256(), 0
+
+    def read(self, n: int = -1) -> bytes:
+        if self.cancel is not None and self.cancel.cancelled:
+            raise Cancelled(self.cancel.reason)
+        data = self.raw.read(n if n and n > 0 else CHUNK)
+        self.digest.update(data)
+        self.size += len(data)
+        if self.on_bytes is not None and data:
+            self.on_bytes(self.size)
+        return data
+
+
+class _HashingWriter:
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.digest, self.size = hashlib.sha256(), 0
+
+    def write(self, data) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        view = memoryview(data)
+        while view:
+            written = self.raw.write(view)
+            view = view[written if written is not None else len(view):]
+        return len(data)
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+
+@dataclass
+class Sealed:
+    """Sizes and sha256 of one file on both sides of the encryption."""
+
+    plaintext_size: int
+    plaintext_sha256: str
+    size: int
+    sha256: str
+
+    def record(self, plaintext_name: str) -> dict[str, Any]:
+        return {"plaintext": plaintext_name, "plaintext_size": self.plaintext_size,
+                "plaintext_sha256": self.plaintext_sha256, "size": self.size, "sha256": self.sha256}
+
+
+def _cancelled_or(exc: Exception, cancel, what: str) -> FoveaError:
+    if cancel is not None and cancel.cancelled:
+        return Cancelled(cancel.reason)
+    return OperationFailed(f"{what}: {exc}")
+
+
+def encrypt_stream(src: IO[bytes], dst: IO[bytes], recipients: list[Recipient], *, cancel=None,
+                   on_bytes: Callable[[int], None] | None = None) -> Sealed:
+    reader, writer = _HashingReader(src, cancel, on_bytes), _HashingWriter(dst)
+    try:
+        pyrage.encrypt_io(reader, writer, [r.key for r in recipients])
+    except pyrage.EncryptError as exc:
+        raise _cancelled_or(exc, cancel, "encryption failed") from None
+    return Sealed(reader.size, reader.digest.hexdigest(), writer.size, writer.digest.hexdigest())
+
+
+def encrypt_file(src: Path, dst: Path, recipients: list[Recipient], *, cancel=None,
+                 on_bytes: Callable[[int], None] | None = None) -> Sealed:
+    """Encrypt `src` into a new file `dst` (0600, fsynced); remove `dst` on any failure."""
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with src.open("rb") as fin, os.fdopen(fd, "wb", buffering=CHUNK) as fout:
+            sealed = encrypt_stream(fin, fout, recipients, cancel=cancel, on_bytes=on_bytes)
+            fout.flush()
+            os.fsync(fout.fileno())
+    except BaseException:
+        dst.unlink(missing_ok=True)
+        raise
+    return sealed
+
+
+def decrypt_stream(src: IO[bytes], dst: IO[bytes], identities: list[Any], *, what: str, cancel=None,
+                   on_bytes: Callable[[int], None] | None = None) -> Sealed:
+    """Decrypt `src` into `dst`; DecryptFailed (one line) for a wrong key or damaged bytes."""
+    reader, writer = _HashingReader(src, cancel, on_bytes), _HashingWriter(dst)
+    try:
+        pyrage.decrypt_io(reader, writer, identities)
+    except pyrage.DecryptError as exc:
+        if cancel is not None and cancel.cancelled:
+            raise Cancelled(cancel.reason) from None
+        text = str(exc)
+        if "No matching keys" in text:
+            raise DecryptFailed(f"cannot decrypt {what}: the identity is not one of the recipients it was "
+                                "encrypted to", hint=f"use the key whose public part is in "
+                                f"{RECIPIENTS_KEY} when the copy was made") from None
+        raise DecryptFailed(f"cannot decrypt {what}: {text.splitlines()[0] if text else 'damaged age file'}") from None
+    return Sealed(writer.size, writer.digest.hexdigest(), reader.size, reader.digest.hexdigest())
+
+
+def decrypt_bytes(data: bytes, identities: list[Any], *, what: str) -> bytes:
+    import io
+
+    out = io.BytesIO()
+    decrypt_stream(io.BytesIO(data), out, identities, what=what)
+    return out.getvalue()
+
+
+# --------------------------------------------------------------------------- off-site
+
+
+def enabled(settings) -> bool:
+    return bool(settings.encryption.recipients)
+
+
+def manifest_record(recipients: list[Recipient], files: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """What the manifest says of the encryption: format, recipients' fingerprints, per file
+    sha256/size of plaintext and ciphertext. Public facts only."""
+    return {"format": FORMAT, "recipients": [{"type": r.kind, "fingerprint": r.fingerprint} for r in recipients],
+            "files": files}
+
+
+def encrypted_name(name: str) -> str:
+    return name + AGE_SUFFIX
+
+
+def plain_name(key: str) -> str:
+    """`fovea-X.sql.gz.age` -> `fovea-X.sql.gz` (other names unchanged)."""
+    return key[: -len(AGE_SUFFIX)] if key.endswith(AGE_SUFFIX) else key
+
+
+def file_record(manifest_data: dict[str, Any] | None, key: str) -> dict[str, Any] | None:
+    """The manifest's record of the encrypted off-site file `key`, or None."""
+    enc = (manifest_data or {}).get("encryption")
+    files = enc.get("files") if isinstance(enc, dict) else None
+    record = files.get(key.rsplit("/", 1)[-1]) if isinstance(files, dict) else None
+    return record if isinstance(record, dict) else None
+
+
+@contextlib.contextmanager
+def offsite_uploads(settings, dump: Path, env_copy: Path | None, manifest_path: Path, manifest, *,
+                    cancel=None, progress=None) -> Iterator[list[tuple[Path, str, str | None]]]:
+    """The (local file, off-site key, sha256) to upload for one backup, manifest last.
+
+    Without recipients: the files as they are. With recipients: the dump and env copy are
+    encrypted into temp files beside them (removed on leaving), and the manifest, local and
+    off-site alike, records the encryption before it is uploaded.
+    """
+    from fovea_tui.engine.backups import manifest as mf
+    from fovea_tui.engine.progress import ProgressEvent
+
+    if not enabled(settings):
+        files = [(dump, dump.name, manifest.sha256)]
+        if env_copy is not None:
+            files.append((env_copy, env_copy.name, None))
+        yield files + [(manifest_path, manifest_path.name, None)]
+        return
+    recipients = parse_recipients(settings.encryption.recipients)
+    temps: list[Path] = []
+    try:
+        out: list[tuple[Path, str, str | None]] = []
+        records: dict[str, dict[str, Any]] = {}
+        for src in [dump] + ([env_copy] if env_copy is not None else []):
+            key = encrypted_name(src.name)
+            tmp = src.with_name(f".fovea-{key[len('fovea-'):]}.partial")
+            temps.append(tmp)
+            total = src.stat().st_size
+
+            def on_bytes(done: int, _name=src.name, _total=total) -> None:
+                if progress is not None:
+                    progress(ProgressEvent("encrypt", done, _total, "bytes", current=_name))
+
+            sealed = encrypt_file(src, tmp, recipients, cancel=cancel, on_bytes=on_bytes)
+            expected = manifest.sha256 if src == dump else (manifest.env_file or {}).get("sha256")
+            if expected and sealed.plaintext_sha256 != expected:
+                raise OperationFailed(f"{src.name} changed while it was encrypted: its sha256 differs from the manifest's")
+            records[key] = sealed.record(src.name)
+            out.append((tmp, key, sealed.sha256))
+        manifest.extra["encryption"] = manifest_record(recipients, records)
+        mf.write(manifest, manifest_path)
+        out.append((manifest_path, manifest_path.name, None))
+        yield out
+    finally:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+
+
+def fetch(store, key: str, dest: Path, *, identities: list[Any] | None, record: dict[str, Any] | None = None,
+          expected_sha256: str | None = None, cancel=None, progress=None, mode: int = 0o600) -> Path:
+    """Download off-site `key` to `dest` through a temp name, decrypting an `.age` key with
+    `identities`, and check what arrived: the ciphertext against the manifest's `record`,
+    the plaintext against `expected_sha256`. Nothing is left at `dest` unless it all holds."""
+    from fovea_tui.engine.progress import ProgressEvent
+
+    if not key.endswith(AGE_SUFFIX):
+        store.get_file(key, dest, expected_sha256=expected_sha256, progress=progress, cancel=cancel)
+        return dest
+    if not identities:
+        raise ConfigError(f"{key} is encrypted and config key {IDENTITY_KEY} is not set", key=IDENTITY_KEY,
+                          hint="name the age identity (or pass --identity FILE) whose public key was in "
+                               f"{RECIPIENTS_KEY} when the copy was made")
+    head = store.head(key)
+    total = head.size if head else None
+    tmp = dest.with_name(f".{dest.name}.partial")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+
+    def on_bytes(done: int) -> None:
+        if progress is not None:
+            progress(ProgressEvent("transfer", done, total, "bytes", current=key))
+
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with store.open_read(key) as src, os.fdopen(fd, "wb", buffering=CHUNK) as out:
+            sealed = decrypt_stream(src, out, identities, what=f"off-site {key}", cancel=cancel, on_bytes=on_bytes)
+            out.flush()
+            os.fsync(out.fileno())
+        if record is not None and record.get("sha256") and sealed.sha256 != record.get("sha256"):
+            raise OperationFailed(f"off-site {key}: its sha256 differs from the manifest's record of the encrypted file")
+        want = expected_sha256 or (record or {}).get("plaintext_sha256")
+        if want and sealed.plaintext_sha256 != want:
+            raise OperationFailed(f"off-site {key} decrypted, but the plaintext's sha256 differs from the manifest's")
+        os.chmod(tmp, mode)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return dest
+
+
+def read_decrypted(store, key: str, *, identities: list[Any] | None) -> bytes:
+    """A small off-site object (an env copy), decrypted when it is an `.age` file."""
+    data = store.read_bytes(key)
+    if not key.endswith(AGE_SUFFIX):
+        return data
+    if not identities:
+        raise ConfigError(f"{key} is encrypted and config key {IDENTITY_KEY} is not set", key=IDENTITY_KEY)
+    return decrypt_bytes(data, identities, what=f"off-site {key}")
+
+
+def identities_for(settings, key: str, override: str | None = None) -> list[Any] | None:
+    """What opens off-site `key`: None for a plaintext key; for an `.age` key the identities
+    of `override` (--identity) or `encryption.identity_file`, ConfigError naming the one
+    that is missing or bad."""
+    if not key.endswith(AGE_SUFFIX):
+        return None
+    path = override or settings.encryption.identity_file
+    if not path:
+        raise ConfigError(f"{key.rsplit('/', 1)[-1]} is encrypted and config key {IDENTITY_KEY} is not set",
+                          key=IDENTITY_KEY, hint="name the age identity whose public key was in "
+                          f"{RECIPIENTS_KEY} when the copy was made")
+    return load_identities(path, key="--identity" if override else IDENTITY_KEY)
+
+
+# --------------------------------------------------------------------------- keygen
+
+
+@dataclass
+class KeygenResult:
+    path: Path
+    recipient: str
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.recipient)
+
+    @property
+    def advice(self) -> list[str]:
+        return [
+            f"Add the recipient to [encryption] recipients; set identity_file = \"{self.path}\" on a host "
+            "that must read the copies (verify, drill, restore from off-site).",
+            f"Keep a copy of {self.path} AWAY from this host (a password manager, a printed copy, an offline "
+            "USB stick): if the host is lost with its only key, the encrypted off-site copies are lost too.",
+            "A second recipient whose key stays offline is allowed: list both.",
+        ]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "recipient": self.recipient, "fingerprint": self.fingerprint,
+                "advice": self.advice}
+
+
+def default_identity_path() -> Path:
+    from fovea_tui.config import user_config_path
+
+    return user_config_path().parent / "age-identity.txt"
+
+
+def keygen(out: Path | None = None) -> KeygenResult:
+    path = Path(out).expanduser() if out else default_identity_path()
+    return KeygenResult(path.resolve(), generate_identity(path))

@@ -1,0 +1,216 @@
+"""Encrypted off-site copies (age, through pyrage), against real PostgreSQL, a directory
+target and moto's S3 server; interoperability checked with Debian's `age` binary.
+
+What an operator checks: `age -d -i KEY` opens what fovea-tui uploaded, byte for byte; no
+secret of the env file sits in any off-site object; verify, list, restore and drill read the
+encrypted copies with the identity and say one clear line without it or with the wrong one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fovea_tui.cli.main import main
+from fovea_tui.config import settings_from_dict
+from fovea_tui.engine.backups import encryption
+from fovea_tui.engine.backups import manifest as mf
+from fovea_tui.engine.backups.pipeline import run_backup
+
+from test_backup_helpers import direct_config, settings_and_config, write_env
+
+AGE = shutil.which("age")
+AGE_KEYGEN = shutil.which("age-keygen")
+needs_age = pytest.mark.skipif(
+    (AGE is None or AGE_KEYGEN is None) and os.environ.get("CI", "").lower() != "true",
+    reason="Debian's age is not installed (scripts/ensure-services.sh installs it)")
+
+
+def keygen(tmp_path: Path, name: str) -> tuple[Path, str]:
+    """An identity written by `fovea-tui keygen`, and its recipient."""
+    out = tmp_path / "keys" / name
+    proc = subprocess.run([sys.executable, "-m", "fovea_tui", "keygen", "--out", str(out), "--json"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return out, json.loads(proc.stdout)["recipient"]
+
+
+def ssh_key(tmp_path: Path, name: str, kind: str = "ed25519") -> tuple[Path, str]:
+    path = tmp_path / "keys" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    args = ["ssh-keygen", "-q", "-t", kind, "-N", "", "-f", str(path)] + (["-b", "2048"] if kind == "rsa" else [])
+    subprocess.run(args, check=True, capture_output=True)
+    return path, path.with_name(name + ".pub").read_text().split(" comment")[0].strip()
+
+
+def age_decrypt(identity: Path, src: Path) -> bytes:
+    proc = subprocess.run([AGE, "-d", "-i", str(identity), str(src)], capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode()
+    return proc.stdout
+
+
+def secrets_of(values: dict[str, str], password: str) -> list[bytes]:
+    return [v.encode() for v in values.values() if len(v) > 6] + [password.encode()]
+
+
+@pytest.fixture
+def host(fresh_direct_db, tmp_path, monkeypatch):
+    """A direct-mode install with an age identity from `fovea-tui keygen`."""
+    monkeypatch.setenv("FOVEA_TUI_PG_BIN", str(fresh_direct_db.bin_dir))
+    env_file, values = write_env(tmp_path)
+    identity, recipient = keygen(tmp_path, "id-main.txt")
+    return {"db": fresh_direct_db, "env_file": env_file, "values": values, "identity": identity,
+            "recipient": recipient, "tmp": tmp_path}
+
+
+def make(host, offsite: str, *, recipients=None, identity: Path | None | str = "default", **sections):
+    enc = {"recipients": recipients if recipients is not None else [host["recipient"]]}
+    if identity == "default":
+        enc["identity_file"] = str(host["identity"])
+    elif identity:
+        enc["identity_file"] = str(identity)
+    data = direct_config(host["tmp"], host["db"].url, host["env_file"], backups={"offsite": offsite},
+                         encryption=enc, **sections)
+    return settings_and_config(host["tmp"], data)
+
+
+# --------------------------------------------------------------------------- directory
+
+
+@needs_age
+def test_directory_copy_opens_with_debian_age_and_holds_no_secret(host):
+    offsite = host["tmp"] / "offsite"
+    offsite.mkdir()
+    settings, _cfg = make(host, str(offsite))
+    result = run_backup(settings)
+    stem = result.name[: -len(".sql.gz")]
+    assert sorted(p.name for p in offsite.iterdir()) == sorted(
+        [result.name + ".age", stem + ".env.age", result.name + ".manifest.json"])
+    for p in offsite.iterdir():
+        assert p.stat().st_mode & 0o077 == 0, p
+    # the standard tool opens both, byte for byte
+    assert age_decrypt(host["identity"], offsite / (result.name + ".age")) == result.path.read_bytes()
+    assert age_decrypt(host["identity"], offsite / (stem + ".env.age")) == host["env_file"].read_bytes()
+    # no secret in any off-site file, manifest included
+    for p in offsite.iterdir():
+        data = p.read_bytes()
+        for secret in secrets_of(host["values"], host["db"].password):
+            assert secret not in data, (p.name, secret)
+    # the manifest stays readable and records the encryption (local and off-site alike)
+    off_manifest = json.loads((offsite / (result.name + ".manifest.json")).read_text())
+    assert off_manifest == json.loads(result.manifest_path.read_text())
+    enc = off_manifest["encryption"]
+    assert enc["format"] == "age-encryption.org/v1"
+    assert enc["recipients"] == [{"type": "age", "fingerprint": encryption.fingerprint(host["recipient"])}]
+    rec = enc["files"][result.name + ".age"]
+    ciphertext = (offsite / (result.name + ".age")).read_bytes()
+    assert rec["sha256"] == hashlib.sha256(ciphertext).hexdigest() and rec["size"] == len(ciphertext)
+    assert rec["plaintext_sha256"] == off_manifest["sha256"] == hashlib.sha256(result.path.read_bytes()).hexdigest()
+    env_rec = enc["files"][stem + ".env.age"]
+    assert env_rec["plaintext_sha256"] == off_manifest["env_file"]["sha256"]
+    assert host["recipient"] not in json.dumps(off_manifest)  # fingerprints, not keys
+    # local copies are as they were: gzip and a plain env copy
+    assert result.path.read_bytes()[:2] == b"\x1f\x8b"
+    assert not list(settings.backups_dir.glob("*.age")) and not list(settings.backups_dir.glob(".fovea-*.partial"))
+
+
+@needs_age
+def test_two_recipients_either_identity_opens_and_verifies(host, capsys):
+    offsite = host["tmp"] / "offsite"
+    offsite.mkdir()
+    ssh_id, ssh_pub = ssh_key(host["tmp"], "id_ed25519")
+    rsa_id, rsa_pub = ssh_key(host["tmp"], "id_rsa", "rsa")
+    settings, cfg = make(host, str(offsite), recipients=[host["recipient"], ssh_pub, rsa_pub])
+    result = run_backup(settings)
+    enc = json.loads(result.manifest_path.read_text())["encryption"]
+    assert [r["type"] for r in enc["recipients"]] == ["age", "ssh-ed25519", "ssh-rsa"]
+    # the SSH fingerprint is the one ssh-keygen prints
+    printed = subprocess.run(["ssh-keygen", "-l", "-f", str(ssh_id) + ".pub"], capture_output=True, text=True).stdout
+    assert enc["recipients"][1]["fingerprint"] in printed
+    for identity in (host["identity"], ssh_id, rsa_id):
+        assert age_decrypt(identity, offsite / (result.name + ".age")) == result.path.read_bytes()
+        _settings, cfg = make(host, str(offsite), recipients=[host["recipient"], ssh_pub, rsa_pub], identity=identity)
+        result.path.rename(result.path.with_suffix(".moved"))  # make `verify NAME` go off-site
+        try:
+            capsys.readouterr()
+            code = main(["--config", str(cfg), "verify", "--json", result.name])
+            out = json.loads(capsys.readouterr().out)
+        finally:
+            result.path.with_suffix(".moved").rename(result.path)
+        assert code == 0, out
+        assert out["dumps"][0]["location"] == "offsite" and out["dumps"][0]["status"] == "verified"
+
+
+def test_recipient_validation_names_the_key(tmp_path):
+    from fovea_tui.errors import ConfigError
+
+    good = str(encryption.x25519.Identity.generate().to_public())
+    for bad, words in ((["age1notakey"], "encryption.recipients[0]"),
+                       ([good, "ssh-dss AAAA"], "encryption.recipients[1]"),
+                       ([good, good], "repeats"),
+                       ([str(encryption.x25519.Identity.generate())], "private key")):
+        with pytest.raises(ConfigError) as info:
+            settings_from_dict({"encryption": {"recipients": bad}})
+        assert words in str(info.value)
+        assert "AGE-SECRET-KEY" not in str(info.value)
+    with pytest.raises(ConfigError, match="encryption.identity_file"):
+        settings_from_dict({"encryption": {"identity_file": 3}})
+    # the CLI: exit 2, one line, naming the key
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[encryption]\nrecipients = ["age1zzz"]\n')
+    proc = subprocess.run([sys.executable, "-m", "fovea_tui", "--config", str(cfg), "list"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "encryption.recipients[0]" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_keygen_writes_0600_under_umask_000_and_never_overwrites(tmp_path):
+    out = tmp_path / "k" / "identity.txt"
+    cmd = [sys.executable, "-m", "fovea_tui", "keygen", "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, preexec_fn=lambda: os.umask(0))
+    assert proc.returncode == 0, proc.stderr
+    assert oct(out.stat().st_mode & 0o777) == "0o600"
+    recipient = next(line.split(": ", 1)[1] for line in proc.stdout.splitlines() if line.startswith("recipient: "))
+    assert recipient.startswith("age1") and "AGE-SECRET-KEY" not in proc.stdout
+    assert "away from this host" in proc.stdout.lower().replace("AWAY", "away")
+    # age-keygen agrees on the public key
+    if AGE_KEYGEN:
+        assert subprocess.run([AGE_KEYGEN, "-y", str(out)], capture_output=True, text=True).stdout.strip() == recipient
+    before = out.read_bytes()
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 2 and "already exists" in again.stderr and out.read_bytes() == before
+
+
+def test_memory_stays_flat_while_encrypting_a_large_dump(tmp_path):
+    """200 MiB through encrypt_file and back in a child process: peak RSS grows by far less."""
+    script = f"""
+import os, resource, sys
+from pathlib import Path
+from fovea_tui.engine.backups import encryption
+src = Path({str(tmp_path)!r}) / "big"
+with open(src, "wb") as fh:
+    block = os.urandom(1 << 20)
+    for _ in range(200):
+        fh.write(block)
+ident = encryption.x25519.Identity.generate()
+rec = encryption.parse_recipient(str(ident.to_public()))
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+sealed = encryption.encrypt_file(src, src.with_suffix(".age"), [rec])
+out = src.with_suffix(".out")
+with open(src.with_suffix(".age"), "rb") as fin, open(out, "wb") as fout:
+    back = encryption.decrypt_stream(fin, fout, [ident], what="big")
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+assert back.plaintext_sha256 == sealed.plaintext_sha256 and back.sha256 == sealed.sha256
+print((peak - base) // 1024)
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    grew_mib = int(proc.stdout.strip())
+    assert grew_mib < 40, f"peak RSS grew by {grew_mib} MiB while 200 MiB went through"
