@@ -78,7 +78,10 @@ def make(host, offsite: str, *, recipients=None, identity: Path | None | str = "
         enc["identity_file"] = str(identity)
     data = direct_config(host["tmp"], host["db"].url, host["env_file"], backups={"offsite": offsite},
                          encryption=enc, **sections)
-    return settings_and_config(host["tmp"], data)
+    settings, cfg = settings_and_config(host["tmp"], data)
+    own = cfg.with_name(f"fovea-tui-{hashlib.sha256(cfg.read_bytes()).hexdigest()[:8]}.toml")
+    cfg.rename(own)  # one file per variant: a test compares several side by side
+    return settings, own
 
 
 # --------------------------------------------------------------------------- directory
@@ -214,3 +217,127 @@ print((peak - base) // 1024)
     assert proc.returncode == 0, proc.stderr
     grew_mib = int(proc.stdout.strip())
     assert grew_mib < 40, f"peak RSS grew by {grew_mib} MiB while 200 MiB went through"
+
+
+# --------------------------------------------------------------------------- S3 (moto)
+
+
+def cli(cfg: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fovea_tui", "--config", str(cfg), *args], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, **(env or {})})
+
+
+def one_line(proc: subprocess.CompletedProcess) -> str:
+    lines = [line for line in proc.stderr.strip().splitlines() if line.startswith("fovea-tui:")]
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def s3_host(host, s3, s3_bucket, monkeypatch):
+    url = f"s3://{s3_bucket}/db/"
+    s3cfg = {"endpoint_url": s3.endpoint_url, "region": s3.region}
+    settings, cfg = make(host, url, s3=s3cfg)
+    result = run_backup(settings)
+    host.update(url=url, s3=s3, bucket=s3_bucket, s3cfg=s3cfg, settings=settings, cfg=cfg, result=result)
+    return host
+
+
+@needs_age
+def test_s3_objects_hold_no_secret_and_open_with_age(s3_host, tmp_path):
+    client = s3_host["s3"].client()
+    objects = client.list_objects_v2(Bucket=s3_host["bucket"])["Contents"]
+    result = s3_host["result"]
+    stem = result.name[: -len(".sql.gz")]
+    assert sorted(o["Key"] for o in objects) == sorted(
+        f"db/{n}" for n in (result.name + ".age", stem + ".env.age", result.name + ".manifest.json"))
+    for obj in objects:
+        body = client.get_object(Bucket=s3_host["bucket"], Key=obj["Key"])["Body"].read()
+        for secret in secrets_of(s3_host["values"], s3_host["db"].password):
+            assert secret not in body, (obj["Key"], secret)
+        if obj["Key"].endswith(".age"):
+            assert body.startswith(b"age-encryption.org/v1\n")
+            local = tmp_path / obj["Key"].rsplit("/", 1)[-1]
+            local.write_bytes(body)
+            plain = age_decrypt(s3_host["identity"], local)
+            expected = result.path if obj["Key"].endswith(".sql.gz.age") else s3_host["env_file"]
+            assert plain == expected.read_bytes()
+
+
+def test_list_shows_encrypted_offsite_copies_without_the_key(s3_host):
+    cfg = s3_host["cfg"]
+    proc = cli(cfg, "list", "--json")
+    assert proc.returncode == 0, proc.stderr
+    entry = json.loads(proc.stdout)["backups"][0]
+    assert entry["name"] == s3_host["result"].name and entry["locations"] == ["local", "offsite"]
+    off = entry["copies"]["offsite"]
+    assert off["encrypted"] is True and off["key"].endswith(".sql.gz.age") and off["status"] == "verified"
+    assert entry["siblings"]["env"] == ["local", "offsite"]
+    # off-site only (a lost host's view): listed, never called corrupt, without any identity
+    s3_host["result"].path.unlink()
+    _s, cfg_none = make(s3_host, s3_host["url"], identity=None, s3=s3_host["s3cfg"])
+    proc = cli(cfg_none, "list", "--json")
+    assert proc.returncode == 0, proc.stderr
+    entry = json.loads(proc.stdout)["backups"][0]
+    assert entry["locations"] == ["offsite"] and entry["status"] == "unverified"
+    assert "encrypted" in entry["copies"]["offsite"]["detail"]
+
+
+def test_verify_restore_drill_with_identity_wrong_identity_and_none(s3_host):
+    result = s3_host["result"]
+    name = result.name
+    # the local copy gone: every command has to read the encrypted off-site one
+    result.path.unlink()
+    mf.env_copy_path(result.path).unlink()
+    mf.manifest_path(result.path).unlink()
+    wrong, _ = keygen(s3_host["tmp"], "id-wrong.txt")
+    _s, cfg_wrong = make(s3_host, s3_host["url"], identity=wrong, s3=s3_host["s3cfg"])
+    _s, cfg_none = make(s3_host, s3_host["url"], identity=None, s3=s3_host["s3cfg"])
+    _s, cfg_missing = make(s3_host, s3_host["url"], identity=s3_host["tmp"] / "no-such-key", s3=s3_host["s3cfg"])
+    _s, cfg_good = make(s3_host, s3_host["url"], s3=s3_host["s3cfg"])
+
+    # verify
+    proc = cli(cfg_good, "verify", "--json", name)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["dumps"][0]["status"] == "verified"
+    line = one_line(cli(cfg_wrong, "verify", name))
+    assert "cannot decrypt" in line and "not one of the recipients" in line
+    assert cli(cfg_wrong, "verify", name).returncode == 1
+    proc = cli(cfg_none, "verify", name)
+    assert proc.returncode == 2 and "encryption.identity_file" in one_line(proc)
+    proc = cli(cfg_missing, "verify", name)
+    assert proc.returncode == 2 and "encryption.identity_file" in one_line(proc) and "does not exist" in proc.stderr
+
+    # drill (decrypts the newest off-site dump and env copy as its checks)
+    proc = cli(cfg_none, "drill")
+    assert proc.returncode == 2 and "encryption.identity_file" in one_line(proc)
+    proc = cli(cfg_wrong, "drill", "--json")
+    assert proc.returncode == 1
+    checks = {c["name"]: c for c in json.loads(proc.stdout)["checks"]}
+    assert not checks["dump"]["ok"] and "not one of the recipients" in checks["dump"]["detail"]
+    assert not checks["env_copy"]["ok"]
+    proc = cli(cfg_good, "drill", "--json")
+    data = json.loads(proc.stdout)
+    checks = {c["name"]: c for c in data["checks"]}
+    assert checks["dump"]["ok"] and "decrypted with encryption.identity_file" in checks["dump"]["detail"]
+    assert checks["env_copy"]["ok"] and "decrypted" in checks["env_copy"]["detail"]
+    assert checks["rows"]["ok"] and checks["restore"]["ok"]
+
+    # restore from off-site
+    proc = cli(cfg_none, "restore", "--yes", name)
+    assert proc.returncode == 2 and "encryption.identity_file" in one_line(proc)
+    proc = cli(cfg_wrong, "restore", "--yes", name)
+    assert proc.returncode == 1 and "not one of the recipients" in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    db = s3_host["db"]
+    before = db.psql("SELECT count(*) FROM annotations").strip()
+    db.psql("DELETE FROM annotations")
+    proc = cli(cfg_good, "restore", "--yes", "--json", name)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert db.psql("SELECT count(*) FROM annotations").strip() == before
+    fetched = s3_host["settings"].backups_dir / name
+    assert fetched.is_file() and mf.manifest_path(fetched).is_file()
+    env_copy = mf.env_copy_path(fetched)
+    assert env_copy.read_bytes() == s3_host["env_file"].read_bytes()
+    assert oct(env_copy.stat().st_mode & 0o777) == "0o600"
