@@ -341,3 +341,118 @@ def test_verify_restore_drill_with_identity_wrong_identity_and_none(s3_host):
     env_copy = mf.env_copy_path(fetched)
     assert env_copy.read_bytes() == s3_host["env_file"].read_bytes()
     assert oct(env_copy.stat().st_mode & 0o777) == "0o600"
+
+
+# --------------------------------------------------------------------------- recover
+
+
+@pytest.fixture
+def new_server(direct_pg):
+    """A second database server: the new host's, with the app role and an empty `fovea`."""
+    from support.services import PgCluster, sql_ident, sql_literal
+
+    cluster = PgCluster(direct_pg.bin_dir)
+    cluster.start()
+    try:
+        cluster.psql(f"CREATE ROLE {sql_ident(cluster.user)} LOGIN SUPERUSER PASSWORD "
+                     f"{sql_literal(cluster.password)};", db="postgres")
+        cluster.psql(f"CREATE DATABASE {sql_ident(cluster.database)} OWNER {sql_ident(cluster.user)};", db="postgres")
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+def table_rows(cluster, tables) -> dict[str, int]:
+    return {t: int(cluster.psql(f'SELECT count(*) FROM public."{t}"').strip()) for t in tables}
+
+
+@pytest.mark.parametrize("target", ["s3", "directory"])
+def test_recover_on_a_second_host_from_the_offsite_copy_alone(host, new_server, target, request, tmp_path):
+    from test_drill import make_volume, video_rows
+
+    from fovea_tui.engine.volume.sync import run_sync
+
+    # the lost host: backups encrypted off-site, videos synced to their own copy
+    volume, video_copy = tmp_path / "videos", tmp_path / "video-copy"
+    make_volume(volume, video_rows(host["db"]))
+    video_copy.mkdir()
+    if target == "s3":
+        s3 = request.getfixturevalue("s3")
+        url, s3cfg = f"s3://{s3.make_bucket()}/fovea/", {"endpoint_url": s3.endpoint_url, "region": s3.region}
+    else:
+        url, s3cfg = str(tmp_path / "offsite"), {}
+        Path(url).mkdir()
+    extra = {"s3": s3cfg} if s3cfg else {}
+    settings, _cfg = make(host, url, volume={"path": str(volume), "target": str(video_copy)}, **extra)
+    assert run_sync(settings).ok
+    result = run_backup(settings)
+    manifest = json.loads(result.manifest_path.read_text())
+    # a copy of the key kept away from the host is all the operator brings
+    key = tmp_path / "kept-away" / "identity.txt"
+    key.parent.mkdir()
+    shutil.copy(host["identity"], key)
+
+    # the new host: nothing but fovea-tui, a new database server and a stub of a config
+    new = tmp_path / "new-host"
+    env_file = new / "fovea" / ".env"
+    partial = {"database": {"mode": "direct", "url": new_server.url}, "backups": {"dir": str(new / "backups")},
+               "install": {"env_file": str(env_file)}, "volume": {"path": str(new / "videos")}, **extra}
+    stub = new / "config" / "fovea-tui" / "config.toml"
+    stub.parent.mkdir(parents=True)
+    import tomli_w
+
+    stub.write_text(tomli_w.dumps(partial))
+    env = {"XDG_CONFIG_HOME": str(new / "config"), "HOME": str(new), "FOVEA_TUI_CONFIG": ""}
+    base = [sys.executable, "-m", "fovea_tui", "--config", str(stub), "recover", "--from", url]
+
+    # the listing needs no key
+    listing = subprocess.run(base + ["--list", "--json"], capture_output=True, text=True, timeout=120,
+                             env={**os.environ, **env})
+    assert listing.returncode == 0, listing.stderr
+    found = json.loads(listing.stdout)["backups"]
+    assert found[0]["name"] == result.name and found[0]["status"] == "verified" and found[0]["encrypted"]
+    # no key: exit 2 naming --identity; nothing written
+    proc = subprocess.run(base + ["--yes"], capture_output=True, text=True, timeout=120, env={**os.environ, **env})
+    assert proc.returncode == 2 and "--identity" in one_line(proc)
+    assert not env_file.exists() and not (new / "backups" / result.name).exists()
+    # a different env file already there: refused, left as it was
+    env_file.parent.mkdir(parents=True)
+    env_file.write_text("SESSION_SECRET=someone-elses\n")
+    proc = subprocess.run(base + ["--identity", str(key), "--yes", "--json"], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, **env})
+    assert proc.returncode == 3 and "--replace-env" in one_line(proc)
+    assert env_file.read_text() == "SESSION_SECRET=someone-elses\n"
+    env_file.unlink()
+
+    proc = subprocess.run(base + ["--identity", str(key), "--yes", "--json"], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, **env})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["ok"] and data["restore"]["ok"] and data["backup"]["name"] == result.name
+    assert data["target_empty"] is True and data["env_installed"] == "installed"
+    # the rows the manifest records, the env file byte for byte at 0600, every video back
+    assert table_rows(new_server, manifest["tables"]) == manifest["tables"]
+    assert env_file.read_bytes() == host["env_file"].read_bytes()
+    assert oct(env_file.stat().st_mode & 0o777) == "0o600"
+    for path in volume.rglob("*"):
+        if path.is_file():
+            twin = new / "videos" / path.relative_to(volume)
+            assert twin.is_file() and twin.stat().st_size == path.stat().st_size
+    # step 4 of the runbook, named without values
+    notes = " ".join(data["adjustments"])
+    assert "DATABASE_URL" in notes and "SESSION_SECRET" in notes
+    everything = proc.stdout + proc.stderr
+    for secret in secrets_of(host["values"], host["db"].password):
+        assert secret.decode() not in everything
+    # the config written for this host: what the stub said, plus what it lacked
+    from fovea_tui.config import load_file
+
+    written = load_file(stub)
+    assert written.database.url == new_server.url and written.backups.offsite == url
+    assert written.volume.target == str(video_copy) and written.encryption.identity_file == str(key)
+    assert written.encryption.recipients == [host["recipient"]]
+    # and the recovered install works as any other: its next backup is encrypted off-site
+    again = subprocess.run([sys.executable, "-m", "fovea_tui", "--config", str(stub), "backup", "--json"],
+                           capture_output=True, text=True, timeout=300, env={**os.environ, **env})
+    assert again.returncode == 0, again.stderr
+    assert all(k.endswith((".age", ".json")) for k in json.loads(again.stdout)["offsite"]["keys"])
