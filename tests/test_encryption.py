@@ -456,3 +456,49 @@ def test_recover_on_a_second_host_from_the_offsite_copy_alone(host, new_server, 
                            capture_output=True, text=True, timeout=300, env={**os.environ, **env})
     assert again.returncode == 0, again.stderr
     assert all(k.endswith((".age", ".json")) for k in json.loads(again.stdout)["offsite"]["keys"])
+
+
+# --------------------------------------------------------------------------- status, damage
+
+
+def encryption_alerts(cfg: Path) -> tuple[int, list[dict]]:
+    proc = cli(cfg, "status", "--json")
+    data = json.loads(proc.stdout)
+    return proc.returncode, [a for a in data["alerts"] if a["subject"] == "encryption"]
+
+
+def test_status_warns_while_env_copies_go_unencrypted_and_alerts_on_a_key_that_cannot_open(host):
+    offsite = host["tmp"] / "offsite"
+    offsite.mkdir()
+    _s, plain = make(host, str(offsite), recipients=[], identity=None)
+    _code, alerts = encryption_alerts(plain)
+    assert [a["level"] for a in alerts] == ["warning"] and "unencrypted" in alerts[0]["message"]
+
+    settings, good = make(host, str(offsite))
+    run_backup(settings)
+    _code, alerts = encryption_alerts(good)
+    assert alerts == []
+    wrong, _ = keygen(host["tmp"], "id-other.txt")
+    _s, bad = make(host, str(offsite), identity=wrong)
+    _code, alerts = encryption_alerts(bad)
+    assert [a["level"] for a in alerts] == ["critical"]
+    assert "cannot decrypt the newest off-site dump" in alerts[0]["message"]
+    # a key left readable by others is worth a warning too
+    os.chmod(host["identity"], 0o644)
+    _code, alerts = encryption_alerts(good)
+    assert [a["level"] for a in alerts] == ["warning"] and "chmod 600" in alerts[0]["message"]
+
+
+def test_damaged_ciphertext_is_one_clear_line(host):
+    offsite = host["tmp"] / "offsite"
+    offsite.mkdir()
+    settings, cfg = make(host, str(offsite))
+    result = run_backup(settings)
+    age_file = offsite / (result.name + ".age")
+    data = bytearray(age_file.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    age_file.write_bytes(bytes(data))
+    result.path.unlink()
+    proc = cli(cfg, "verify", result.name)
+    assert proc.returncode == 1 and "damaged" in one_line(proc)
+    assert not list((settings.state_dir).rglob("*.partial"))

@@ -297,6 +297,10 @@ def decrypt_stream(src: IO[bytes], dst: IO[bytes], identities: list[Any], *, wha
                                 "encrypted to", hint=f"use the key whose public part is in "
                                 f"{RECIPIENTS_KEY} when the copy was made") from None
         raise DecryptFailed(f"cannot decrypt {what}: {text.splitlines()[0] if text else 'damaged age file'}") from None
+    except OSError as exc:  # pyrage reports a payload that fails authentication (or a failed write) so
+        if cancel is not None and cancel.cancelled:
+            raise Cancelled(cancel.reason) from None
+        raise DecryptFailed(f"cannot decrypt {what}: the file is damaged or cut short ({exc})") from None
     return Sealed(writer.size, writer.digest.hexdigest(), reader.size, reader.digest.hexdigest())
 
 
@@ -489,3 +493,104 @@ def default_identity_path() -> Path:
 def keygen(out: Path | None = None) -> KeygenResult:
     path = Path(out).expanduser() if out else default_identity_path()
     return KeygenResult(path.resolve(), generate_identity(path))
+
+
+# --------------------------------------------------------------------------- status
+
+PROBE_BYTES = 256 * 1024   # the age header and the first payload chunks: enough to prove the key opens it
+_probe_cache: dict[tuple, tuple[bool, str]] = {}
+
+
+class _Discard:
+    def write(self, data) -> int:
+        return len(data)
+
+
+def probe(store, key: str, identities: list[Any]) -> tuple[bool, str]:
+    """Can `identities` open off-site `key`? Reads only its first PROBE_BYTES: the header's
+    file key unwraps with the identity (and the first chunks authenticate) or it does not."""
+    import io
+
+    with store.open_read(key) as fh:
+        head = fh.read(PROBE_BYTES)
+    try:
+        pyrage.decrypt_io(io.BytesIO(head), _Discard(), identities)
+    except pyrage.DecryptError as exc:  # the header: a wrong key, or not an age file
+        text = str(exc)
+        return False, text.splitlines()[0] if text else "cannot decrypt"
+    except OSError as exc:  # the payload: expected when only its start was read
+        if len(head) < PROBE_BYTES:
+            return False, f"the file is damaged ({exc})"
+    return True, "opens with the identity"
+
+
+def encryption_status(settings) -> dict[str, Any]:
+    """The `encryption` section of status: WARNING while env copies go off-site unencrypted,
+    CRITICAL when identity_file is set but cannot open the newest encrypted off-site dump.
+
+    The newest dump is found from the local manifests (no off-site listing on every poll); the
+    probe reads a few hundred KiB of it and is cached per (key, identity file)."""
+    from fovea_tui.engine.backups import manifest as mf
+
+    section: dict[str, Any] = {"enabled": enabled(settings), "recipients": [], "identity_file":
+                               settings.encryption.identity_file or None, "checked": None, "alerts": []}
+    alerts = section["alerts"]
+    offsite = settings.backups.offsite
+    if not enabled(settings):
+        section["summary"] = "off-site copies are not encrypted"
+        if offsite:
+            alerts.append({"level": "warning", "subject": "encryption",
+                           "message": f"env copies (SESSION_SECRET, database password, ...) go to {offsite} "
+                                      "unencrypted: set [encryption] recipients (`fovea-tui keygen`)"})
+        return section
+    try:
+        section["recipients"] = [r.describe() for r in parse_recipients(settings.encryption.recipients)]
+    except ConfigError as exc:
+        alerts.append({"level": "critical", "subject": "encryption", "message": str(exc)})
+        return section
+    section["summary"] = f"off-site copies encrypted to {len(section['recipients'])} recipient(s)"
+    path = settings.encryption.identity_file
+    if not path or not offsite:
+        return section
+    mode_warning = check_identity_file_mode(path)
+    if mode_warning:
+        alerts.append({"level": "warning", "subject": "encryption", "message": f"encryption.identity_file {mode_warning}"})
+    newest = None
+    for dump, _parsed in reversed(mf.list_dumps(settings.backups_dir)):
+        try:
+            m = mf.read_for(dump)
+        except mf.ManifestError:
+            continue
+        record = (m.extra.get("encryption") or {}) if m is not None else {}
+        keys = [k for k, v in (record.get("files") or {}).items() if isinstance(v, dict) and v.get("plaintext") == dump.name]
+        if keys:
+            newest = keys[0]
+            break
+    if newest is None:
+        return section
+    try:
+        st = Path(path).expanduser().stat()
+        cache_key = (offsite, newest, str(path), st.st_size, st.st_mtime_ns)
+    except OSError:
+        cache_key = None
+    try:
+        if cache_key is not None and cache_key in _probe_cache:
+            ok, detail = _probe_cache[cache_key]
+        else:
+            from fovea_tui.engine.infra.stores import open_store
+
+            identities = load_identities(path)
+            ok, detail = probe(open_store(offsite, settings.s3), newest, identities)
+            if cache_key is not None:
+                _probe_cache[cache_key] = (ok, detail)
+    except ConfigError as exc:
+        ok, detail = False, str(exc)
+    except FoveaError as exc:  # the store did not answer: not a verdict on the key
+        section["checked"] = {"key": newest, "ok": None, "detail": str(exc)}
+        return section
+    section["checked"] = {"key": newest, "ok": ok, "detail": detail}
+    if not ok:
+        alerts.append({"level": "critical", "subject": "encryption",
+                       "message": f"encryption.identity_file {path} cannot decrypt the newest off-site dump "
+                                  f"{newest}: {detail}. Find the right key now, not in the disaster"})
+    return section

@@ -294,9 +294,13 @@ def collect_status(settings: Settings, now: datetime | None = None) -> StatusRep
                                       lambda: drill_status(settings, now))
     report.sections["schedule"] = _guard({}, lambda: _schedule_section(settings, now))
     report.sections["sync"] = _guard({}, lambda: _volume_sync(settings, now))
+    from fovea_tui.engine.backups.encryption import encryption_status  # unencrypted env copies, a key that no longer opens
+
+    report.sections["encryption"] = _guard({}, lambda: encryption_status(settings))
     report.alerts = _alerts(report, settings)
     report.alerts += [Alert(**a) for a in report.sections["backups"].pop("alerts", [])]
     report.alerts += [Alert(**a) for a in report.sections["schedule"].pop("alerts", [])]
     report.alerts += [Alert(**a) for a in report.sections["sync"].pop("alerts", [])]
     report.alerts += [Alert(**a) for a in report.sections["drill"].pop("alerts", [])]
+    report.alerts += [Alert(**a) for a in report.sections["encryption"].pop("alerts", [])]
     return report
