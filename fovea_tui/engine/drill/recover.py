@@ -57,14 +57,21 @@ class OffsiteBackup:
                 "rows": sum(self.manifest.tables.values()) if self.manifest else None}
 
 
-def source_settings(url: str, base: Settings | None = None) -> Settings:
-    """Settings to read `url` with: the given config's [s3] (endpoint, region), else defaults
-    (boto3 then reads AWS_ENDPOINT_URL and the credentials chain itself)."""
+def endpoint_from_env() -> str:
+    """The S3 endpoint boto3 itself would use from the environment (MinIO, R2, ...)."""
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or ""
+
+
+def source_settings(url: str, base: Settings | None = None, endpoint_url: str = "") -> Settings:
+    """Settings to read `url` with: `endpoint_url`, else the given config's [s3], else the
+    environment's (boto3 reads the credentials chain itself)."""
     if not url:
         raise ConfigError("recover needs --from URL (s3://bucket/prefix/ or a directory)", key="--from")
-    data: dict[str, Any] = {"backups": {"offsite": url}}
+    data: dict[str, Any] = {"backups": {"offsite": url}, "s3": {}}
     if base is not None:
         data["s3"] = {"endpoint_url": base.s3.endpoint_url, "region": base.s3.region}
+    if endpoint_url:
+        data["s3"]["endpoint_url"] = endpoint_url
     try:
         return settings_from_dict(data)
     except ConfigError as exc:
@@ -80,11 +87,11 @@ def open_source(url: str, s3: S3Settings):
         raise ConfigError(exc.message.replace("backups.offsite", "--from"), key="--from", hint=exc.hint) from None
 
 
-def list_backups(url: str, base: Settings | None = None) -> list[OffsiteBackup]:
+def list_backups(url: str, base: Settings | None = None, endpoint_url: str = "") -> list[OffsiteBackup]:
     """The regular backups under `url`, newest verified first, then the unverified ones."""
     from fovea_tui.engine.backups.inventory import OFFSITE, load_inventory
 
-    settings = source_settings(url, base)
+    settings = source_settings(url, base, endpoint_url)
     store = open_source(url, settings.s3)
     with tempfile.TemporaryDirectory(prefix="fovea-recover-") as empty:
         # Only the off-site side: an empty directory stands in for this host's backups.dir.
@@ -174,10 +181,14 @@ def discover_stack(project_hint: str, service: str) -> dict[str, str]:
 
 
 def plan_config(url: str, manifest: mf.Manifest | None, *, base_path: Path | None, identity: Path | None,
-                discovered: dict[str, str]) -> dict[str, Any]:
-    """The new host's config: what `base_path` holds stays; what it lacks comes from this host
-    (`discovered`), then from the lost install (the manifest's `install` record)."""
+                discovered: dict[str, str], endpoint_url: str = "",
+                given: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The new host's config: what `base_path` holds (and `given`, the wizard's fields) stays;
+    what it lacks comes from this host (`discovered`), then from the lost install (the
+    manifest's `install` record)."""
     data = _raw_config(base_path)
+    for section, values in (given or {}).items():
+        data.setdefault(section, {}).update({k: v for k, v in values.items() if v})
     lost = (manifest.extra.get("install") if manifest is not None else None) or {}
 
     def fill(section: str, key: str, *values: Any) -> None:
@@ -190,6 +201,8 @@ def plan_config(url: str, manifest: mf.Manifest | None, *, base_path: Path | Non
                 return
 
     fill("backups", "offsite", url)
+    if url.startswith("s3://"):
+        fill("s3", "endpoint_url", endpoint_url or endpoint_from_env())
     fill("install", "compose_project", discovered.get("compose_project"), lost.get("compose_project"))
     fill("install", "env_file", discovered.get("env_file"), lost.get("env_file"))
     fill("database", "mode", "docker" if discovered.get("compose_project") else None, lost.get("database_mode"))
@@ -315,6 +328,7 @@ def _target_is_empty(settings: Settings) -> bool | None:
 
 def prepare(url: str, *, dump: str | None = None, identity: str | None = None, config_path: Path | None = None,
             config_out: Path | None = None, replace_env: bool = False, pull_videos: bool = True,
+            endpoint_url: str = "", given: dict[str, dict[str, Any]] | None = None,
             progress: Callable[[ProgressEvent], None] = no_progress, cancel: CancelToken | None = None,
             on_step: Callable[[str], None] = lambda _s: None) -> Prepared:
     """Everything up to the guided restore; see the module docstring. Raises ConfigError
@@ -333,7 +347,7 @@ def prepare(url: str, *, dump: str | None = None, identity: str | None = None, c
         identity_path = None
 
     on_step(f"listing the backups under {url}")
-    backups = list_backups(url, base)
+    backups = list_backups(url, base, endpoint_url)
     if not backups:
         raise SafetyRefusal(f"no backup of a Fovea install under {url}", hint="check the URL and the credentials")
     if dump:
@@ -350,7 +364,8 @@ def prepare(url: str, *, dump: str | None = None, identity: str | None = None, c
 
     discovered = discover_stack((base.install.compose_project if base else ""),
                                 base.database.service if base else "postgres")
-    data = plan_config(url, chosen.manifest, base_path=config_path, identity=identity_path, discovered=discovered)
+    data = plan_config(url, chosen.manifest, base_path=config_path, identity=identity_path, discovered=discovered,
+                       endpoint_url=endpoint_url, given=given)
     settings = settings_from_dict(data)
     target = Path(config_out) if config_out else (config_path or user_config_path())
     if target.exists() and (config_path is None or target.resolve() != config_path.resolve()):

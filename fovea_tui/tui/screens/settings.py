@@ -36,6 +36,8 @@ HINTS = {
     "s3.endpoint_url": "MinIO, Ceph, R2…; empty means AWS. Credentials: the AWS chain, never here",
     "stack.migrate_command": "words, shell-quoted",
     "notify.webhooks": "URLs, separated by spaces",
+    "encryption.recipients": "public keys (age1…, or ssh keys in quotes), separated by spaces; empty: off-site copies unencrypted",
+    "encryption.identity_file": "the private key that opens the copies (verify, drill, restore from off-site)",
 }
 
 
@@ -90,6 +92,8 @@ class SettingsScreen(Screen):
                     for f in fields(cls):
                         key = f"{section}.{f.name}"
                         yield from self._row(key, hints[f.name])
+                    if section == "encryption":
+                        yield Button("Generate a key…", id="keygen", compact=True)
             yield SchedulePanel()
         with Horizontal(id="buttons"):
             yield Button("Revert (ctrl+z)", id="revert")
@@ -202,8 +206,28 @@ class SettingsScreen(Screen):
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "save":
             self.action_save()
+        elif event.button.id == "keygen":
+            self.action_keygen()
         elif event.button.id == "revert":
             self.action_revert()
+
+    def action_keygen(self) -> None:
+        """A new age identity: its recipient joins the form's recipients and it becomes the
+        identity_file when none is set; nothing is saved until ctrl+s."""
+        from fovea_tui.engine.backups.encryption import keygen
+
+        try:
+            made = keygen()
+        except (FoveaError, OSError) as exc:
+            self.notify(masking.redact(str(exc)), title="No key made", severity="error")
+            return
+        recipients = self.query_one(f"#{field_id('encryption.recipients')}", Input)
+        recipients.value = (recipients.value + " " + made.recipient).strip()
+        identity = self.query_one(f"#{field_id('encryption.identity_file')}", Input)
+        if not identity.value.strip():
+            identity.value = str(made.path)
+        self.notify(f"Key written to {made.path} (0600). " + made.advice[1] + " Save with ctrl+s.",
+                    title="Encryption key", timeout=15)
 
     def action_save(self) -> None:
         self.clear_errors()
