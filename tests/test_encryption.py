@@ -502,3 +502,45 @@ def test_damaged_ciphertext_is_one_clear_line(host):
     proc = cli(cfg, "verify", result.name)
     assert proc.returncode == 1 and "damaged" in one_line(proc)
     assert not list((settings.state_dir).rglob("*.partial"))
+
+
+@pytest.mark.docker
+def test_recover_in_docker_mode_onto_an_empty_stack(stack, tmp_path):
+    """The compose-labelled stack stands in for the new host's: its `fovea` database emptied,
+    a fresh config dir and backups dir; recover finds the project, restores, installs the env."""
+    import tomli_w
+
+    identity, recipient = keygen(tmp_path, "id.txt")
+    offsite = tmp_path / "offsite"
+    offsite.mkdir()
+    old = stack.settings(tmp_path / "old", backups={"offsite": str(offsite)},
+                         encryption={"recipients": [recipient]}, stack={"health_url": stack.health_url})
+    result = run_backup(old)
+    manifest = json.loads(result.manifest_path.read_text())
+    # the new host's database: empty, like a stack just brought up
+    stack.psql("DROP SCHEMA public CASCADE; CREATE SCHEMA public AUTHORIZATION fovea;")
+    assert stack.psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").strip() == "0"
+
+    new = tmp_path / "new-host"
+    env_file = new / "fovea" / ".env"
+    stub = new / "config.toml"
+    new.mkdir()
+    stub.write_text(tomli_w.dumps({"backups": {"dir": str(new / "backups")}, "install": {"env_file": str(env_file)},
+                                   "stack": {"health_url": stack.health_url,
+                                             "migrate_command": list(stack.migrate_command)}}))
+    proc = subprocess.run([sys.executable, "-m", "fovea_tui", "--config", str(stub), "recover", "--from", str(offsite),
+                           "--identity", str(identity), "--yes", "--json"], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "XDG_CONFIG_HOME": str(new / "xdg")})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["restore"]["ok"] and data["target_empty"] is True
+    from fovea_tui.config import load_file
+
+    written = load_file(stub)
+    assert written.install.compose_project == stack.project and written.database.mode == "docker"
+    rows = {t: int(stack.psql(f'SELECT count(*) FROM public."{t}"').strip()) for t in manifest["tables"]}
+    # the guided restore's migrate step applies what the backend image bundles beyond the dump
+    assert rows.pop("_prisma_migrations") >= manifest["tables"]["_prisma_migrations"]
+    assert rows == {t: n for t, n in manifest["tables"].items() if t != "_prisma_migrations"}
+    assert env_file.read_bytes() == stack.env_file.read_bytes()
+    assert oct(env_file.stat().st_mode & 0o777) == "0o600"
