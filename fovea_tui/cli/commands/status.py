@@ -57,7 +57,7 @@ def render(report: StatusReport) -> str:
         lines.append(_line("stack", stack, f"not managed: {stack.get('reason', '')}"))
     else:
         lines.append(_line("stack", stack, ""))
-    for key in ("backups", "sync", "drill", "schedule"):
+    for key in ("backups", "sync", "drill", "schedule", "encryption"):
         section = s.get(key)
         if section and section.get("summary"):
             lines.append(_line(key, section, section["summary"]))

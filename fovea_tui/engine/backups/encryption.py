@@ -151,19 +151,6 @@ def identity_recipients(path: str | os.PathLike) -> list[str]:
     return out
 
 
-def identity_fingerprints(path: str | os.PathLike) -> list[str]:
-    """Fingerprints of the recipients an identity file opens: age keys from the key itself,
-    SSH keys from the `.pub` file beside it when there is one."""
-    fps = [fingerprint(r) for r in identity_recipients(path)]
-    pub = Path(str(path) + ".pub")
-    if not fps and pub.is_file():
-        try:
-            fps.append(fingerprint(pub.read_text().strip()))
-        except OSError:
-            pass
-    return fps
-
-
 def check_identity_file_mode(path: str | os.PathLike) -> str | None:
     """A warning when the identity file is readable by others (it opens every copy)."""
     try:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from fovea_tui import masking
-from fovea_tui.config import S3Settings, Settings, save_settings, settings_from_dict, user_config_path
+from fovea_tui.config import S3Settings, Settings, load_file, save_settings, settings_from_dict, user_config_path
 from fovea_tui.engine.backups import encryption, manifest as mf
 from fovea_tui.engine.infra.locks import ensure_private_dir
 from fovea_tui.engine.progress import CancelToken, ProgressEvent, no_progress
@@ -335,11 +335,7 @@ def prepare(url: str, *, dump: str | None = None, identity: str | None = None, c
     (exit 2) for a bad URL, identity or config; SafetyRefusal (exit 3) for a backup that does
     not verify or an env file it would overwrite; OperationFailed (exit 1) otherwise."""
     cancel = cancel or CancelToken()
-    base = None
-    if config_path is not None:
-        from fovea_tui.config import load_file
-
-        base = load_file(config_path)
+    base = load_file(config_path) if config_path is not None else None
     identity_path = Path(identity).expanduser().resolve() if identity else None
     identities = encryption.load_identities(identity_path, key="--identity") if identity_path else None
     if identities is None and base is not None and base.encryption.identity_file:
@@ -405,11 +401,5 @@ def prepare(url: str, *, dump: str | None = None, identity: str | None = None, c
     elif pull_videos:
         warnings.append("volume.target is not set: no video copy to pull; set it and run `fovea-tui sync --pull` "
                         "before the backend starts")
-    return Prepared(chosen, target.resolve(), load_settings_from(target), dump_path, env_copy, env_state, notes,
+    return Prepared(chosen, target.resolve(), load_file(target), dump_path, env_copy, env_state, notes,
                     _target_is_empty(settings), videos, warnings)
-
-
-def load_settings_from(path: Path) -> Settings:
-    from fovea_tui.config import load_file
-
-    return load_file(path)
