@@ -396,7 +396,8 @@ def test_recover_on_a_second_host_from_the_offsite_copy_alone(host, new_server, 
     new = tmp_path / "new-host"
     env_file = new / "fovea" / ".env"
     partial = {"database": {"mode": "direct", "url": new_server.url}, "backups": {"dir": str(new / "backups")},
-               "install": {"env_file": str(env_file)}, "volume": {"path": str(new / "videos")}, **extra}
+               "install": {"env_file": str(env_file), "compose_project": "fovea-no-such-project"},
+               "volume": {"path": str(new / "videos")}, **extra}
     stub = new / "config" / "fovea-tui" / "config.toml"
     stub.parent.mkdir(parents=True)
     import tomli_w

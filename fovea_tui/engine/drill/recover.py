@@ -75,7 +75,7 @@ def source_settings(url: str, base: Settings | None = None, endpoint_url: str = 
     try:
         return settings_from_dict(data)
     except ConfigError as exc:
-        raise ConfigError(exc.message.replace("backups.offsite", "--from"), key="--from") from None
+        raise ConfigError(exc.message.replace("config key backups.offsite", "--from"), key="--from") from None
 
 
 def open_source(url: str, s3: S3Settings):
@@ -84,7 +84,7 @@ def open_source(url: str, s3: S3Settings):
     try:
         return open_store(url, s3, key="--from")
     except ConfigError as exc:
-        raise ConfigError(exc.message.replace("backups.offsite", "--from"), key="--from", hint=exc.hint) from None
+        raise ConfigError(exc.message.replace("config key backups.offsite", "--from"), key="--from", hint=exc.hint) from None
 
 
 def list_backups(url: str, base: Settings | None = None, endpoint_url: str = "") -> list[OffsiteBackup]:
@@ -358,8 +358,14 @@ def prepare(url: str, *, dump: str | None = None, identity: str | None = None, c
         raise ConfigError(f"{chosen.dump_key} is encrypted: pass --identity FILE (the age identity whose public "
                           "key was in encryption.recipients)", key="--identity")
 
-    discovered = discover_stack((base.install.compose_project if base else ""),
-                                base.database.service if base else "postgres")
+    # This host's Docker is asked only for a docker-mode install: a direct-mode one must never
+    # adopt whatever compose project happens to run here (the restore stops its services).
+    raw = _raw_config(config_path)
+    lost = (chosen.manifest.extra.get("install") if chosen.manifest else None) or {}
+    mode = (given or {}).get("database", {}).get("mode") or raw.get("database", {}).get("mode") or \
+        lost.get("database_mode") or "docker"
+    hint = raw.get("install", {}).get("compose_project") or lost.get("compose_project") or ""
+    discovered = discover_stack(hint, base.database.service if base else "postgres") if mode == "docker" else {}
     data = plan_config(url, chosen.manifest, base_path=config_path, identity=identity_path, discovered=discovered,
                        endpoint_url=endpoint_url, given=given)
     settings = settings_from_dict(data)
