@@ -547,8 +547,7 @@ def install_facts(settings: Settings) -> dict[str, str]:
     """Where this install keeps things (names and paths, no secret): what `recover` starts
     from on a new host that has only the off-site copy."""
     return {"compose_project": settings.install.compose_project, "env_file": settings.install.env_file,
-            "database_mode": settings.database.mode, "volume_path": settings.volume.path,
-            "volume_target": settings.volume.target}
+            "database_mode": settings.database.mode, "volume_target": settings.volume.target}
 
 
 def _audit_details(result: BackupResult) -> dict[str, Any]:

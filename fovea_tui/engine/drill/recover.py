@@ -206,7 +206,7 @@ def plan_config(url: str, manifest: mf.Manifest | None, *, base_path: Path | Non
     fill("install", "compose_project", discovered.get("compose_project"), lost.get("compose_project"))
     fill("install", "env_file", discovered.get("env_file"), lost.get("env_file"))
     fill("database", "mode", "docker" if discovered.get("compose_project") else None, lost.get("database_mode"))
-    fill("volume", "path", discovered.get("volume_path"), lost.get("volume_path"))
+    fill("volume", "path", discovered.get("volume_path"))
     fill("volume", "target", lost.get("volume_target"))
     if identity is not None:
         fill("encryption", "identity_file", str(identity))
