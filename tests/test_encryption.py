@@ -284,6 +284,18 @@ def test_list_shows_encrypted_offsite_copies_without_the_key(s3_host):
     assert "encrypted" in entry["copies"]["offsite"]["detail"]
 
 
+def test_drill_guide_leads_with_recover_and_decrypts_by_hand(s3_host):
+    proc = cli(s3_host["cfg"], "drill", "--guide")
+    assert proc.returncode == 0, proc.stderr
+    guide = proc.stdout
+    recover = (f"$ AWS_ENDPOINT_URL={s3_host['s3'].endpoint_url} fovea-tui recover --from {s3_host['url']} "
+               "--identity ~/fovea-identity.txt")
+    assert recover in guide
+    env_key = s3_host["result"].name.replace(".sql.gz", ".env.age")
+    assert f"{s3_host['url']}{env_key} - | age -d -i {s3_host['identity']} > " in guide
+    assert guide.index(recover) < guide.index("fovea-tui sync --pull")
+
+
 def test_verify_restore_drill_with_identity_wrong_identity_and_none(s3_host):
     result = s3_host["result"]
     name = result.name
