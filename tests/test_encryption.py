@@ -557,3 +557,27 @@ def test_recover_in_docker_mode_onto_an_empty_stack(stack, tmp_path):
     assert rows == {t: n for t, n in manifest["tables"].items() if t != "_prisma_migrations"}
     assert env_file.read_bytes() == stack.env_file.read_bytes()
     assert oct(env_file.stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_manifest_that_lies_about_the_encrypted_file_is_caught(host):
+    """The off-site manifest's record of the ciphertext (size, sha256) is checked, not trusted."""
+    offsite = host["tmp"] / "offsite"
+    offsite.mkdir()
+    settings, cfg = make(host, str(offsite))
+    result = run_backup(settings)
+    key = result.name + ".age"
+    off_manifest = offsite / (result.name + ".manifest.json")
+    data = json.loads(off_manifest.read_text())
+    data["encryption"]["files"][key]["sha256"] = "0" * 64
+    off_manifest.write_text(json.dumps(data))
+    result.path.unlink()
+    mf.manifest_path(result.path).unlink()
+    proc = cli(cfg, "verify", result.name)
+    assert proc.returncode == 1 and "differs from the manifest's record" in one_line(proc)
+    # a record whose size disagrees with the object: the listing calls the copy corrupt
+    data["encryption"]["files"][key]["size"] += 1
+    off_manifest.write_text(json.dumps(data))
+    shutil.copy(off_manifest, mf.manifest_path(result.path))  # as if the local manifest said so
+    proc = cli(cfg, "list", "--json")
+    entry = json.loads(proc.stdout)["backups"][0]
+    assert entry["copies"]["offsite"]["status"] == "corrupt"
