@@ -9,7 +9,6 @@ runner) need goes into `ctx.facts`, which is saved in the job's state file.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -139,7 +138,7 @@ def _fetch_offsite(ctx, wanted: str) -> Path:
 
     ctx.output(f"fetching {entry.offsite.key} from {settings.backups.offsite}")
     identities = encryption.identities_for(settings, entry.offsite.key)
-    data = json.loads(raw) if raw is not None else None
+    data = manifest.as_dict() if raw is not None else None
     encryption.fetch(store, entry.offsite.key, dest, identities=identities, expected_sha256=expected,
                      record=encryption.file_record(data, entry.offsite.key), progress=progress, cancel=ctx.cancel)
     if raw is not None:  # only beside a dump that arrived whole: never an orphan manifest
