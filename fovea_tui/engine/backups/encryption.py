@@ -256,13 +256,12 @@ def encrypt_stream(src: IO[bytes], dst: IO[bytes], recipients: list[Recipient], 
 
 def encrypt_file(src: Path, dst: Path, recipients: list[Recipient], *, cancel=None,
                  on_bytes: Callable[[int], None] | None = None) -> Sealed:
-    """Encrypt `src` into a new file `dst` (0600, fsynced); remove `dst` on any failure."""
+    """Encrypt `src` into a new file `dst` (0600); remove `dst` on any failure. Not fsynced:
+    it is a temp copy for the upload, which checks its sha256 on arrival."""
     fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        with src.open("rb") as fin, os.fdopen(fd, "wb", buffering=CHUNK) as fout:
+        with src.open("rb", buffering=CHUNK) as fin, os.fdopen(fd, "wb", buffering=CHUNK) as fout:
             sealed = encrypt_stream(fin, fout, recipients, cancel=cancel, on_bytes=on_bytes)
-            fout.flush()
-            os.fsync(fout.fileno())
     except BaseException:
         dst.unlink(missing_ok=True)
         raise
