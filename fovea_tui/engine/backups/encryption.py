@@ -189,11 +189,12 @@ def generate_identity(out: Path) -> str:
 
 
 class _HashingReader:
-    """A reader that hashes and counts what passes, and honours a cancel flag."""
+    """A reader that hashes and counts what passes, honours a cancel flag and reports
+    progress once per MiB (pyrage reads 8 KiB at a time)."""
 
     def __init__(self, raw: IO[bytes], cancel=None, on_bytes: Callable[[int], None] | None = None) -> None:
         self.raw, self.cancel, self.on_bytes = raw, cancel, on_bytes
-        self.digest, self.size = hashlib.sha256(), 0
+        self.digest, self.size, self._reported = hashlib.sha256(), 0, 0
 
     def read(self, n: int = -1) -> bytes:
         if self.cancel is not None and self.cancel.cancelled:
@@ -201,7 +202,8 @@ class _HashingReader:
         data = self.raw.read(n if n and n > 0 else CHUNK)
         self.digest.update(data)
         self.size += len(data)
-        if self.on_bytes is not None and data:
+        if self.on_bytes is not None and (self.size - self._reported >= CHUNK or (not data and self.size)):
+            self._reported = self.size
             self.on_bytes(self.size)
         return data
 
