@@ -169,14 +169,16 @@ def generate_identity(out: Path) -> str:
 
     identity = x25519.Identity.generate()
     recipient = str(identity.to_public())
-    out.parent.mkdir(parents=True, exist_ok=True)
     body = (f"# created: {datetime.now(timezone.utc).replace(microsecond=0).isoformat()} by fovea-tui keygen\n"
             f"# public key: {recipient}\n{identity}\n")
     try:
+        out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         raise ConfigError(f"{out} already exists; keygen never overwrites a key", key="--out",
                           hint="choose another --out, or move the old key away first") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot write {out}: {exc.strerror}", key="--out") from None
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         os.fchmod(fh.fileno(), 0o600)
         fh.write(body)
