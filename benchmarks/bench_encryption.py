@@ -53,7 +53,7 @@ src = Path(sys.argv[1])
 ident = encryption.x25519.Identity.generate()
 rec = encryption.parse_recipient(str(ident.to_public()))
 t = time.perf_counter()
-encryption.encrypt_file(src, src.with_name("probe.age"), [rec])
+encryption.encrypt_file(src, src.with_name("probe.age"), [rec], plaintext_sha256="")
 print(time.perf_counter() - t)
 """
 

@@ -205,7 +205,8 @@ with open(src, "wb") as fh:
 ident = encryption.x25519.Identity.generate()
 rec = encryption.parse_recipient(str(ident.to_public()))
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-sealed = encryption.encrypt_file(src, src.with_suffix(".age"), [rec])
+from fovea_tui.engine.backups.manifest import file_sha256
+sealed = encryption.encrypt_file(src, src.with_suffix(".age"), [rec], plaintext_sha256=file_sha256(src))
 out = src.with_suffix(".out")
 with open(src.with_suffix(".age"), "rb") as fin, open(out, "wb") as fout:
     back = encryption.decrypt_stream(fin, fout, [ident], what="big")

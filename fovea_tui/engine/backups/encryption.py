@@ -190,34 +190,46 @@ def generate_identity(out: Path) -> str:
 # --------------------------------------------------------------------------- streams
 
 
-class _HashingReader:
-    """A reader that hashes and counts what passes, honours a cancel flag and reports
-    progress once per MiB (pyrage reads 8 KiB at a time)."""
+class _Meter:
+    """Hashes and counts the bytes of one side of a stream, honours a cancel flag and
+    reports progress once per MiB (pyrage moves 8-64 KiB at a time)."""
 
-    def __init__(self, raw: IO[bytes], cancel=None, on_bytes: Callable[[int], None] | None = None) -> None:
-        self.raw, self.cancel, self.on_bytes = raw, cancel, on_bytes
+    def __init__(self, cancel=None, on_bytes: Callable[[int], None] | None = None) -> None:
+        self.cancel, self.on_bytes = cancel, on_bytes
         self.digest, self.size, self._reported = hashlib.sha256(), 0, 0
 
-    def read(self, n: int = -1) -> bytes:
+    def count(self, data) -> None:
         if self.cancel is not None and self.cancel.cancelled:
             raise Cancelled(self.cancel.reason)
-        data = self.raw.read(n if n and n > 0 else CHUNK)
         self.digest.update(data)
         self.size += len(data)
         if self.on_bytes is not None and (self.size - self._reported >= CHUNK or (not data and self.size)):
             self._reported = self.size
             self.on_bytes(self.size)
+
+    @property
+    def sha256(self) -> str:
+        return self.digest.hexdigest()
+
+
+class _HashingReader(_Meter):
+    def __init__(self, raw: IO[bytes], cancel=None, on_bytes: Callable[[int], None] | None = None) -> None:
+        super().__init__(cancel, on_bytes)
+        self.raw = raw
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n if n and n > 0 else CHUNK)
+        self.count(data)
         return data
 
 
-class _HashingWriter:
-    def __init__(self, raw: IO[bytes]) -> None:
+class _HashingWriter(_Meter):
+    def __init__(self, raw: IO[bytes], cancel=None, on_bytes: Callable[[int], None] | None = None) -> None:
+        super().__init__(cancel, on_bytes)
         self.raw = raw
-        self.digest, self.size = hashlib.sha256(), 0
 
     def write(self, data) -> int:
-        self.digest.update(data)
-        self.size += len(data)
+        self.count(data)
         view = memoryview(data)
         while view:
             written = self.raw.write(view)
@@ -242,34 +254,27 @@ class Sealed:
                 "plaintext_sha256": self.plaintext_sha256, "size": self.size, "sha256": self.sha256}
 
 
-def _cancelled_or(exc: Exception, cancel, what: str) -> FoveaError:
-    if cancel is not None and cancel.cancelled:
-        return Cancelled(cancel.reason)
-    return OperationFailed(f"{what}: {exc}")
-
-
-def encrypt_stream(src: IO[bytes], dst: IO[bytes], recipients: list[Recipient], *, cancel=None,
-                   on_bytes: Callable[[int], None] | None = None) -> Sealed:
-    reader, writer = _HashingReader(src, cancel, on_bytes), _HashingWriter(dst)
-    try:
-        pyrage.encrypt_io(reader, writer, [r.key for r in recipients])
-    except pyrage.EncryptError as exc:
-        raise _cancelled_or(exc, cancel, "encryption failed") from None
-    return Sealed(reader.size, reader.digest.hexdigest(), writer.size, writer.digest.hexdigest())
-
-
-def encrypt_file(src: Path, dst: Path, recipients: list[Recipient], *, cancel=None,
+def encrypt_file(src: Path, dst: Path, recipients: list[Recipient], *, plaintext_sha256: str, cancel=None,
                  on_bytes: Callable[[int], None] | None = None) -> Sealed:
-    """Encrypt `src` into a new file `dst` (0600); remove `dst` on any failure. Not fsynced:
-    it is a temp copy for the upload, which checks its sha256 on arrival."""
+    """Encrypt `src` (whose sha256 the caller already knows, from the manifest) into a new
+    file `dst` (0600), hashing the ciphertext on the way; remove `dst` on any failure. Not
+    fsynced: it is a temp copy for the upload, which checks its sha256 on arrival. Where the
+    plaintext is checked is on the way back: `fetch` compares it with the manifest."""
     fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         with src.open("rb", buffering=CHUNK) as fin, os.fdopen(fd, "wb", buffering=CHUNK) as fout:
-            sealed = encrypt_stream(fin, fout, recipients, cancel=cancel, on_bytes=on_bytes)
+            size = os.fstat(fin.fileno()).st_size
+            writer = _HashingWriter(fout, cancel, on_bytes)
+            try:
+                pyrage.encrypt_io(fin, writer, [r.key for r in recipients])
+            except pyrage.EncryptError as exc:
+                if cancel is not None and cancel.cancelled:
+                    raise Cancelled(cancel.reason) from None
+                raise OperationFailed(f"encrypting {src.name} failed: {exc}") from None
     except BaseException:
         dst.unlink(missing_ok=True)
         raise
-    return sealed
+    return Sealed(size, plaintext_sha256, writer.size, writer.sha256)
 
 
 def decrypt_stream(src: IO[bytes], dst: IO[bytes], identities: list[Any], *, what: str, cancel=None,
@@ -291,7 +296,7 @@ def decrypt_stream(src: IO[bytes], dst: IO[bytes], identities: list[Any], *, wha
         if cancel is not None and cancel.cancelled:
             raise Cancelled(cancel.reason) from None
         raise DecryptFailed(f"cannot decrypt {what}: the file is damaged or cut short ({exc})") from None
-    return Sealed(writer.size, writer.digest.hexdigest(), reader.size, reader.digest.hexdigest())
+    return Sealed(writer.size, writer.sha256, reader.size, reader.sha256)
 
 
 def decrypt_bytes(data: bytes, identities: list[Any], *, what: str) -> bytes:
@@ -366,10 +371,8 @@ def offsite_uploads(settings, dump: Path, env_copy: Path | None, manifest_path: 
                 if progress is not None:
                     progress(ProgressEvent("encrypt", done, _total, "bytes", current=_name))
 
-            sealed = encrypt_file(src, tmp, recipients, cancel=cancel, on_bytes=on_bytes)
-            expected = manifest.sha256 if src == dump else (manifest.env_file or {}).get("sha256")
-            if expected and sealed.plaintext_sha256 != expected:
-                raise OperationFailed(f"{src.name} changed while it was encrypted: its sha256 differs from the manifest's")
+            expected = manifest.sha256 if src == dump else (manifest.env_file or {}).get("sha256") or ""
+            sealed = encrypt_file(src, tmp, recipients, plaintext_sha256=expected, cancel=cancel, on_bytes=on_bytes)
             records[key] = sealed.record(src.name)
             out.append((tmp, key, sealed.sha256))
         manifest.extra["encryption"] = manifest_record(recipients, records)
