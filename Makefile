@@ -7,12 +7,12 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 # its own botocore, which must not move the one fovea-tui runs on.
 PEERS  := .venv-peers
 
-.PHONY: install test demo bench screenshots clean services
+.PHONY: install test test-fast lint demo bench screenshots clean services
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,demo]'
+	$(PY) -m pip install --quiet -e '.[test,demo,lint]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -23,6 +23,19 @@ services:
 
 test: install services
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# The unit tier: pure logic (retention, stream parsing, config, formatting, the dashboard model,
+# the package's shape), no service, no terminal. Seconds, not minutes.
+FAST_TESTS := tests/test_retention.py tests/test_backup_stream.py tests/test_config.py \
+	tests/test_cli_progress.py tests/test_restore_units.py tests/test_structure.py
+test-fast: install
+	$(PY) -m pytest -q -p no:cacheprovider -m "not services" $(FAST_TESTS) $(PYTEST_ARGS)
+
+# ruff (pyflakes, import order, bugbear, pyupgrade), mypy, and the import contracts in pyproject.toml.
+lint: install
+	$(VENV)/bin/ruff check fovea_tui tests benchmarks scripts
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 demo: install
 	$(VENV)/bin/fovea-tui demo

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The terminal UI's speed: launch to a full dashboard, and scrolling a 10,000-row inventory.
 
-A sandbox shaped like `fovea-tui demo`'s (fovea_tui/demo.py writes the config, the env file
+A sandbox shaped like `fovea-tui demo`'s (fovea_tui/sandbox/demo.py writes the config, the env file
 and the manifests; direct mode), with no database behind it (the env file's DATABASE_URL
 points at a socket directory that does not exist) and no Docker engine (DOCKER_HOST points
 at nothing, as in the demo). Its backups directory holds N copies of one small gzip dump
@@ -58,7 +58,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fovea_tui import demo  # noqa: E402  (the sandbox's config, env file and manifests)
+from fovea_tui.sandbox import demo  # noqa: E402  (the sandbox's config, env file and manifests)
 
 QUICK = "--quick" in sys.argv[1:]
 LAUNCH_ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3" if QUICK else "7"))
@@ -95,7 +95,7 @@ def small_dump() -> bytes:
 def build_sandbox(root: Path, count: int) -> Path:
     """`count` hourly dumps (manifest + env copy each) under root/backups; the config path."""
     from fovea_tui.config import load_file
-    from fovea_tui.engine.backups import verify
+    from fovea_tui.engine.backups import verify, verify_cache
 
     root.mkdir(parents=True, exist_ok=True)
     env_file = root / "install" / ".env"
@@ -137,7 +137,7 @@ def build_sandbox(root: Path, count: int) -> Path:
     dumps = [first] + [write_one(when, template)[0] for when in times[1:]]
     # One verification per dump would rewrite the cache 10,000 times; every copy is the same
     # bytes, so the first one's entry stands for all (each with its own size and mtime).
-    cache_path = settings.state_dir / verify.CACHE_FILE
+    cache_path = settings.state_dir / verify_cache.CACHE_FILE
     cache = json.loads(cache_path.read_text())
     entry = cache["entries"][first.name]
     for dump in dumps[1:]:

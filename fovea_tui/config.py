@@ -16,6 +16,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 import tomli_w
 
+from fovea_tui.engine.infra.files import write_atomic
 from fovea_tui.errors import ConfigError
 
 CONFIG_ENV_VAR = "FOVEA_TUI_CONFIG"
@@ -288,12 +289,6 @@ def save_settings(settings: Settings, path: Path | None = None) -> Path:
     target = Path(path or settings.source or user_config_path())
     settings_from_dict(settings.to_toml_dict())  # never write what we could not read back
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(render_toml(settings))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)
+    write_atomic(target, render_toml(settings))
     settings.source = target.resolve()
     return target

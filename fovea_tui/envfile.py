@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -12,6 +11,7 @@ from urllib.parse import unquote, urlsplit
 from dotenv import dotenv_values
 
 from fovea_tui import masking
+from fovea_tui.engine.infra.files import write_atomic
 from fovea_tui.errors import ConfigError
 
 # Keys a restore or a drill cannot do without (FOVEA.md's env file).
@@ -136,14 +136,7 @@ class EnvFile:
 
     def copy_to(self, dest: Path) -> Path:
         """Copy the file byte for byte to `dest`, created 0600 from the first byte."""
-        tmp = dest.with_name(f".{dest.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as out, self.path.open("rb") as src:
-            shutil.copyfileobj(src, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, dest)
-        return dest
+        return write_atomic(dest, self.path.read_bytes())
 
     def __repr__(self) -> str:
         return f"EnvFile({str(self.path)!r}, {len(self._values)} keys)"

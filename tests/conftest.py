@@ -170,3 +170,16 @@ def schedule_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv(schedule.SYSTEMD_DIR_ENV, str(sd))
     monkeypatch.setenv(schedule.CRON_DIR_ENV, str(cron))
     return sd, cron
+
+
+# ---------------------------------------------------------------- the fast tier
+
+_SERVICE_FIXTURES = {"direct_pg", "fresh_direct_db", "docker_client", "test_stack", "stack", "s3_server",
+                     "s3", "s3_bucket"}
+
+
+def pytest_collection_modifyitems(items):
+    """Mark every test that needs a real service, so `make test-fast` can leave them out."""
+    for item in items:
+        if _SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)

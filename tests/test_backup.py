@@ -26,7 +26,8 @@ from fovea_tui.engine.backups.pipeline import run_backup
 from fovea_tui.engine.infra.locks import acquire
 from fovea_tui.engine.progress import CancelToken
 from fovea_tui.engine.ops.status import collect_status
-from fovea_tui.engine.backups.verify import cached_status, verify_dump
+from fovea_tui.engine.backups.verify import verify_dump
+from fovea_tui.engine.backups.verify_cache import cached_status
 from fovea_tui.errors import Cancelled, LockHeld, OperationFailed, SafetyRefusal
 
 from support.services import unavailable

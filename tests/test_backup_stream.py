@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from hypothesis import given, settings, strategies as st
 
-from fovea_tui.engine.backups.pipeline import StreamInspector, copy_table_name, ends_complete
+from fovea_tui.engine.backups.stream_format import StreamInspector, copy_table_name, ends_complete
 
 DUMP = (
     b"--\n-- PostgreSQL database dump\n--\n\nSET statement_timeout = 0;\n"

@@ -21,14 +21,9 @@ from fovea_tui.cli.main import main
 from fovea_tui.config import Settings
 from fovea_tui.engine.infra import audit
 from fovea_tui.engine.backups import manifest as mf
-from fovea_tui.engine.drill.run import (
-    CHECK_ORDER,
-    MANUAL_CHECKLIST,
-    drill_status,
-    latest_report,
-    run_drill,
-    scratch_time,
-)
+from fovea_tui.engine.drill.report import latest_report
+from fovea_tui.engine.drill.result import CHECK_ORDER, MANUAL_CHECKLIST
+from fovea_tui.engine.drill.run import drill_status, run_drill, scratch_time
 from fovea_tui.engine.backups.pipeline import run_backup
 from fovea_tui.engine.progress import CancelToken
 from fovea_tui.engine.ops.status import collect_status

@@ -212,7 +212,7 @@ BACKUP_STEPS = [
     ("os.rename", 2),                                # dump in place, env copy not yet
     ("fovea_tui.engine.backups.manifest.write", 1),          # dump and env copy, no manifest yet
     ("os.replace", 2),                               # manifest temp written, not yet renamed
-    ("fovea_tui.engine.backups.verify.remember_verified", 1),  # all written, cache not updated
+    ("fovea_tui.engine.backups.verify_cache.remember_verified", 1),  # all written, cache not updated
 ]
 
 

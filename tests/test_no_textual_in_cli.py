@@ -26,7 +26,7 @@ def test_status_json_does_not_import_textual(tmp_path):
 
 def test_demo_command_module_imports_no_textual_until_it_opens_the_tui():
     code = ("import sys; from fovea_tui.cli.main import build_parser; build_parser(); "
-            "import fovea_tui.demo; print(any(m == 'textual' or m.startswith('textual.') for m in sys.modules))")
+            "import fovea_tui.sandbox.demo; print(any(m == 'textual' or m.startswith('textual.') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=60)
     assert out.stdout.strip() == "False", out.stderr

@@ -13,7 +13,8 @@ from fovea_tui.cli.main import main
 from fovea_tui.engine.infra import audit
 from fovea_tui.engine.backups.inventory import load_inventory
 from fovea_tui.engine.infra.locks import acquire
-from fovea_tui.engine.backups.prune import build_plan, journal_path, prune, read_journal
+from fovea_tui.engine.backups.prune import build_plan, prune
+from fovea_tui.engine.backups.prune_journal import journal_path, read_journal
 from fovea_tui.engine.infra.stores import DirectoryStore, S3Store
 from support.backup_history import History, dump_bytes, make_settings, mirror
 

@@ -13,10 +13,12 @@ import pytest
 
 from fovea_tui.cli.main import main
 from fovea_tui.config import BackupSettings, S3Settings, Settings, VolumeSettings
-from fovea_tui.engine.volume import sync as volume_mod
+from fovea_tui.engine.volume import plan as plan_mod
+from fovea_tui.engine.volume import transfer as transfer_mod
 from fovea_tui.engine.volume.listing import MARKER_NAME, snapshot_path
 from fovea_tui.engine.progress import CancelToken
-from fovea_tui.engine.volume.sync import merge_sorted, run_sync, safe_destination, volume_sync_summary, walk_sorted
+from fovea_tui.engine.volume.plan import merge_sorted, safe_destination, walk_sorted
+from fovea_tui.engine.volume.sync import run_sync, volume_sync_summary
 from fovea_tui.errors import Cancelled, LockHeld, SafetyRefusal
 
 pytestmark = pytest.mark.s3
@@ -100,7 +102,7 @@ def test_walk_is_in_s3_key_order_even_when_spilled(tmp_path, monkeypatch):
     root = make_volume(tmp_path / "v")
     for i in range(50):
         (root / f"n{i:03d}").write_bytes(b"x")
-    monkeypatch.setattr(volume_mod, "SORT_CHUNK", 7)  # force runs spilled to temp files
+    monkeypatch.setattr(plan_mod, "SORT_CHUNK", 7)  # force runs spilled to temp files
     keys = [f.key for f in walk_sorted(root)]
     assert keys == sorted(keys, key=lambda k: k.encode("utf-8"))
     assert set(keys) == set(FILES) | {f"n{i:03d}" for i in range(50)}
@@ -304,7 +306,7 @@ def test_multipart_upload_verified(s3, s3_bucket, tmp_path, monkeypatch):
 
     monkeypatch.setattr(stores, "MULTIPART_THRESHOLD", 6 * 1024 * 1024)
     monkeypatch.setattr(stores, "MULTIPART_CHUNK", 5 * 1024 * 1024)
-    monkeypatch.setattr(volume_mod, "PROGRESS_INTERVAL", 0.0)
+    monkeypatch.setattr(transfer_mod, "PROGRESS_INTERVAL", 0.0)
     big = os.urandom(13 * 1024 * 1024)
     settings = settings_for(tmp_path, f"s3://{s3_bucket}/{PREFIX}", endpoint=s3.endpoint_url)
     make_volume(Path(settings.volume.path), {"big.mp4": big, "small": b"s"})
@@ -490,7 +492,7 @@ def test_status_sync_section(tmp_path, s3, s3_bucket):
 def test_ranged_listing_matches_a_plain_listing(s3, s3_bucket, tmp_path, monkeypatch):
     """Small ranges and pages: remote-only keys before, between (many, spanning pages) and
     after the local ones must all be seen exactly once, in order."""
-    monkeypatch.setattr(volume_mod, "SPLIT_EVERY", 3)
+    monkeypatch.setattr(plan_mod, "SPLIT_EVERY", 3)
     local = {f"k{i:03d}": b"L" for i in range(0, 40, 2)}
     settings = settings_for(tmp_path, f"s3://{s3_bucket}/{PREFIX}", endpoint=s3.endpoint_url,
                             delete=True, max_delete_percent=100)

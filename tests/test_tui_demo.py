@@ -17,7 +17,7 @@ pytest.importorskip("pgserver")
 
 @pytest.fixture(scope="module")
 def demo_install(tmp_path_factory):
-    from fovea_tui import demo
+    from fovea_tui.sandbox import demo
 
     root = tmp_path_factory.mktemp("demo")
     install = demo.build(root)
@@ -62,7 +62,7 @@ def test_sandbox_has_every_piece(demo_install):
 
 def test_engine_settled_the_sandbox(demo_install):
     """Statuses come from the engine's verify; the volume was synced once, before the newest videos."""
-    from fovea_tui import demo
+    from fovea_tui.sandbox import demo
     from fovea_tui.engine.backups.inventory import load_inventory
     from fovea_tui.engine.volume.sync import read_summary, run_sync
 
@@ -78,7 +78,7 @@ def test_engine_settled_the_sandbox(demo_install):
 
 
 def test_rebuilding_reuses_the_sandbox(demo_install):
-    from fovea_tui import demo
+    from fovea_tui.sandbox import demo
 
     again = demo.build(demo_install.root)
     assert again.anchor == demo_install.anchor
@@ -87,7 +87,7 @@ def test_rebuilding_reuses_the_sandbox(demo_install):
 
 @asynctest
 async def test_dashboard_on_the_demo(demo_install, monkeypatch):
-    from fovea_tui import demo
+    from fovea_tui.sandbox import demo
 
     monkeypatch.setenv("DOCKER_HOST", demo.NO_DOCKER)
     # the real status, collected from the sandbox, on the sandbox's clock

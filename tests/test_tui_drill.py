@@ -10,7 +10,7 @@ from pathlib import Path
 from textual.widgets import DataTable, Static
 
 from fovea_tui.config import Settings
-from fovea_tui.engine.drill.run import CHECK_ORDER, CHECK_TITLES
+from fovea_tui.engine.drill.result import CHECK_ORDER, CHECK_TITLES
 from fovea_tui.tui.sample import SAMPLE_NOW
 from fovea_tui.tui.screens.drill import DrillScreen
 from support.tui import asynctest, make_app, wait_for

@@ -14,7 +14,8 @@ import pytest
 from fovea_tui.cli.main import main
 from fovea_tui.engine.backups import manifest as mf
 from fovea_tui.engine.backups.pipeline import run_backup
-from fovea_tui.engine.backups.verify import cached_status, verify_dump
+from fovea_tui.engine.backups.verify import verify_dump
+from fovea_tui.engine.backups.verify_cache import cached_status
 
 from test_backup_helpers import direct_config, run_cli, settings_and_config, write_env
 
@@ -124,7 +125,7 @@ def test_verify_dump_api_reads_manifest_beside(backed_up):
 
 def test_a_cache_that_cannot_be_written_is_a_warning_not_a_failure(backed_up, capsys):
     settings, cfg, result = backed_up
-    from fovea_tui.engine.backups.verify import CACHE_FILE
+    from fovea_tui.engine.backups.verify_cache import CACHE_FILE
 
     cache = settings.state_dir / CACHE_FILE
     cache.unlink(missing_ok=True)

@@ -48,10 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_json_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
-
-
 def _crash_log(ctx: CliContext | None) -> Path | None:
     """Write a redacted traceback for an unexpected error; return where it went."""
     text = masking.redact(traceback.format_exc())

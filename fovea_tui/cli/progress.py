@@ -6,7 +6,6 @@ import sys
 import time
 from typing import Callable
 
-import humanize
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -20,6 +19,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from fovea_tui import formatting
 from fovea_tui import masking
 from fovea_tui.engine.progress import ProgressEvent
 
@@ -86,9 +86,9 @@ class StderrProgress:
         self._last_phase = event.phase
         self._phase_finished = finished
         if event.unit == "bytes":
-            amount = humanize.naturalsize(event.done, binary=True)
+            amount = formatting.size(event.done)
             if event.total:
-                amount += f" of {humanize.naturalsize(event.total, binary=True)}"
+                amount += f" of {formatting.size(event.total)}"
         else:
             amount = f"{event.done}" + (f"/{event.total}" if event.total is not None else "") + f" {event.unit}"
         line = f"{event.phase}: {amount}" + (f" {event.message}" if event.message else "")

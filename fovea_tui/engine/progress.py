@@ -31,12 +31,6 @@ class ProgressEvent:
     message: str = ""
     started_at: float = field(default_factory=time.monotonic)
 
-    @property
-    def fraction(self) -> float | None:
-        if not self.total:
-            return None
-        return min(1.0, self.done / self.total)
-
 
 class ProgressCallback(Protocol):
     def __call__(self, event: ProgressEvent) -> None: ...

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from textual.message import Message
 
+from fovea_tui import formatting
 from fovea_tui import masking
 from fovea_tui.engine.progress import CancelToken, ProgressEvent
 from fovea_tui.errors import Cancelled, FoveaError
@@ -185,9 +186,7 @@ def describe_result(result: Any) -> str:
             if key in data:
                 parts.append(f"{data[key]} {key}")
         if "size" in data and isinstance(data["size"], int):
-            import humanize
-
-            parts.append(humanize.naturalsize(data["size"], binary=True))
+            parts.append(formatting.size(data["size"]))
         if "duration_s" in data:
             parts.append(f"{float(data['duration_s']):.1f} s")
         return ", ".join(parts) or "done"

@@ -37,12 +37,13 @@ async def _shoot(settings, clock, name: str, out: Path, *, press: tuple[str, ...
 
 
 async def shoot_all(out: Path) -> list[Path]:
-    from fovea_tui import demo
     from fovea_tui.config import load_file
+    from fovea_tui.engine.infra.stack import no_docker
+    from fovea_tui.sandbox import demo
     from fovea_tui.tui.app import available_screens, fixed_clock
     from fovea_tui.tui.screens.help import HelpScreen
 
-    os.environ["DOCKER_HOST"] = demo.NO_DOCKER
+    no_docker()
     # A neutral, stable place (not the checkout), so no machine's paths end up in the SVGs.
     root = Path(os.environ.get(demo.DEMO_DIR_ENV) or Path(tempfile.gettempdir()) / "fovea-tui-demo")
     install = demo.build(root, log=lambda line: print(line, file=sys.stderr))

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import humanize
-
+from fovea_tui import formatting
 from fovea_tui.cli.context import CliContext
-from fovea_tui.engine.backups.pipeline import BackupResult, OffsiteFailed, run_backup
+from fovea_tui.cli.flags import add_json_flag
+from fovea_tui.engine.backups.offsite import OffsiteFailed
+from fovea_tui.engine.backups.pipeline import BackupResult, run_backup
 from fovea_tui.errors import EXIT_FAILED, EXIT_OK
 
 
 def register(sub) -> None:
-    from fovea_tui.cli.main import add_json_flag
-
     parser = sub.add_parser("backup", help="dump the database to backups.dir, write the manifest, "
                             "copy the env file, upload them to backups.offsite")
     add_json_flag(parser)
@@ -24,8 +23,8 @@ def render(result: BackupResult) -> str:
     rows = result.rows
     lines = [
         f"backup {result.path}",
-        f"  {humanize.naturalsize(result.size, binary=True)} gzip "
-        f"({humanize.naturalsize(result.raw_bytes, binary=True)} of SQL), {len(result.tables)} tables, "
+        f"  {formatting.size(result.size)} gzip "
+        f"({formatting.size(result.raw_bytes)} of SQL), {len(result.tables)} tables, "
         f"{rows} rows, {result.duration_s:.1f} s, sha256 {result.sha256[:16]}...",
         f"  manifest {result.manifest_path.name}",
         f"  env copy {result.env_copy.name} (mode 0600)" if result.env_copy else "  env copy: none",

@@ -19,9 +19,12 @@ def register(sub) -> None:
 
 
 def run(args, ctx: CliContext) -> int:
-    from fovea_tui import demo
+    from fovea_tui.sandbox import demo
 
-    code = demo.run(open_tui=not args.no_tui, log=ctx.info)
+    install = demo.build(log=ctx.info)
     if args.no_tui:
-        sys.stdout.write(str(demo.demo_root() / "fovea-tui.toml") + "\n")
-    return code
+        sys.stdout.write(str(install.config) + "\n")
+        return 0
+    from fovea_tui.tui.launch import launch_tui
+
+    return launch_tui(str(install.config), docker=False)

@@ -7,11 +7,10 @@ dump to drill (refused) or another drill running.
 from __future__ import annotations
 
 from fovea_tui.cli.context import CliContext
+from fovea_tui.cli.flags import add_json_flag
 
 
 def register(sub) -> None:
-    from fovea_tui.cli.main import add_json_flag
-
     parser = sub.add_parser(
         "drill", help="a disaster-recovery drill into a scratch database",
         description="Restore the newest dump from off-site (local when no off-site store is configured) "
@@ -27,7 +26,7 @@ def register(sub) -> None:
 
 
 def render(d: dict) -> str:
-    from fovea_tui.engine.drill.run import human_duration
+    from fovea_tui.formatting import human_duration
 
     lines = [f"drill of {d['dump']} ({d['source']}): {'PASSED' if d['ok'] else 'FAILED'}"]
     for c in d["checks"]:
@@ -47,7 +46,8 @@ def render(d: dict) -> str:
 
 
 def run(args, ctx: CliContext) -> int:
-    from fovea_tui.engine.drill.run import guide_for, render_guide, run_drill
+    from fovea_tui.engine.drill.report import guide_for, render_guide
+    from fovea_tui.engine.drill.run import run_drill
 
     settings = ctx.settings
     if args.guide:

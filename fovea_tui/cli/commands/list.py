@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-import humanize
 
 from fovea_tui import formatting
 from fovea_tui.cli.context import CliContext
+from fovea_tui.cli.flags import add_json_flag
 from fovea_tui.engine.backups.inventory import Inventory, load_inventory, verify_entries
 
 
 def register(sub) -> None:
-    from fovea_tui.cli.main import add_json_flag
-
     parser = sub.add_parser("list", help="the backup inventory, local and off-site")
     add_json_flag(parser)
     parser.add_argument("--verify", action="store_true",
@@ -33,14 +31,14 @@ def render(inv: Inventory, now: datetime | None = None) -> str:
             where = "+".join(e.locations)
             age = formatting.ago(e.time, now)
             flag = " (pending deletion)" if e.pending_deletion else ""
-            lines.append(f"{e.name:<42} {age:>14} {humanize.naturalsize(e.size, binary=True):>10}  "
+            lines.append(f"{e.name:<42} {age:>14} {formatting.size(e.size):>10}  "
                          f"{where:<14} {e.status}{flag}")
             for w in e.warnings:
                 lines.append(f"{'':<44}! {w}")
         c = inv.counts()
         lines.append("")
         lines.append(f"{len(inv)} dumps: {c['verified']} verified, {c['unverified']} unverified, "
-                     f"{c['corrupt']} corrupt; {humanize.naturalsize(inv.total_size(), binary=True)}")
+                     f"{c['corrupt']} corrupt; {formatting.size(inv.total_size())}")
     for s in inv.unrecognised:
         lines.append(f"unrecognised: {s.location} {s.name}: {s.reason}")
     for s in inv.orphans:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from fovea_tui.cli.context import CliContext
+from fovea_tui.cli.flags import add_json_flag
 from fovea_tui.engine.backups.prune import OVERRIDE_KEYS, PruneRefused, PruneResult, prune
 from fovea_tui.errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED
 
 
 def register(sub) -> None:
-    from fovea_tui.cli.main import add_json_flag
-
     parser = sub.add_parser("prune", help="apply the retention policy; flags override the config")
     add_json_flag(parser)
     parser.add_argument("--dry-run", action="store_true", help="show what would be deleted, delete nothing")

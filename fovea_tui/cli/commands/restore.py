@@ -12,8 +12,9 @@ from __future__ import annotations
 import sys
 
 from fovea_tui.cli.context import CliContext
-from fovea_tui.engine.infra import jobs
+from fovea_tui.cli.flags import add_json_flag
 from fovea_tui.engine import restore as engine
+from fovea_tui.engine.infra import jobs
 from fovea_tui.engine.progress import ProgressEvent
 from fovea_tui.errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, UsageError
 
@@ -21,8 +22,6 @@ ICONS = {"ok": "ok ", "failed": "ERR", "skipped": "-- ", "running": "...", "pend
 
 
 def register(sub) -> None:
-    from fovea_tui.cli.main import add_json_flag
-
     parser = sub.add_parser("restore", help="the guided restore, headless; without --yes it asks on the terminal")
     parser.add_argument("dump", nargs="?", metavar="DUMP", help="a dump's file name or path, or an off-site key")
     add_json_flag(parser)

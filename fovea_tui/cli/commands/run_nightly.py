@@ -7,13 +7,12 @@ the run is recorded to nightly-last.json and the audit log, and webhooks are not
 from __future__ import annotations
 
 from fovea_tui.cli.context import CliContext
+from fovea_tui.cli.flags import add_json_flag
 from fovea_tui.engine.ops.nightly import run_nightly
 from fovea_tui.errors import EXIT_FAILED, EXIT_OK
 
 
 def register(sub) -> None:
-    from fovea_tui.cli.main import add_json_flag
-
     parser = sub.add_parser("run-nightly", help="backup, prune, sync in order; non-zero if any failed")
     add_json_flag(parser)
     parser.set_defaults(handler=run)

@@ -4,13 +4,12 @@ as a systemd timer or a cron entry (see engine.schedule for where the files go).
 from __future__ import annotations
 
 from fovea_tui.cli.context import CliContext
+from fovea_tui.cli.flags import add_json_flag
 from fovea_tui.engine.ops import schedule
 from fovea_tui.errors import UsageError
 
 
 def register(sub) -> None:
-    from fovea_tui.cli.main import add_json_flag
-
     parser = sub.add_parser(
         "schedule", help="the nightly run as a systemd timer or a cron entry",
         description="Show, install or remove the nightly `run-nightly` schedule. Unit and cron "

@@ -9,7 +9,7 @@ from fovea_tui.engine.ops.status import StatusReport, collect_status
 
 
 def register(sub) -> None:
-    from fovea_tui.cli.main import add_json_flag
+    from fovea_tui.cli.flags import add_json_flag
 
     parser = sub.add_parser("status", help="what the dashboard shows, as text or JSON")
     add_json_flag(parser)

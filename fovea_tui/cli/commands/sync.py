@@ -3,15 +3,13 @@ the video volume to `volume.target`, or with --pull back into `volume.path` (or 
 
 from __future__ import annotations
 
-import humanize
-
+from fovea_tui import formatting
 from fovea_tui.cli.context import CliContext
+from fovea_tui.cli.flags import add_json_flag
 from fovea_tui.errors import UsageError
 
 
 def register(sub) -> None:
-    from fovea_tui.cli.main import add_json_flag
-
     parser = sub.add_parser(
         "sync", help="copy the video volume to volume.target; with --pull, back into volume.path or DIR",
         description="Copy the video volume (volume.path) to volume.target (s3://bucket/prefix/ or a "
@@ -31,19 +29,15 @@ def register(sub) -> None:
     parser.set_defaults(handler=run)
 
 
-def _size(n: int) -> str:
-    return humanize.naturalsize(n, binary=True)
-
-
 def render(d: dict) -> str:
     push = d["direction"] == "push"
     lines = []
     if d["dry_run"]:
         verb = "upload" if push else "download"
-        lines.append(f"dry run: would {verb} {d['to_transfer']} files ({_size(d['to_transfer_bytes'])}), "
+        lines.append(f"dry run: would {verb} {d['to_transfer']} files ({formatting.size(d['to_transfer_bytes'])}), "
                      f"skip {d['skipped']}" + (f", delete {len(d['deletions'])}" if push else ""))
         for item in d.get("planned", [])[:50]:
-            lines.append(f"  {verb:<8} {item['key']} ({_size(item['size'])}){' [changed]' if item['reason'] == 'changed' else ''}")
+            lines.append(f"  {verb:<8} {item['key']} ({formatting.size(item['size'])}){' [changed]' if item['reason'] == 'changed' else ''}")
         if len(d.get("planned", [])) > 50:
             lines.append(f"  ... and {len(d['planned']) - 50} more")
         for key in d["deletions"][:50]:
@@ -52,7 +46,7 @@ def render(d: dict) -> str:
             lines.append(f"  ... and {len(d['deletions']) - 50} more")
     else:
         moved = d["uploaded"] if push else d["downloaded"]
-        lines.append(f"{'uploaded' if push else 'downloaded'} {moved} files ({_size(d['bytes'])}), "
+        lines.append(f"{'uploaded' if push else 'downloaded'} {moved} files ({formatting.size(d['bytes'])}), "
                      f"skipped {d['skipped']}, deleted {d['deleted']}, in {d['duration_s']:.1f}s "
                      f"({d['source']} -> {d['target']})")
         if d["pending"]:

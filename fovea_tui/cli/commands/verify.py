@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import humanize
-
+from fovea_tui import formatting
 from fovea_tui.cli.context import CliContext
+from fovea_tui.cli.flags import add_json_flag
 from fovea_tui.engine.backups.verify import VerifyResult, verify_many
 from fovea_tui.errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED
 
 
 def register(sub) -> None:
-    from fovea_tui.cli.main import add_json_flag
-
     parser = sub.add_parser("verify", help="integrity of one, several or all dumps (gzip, completion line, "
                             "manifest sha256 and size); exit 3 if any is corrupt")
     parser.add_argument("dumps", nargs="*", metavar="DUMP",
@@ -22,7 +20,7 @@ def register(sub) -> None:
 
 def line(result: VerifyResult) -> str:
     what = "legacy, no manifest" if result.legacy else ("manifest checked" if result.has_manifest else "no manifest")
-    head = (f"{result.status.upper():<9} {result.name}  {humanize.naturalsize(result.size, binary=True)}, "
+    head = (f"{result.status.upper():<9} {result.name}  {formatting.size(result.size)}, "
             f"{len(result.tables)} tables, {sum(result.tables.values())} rows ({what})")
     extra = [f"          - {r}" for r in result.reasons] + [f"          ~ {w}" for w in result.warnings]
     return "\n".join([head, *extra])

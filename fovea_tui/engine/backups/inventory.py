@@ -27,7 +27,6 @@ manifests never downloaded unless asked (`Inventory.load_manifest`).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import threading
@@ -38,10 +37,13 @@ from typing import Any, Iterable, Iterator
 
 from fovea_tui.config import Settings
 from fovea_tui.engine.backups import manifest as _manifest
+from fovea_tui.engine.backups import verify_cache
 from fovea_tui.engine.backups.encryption import AGE_SUFFIX, file_record, plain_name
+from fovea_tui.engine.backups.prune_journal import read_journal
 from fovea_tui.engine.backups.retention import Candidate
-from fovea_tui.engine.infra.stores import DirectoryStore, S3Store, Store, StoreError, open_store
+from fovea_tui.engine.infra.stores import Store, open_store
 from fovea_tui.errors import FoveaError
+from fovea_tui.engine.backups.verify import verify_many
 
 #: Keys per S3 list request; lowered in tests to exercise pagination.
 S3_PAGE_SIZE = 1000
@@ -92,10 +94,6 @@ def looks_like_dump(name: str) -> bool:
 
 def stem_of(dump_name: str) -> str:
     return dump_name[: -len(DUMP_SUFFIX)] if dump_name.endswith(DUMP_SUFFIX) else dump_name
-
-
-def manifest_name(dump_name: str) -> str:
-    return dump_name + MANIFEST_SUFFIX
 
 
 def env_name(dump_name: str) -> str:
@@ -393,28 +391,7 @@ def list_local(directory: Path) -> list[_File]:
 
 def list_offsite(store: Store) -> list[_File]:
     """Top-level `fovea-*` objects of the off-site store, page by page."""
-    if isinstance(store, S3Store):
-        return list(_list_s3(store))
-    if isinstance(store, DirectoryStore):
-        if not store.root.is_dir():
-            raise StoreError(f"off-site directory {store.root} does not exist")
-        return list_local(store.root)
-    return [_File(o.key, o.size, o.mtime) for o in store.iter_objects("fovea-") if "/" not in o.key]
-
-
-def _list_s3(store: S3Store) -> Iterator[_File]:
-    paginator = store.client.get_paginator("list_objects_v2")
-    try:
-        pages = paginator.paginate(
-            Bucket=store.bucket, Prefix=store.prefix + "fovea-", Delimiter="/",
-            PaginationConfig={"PageSize": S3_PAGE_SIZE},
-        )
-        for page in pages:
-            for obj in page.get("Contents", []) or []:
-                key = obj["Key"][len(store.prefix):]
-                yield _File(key, int(obj["Size"]), obj["LastModified"])
-    except Exception as exc:  # noqa: BLE001 - one clear error naming the store
-        raise store.describe_error("list", "", exc) from None
+    return [_File(o.key, o.size, o.mtime) for o in store.list_dir("fovea-", page_size=S3_PAGE_SIZE)]
 
 
 _manifest_cache: dict[tuple[str, int, int], ManifestSummary | str] = {}
@@ -447,11 +424,9 @@ def read_local_manifest(path: Path) -> ManifestSummary:
 
 
 def _verification_cache(settings: Settings) -> dict[str, Any]:
-    """`engine.verify`'s cache, read once per listing (not once per dump)."""
-    from fovea_tui.engine.backups import verify
-
+    """The verification cache, read once per listing (not once per dump)."""
     try:
-        entries = verify.load_cache(settings).get("entries")
+        entries = verify_cache.load_cache(settings).get("entries")
     except (OSError, ValueError, FoveaError):
         return {}
     return entries if isinstance(entries, dict) else {}
@@ -459,7 +434,7 @@ def _verification_cache(settings: Settings) -> dict[str, Any]:
 
 def _cached_verdict(cache: dict[str, Any], name: str, size: int, mtime_ns: int | None) -> str | None:
     """The cache's word on a local dump ("verified", "corrupt" or None), valid only while the
-    file has the size and mtime it had when it was checked (as `verify.cached_status`)."""
+    file has the size and mtime it had when it was checked (as `verify_cache.cached_status`)."""
     entry = cache.get(name)
     if not isinstance(entry, dict) or entry.get("size") != size or entry.get("mtime_ns") != mtime_ns:
         return None
@@ -468,9 +443,7 @@ def _cached_verdict(cache: dict[str, Any], name: str, size: int, mtime_ns: int |
 
 
 def pending_names(settings: Settings) -> set[str]:
-    """Dumps a previous prune started to delete and has not finished (see engine.prune)."""
-    from fovea_tui.engine.backups.prune import read_journal
-
+    """Dumps a previous prune started to delete and has not finished (see prune_journal)."""
     return {item["dump"] for item in read_journal(settings)}
 
 
@@ -632,8 +605,6 @@ def verify_entries(settings: Settings, inventory: Inventory, names: Iterable[str
                    include_offsite: bool = True) -> Inventory:
     """Verify local copies (slow: reads every byte; results land in the verification cache)
     and return a fresh inventory. `only_unsettled` skips copies the cache already settles."""
-    from fovea_tui.engine.backups.verify import verify_many
-
     wanted = set(names) if names is not None else None
     todo = [str(settings.backups_dir / e.local.key) for e in inventory.entries
             if e.local is not None and (wanted is None or e.name in wanted)

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from fovea_tui.engine.infra.files import write_atomic
 from fovea_tui.errors import SafetyRefusal
 
 MANIFEST_SUFFIX = ".manifest.json"
@@ -200,41 +201,13 @@ class Manifest:
         return cls(**kwargs, extra={k: v for k, v in data.items() if k not in known})
 
 
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_bytes_atomic(path: Path, data: bytes, mode: int = 0o600, *, sync_dir: bool = True) -> Path:
-    """Write `data` to `path` through a temp name beside it: fsync, rename, fsync the directory."""
-    tmp = path.with_name(f".{path.name}.partial")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-    os.replace(tmp, path)
-    if sync_dir:
-        fsync_dir(path.parent)
-    return path
-
-
 def render(manifest: Manifest) -> bytes:
     return (json.dumps(manifest.as_dict(), indent=2, sort_keys=False, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def write(manifest: Manifest, path: Path) -> Path:
     """Write the manifest atomically at `path` (0600: it names tables and migrations)."""
-    return write_bytes_atomic(path, render(manifest))
+    return write_atomic(path, render(manifest))
 
 
 def parse(data: bytes, *, source: str = "manifest") -> Manifest:

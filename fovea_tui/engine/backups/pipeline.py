@@ -11,7 +11,8 @@ every file the run created and raises with the reason. A run killed outright lea
 dot-files named `.fovea-*.partial`, which the next run removes.
 
 `run_backup()` is what the CLI's `backup`, the TUI's "Back up now" and restore's safety
-dump call.
+dump call. The stream format it checks is `stream_format`; the off-site copy of the
+finished backup is `offsite`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import hashlib
 import logging
 import os
 import queue
-import re
 import statistics
 import threading
 import time
@@ -36,21 +36,24 @@ from fovea_tui import __version__
 from fovea_tui import masking
 from fovea_tui.config import Settings
 from fovea_tui.engine.infra import audit
-from fovea_tui.engine.backups import encryption, manifest as mf
+from fovea_tui.engine.backups import manifest as mf
+from fovea_tui.engine.backups.offsite import OffsiteFailed, upload as upload_offsite
+from fovea_tui.engine.backups import verify_cache
+from fovea_tui.engine.infra.files import fsync_dir
 from fovea_tui.engine.infra.locks import acquire, check_not_world_writable, ensure_private_dir
 from fovea_tui.engine.progress import CancelToken, ProgressEvent, Throttle, no_progress
 from fovea_tui.engine.infra.streams import ToolProcess, condense
+from fovea_tui.engine.backups.stream_format import COMPLETION_LINE, StreamInspector
 from fovea_tui.envfile import EnvFile
 from fovea_tui.errors import Cancelled, FoveaError, OperationFailed
+from fovea_tui.engine.infra.database import DatabaseError, open_database
 
 log = logging.getLogger(__name__)
 
-COMPLETION_LINE = b"-- PostgreSQL database dump complete"
 COMPRESS_LEVEL = 1          # ISA-L levels are 0-3; 1 is standard gzip at several hundred MB/s
 CHUNK = 1 << 20
 QUEUE_CHUNKS = 16           # bounded: at most ~16 MiB of dump in flight, whatever its size
 PIPE_SIZE = 1 << 20
-TAIL_BYTES = 4096
 PARTIAL_PREFIX = ".fovea-"
 PARTIAL_SUFFIXES = (".partial", ".tmp")
 
@@ -58,129 +61,6 @@ PARTIAL_SUFFIXES = (".partial", ".tmp")
 SHRINK_FRACTION = 0.5       # smaller than half the median of the recent manifests
 RECENT_MANIFESTS = 7
 MANY_ROWS = 10              # "a table that went from many rows to none"
-
-_IDENT = r'(?:"(?:[^"]|"")*"|[^\s."(]+)'
-_COPY_HEADER = re.compile(rf"^COPY\s+({_IDENT})(?:\.({_IDENT}))?\s")
-
-
-def _unquote(part: str) -> str:
-    return part[1:-1].replace('""', '"') if part.startswith('"') else part
-
-
-def copy_table_name(header: bytes) -> str | None:
-    """`COPY public.x (...) FROM stdin;` -> "x" (schema kept when it is not public)."""
-    m = _COPY_HEADER.match(header.decode("utf-8", "replace"))
-    if not m:
-        return None
-    first, second = m.group(1), m.group(2)
-    if second is None:
-        return _unquote(first)
-    schema, table = _unquote(first), _unquote(second)
-    return table if schema == "public" else f"{schema}.{table}"
-
-
-def ends_complete(tail: bytes) -> bool:
-    """Does the end of a plain dump carry pg_dump's completion line?
-
-    After it only comment lines, blank lines and (pg_dump 17.6/16.10 and later) the
-    `\\unrestrict` meta-command may follow.
-    """
-    at = tail.rfind(COMPLETION_LINE)
-    if at < 0 or (at > 0 and tail[at - 1:at] != b"\n"):
-        return False
-    rest = tail[at + len(COMPLETION_LINE):]
-    if rest and not rest.startswith(b"\n"):
-        return False  # the line goes on: not pg_dump's line
-    for line in rest.split(b"\n"):
-        line = line.strip()
-        if line and not line.startswith(b"--") and not line.startswith(b"\\unrestrict"):
-            return False
-    return True
-
-
-class StreamInspector:
-    """Reads a plain dump as it streams by: rows per COPY block, and the stream's end.
-
-    Works on chunks of any size and boundary with C-speed bytes.find/count; carries at
-    most a few bytes (or one COPY header line) between chunks, whatever the row sizes.
-    """
-
-    def __init__(self) -> None:
-        self.tables: dict[str, int] = {}
-        self.bytes = 0
-        self._table: str | None = None   # inside a COPY block of this table
-        self._rows = 0
-        self._carry = b""
-        self._line_start = True
-        self._tail = b""
-
-    @property
-    def complete(self) -> bool:
-        return self._table is None and ends_complete(self._tail)
-
-    @property
-    def tail(self) -> bytes:
-        return self._tail
-
-    def _end_copy(self) -> None:
-        assert self._table is not None
-        self.tables[self._table] = self.tables.get(self._table, 0) + self._rows
-        self._table = None
-        self._rows = 0
-
-    def feed(self, chunk: bytes) -> None:
-        if not chunk:
-            return
-        self.bytes += len(chunk)
-        self._tail = chunk[-TAIL_BYTES:] if len(chunk) >= TAIL_BYTES else (self._tail + chunk)[-TAIL_BYTES:]
-        buf = self._carry + chunk if self._carry else chunk
-        self._carry = b""
-        p, n = 0, len(buf)
-        while p < n:
-            if self._table is not None:
-                if self._line_start and buf.startswith(b"\\.\n", p):
-                    self._end_copy()
-                    p += 3
-                    continue
-                i = buf.find(b"\n\\.\n", p)
-                if i >= 0:
-                    self._rows += buf.count(b"\n", p, i + 1)
-                    self._end_copy()
-                    p, self._line_start = i + 4, True
-                    continue
-                self._rows += buf.count(b"\n", p)
-                self._keep_tail(buf, p, b"\\.\n")
-                return
-            if self._line_start and buf.startswith(b"COPY ", p):
-                start = p
-            else:
-                j = buf.find(b"\nCOPY ", p)
-                start = j + 1 if j >= 0 else -1
-            if start < 0:
-                self._keep_tail(buf, p, b"COPY ")
-                return
-            eol = buf.find(b"\n", start)
-            if eol < 0:
-                self._carry, self._line_start = buf[start:], True
-                return
-            header = buf[start:eol]
-            p, self._line_start = eol + 1, True
-            if header.rstrip().endswith(b"FROM stdin;"):
-                self._table = copy_table_name(header) or header[5:60].decode("utf-8", "replace")
-                self._rows = 0
-
-    def _keep_tail(self, buf: bytes, p: int, marker: bytes) -> None:
-        """After the last newline: carry a few bytes only if they may start `marker`."""
-        last = buf.rfind(b"\n", p)
-        at_start = last >= 0 or self._line_start
-        tail = buf[last + 1:] if last >= 0 else buf[p:]
-        if not tail:
-            self._line_start = True
-        elif at_start and len(tail) < len(marker) and marker.startswith(tail):
-            self._carry, self._line_start = tail, True
-        else:
-            self._line_start = False
-
 
 # --------------------------------------------------------------------------- streaming
 
@@ -281,14 +161,6 @@ def stream_to_file(proc: ToolProcess, fd: int, *, cancel: CancelToken,
 
 
 # --------------------------------------------------------------------------- results
-
-
-class OffsiteFailed(OperationFailed):
-    """The local backup is complete but the off-site copy failed; `result` describes it."""
-
-    def __init__(self, message: str, result: "BackupResult", **kw) -> None:
-        super().__init__(message, **kw)
-        self.result = result
 
 
 @dataclass
@@ -530,7 +402,7 @@ def run_backup(settings: Settings, *, progress: Callable[[ProgressEvent], None] 
             result = _backup_locked(settings, directory, progress=progress, cancel=cancel, now=now,
                                     kind=kind, database=database, env=env)
             if offsite and settings.backups.offsite:
-                _offsite(settings, result, progress=progress, cancel=cancel)
+                upload_offsite(settings, result, progress=progress, cancel=cancel)
     except OffsiteFailed as exc:
         audit.record(settings, "backup", "failed", {**_audit_details(exc.result), "reason": exc.message})
         raise
@@ -559,8 +431,6 @@ def _audit_details(result: BackupResult) -> dict[str, Any]:
 
 def _backup_locked(settings: Settings, directory: Path, *, progress, cancel: CancelToken,
                    now: datetime | None, kind: str, database, env: EnvFile | None) -> BackupResult:
-    from fovea_tui.engine.infra.database import DatabaseError, open_database
-
     started = time.monotonic()
     warnings: list[str] = []
     env_error: str | None = None
@@ -678,15 +548,15 @@ def _backup_locked(settings: Settings, directory: Path, *, progress, cancel: Can
         if env_info is not None:
             os.rename(env_tmp, env_final)
             created.append(env_final)
-        mf.fsync_dir(directory)
+        fsync_dir(directory)
         try:
             mf.write(manifest, manifest_final)
         except OSError as exc:
             raise _write_error(manifest_final, exc) from None
     except BaseException as exc:
-        _unlink_quiet(*created, manifest_final.with_name(f".{manifest_final.name}.partial"))
+        _unlink_quiet(*created)
         try:
-            mf.fsync_dir(directory)
+            fsync_dir(directory)
         except OSError:
             pass
         if isinstance(exc, (FoveaError, KeyboardInterrupt)):
@@ -697,9 +567,7 @@ def _backup_locked(settings: Settings, directory: Path, *, progress, cancel: Can
 
     stat = final.stat()
     try:
-        from fovea_tui.engine.backups.verify import remember_verified
-
-        remember_verified(settings, final, size=stat.st_size, mtime_ns=stat.st_mtime_ns,
+        verify_cache.remember_verified(settings, final, size=stat.st_size, mtime_ns=stat.st_mtime_ns,
                           sha256=stats.sha256, tables=stats.tables)
     except Exception as exc:  # noqa: BLE001 - a cache miss only costs a re-read later
         log.warning("could not record the verification: %s", masking.redact(str(exc)))
@@ -708,35 +576,6 @@ def _backup_locked(settings: Settings, directory: Path, *, progress, cancel: Can
         path=final, manifest=manifest, manifest_path=manifest_final,
         env_copy=env_final if env_info else None, warnings=warnings, raw_bytes=stats.raw_bytes,
     )
-
-
-def _offsite(settings: Settings, result: BackupResult, *, progress, cancel: CancelToken) -> None:
-    """Upload dump, env copy, manifest (last), each verified by the store."""
-    url = settings.backups.offsite
-    keys: list[str] = []
-    try:
-        from fovea_tui.engine.infra.stores import open_store
-
-        store = open_store(url, settings.s3)
-        with encryption.offsite_uploads(settings, result.path, result.env_copy, result.manifest_path,
-                                        result.manifest, cancel=cancel, progress=progress) as files:
-            for local, key, sha in files:
-                cancel.check()
-                store.put_file(local, key, sha256=sha or mf.file_sha256(local), progress=progress,
-                               cancel=cancel)
-                keys.append(key)
-        where = store.describe()
-    except Cancelled:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any store failure: keep the local backup, say so
-        reason = masking.redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        result.offsite = {"url": url, "keys": keys, "complete": False} if keys else None
-        result.offsite_error = reason
-        raise OffsiteFailed(
-            f"off-site copy to {url} failed: {reason}; the local backup {result.path} is complete and kept",
-            result,
-        ) from None
-    result.offsite = {"url": url, "keys": keys, "where": where, "encrypted": encryption.enabled(settings)}
 
 
 # --------------------------------------------------------------------------- status
@@ -788,9 +627,7 @@ def backup_status(settings: Settings, now: datetime | None = None) -> dict[str, 
     else:
         last["env_copied"] = mf.env_copy_path(path).exists()
     try:
-        from fovea_tui.engine.backups.verify import cached_status
-
-        last["status"] = cached_status(settings, path) or ("unverified" if manifest is None else "unchecked")
+        last["status"] = verify_cache.cached_status(settings, path) or ("unverified" if manifest is None else "unchecked")
     except Exception:  # noqa: BLE001
         last["status"] = None
     section["last"] = last

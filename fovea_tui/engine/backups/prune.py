@@ -26,23 +26,20 @@ as an off-site dump on the next listing, where retention treats it on its own me
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 from fovea_tui.config import Settings
 from fovea_tui.engine.infra import audit
 from fovea_tui.engine.backups.inventory import LOCAL, OFFSITE, Entry, Inventory, load_inventory
-from fovea_tui.engine.infra.locks import acquire, ensure_private_dir
+from fovea_tui.engine.backups.prune_journal import read_journal, write_journal
+from fovea_tui.engine.infra.locks import acquire
 from fovea_tui.engine.progress import CancelToken, ProgressEvent, no_progress
 from fovea_tui.engine.backups.retention import Plan, Policy, plan as retention_plan
 from fovea_tui.engine.infra.stores import Store, open_store
 from fovea_tui.errors import Cancelled, FoveaError, OperationFailed, SafetyRefusal
 
-JOURNAL_FILE = "prune-pending.json"
 OVERRIDE_KEYS = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
 
 
@@ -114,50 +111,6 @@ class PruneResult:
             "duration_s": round(self.duration_s, 3),
         })
         return data
-
-
-# -- the journal -----------------------------------------------------------------------
-
-
-def journal_path(settings: Settings):
-    return settings.state_dir / JOURNAL_FILE
-
-
-def read_journal(settings: Settings) -> list[dict[str, str]]:
-    """Items a previous prune left undone: [{"dump", "location", "key"}]; [] when none."""
-    try:
-        data = json.loads(journal_path(settings).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return []
-    except (OSError, ValueError):
-        return []
-    items = data.get("items") if isinstance(data, dict) else None
-    out = []
-    for item in items or []:
-        if isinstance(item, dict) and all(isinstance(item.get(k), str) for k in ("dump", "location", "key")) \
-                and item["location"] in (LOCAL, OFFSITE):
-            out.append({k: item[k] for k in ("dump", "location", "key")})
-    return out
-
-
-def _write_journal(settings: Settings, items: list[Deletion]) -> None:
-    path = journal_path(settings)
-    if not items:
-        path.unlink(missing_ok=True)
-        return
-    ensure_private_dir(path.parent)
-    tmp = path.with_name(f".{path.name}.tmp")
-    body = json.dumps({
-        "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "items": [d.to_json() for d in items],
-    }, indent=1).encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, body)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 # -- planning --------------------------------------------------------------------------
@@ -295,7 +248,7 @@ def _execute(settings: Settings, pp: PrunePlan, result: PruneResult, store: Stor
         else:
             groups.append([d])
     remaining = list(todo)
-    _write_journal(settings, remaining)
+    write_journal(settings, remaining)
     total, done = len(todo), 0
     try:
         for group in groups:
@@ -313,11 +266,11 @@ def _execute(settings: Settings, pp: PrunePlan, result: PruneResult, store: Stor
                 result.deleted.append(d)
                 remaining.remove(d)
                 done += 1
-            _write_journal(settings, remaining)
+            write_journal(settings, remaining)
     except Cancelled:
         # Only what was started stays journaled: untouched dumps are no longer pending.
         started = {(d.dump, d.location) for d in result.deleted} | {(d.dump, d.location) for d, _ in result.failed}
-        _write_journal(settings, [d for d in remaining if (d.dump, d.location) in started])
+        write_journal(settings, [d for d in remaining if (d.dump, d.location) in started])
         raise
     progress(ProgressEvent("prune", total, total, "files", message="prune finished"))
 

@@ -5,19 +5,17 @@ nothing after it), its SQL ends with pg_dump's completion line, and, when it has
 manifest, its size and sha256 match the manifest's. Anything else is *corrupt*, with the
 reasons. Legacy cron dumps (`fovea-YYYY-MM-DD.sql.gz`, no manifest) get the first two.
 
-Results are cached in `<state_dir>/verify-cache.json` keyed on (name, size, mtime), so
-the inventory can show "verified" without re-reading: `cached_status(settings, path)`.
+Results are cached by `verify_cache` (keyed on name, size and mtime), so the inventory can
+show "verified" without re-reading: `verify_cache.cached_status(settings, path)`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -26,12 +24,13 @@ from isal import isal_zlib
 from fovea_tui import masking
 from fovea_tui.config import Settings
 from fovea_tui.engine.backups import encryption, manifest as mf
-from fovea_tui.engine.backups.pipeline import COMPLETION_LINE, StreamInspector
-from fovea_tui.engine.infra.locks import acquire, ensure_private_dir
+from fovea_tui.engine.backups import verify_cache
+from fovea_tui.engine.backups.stream_format import COMPLETION_LINE, StreamInspector
+from fovea_tui.engine.infra.locks import ensure_private_dir
 from fovea_tui.engine.progress import CancelToken, ProgressEvent, Throttle, no_progress
 from fovea_tui.errors import UsageError
+from fovea_tui.engine.infra.stores import open_store
 
-CACHE_FILE = "verify-cache.json"
 READ_CHUNK = 1 << 20
 MAX_OUT = 4 << 20  # decompressed bytes per step: memory stays flat for any dump
 
@@ -175,98 +174,6 @@ def _verdict(dump_problems: list[str], manifest_problems: list[str]) -> str:
     return "unverified" if manifest_problems else "verified"
 
 
-# --------------------------------------------------------------------------- the cache
-
-
-CACHE_FLUSH_EVERY = 100  # results written to the cache together
-
-
-def _cache_path(settings: Settings) -> Path:
-    return settings.state_dir / CACHE_FILE
-
-
-def load_cache(settings: Settings) -> dict[str, Any]:
-    """The verification cache, {"version": 1, "entries": {dump name: entry}}; empty when the
-    file is missing or unreadable."""
-    try:
-        data = json.loads(_cache_path(settings).read_text(encoding="utf-8"))
-        if isinstance(data, dict) and isinstance(data.get("entries"), dict):
-            return data
-    except (OSError, ValueError):
-        pass
-    return {"version": 1, "entries": {}}
-
-
-def _update_cache(settings: Settings, updates: dict[str, dict[str, Any] | None]) -> None:
-    """Write several results at once (None forgets one): verifying thousands of dumps must
-    not rewrite the whole cache once per dump."""
-    ensure_private_dir(settings.state_dir)
-    with acquire(settings, "verify-cache", purpose="verification cache update", wait=30):
-        data = load_cache(settings)
-        entries = data["entries"]
-        for name, entry in updates.items():
-            if entry is None:
-                entries.pop(name, None)
-            else:
-                entries[name] = entry
-        # Forget entries of dumps that no longer exist.
-        present = {p.name for p in settings.backups_dir.iterdir()} if settings.backups_dir.is_dir() else set()
-        for stale in [n for n in entries if n not in present]:
-            entries.pop(stale, None)
-        mf.write_bytes_atomic(_cache_path(settings), json.dumps(data, indent=1).encode(), sync_dir=False)
-
-
-def _entry(status: str, size: int, mtime_ns: int, sha256: str, reasons: list[str],
-           tables: dict[str, int]) -> dict[str, Any]:
-    return {"status": status, "size": size, "mtime_ns": mtime_ns, "sha256": sha256, "reasons": reasons,
-            "rows": sum(tables.values()), "checked_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-
-
-def _entry_for(path: Path, result: VerifyResult) -> dict[str, Any] | None:
-    """The cache entry for a local dump's result, or None if the file changed while read."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    if st.st_size != result.size:
-        return None  # it changed while we read it: caching would lie
-    return _entry(result.status, st.st_size, st.st_mtime_ns, result.sha256, result.reasons, result.tables)
-
-
-def remember(settings: Settings, path: Path, result: VerifyResult) -> None:
-    """Cache a local dump's verification result against its current size and mtime."""
-    entry = _entry_for(path, result)
-    if entry is not None:
-        _update_cache(settings, {path.name: entry})
-
-
-def remember_verified(settings: Settings, path: Path, *, size: int, mtime_ns: int, sha256: str,
-                      tables: dict[str, int]) -> None:
-    """The backup engine wrote and checked this dump itself: record it as verified."""
-    _update_cache(settings, {path.name: _entry("verified", size, mtime_ns, sha256, [], tables)})
-
-
-def cached_entry(settings: Settings, path: str | os.PathLike) -> dict[str, Any] | None:
-    path = Path(path)
-    entry = load_cache(settings)["entries"].get(path.name)
-    if not isinstance(entry, dict):
-        return None
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    if entry.get("size") != st.st_size or entry.get("mtime_ns") != st.st_mtime_ns:
-        return None
-    return entry
-
-
-def cached_status(settings: Settings, path: str | os.PathLike) -> str | None:
-    """"verified" / "corrupt" from the cache when the dump has not changed since, else None."""
-    entry = cached_entry(settings, path)
-    status = entry.get("status") if entry else None
-    return status if status in ("verified", "corrupt") else None
-
-
 # --------------------------------------------------------------------------- many dumps
 
 
@@ -293,8 +200,6 @@ def resolve_targets(settings: Settings, targets: Iterable[str]) -> list[tuple[st
 def verify_offsite(settings: Settings, key: str, *, cancel: CancelToken | None = None,
                    progress: Callable[[ProgressEvent], None] = no_progress) -> VerifyResult:
     """Download an off-site dump (and its manifest) to a temp file and verify it."""
-    from fovea_tui.engine.infra.stores import open_store
-
     store = open_store(settings.backups.offsite, settings.s3)
     key = encryption.plain_name(key)
     name = key.rsplit("/", 1)[-1]
@@ -342,7 +247,7 @@ def verify_many(settings: Settings, targets: list[str] | None = None, *,
         if not pending:
             return
         try:
-            _update_cache(settings, {name: entry for name, (entry, _) in pending.items()})
+            verify_cache.update_cache(settings, {name: entry for name, (entry, _) in pending.items()})
         except OSError as exc:
             for _, result in pending.values():
                 result.warnings.append(f"result not cached ({exc.strerror or exc}): the next listing "
@@ -358,10 +263,10 @@ def verify_many(settings: Settings, targets: list[str] | None = None, *,
             else:
                 result = verify_dump(path, cancel=cancel, progress=progress)
                 if path.parent.resolve() == settings.backups_dir.resolve():
-                    entry = _entry_for(path, result)
+                    entry = verify_cache.entry_for(path, result)
                     if entry is not None:
                         pending[path.name] = (entry, result)
-                    if len(pending) >= CACHE_FLUSH_EVERY:
+                    if len(pending) >= verify_cache.CACHE_FLUSH_EVERY:
                         flush()
             result.reasons = [masking.redact(r) for r in result.reasons]
             results.append(result)

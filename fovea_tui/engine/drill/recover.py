@@ -29,6 +29,7 @@ from typing import Any, Callable
 from fovea_tui import masking
 from fovea_tui.config import S3Settings, Settings, load_file, save_settings, settings_from_dict, user_config_path
 from fovea_tui.engine.backups import encryption, manifest as mf
+from fovea_tui.engine.infra.files import write_atomic
 from fovea_tui.engine.infra.locks import ensure_private_dir
 from fovea_tui.engine.progress import CancelToken, ProgressEvent, no_progress
 from fovea_tui.envfile import DatabaseURL, EnvFile
@@ -280,9 +281,9 @@ def install_env(env_copy: Path, target: Path, *, replace: bool) -> str:
             raise SafetyRefusal(f"{target} exists and differs from the backup's env copy; it was left as it is",
                                 hint="pass --replace-env to install the backup's copy (the current file is "
                                      "kept beside it as .env.before-recover)")
-        mf.write_bytes_atomic(target.with_name(target.name + ".before-recover"), target.read_bytes())
+        write_atomic(target.with_name(target.name + ".before-recover"), target.read_bytes())
     target.parent.mkdir(parents=True, exist_ok=True)
-    mf.write_bytes_atomic(target, data, 0o600)
+    write_atomic(target, data, 0o600)
     os.chmod(target, 0o600)
     return "installed"
 

@@ -14,7 +14,6 @@ import re
 import shutil
 import subprocess
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Sequence
@@ -30,14 +29,6 @@ PG_BIN_ENV = "FOVEA_TUI_PG_BIN"  # a directory holding pg_dump/psql for direct m
 
 class DatabaseError(OperationFailed):
     """A client tool failed; the message carries its condensed, redacted stderr."""
-
-
-@dataclass(frozen=True)
-class ToolCall:
-    """A psql/pg_dump invocation: argv without secrets, plus its environment."""
-
-    argv: list[str]
-    env: dict[str, str]
 
 
 def _version_of(binary: str) -> tuple[int, ...]:
@@ -107,7 +98,7 @@ class Database(ABC):
 
     # --- shared behaviour ---------------------------------------------------------
 
-    def psql(self, sql: str, *, database: str | None = None, timeout_s: float | None = None) -> str:
+    def psql(self, sql: str, *, database: str | None = None) -> str:
         """Run SQL (read from stdin, so nothing lands in argv) and return psql -At output."""
         proc = self._spawn("psql", ["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", database or self.name],
                            stdin=True)

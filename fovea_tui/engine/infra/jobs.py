@@ -37,6 +37,7 @@ from typing import Any, Callable
 
 from fovea_tui import masking
 from fovea_tui.config import Settings, settings_from_dict
+from fovea_tui.engine.infra.files import write_atomic
 from fovea_tui.engine.infra.locks import ensure_private_dir, open_if_held
 from fovea_tui.engine.progress import CancelToken
 from fovea_tui.errors import OperationFailed, SafetyRefusal
@@ -68,25 +69,10 @@ def new_job_id(kind: str) -> str:
     return f"{kind}-{stamp}-{_random.token_hex(2)}"
 
 
-def write_json_atomic(path: Path, data: dict, *, sync: bool = False) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+def write_json_atomic(path: Path, data: dict) -> None:
     # Not passed through masking.redact: paths and names must survive intact. What lands here
     # from tools (output lines, error details) is redacted where it is recorded.
-    text = json.dumps(data, indent=1, default=str, ensure_ascii=False)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
-            if sync:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_atomic(path, json.dumps(data, indent=1, default=str, ensure_ascii=False) + "\n")
 
 
 def read_state(directory: Path, job_id: str) -> dict:
@@ -169,7 +155,7 @@ def create_job(settings: Settings, kind: str, params: dict[str, Any], *, steps: 
         "message": "",
         "history": [],
     }
-    write_json_atomic(state_path(directory, job_id), data, sync=True)
+    write_json_atomic(state_path(directory, job_id), data)
     return job_id
 
 
@@ -326,7 +312,7 @@ class JobHandle:
             self._last_save = now
             self.data["updated_at"] = now_iso()
             data = {k: v for k, v in self.data.items() if k != "alive"}
-            write_json_atomic(state_path(self.directory, self.id), data, sync=not throttle)
+            write_json_atomic(state_path(self.directory, self.id), data)
 
     def close(self) -> None:
         self._stop_watch.set()

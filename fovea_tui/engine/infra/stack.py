@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
-from fovea_tui.engine.progress import CancelToken
 from fovea_tui.engine.infra.streams import DockerExecProcess, condense
+from fovea_tui.engine.progress import CancelToken
 from fovea_tui.errors import Cancelled, ConfigError, OperationFailed
 
 PROJECT_LABEL = "com.docker.compose.project"
@@ -29,8 +29,20 @@ class DockerUnavailable(OperationFailed):
     """No Docker engine answers, or this user may not talk to it."""
 
 
+_NO_DOCKER: str | None = None
+
+
+def no_docker(reason: str = "this session manages no stack (the demo runs without Docker)") -> None:
+    """From now on this process asks no Docker engine: every connection fails with `reason`,
+    so the stack reads "not managed" and no container of this host is shown or touched."""
+    global _NO_DOCKER
+    _NO_DOCKER = reason
+
+
 def connect_docker(timeout: int = 10):
     """A docker client, or one clear error saying why there is none."""
+    if _NO_DOCKER is not None:
+        raise DockerUnavailable(_NO_DOCKER)
     import docker
     from docker.errors import DockerException
 

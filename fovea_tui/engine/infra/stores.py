@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Callable, Iterable, Iterator
 
 from fovea_tui.config import S3Settings
+from fovea_tui.engine.infra.files import fsync_dir
 from fovea_tui.engine.progress import CancelToken, ProgressEvent
 from fovea_tui.errors import Cancelled, ConfigError, OperationFailed
 
@@ -82,6 +82,12 @@ class Store(ABC):
     prefix or directory."""
 
     url: str
+    #: Listing from a key onward is cheap (`iter_objects(start_after=...)`), so a long listing
+    #: can be split into ranges read concurrently.
+    lists_from_key: bool = False
+    #: Listing is slow enough that a push keeps a snapshot of it, checked by a marker object
+    #: (`read_if_exists`) and a sample; see engine/volume/listing.py.
+    keeps_listing_snapshot: bool = False
 
     def describe(self) -> str:
         return self.url
@@ -99,6 +105,11 @@ class Store(ABC):
     @abstractmethod
     def iter_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Every object under `prefix`, in key order."""
+
+    @abstractmethod
+    def list_dir(self, prefix: str = "", *, page_size: int | None = None) -> Iterator[ObjectInfo]:
+        """The objects directly under `prefix` (a listing with the "/" delimiter: nothing in a
+        nested folder), in key order."""
 
     @abstractmethod
     def head(self, key: str) -> ObjectInfo | None:
@@ -198,7 +209,7 @@ class DirectoryStore(Store):
                 raise StoreError(f"copy of {label} has sha256 {sha[:12]}…, expected {expected_sha256[:12]}…")
             self._set_sha(tmp, sha)
             os.replace(tmp, dest)
-            _fsync_dir(dest.parent)
+            fsync_dir(dest.parent)
             return sha
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -228,6 +239,24 @@ class DirectoryStore(Store):
         if not self.root.is_dir():
             raise StoreError(f"off-site directory {self.root} does not exist")
         yield from self._iter_dir(self.root, "", prefix)
+
+    def list_dir(self, prefix: str = "", *, page_size: int | None = None) -> Iterator[ObjectInfo]:
+        """Files of the top directory named `prefix...` (dot files skipped, symlinks followed)."""
+        if not self.root.is_dir():
+            raise StoreError(f"off-site directory {self.root} does not exist")
+        out = []
+        with os.scandir(self.root) as entries:
+            for entry in entries:
+                if entry.name.startswith(".") or not entry.name.startswith(prefix):
+                    continue
+                try:
+                    if not entry.is_file(follow_symlinks=True):
+                        continue
+                    st = entry.stat(follow_symlinks=True)
+                except OSError:
+                    continue
+                out.append(ObjectInfo(entry.name, st.st_size, datetime.fromtimestamp(st.st_mtime, timezone.utc)))
+        yield from sorted(out, key=lambda o: o.key)
 
     def _iter_dir(self, directory: Path, rel: str, prefix: str) -> Iterator[ObjectInfo]:
         # In S3's order (full keys, UTF-8 byte order): sorting a directory's names with "/"
@@ -293,17 +322,6 @@ class DirectoryStore(Store):
         return removed
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-# --- S3 and S3-compatible stores (MinIO, Ceph, R2) ---------------------------------
-
-
 def _parse_timestamp(value: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
@@ -347,6 +365,9 @@ def s3_timeouts() -> tuple[float, int]:
 
 
 class S3Store(Store):
+    lists_from_key = True
+    keeps_listing_snapshot = True
+
     def __init__(self, url: str, s3: S3Settings, *, max_concurrency: int = 8) -> None:
         import boto3
         from boto3.s3.transfer import TransferConfig
@@ -522,6 +543,16 @@ class S3Store(Store):
                     yield ObjectInfo(key, int(obj["Size"]), obj["LastModified"])
         except Exception as exc:  # noqa: BLE001
             raise self.describe_error("list", prefix, exc) from None
+
+    def list_dir(self, prefix: str = "", *, page_size: int | None = None) -> Iterator[ObjectInfo]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        kwargs = {"PaginationConfig": {"PageSize": page_size}} if page_size else {}
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix), Delimiter="/", **kwargs):
+                for obj in page.get("Contents", []) or []:
+                    yield ObjectInfo(obj["Key"][len(self.prefix):], int(obj["Size"]), obj["LastModified"])
+        except Exception as exc:  # noqa: BLE001 - one clear error naming the store
+            raise self.describe_error("list", "", exc) from None
 
     def head(self, key) -> ObjectInfo | None:
         from botocore.exceptions import ClientError

@@ -14,7 +14,7 @@ import struct
 import subprocess
 import threading
 from abc import ABC, abstractmethod
-from typing import IO, Sequence
+from typing import Sequence
 
 from fovea_tui import masking
 
@@ -253,10 +253,3 @@ class DockerExecProcess(ToolProcess):
     def stderr_text(self) -> str:
         return b"".join(self._stderr).decode("utf-8", "replace")
 
-
-def copy_stream(src: IO[bytes], proc: ToolProcess, chunk: int = 1 << 20) -> int:
-    total = 0
-    for data in iter(lambda: src.read(chunk), b""):
-        proc.write(data)
-        total += len(data)
-    return total

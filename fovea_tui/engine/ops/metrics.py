@@ -25,10 +25,15 @@ from typing import Any, Callable
 
 from fovea_tui import __version__
 from fovea_tui.config import Settings
+from fovea_tui.engine.backups.inventory import load_inventory
+from fovea_tui.engine.drill.report import DRILLS_DIR
+from fovea_tui.engine.infra import audit
+from fovea_tui.engine.ops.nightly import read_last
+from fovea_tui.engine.ops.schedule import show
+from fovea_tui.engine.volume.sync import read_summary
 from fovea_tui.errors import OperationFailed, UsageError
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-DRILLS_DIR = "drills"
 STATUSES = ("verified", "unverified", "corrupt")
 
 
@@ -110,9 +115,6 @@ def _num(value: Any) -> float | None:
 
 
 def _backups(settings: Settings, now: float, out: dict[str, Metric]) -> None:
-    from fovea_tui.engine.infra import audit
-    from fovea_tui.engine.backups.inventory import load_inventory
-
     inv = load_inventory(settings, include_offsite=False)
     counts = inv.counts()
     for status in STATUSES:
@@ -138,8 +140,6 @@ def _backups(settings: Settings, now: float, out: dict[str, Metric]) -> None:
 
 
 def _sync(settings: Settings, now: float, out: dict[str, Metric]) -> None:
-    from fovea_tui.engine.volume.sync import read_summary
-
     data = read_summary(settings)
     if not data:
         return
@@ -199,8 +199,6 @@ def _drill(settings: Settings, now: float, out: dict[str, Metric]) -> None:
 
 
 def _nightly(settings: Settings, now: float, out: dict[str, Metric]) -> None:
-    from fovea_tui.engine.ops.nightly import read_last
-
     data = read_last(settings)
     if not data:
         return
@@ -214,8 +212,6 @@ def _nightly(settings: Settings, now: float, out: dict[str, Metric]) -> None:
 
 
 def _schedule(settings: Settings, now: float, out: dict[str, Metric]) -> None:
-    from fovea_tui.engine.ops.schedule import show
-
     info = show(settings, probe_systemctl=False)
     out["schedule_installed"].add(1 if info.get("installed") else 0)
     out["schedule_next"].add(_ts(info.get("next_run")))

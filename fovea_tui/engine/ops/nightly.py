@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
 import time
 from dataclasses import dataclass, field
@@ -28,9 +27,14 @@ from fovea_tui import masking
 from fovea_tui.config import Settings
 from fovea_tui.engine.infra import audit
 from fovea_tui.engine.ops import notify
+from fovea_tui.engine.infra.files import write_atomic
 from fovea_tui.engine.infra.locks import acquire, ensure_private_dir
 from fovea_tui.engine.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 from fovea_tui.errors import Cancelled, FoveaError
+from fovea_tui.engine.backups.offsite import OffsiteFailed
+from fovea_tui.engine.backups.pipeline import run_backup
+from fovea_tui.engine.backups import prune
+from fovea_tui.engine.volume.sync import run_sync
 
 LAST_FILE = "nightly-last.json"
 STEPS = ("backup", "prune", "sync")
@@ -112,8 +116,6 @@ def _as_dict(value: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------- the steps -------------
 
 def _backup(settings: Settings, progress: ProgressCallback, cancel: CancelToken) -> tuple[dict[str, Any], str]:
-    from fovea_tui.engine.backups.pipeline import OffsiteFailed, run_backup
-
     try:
         result = _as_dict(run_backup(settings, progress=progress, cancel=cancel, offsite=True))
     except OffsiteFailed as exc:  # the local dump is fine, its off-site copy is not: still a failure
@@ -125,8 +127,6 @@ def _backup(settings: Settings, progress: ProgressCallback, cancel: CancelToken)
 
 
 def _prune(settings: Settings, progress: ProgressCallback, cancel: CancelToken) -> tuple[dict[str, Any], str]:
-    from fovea_tui.engine.backups import prune
-
     outcome = prune.prune(settings, dry_run=False, progress=progress, cancel=cancel)
     result = outcome.to_json()
     detail = f"kept {len(result.get('keep', []))}, deleted {len(result.get('deleted', []))} file(s)"
@@ -138,8 +138,6 @@ def _prune(settings: Settings, progress: ProgressCallback, cancel: CancelToken) 
 
 
 def _sync(settings: Settings, progress: ProgressCallback, cancel: CancelToken) -> tuple[dict[str, Any], str]:
-    from fovea_tui.engine.volume.sync import run_sync
-
     outcome = run_sync(settings, dry_run=False, progress=progress, cancel=cancel)
     result = _as_dict(outcome)
     detail = (f"{result.get('uploaded', 0)} uploaded, {result.get('skipped', 0)} unchanged, "
@@ -254,11 +252,7 @@ def record(settings: Settings, result: NightlyResult) -> None:
     try:
         path = last_path(settings)
         ensure_private_dir(path.parent)
-        tmp = path.with_name(f".{path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(masking.redact(json.dumps(data, indent=2, default=str, ensure_ascii=False)) + "\n")
-        os.replace(tmp, path)
+        write_atomic(path, masking.redact(json.dumps(data, indent=2, default=str, ensure_ascii=False)) + "\n")
     except (OSError, FoveaError) as exc:
         log.warning("%s not written: %s", last_path(settings), getattr(exc, "strerror", None) or exc)
 

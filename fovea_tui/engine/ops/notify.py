@@ -32,6 +32,7 @@ from tenacity import (
 from fovea_tui import __version__
 from fovea_tui import masking
 from fovea_tui.config import Settings
+from fovea_tui.engine.infra import audit
 
 TIMEOUT_S = 5.0
 ATTEMPTS = 3
@@ -138,8 +139,6 @@ def post_json(url: str, payload: dict[str, Any], *, timeout: float = TIMEOUT_S, 
 def send(settings: Settings, payload: dict[str, Any], *, warn: Callable[[str], None] | None = None,
          **post_kwargs: Any) -> list[dict[str, Any]]:
     """Send `payload` to every configured webhook; failures are warned about and audited."""
-    from fovea_tui.engine.infra import audit
-
     if warn is None:
         def warn(message: str) -> None:
             sys.stderr.write(f"fovea-tui: warning: {message}\n")

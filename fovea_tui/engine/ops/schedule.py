@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from fovea_tui.config import Settings
+from fovea_tui.engine.infra.files import write_atomic
+from fovea_tui.engine.ops.nightly import read_last
 from fovea_tui.errors import OperationFailed, UsageError
 
 SYSTEMD_DIR_ENV = "FOVEA_TUI_SYSTEMD_DIR"
@@ -409,22 +411,6 @@ def plan_remove(settings: Settings) -> Plan:
     return plan
 
 
-def _write_atomic(path: Path, content: str, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(content)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def apply(plan: Plan) -> dict[str, Any]:
     """Write/delete the files, set the crontab, run systemctl; returns what was done."""
     done: dict[str, Any] = {"written": [], "deleted": [], "ran": []}
@@ -441,7 +427,8 @@ def apply(plan: Plan) -> dict[str, Any]:
                 f.path.unlink(missing_ok=True)
                 done["deleted"].append(str(f.path))
             else:
-                _write_atomic(f.path, f.content, f.mode)
+                f.path.parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(f.path, f.content, f.mode)
                 done["written"].append(str(f.path))
     except PermissionError as exc:
         raise OperationFailed(f"cannot write {exc.filename}: permission denied",
@@ -564,8 +551,6 @@ def _parse_time(value: Any) -> datetime | None:
 def status_section(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
     """The dashboard's schedule card: what is installed, next run, the last run, and its
     alerts (`alerts`: list of {level, subject, message}, taken out by `collect_status`)."""
-    from fovea_tui.engine.ops.nightly import read_last
-
     now = now or datetime.now(timezone.utc)
     info = show(settings, now)
     last = read_last(settings)

@@ -23,6 +23,7 @@ from fovea_tui.engine.infra.locks import holder
 from fovea_tui.engine.restore.runner import initial_records, state_words
 from fovea_tui.engine.restore.verify import CHECKLIST, check_login
 from fovea_tui.errors import LockHeld, OperationFailed, SafetyRefusal
+from fovea_tui.envfile import DatabaseURL, EnvFile
 
 __all__ = [
     "CHECKLIST", "check_login", "start_restore", "resume_restore", "rollback_restore", "confirm", "cancel",
@@ -35,8 +36,6 @@ FINAL = jobs.FINAL
 def expected_database_name(settings: Settings) -> str:
     """The name the operator types to confirm: the database the restore replaces."""
     if settings.database.mode == "direct":
-        from fovea_tui.envfile import DatabaseURL, EnvFile
-
         if settings.database.url:
             return DatabaseURL.parse(settings.database.url, source="database.url").database
         url = EnvFile.load(settings.install.env_file).database_url()
@@ -82,7 +81,7 @@ def _patch_params(settings: Settings, job_id: str, **params: Any) -> None:
     directory = jobs.jobs_dir(settings)
     data = jobs.read_state(directory, job_id)
     data["params"].update(params)
-    jobs.write_json_atomic(jobs.state_path(directory, job_id), data, sync=True)
+    jobs.write_json_atomic(jobs.state_path(directory, job_id), data)
 
 
 def resume_restore(settings: Settings, job_id: str, *, confirmed: bool = False, detach: bool = True) -> str:
@@ -115,7 +114,7 @@ def rollback_restore(settings: Settings, job_id: str, *, detach: bool = True) ->
 
 
 def run_inline(settings: Settings, job_id: str, action: str = "run") -> dict:
-    """Run a job's runner body in this process (tests; an operator's `--foreground`)."""
+    """Run a job's runner body in this process, not in a detached runner; returns its state."""
     return jobs.run_job(jobs.jobs_dir(settings), job_id, action)
 
 

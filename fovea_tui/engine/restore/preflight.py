@@ -18,7 +18,11 @@ from isal import igzip
 
 from fovea_tui.engine.infra.database import DatabaseError
 from fovea_tui.engine.infra.stack import redis_queue_counts
+from fovea_tui import formatting
 from fovea_tui.errors import FoveaError
+from fovea_tui.engine.backups import manifest as mf
+from fovea_tui.engine.backups.verify import verify_dump
+from fovea_tui.engine.backups.verify_cache import remember
 
 MIGRATIONS_DIR = "/app/prisma/migrations"  # where the backend image bundles Prisma's migrations
 HEAD_BYTES = 4 << 20                          # of decompressed SQL read for extensions and versions
@@ -106,18 +110,7 @@ def _free_bytes(path: Path) -> int:
     return shutil.disk_usage(probe).free
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)  # pragma: no cover
-
-
 def check_dump(ctx) -> Check:
-    from fovea_tui.engine.backups import manifest as mf
-    from fovea_tui.engine.backups.verify import remember, verify_dump
-
     path = ctx.dump_path
     manifest = None
     if ctx.facts.get("manifest"):
@@ -147,10 +140,10 @@ def check_disk(ctx) -> Check:
     # The safety dump is compressed SQL, well under the live database's size on disk.
     need_backups = current // 2 + MARGIN
     free_backups = _free_bytes(ctx.settings.backups_dir)
-    problems, parts = [], [f"backups dir: {_human(free_backups)} free, safety dump needs about {_human(need_backups)}"]
+    problems, parts = [], [f"backups dir: {formatting.size(free_backups)} free, safety dump needs about {formatting.size(need_backups)}"]
     if free_backups < need_backups:
-        problems.append(f"{ctx.settings.backups_dir} has {_human(free_backups)} free; the safety dump needs about "
-                        f"{_human(need_backups)}")
+        problems.append(f"{ctx.settings.backups_dir} has {formatting.size(free_backups)} free; the safety dump needs about "
+                        f"{formatting.size(need_backups)}")
     # The restored database: its SQL (plus indexes) lands in the server's data directory.
     need_db = int(uncompressed * 1.5) + MARGIN
     if ctx.settings.database.mode == "docker" and ctx.stack is not None:
@@ -160,9 +153,9 @@ def check_disk(ctx) -> Check:
         except (FoveaError, ValueError, IndexError):
             free_db = None
         if free_db is not None:
-            parts.append(f"database volume: {_human(free_db)} free, the restore needs about {_human(need_db)}")
+            parts.append(f"database volume: {formatting.size(free_db)} free, the restore needs about {formatting.size(need_db)}")
             if free_db < need_db:
-                problems.append(f"the database volume has {_human(free_db)} free; the restore needs about {_human(need_db)}")
+                problems.append(f"the database volume has {formatting.size(free_db)} free; the restore needs about {formatting.size(need_db)}")
         else:
             parts.append("database volume: free space unknown")
     else:

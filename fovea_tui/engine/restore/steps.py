@@ -18,9 +18,15 @@ from pathlib import Path
 from isal import igzip
 
 from fovea_tui.engine.backups import encryption, manifest as mf
+from fovea_tui.engine.infra.files import write_atomic
 from fovea_tui.engine.progress import ProgressEvent
 from fovea_tui.engine.infra.streams import condense
 from fovea_tui.errors import Cancelled, FoveaError, OperationFailed, SafetyRefusal
+from fovea_tui.engine.backups.inventory import load_inventory
+from fovea_tui.engine.infra.locks import ensure_private_dir
+from fovea_tui.engine.restore.preflight import run_preflight
+from fovea_tui.engine.backups.pipeline import run_backup
+from fovea_tui.engine.restore.verify import run_verification
 
 CHUNK = 1 << 20
 # Written to psql when a stream must be abandoned: ends a COPY block and any statement, then
@@ -110,9 +116,6 @@ def _local_dump(ctx, wanted: str) -> Path | None:
 
 
 def _fetch_offsite(ctx, wanted: str) -> Path:
-    from fovea_tui.engine.backups.inventory import load_inventory
-    from fovea_tui.engine.infra.locks import ensure_private_dir
-
     settings = ctx.settings
     if not settings.backups.offsite:
         raise SafetyRefusal(f"no dump {wanted!r}: not a file, not in {settings.backups_dir}, and no off-site store")
@@ -142,7 +145,7 @@ def _fetch_offsite(ctx, wanted: str) -> Path:
     encryption.fetch(store, entry.offsite.key, dest, identities=identities, expected_sha256=expected,
                      record=encryption.file_record(data, entry.offsite.key), progress=progress, cancel=ctx.cancel)
     if raw is not None:  # only beside a dump that arrived whole: never an orphan manifest
-        mf.write_bytes_atomic(mf.manifest_path(dest), raw)
+        write_atomic(mf.manifest_path(dest), raw)
     if "offsite" in entry.envs:
         env_key = entry.envs["offsite"]
         try:
@@ -162,8 +165,6 @@ class Preflight(Step):
     name, title = "preflight", "Pre-flight checks"
 
     def run(self, ctx) -> str:
-        from fovea_tui.engine.restore.preflight import run_preflight
-
         ctx.facts["preflight"] = []
 
         def landed(check) -> None:
@@ -187,8 +188,6 @@ class SafetyDump(Step):
     name, title = "safety_dump", "Safety dump of the current database"
 
     def run(self, ctx) -> str:
-        from fovea_tui.engine.backups.pipeline import run_backup
-
         existing = ctx.facts.get("safety_dump")
         if existing and Path(existing).is_file():
             return f"{Path(existing).name} (taken earlier in this job)"
@@ -524,8 +523,6 @@ class Verify(Step):
     changes_install = True
 
     def run(self, ctx) -> str:
-        from fovea_tui.engine.restore.verify import run_verification
-
         result = run_verification(ctx)
         ctx.facts["verification"] = result
         failed = [c for c in result["checks"] if not c["ok"] and c["severity"] == "error"]

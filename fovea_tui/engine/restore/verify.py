@@ -37,6 +37,13 @@ def _check(name: str, ok: bool, detail: str, severity: str = "error", **extra) -
     return {"name": name, "ok": ok, "severity": severity, "detail": detail, **extra}
 
 
+def row_differences(expected: dict[str, int], actual: dict[str, int]) -> list[tuple[str, int | None, int | None]]:
+    """(table, rows expected, rows found) for every table whose count differs, by name; a
+    table missing on one side has None there. The restore's and the drill's row checks."""
+    return [(table, expected.get(table), actual.get(table)) for table in sorted(set(expected) | set(actual))
+            if expected.get(table) != actual.get(table)]
+
+
 def check_rows(ctx) -> dict:
     manifest = ctx.facts.get("manifest") or {}
     expected = manifest.get("tables") or (ctx.facts.get("dump_verify") or {}).get("tables") or {}
@@ -47,10 +54,7 @@ def check_rows(ctx) -> dict:
     for name in ctx.facts.get("migrations_applied") or []:
         touched.update((ctx.facts.get("pending_migrations") or {}).get(name, []))
     mismatched, changed = [], []
-    for table in sorted(set(expected) | set(actual)):
-        want, got = expected.get(table), actual.get(table)
-        if want == got:
-            continue
+    for table, want, got in row_differences(expected, actual):
         text = f"{table}: {got if got is not None else 'missing'} rows, the dump has {want if want is not None else 'none'}"
         (changed if table in touched else mismatched).append(text)
     detail = f"{len(expected)} tables, {sum(expected.values())} rows as in the dump"

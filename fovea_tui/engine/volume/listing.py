@@ -137,9 +137,7 @@ class ListingChoice:
 def choose(settings: Settings, store, *, full_listing: bool, now: datetime,
            rng: random.Random | None = None) -> ListingChoice:
     """Decide whether this push may trust the snapshot; every "no" says why."""
-    from fovea_tui.engine.infra.stores import S3Store
-
-    if not isinstance(store, S3Store):
+    if not store.keeps_listing_snapshot:
         return ListingChoice(None, "a directory target is always listed", remembers=False)
     hours = settings.volume.full_listing_hours
     if hours == 0:

@@ -13,7 +13,6 @@ import os
 from datetime import datetime, timezone
 from typing import Any
 
-import humanize
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -22,10 +21,10 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Static
 
+from fovea_tui import formatting
 from fovea_tui.engine.backups.inventory import Entry, Inventory, load_inventory, verify_entries
 from fovea_tui.engine.backups.retention import Decision, Plan, plan as retention_plan
 from fovea_tui.errors import FoveaError
-from fovea_tui import formatting
 from fovea_tui.tui.screens._reloading import ReloadingScreen
 from fovea_tui.tui.widgets.size_chart import SizeChart
 
@@ -104,7 +103,7 @@ def entry_cells(entry: Entry, decision: Decision | None, now: datetime) -> tuple
     return (
         Cell(when, "", ts),
         Cell(formatting.duration(now - t) if now >= t else "in the future", "", -ts),
-        Cell(humanize.naturalsize(entry.size, binary=True), "", entry.size),
+        Cell(formatting.size(entry.size), "", entry.size),
         Cell(where, "" if len(entry.locations) == 2 else "yellow", where),
         Cell(entry.status, STATUS_STYLE.get(entry.status, ""), entry.status),
         bucket_cell(decision, entry),
@@ -124,7 +123,7 @@ def detail_text(entry: Entry | None, decision: Decision | None = None) -> Text:
     out.append(entry.status, style=STATUS_STYLE.get(entry.status, ""))
     out.append(f"  {entry.status_detail}\n")
     for loc, copy in entry.copies.items():
-        out.append(f"{loc:<8} {humanize.naturalsize(copy.size, binary=True)} ({copy.size} bytes), {copy.status}\n")
+        out.append(f"{loc:<8} {formatting.size(copy.size)} ({copy.size} bytes), {copy.status}\n")
     sib = entry.siblings()
     out.append("manifest " + (", ".join(sib["manifest"]) or "none") + "\n")
     out.append("env copy " + (", ".join(sib["env"]) or "none") + "\n")
@@ -295,7 +294,7 @@ class BackupsScreen(ReloadingScreen):
         text.append(f" in {inv.local_dir}")
         if inv.offsite_url:
             text.append(f" and {inv.offsite_url}")
-        text.append(f" · {humanize.naturalsize(inv.total_size('local'), binary=True)} local · ")
+        text.append(f" · {formatting.size(inv.total_size('local'))} local · ")
         text.append(f"{c['verified']} verified", style="green")
         text.append(" · ")
         text.append(f"{c['unverified']} unverified", style="yellow")

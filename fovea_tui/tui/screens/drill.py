@@ -20,18 +20,11 @@ from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Static
 
 from fovea_tui import masking
-from fovea_tui.engine.drill.run import (
-    CHECK_ORDER,
-    CHECK_TITLES,
-    MANUAL_CHECKLIST,
-    drill_status,
-    guide_for,
-    guide_steps,
-    human_duration,
-    latest_report,
-    run_drill,
-)
+from fovea_tui.engine.drill.report import guide_for, guide_steps, latest_report
+from fovea_tui.engine.drill.result import CHECK_ORDER, CHECK_TITLES, MANUAL_CHECKLIST
+from fovea_tui.engine.drill.run import drill_status, run_drill
 from fovea_tui.errors import FoveaError
+from fovea_tui.formatting import human_duration
 from fovea_tui.tui.screens._reloading import ReloadingScreen
 
 ICONS = {"ok": ("✔ ok", "green"), "failed": ("✘ FAILED", "bold red"), "skipped": ("– skipped", "dim"),

@@ -12,7 +12,6 @@ from datetime import timezone
 from pathlib import Path
 from typing import Any
 
-import humanize
 from rich.cells import cell_len
 from rich.text import Text
 from textual import on, work
@@ -35,11 +34,11 @@ from textual.widgets import (
     Static,
 )
 
-from fovea_tui import masking
-from fovea_tui.engine.infra import jobs
-from fovea_tui.engine import restore as engine
-from fovea_tui.errors import FoveaError
 from fovea_tui import formatting
+from fovea_tui import masking
+from fovea_tui.engine import restore as engine
+from fovea_tui.engine.infra import jobs
+from fovea_tui.errors import FoveaError
 
 ICONS = {
     "ok": ("✔", "green"), "failed": ("✘", "bold red"), "skipped": ("–", "dim"), "running": ("▶", "bold yellow"),
@@ -63,12 +62,6 @@ class LoginChecked(Message):
         self.result = result
 
 
-def _fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    return f"{seconds:.1f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
-
-
 def steps_text(data: dict) -> Text:
     """The step list: icon, title, duration and detail, undo lines under the steps undone."""
     text = Text()
@@ -81,7 +74,7 @@ def steps_text(data: dict) -> Text:
         text.append(f" {icon} ", style=style)
         text.append(f"{i:>2}. {rec.get('title', rec['name'])}", style="bold" if status == "running" else "")
         if rec.get("duration_s") is not None and status != "running":
-            text.append(f"  {_fmt_duration(rec['duration_s'])}", style="dim")
+            text.append(f"  {formatting.step_time(rec['duration_s'])}", style="dim")
         text.append("\n")
         if rec.get("detail"):
             text.append(f"       {masking.redact(rec['detail'])}\n", style="red" if status == "failed" else "dim")
@@ -255,7 +248,7 @@ class RestoreScreen(Screen):
             age = formatting.duration(now - e.time) if now >= e.time else "in the future"
             status = Text(e.status, style={"verified": "green", "unverified": "yellow"}.get(e.status, ""))
             rows.append((e.name, (e.name, e.time.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M"), age,
-                                  humanize.naturalsize(e.size, binary=True), ", ".join(e.locations), status)))
+                                  formatting.size(e.size), ", ".join(e.locations), status)))
         # Columns sized here, not when the table next goes idle: rows drawn before that
         # were cached at the header's width and could stay cut short.
         table.clear(columns=True)

@@ -13,7 +13,6 @@ import re
 from datetime import timezone
 from typing import Any
 
-import humanize
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -23,10 +22,10 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from fovea_tui.engine.volume import sync as engine
-from fovea_tui.engine.progress import CancelToken
-from fovea_tui.errors import Cancelled, FoveaError
 from fovea_tui import formatting
+from fovea_tui.engine.progress import CancelToken
+from fovea_tui.engine.volume import sync as engine
+from fovea_tui.errors import Cancelled, FoveaError
 from fovea_tui.tui.jobs import Job
 from fovea_tui.tui.model import parse_time
 from fovea_tui.tui.widgets.job_progress import JobProgressBar
@@ -55,10 +54,6 @@ class PlanLoaded(Message):
         self.error = error
 
 
-def _size(n: Any) -> str:
-    return humanize.naturalsize(n, binary=True) if isinstance(n, (int, float)) else "?"
-
-
 def plan_rows(result: engine.SyncResult) -> list[tuple[str, tuple[Text, str, str, str]]]:
     """(row key, cells) for every listed transfer, changed file and deletion of a dry run."""
     rows: list[tuple[str, tuple[Text, str, str, str]]] = []
@@ -66,7 +61,7 @@ def plan_rows(result: engine.SyncResult) -> list[tuple[str, tuple[Text, str, str
         action = item.get("action", "upload")
         why = "new file" if item.get("reason") == "new" else "changed: replacing the copy"
         rows.append((f"{action}:{item['key']}", (Text(action, style=ACTION_STYLE.get(action, "")), item["key"],
-                                                 _size(item["size"]), why)))
+                                                 formatting.size(item["size"]), why)))
     planned = {item["key"] for item in result.planned}
     for key in result.changed:
         if key not in planned:
@@ -84,7 +79,7 @@ def plan_caption(result: engine.SyncResult | None, error: str) -> Text:
         return text
     verb = "download" if result.direction == "pull" else "upload"
     text.append("Plan (dry run): ", style="bold")
-    text.append(f"{result.to_transfer:,} to {verb} ({_size(result.to_transfer_bytes)})",
+    text.append(f"{result.to_transfer:,} to {verb} ({formatting.size(result.to_transfer_bytes)})",
                 style="green" if result.to_transfer else "")
     text.append(f" · {result.skipped:,} already there")
     changed = len(result.changed)
@@ -113,7 +108,7 @@ def summary_text(target: str, last: dict[str, Any] | None, plan: engine.SyncResu
                     else f"last run {formatting.ago(when, now)}", style="bold")
         text.append(f" ({when.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC): ")
         text.append(f"{last.get('uploaded', 0):,} uploaded · {last.get('skipped', 0):,} skipped · "
-                    f"{last.get('deleted', 0):,} deleted · {_size(last.get('bytes', 0))}")
+                    f"{last.get('deleted', 0):,} deleted · {formatting.size(last.get('bytes', 0))}")
         errors = last.get("error_count") or 0
         text.append(f" · {errors} errors" if errors else " · no errors", style="bold red" if errors else "green")
         if last.get("duration_s") is not None:
@@ -127,7 +122,7 @@ def summary_text(target: str, last: dict[str, Any] | None, plan: engine.SyncResu
             text.append(f"\ndeletions refused: {last['refused']}", style="yellow")
     if plan is not None and plan.direction == "push":
         if plan.to_transfer:
-            text.append(f"\n{plan.to_transfer:,} new files pending ({_size(plan.to_transfer_bytes)})",
+            text.append(f"\n{plan.to_transfer:,} new files pending ({formatting.size(plan.to_transfer_bytes)})",
                         style="yellow")
         elif when is not None:
             text.append("\nnothing pending: the copy is up to date", style="green")
@@ -317,7 +312,7 @@ class VolumeScreen(Screen):
         text.append(" → ", style="dim")
         text.append(vol.target or "no target set", style="bold" if vol.target else "bold red")
         if self.plan is not None:
-            text.append(f" · {self.plan.local_files:,} files, {_size(self.plan.local_bytes)} · "
+            text.append(f" · {self.plan.local_files:,} files, {formatting.size(self.plan.local_bytes)} · "
                         f"{self.plan.remote_objects:,} objects in the copy", style="dim")
         text.append(" · deletions mirrored (guard " + f"{vol.max_delete_percent}%)" if vol.delete
                     else " · deletions not mirrored", style="dim")

@@ -8,40 +8,33 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-import humanize
 from textual.app import ComposeResult
 from textual.clock import Clock
 from textual.containers import Vertical
 from textual.widgets import Label, ProgressBar
 
+from fovea_tui import formatting
 from fovea_tui.tui.jobs import Job
 
 
 def _amount(n: float, unit: str) -> str:
     if unit == "bytes":
-        return humanize.naturalsize(n, binary=True)
+        return formatting.size(n)
     return f"{int(n):,} {unit}"
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
 def rate_and_eta(job: Job, now: float) -> tuple[str, str]:
     event = job.event
     if not job.running:
         end = job.ended if job.ended is not None else now
-        return f"took {_duration(end - job.started)}", ""
+        return f"took {formatting.clock(end - job.started)}", ""
     elapsed = now - (job.phase_started if job.phase_started is not None else job.started)
     if event is None or elapsed <= 0 or event.done <= 0:
         return "", ""
     rate = event.done / elapsed
     rate_text = f"{_amount(rate, event.unit)}/s"
     if event.total and rate > 0 and event.done < event.total:
-        return rate_text, f"ETA {_duration((event.total - event.done) / rate)}"
+        return rate_text, f"ETA {formatting.clock((event.total - event.done) / rate)}"
     return rate_text, ""
 
 

@@ -7,8 +7,9 @@ manifests, a few legacy cron dumps, one truncated dump, one pre-restore safety d
 off-site directory, an audit log, and a fovea-tui.toml in direct mode pointing at all of
 it. Re-running reuses everything; only the database's socket address is refreshed.
 
-No Docker involved: the demo hides any engine on this host from fovea-tui, so it never
-shows (or touches) the operator's real containers.
+No Docker involved: `build` returns a description of the install (`DemoInstall`); the
+`demo` command opens the TUI on it with Docker switched off, so it never shows (or touches)
+the operator's real containers. Nothing here imports the faces.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ DB_USER = "fovea"
 FAKE_PASSWORD = "demo-password-not-a-secret"
 VIDEO_COUNT = 240
 STATE_FILE = "demo.json"
-# Docker is not part of the demo: point the SDK at nothing so the stack reads "not managed".
+# For a fovea-tui started as another process on the demo (benchmarks, tests): a DOCKER_HOST
+# that points at nothing, so its stack reads "not managed".
 NO_DOCKER = "unix:///nonexistent/fovea-tui-demo-has-no-docker.sock"
 
 
@@ -409,12 +411,3 @@ def build(root: Path | None = None, *, log: Callable[[str], None] | None = None)
     _say(log, f"config: {config}")
     return DemoInstall(root=root, config=config, anchor=datetime.fromisoformat(state["anchor"]), server=server)
 
-
-def run(open_tui: bool = True, log: Callable[[str], None] | None = print) -> int:
-    demo = build(log=log)
-    if not open_tui:
-        return 0
-    os.environ["DOCKER_HOST"] = NO_DOCKER
-    from fovea_tui.tui.launch import launch_tui
-
-    return launch_tui(str(demo.config))

@@ -1,0 +1,47 @@
+"""Files that are either whole or absent: one atomic write for every state, report and config file.
+
+A crash (kill -9, power loss) at any point leaves the old file or the new one, never a torn
+one: the data goes to a temp name beside the target (unique per process and thread, so
+concurrent writers never share it), created with `mode` from the first byte, fsynced,
+renamed over the target, and the directory fsynced so the rename itself survives.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make the directory's entries (a rename, a new file) durable."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes | str, mode: int = 0o600) -> Path:
+    """Write `data` (str as UTF-8) to `path`: temp file in the same directory, fsync, rename,
+    fsync the directory. The file has exactly `mode`, whatever the umask."""
+    path = Path(path)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        try:
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+    return path
