@@ -17,14 +17,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_backup_helpers import direct_config, settings_and_config, write_env
 
 from fovea_tui.cli.main import main
 from fovea_tui.config import settings_from_dict
 from fovea_tui.engine.backups import encryption
 from fovea_tui.engine.backups import manifest as mf
 from fovea_tui.engine.backups.pipeline import run_backup
-
-from test_backup_helpers import direct_config, settings_and_config, write_env
 
 AGE = shutil.which("age")
 AGE_KEYGEN = shutil.which("age-keygen")

@@ -8,6 +8,8 @@ import json
 import subprocess
 import sys
 
+from support.tui import SIZE, asynctest, make_app, settings_in, wait_for
+from test_backup_helpers import direct_config, settings_and_config, write_env
 from textual.widgets import Button, Input, Static
 
 from fovea_tui.config import load_file
@@ -16,8 +18,6 @@ from fovea_tui.tui.screens import setup as setup_screen
 from fovea_tui.tui.screens.recover import RecoverScreen
 from fovea_tui.tui.screens.settings import SettingsScreen, field_id
 from fovea_tui.tui.widgets.confirm import ConfirmDialog
-from support.tui import SIZE, asynctest, make_app, settings_in, wait_for
-from test_backup_helpers import direct_config, settings_and_config, write_env
 
 
 def _lost_host(tmp_path, db):

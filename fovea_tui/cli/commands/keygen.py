@@ -6,7 +6,7 @@ from fovea_tui.cli.context import CliContext
 
 
 def register(sub) -> None:
-    from fovea_tui.cli.main import add_json_flag
+    from fovea_tui.cli.flags import add_json_flag
 
     parser = sub.add_parser(
         "keygen", help="create an age identity (0600) for [encryption] and print its recipient",

@@ -18,7 +18,7 @@ from fovea_tui.errors import EXIT_OK, UsageError
 
 
 def register(sub) -> None:
-    from fovea_tui.cli.main import add_json_flag
+    from fovea_tui.cli.flags import add_json_flag
 
     parser = sub.add_parser(
         "recover", help="rebuild a lost install on a fresh host from the off-site copy alone",

@@ -16,11 +16,14 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import io
 import os
 import stat
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator
+from typing import IO, Any
 
 import pyrage
 from pyrage import ssh, x25519
@@ -165,11 +168,11 @@ def check_identity_file_mode(path: str | os.PathLike) -> str | None:
 def generate_identity(out: Path) -> str:
     """Write a new age identity to `out` (0600, never over an existing file); return its
     recipient (age1...)."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     identity = x25519.Identity.generate()
     recipient = str(identity.to_public())
-    body = (f"# created: {datetime.now(timezone.utc).replace(microsecond=0).isoformat()} by fovea-tui keygen\n"
+    body = (f"# created: {datetime.now(UTC).replace(microsecond=0).isoformat()} by fovea-tui keygen\n"
             f"# public key: {recipient}\n{identity}\n")
     try:
         out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -212,18 +215,18 @@ class _Meter:
         return self.digest.hexdigest()
 
 
-class _HashingReader(_Meter):
+class _HashingReader(_Meter, io.BufferedIOBase):
     def __init__(self, raw: IO[bytes], cancel=None, on_bytes: Callable[[int], None] | None = None) -> None:
         super().__init__(cancel, on_bytes)
         self.raw = raw
 
-    def read(self, n: int = -1) -> bytes:
+    def read(self, n: int | None = -1) -> bytes:
         data = self.raw.read(n if n and n > 0 else CHUNK)
         self.count(data)
         return data
 
 
-class _HashingWriter(_Meter):
+class _HashingWriter(_Meter, io.BufferedIOBase):
     def __init__(self, raw: IO[bytes], cancel=None, on_bytes: Callable[[int], None] | None = None) -> None:
         super().__init__(cancel, on_bytes)
         self.raw = raw
@@ -266,7 +269,7 @@ def encrypt_file(src: Path, dst: Path, recipients: list[Recipient], *, plaintext
             size = os.fstat(fin.fileno()).st_size
             writer = _HashingWriter(fout, cancel, on_bytes)
             try:
-                pyrage.encrypt_io(fin, writer, [r.key for r in recipients])
+                pyrage.encrypt_io(fin, writer, [r.key for r in recipients])  # type: ignore[arg-type]
             except pyrage.EncryptError as exc:
                 if cancel is not None and cancel.cancelled:
                     raise Cancelled(cancel.reason) from None
@@ -300,8 +303,6 @@ def decrypt_stream(src: IO[bytes], dst: IO[bytes], identities: list[Any], *, wha
 
 
 def decrypt_bytes(data: bytes, identities: list[Any], *, what: str) -> bytes:
-    import io
-
     out = io.BytesIO()
     decrypt_stream(io.BytesIO(data), out, identities, what=what)
     return out.getvalue()
@@ -494,7 +495,7 @@ PROBE_BYTES = 256 * 1024   # the age header and the first payload chunks: enough
 _probe_cache: dict[tuple, tuple[bool, str]] = {}
 
 
-class _Discard:
+class _Discard(io.BufferedIOBase):
     def write(self, data) -> int:
         return len(data)
 
@@ -502,8 +503,6 @@ class _Discard:
 def probe(store, key: str, identities: list[Any]) -> tuple[bool, str]:
     """Can `identities` open off-site `key`? Reads only its first PROBE_BYTES: the header's
     file key unwraps with the identity (and the first chunks authenticate) or it does not."""
-    import io
-
     with store.open_read(key) as fh:
         head = fh.read(PROBE_BYTES)
     try:

@@ -350,8 +350,9 @@ def _fetch(settings: Settings, chosen: Chosen, tmp: Path, progress, cancel: Canc
         progress(ProgressEvent("fetch", event.done, event.total or total, "bytes", current=chosen.name,
                                started_at=t0))
 
-    encryption.fetch(chosen.store, chosen.dump_key, dest, identities=encryption.identities_for(settings, chosen.dump_key),
-                     record=encryption.file_record(chosen.manifest.as_dict(), chosen.dump_key),
+    key = chosen.dump_key or chosen.name
+    encryption.fetch(chosen.store, key, dest, identities=encryption.identities_for(settings, key),
+                     record=encryption.file_record(chosen.manifest.as_dict(), key),
                      expected_sha256=chosen.manifest.sha256, progress=fetched, cancel=cancel)
     return dest
 

@@ -7,6 +7,8 @@ and the guided restore screen to finish, with its safety checks.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -21,6 +23,9 @@ from fovea_tui.config import user_config_path
 from fovea_tui.engine.progress import CancelToken
 from fovea_tui.errors import FoveaError
 from fovea_tui.tui.widgets.confirm import ConfirmDialog
+
+if TYPE_CHECKING:
+    from fovea_tui.tui.app import FoveaApp
 
 
 class Listed(Message):
@@ -58,6 +63,10 @@ class RecoverScreen(ModalScreen[None]):
     RecoverScreen #rec-buttons Button { margin-left: 2; }
     """
 
+    @property
+    def fovea(self) -> FoveaApp:
+        return cast("FoveaApp", self.app)
+
     def __init__(self) -> None:
         super().__init__()
         self.cancel = CancelToken()
@@ -78,7 +87,7 @@ class RecoverScreen(ModalScreen[None]):
                 yield Label("S3 endpoint (MinIO, R2…; empty for AWS)", classes="key")
                 yield Input(id="rec-endpoint")
                 yield Label("backups directory on this host", classes="key")
-                yield Input(self.app.settings.backups.dir, id="rec-dir")
+                yield Input(self.fovea.settings.backups.dir, id="rec-dir")
                 yield Static("", id="rec-list", classes="found")
                 yield Static("", id="rec-log", classes="found")
             with Horizontal(id="rec-buttons"):
@@ -89,7 +98,7 @@ class RecoverScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         for field in self.query(Input):
-            field.cursor_blink = self.app.cursor_blink
+            field.cursor_blink = self.fovea.cursor_blink
 
     def _values(self) -> tuple[str, str, str]:
         return (self.query_one("#rec-url", Input).value.strip(), self.query_one("#rec-identity", Input).value.strip(),
@@ -162,8 +171,11 @@ class RecoverScreen(ModalScreen[None]):
         from fovea_tui.engine.drill.recover import prepare
 
         try:
+            def on_step(text: str) -> None:
+                self.post_message(Step(text))
+
             prepared = prepare(url, identity=identity or None, endpoint_url=endpoint, given=given, cancel=self.cancel,
-                               on_step=lambda text: self.post_message(Step(text)))
+                               on_step=on_step)
             self.post_message(Prepared(prepared))
         except FoveaError as exc:
             self.post_message(Prepared(None, masking.redact(str(exc))))
@@ -188,7 +200,7 @@ class RecoverScreen(ModalScreen[None]):
         if p.target_empty:
             lines.append("the database to restore into is empty: nothing here can be lost")
         log.update(escape("\n".join(lines)))
-        self.app.apply_settings(p.settings)
+        self.fovea.apply_settings(p.settings)
         self.query_one("#rec-restore", Button).disabled = False
 
     def action_restore(self) -> None:
@@ -197,7 +209,7 @@ class RecoverScreen(ModalScreen[None]):
         self.notify(f"Choose {self.prepared.dump_path.name} (local, verified) in the restore screen.",
                     title="Recover")
         self.dismiss(None)
-        self.app.action_goto("restore")
+        self.fovea.action_goto("restore")
 
 
 __all__ = ["RecoverScreen"]
