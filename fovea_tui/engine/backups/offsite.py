@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from fovea_tui import masking
 from fovea_tui.config import Settings
-from fovea_tui.engine.backups import encryption, manifest as mf
+from fovea_tui.engine.backups import encryption
+from fovea_tui.engine.backups import manifest as mf
 from fovea_tui.engine.infra.stores import open_store
 from fovea_tui.engine.progress import CancelToken
 from fovea_tui.errors import Cancelled, OperationFailed

@@ -23,7 +23,8 @@ from isal import isal_zlib
 
 from fovea_tui import masking
 from fovea_tui.config import Settings
-from fovea_tui.engine.backups import encryption, manifest as mf
+from fovea_tui.engine.backups import encryption
+from fovea_tui.engine.backups import manifest as mf
 from fovea_tui.engine.backups import verify_cache
 from fovea_tui.engine.backups.stream_format import COMPLETION_LINE, StreamInspector
 from fovea_tui.engine.infra.locks import ensure_private_dir

@@ -15,7 +15,8 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 
 from fovea_tui.config import Settings
-from fovea_tui.engine.backups import encryption, manifest as mf
+from fovea_tui.engine.backups import encryption
+from fovea_tui.engine.backups import manifest as mf
 from fovea_tui.engine.drill.choose import Chosen
 from fovea_tui.engine.drill.result import Check, iso
 from fovea_tui.engine.infra.stores import open_store

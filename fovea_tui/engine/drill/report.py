@@ -11,7 +11,8 @@ from typing import Any
 
 from fovea_tui import masking
 from fovea_tui.config import Settings
-from fovea_tui.engine.backups import encryption, manifest as mf
+from fovea_tui.engine.backups import encryption
+from fovea_tui.engine.backups import manifest as mf
 from fovea_tui.engine.drill.choose import choose_dump
 from fovea_tui.engine.drill.result import MANUAL_CHECKLIST, DrillResult
 from fovea_tui.engine.infra.files import write_atomic

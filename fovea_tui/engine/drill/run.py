@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from fovea_tui.config import Settings
-from fovea_tui.engine.backups import encryption, manifest as mf
+from fovea_tui.engine.backups import encryption
+from fovea_tui.engine.backups import manifest as mf
 from fovea_tui.engine.backups.verify import verify_dump
 from fovea_tui.engine.drill.checks import (check_env_copy, check_migrations, check_rows, check_videos,
                                            check_volume_age)

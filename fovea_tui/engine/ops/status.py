@@ -294,7 +294,8 @@ def collect_status(settings: Settings, now: datetime | None = None) -> StatusRep
                                       lambda: drill_status(settings, now))
     report.sections["schedule"] = _guard({}, lambda: _schedule_section(settings, now))
     report.sections["sync"] = _guard({}, lambda: _volume_sync(settings, now))
-    from fovea_tui.engine.backups.encryption import encryption_status  # unencrypted env copies, a key that no longer opens
+    # unencrypted env copies going off-site, a key that no longer opens the newest copy
+    from fovea_tui.engine.backups.encryption import encryption_status
 
     report.sections["encryption"] = _guard({}, lambda: encryption_status(settings))
     report.alerts = _alerts(report, settings)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from isal import igzip
 
-from fovea_tui.engine.backups import encryption, manifest as mf
+from fovea_tui.engine.backups import encryption
+from fovea_tui.engine.backups import manifest as mf
 from fovea_tui.engine.infra.files import write_atomic
 from fovea_tui.engine.progress import ProgressEvent
 from fovea_tui.engine.infra.streams import condense
