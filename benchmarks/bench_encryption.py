@@ -48,10 +48,10 @@ print(json.dumps({"engine_s": elapsed, "size": result.size, "raw": result.raw_by
 THROUGHPUT = r"""
 import sys, time
 from pathlib import Path
-from fovea_tui.engine.backups import encryption
+from fovea_tui.engine.backups import age_keys, encryption
 src = Path(sys.argv[1])
-ident = encryption.x25519.Identity.generate()
-rec = encryption.parse_recipient(str(ident.to_public()))
+ident = age_keys.x25519.Identity.generate()
+rec = age_keys.parse_recipient(str(ident.to_public()))
 t = time.perf_counter()
 encryption.encrypt_file(src, src.with_name("probe.age"), [rec], plaintext_sha256="")
 print(time.perf_counter() - t)

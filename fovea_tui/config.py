@@ -195,7 +195,7 @@ def _validate_semantics(settings: Settings) -> None:
         if not url.startswith(("http://", "https://")):
             raise ConfigError("config key notify.webhooks holds an entry that is not an http(s) URL", key="notify.webhooks")
     if settings.encryption.recipients:
-        from fovea_tui.engine.backups.encryption import parse_recipients
+        from fovea_tui.engine.backups.age_keys import parse_recipients
 
         parse_recipients(settings.encryption.recipients)  # ConfigError naming encryption.recipients[i]
 
@@ -249,6 +249,11 @@ def user_config_path() -> Path:
     """Where the settings screen saves when the settings came from no file."""
     xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(xdg) / "fovea-tui" / "config.toml"
+
+
+def default_identity_path() -> Path:
+    """Where `fovea-tui keygen` (and the TUI's "Generate a key") write a new age identity."""
+    return user_config_path().parent / "age-identity.txt"
 
 
 def find_config(explicit: str | os.PathLike | None = None) -> Path | None:

@@ -21,7 +21,7 @@ from test_backup_helpers import direct_config, settings_and_config, write_env
 
 from fovea_tui.cli.main import main
 from fovea_tui.config import settings_from_dict
-from fovea_tui.engine.backups import encryption
+from fovea_tui.engine.backups import age_keys
 from fovea_tui.engine.backups import manifest as mf
 from fovea_tui.engine.backups.pipeline import run_backup
 
@@ -110,7 +110,7 @@ def test_directory_copy_opens_with_debian_age_and_holds_no_secret(host):
     assert off_manifest == json.loads(result.manifest_path.read_text())
     enc = off_manifest["encryption"]
     assert enc["format"] == "age-encryption.org/v1"
-    assert enc["recipients"] == [{"type": "age", "fingerprint": encryption.fingerprint(host["recipient"])}]
+    assert enc["recipients"] == [{"type": "age", "fingerprint": age_keys.fingerprint(host["recipient"])}]
     rec = enc["files"][result.name + ".age"]
     ciphertext = (offsite / (result.name + ".age")).read_bytes()
     assert rec["sha256"] == hashlib.sha256(ciphertext).hexdigest() and rec["size"] == len(ciphertext)
@@ -153,11 +153,11 @@ def test_two_recipients_either_identity_opens_and_verifies(host, capsys):
 def test_recipient_validation_names_the_key(tmp_path):
     from fovea_tui.errors import ConfigError
 
-    good = str(encryption.x25519.Identity.generate().to_public())
+    good = str(age_keys.x25519.Identity.generate().to_public())
     for bad, words in ((["age1notakey"], "encryption.recipients[0]"),
                        ([good, "ssh-dss AAAA"], "encryption.recipients[1]"),
                        ([good, good], "repeats"),
-                       ([str(encryption.x25519.Identity.generate())], "private key")):
+                       ([str(age_keys.x25519.Identity.generate())], "private key")):
         with pytest.raises(ConfigError) as info:
             settings_from_dict({"encryption": {"recipients": bad}})
         assert words in str(info.value)
@@ -195,14 +195,14 @@ def test_memory_stays_flat_while_encrypting_a_large_dump(tmp_path):
     script = f"""
 import os, resource, sys
 from pathlib import Path
-from fovea_tui.engine.backups import encryption
+from fovea_tui.engine.backups import age_keys, encryption
 src = Path({str(tmp_path)!r}) / "big"
 with open(src, "wb") as fh:
     block = os.urandom(1 << 20)
     for _ in range(200):
         fh.write(block)
-ident = encryption.x25519.Identity.generate()
-rec = encryption.parse_recipient(str(ident.to_public()))
+ident = age_keys.x25519.Identity.generate()
+rec = age_keys.parse_recipient(str(ident.to_public()))
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 from fovea_tui.engine.backups.manifest import file_sha256
 sealed = encryption.encrypt_file(src, src.with_suffix(".age"), [rec], plaintext_sha256=file_sha256(src))

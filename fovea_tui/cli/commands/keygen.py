@@ -20,9 +20,10 @@ def register(sub) -> None:
 
 
 def run(args, ctx: CliContext) -> int:
-    from fovea_tui.engine.backups.encryption import keygen
+    from fovea_tui.config import default_identity_path
+    from fovea_tui.engine.backups.age_keys import keygen
 
-    result = keygen(args.out)
+    result = keygen(args.out or default_identity_path())
     text = "\n".join([f"identity written to {result.path} (mode 0600)",
                       f"recipient: {result.recipient}", ""] + [f"- {line}" for line in result.advice])
     ctx.emit(result.as_dict(), text)

@@ -29,7 +29,7 @@ from typing import Any
 
 from fovea_tui import masking
 from fovea_tui.config import S3Settings, Settings, load_file, save_settings, settings_from_dict, user_config_path
-from fovea_tui.engine.backups import encryption
+from fovea_tui.engine.backups import age_keys, encryption
 from fovea_tui.engine.backups import manifest as mf
 from fovea_tui.engine.infra.files import write_atomic
 from fovea_tui.engine.infra.locks import ensure_private_dir
@@ -213,7 +213,7 @@ def plan_config(url: str, manifest: mf.Manifest | None, *, base_path: Path | Non
     fill("volume", "target", lost.get("volume_target"))
     if identity is not None:
         fill("encryption", "identity_file", str(identity))
-        fill("encryption", "recipients", encryption.identity_recipients(identity))
+        fill("encryption", "recipients", age_keys.identity_recipients(identity))
     return {k: v for k, v in data.items() if v != {}}
 
 
@@ -340,9 +340,9 @@ def prepare(url: str, *, dump: str | None = None, identity: str | None = None, c
     cancel = cancel or CancelToken()
     base = load_file(config_path) if config_path is not None else None
     identity_path = Path(identity).expanduser().resolve() if identity else None
-    identities = encryption.load_identities(identity_path, key="--identity") if identity_path else None
+    identities = age_keys.load_identities(identity_path, key="--identity") if identity_path else None
     if identities is None and base is not None and base.encryption.identity_file:
-        identities = encryption.load_identities(base.encryption.identity_file)
+        identities = age_keys.load_identities(base.encryption.identity_file)
         identity_path = None
 
     on_step(f"listing the backups under {url}")

@@ -7,8 +7,6 @@ and the guided restore screen to finish, with its safety checks.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
-
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -23,9 +21,6 @@ from fovea_tui.config import user_config_path
 from fovea_tui.engine.progress import CancelToken
 from fovea_tui.errors import FoveaError
 from fovea_tui.tui.widgets.confirm import ConfirmDialog
-
-if TYPE_CHECKING:
-    from fovea_tui.tui.app import FoveaApp
 
 
 class Listed(Message):
@@ -87,7 +82,7 @@ class RecoverScreen(ModalScreen[None]):
                 yield Label("S3 endpoint (MinIO, R2…; empty for AWS)", classes="key")
                 yield Input(id="rec-endpoint")
                 yield Label("backups directory on this host", classes="key")
-                yield Input(self.fovea.settings.backups.dir, id="rec-dir")
+                yield Input(self.app.settings.backups.dir, id="rec-dir")
                 yield Static("", id="rec-list", classes="found")
                 yield Static("", id="rec-log", classes="found")
             with Horizontal(id="rec-buttons"):
@@ -98,7 +93,7 @@ class RecoverScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         for field in self.query(Input):
-            field.cursor_blink = self.fovea.cursor_blink
+            field.cursor_blink = self.app.cursor_blink
 
     def _values(self) -> tuple[str, str, str]:
         return (self.query_one("#rec-url", Input).value.strip(), self.query_one("#rec-identity", Input).value.strip(),
@@ -200,7 +195,7 @@ class RecoverScreen(ModalScreen[None]):
         if p.target_empty:
             lines.append("the database to restore into is empty: nothing here can be lost")
         log.update(escape("\n".join(lines)))
-        self.fovea.apply_settings(p.settings)
+        self.app.apply_settings(p.settings)
         self.query_one("#rec-restore", Button).disabled = False
 
     def action_restore(self) -> None:
@@ -209,7 +204,7 @@ class RecoverScreen(ModalScreen[None]):
         self.notify(f"Choose {self.prepared.dump_path.name} (local, verified) in the restore screen.",
                     title="Recover")
         self.dismiss(None)
-        self.fovea.action_goto("restore")
+        self.app.action_goto("restore")
 
 
 __all__ = ["RecoverScreen"]

@@ -214,10 +214,11 @@ class SettingsScreen(Screen):
     def action_keygen(self) -> None:
         """A new age identity: its recipient joins the form's recipients and it becomes the
         identity_file when none is set; nothing is saved until ctrl+s."""
-        from fovea_tui.engine.backups.encryption import keygen
+        from fovea_tui.config import default_identity_path
+        from fovea_tui.engine.backups.age_keys import keygen
 
         try:
-            made = keygen()
+            made = keygen(default_identity_path())
         except (FoveaError, OSError) as exc:
             self.notify(masking.redact(str(exc)), title="No key made", severity="error")
             return

@@ -186,10 +186,11 @@ class SetupScreen(ModalScreen[None]):
 
     def action_keygen(self) -> None:
         """A new age identity beside the user config; saved into [encryption] with the rest."""
-        from fovea_tui.engine.backups.encryption import keygen
+        from fovea_tui.config import default_identity_path
+        from fovea_tui.engine.backups.age_keys import keygen
 
         try:
-            made = keygen()
+            made = keygen(default_identity_path())
         except (FoveaError, OSError) as exc:
             self.notify(str(exc), title="No key made", severity="error")
             return
