@@ -58,10 +58,6 @@ class RecoverScreen(ModalScreen[None]):
     RecoverScreen #rec-buttons Button { margin-left: 2; }
     """
 
-    @property
-    def fovea(self) -> FoveaApp:
-        return cast("FoveaApp", self.app)
-
     def __init__(self) -> None:
         super().__init__()
         self.cancel = CancelToken()
