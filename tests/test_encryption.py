@@ -581,3 +581,18 @@ def test_a_manifest_that_lies_about_the_encrypted_file_is_caught(host):
     proc = cli(cfg, "list", "--json")
     entry = json.loads(proc.stdout)["backups"][0]
     assert entry["copies"]["offsite"]["status"] == "corrupt"
+
+
+def test_prune_forgets_encrypted_offsite_copies_with_their_siblings(host):
+    offsite = host["tmp"] / "offsite"
+    offsite.mkdir()
+    settings, cfg = make(host, str(offsite), retention={"keep_last": 1, "keep_daily": 0, "keep_weekly": 0})
+    first = run_backup(settings)
+    second = run_backup(settings)
+    assert cli(cfg, "verify").returncode == 0  # prune keeps only what it knows to be sound
+    proc = cli(cfg, "prune", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    left = sorted(p.name for p in offsite.iterdir())
+    stem = second.name[: -len(".sql.gz")]
+    assert left == sorted([second.name + ".age", stem + ".env.age", second.name + ".manifest.json"])
+    assert not any(first.name[: -len(".sql.gz")] in name for name in left)
