@@ -596,3 +596,18 @@ def test_prune_forgets_encrypted_offsite_copies_with_their_siblings(host):
     stem = second.name[: -len(".sql.gz")]
     assert left == sorted([second.name + ".age", stem + ".env.age", second.name + ".manifest.json"])
     assert not any(first.name[: -len(".sql.gz")] in name for name in left)
+
+
+def test_a_killed_run_leaves_its_encrypted_temp_to_the_next_run(host):
+    """What kill -9 during the encryption leaves (the temp age copy beside the dump, named as
+    the pipeline's temp files are) is removed by the next backup, and never uploaded."""
+    offsite = host["tmp"] / "offsite"
+    offsite.mkdir()
+    settings, _cfg = make(host, str(offsite))
+    settings.backups_dir.mkdir(parents=True, mode=0o700)
+    leftover = settings.backups_dir / ".fovea-20260101T000000Z.sql.gz.age.partial"
+    leftover.write_bytes(b"age-encryption.org/v1\n-> half a file")
+    result = run_backup(settings)
+    assert not leftover.exists()
+    assert sorted(p.name for p in offsite.iterdir()) == sorted(
+        [result.name + ".age", result.name[: -len(".sql.gz")] + ".env.age", result.name + ".manifest.json"])
