@@ -393,7 +393,7 @@ def encryption_status(settings) -> dict[str, Any]:
                 _probe_cache[cache_key] = (ok, detail)
     except ConfigError as exc:
         ok, detail = False, str(exc)
-    except FoveaError as exc:  # the store did not answer: not a verdict on the key
+    except (FoveaError, OSError) as exc:  # the store did not answer: not a verdict on the key
         section["checked"] = {"key": newest, "ok": None, "detail": str(exc)}
         return section
     section["checked"] = {"key": newest, "ok": ok, "detail": detail}
