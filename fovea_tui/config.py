@@ -13,6 +13,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
+from urllib.parse import urlsplit
 
 import tomli_w
 
@@ -134,6 +135,17 @@ _CHOICES = {
     ("database", "mode"): ("docker", "direct"),
 }
 
+# Whole numbers with a sensible range: an absurd value (a typo of a few zeros) is refused at
+# load rather than overflowing a date computation in the middle of a run.
+_RANGES = {
+    ("volume", "max_delete_percent"): (0, 100),
+    ("volume", "full_listing_hours"): (0, 24 * 366),
+    ("drill", "interval_days"): (1, 3660),
+}
+
+# Nesting deeper than any real config: tomllib recurses per level and would overflow.
+_MAX_NESTING = 64
+
 
 def _check_value(key: str, value: Any, expected: Any) -> Any:
     origin = get_origin(expected)
@@ -170,11 +182,17 @@ def _validate_semantics(settings: Settings) -> None:
                 f"config key {section}.{name} is {value!r}; expected one of {', '.join(allowed)}",
                 key=f"{section}.{name}",
             )
-    if settings.volume.max_delete_percent > 100:
-        raise ConfigError(
-            "config key volume.max_delete_percent must be between 0 and 100",
-            key="volume.max_delete_percent",
-        )
+    for (section, name), (low, high) in _RANGES.items():
+        value = getattr(getattr(settings, section), name)
+        if not low <= value <= high:
+            raise ConfigError(f"config key {section}.{name} must be between {low} and {high} (it is {value})",
+                              key=f"{section}.{name}")
+    _check_absolute("backups.dir", settings.backups.dir)
+    for key, value in (("backups.offsite", settings.backups.offsite), ("volume.target", settings.volume.target)):
+        if value and "://" not in value:
+            _check_absolute(key, value)
+    if settings.s3.endpoint_url:
+        _check_http_url("s3.endpoint_url", settings.s3.endpoint_url)
     if not settings.stack.migrate_command:
         raise ConfigError("config key stack.migrate_command must not be empty", key="stack.migrate_command")
     for key, value in (("backups.offsite", settings.backups.offsite), ("volume.target", settings.volume.target)):
@@ -198,6 +216,39 @@ def _validate_semantics(settings: Settings) -> None:
         from fovea_tui.engine.backups.age_keys import parse_recipients
 
         parse_recipients(settings.encryption.recipients)  # ConfigError naming encryption.recipients[i]
+
+
+def _check_absolute(key: str, value: str) -> None:
+    """A directory fovea-tui writes to must not depend on the working directory of a cron job."""
+    if not value.strip():
+        raise ConfigError(f"config key {key} is empty", key=key, hint="give an absolute path")
+    if not os.path.isabs(value):
+        raise ConfigError(f"config key {key} is a relative path ({value!r}): it would depend on the "
+                          "directory fovea-tui is started from", key=key, hint="give an absolute path")
+
+
+def _check_http_url(key: str, value: str) -> None:
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"config key {key} is not an http(s) URL", key=key,
+                          hint="for example https://s3.example.com or http://127.0.0.1:9000; empty means AWS")
+
+
+def _nesting(text: str) -> int:
+    """The deepest bracket/brace nesting in TOML text (strings and comments count too: a
+    bound, not a parse)."""
+    depth = deepest = 0
+    for ch in text:
+        if ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+    return deepest
 
 
 def settings_from_dict(data: dict[str, Any], source: Path | None = None) -> Settings:
@@ -262,7 +313,9 @@ def find_config(explicit: str | os.PathLike | None = None) -> Path | None:
             return path
         if must_exist:
             origin = "--config" if explicit else f"${CONFIG_ENV_VAR}"
-            raise ConfigError(f"config file {path} (from {origin}) does not exist", key=origin)
+            what = "is a directory" if path.is_dir() else "does not exist"
+            raise ConfigError(f"config file {path} (from {origin}) {what}", key=origin,
+                              hint="give the path of a TOML file" if path.is_dir() else None)
     return None
 
 
@@ -276,12 +329,21 @@ def load_settings(explicit: str | os.PathLike | None = None) -> Settings:
 
 def load_file(path: Path) -> Settings:
     try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}", key=str(path)) from None
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"config file {path} cannot be read: {exc.strerror}", key=str(path)) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"config file {path} is not UTF-8 text (line {line})", key=str(path)) from None
+    if _nesting(text) > _MAX_NESTING:
+        raise ConfigError(f"config file {path} nests arrays or tables deeper than {_MAX_NESTING} levels",
+                          key=str(path)) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}", key=str(path)) from None
     return settings_from_dict(data, source=path.resolve())
 
 

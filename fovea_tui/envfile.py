@@ -6,7 +6,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from dotenv import dotenv_values
 
@@ -38,21 +38,55 @@ def is_scrubbed(key: str, value: str) -> bool:
     return upper not in PLAIN_KEYS and len(value) >= _TOKEN_LENGTH
 
 
+# libpq's connection parameters that have an environment variable, with the oldest client
+# major version that knows it (an unknown variable is silently ignored by an older libpq, so
+# the version is checked before a client is used). See libpq's "Environment Variables".
+LIBPQ_ENV: dict[str, tuple[str, int]] = {
+    "sslmode": ("PGSSLMODE", 0), "requiressl": ("PGREQUIRESSL", 0), "sslcert": ("PGSSLCERT", 0),
+    "sslkey": ("PGSSLKEY", 0), "sslrootcert": ("PGSSLROOTCERT", 0), "sslcrl": ("PGSSLCRL", 0),
+    "sslcompression": ("PGSSLCOMPRESSION", 0), "application_name": ("PGAPPNAME", 0),
+    "connect_timeout": ("PGCONNECT_TIMEOUT", 0), "options": ("PGOPTIONS", 0),
+    "client_encoding": ("PGCLIENTENCODING", 0), "hostaddr": ("PGHOSTADDR", 0), "passfile": ("PGPASSFILE", 0),
+    "service": ("PGSERVICE", 0), "krbsrvname": ("PGKRBSRVNAME", 0), "gsslib": ("PGGSSLIB", 0),
+    "target_session_attrs": ("PGTARGETSESSIONATTRS", 10), "gssencmode": ("PGGSSENCMODE", 12),
+    "channel_binding": ("PGCHANNELBINDING", 13), "ssl_min_protocol_version": ("PGSSLMINPROTOCOLVERSION", 13),
+    "ssl_max_protocol_version": ("PGSSLMAXPROTOCOLVERSION", 13), "sslcrldir": ("PGSSLCRLDIR", 14),
+    "sslsni": ("PGSSLSNI", 14), "require_auth": ("PGREQUIREAUTH", 16), "sslcertmode": ("PGSSLCERTMODE", 16),
+    "load_balance_hosts": ("PGLOADBALANCEHOSTS", 16), "gssdelegation": ("PGGSSDELEGATION", 16),
+    "sslnegotiation": ("PGSSLNEGOTIATION", 17),
+}
+# libpq parameters without an environment variable: connection tuning that changes nothing
+# about what the connection requires (its security), so dropping them is harmless.
+LIBPQ_TUNING = frozenset({"keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
+                          "tcp_user_timeout", "fallback_application_name"})
+# Prisma's own parameters (Fovea's DATABASE_URL is Prisma's): its pool and schema, not libpq's.
+PRISMA_ONLY = frozenset({"schema", "connection_limit", "pool_timeout", "pgbouncer", "socket_timeout",
+                         "statement_cache_size", "sslaccept", "sslidentity", "max_connection_lifetime",
+                         "max_idle_connection_lifetime"})
+_SSL_REQUIRED = ("require", "verify-ca", "verify-full")
+
+
 @dataclass(frozen=True)
 class DatabaseURL:
-    """A parsed postgresql:// URL. The password never appears in repr or str."""
+    """A parsed postgresql:// URL. The password never appears in repr or str.
+
+    `params` are the libpq parameters of its query string (sslmode, sslrootcert, ...); the
+    client tools get them as libpq environment variables (`client_env`)."""
 
     host: str
     port: int
     user: str
     database: str
     password: str = field(repr=False, default="")
+    params: tuple[tuple[str, str], ...] = ()
+    source: str = field(default="DATABASE_URL", compare=False)
 
     @classmethod
     def parse(cls, url: str, *, source: str = "DATABASE_URL") -> "DatabaseURL":
         try:
             parts = urlsplit(url)
             port = parts.port or 5432
+            query = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
         except ValueError:
             raise ConfigError(f"{source} is not a valid postgresql:// URL", key=source) from None
         if parts.scheme not in ("postgres", "postgresql"):
@@ -60,17 +94,64 @@ class DatabaseURL:
         password = unquote(parts.password or "")
         masking.register(password, url)
         host = unquote(parts.hostname or "")
+        user = unquote(parts.username or "")
         database = unquote(parts.path.lstrip("/"))
-        # Unix socket directories arrive as ?host=/path (libpq style).
-        for pair in parts.query.split("&"):
-            if pair.startswith("host="):
-                host = unquote(pair[5:])
-        return cls(host=host or "localhost", port=port, user=unquote(parts.username or ""),
-                   database=database, password=password)
+        params: dict[str, str] = {}
+        for key, value in query:
+            if key == "host":  # Unix socket directories arrive as ?host=/path (libpq style)
+                host = value
+            elif key == "port":
+                if not value.isdigit():
+                    raise ConfigError(f"{source}: port={value!r} is not a number", key=source)
+                port = int(value)
+            elif key == "user":
+                user = value
+            elif key == "password":
+                masking.register(value)
+                password = value
+            elif key == "dbname":
+                database = value
+            elif key == "sslpassword":
+                masking.register(value)
+                raise ConfigError(f"{source} sets sslpassword, which cannot reach pg_dump and psql without "
+                                  "putting it on a command line", key=source,
+                                  hint="use a client key without a passphrase, readable only by this user")
+            elif key in LIBPQ_ENV:
+                params[key] = value
+            elif key not in LIBPQ_TUNING and key not in PRISMA_ONLY:
+                raise ConfigError(f"{source} has the query parameter {key!r}, which libpq does not know",
+                                  key=source, hint="libpq's parameters are listed under 'Parameter Key Words'")
+        return cls(host=host or "localhost", port=port, user=user, database=database, password=password,
+                   params=tuple(sorted(params.items())), source=source)
 
     def __str__(self) -> str:
         auth = f"{self.user}:{masking.MASK}@" if self.password else f"{self.user}@"
         return f"postgresql://{auth}{self.host}:{self.port}/{self.database}"
+
+    @property
+    def needs_ssl(self) -> str | None:
+        """The parameter that makes SSL mandatory ("sslmode=require"), or None."""
+        values = dict(self.params)
+        if values.get("sslmode") in _SSL_REQUIRED:
+            return f"sslmode={values['sslmode']}"
+        if values.get("requiressl") == "1" and "sslmode" not in values:
+            return "requiressl=1"
+        if values.get("sslnegotiation") == "direct":
+            return "sslnegotiation=direct"
+        return None
+
+    @property
+    def client_needs(self) -> tuple[int, str] | None:
+        """(the oldest client major that understands every parameter, the parameter that asks
+        for it), or None when any client will do."""
+        best: tuple[int, str] | None = None
+        for key, value in self.params:
+            major = LIBPQ_ENV[key][1]
+            if key == "target_session_attrs" and value not in ("any", "read-write"):
+                major = 14
+            if major and (best is None or major > best[0]):
+                best = (major, key)
+        return best
 
     def client_env(self) -> dict[str, str]:
         """libpq environment for client tools: the password travels here, never in argv."""
@@ -78,6 +159,8 @@ class DatabaseURL:
                "PGDATABASE": self.database}
         if self.password:
             env["PGPASSWORD"] = self.password
+        for key, value in self.params:
+            env[LIBPQ_ENV[key][0]] = value
         return env
 
 

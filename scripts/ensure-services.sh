@@ -94,6 +94,26 @@ else
     command -v tmux >/dev/null 2>&1 || fail "tmux missing and could not be installed (apt package tmux)"
 fi
 
+# ---------------------------------------------------------------- fault tools
+# strace injects a fault into one syscall (ENOSPC on a late fsync); openssl makes the
+# certificates of the SSL-only PostgreSQL; Debian's PostgreSQL 15 server (built with OpenSSL)
+# runs it; setpriv drops root's bypass of file modes.
+for tool in strace:strace openssl:openssl setpriv:util-linux; do
+    cmd=${tool%%:*}; pkg=${tool#*:}
+    if command -v "$cmd" >/dev/null 2>&1; then
+        log "$cmd: present"
+    else
+        apt_install "$pkg" || true
+        command -v "$cmd" >/dev/null 2>&1 || fail "$cmd missing and could not be installed (apt package $pkg)"
+    fi
+done
+if [ -x /usr/lib/postgresql/15/bin/postgres ]; then
+    log "postgresql-15 server: present"
+else
+    apt_install postgresql-15 || true
+    [ -x /usr/lib/postgresql/15/bin/postgres ] || fail "PostgreSQL 15 server missing and could not be installed (apt package postgresql-15)"
+fi
+
 # ---------------------------------------------------------------- age
 # Debian's age/age-keygen: the interoperability check for encrypted off-site copies.
 if command -v age >/dev/null 2>&1 && command -v age-keygen >/dev/null 2>&1; then

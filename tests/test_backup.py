@@ -216,10 +216,16 @@ def test_status_alerts_for_an_old_backup_and_a_missing_env_copy(direct):
 
 
 def test_missing_env_file_still_backs_up_and_says_so(fresh_direct_db, tmp_path):
+    """The dump is kept, but a backup without the configured env file is incomplete (issue 14)."""
+    from fovea_tui.engine.backups.pipeline import BackupIncomplete
+
     data = direct_config(tmp_path, fresh_direct_db.url, tmp_path / "nowhere" / ".env")
     settings, _ = settings_and_config(tmp_path, data)
-    result = run_backup(settings)
-    assert result.env_copy is None
+    with pytest.raises(BackupIncomplete) as info:
+        run_backup(settings)
+    result = info.value.result
+    assert info.value.exit_code == 1 and "does not exist" in info.value.message
+    assert result.env_copy is None and not result.ok
     assert any("env file not copied" in w for w in result.warnings)
     assert mf.read_for(result.path).env_file is None
 

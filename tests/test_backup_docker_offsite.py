@@ -113,7 +113,8 @@ def test_wrong_endpoint_is_an_offsite_failure(fresh_direct_db, tmp_path):
         run_backup(settings)
     assert info.value.exit_code == 1
     assert info.value.result.path.exists()
-    assert info.value.result.offsite is None
+    offsite = info.value.result.offsite  # nothing went up: every piece is reported missing
+    assert offsite["status"] == "failed" and offsite["keys"] == [] and len(offsite["missing"]) == 3
 
 
 def test_offsite_directory_store(fresh_direct_db, tmp_path):

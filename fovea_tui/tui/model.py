@@ -24,7 +24,7 @@ FINE, STALE, MISSING, FAILING, UNKNOWN = "fine", "stale", "missing", "failing", 
 BACKUP_STALE_AFTER = timedelta(hours=26)   # a nightly dump, with two hours of slack
 SYNC_STALE_AFTER = timedelta(hours=50)     # the runbook's "slow cadence" for the videos
 
-_DUMP_NAME = re.compile(r"^fovea-(\d{8}T\d{6}Z|\d{4}-\d{2}-\d{2})\.sql\.gz$")
+_DUMP_NAME = re.compile(r"fovea-(\d{8}T\d{6}Z|\d{4}-\d{2}-\d{2})\.sql\.gz")
 
 
 @dataclass
@@ -78,7 +78,7 @@ def newest_dump_on_disk(backups_dir: Path) -> tuple[datetime, int] | None:
     except OSError:
         return None
     for path in entries:
-        match = _DUMP_NAME.match(path.name)
+        match = _DUMP_NAME.fullmatch(path.name)
         if not match:
             continue
         stamp = match.group(1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from fovea_tui.engine.ops.status import COST_OF_LOSS, Alert, StatusReport
 
@@ -23,7 +24,7 @@ def sample_report(now: datetime = SAMPLE_NOW, *, healthy: bool = True) -> Status
         {"name": "model-service", "container": "fovea-model-service-1",
          "state": "running" if healthy else "exited", "health": None, "image": "fovea/model-service:1.4"},
     ]
-    sections = {
+    sections: dict[str, dict[str, Any]] = {
         "database": {"ok": True, "mode": "docker", "cost_of_loss": COST_OF_LOSS["database"], "reachable": True,
                      "target": "postgres service of fovea", "server_version": "16.4", "size": 48_300_000,
                      "tables": 13, "rows": 182_344, "migrations": 3},

@@ -6,7 +6,7 @@ from fovea_tui import formatting
 from fovea_tui.cli.context import CliContext
 from fovea_tui.cli.flags import add_json_flag
 from fovea_tui.engine.backups.offsite import OffsiteFailed
-from fovea_tui.engine.backups.pipeline import BackupResult, run_backup
+from fovea_tui.engine.backups.pipeline import BackupIncomplete, BackupResult, run_backup
 from fovea_tui.errors import EXIT_FAILED, EXIT_OK
 
 
@@ -27,12 +27,18 @@ def render(result: BackupResult) -> str:
         f"({formatting.size(result.raw_bytes)} of SQL), {len(result.tables)} tables, "
         f"{rows} rows, {result.duration_s:.1f} s, sha256 {result.sha256[:16]}...",
         f"  manifest {result.manifest_path.name}",
-        f"  env copy {result.env_copy.name} (mode 0600)" if result.env_copy else "  env copy: none",
+        f"  env copy {result.env_copy.name} (mode 0600)" if result.env_copy else
+        f"  env copy FAILED: {result.env_error}" if result.env_error else "  env copy: none",
     ]
-    if result.offsite:
-        lines.append(f"  off-site {result.offsite['url']}: {', '.join(result.offsite['keys'])}")
-    elif result.offsite_error:
-        lines.append(f"  off-site copy FAILED: {result.offsite_error}")
+    offsite = result.offsite or {}
+    if result.offsite_error:
+        lines.append(f"  off-site copy FAILED ({offsite.get('url', 'backups.offsite')}): {result.offsite_error}")
+        if offsite.get("keys"):
+            lines.append(f"    uploaded: {', '.join(offsite['keys'])}")
+        if offsite.get("missing"):
+            lines.append(f"    NOT uploaded: {', '.join(offsite['missing'])}")
+    elif offsite:
+        lines.append(f"  off-site {offsite['url']}: {', '.join(offsite['keys'])}")
     else:
         lines.append("  off-site: none")
     for warning in result.warnings:
@@ -45,7 +51,7 @@ def run(args, ctx: CliContext) -> int:
     with ctx.progress() as progress:
         try:
             result = run_backup(settings, progress=progress, cancel=ctx.cancel, offsite=not args.no_offsite)
-        except OffsiteFailed as exc:
+        except (OffsiteFailed, BackupIncomplete) as exc:
             progress.__exit__(None, None, None)
             ctx.info(f"fovea-tui: {exc}")
             data = exc.result.as_dict()

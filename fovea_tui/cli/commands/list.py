@@ -28,7 +28,7 @@ def render(inv: Inventory, now: datetime | None = None) -> str:
     else:
         lines.append(f"{'name':<42} {'age':>14} {'size':>10}  {'where':<14} status")
         for e in inv.entries:
-            where = "+".join(e.locations)
+            where = e.where
             age = formatting.ago(e.time, now)
             flag = " (pending deletion)" if e.pending_deletion else ""
             lines.append(f"{e.name:<42} {age:>14} {formatting.size(e.size):>10}  "

@@ -58,9 +58,9 @@ def render(result: PruneResult) -> str:
     if pp.pending:
         lines.append(f"retrying {len(pp.pending)} deletion(s) a previous prune left unfinished")
     lines.append(f"{verb} ({len(files)} files):")
-    lines += [f"  {d.location:<8} {d.key}" for d in files]
-    for d, err in result.failed:
-        lines.append(f"  FAILED {d.location:<8} {d.key}: {err}")
+    lines += [f"  {f.location:<8} {f.key}" for f in files]
+    for deletion, err in result.failed:
+        lines.append(f"  FAILED {deletion.location:<8} {deletion.key}: {err}")
     if result.failed:
         lines.append("the failed deletions are journaled; the next prune retries them")
     return "\n".join(lines)

@@ -60,7 +60,8 @@ KIND_REGULAR = "regular"
 KIND_SAFETY = "safety"
 KIND_LEGACY = "legacy"
 
-_LOOKS_LIKE_DUMP = re.compile(r"^fovea-.*\.sql\.gz$")
+_LOOKS_LIKE_DUMP = re.compile(r"fovea-.*\.sql\.gz\s*", re.S)  # with a stray newline, too
+_DUMP_SHAPE = re.compile(r"fovea-(\d{8}T\d{6}Z(-pre-restore)?|\d{4}-\d{2}-\d{2})\.sql\.gz")
 
 
 # -- names ---------------------------------------------------------------------------
@@ -89,7 +90,7 @@ def parse_dump_name(name: str) -> ParsedName | None:
 
 
 def looks_like_dump(name: str) -> bool:
-    return bool(_LOOKS_LIKE_DUMP.match(name)) and not name.startswith(".")
+    return bool(_LOOKS_LIKE_DUMP.fullmatch(name)) and not name.startswith(".")
 
 
 def stem_of(dump_name: str) -> str:
@@ -180,6 +181,9 @@ class Entry:
     status_detail: str = ""
     warnings: list[str] = field(default_factory=list)
     pending_deletion: bool = False
+    # location -> the siblings that copy lacks ("manifest", "env copy"): an upload that
+    # stopped half-way; the dump there is not a whole backup
+    incomplete: dict[str, list[str]] = field(default_factory=dict)
 
     # -- derived
     @property
@@ -189,6 +193,16 @@ class Entry:
     @property
     def locations(self) -> list[str]:
         return [loc for loc in LOCATIONS if loc in self.copies]
+
+    @property
+    def where(self) -> str:
+        """Its locations for a listing, an incomplete copy marked: "local+offsite (incomplete)"."""
+        where = "+".join(self.locations)
+        if not self.incomplete:
+            return where
+        if len(self.locations) == 1:
+            return f"{where} (incomplete)"
+        return f"{where} ({'+'.join(self.incomplete)} incomplete)"
 
     @property
     def size(self) -> int:
@@ -261,6 +275,7 @@ class Entry:
                 for loc, c in self.copies.items()
             },
             "siblings": self.siblings(),
+            "incomplete": {loc: list(missing) for loc, missing in self.incomplete.items()},
             "sha256": self.sha256,
             "rows": self.rows,
             "tables": self.tables,
@@ -366,10 +381,15 @@ class _File:
     size: int
     mtime: datetime
     mtime_ns: int | None = None
+    not_regular: str = ""  # what it is instead of a regular file ("a symlink"): never a dump
 
 
 def list_local(directory: Path) -> list[_File]:
-    """Top-level files of the backups directory (one scandir, no file opened)."""
+    """Top-level files of the backups directory (one scandir, no file opened).
+
+    Symlinks are not followed: a dump is a regular file in this directory, and a link named
+    like one (to a good dump, or anywhere) must neither fill a retention slot nor be deleted
+    or restored in its place. Such entries come back with `not_regular` set."""
     out: list[_File] = []
     try:
         with os.scandir(directory) as entries:
@@ -377,13 +397,17 @@ def list_local(directory: Path) -> list[_File]:
                 if entry.name.startswith(".") or not entry.name.startswith("fovea-"):
                     continue
                 try:
-                    if not entry.is_file(follow_symlinks=True):
-                        continue
-                    st = entry.stat(follow_symlinks=True)
+                    st = entry.stat(follow_symlinks=False)
                 except OSError:
                     continue
-                out.append(_File(entry.name, st.st_size, datetime.fromtimestamp(st.st_mtime, timezone.utc),
-                                 st.st_mtime_ns))
+                mtime = datetime.fromtimestamp(st.st_mtime, timezone.utc)
+                if entry.is_symlink():
+                    out.append(_File(entry.name, 0, mtime, None, "a symlink"))
+                elif not entry.is_file(follow_symlinks=False):
+                    if not entry.is_dir(follow_symlinks=False):
+                        out.append(_File(entry.name, 0, mtime, None, "a special file"))
+                else:
+                    out.append(_File(entry.name, st.st_size, mtime, st.st_mtime_ns))
     except FileNotFoundError:
         return []
     return out
@@ -471,6 +495,11 @@ def load_inventory(settings: Settings, *, include_offsite: bool = True, store: S
 
     for location, files in ((LOCAL, local_files), (OFFSITE, offsite_files)):
         for f in files:
+            if f.not_regular:
+                if looks_like_dump(f.name):
+                    unrecognised.append(Stray(f.name, location, f"{f.not_regular}, not a regular file: "
+                                                                "dumps are regular files"))
+                continue
             parsed = parse_dump_name(plain_name(f.name)) if location == OFFSITE else parse_dump_name(f.name)
             if parsed is not None:
                 entry = entries.get(parsed.name)
@@ -484,7 +513,7 @@ def load_inventory(settings: Settings, *, include_offsite: bool = True, store: S
                 continue
             if looks_like_dump(f.name):
                 reason = ("the date in the name is impossible"
-                          if re.match(r"^fovea-(\d{8}T\d{6}Z(-pre-restore)?|\d{4}-\d{2}-\d{2})\.sql\.gz$", f.name)
+                          if _DUMP_SHAPE.fullmatch(f.name)
                           else "the name matches no dump pattern")
                 unrecognised.append(Stray(f.name, location, reason))
 
@@ -578,6 +607,8 @@ def _classify(entry: Entry, local_dir: Path, cache: dict[str, Any]) -> None:
         entry.warnings.append(f"off-site copy is damaged: {off.detail}")
     if local is not None and local.status == "corrupt" and off is not None and off.status != "corrupt":
         entry.warnings.append("local copy is corrupt; the off-site copy may be sound (prune keeps it)")
+    if off is not None and entry.kind != KIND_LEGACY:
+        _check_offsite_siblings(entry, m)
     if entry.kind == KIND_LEGACY and not has_manifest:
         entry.warnings.append("legacy dump of the runbook's cron line: no manifest")
     elif not has_manifest:
@@ -598,6 +629,21 @@ def _classify_encrypted(off: Copy, m: ManifestSummary | None, local: Copy | None
         off.status, off.detail = local.status, "encrypted; size as the manifest records"
     else:
         off.status, off.detail = "unverified", "encrypted; not verified" + (" (off-site only)" if local is None else "")
+
+
+def _check_offsite_siblings(entry: Entry, manifest: ManifestSummary | None) -> None:
+    """An off-site dump without its manifest (or without the env copy its backup made) is an
+    upload that stopped half-way: a copy to recover from only in part, said so."""
+    missing = []
+    if OFFSITE not in entry.manifests:
+        missing.append("manifest")
+    env_expected = LOCAL in entry.envs or (manifest is not None and manifest.env_file is not None)
+    if env_expected and OFFSITE not in entry.envs:
+        missing.append("env copy")
+    if missing:
+        entry.incomplete[OFFSITE] = missing
+        entry.warnings.append(f"off-site copy incomplete: no {' and no '.join(missing)} off-site "
+                              "(its upload stopped half-way)")
 
 
 def verify_entries(settings: Settings, inventory: Inventory, names: Iterable[str] | None = None, *,

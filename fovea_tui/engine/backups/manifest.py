@@ -26,8 +26,9 @@ KINDS = ("regular", "pre-restore")
 
 # fovea-20261101T020000Z.sql.gz, fovea-20261101T020000Z-pre-restore.sql.gz, and the
 # runbook's cron dumps fovea-2026-11-01.sql.gz ("legacy": no manifest, no env copy).
-_STAMPED = re.compile(r"^fovea-(\d{8}T\d{6}Z)(-pre-restore)?\.sql\.gz$")
-_LEGACY = re.compile(r"^fovea-(\d{4}-\d{2}-\d{2})\.sql\.gz$")
+# Always fullmatch: `$` would also match before a trailing newline ("...sql.gz\n").
+_STAMPED = re.compile(r"fovea-(\d{8}T\d{6}Z)(-pre-restore)?\.sql\.gz")
+_LEGACY = re.compile(r"fovea-(\d{4}-\d{2}-\d{2})\.sql\.gz")
 
 REQUIRED_KEYS: dict[str, type | tuple[type, ...]] = {
     "created_at": str,
@@ -79,14 +80,14 @@ def dump_name(now: datetime, kind: str = "regular") -> str:
 
 def parse_dump_name(name: str) -> DumpName | None:
     """The DumpName of a file name of the contract, or None for anything else."""
-    m = _STAMPED.match(name)
+    m = _STAMPED.fullmatch(name)
     if m:
         try:
             t = datetime.strptime(m.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
         except ValueError:
             return None
         return DumpName(name, t, "pre-restore" if m.group(2) else "regular", False)
-    m = _LEGACY.match(name)
+    m = _LEGACY.fullmatch(name)
     if m:
         try:
             t = datetime.strptime(m.group(1), "%Y-%m-%d").replace(tzinfo=timezone.utc)
@@ -215,8 +216,12 @@ def parse(data: bytes, *, source: str = "manifest") -> Manifest:
         parsed = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
         raise ManifestError(f"{source} is not UTF-8 text") from None
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise ManifestError(f"{source} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except ValueError as exc:  # e.g. an integer literal longer than Python's digit limit
+        raise ManifestError(f"{source} is not valid JSON ({exc})") from None
+    except RecursionError:  # a hostile file of nested brackets: its own dump's problem only
+        raise ManifestError(f"{source} is unreadable: nested too deeply to be a manifest") from None
     return Manifest.from_dict(parsed, source=source)
 
 

@@ -44,10 +44,21 @@ def upload(settings: Settings, result, *, progress, cancel: CancelToken) -> None
         raise
     except Exception as exc:  # noqa: BLE001 - any store failure: keep the local backup, say so
         reason = masking.redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        result.offsite = {"url": url, "keys": keys, "complete": False} if keys else None
+        # Every piece that did not go up is named: a dump off-site without its manifest or env
+        # copy is not a backup there, whatever went up before the failure.
+        uploaded = {encryption.plain_name(k) for k in keys}
+        missing = [p.name for p in backup_files(result) if p.name not in uploaded]
+        result.offsite = {"url": url, "status": "failed", "complete": False, "keys": keys, "missing": missing}
         result.offsite_error = reason
         raise OffsiteFailed(
-            f"off-site copy to {url} failed: {reason}; the local backup {result.path} is complete and kept",
+            f"off-site copy to {url} failed ({', '.join(missing)} not uploaded): {reason}; "
+            f"the local backup {result.path} is complete and kept",
             result,
         ) from None
-    result.offsite = {"url": url, "keys": keys, "where": where, "encrypted": encryption.enabled(settings)}
+    result.offsite = {"url": url, "status": "ok", "complete": True, "keys": keys, "missing": [], "where": where,
+                      "encrypted": encryption.enabled(settings)}
+
+
+def backup_files(result) -> list:
+    """What a whole backup is, in upload order: dump, env copy, manifest (last)."""
+    return [result.path] + ([result.env_copy] if result.env_copy is not None else []) + [result.manifest_path]

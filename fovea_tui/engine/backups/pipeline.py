@@ -101,6 +101,7 @@ def stream_to_file(proc: ToolProcess, fd: int, *, cancel: CancelToken,
     _END = object()
 
     def reader() -> None:
+        data: bytes | OSError | ValueError
         while not stop.is_set():
             try:
                 data = proc.read(CHUNK)
@@ -163,6 +164,16 @@ def stream_to_file(proc: ToolProcess, fd: int, *, cancel: CancelToken,
 # --------------------------------------------------------------------------- results
 
 
+class BackupIncomplete(OperationFailed):
+    """The dump and its manifest are complete and kept, but the env file configured in
+    install.env_file could not be copied beside them (exit 1): the one thing no backup can
+    replace is missing from this one. `result` describes what was kept."""
+
+    def __init__(self, message: str, result: "BackupResult", **kw) -> None:
+        super().__init__(message, **kw)
+        self.result = result
+
+
 @dataclass
 class BackupResult:
     """A finished backup: its manifest (what the dump holds) and where its files are."""
@@ -175,6 +186,7 @@ class BackupResult:
     offsite: dict[str, Any] | None = None
     offsite_error: str | None = None
     raw_bytes: int = 0
+    env_error: str | None = None   # install.env_file is set but could not be copied
 
     @property
     def name(self) -> str:
@@ -226,7 +238,7 @@ class BackupResult:
 
     @property
     def ok(self) -> bool:
-        return self.offsite_error is None
+        return self.offsite_error is None and self.env_error is None
 
     @property
     def rows(self) -> int:
@@ -251,6 +263,7 @@ class BackupResult:
             "prisma_migrations": len(self.prisma_migrations),
             "manifest": str(self.manifest_path),
             "env_copy": str(self.env_copy) if self.env_copy else None,
+            "env_error": self.env_error,
             "warnings": list(self.warnings),
             "offsite": self.offsite,
             "offsite_error": self.offsite_error,
@@ -272,7 +285,7 @@ def prepare_backups_dir(settings: Settings) -> Path:
 
 def cleanup_partials(directory: Path) -> list[str]:
     """Remove temp files an interrupted run left (`.fovea-*.partial`, `.fovea-*.tmp`)."""
-    removed = []
+    removed: list[str] = []
     try:
         entries = list(os.scandir(directory))
     except FileNotFoundError:
@@ -351,12 +364,13 @@ def _stop(proc: ToolProcess) -> None:
         pass
 
 
-def _write_error(path: Path, exc: OSError) -> OperationFailed:
+def _write_error(path: Path, exc: OSError, what: str = "the dump") -> OperationFailed:
+    """The error of a write in the backups directory; the caller removes every file of the run."""
     if exc.errno == errno.ENOSPC:
-        return OperationFailed(f"no space left on the device of {path.parent} while writing the dump",
+        return OperationFailed(f"no space left on the device of {path.parent} while writing {what}",
                                hint="free space or point backups.dir elsewhere; nothing was kept")
     if exc.errno == errno.EDQUOT:
-        return OperationFailed(f"disk quota exceeded under {path.parent} while writing the dump")
+        return OperationFailed(f"disk quota exceeded under {path.parent} while writing {what}; nothing was kept")
     return OperationFailed(f"cannot write under {path.parent}: {exc.strerror or exc}")
 
 
@@ -388,7 +402,9 @@ def run_backup(settings: Settings, *, progress: Callable[[ProgressEvent], None] 
 
     Raises FoveaError subclasses: OperationFailed (exit 1) with the reason, LockHeld /
     SafetyRefusal (exit 3), Cancelled; OffsiteFailed (exit 1) when everything local worked
-    but the off-site copy did not (its `result` says where the backup is).
+    but the off-site copy did not, BackupIncomplete (exit 1) when the configured env file
+    could not be copied (a regular backup; the dump is kept and uploaded all the same).
+    Both carry `result`, which says where the backup is.
     """
     if kind not in mf.KINDS:
         raise ValueError(f"unknown backup kind {kind!r}")
@@ -401,9 +417,21 @@ def run_backup(settings: Settings, *, progress: Callable[[ProgressEvent], None] 
                 log.info("removed %d temp file(s) of an interrupted run", len(removed))
             result = _backup_locked(settings, directory, progress=progress, cancel=cancel, now=now,
                                     kind=kind, database=database, env=env)
+            offsite_failed: OffsiteFailed | None = None
             if offsite and settings.backups.offsite:
-                upload_offsite(settings, result, progress=progress, cancel=cancel)
-    except OffsiteFailed as exc:
+                try:
+                    upload_offsite(settings, result, progress=progress, cancel=cancel)
+                except OffsiteFailed as exc:
+                    offsite_failed = exc
+            if result.env_error is not None:
+                also = f"; the off-site copy failed too: {result.offsite_error}" if offsite_failed else ""
+                raise BackupIncomplete(
+                    f"backup incomplete: {result.env_error}{also}; the dump {result.path} and its manifest "
+                    "are complete and kept", result,
+                    hint="fix install.env_file and back up again: a restore on a new host needs that file")
+            if offsite_failed is not None:
+                raise offsite_failed
+    except (OffsiteFailed, BackupIncomplete) as exc:
         audit.record(settings, "backup", "failed", {**_audit_details(exc.result), "reason": exc.message})
         raise
     except FoveaError as exc:
@@ -515,10 +543,14 @@ def _backup_locked(settings: Settings, directory: Path, *, progress, cancel: Can
             except OSError as exc:
                 _unlink_quiet(env_tmp, env_tmp.with_name(f".{env_tmp.name}.tmp"))
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                    raise _write_error(env_tmp, exc) from None
+                    raise _write_error(env_tmp, exc, "the env copy") from None
                 env_error = f"env file {settings.install.env_file} could not be copied: {exc.strerror or exc}"
         if env_info is None:
             warnings.append(f"env file not copied with this backup: {env_error or 'no env file'}")
+            if not settings.install.env_file:
+                env_error = None  # none configured: nothing to copy, nothing missing
+            elif kind != "regular":
+                env_error = None  # a safety dump guards the database only; the env file stays put
 
         previous = mf.recent(directory, RECENT_MANIFESTS)
         warnings += plausibility_warnings(stats.size, stats.tables, previous)
@@ -549,10 +581,13 @@ def _backup_locked(settings: Settings, directory: Path, *, progress, cancel: Can
             os.rename(env_tmp, env_final)
             created.append(env_final)
         fsync_dir(directory)
+        # A failure from here on (a late ENOSPC on the directory fsync after the rename) may
+        # leave the manifest in place: it is removed with the rest, never left an orphan.
+        created.append(manifest_final)
         try:
             mf.write(manifest, manifest_final)
         except OSError as exc:
-            raise _write_error(manifest_final, exc) from None
+            raise _write_error(manifest_final, exc, f"the manifest {manifest_final.name}") from None
     except BaseException as exc:
         _unlink_quiet(*created)
         try:
@@ -575,6 +610,7 @@ def _backup_locked(settings: Settings, directory: Path, *, progress, cancel: Can
     return BackupResult(
         path=final, manifest=manifest, manifest_path=manifest_final,
         env_copy=env_final if env_info else None, warnings=warnings, raw_bytes=stats.raw_bytes,
+        env_error=None if env_info else env_error,
     )
 
 

@@ -95,7 +95,7 @@ def read_dump(path: Path, *, cancel: CancelToken | None = None,
                     while d.unconsumed_tail == b"" and len(out) == MAX_OUT and not d.eof:
                         out = d.decompress(b"", MAX_OUT)
                         inspector.feed(out)
-                except isal_zlib.error as exc:
+                except isal_zlib.error as exc:  # type: ignore[misc]  # isal's stub types `error` as an instance, it is a class
                     problems.append(f"not a valid gzip stream at byte {size - len(data)}: {exc}")
                     break
                 if d.eof:

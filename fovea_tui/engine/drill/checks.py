@@ -109,6 +109,7 @@ def check_videos(settings: Settings, db, database: str, storage: str, cancel: Ca
     for filename, path, size in rows:
         key = video_key(path, filename, storage)
         local = Path(settings.volume.path) / key
+        expected: int | None
         try:
             expected = local.stat().st_size
         except OSError:

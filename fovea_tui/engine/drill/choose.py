@@ -42,6 +42,7 @@ def choose_dump(settings: Settings) -> Chosen:
             if entry.offsite is None or entry.offsite.status == "corrupt" or OFFSITE not in entry.manifests:
                 continue
             key = entry.manifests[OFFSITE]
+            assert inventory.store is not None  # an off-site entry was listed from this store
             try:
                 manifest = mf.parse(inventory.store.read_bytes(key), source=f"off-site manifest {key}")
             except FoveaError:

@@ -163,13 +163,13 @@ def write_reports(settings: Settings, result: DrillResult) -> tuple[Path, Path]:
     return result.report_json, result.report_md
 
 
-_REPORT = re.compile(r"^drill-\d{8}T\d{6}Z\.json$")
+_REPORT = re.compile(r"drill-\d{8}T\d{6}Z\.json")
 
 
 def latest_report(settings: Settings) -> dict[str, Any] | None:
     """The newest drill report (by its name, which is its start time), or None."""
     try:
-        names = sorted((p for p in drills_dir(settings).iterdir() if _REPORT.match(p.name)), reverse=True)
+        names = sorted((p for p in drills_dir(settings).iterdir() if _REPORT.fullmatch(p.name)), reverse=True)
     except OSError:
         return None
     for path in names:

@@ -97,6 +97,11 @@ class DrillResult:
     def check(self, name: str) -> Check | None:
         return next((c for c in self.checks if c.name == name), None)
 
+    def passed(self, name: str) -> bool:
+        """True when the named check ran and passed."""
+        check = self.check(name)
+        return check is not None and check.ok
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,

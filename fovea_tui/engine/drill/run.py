@@ -107,7 +107,7 @@ class _StreamCtx:
 # --------------------------------------------------------------------------- the drill
 
 
-def run_drill(settings: Settings, *, progress: Callable[[ProgressEvent], None] = no_progress,
+def run_drill(settings: Settings, *, progress: Callable[[ProgressEvent], None] | None = None,
               cancel: CancelToken | None = None, on_check: Callable[[Check], None] | None = None,
               now: datetime | None = None, database=None, write_report: bool = True) -> DrillResult:
     """Run the drill; returns the result (`ok`, `checks`, `rto_s`...) and writes the report.
@@ -194,10 +194,11 @@ class _Drill:
                 path, dump_ok = self._dump(chosen, Path(tmp))
                 self.cancel.check()
                 if dump_ok:
+                    assert path is not None  # a dump that verified was fetched
                     self._restore(db, chosen, path, scratch)
                 else:
                     self.skip("restore", "not run: the dump did not verify")
-                restored = bool(result.check("restore") and result.check("restore").ok)
+                restored = result.passed("restore")
                 self.cancel.check()
                 self._rows_and_migrations(db, scratch, chosen, restored)
                 self.cancel.check()
@@ -280,7 +281,7 @@ class _Drill:
                 raise
             except FoveaError as exc:
                 self.land(Check(fn.__name__.removeprefix("check_"), False, str(exc)))
-        if self.result.check("rows").ok and self.result.check("migrations").ok:
+        if self.result.passed("rows") and self.result.passed("migrations"):
             self.result.rto_s = time.monotonic() - self.t0
 
     def _videos(self, db, scratch: str, storage: str, restored: bool) -> None:
@@ -308,8 +309,8 @@ def _new_result(settings: Settings, chosen: Chosen, started: datetime) -> DrillR
     result = DrillResult(dump=chosen.name, source=chosen.source, started_at=started,
                          offsite=settings.backups.offsite or None, volume_target=settings.volume.target or None,
                          dump_key=chosen.dump_key, env_key=chosen.env_key)
-    result.dump_time = chosen.manifest.created or (mf.parse_dump_name(chosen.name).time
-                                                    if mf.parse_dump_name(chosen.name) else None)
+    parsed = mf.parse_dump_name(chosen.name)
+    result.dump_time = chosen.manifest.created or (parsed.time if parsed else None)
     if result.dump_time is not None:
         result.rpo_s = (started - result.dump_time).total_seconds()
     if chosen.source == "local":
@@ -342,6 +343,7 @@ def _cleanup(db, scratch: str, result: DrillResult, land) -> None:
 
 def _fetch(settings: Settings, chosen: Chosen, tmp: Path, progress, cancel: CancelToken) -> Path:
     if chosen.source == "local":
+        assert chosen.local_path is not None  # choose sets it for every local pick
         return chosen.local_path
     dest = tmp / chosen.name
     t0 = time.monotonic()

@@ -9,6 +9,7 @@ PGPASSWORD), never on a command line.
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import re
 import shutil
@@ -40,11 +41,41 @@ def _version_of(binary: str) -> tuple[int, ...]:
     return tuple(int(g) for g in match.groups() if g) if match else ()
 
 
-def find_client_bin(min_major: int = 0) -> Path:
-    """The directory of the newest PostgreSQL client tools on this host.
+def _pgserver_bin() -> list[Path]:
+    """The pgserver wheel's bin directory (demo and test extras), located without importing
+    it: importing pgserver prints a RuntimeDirWarning when XDG_RUNTIME_DIR is unset, which
+    cron would mail on every run."""
+    try:
+        spec = importlib.util.find_spec("pgserver")
+    except (ImportError, ValueError):
+        return []
+    roots = list(spec.submodule_search_locations or []) if spec else []
+    return [Path(root) / "pginstall" / "bin" for root in roots]
+
+
+def _ssl_capable(directory: Path) -> bool:
+    """Was this client's libpq built with SSL? Asked of psql itself: with sslmode=require and
+    a socket directory that does not exist, a libpq without SSL refuses the mode before it
+    tries to connect; one with SSL fails to connect instead. No network, a few ms."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env.update(PGSSLMODE="require", PGHOST="/nonexistent/fovea-tui-probe", PGCONNECT_TIMEOUT="1")
+    try:
+        r = subprocess.run([str(directory / "psql"), "-X", "-w", "-c", ""], capture_output=True, text=True,
+                           env=env, timeout=10, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "not compiled in" not in r.stderr
+
+
+def find_client_bin(min_major: int = 0, *, url: DatabaseURL | None = None) -> Path:
+    """The directory of the newest PostgreSQL client tools on this host that can do what is
+    asked of them.
 
     pg_dump refuses servers newer than itself, so prefer the highest version found in
-    $FOVEA_TUI_PG_BIN, PATH, Debian's /usr/lib/postgresql/*/bin and the pgserver wheel.
+    $FOVEA_TUI_PG_BIN, PATH, Debian's /usr/lib/postgresql/*/bin and the pgserver wheel. A
+    `url` whose parameters need SSL (sslmode=require...) or a newer libpq (require_auth: 16)
+    rules out the clients that cannot honour them: a ConfigError says so rather than a
+    connection made without what the URL asked for.
     """
     candidates: list[Path] = []
     if os.environ.get(PG_BIN_ENV):
@@ -53,32 +84,52 @@ def find_client_bin(min_major: int = 0) -> Path:
     if on_path:
         candidates.append(Path(on_path).resolve().parent)
     candidates += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"))]
-    try:
-        import pgserver  # optional: bundled with the demo and test extras
-
-        candidates.append(Path(pgserver.__file__).parent / "pginstall" / "bin")
-    except ImportError:
-        pass
-    best: tuple[tuple[int, ...], Path] | None = None
-    for directory in candidates:
+    candidates += _pgserver_bin()
+    found: list[tuple[tuple[int, ...], Path]] = []
+    for directory in dict.fromkeys(candidates):
         if not (directory / "pg_dump").exists() or not (directory / "psql").exists():
             continue
         version = _version_of(str(directory / "pg_dump"))
-        if version and (best is None or version > best[0]):
-            best = (version, directory)
-    if best is None:
+        if version:
+            found.append((version, directory))
+    found.sort(key=lambda item: item[0], reverse=True)
+    if not found:
         raise ConfigError(
             "no PostgreSQL client tools (pg_dump, psql) on this host for database.mode = \"direct\"",
             key="database.mode",
             hint=f"install postgresql-client, set ${PG_BIN_ENV}, or use database.mode = \"docker\"",
         )
+    source = url.source if url is not None else "database.url"
+    needs = url.client_needs if url is not None else None
+    if needs is not None:
+        usable = [item for item in found if item[0][0] >= needs[0]]
+        if not usable:
+            raise ConfigError(
+                f"{source} sets {needs[1]}, which PostgreSQL client tools older than {needs[0]} ignore; "
+                f"the newest here is pg_dump {_dotted(found[0][0])}",
+                key=source, hint=f"install postgresql-client-{needs[0]} and set ${PG_BIN_ENV}, or drop {needs[1]}")
+        found = usable
+    ssl = url.needs_ssl if url is not None else None
+    if ssl is not None:
+        usable = [item for item in found if _ssl_capable(item[1])]
+        if not usable:
+            raise ConfigError(
+                f"{source} asks for {ssl}, but no PostgreSQL client tools here that could connect were "
+                "built with SSL support (" + ", ".join(f"{d} {_dotted(v)}" for v, d in found) + ")",
+                key=source, hint=f"install Debian's postgresql-client and set ${PG_BIN_ENV} to its bin directory")
+        found = usable
+    best = found[0]
     if min_major and best[0][0] < min_major:
         raise ConfigError(
-            f"pg_dump {'.'.join(map(str, best[0]))} is older than the server ({min_major})",
+            f"pg_dump {_dotted(best[0])} is older than the server ({min_major})",
             key="database.mode",
             hint=f"install postgresql-client-{min_major} or set ${PG_BIN_ENV} to its bin directory",
         )
     return best[1]
+
+
+def _dotted(version: tuple[int, ...]) -> str:
+    return ".".join(map(str, version))
 
 
 class Database(ABC):
@@ -232,16 +283,14 @@ class DirectDatabase(Database):
 
     @cached_property
     def bin_dir(self) -> Path:
-        return self._bin_dir or find_client_bin()
+        return self._bin_dir or find_client_bin(url=self.url)
 
     def describe(self) -> str:
         return str(self.url)
 
     def _spawn(self, tool: str, args: Sequence[str], *, stdin: bool = False) -> ToolProcess:
         binary = self.bin_dir / tool
-        env = self.url.client_env()
-        env["PGCONNECT_TIMEOUT"] = "10"
-        env["PGAPPNAME"] = "fovea-tui"
+        env = {"PGCONNECT_TIMEOUT": "10", "PGAPPNAME": "fovea-tui", **self.url.client_env()}
         return LocalProcess([str(binary), *args], env, stdin=stdin)
 
 
@@ -255,12 +304,13 @@ def open_database(settings: Settings, env: EnvFile | None = None, stack: Stack |
         url = DatabaseURL.parse(db.url, source="database.url")
     else:
         env = env or EnvFile.load(settings.install.env_file)
-        url = env.database_url()
-        if url is None:
+        env_url = env.database_url()
+        if env_url is None:
             raise ConfigError(
                 "direct mode needs a database URL: database.url is empty and the env file has no DATABASE_URL",
                 key="database.url",
             )
+        url = env_url
         if url.host in ("postgres", settings.database.service):
             raise ConfigError(
                 f"DATABASE_URL in the env file points at host {url.host!r}, which resolves only inside the compose network",

@@ -31,7 +31,8 @@ from typing import Iterator
 from fovea_tui.config import Settings
 from fovea_tui.errors import LockHeld, OperationFailed, SafetyRefusal
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*")
+_WRITABLE_HINT = "backups.dir must be writable by this user: is it mounted read-only, or owned by another user?"
 _held = threading.local()
 
 
@@ -82,6 +83,9 @@ def ensure_private_dir(path: Path) -> Path:
             directory.mkdir(mode=0o700)
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise OperationFailed(f"cannot create the directory {directory}: {exc.strerror or exc}",
+                                  hint=_WRITABLE_HINT) from None
         os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
     if not path.is_dir():
         raise OperationFailed(f"{path} exists and is not a directory")
@@ -103,7 +107,7 @@ def check_not_world_writable(path: Path, what: str = "backups directory") -> Non
 
 
 def lock_path(settings: Settings, name: str) -> Path:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ValueError(f"bad lock name {name!r}")
     return settings.state_dir / f"{name}.lock"
 
@@ -170,7 +174,11 @@ def acquire(settings: Settings, name: str, *, purpose: str, wait: float = 0.0) -
 
     path = lock_path(settings, name)
     ensure_private_dir(path.parent)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:  # EROFS, EACCES, ENOSPC: one line, not a traceback
+        raise OperationFailed(f"cannot take the {name} lock {path}: {exc.strerror or exc}",
+                              hint=_WRITABLE_HINT) from None
     try:
         deadline = time.monotonic() + wait
         while True:

@@ -331,7 +331,7 @@ class Stack:
 def _mount_from(m: dict):
     from docker.types import Mount
 
-    return Mount(target=m.get("Target"), source=m.get("Source"), type=m.get("Type", "volume"),
+    return Mount(target=m["Target"], source=m.get("Source"), type=m.get("Type", "volume"),
                  read_only=bool(m.get("ReadOnly")))
 
 

@@ -11,10 +11,11 @@ import hashlib
 import os
 import time
 from abc import ABC, abstractmethod
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import IO, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from fovea_tui.config import S3Settings
 from fovea_tui.engine.infra.files import fsync_dir
@@ -31,6 +32,14 @@ SINGLE_PUT_MAX = 2 * 1024 * 1024  # below this, one verified PutObject from memo
 
 class StoreError(OperationFailed):
     """An object-store call failed; the message names the store and the object."""
+
+
+class ReadStream(Protocol):
+    """What `open_read` hands out: a local file or botocore's StreamingBody (not an IO[bytes])."""
+
+    def read(self, amt: int = ..., /) -> bytes: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -124,11 +133,11 @@ class Store(ABC):
             self.delete(key)
 
     @abstractmethod
-    def open_read(self, key: str) -> IO[bytes]:
+    def open_read(self, key: str) -> ReadStream:
         """A readable stream of the object."""
 
     def read_bytes(self, key: str) -> bytes:
-        with self.open_read(key) as fh:
+        with closing(self.open_read(key)) as fh:
             return fh.read()
 
     @abstractmethod
@@ -289,7 +298,7 @@ class DirectoryStore(Store):
         except OSError as exc:
             raise StoreError(f"cannot delete {key} from {self.root}: {exc.strerror}") from None
 
-    def open_read(self, key) -> IO[bytes]:
+    def open_read(self, key) -> ReadStream:
         path = self._path(key)
         try:
             return path.open("rb")
@@ -533,7 +542,7 @@ class S3Store(Store):
         """In key order; `start_after` (a key relative to the store) lets callers list
         disjoint key ranges concurrently."""
         paginator = self.client.get_paginator("list_objects_v2")
-        kwargs = {"StartAfter": self._key(start_after)} if start_after else {}
+        kwargs: dict[str, Any] = {"StartAfter": self._key(start_after)} if start_after else {}
         if page_size:
             kwargs["PaginationConfig"] = {"PageSize": page_size}
         try:
@@ -546,7 +555,7 @@ class S3Store(Store):
 
     def list_dir(self, prefix: str = "", *, page_size: int | None = None) -> Iterator[ObjectInfo]:
         paginator = self.client.get_paginator("list_objects_v2")
-        kwargs = {"PaginationConfig": {"PageSize": page_size}} if page_size else {}
+        kwargs: dict[str, Any] = {"PaginationConfig": {"PageSize": page_size}} if page_size else {}
         try:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix), Delimiter="/", **kwargs):
                 for obj in page.get("Contents", []) or []:
@@ -595,7 +604,7 @@ class S3Store(Store):
             raise StoreError(f"{len(errors)} of {len(keys)} deletions failed in s3://{self.bucket}/{self.prefix}, "
                              f"first: {errors[0].get('Key')}: {errors[0].get('Code')}")
 
-    def open_read(self, key) -> IO[bytes]:
+    def open_read(self, key) -> ReadStream:
         try:
             return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
         except Exception as exc:  # noqa: BLE001

@@ -50,6 +50,10 @@ class ToolProcess(ABC):
         """End the tool's stdin (it sees EOF)."""
 
     @abstractmethod
+    def drain_stdout(self) -> None:
+        """Collect stdout in the background so the tool never blocks on a full pipe."""
+
+    @abstractmethod
     def wait(self) -> int:
         """Wait for the tool to end; its exit code."""
 
@@ -89,8 +93,9 @@ class LocalProcess(ToolProcess):
         self._stdout_tail: collections.deque[bytes] = collections.deque(maxlen=256)
 
     def _collect_stderr(self) -> None:
-        assert self._proc.stderr is not None
-        for chunk in iter(lambda: self._proc.stderr.read(8192), b""):
+        stderr = self._proc.stderr
+        assert stderr is not None
+        for chunk in iter(lambda: stderr.read(8192), b""):
             self._stderr.append(chunk)
             self._stderr_size += len(chunk)
             while self._stderr_size > STDERR_TAIL_BYTES and len(self._stderr) > 1:
@@ -100,8 +105,9 @@ class LocalProcess(ToolProcess):
         """Read stdout in the background (psql during a restore) so the tool never blocks."""
 
         def run() -> None:
-            assert self._proc.stdout is not None
-            for chunk in iter(lambda: self._proc.stdout.read(8192), b""):
+            stdout = self._proc.stdout
+            assert stdout is not None
+            for chunk in iter(lambda: stdout.read(8192), b""):
                 self._stdout_tail.append(chunk)
 
         self._stdout_thread = threading.Thread(target=run, daemon=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import socket
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -318,14 +319,14 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+class _V6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
 def start_server(settings: Settings, host: str, port: int) -> ThreadingHTTPServer:
     """Bind and serve in a daemon thread; OperationFailed (exit 1) when the address is taken."""
-    import socket
-
     handler = type("FoveaMetricsHandler", (_Handler,), {"settings": settings})
-    server_cls = ThreadingHTTPServer
-    if ":" in host:
-        server_cls = type("V6Server", (ThreadingHTTPServer,), {"address_family": socket.AF_INET6})
+    server_cls = _V6Server if ":" in host else ThreadingHTTPServer
     try:
         server = server_cls((host, port), handler)
     except OSError as exc:
@@ -336,6 +337,6 @@ def start_server(settings: Settings, host: str, port: int) -> ThreadingHTTPServe
 
 
 def server_url(server: ThreadingHTTPServer) -> str:
-    host, port = server.server_address[:2]
-    host = f"[{host}]" if ":" in str(host) else host
+    host, port = str(server.server_address[0]), server.server_address[1]
+    host = f"[{host}]" if ":" in host else host
     return f"http://{host}:{port}/"

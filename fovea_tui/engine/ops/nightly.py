@@ -32,7 +32,7 @@ from fovea_tui.engine.infra.locks import acquire, ensure_private_dir
 from fovea_tui.engine.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 from fovea_tui.errors import Cancelled, FoveaError
 from fovea_tui.engine.backups.offsite import OffsiteFailed
-from fovea_tui.engine.backups.pipeline import run_backup
+from fovea_tui.engine.backups.pipeline import BackupIncomplete, run_backup
 from fovea_tui.engine.backups import prune
 from fovea_tui.engine.volume.sync import run_sync
 
@@ -118,7 +118,7 @@ def _as_dict(value: Any) -> dict[str, Any]:
 def _backup(settings: Settings, progress: ProgressCallback, cancel: CancelToken) -> tuple[dict[str, Any], str]:
     try:
         result = _as_dict(run_backup(settings, progress=progress, cancel=cancel, offsite=True))
-    except OffsiteFailed as exc:  # the local dump is fine, its off-site copy is not: still a failure
+    except (OffsiteFailed, BackupIncomplete) as exc:  # the local dump is fine, a piece is missing: a failure
         raise _StepFailed(str(exc), _as_dict(exc.result)) from None
     detail = f"{result.get('name') or Path(str(result.get('path', ''))).name}, {result.get('size', '?')} bytes"
     if result.get("offsite"):

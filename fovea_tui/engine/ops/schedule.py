@@ -355,9 +355,10 @@ def _removal_of_everything(plan: Plan, keep: str | None) -> None:
         files = [f for f in _systemd_files(None, None) if f.old is not None]
         if files:
             plan.files += files
-            if systemd_is_real() and _systemctl():
-                plan.commands.insert(0, [_systemctl(), "disable", "--now", TIMER_NAME])
-                plan.commands.append([_systemctl(), "daemon-reload"])
+            systemctl = _systemctl() if systemd_is_real() else None
+            if systemctl:
+                plan.commands.insert(0, [systemctl, "disable", "--now", TIMER_NAME])
+                plan.commands.append([systemctl, "daemon-reload"])
     if keep != "cron":
         path = cron_dir() / CRON_FILE_NAME
         old = _read(path)
@@ -391,9 +392,10 @@ def plan_install(settings: Settings, at: str | None = None, *, cron: bool = Fals
         plan.notes.append("systemd is not running here (or needs root): using cron instead")
     if kind == "systemd":
         plan.files = _systemd_files(render_service(command), render_timer(hour, minute))
-        if systemd_is_real() and _systemctl():
-            plan.commands = [[_systemctl(), "daemon-reload"],
-                             [_systemctl(), "enable", "--now", TIMER_NAME]]
+        systemctl = _systemctl() if systemd_is_real() else None
+        if systemctl:
+            plan.commands = [[systemctl, "daemon-reload"],
+                             [systemctl, "enable", "--now", TIMER_NAME]]
     elif kind == "cron":
         path = cron_dir() / CRON_FILE_NAME
         plan.files = [FileChange(path, render_cron_file(hour, minute, command, current_user()), _read(path))]
@@ -509,9 +511,10 @@ def show(settings: Settings, now: datetime | None = None, *, probe_systemctl: bo
     if len(found) > 1:
         info["also_installed"] = [e["kind"] for e in found[1:]]
     if entry["hm"] is not None:
-        info["at"] = format_at(*entry["hm"])
+        hour, minute = entry["hm"]
+        info["at"] = format_at(hour, minute)
         nxt = _systemctl_next(now) if entry["kind"] == "systemd" and probe_systemctl else None
-        info["next_run"] = (nxt or next_run(*entry["hm"], now)).isoformat(timespec="seconds")
+        info["next_run"] = (nxt or next_run(hour, minute, now)).isoformat(timespec="seconds")
     info["summary"] = (f"{entry['kind']} daily at {info['at'] or '?'}"
                        + (f", next {info['next_run']}" if info["next_run"] else ""))
     return info

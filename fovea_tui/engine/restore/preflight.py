@@ -92,7 +92,8 @@ def bundled_migrations(ctx) -> dict[str, list[str]]:
         if code != 0:
             raise FoveaError(f"listing {MIGRATIONS_DIR} in a one-off {service} container failed: {out.strip()[:200]}")
     found: dict[str, list[str]] = {}
-    name, body = None, []
+    name: str | None = None
+    body: list[str] = []
     for line in out.splitlines() + ["@@fovea-migration@@ "]:
         if line.startswith("@@fovea-migration@@ "):
             if name:
@@ -182,10 +183,10 @@ def check_engine(ctx) -> Check:
         else:
             detail += f"compose project {s.install.compose_project}: " + ", ".join(x.name for x in ctx.stack.services())
     if ctx.stack is not None and not ctx.params.get("skip_migrate"):
-        names = [x.name for x in ctx.stack.services()]
-        if s.stack.backend_service not in names:
+        service_names = [x.name for x in ctx.stack.services()]
+        if s.stack.backend_service not in service_names:
             return Check("engine", False, f"no service {s.stack.backend_service!r} (stack.backend_service) to run "
-                         "the migrations in", data={"services": names})
+                         "the migrations in", data={"services": service_names})
     return Check("engine", True, detail)
 
 

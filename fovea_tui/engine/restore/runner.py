@@ -84,8 +84,9 @@ def _forward(ctx: RestoreContext, steps: list[Step], *, resume: bool) -> None:
     start = 0
     if resume:
         start = next((i for i, r in enumerate(records) if r["status"] not in DONE), len(records))
-        if start < len(records) and steps[start].rerun_from:
-            start = _index(steps, steps[start].rerun_from)
+        rerun_from = steps[start].rerun_from if start < len(records) else None
+        if rerun_from:
+            start = _index(steps, rerun_from)
         for rec in records[start:]:
             if rec["status"] != "pending":
                 rec.setdefault("output", []).append(f"--- resumed ({rec['status']} before) ---")

@@ -108,9 +108,14 @@ class ChooseDump(Step):
 
 def _local_dump(ctx, wanted: str) -> Path | None:
     candidate = Path(wanted)
+    beside = ctx.settings.backups_dir / candidate.name
+    for path in (candidate, beside):
+        if path.is_symlink() and path.parent.resolve() == ctx.settings.backups_dir.resolve():
+            # the inventory never counts it, so restore never takes it for the dump it names
+            raise SafetyRefusal(f"{path.name} in {path.parent} is a symlink, not a regular file: "
+                                "dumps are regular files")
     if candidate.is_file():
         return candidate.resolve()
-    beside = ctx.settings.backups_dir / candidate.name
     if beside.is_file():
         return beside
     return None
@@ -127,6 +132,7 @@ def _fetch_offsite(ctx, wanted: str) -> Path:
     if entry is None or entry.offsite is None:
         raise SafetyRefusal(f"no dump {wanted!r} locally in {settings.backups_dir} nor off-site at {settings.backups.offsite}")
     store = inventory.store
+    assert store is not None  # an off-site entry was listed from this store
     directory = ensure_private_dir(settings.backups_dir)
     dest = directory / entry.name
     expected = None

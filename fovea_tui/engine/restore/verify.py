@@ -18,7 +18,8 @@ import json
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePath, PurePosixPath
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from fovea_tui.errors import FoveaError
@@ -53,7 +54,8 @@ def check_rows(ctx) -> dict:
     touched: set[str] = {"_prisma_migrations"} if ctx.facts.get("migrations_applied") else set()
     for name in ctx.facts.get("migrations_applied") or []:
         touched.update((ctx.facts.get("pending_migrations") or {}).get(name, []))
-    mismatched, changed = [], []
+    mismatched: list[str] = []
+    changed: list[str] = []
     for table, want, got in row_differences(expected, actual):
         text = f"{table}: {got if got is not None else 'missing'} rows, the dump has {want if want is not None else 'none'}"
         (changed if table in touched else mismatched).append(text)
@@ -113,7 +115,10 @@ def check_health(ctx) -> dict:
     return _check("health", ok, detail)
 
 
-def video_file(row_path: str, filename: str, storage_path: str, volume: Path) -> Path:
+_P = TypeVar("_P", bound=PurePath)
+
+
+def video_file(row_path: str, filename: str, storage_path: str, volume: _P) -> _P:
     """Where a `videos` row's file lives on this host: its path under STORAGE_PATH, mapped to
     `volume.path`; a relative path is relative to the volume; else the file name."""
     storage = PurePosixPath(storage_path or "/videos")

@@ -21,7 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Generator, Iterable, Iterator
 
 from fovea_tui.engine.infra.stores import TEMP_PREFIX
 from fovea_tui.engine.progress import CancelToken, ProgressEvent, Throttle
@@ -134,7 +134,7 @@ def walk_sorted(root: Path, warn: Callable[[str], None] = lambda m: None, rel: s
         yield LocalFile(rel + name, st.st_size, path)
 
 
-def _checked_order(items: Iterable[Any], what: str) -> Iterator[Any]:
+def _checked_order(items: Iterable[Any], what: str) -> Generator[Any, None, None]:
     """Pass items through, failing loudly if keys are not strictly increasing.
 
     The merge is only correct on sorted input; on unsorted input it would plan uploads of
@@ -202,7 +202,7 @@ def _ranged_listing(store, splits: list[str], workers: int = LIST_WORKERS) -> It
     """
     bounds = [""] + splits
     ranges = [(bounds[i], bounds[i + 1] if i + 1 < len(bounds) else None) for i in range(len(bounds))]
-    queues = [queue.Queue(maxsize=4) for _ in ranges]
+    queues: list[queue.Queue[Any]] = [queue.Queue(maxsize=4) for _ in ranges]
     stop = threading.Event()
 
     def put(q: queue.Queue, item: Any) -> bool:
@@ -287,6 +287,16 @@ def safe_destination(root: Path, key: str) -> Path | None:
     if dest.is_symlink():
         return None
     return dest
+
+
+def _destination_error(root: Path, key: str) -> str | None:
+    """Why `key` cannot be pulled under `root` (one error of the run), or None."""
+    try:
+        if safe_destination(root, key) is None:
+            return f"refused object key {key!r}: it would be written outside {root}"
+    except OSError as exc:  # ENAMETOOLONG: a key this file system cannot hold; the rest is pulled
+        return f"{key}: cannot be written under {root}: {exc.strerror or exc}"
+    return None
 
 
 # --------------------------------------------------------------------------- the plan
@@ -419,8 +429,9 @@ def plan_pull(root: Path, store, result: SyncResult, *, replace_changed: bool,
             if ro is None:
                 scan.tick(lo.key, plan.transfer_count)
                 continue  # a pull never deletes local files
-            if safe_destination(root, ro.key) is None:
-                result.error(f"refused object key {ro.key!r}: it would be written outside {root}")
+            refused = _destination_error(root, ro.key)
+            if refused is not None:
+                result.error(refused)
             elif lo is None:
                 plan.add_transfer(ro.key, ro.size, "new")
             elif lo.size == ro.size:

@@ -369,7 +369,7 @@ def volume_sync_summary(settings: Settings, now: datetime | None = None) -> dict
                                                       "but were not replaced off-site"})
     if target and age is None:
         alerts.append({"subject": "sync", "level": "critical", "message": f"volume never synced completely to {target}"})
-    elif target and age > STALE_SYNC_DAYS * 86400:
+    elif target and age is not None and age > STALE_SYNC_DAYS * 86400:
         alerts.append({"subject": "sync", "level": "warning", "message": f"volume last synced {_age_text(age)}"})
     if target and last.get("target") and last.get("target") != target:
         alerts.append({"subject": "sync", "level": "warning", "message": f"volume never synced to the configured target {target}"})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -96,6 +97,15 @@ class TransferProgress:
 # --------------------------------------------------------------------------- transfers
 
 
+@dataclass
+class _Breaker:
+    """Consecutive failures across the pool; guarded by the caller's lock."""
+
+    consecutive: int = 0
+    tripped: bool = False
+    last: str = ""
+
+
 def run_transfers(plan: Plan, result: SyncResult, do_one: Callable[..., Any], *, phase: str,
                    workers: int, progress: Callable[[ProgressEvent], None], cancel: CancelToken) -> bool:
     """Transfer every planned item on a thread pool. Returns False if the breaker tripped.
@@ -106,12 +116,12 @@ def run_transfers(plan: Plan, result: SyncResult, do_one: Callable[..., Any], *,
     tracker = TransferProgress(phase, plan.transfer_count, plan.transfer_bytes, progress)
     tracker.start()
     lock = threading.Lock()
-    state = {"consecutive": 0, "tripped": False, "last": ""}
+    state = _Breaker()
 
     def task(key: str, size: int, reason: str) -> None:
         ok = False
         try:
-            if state["tripped"]:
+            if state.tripped:
                 return  # queued before the breaker tripped: left for the next run
             cancel.check()
             sent = do_one(key, size, progress=tracker.callback(key), cancel=cancel)
@@ -124,7 +134,7 @@ def run_transfers(plan: Plan, result: SyncResult, do_one: Callable[..., Any], *,
                     result.downloaded += 1
                 if reason == "changed":
                     result.replaced += 1
-                state["consecutive"] = 0
+                state.consecutive = 0
         except Cancelled:
             pass
         except FileNotFoundError:
@@ -135,17 +145,17 @@ def run_transfers(plan: Plan, result: SyncResult, do_one: Callable[..., Any], *,
             message = f"{key}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}"
             with lock:
                 result.error(message)
-                state["consecutive"] += 1
-                state["last"] = str(exc)
-                if state["consecutive"] >= BREAKER:
-                    state["tripped"] = True
+                state.consecutive += 1
+                state.last = str(exc)
+                if state.consecutive >= BREAKER:
+                    state.tripped = True
         finally:
             tracker.finish(key, size if ok else 0, ok)
 
     inflight: set[Future] = set()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"fovea-{phase}") as pool:
         for key, size, reason in plan.iter_transfers():
-            if cancel.cancelled or state["tripped"]:
+            if cancel.cancelled or state.tripped:
                 break
             while len(inflight) >= workers * 2:
                 _, inflight = wait(inflight, return_when=FIRST_COMPLETED)
@@ -154,8 +164,8 @@ def run_transfers(plan: Plan, result: SyncResult, do_one: Callable[..., Any], *,
             wait(inflight)
     tracker.end()
     result.pending = plan.transfer_count - (result.uploaded + result.downloaded) - result.vanished
-    if state["tripped"]:
-        result.error(f"stopped after {BREAKER} transfers failed in a row (last: {state['last']}); "
+    if state.tripped:
+        result.error(f"stopped after {BREAKER} transfers failed in a row (last: {state.last}); "
                      f"{result.pending} files left for the next run")
         return False
     return True

@@ -99,12 +99,12 @@ def entry_cells(entry: Entry, decision: Decision | None, now: datetime) -> tuple
     # minutes are enough here (the detail pane has the seconds), so the status column fits at 120
     when = t.strftime("%Y-%m-%d") + ("      " if entry.precision == "day" else t.strftime(" %H:%M"))
     ts = t.timestamp()
-    where = " + ".join(entry.locations)
+    where = entry.where.replace("+", " + ")
     return (
         Cell(when, "", ts),
         Cell(formatting.duration(now - t) if now >= t else "in the future", "", -ts),
         Cell(formatting.size(entry.size), "", entry.size),
-        Cell(where, "" if len(entry.locations) == 2 else "yellow", where),
+        Cell(where, "" if len(entry.locations) == 2 and not entry.incomplete else "yellow", where),
         Cell(entry.status, STATUS_STYLE.get(entry.status, ""), entry.status),
         bucket_cell(decision, entry),
         Cell("; ".join(entry.warnings), "yellow" if entry.warnings else "", len(entry.warnings)),
@@ -225,7 +225,7 @@ class BackupsScreen(ReloadingScreen):
         self.post_message(InventoryLoaded(inventory, plan))
 
     def _dir_signature(self) -> tuple:
-        sig = []
+        sig: list[tuple[int, int] | None] = []
         for path in (self.settings.backups_dir, self.settings.state_dir):
             try:
                 st = os.stat(path)
@@ -389,4 +389,4 @@ def verify_job(settings, *, progress=None, cancel=None, names: list[str] | None 
     inventory = load_inventory(settings, include_offsite=False)
     fresh = verify_entries(settings, inventory, names, only_unsettled=False, progress=progress, cancel=cancel,
                            include_offsite=False)
-    return {"verified": {n: (fresh.find(n).status if fresh.find(n) else "missing") for n in names or []}}
+    return {"verified": {n: (entry.status if (entry := fresh.find(n)) else "missing") for n in names or []}}

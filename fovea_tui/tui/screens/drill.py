@@ -25,6 +25,7 @@ from fovea_tui.engine.drill.result import CHECK_ORDER, CHECK_TITLES, MANUAL_CHEC
 from fovea_tui.engine.drill.run import drill_status, run_drill
 from fovea_tui.errors import FoveaError
 from fovea_tui.formatting import human_duration
+from fovea_tui.tui.jobs import Job
 from fovea_tui.tui.screens._reloading import ReloadingScreen
 
 ICONS = {"ok": ("✔ ok", "green"), "failed": ("✘ FAILED", "bold red"), "skipped": ("– skipped", "dim"),
@@ -91,7 +92,7 @@ class DrillScreen(ReloadingScreen):
         super().__init__(**kwargs)
         self.report: dict[str, Any] | None = None
         self.live: dict[str, dict[str, Any]] = {}
-        self.job = None
+        self.job: Job | None = None
         self.loads = 0
         self.guide: list[dict[str, Any]] = []
 
@@ -282,12 +283,13 @@ class DrillScreen(ReloadingScreen):
         holder.mount(JobProgressBar(self.job, clock=clock))
 
     def _on_job_changed(self, job: Any) -> None:
-        if job is None or getattr(job, "kind", None) != "drill" or job is not self.job:
+        current = self.job  # only the drill this screen started
+        if current is None or job is not current or current.kind != "drill":
             return
         self._show_progress()
-        if job.state != "running":
+        if current.state != "running":
             self.action_reload()
-            if job.state == "finished" and isinstance(job.result, dict):
-                self._show_checks({c["name"]: c for c in job.result.get("checks", [])})
+            if current.state == "finished" and isinstance(current.result, dict):
+                self._show_checks({c["name"]: c for c in current.result.get("checks", [])})
             elif self.live:
                 self._show_checks(self.live)

@@ -20,6 +20,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import (
     Button,
     ContentSwitcher,
@@ -158,7 +159,7 @@ class RestoreScreen(Screen):
         self._stamp: tuple | None = None
         self._lines: dict[str, int] = {}
         self._entries: list[Any] = []
-        self._timer = None
+        self._timer: Timer | None = None
 
     # --- layout -----------------------------------------------------------------------
 

@@ -125,8 +125,8 @@ class RetentionScreen(ReloadingScreen):
         if pp.pending:
             text.append(f"\n{len(pp.pending)} deletion(s) left by an unfinished prune are retried first",
                         style="yellow")
-        for c in pp.kept_copies:
-            text.append(f"\nkept {c['location']} copy of corrupt {c['dump']}: {c['reason']}", style="yellow")
+        for copy in pp.kept_copies:
+            text.append(f"\nkept {copy['location']} copy of corrupt {copy['dump']}: {copy['reason']}", style="yellow")
         for err in pp.inventory.errors:
             text.append(f"\n✗ {err}", style="bold red")
         caption.update(text)

@@ -132,7 +132,7 @@ class SettingsScreen(Screen):
         data = settings.to_toml_dict()
         for section, values in data.items():
             for name, value in values.items():
-                widget = self.query_one(f"#{field_id(section + '.' + name)}")
+                widget = self._field(section + "." + name)
                 if isinstance(widget, Switch):
                     widget.value = bool(value)
                 elif isinstance(widget, Select):
@@ -143,6 +143,12 @@ class SettingsScreen(Screen):
                     widget.value = str(value)
         self.clear_errors()
 
+    def _field(self, key: str) -> Input | Select[Any] | Switch:
+        """The form widget of a config key (compose makes one of these three for each)."""
+        widget = self.query_one(f"#{field_id(key)}")
+        assert isinstance(widget, (Input, Select, Switch))
+        return widget
+
     def form_dict(self) -> dict[str, dict[str, Any]]:
         """The form as TOML data; raises ConfigError naming the key for unparsable fields."""
         data: dict[str, dict[str, Any]] = {}
@@ -151,7 +157,7 @@ class SettingsScreen(Screen):
             values: dict[str, Any] = {}
             for f in fields(cls):
                 key = f"{section}.{f.name}"
-                widget = self.query_one(f"#{field_id(key)}")
+                widget = self._field(key)
                 kind = hints[f.name]
                 if isinstance(widget, Switch):
                     values[f.name] = widget.value
@@ -174,7 +180,7 @@ class SettingsScreen(Screen):
         return data
 
     def clear_errors(self) -> None:
-        for error in self.query(".error"):
+        for error in self.query(".error").results(Static):
             error.remove_class("-shown")
             error.update("")
 

@@ -98,7 +98,8 @@ def plan_caption(result: engine.SyncResult | None, error: str) -> Text:
 def summary_text(target: str, last: dict[str, Any] | None, plan: engine.SyncResult | None, now) -> Text:
     """The last run (sync-last.json) in a line or two, the last complete one, and what is pending now."""
     text = Text()
-    when = parse_time((last or {}).get("time"))
+    last = last or {}
+    when = parse_time(last.get("time"))
     if when is None:
         text.append("never synced" + (f" to {target}" if target else ""), style="bold red" if target else "yellow")
     else:
@@ -320,10 +321,11 @@ class VolumeScreen(Screen):
 
     def _show_summary(self) -> None:
         text = summary_text(self.settings.volume.target, self.last, self.plan, self.app.now())  # type: ignore[attr-defined]
-        pulled = parse_time((self.pull_last or {}).get("time"))
+        pull = self.pull_last or {}
+        pulled = parse_time(pull.get("time"))
         if pulled is not None:
             text.append(f"\nlast pull {formatting.ago(pulled, self.app.now())}: "  # type: ignore[attr-defined]
-                        f"{self.pull_last.get('downloaded', 0):,} downloaded into {self.pull_last.get('target')}",
+                        f"{pull.get('downloaded', 0):,} downloaded into {pull.get('target')}",
                         style="dim")
         self.query_one("#summary", Static).update(text)
 

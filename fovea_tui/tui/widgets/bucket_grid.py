@@ -7,7 +7,7 @@ than the policy allows) is a dim dot.
 
 from __future__ import annotations
 
-from rich.console import Group
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
@@ -49,13 +49,13 @@ def render_grid(plan: Plan | None, *, per_line: int = 7, width: int = DEFAULT_WI
     rules = [r for r in RULES if plan.policy.count(r)]
     if not rules:
         return Text("the retention policy is empty (every keep_* is 0)", style="bold red")
-    parts = []
+    parts: list[RenderableType] = []
     for rule in rules:
         slots = plan.slots(rule)
         filled = sum(1 for s in slots if s.filled)
         table = Table.grid(padding=(0, 1))
-        cell = 3 + max((len(slot_label(s)) for s in slots), default=1)  # "14 " + the label
-        cols = max(1, min(per_line, len(slots), (width + 1) // (cell + 1)))
+        cell_width = 3 + max((len(slot_label(s)) for s in slots), default=1)  # "14 " + the label
+        cols = max(1, min(per_line, len(slots), (width + 1) // (cell_width + 1)))
         for _ in range(cols):
             table.add_column(no_wrap=True)
         row: list[Text] = []

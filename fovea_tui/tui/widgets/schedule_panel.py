@@ -102,7 +102,7 @@ class SchedulePanel(Vertical):
         if event.value and not self.info.get("installed"):
             self.install()
         elif not event.value and self.info.get("installed"):
-            self.remove()
+            self.uninstall()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "schedule-apply":
@@ -129,7 +129,7 @@ class SchedulePanel(Vertical):
             return
         self._confirm(plan, f"Install the nightly run as {plan.kind}, daily at {plan.at}?", "Install")
 
-    def remove(self) -> None:
+    def uninstall(self) -> None:
         try:
             plan = schedule.plan_remove(self.app.settings)
         except FoveaError as exc:
