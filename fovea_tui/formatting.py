@@ -97,4 +97,9 @@ def size(n: int | float | None) -> str:
     return humanize.naturalsize(n, binary=True) if isinstance(n, (int, float)) else "?"
 
 
-__all__ = ["ago", "duration", "size"]
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """"1 dump", "2 dumps", "1,200 files": the count and its noun, agreeing."""
+    return f"{n:,} {word if n == 1 else (many or word + 's')}"
+
+
+__all__ = ["ago", "duration", "size", "plural"]

@@ -39,3 +39,23 @@ def test_an_empty_phase_finishes_once(capsys):
     for _ in range(2):
         progress(ProgressEvent("upload", 0, 0, "bytes", message="0/0 files"))
     assert capsys.readouterr().err.splitlines() == ["upload: 0 Bytes 0/0 files"]
+
+
+def test_stop_ends_the_live_bar_before_a_prompt_and_a_later_event_starts_a_new_one():
+    """The restore's "Type the database name" prompt stops the bar first: a live bar still
+    refreshing would redraw itself under the prompt, and the typed name would land after it."""
+    import io
+
+    from rich.console import Console
+
+    progress = StderrProgress(enabled=True)
+    progress.interactive = True
+    progress.console = Console(file=io.StringIO(), force_terminal=True, width=80)
+    progress(ProgressEvent("safety_dump", 10, 100, "bytes"))
+    live = progress._progress.live
+    assert live.is_started
+    progress.stop()
+    assert not live.is_started  # nothing redraws while the operator types
+    progress(ProgressEvent("restore", 5, 100, "bytes"))
+    assert progress._progress.live.is_started and list(progress._tasks) == ["restore"]
+    progress.stop()

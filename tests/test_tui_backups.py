@@ -57,7 +57,7 @@ async def test_rows_detail_sorting_and_live_refresh(tmp_path, monkeypatch):
         table = screen.query_one("#inventory", DataTable)
         assert table.row_count == 21
         first = table.get_row_at(0)
-        assert str(first[0]) == "2026-11-18 08:00" and str(first[4]) == "verified"
+        assert str(first[0]) == "2026-11-18 08:00" and str(first[1]) == "verified"
         assert "safety dump" in str(first[5])
         caption = str(screen.query_one("#caption", Static).render())
         assert "21 dumps" in caption and "1 corrupt" in caption and "fovea-2026-02-30.sql.gz" in caption
@@ -67,12 +67,13 @@ async def test_rows_detail_sorting_and_live_refresh(tmp_path, monkeypatch):
         detail = str(screen.query_one("#detail", Static).render())
         assert "fovea-20261118T020000Z.sql.gz" in detail and "annotations" in detail and "migrations (2)" in detail
         # sort by size (header click), smallest first: the 0-byte dump
-        await pilot.click("#inventory", offset=(37, 0))
+        size_at = sum(c.get_render_width(table) for c in table.ordered_columns[:3]) + 2
+        await pilot.click("#inventory", offset=(size_at, 0))
         await pilot.pause()
         assert screen._sort == ("size", False) or screen._sort[0] == "size"
         screen._sort = ("size", False)
         screen._apply_sort()
-        assert str(table.get_row_at(0)[4]) == "corrupt"
+        assert str(table.get_row_at(0)[1]) == "corrupt"
         # a new dump lands on disk: the poll notices it, the row appears, existing rows stay
         loads = screen.loads
         History(settings).add(NOW - timedelta(hours=1))
@@ -90,10 +91,10 @@ async def test_job_finished_refreshes_statuses(tmp_path, monkeypatch):
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_backups(pilot, app)
         table = screen.query_one("#inventory", DataTable)
-        assert str(table.get_row_at(0)[4]) == "unverified"
+        assert str(table.get_row_at(0)[1]) == "unverified"
         loads = screen.loads
         await pilot.press("x")  # verify the selected dump, as a job of the app
-        await wait_for(pilot, lambda: screen.loads > loads and str(table.get_row_at(0)[4]) == "verified")
+        await wait_for(pilot, lambda: screen.loads > loads and str(table.get_row_at(0)[1]) == "verified")
 
 
 KEYS = ["pagedown"] * 12 + ["ctrl+end", "ctrl+home"] + ["down"] * 10

@@ -73,7 +73,9 @@ async def test_cancel_from_the_screen_drops_the_scratch_database(install, monkey
             ctx.cancel.wait(0.05)
         return real(ctx, path, database)
 
-    monkeypatch.setattr(steps, "stream_dump", slow)
+    import fovea_tui.engine.drill.run as drill_run
+
+    monkeypatch.setattr(drill_run, "stream_dump", slow)  # the drill imports the restore's stream_dump by name
     app = make_app(install.settings, now=datetime.now(timezone.utc))
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_drill(pilot, app)

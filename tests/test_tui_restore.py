@@ -166,6 +166,11 @@ async def test_choose_offers_dumps_but_not_corrupt_ones(tmp_path):
         assert len(names) == 4
         assert "fovea-20261118T070000Z.sql.gz" not in names  # the corrupt one
         assert names[0] == "fovea-20261119T090000Z-pre-restore.sql.gz"  # newest first
+        # the list has the keys (Down and Enter work at once) and the newest verified regular
+        # dump is selected, not the safety dump of what the last restore replaced
+        assert pilot.app.focused is table
+        assert table.cursor_row == 1 and names[1] == "fovea-20261119T020000Z.sql.gz"
+        assert [str(table.get_row_at(i)[1]) for i in range(4)] == ["pre-restore ⚑", "regular", "regular", "regular"]
 
 
 @asynctest
@@ -192,21 +197,33 @@ async def test_start_preflight_confirm_by_typing_the_name(tmp_path, monkeypatch)
         template = state(settings, upto="confirm", status="waiting", running="running", awaiting="confirm")
         data.update(steps=template["steps"], facts=template["facts"], status="waiting", awaiting="confirm")
         write_state(settings, data)
-        box = screen.query_one("#confirm-box")
-        await wait_for(pilot, lambda: not box.has_class("hidden"))
+        dialog = await _confirm_dialog(pilot)
         assert "queues: 1 job(s) active" in str(screen.query_one("#preflight").render())
-        go = screen.query_one("#confirm-go", Button)
+        assert isinstance(pilot.app.focused, Input)  # the name field, nothing else, has the keys
+        go = dialog.query_one("#confirm-go", Button)
         assert go.disabled
         await pilot.press(*"fove")
         await pilot.pause(0.05)
         assert go.disabled  # not the name yet
+        await pilot.press("enter")
+        await pilot.pause(0.05)
+        assert jobs.read_control(jobs.jobs_dir(settings), job_id, "confirm") is None
         await pilot.press("a")
         await pilot.pause(0.05)
         assert not go.disabled
         await pilot.press("enter")
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: pilot.app.screen is screen)
         assert jobs.read_control(jobs.jobs_dir(settings), job_id, "confirm") == "fovea"
-        assert box.has_class("hidden")
+        # the focus moves to the steps that now run: the footer shows this screen's keys
+        assert pilot.app.focused is screen.query_one("#steps")
+
+
+async def _confirm_dialog(pilot):
+    from fovea_tui.tui.screens.restore import ConfirmRestore
+
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmRestore))
+    await pilot.pause(0.05)
+    return pilot.app.screen
 
 
 def _wrap(real, record):
@@ -225,11 +242,78 @@ async def test_cancel_at_confirmation(tmp_path, monkeypatch):
     write_state(settings, state(settings, upto="confirm", status="waiting", running="running", awaiting="confirm"))
     app = make_app(settings)
     async with app.run_test(size=SIZE) as pilot:
-        screen = await open_restore(pilot)
-        await wait_for(pilot, lambda: not screen.query_one("#confirm-box").has_class("hidden"))
+        await pilot.press("R")
+        await _confirm_dialog(pilot)
         await pilot.click("#confirm-cancel")
         await pilot.pause(0.1)
         assert jobs.read_control(jobs.jobs_dir(settings), JOB, "cancel") == ""
+        assert isinstance(pilot.app.screen, RestoreScreen)
+        assert any("safety dump" in n.message and SAFETY in n.message for n in pilot.app._notifications)
+
+
+@asynctest
+async def test_escape_at_confirmation_cancels_the_waiting_job(tmp_path, monkeypatch):
+    """Leaving before confirming must not leave a job waiting in the background (it holds the
+    backups lock); the dialog goes, the job is told to cancel, the safety dump is named."""
+    settings = settings_for(tmp_path)
+    AliveStates(monkeypatch, alive=True)
+    write_state(settings, state(settings, upto="confirm", status="waiting", running="running", awaiting="confirm"))
+    app = make_app(settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("R")
+        await _confirm_dialog(pilot)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, RestoreScreen))
+        assert jobs.read_control(jobs.jobs_dir(settings), JOB, "cancel") == ""
+        await pilot.pause(0.6)  # polls go on: the dialog does not come back for the cancelled job
+        assert isinstance(pilot.app.screen, RestoreScreen)
+
+
+@asynctest
+async def test_leaving_an_unconfirmed_restore_asks_and_cancels_it(tmp_path, monkeypatch):
+    settings = settings_for(tmp_path)
+    AliveStates(monkeypatch, alive=True)
+    write_state(settings, state(settings, upto="safety_dump", running="running"))  # before the question
+    app = make_app(settings)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_restore(pilot)
+        await pilot.press("d")
+        from fovea_tui.tui.widgets.confirm import ConfirmDialog
+
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmDialog))
+        await pilot.press("enter")  # the default button is Stay
+        await wait_for(pilot, lambda: pilot.app.screen is screen)
+        assert jobs.read_control(jobs.jobs_dir(settings), JOB, "cancel") is None
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmDialog))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: pilot.app.current_mode == "dashboard")
+        assert jobs.read_control(jobs.jobs_dir(settings), JOB, "cancel") == ""
+
+
+@asynctest
+async def test_escape_while_a_confirmed_restore_runs_asks_and_leaves_it_running(tmp_path, monkeypatch):
+    settings = settings_for(tmp_path)
+    AliveStates(monkeypatch, alive=True)
+    data = state(settings, upto="restore", running="running")
+    data["params"]["confirmed"] = True
+    write_state(settings, data)
+    app = make_app(settings)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_restore(pilot)
+        assert pilot.app.focused is screen.query_one("#steps")
+        await pilot.press("escape")
+        from fovea_tui.tui.widgets.confirm import ConfirmDialog
+
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmDialog))
+        assert "keeps running" in str(pilot.app.screen.query_one(".question").render())
+        await pilot.press("y")
+        await wait_for(pilot, lambda: pilot.app.current_mode == "dashboard")
+        assert jobs.read_control(jobs.jobs_dir(settings), JOB, "cancel") is None
+        await pilot.press("R")  # a mode switch without a question: the job is confirmed, it runs on
+        await wait_for(pilot, lambda: pilot.app.screen is screen)
+        await pilot.press("d")
+        await wait_for(pilot, lambda: pilot.app.current_mode == "dashboard")
 
 
 @asynctest
@@ -295,6 +379,7 @@ async def test_final_report_checklist_and_login_check(tmp_path, monkeypatch):
             assert "s3cret" not in jobs.state_path(jobs.jobs_dir(settings), JOB).read_text()
             await pilot.press("n")
             await wait_for(pilot, lambda: screen.query_one("#switcher", ContentSwitcher).current == "choose-pane")
+            assert pilot.app.focused is screen.query_one("#dumps")  # Down and Enter work at once
     finally:
         server.shutdown()
 
@@ -335,11 +420,13 @@ async def test_interrupted_job_offers_resume_and_rollback(tmp_path, monkeypatch)
         resume = screen.query_one("#resume", Button)
         await wait_for(pilot, lambda: not resume.has_class("hidden"))
         status = str(screen.query_one("#job-status").render())
-        assert "interrupted" in status and "--resume" in status and "empty or partly restored" in status
-        resume.press()
+        assert "INTERRUPTED" in status and "--resume" in status and "empty or partly restored" in status
+        keys = {key for key, b in pilot.app.active_bindings.items() if b.enabled and b.binding.show}
+        assert {"u", "z", "n"} <= keys  # Resume and Roll back have keys, shown in the footer
+        await pilot.press("u")
         await pilot.pause(0.1)
         assert calls == [("resume", JOB, {"confirmed": True})]
-        screen.query_one("#rollback", Button).press()
+        await pilot.press("z")
         await pilot.pause(0.2)
         await pilot.click("#confirm")  # the ConfirmDialog's button
         await pilot.pause(0.1)
@@ -379,54 +466,35 @@ def _snap(settings, setup=None):
         await pilot.press("R")
         await pilot.pause(0.5)
         screen = pilot.app.screen
-        if screen.query_one("#switcher", ContentSwitcher).current == "choose-pane":
+        if isinstance(screen, RestoreScreen) and screen.query_one("#switcher", ContentSwitcher).current == "choose-pane":
             table = screen.query_one("#dumps", DataTable)
             await wait_for(pilot, lambda: table.row_count > 0)
-            # the table sizes its columns when idle: capture only once the drawn screen shows
-            # the first dump's whole name
-            first = str(next(iter(table.rows)).value)
-            await wait_for(pilot, lambda: first in _drawn_text(pilot.app))
+            # capture only once the drawn screen shows the first row (time, then its kind)
+            first = [str(cell) for cell in table.get_row_at(0)[:3]]
+            await wait_for(pilot, lambda: all(cell in _drawn_text(pilot.app) for cell in first))
         await pilot.pause(0.3)
 
     return app, run_before
 
 
-def test_snapshot_choose(snap_compare, tmp_path):
-    settings = settings_for(tmp_path)
-    history(settings)
-    app, run_before = _snap(settings)
-    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+SNAP_SIZES = [(80, 24), (120, 36)]
 
 
-def test_snapshot_confirm(snap_compare, tmp_path, monkeypatch):
-    settings = settings_for(tmp_path)
-    AliveStates(monkeypatch, alive=True)
-    write_state(settings, state(settings, upto="confirm", status="waiting", running="running", awaiting="confirm"))
-    app, run_before = _snap(settings)
-    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
-
-
-def test_snapshot_restoring(snap_compare, tmp_path, monkeypatch):
-    settings = settings_for(tmp_path)
-    AliveStates(monkeypatch, alive=True)
+def _interrupted(settings) -> dict:
     data = state(settings, upto="restore", running="running")
+    data["facts"].update(database_dropped=True, was_running=["redis", "backend"])
+    data["params"]["confirmed"] = True
+    return data
+
+
+def _restoring(settings) -> dict:
+    data = state(settings, upto="restore", running="running")
+    data["params"]["confirmed"] = True
     data["steps"][6].update(progress={"done": 47_000, "total": 100_000, "unit": "bytes"})
-    write_state(settings, data)
-    app, run_before = _snap(settings)
-    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+    return data
 
 
-def test_snapshot_report(snap_compare, tmp_path, monkeypatch):
-    settings = settings_for(tmp_path)
-    AliveStates(monkeypatch, alive=False)
-    write_state(settings, final_ok(settings))
-    app, run_before = _snap(settings)
-    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
-
-
-def test_snapshot_rolled_back(snap_compare, tmp_path, monkeypatch):
-    settings = settings_for(tmp_path)
-    AliveStates(monkeypatch, alive=False)
+def _rolled_back(settings) -> dict:
     data = state(settings, upto="restore", status="rolled_back", running="failed")
     data["steps"][6]["detail"] = ('psql stopped at an SQL error (exit 3): ERROR:  relation "no_such_table" does '
                                   "not exist; the transaction was rolled back")
@@ -438,9 +506,37 @@ def test_snapshot_rolled_back(snap_compare, tmp_path, monkeypatch):
     data["message"] = ("The restore did not complete (step restore failed). Rolled back: the database is back to "
                        f"the safety dump {SAFETY}, and redis, backend, frontend, model-service are running again. "
                        "The install is as it was before the restore.")
-    write_state(settings, data)
+    return data
+
+
+# every step of the wizard: (the job's state, is its runner alive)
+WIZARD_STEPS = {
+    "preflight": (lambda s: state(s, upto="preflight", running="running"), True),
+    "confirm": (lambda s: state(s, upto="confirm", status="waiting", running="running", awaiting="confirm"), True),
+    "restoring": (_restoring, True),
+    "report": (final_ok, False),
+    "rolled_back": (_rolled_back, False),
+    "interrupted": (_interrupted, False),
+}
+
+
+@pytest.mark.parametrize("size", SNAP_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_snapshot_choose(snap_compare, tmp_path, size):
+    settings = settings_for(tmp_path)
+    history(settings)
     app, run_before = _snap(settings)
-    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SNAP_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("step", list(WIZARD_STEPS))
+def test_snapshot_wizard_step(snap_compare, tmp_path, monkeypatch, step, size):
+    settings = settings_for(tmp_path)
+    make_state, alive = WIZARD_STEPS[step]
+    AliveStates(monkeypatch, alive=alive)
+    write_state(settings, make_state(settings))
+    app, run_before = _snap(settings)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 
 # ------------------------------------------------------------------ the whole wizard against the stack
@@ -461,19 +557,38 @@ async def test_wizard_end_to_end_against_the_stack(stack, tmp_path):
         table = screen.query_one("#dumps", DataTable)
         await wait_for(pilot, lambda: table.row_count > 0)
         assert str(next(iter(table.rows)).value) == backup.name
-        table.focus()
+        assert pilot.app.focused is table  # the list has the keys from the start
         await pilot.press("enter")
-        box = screen.query_one("#confirm-box")
-        await wait_for(pilot, lambda: not box.has_class("hidden"), timeout=90)
+        from fovea_tui.tui.screens.restore import ConfirmRestore
+
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmRestore), timeout=90)
         assert "migrations" in str(screen.query_one("#preflight").render())
-        confirm = screen.query_one("#confirm-name", Input)
+        dialog = pilot.app.screen
+        confirm = dialog.query_one("#confirm-name", Input)
         await wait_for(pilot, lambda: confirm.has_focus)  # the operator types the name straight away
         await pilot.press(*"fovea")
         assert confirm.value == "fovea"
         await pilot.pause(0.05)
         await pilot.click("#confirm-go")
+        await wait_for(pilot, lambda: pilot.app.screen is screen)
         await wait_for(pilot, lambda: jobs.effective_status(screen.data) in jobs.FINAL, timeout=180)
         assert jobs.effective_status(screen.data) == "ok", screen.data.get("message")
         await wait_for(pilot, lambda: not screen.query_one("#report-box").has_class("hidden"))
         assert "health" in str(screen.query_one("#verification").render())
     assert stack.psql("SELECT to_regclass('public.restore_marker') IS NULL").strip() == "t"
+
+
+@asynctest
+async def test_resuming_a_job_stopped_before_its_confirmation_asks_for_the_name_again(tmp_path, monkeypatch):
+    settings = settings_for(tmp_path)
+    AliveStates(monkeypatch, alive=False)
+    write_state(settings, state(settings, upto="safety_dump", running="running"))  # killed before the question
+    calls = []
+    monkeypatch.setattr(engine, "resume_restore", lambda s, j, **kw: calls.append(kw) or j)
+    app = make_app(settings)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_restore(pilot)
+        await wait_for(pilot, lambda: not screen.query_one("#resume", Button).has_class("hidden"))
+        await pilot.press("u")
+        await pilot.pause(0.1)
+    assert calls == [{"confirmed": False}]

@@ -117,8 +117,12 @@ async def test_escape_leaves_a_field_then_the_screen(tmp_path):
         assert screen.query_one("#f-install--compose_project", Input).value.endswith("d")
         await pilot.press("escape")
         assert app.current_mode == "settings" and app.focused is None
-        await pilot.press("escape")
-        assert app.current_mode == "dashboard"
+        await pilot.press("escape")  # the typed "d" is not saved: leaving asks before dropping it
+        from fovea_tui.tui.widgets.confirm import ConfirmDialog
+
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.current_mode == "dashboard")
 
 
 @asynctest

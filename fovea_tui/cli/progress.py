@@ -44,9 +44,15 @@ class StderrProgress:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop drawing the bar; the next event starts a new one. Called before a prompt, so
+        the live bar is not redrawn under what the operator types."""
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+            self._tasks = {}
 
     def _bar(self, unit: str) -> Progress:
         if self._progress is None:

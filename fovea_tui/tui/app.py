@@ -100,6 +100,30 @@ JOB_ACTIONS: dict[str, tuple[str, str, str, str, dict[str, Any], str]] = {
 }
 
 
+# What the palette offers besides the screens, in an operator's words: (title, what it does,
+# the screen it runs on, that screen's action). The screen's own key is shown beside it, and
+# an action the screen says does not apply now (check_action) is left out.
+PALETTE_ACTIONS: list[tuple[str, str, str, str]] = [
+    ("Verify the selected dump", "read the whole dump and compare its checksum with its manifest", "backups", "verify"),
+    ("Prune old backups…", "delete what the retention policy forgets (shows the list, asks first)", "retention",
+     "prune"),
+    ("Sync the videos, listing the whole target", "compare with a fresh listing of the off-site copy",
+     "volume", "sync_full_listing"),
+    ("Pull the videos back…", "copy the off-site videos back into the volume (asks first)", "volume", "pull"),
+    ("Restore a dump", "choose a dump, check it, type the database name, watch every step", "restore", "new"),
+    ("Resume the interrupted restore", "carry on from the last step that completed", "restore", "resume"),
+    ("Roll back the restore", "put the database back from the safety dump (asks first)", "restore", "rollback"),
+    ("Run a restore drill", "restore the newest dump into a scratch database and check it", "drill", "run_drill"),
+    ("Cancel the drill", "stop the running drill; its scratch database is dropped", "drill", "cancel_drill"),
+    ("Save the settings", "validate, show the diff, write the config file", "settings", "save"),
+]
+
+JOB_HELP = {
+    "backup": "dump the database, copy the env file, upload both off-site; in the background",
+    "sync": "copy new videos to the off-site target; in the background",
+}
+
+
 class StatusUpdated(Message):
     def __init__(self, report: StatusReport) -> None:
         super().__init__()
@@ -182,12 +206,14 @@ class FoveaApp(App):
     DEFAULT_MODE = "dashboard"
     COMMANDS = App.COMMANDS | {FoveaCommands}
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-normal"), (170, "-wide")]
+    # Help and Quit before the screens' keys: a narrow footer cuts from the right, and `?`
+    # lists the rest.
     BINDINGS = [
-        *_screen_bindings(),
         Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("q", "quit", "Quit"),
+        *_screen_bindings(),
         Binding("escape", "back", "Back", show=False),
         Binding("ctrl+r", "refresh", "Refresh", show=False),
-        Binding("q", "quit", "Quit"),
     ]
 
     def __init__(self, settings: Settings, *, clock: Callable[[], datetime] | None = None,
@@ -323,7 +349,10 @@ class FoveaApp(App):
 
     def on_job_finished(self, message: JobFinished) -> None:
         job = self.jobs.apply(message)
-        self.notify(describe_result(message.result), title=f"{job.title}: done")
+        if job.state == "failed":  # it returned, but says it did not do its work
+            self.notify(job.error, title=f"{job.title}: FAILED", severity="error", timeout=30)
+        else:
+            self.notify(describe_result(message.result), title=f"{job.title}: done")
         self.jobs_changed.publish(job)
         self.refresh_status()
 
@@ -351,9 +380,13 @@ class FoveaApp(App):
         self.start_job("sync")
 
     def action_cancel_jobs(self) -> None:
-        for job in self.jobs.running():
+        running = self.jobs.running()
+        if not running:
+            self.notify("No job is running: nothing to cancel.", timeout=3)
+            return
+        for job in running:
             self.jobs.cancel(job.id)
-        self.notify("Asked every running job to stop at its next safe point.")
+        self.notify(f"Asked {', '.join(j.title for j in running)} to stop at its next safe point.")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in JOB_ACTIONS:
@@ -379,6 +412,15 @@ class FoveaApp(App):
         # A modal (help, a dialog) belongs to where it was opened: close it first.
         while len(self.screen_stack) > 1 and self.screen.is_modal:
             self.pop_screen()
+        leave = getattr(self.screen, "confirm_leave", None)  # the restore wizard asks before it is left
+        if leave is not None:
+            leave(lambda: self._switch_to(name))
+            return
+        self._switch_to(name)
+
+    def _switch_to(self, name: str) -> None:
+        if self._exit or name == self.current_mode:
+            return
         self._mode_history.append(self.current_mode)
         self._mode_history = self._mode_history[-20:]
         self.switch_mode(name)
@@ -397,26 +439,62 @@ class FoveaApp(App):
         if isinstance(self.screen, HelpScreen):
             self.pop_screen()
             return
-        self.push_screen(HelpScreen())
+        self.push_screen(HelpScreen(self.screen))
 
     def action_refresh(self) -> None:
         self.refresh_status()
         self.notify("Refreshing status…", timeout=2)
 
     async def action_quit(self) -> None:
+        """Quit; asks first while a job or a restore is at work, and never leaves a restore
+        behind without saying what became of it and how to follow it."""
+        from fovea_tui.engine import restore as restore_engine
+
         running = self.jobs.running()
-        if not running:
+        try:
+            restore = restore_engine.active_restore(self.settings)
+        except (FoveaError, OSError):
+            restore = None
+        if not running and restore is None:
             self.exit(0)
             return
         from fovea_tui.tui.widgets.confirm import ConfirmDialog
 
-        names = ", ".join(j.title for j in running)
+        questions = []
+        if running:
+            questions.append(f"{', '.join(j.title for j in running)} still running: quitting cancels it.")
+        if restore is not None:
+            questions.append(self._restore_on_quit(restore)[0])
+
         def done(ok: bool | None) -> None:
-            if ok:
-                self.jobs.cancel_all()
-                self.exit(0)
-        self.push_screen(ConfirmDialog(f"{names} still running. Quit and cancel it?",
-                                       confirm_label="Quit", title="Jobs running"), done)
+            if not ok:
+                return
+            self.jobs.cancel_all()
+            message = None
+            if restore is not None:
+                if restore_engine.unconfirmed(restore):
+                    restore_engine.cancel(self.settings, restore["id"])
+                message = self._restore_on_quit(restore)[1]
+            self.exit(0, message=message)
+        self.push_screen(ConfirmDialog(" ".join(questions) + " Quit?", confirm_label="Quit",
+                                       title="Restore running" if restore is not None else "Jobs running"), done)
+
+    @staticmethod
+    def _restore_on_quit(restore: dict) -> tuple[str, str]:
+        """(the question before quitting, the lines printed once the terminal is back)."""
+        from fovea_tui.engine import restore as restore_engine
+
+        job_id = restore["id"]
+        follow = f"Follow it: {restore_engine.follow_command(job_id)}"
+        if restore_engine.unconfirmed(restore):
+            safety = restore_engine.safety_dump_name(restore)
+            kept = f" The safety dump {safety} is kept." if safety else ""
+            return (f"Restore {job_id} is not confirmed yet: quitting cancels it (nothing has been changed).{kept}",
+                    f"Restore {job_id} cancelled before its confirmation: nothing was changed.{kept}\n{follow}")
+        step = next((r.get("title", r["name"]) for r in restore.get("steps", []) if r.get("status") == "running"),
+                    restore.get("status", "running"))
+        return (f"Restore {job_id} is running ({step}) and carries on after fovea-tui closes.",
+                f"Restore {job_id} is still running ({step}).\n{follow}")
 
     def command_list(self) -> list[tuple[str, str, Callable[[], Any]]]:
         """Everything the palette offers: screens, jobs, refresh, help, quit."""
@@ -426,21 +504,44 @@ class FoveaApp(App):
                         lambda n=spec.name: self.action_goto(n)))
         for action, (_kind, title, module, name, _kwargs, key) in JOB_ACTIONS.items():
             if engine_call(module, name) is not None:
-                out.append((title, f"[{key}] runs {module.rsplit('.', 1)[-1]}.{name} in the background",
-                            lambda a=action: self.start_job(a)))
+                out.append((title, f"[{key}] {JOB_HELP.get(action, '')}", lambda a=action: self.start_job(a)))
+        for title, help_text, screen, action in PALETTE_ACTIONS:
+            if screen not in self.screen_specs:
+                continue
+            key = self._screen_key(screen, action)
+            out.append((title, (f"[{key}] " if key else "") + f"{self.screen_specs[screen].title}: {help_text}",
+                        lambda s=screen, a=action: self._run_on(s, a)))
         if self.jobs.running():
-            out.append(("Cancel running jobs", "asks each job to stop at its next safe point",
+            out.append(("Cancel running jobs", "[c on the dashboard] asks each job to stop at its next safe point",
                         self.action_cancel_jobs))
+        setup_help = (f"look again for the compose project, env file and volume path; saves to {self.settings.source}"
+                      if self.settings.source else "look for the compose project, env file and volume path")
         out += [
             ("Refresh status", "[ctrl+r] probe the database, volume, env file and stack now", self.action_refresh),
-            ("Setup: find the install", "look for the compose project, env file and volume path",
-             self._open_setup),
+            ("Setup: find the install", setup_help, self._open_setup),
             ("Recover this install from an off-site copy", "a new host: fetch, decrypt, verify, config, env file, "
              "videos, then the guided restore", self._open_recover),
             ("Help", "[?] what each screen does and its keys", self.action_help),
             ("Quit", "[q] leave fovea-tui", self.action_quit),
         ]
         return out
+
+    def _screen_key(self, screen: str, action: str) -> str:
+        """The key a screen binds to `action` ("" if none), for the palette's help."""
+        spec = self.screen_specs[screen]
+        for binding in getattr(spec.load(), "BINDINGS", []):
+            if isinstance(binding, Binding) and binding.action == action:
+                return binding.key_display or binding.key
+        return ""
+
+    def _run_on(self, screen: str, action: str) -> None:
+        """Go to `screen`, then run its `action` (as its key would)."""
+        self.action_goto(screen)
+
+        async def run() -> None:
+            if self.current_mode == screen:
+                await self.run_action(action, self.screen)
+        self.call_after_refresh(run)
 
     def _open_setup(self) -> None:
         from fovea_tui.tui.screens.setup import SetupScreen

@@ -158,7 +158,9 @@ class JobRunner:
                 job.phase_started = self.clock()
             job.event = message.event
         elif isinstance(message, JobFinished):
-            message.job.state, message.job.result = "finished", message.result
+            failure = failure_of(message.result)
+            message.job.state = "finished" if failure is None else "failed"
+            message.job.result, message.job.error = message.result, failure or ""
             message.job.ended = self.clock()
         elif isinstance(message, JobFailed):
             message.job.state = "cancelled" if message.cancelled else "failed"
@@ -167,22 +169,47 @@ class JobRunner:
         return message.job  # type: ignore[attr-defined]
 
 
+def _as_data(result: Any) -> Any:
+    if hasattr(result, "as_dict"):
+        return result.as_dict()
+    if hasattr(result, "__dataclass_fields__"):
+        import dataclasses
+
+        return dataclasses.asdict(result)
+    return result
+
+
+def failure_of(result: Any) -> str | None:
+    """Why a job that returned (rather than raised) did not do its work, or None when it did:
+    a drill whose checks failed, a verify that found a corrupt dump, a sync with errors.
+    The result says so itself, with `ok` False and a `summary` (or errors)."""
+    data = _as_data(result)
+    if not isinstance(data, dict) or data.get("ok") is not False:
+        return None
+    if data.get("summary"):
+        return masking.redact(str(data["summary"]))
+    if data.get("refused"):
+        return masking.redact(f"refused: {data['refused']}")
+    if data.get("error_count"):
+        first = (data.get("errors") or [""])[0]
+        return masking.redact(formatting.plural(data["error_count"], "error") + (f", the first: {first}" if first else ""))
+    return "did not succeed"
+
+
 def describe_result(result: Any) -> str:
     """One line for a finished job's notification, from whatever the engine returned."""
     if result is None:
         return "done"
-    data = result
-    if hasattr(result, "as_dict"):
-        data = result.as_dict()
-    elif hasattr(result, "__dataclass_fields__"):
-        import dataclasses
-
-        data = dataclasses.asdict(result)
+    data = _as_data(result)
+    if isinstance(data, dict) and data.get("summary"):
+        return masking.redact(str(data["summary"]))[:200]
     if isinstance(data, dict):
         parts = []
         if "path" in data:
             parts.append(str(data["path"]).rsplit("/", 1)[-1])
-        for key in ("uploaded", "skipped", "deleted"):
+        moved = ("downloaded", "skipped", "deleted") if data.get("direction") == "pull" else (
+            "uploaded", "skipped", "deleted")
+        for key in moved:
             if key in data:
                 parts.append(f"{data[key]} {key}")
         if "size" in data and isinstance(data["size"], int):

@@ -146,7 +146,7 @@ def cards(report: StatusReport, now: datetime, backups_dir: Path | None = None) 
     lines.append(detail)
     if backups.get("count"):
         offsite = " · off-site copy on" if backups.get("offsite") else " · no off-site copy"
-        lines.append(f"{backups['count']} dumps, {size(backups.get('total_bytes'))}{offsite}")
+        lines.append(f"{formatting.plural(backups['count'], 'dump')}, {size(backups.get('total_bytes'))}{offsite}")
     elif summary:
         lines.append(summary)
     verdict = _verdict_for_age(when, now, BACKUP_STALE_AFTER)
@@ -230,7 +230,7 @@ def cards(report: StatusReport, now: datetime, backups_dir: Path | None = None) 
     last = drill.get("last") if isinstance(drill.get("last"), dict) else {}
     if last:
         rto = last.get("rto_s")
-        lines.append(("passed" if last.get("ok") else "FAILED") + (f" · RTO {rto:.0f} s" if isinstance(rto, (int, float)) else ""))
+        lines.append(("passed" if last.get("ok") else "FAILED") + (f" · RTO {formatting.human_duration(rto)}" if isinstance(rto, (int, float)) else ""))
     if drill.get("summary"):
         lines.append(drill["summary"])
     verdict = _verdict_for_age(drilled, now, timedelta(days=interval))

@@ -12,7 +12,7 @@ from pathlib import Path
 SIZE = (120, 36)
 
 
-async def _shoot(settings, clock, name: str, out: Path, *, press: tuple[str, ...] = (), modal=None) -> Path:
+async def _shoot(settings, clock, name: str, out: Path, *, press: tuple[str, ...] = ()) -> Path:
     from fovea_tui.tui.app import create_app
 
     app = create_app(settings, clock=clock, poll_interval=0, watch_stack=False, first_run=False,
@@ -24,8 +24,6 @@ async def _shoot(settings, clock, name: str, out: Path, *, press: tuple[str, ...
             await pilot.pause(0.05)
         if name in app.screen_specs and name != app.current_mode:
             await app.switch_mode(name)
-        if modal is not None:
-            await app.push_screen(modal())
         for key in press:
             await pilot.press(key)
         await pilot.pause(0.5)
@@ -41,7 +39,6 @@ async def shoot_all(out: Path) -> list[Path]:
     from fovea_tui.engine.infra.stack import no_docker
     from fovea_tui.sandbox import demo
     from fovea_tui.tui.app import available_screens, fixed_clock
-    from fovea_tui.tui.screens.help import HelpScreen
 
     no_docker()
     # A neutral, stable place (not the checkout), so no machine's paths end up in the SVGs.
@@ -53,7 +50,7 @@ async def shoot_all(out: Path) -> list[Path]:
     written = []
     for spec in available_screens():
         written.append(await _shoot(settings, clock, spec.name, out))
-    written.append(await _shoot(settings, clock, "help", out, modal=HelpScreen))
+    written.append(await _shoot(settings, clock, "help", out, press=("question_mark",)))  # over the dashboard
     return written
 
 

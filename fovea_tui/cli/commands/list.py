@@ -37,7 +37,7 @@ def render(inv: Inventory, now: datetime | None = None) -> str:
                 lines.append(f"{'':<44}! {w}")
         c = inv.counts()
         lines.append("")
-        lines.append(f"{len(inv)} dumps: {c['verified']} verified, {c['unverified']} unverified, "
+        lines.append(f"{formatting.plural(len(inv), 'dump')}: {c['verified']} verified, {c['unverified']} unverified, "
                      f"{c['corrupt']} corrupt; {formatting.size(inv.total_size())}")
     for s in inv.unrecognised:
         lines.append(f"unrecognised: {s.location} {s.name}: {s.reason}")

@@ -74,6 +74,7 @@ class _Follower:
             self.ask(data)
 
     def ask(self, data: dict) -> None:
+        self.bar.stop()
         name = data["params"].get("database", "")
         self.ctx.info(f"\nThe restore replaces database {name!r} with {data.get('facts', {}).get('dump')}: "
                       "every service but the database is stopped meanwhile.")

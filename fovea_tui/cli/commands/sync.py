@@ -84,5 +84,5 @@ def run(args, ctx: CliContext) -> int:
     if result.refused:
         ctx.info(f"fovea-tui: delete guard: {result.refused}")
     elif result.error_count and ctx.json:
-        ctx.info(f"fovea-tui: sync finished with {result.error_count} errors")
+        ctx.info(f"fovea-tui: sync finished with {formatting.plural(result.error_count, 'error')}")
     return result.exit_code

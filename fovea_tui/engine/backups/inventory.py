@@ -573,8 +573,9 @@ def _classify(entry: Entry, local_dir: Path, cache: dict[str, Any]) -> None:
             local.status, local.detail = "corrupt", f"{local.size} bytes, the manifest says {m.size}"
         else:
             verdict = _cached_verdict(cache, local.key, local.size, local.mtime_ns)
-            if verdict == "corrupt":
-                local.status, local.detail = "corrupt", "failed verification"
+            if verdict == "corrupt":  # say why (the verification's reasons), not only that it failed
+                reasons = [str(r) for r in (cache.get(local.key) or {}).get("reasons") or []]
+                local.status, local.detail = "corrupt", "; ".join(reasons) or "failed verification"
             elif entry.manifest_error is not None:
                 local.status, local.detail = "unverified", "its manifest cannot be trusted"
             elif verdict == "verified":

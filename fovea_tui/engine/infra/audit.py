@@ -52,6 +52,26 @@ def record(settings: Settings, action: str, outcome: str, details: dict[str, Any
     return entry
 
 
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def settings_saved(before: Settings | None, after: Settings, path: Path) -> dict[str, Any]:
+    """Record a saved configuration: where, and the names of the keys that changed (never
+    their values, which can hold a URL with a password)."""
+    old = _flatten(before.to_toml_dict()) if before is not None and before.source else {}
+    new = _flatten(after.to_toml_dict())
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    return record(after, "settings", "ok", {"path": str(path), "changed": changed})
+
+
 def read(settings: Settings, limit: int | None = None, action: str | None = None) -> list[dict[str, Any]]:
     """Entries oldest first (the last `limit` of them); unreadable lines are skipped."""
     path = audit_path(settings)

@@ -28,9 +28,11 @@ from fovea_tui.envfile import DatabaseURL, EnvFile
 __all__ = [
     "CHECKLIST", "check_login", "start_restore", "resume_restore", "rollback_restore", "confirm", "cancel",
     "report", "latest_restore", "expected_database_name", "describe_status", "run_inline", "FINAL",
+    "ACTIVE", "active_restore", "unconfirmed", "safety_dump_name", "follow_command",
 ]
 
 FINAL = jobs.FINAL
+ACTIVE = ("pending", "running", "waiting", "rolling_back")  # a runner is at work on it
 
 
 def expected_database_name(settings: Settings) -> str:
@@ -128,6 +130,33 @@ def cancel(settings: Settings, job_id: str) -> None:
 
 def latest_restore(settings: Settings) -> dict | None:
     return jobs.latest_job(settings, "restore")
+
+
+def active_restore(settings: Settings) -> dict | None:
+    """The newest restore a runner is at work on (running, waiting for its confirmation,
+    rolling back), or None: what quitting or leaving the wizard must not hide."""
+    for data in jobs.list_jobs(settings, "restore"):
+        if data.get("alive") and jobs.effective_status(data) in ACTIVE:
+            return data
+    return None
+
+
+def unconfirmed(data: dict) -> bool:
+    """True while the operator has not confirmed yet, so nothing has been changed and
+    cancelling costs nothing (the safety dump, if taken, is kept)."""
+    if (data.get("params") or {}).get("confirmed") or data.get("phase", "forward") != "forward":
+        return False
+    step = next((r for r in data.get("steps", []) if r.get("name") == "confirm"), None)
+    return step is not None and step.get("status") in ("pending", "running")
+
+
+def safety_dump_name(data: dict) -> str | None:
+    path = (data.get("facts") or {}).get("safety_dump")
+    return Path(path).name if path else None
+
+
+def follow_command(job_id: str) -> str:
+    return f"fovea-tui restore --follow {job_id}"
 
 
 def describe_status(data: dict) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from pathlib import Path
 
 from fovea_tui import masking
 from fovea_tui.engine.infra import audit
@@ -101,8 +102,8 @@ def _forward(ctx: RestoreContext, steps: list[Step], *, resume: bool) -> None:
         rec.update(status="running", started_at=now_iso(), detail="")
         rec.pop("progress", None)
         ctx.save()
+        t0 = time.monotonic()  # a held step's wait is part of its duration
         pause_if_asked(step.name)
-        t0 = time.monotonic()
         try:
             detail = step.run(ctx)
             step.check(ctx)
@@ -147,7 +148,9 @@ def _after_failure(ctx: RestoreContext, steps: list[Step], index: int, exc: Base
             data["status"] = "cancelled"
         else:
             data["status"] = "refused" if getattr(exc, "exit_code", 1) == 3 else "failed"
-        data["message"] = f"Nothing was changed: {_error_text(exc)}"
+        safety = ctx.facts.get("safety_dump")
+        data["message"] = f"Nothing was changed: {_error_text(exc).rstrip('.')}." + (
+            f" The safety dump {Path(safety).name} is kept." if safety else "")
         return
     if ctx.params.get("no_rollback"):
         data["status"] = "failed"

@@ -182,7 +182,7 @@ class Preflight(Step):
         failed = [c for c in checks if not c.ok and c.fatal]
         if failed:
             refused = any(c.refuse for c in failed)
-            raise PreflightFailed("pre-flight failed, nothing was changed: "
+            raise PreflightFailed("pre-flight failed: "  # the runner says nothing was changed
                                   + "; ".join(f"{c.name}: {c.detail}" for c in failed), refused=refused)
         warn = [c for c in checks if not c.ok]
         return f"{len(checks)} checks passed" + (f", {len(warn)} warning(s)" if warn else "")
@@ -235,14 +235,14 @@ class Confirm(Step):
         try:
             while time.monotonic() < deadline:
                 if ctx.cancel.wait(0.2):
-                    raise Cancelled("the operator declined: nothing was changed")
+                    raise Cancelled("the operator declined")
                 typed = ctx.handle.read_control("confirm")
                 if typed is None:
                     continue
                 if typed.strip() == expected:
                     return f"the operator typed {expected!r}"
-                raise Cancelled(f"the typed name did not match {expected!r}: nothing was changed")
-            raise Cancelled(f"nobody confirmed within {int(timeout)} s: nothing was changed")
+                raise Cancelled(f"the typed name did not match {expected!r}")
+            raise Cancelled(f"nobody confirmed within {int(timeout)} s")
         finally:
             ctx.data.pop("awaiting", None)
             ctx.data["status"] = "running"

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from fovea_tui.config import Settings
+from fovea_tui.engine.infra import audit
 from fovea_tui.engine.infra.files import write_atomic
 from fovea_tui.engine.infra.locks import acquire
 from fovea_tui.engine.infra.stores import open_store
@@ -53,7 +54,7 @@ from fovea_tui.engine.volume.plan import Plan, plan_pull, plan_push
 from fovea_tui.engine.volume.result import SyncResult
 from fovea_tui.engine.volume.transfer import delete_planned, downloader, run_transfers, uploader
 from fovea_tui.errors import Cancelled, ConfigError, FoveaError, OperationFailed, SafetyRefusal
-from fovea_tui.formatting import ago
+from fovea_tui.formatting import ago, plural
 
 SUMMARY_FILE = "sync-last.json"
 PULL_SUMMARY_FILE = "sync-last-pull.json"
@@ -119,10 +120,35 @@ def run_sync(settings: Settings, *, dry_run: bool = False, pull: bool = False, t
     if to is not None and not pull:
         raise ConfigError("--to only goes with --pull", key="--to")
     if pull:
-        return _pull(settings, Path(to) if to is not None else Path(settings.volume.path), dry_run=dry_run,
-                     replace_changed=replace_changed, progress=progress, cancel=cancel, workers=workers)
-    return _push(settings, dry_run=dry_run, replace_changed=replace_changed, full_listing=full_listing,
-                 progress=progress, cancel=cancel, workers=workers)
+        def run() -> SyncResult:
+            return _pull(settings, Path(to) if to is not None else Path(settings.volume.path), dry_run=dry_run,
+                         replace_changed=replace_changed, progress=progress, cancel=cancel, workers=workers)
+    else:
+        def run() -> SyncResult:
+            return _push(settings, dry_run=dry_run, replace_changed=replace_changed, full_listing=full_listing,
+                         progress=progress, cancel=cancel, workers=workers)
+    if dry_run:
+        return run()  # changes nothing: not audited
+    action = "pull" if pull else "sync"
+    where = {"target": settings.volume.target, "into": str(to) if to is not None else None} if pull else {
+        "target": settings.volume.target}
+    try:
+        result = run()
+    except Cancelled as exc:
+        audit.record(settings, action, "cancelled", {**where, "reason": str(exc)})
+        raise
+    except SafetyRefusal as exc:
+        audit.record(settings, action, "refused", {**where, "reason": str(exc)})
+        raise
+    except FoveaError as exc:
+        audit.record(settings, action, "failed", {**where, "reason": str(exc)})
+        raise
+    outcome = "refused" if result.refused else "cancelled" if result.cancelled else "ok" if result.ok else "failed"
+    audit.record(settings, action, outcome, {
+        **where, "uploaded": result.uploaded, "downloaded": result.downloaded, "skipped": result.skipped,
+        "deleted": result.deleted, "bytes": result.bytes, "errors": result.error_count, "pending": result.pending,
+        "refused": result.refused, "duration_s": round(result.duration_s or 0.0, 2)})
+    return result
 
 
 def _finish(result: SyncResult, t0: float) -> SyncResult:
@@ -357,7 +383,7 @@ def volume_sync_summary(settings: Settings, now: datetime | None = None) -> dict
     section["summary"] = text
     if section["error_count"]:
         alerts.append({"subject": "sync", "level": "warning",
-                       "message": f"last volume sync had {section['error_count']} errors"
+                       "message": f"last volume sync had {plural(section['error_count'], 'error')}"
                                   f"{', ' + str(section['pending']) + ' files pending' if section['pending'] else ''}"})
     if section["refused"]:
         alerts.append({"subject": "sync", "level": "warning", "message": f"last volume sync refused deletions: {section['refused']}"})

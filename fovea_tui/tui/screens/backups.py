@@ -29,12 +29,14 @@ from fovea_tui.tui.screens._reloading import ReloadingScreen
 from fovea_tui.tui.widgets.size_chart import SizeChart
 
 STATUS_STYLE = {"verified": "green", "unverified": "yellow", "corrupt": "bold red"}
+# Status right after the time: a narrow terminal cuts columns from the right, and whether a
+# dump can be restored must never be shown by colour alone.
 COLUMNS = [
     ("time", "Time (UTC)"),
+    ("status", "Status"),
     ("age", "Age"),
     ("size", "Size"),
     ("where", "Where"),
-    ("status", "Status"),
     ("bucket", "Bucket / reason"),
     ("warnings", "Warnings"),
 ]
@@ -102,10 +104,10 @@ def entry_cells(entry: Entry, decision: Decision | None, now: datetime) -> tuple
     where = entry.where.replace("+", " + ")
     return (
         Cell(when, "", ts),
+        Cell(entry.status, STATUS_STYLE.get(entry.status, ""), entry.status),
         Cell(formatting.duration(now - t) if now >= t else "in the future", "", -ts),
         Cell(formatting.size(entry.size), "", entry.size),
         Cell(where, "" if len(entry.locations) == 2 and not entry.incomplete else "yellow", where),
-        Cell(entry.status, STATUS_STYLE.get(entry.status, ""), entry.status),
         bucket_cell(decision, entry),
         Cell("; ".join(entry.warnings), "yellow" if entry.warnings else "", len(entry.warnings)),
     )
@@ -165,9 +167,11 @@ class BackupsScreen(ReloadingScreen):
     BackupsScreen #caption { height: auto; padding: 0 1; color: $text-muted; }
     BackupsScreen #main { height: 1fr; }
     BackupsScreen #inventory { width: 1fr; height: 1fr; }
-    BackupsScreen #detail-pane { width: 46; height: 1fr; border-left: solid $primary 50%; padding: 0 1; }
+    BackupsScreen #detail-pane { width: 38; height: 1fr; border-left: solid $primary 50%; padding: 0 1; }
+    BackupsScreen.-wide #detail-pane { width: 56; }
+    BackupsScreen.-wide SizeChart { height: 16; }
     BackupsScreen SizeChart { height: 11; border-top: solid $primary 50%; }
-    BackupsScreen.-narrow #detail-pane { width: 34; }
+    BackupsScreen.-narrow #detail-pane { width: 30; }
     BackupsScreen.-narrow SizeChart { display: none; }
     """
 
@@ -284,13 +288,13 @@ class BackupsScreen(ReloadingScreen):
         if added or self.loads == 0:
             self._apply_sort()
         self.query_one(SizeChart).set_points((e.time, e.size, e.status) for e in reversed(inv.entries))
-        self._show_detail(self._highlighted())
+        self._keep_cursor()
         self.loads += 1
 
     def _caption(self, inv: Inventory) -> Text:
         c = inv.counts()
         text = Text()
-        text.append(f"{len(inv)} dumps", style="bold")
+        text.append(formatting.plural(len(inv), "dump"), style="bold")
         text.append(f" in {inv.local_dir}")
         if inv.offsite_url:
             text.append(f" and {inv.offsite_url}")
@@ -317,6 +321,19 @@ class BackupsScreen(ReloadingScreen):
         column, reverse = self._sort
         table = self.query_one("#inventory", DataTable)
         table.sort(column, key=lambda cell: (cell.sort_key, ), reverse=reverse)
+        self._keep_cursor()
+
+    def _keep_cursor(self) -> None:
+        """Rows moved (a sort, a refresh that added a dump): the cursor stays on the dump the
+        operator chose, not on the row number, and the detail pane shows that dump."""
+        table = self.query_one("#inventory", DataTable)
+        if self._selected is not None and self._selected in self._cells:
+            row = table.get_row_index(self._selected)
+            if row != table.cursor_row:
+                table.move_cursor(row=row, animate=False)
+            self._show_detail(self.inventory.find(self._selected) if self.inventory else None)
+            return
+        self._show_detail(self._highlighted())
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
         column = str(event.column_key.value)
@@ -389,4 +406,9 @@ def verify_job(settings, *, progress=None, cancel=None, names: list[str] | None 
     inventory = load_inventory(settings, include_offsite=False)
     fresh = verify_entries(settings, inventory, names, only_unsettled=False, progress=progress, cancel=cancel,
                            include_offsite=False)
-    return {"verified": {n: (entry.status if (entry := fresh.find(n)) else "missing") for n in names or []}}
+    found = {n: fresh.find(n) for n in names or []}
+    outcomes = {n: (f"{e.status}: {e.status_detail}" if e is not None and e.status_detail else
+                    e.status if e is not None else "missing") for n, e in found.items()}
+    ok = all(e is not None and e.status != "corrupt" for e in found.values())
+    return {"ok": ok, "summary": "; ".join(outcomes.values()),
+            "verified": {n: (e.status if e is not None else "missing") for n, e in found.items()}}

@@ -16,6 +16,7 @@ from fovea_tui.engine.ops.status import StatusReport
 from fovea_tui.tui import model
 from fovea_tui.tui.widgets.cards import StateCard
 from fovea_tui.tui.widgets.job_progress import JobProgressBar
+from fovea_tui.tui.widgets.restore_job import RestoreJobLine
 
 CARD_KEYS = ("database", "volume", "env_file", "model_cache", "redis", "drill")
 
@@ -38,20 +39,29 @@ class DashboardScreen(Screen):
         grid-size: 3; grid-gutter: 0 1; grid-rows: auto; height: auto; padding: 0 1;
     }
     DashboardScreen.-narrow #cards { grid-size: 2; }
-    DashboardScreen.-wide #cards { grid-size: 6; }
+    DashboardScreen.-narrow #cards { grid-rows: 5; }
+    DashboardScreen.-narrow StateCard { height: 5; min-height: 5; }
+    DashboardScreen.-wide #cards { grid-size: 3; }
+    DashboardScreen.-wide #lower { height: 55vh; min-height: 12; }
+    DashboardScreen.-wide #side { height: 1fr; }
+    DashboardScreen.-wide DataTable { max-height: 100%; }
     DashboardScreen #lower { height: auto; padding: 0 1; }
     DashboardScreen #stack-box { width: 3fr; min-height: 6; }
     DashboardScreen #side { width: 2fr; height: auto; }
     DashboardScreen.-narrow #lower { layout: vertical; }
     DashboardScreen.-narrow #stack-box, DashboardScreen.-narrow #side { width: 1fr; }
     DashboardScreen DataTable { height: auto; max-height: 14; }
-    DashboardScreen #alerts { min-height: 3; }
+    DashboardScreen #alerts { min-height: 3; max-height: 8; margin: 0 1; overflow-y: auto; }
     DashboardScreen #jobs-box { min-height: 3; }
     """
 
     def compose(self) -> ComposeResult:
         yield Header(icon="≡")
         yield Static("collecting status…", id="statusline")
+        # Alerts first: at 80x24 and with finished jobs listed they must not fall below the fold.
+        alerts = Static("", id="alerts", classes="box")
+        alerts.border_title = "Alerts"
+        yield alerts
         with VerticalScroll(id="body"):
             with Grid(id="cards"):
                 for key in CARD_KEYS:
@@ -66,10 +76,8 @@ class DashboardScreen(Screen):
                 with Vertical(id="side"):
                     with Vertical(id="jobs-box", classes="box") as box:
                         box.border_title = "Jobs"
+                        yield RestoreJobLine(id="restore-job")
                         yield Static("no job running · B backs up now", id="no-jobs", classes="muted")
-                    alerts = Static("", id="alerts", classes="box")
-                    alerts.border_title = "Alerts"
-                    yield alerts
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -152,5 +160,8 @@ class DashboardScreen(Screen):
         for job_id, bar in shown.items():
             if job_id not in keep:
                 bar.remove()
-        self.query_one("#no-jobs", Static).display = not wanted
+        self.query_one("#no-jobs", Static).display = not wanted and not self.query_one(RestoreJobLine).display
         self._update_statusline()
+
+    def on_restore_job_line_changed(self, _message: RestoreJobLine.Changed) -> None:
+        self.show_jobs(None)

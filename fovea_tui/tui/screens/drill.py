@@ -50,7 +50,11 @@ def drill_job(settings, *, progress=None, cancel=None, on_check=None) -> dict[st
     """A JobRunner callable: the drill; its result as the `drill --json` document. A failed
     drill is a result (with its failed checks), not an exception."""
     result = run_drill(settings, progress=progress or (lambda e: None), cancel=cancel, on_check=on_check)
-    return result.as_dict()
+    data = result.as_dict()
+    failed = [c for c in result.checks if not c.ok]
+    data["summary"] = ("passed" if not failed else  # the toast's title and the Jobs panel say FAILED
+                       "; ".join(f"{c.title}: {masking.redact(c.detail)}" for c in failed))
+    return data
 
 
 def guide_text(steps: list[dict[str, Any]]) -> Text:
@@ -289,7 +293,7 @@ class DrillScreen(ReloadingScreen):
         self._show_progress()
         if current.state != "running":
             self.action_reload()
-            if current.state == "finished" and isinstance(current.result, dict):
+            if isinstance(current.result, dict):  # finished, or failed checks (a result too)
                 self._show_checks({c["name"]: c for c in current.result.get("checks", [])})
             elif self.live:
                 self._show_checks(self.live)

@@ -6,23 +6,44 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.markup import escape
-from textual.screen import ModalScreen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
 GLOBAL_KEYS = [
     ("ctrl+p", "command palette: every action, searchable"),
     ("?", "this help (again to close)"),
-    ("escape", "back: close a dialog, or return to the previous screen"),
+    ("escape", "back: close a dialog, or return to the previous screen (asks first during a restore)"),
     ("ctrl+r", "refresh the status now (it also refreshes by itself)"),
     ("B / V", "back up now / sync the videos now (runs in the background)"),
-    ("c", "on the dashboard: cancel running jobs"),
     ("tab / shift+tab", "move between fields and tables; the mouse works too"),
-    ("q", "quit (asks first if a job is running)"),
+    ("q", "quit (asks first if a job or a restore is running)"),
 ]
+
+
+def screen_keys(screen: Screen | None) -> list[tuple[str, str]]:
+    """Every key the screen binds itself, with what it does (what the footer has no room for)."""
+    if screen is None:
+        return []
+    out: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for binding in getattr(type(screen), "BINDINGS", []):
+        if not isinstance(binding, Binding) or not binding.description:
+            continue
+        for key in binding.key.split(","):
+            key = key.strip()
+            display = binding.key_display or {"question_mark": "?", "escape": "escape"}.get(key, key)
+            if display not in seen:
+                seen.add(display)
+                out.append((display, binding.description))
+    return out
 
 
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape", "dismiss", "Close"), Binding("question_mark", "dismiss", "Close", show=False)]
+
+    def __init__(self, under: Screen | None = None) -> None:
+        super().__init__()
+        self.under = under  # the screen the operator pressed ? on
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
     HelpScreen > Vertical {
@@ -34,7 +55,15 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         app = self.app
-        lines = ["[b]Screens[/]", ""]
+        lines = []
+        keys = screen_keys(self.under)
+        if keys:
+            title = getattr(self.under, "TITLE", None) or type(self.under).__name__
+            lines += [f"[b]This screen: {escape(str(title))}[/]", ""]
+            for key, text in keys:
+                lines.append(f"  [b $accent]{escape(key):<16}[/] {escape(text)}")
+            lines.append("")
+        lines += ["[b]Screens[/]", ""]
         for spec in app.screen_specs.values():
             lines.append(f"  [b $accent]{spec.key:<3}[/] [b]{spec.title}[/]")
             lines.append(f"      {escape(spec.help)}")

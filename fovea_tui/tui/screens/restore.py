@@ -8,7 +8,7 @@ mount it shows the newest restore job, running or finished, with its log. An int
 
 from __future__ import annotations
 
-from datetime import timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
+from textual.strip import Strip
 from textual.timer import Timer
 from textual.widgets import (
     Button,
@@ -48,6 +49,7 @@ ICONS = {
 STATUS_STYLE = {"ok": "bold green", "rolled_back": "bold yellow", "failed": "bold red", "refused": "bold red",
                 "rollback_failed": "bold red", "interrupted": "bold red", "cancelled": "yellow"}
 POLL_SECONDS = 0.25
+FINAL_SHOWN = (*jobs.FINAL, "interrupted")  # states after which a new restore can be chosen
 
 
 class DumpsLoaded(Message):
@@ -63,8 +65,9 @@ class LoginChecked(Message):
         self.result = result
 
 
-def steps_text(data: dict) -> Text:
-    """The step list: icon, title, duration and detail, undo lines under the steps undone."""
+def steps_text(data: dict, now: datetime | None = None) -> Text:
+    """The step list: icon, title, duration and detail, undo lines under the steps undone;
+    the running step with how long it has run so far (a held step is never "0.0 s")."""
     text = Text()
     for i, rec in enumerate(data.get("steps", []), start=1):
         status = rec.get("status", "pending")
@@ -76,6 +79,9 @@ def steps_text(data: dict) -> Text:
         text.append(f"{i:>2}. {rec.get('title', rec['name'])}", style="bold" if status == "running" else "")
         if rec.get("duration_s") is not None and status != "running":
             text.append(f"  {formatting.step_time(rec['duration_s'])}", style="dim")
+        elif status == "running" and now is not None and rec.get("started_at") and data.get("alive", True):
+            started = datetime.fromisoformat(rec["started_at"])
+            text.append(f"  {formatting.step_time(max(0.0, (now - started).total_seconds()))} so far", style="dim")
         text.append("\n")
         if rec.get("detail"):
             text.append(f"       {masking.redact(rec['detail'])}\n", style="red" if status == "failed" else "dim")
@@ -117,31 +123,130 @@ def _append_check(text: Text, check: dict, *, blocking: bool) -> None:
     text.append(masking.redact(check["detail"]) + "\n")
 
 
-DUMP_COLUMNS = ("Dump", "Time (UTC)", "Age", "Size", "Where", "Status")
+# The facts an operator chooses by come first, so an 80-column terminal cuts only the name.
+DUMP_COLUMNS = ("Time (UTC)", "Kind", "Status", "Age", "Size", "Where", "Dump")
+KIND_LABEL = {"regular": ("regular", ""), "legacy": ("legacy", "dim"), "safety": ("pre-restore ⚑", "bold cyan")}
+
+
+def default_dump(entries: list[Any]) -> int:
+    """The row to pre-select: the newest verified regular dump, never a safety dump (a copy
+    of what the last restore replaced), else the newest regular one, else the first."""
+    for wanted in (lambda e: e.status == "verified" and not e.safety, lambda e: not e.safety):
+        index = next((i for i, e in enumerate(entries) if wanted(e)), None)
+        if index is not None:
+            return index
+    return 0
+
+
+class StepList(Static, can_focus=True):
+    """The steps; focusable, so after the confirmation the focus (and the footer's keys) land
+    on what is running rather than on a field that has gone."""
+
+
+class Checklist(SelectionList[int]):
+    """A SelectionList whose boxes differ without colour: an X when ticked, blank when not."""
+
+    def render_line(self, y: int) -> Strip:
+        strip = super().render_line(y)
+        index = self.scroll_offset.y + y
+        if index >= self.option_count or self.get_option_at_index(index).value in self._selected:
+            return strip
+        segments = list(strip)
+        if len(segments) > 1 and segments[1].text.strip():
+            segments[1] = segments[1]._replace(text=" " * len(segments[1].text))
+        return Strip(segments, strip.cell_length)
+
+
+class ConfirmRestore(ModalScreen[str | None]):
+    """The last question before anything changes: type the database's name.
+
+    Dismisses with the typed name, or None when the operator cancels (Cancel, escape): the
+    screen then cancels the waiting job. `close()` dismisses with "" when the job stopped
+    waiting by itself (cancelled elsewhere, its runner gone), and nothing more is done.
+    """
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel the restore")]
+    DEFAULT_CSS = """
+    ConfirmRestore { align: center bottom; }  /* the pre-flight above it stays in view */
+    ConfirmRestore > Vertical {
+        width: 100%; max-width: 96; height: auto; max-height: 100%;
+        border: thick $warning; background: $surface; padding: 0 1;
+    }
+    ConfirmRestore #confirm-question { width: 1fr; padding-bottom: 1; }
+    ConfirmRestore #confirm-row { height: auto; }
+    ConfirmRestore #confirm-name { width: 1fr; }
+    ConfirmRestore #confirm-row Button { margin-left: 1; }
+    ConfirmRestore #confirm-keys { width: 1fr; color: $text-muted; }
+    """
+
+    def __init__(self, question: str, database: str) -> None:
+        super().__init__()
+        self.question = question
+        self.database = database
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm-box") as box:
+            box.border_title = "Confirm the restore"
+            yield Label(self.question, id="confirm-question")
+            with Horizontal(id="confirm-row"):
+                yield Input(placeholder="database name", id="confirm-name")
+                yield Button("Restore", id="confirm-go", variant="error", disabled=True)
+                yield Button("Cancel", id="confirm-cancel")
+            yield Label("enter restores once the name matches · escape cancels the restore (nothing is "
+                        "changed, the safety dump is kept)", id="confirm-keys")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        field = self.query_one("#confirm-name", Input)
+        field.cursor_blink = self.app.cursor_blink  # False in snapshots: a blink is never stable
+        field.focus()
+
+    @on(Input.Changed, "#confirm-name")
+    def _typed(self, event: Input.Changed) -> None:
+        self.query_one("#confirm-go", Button).disabled = event.value.strip() != self.database
+
+    @on(Input.Submitted, "#confirm-name")
+    @on(Button.Pressed, "#confirm-go")
+    def _go(self) -> None:
+        typed = self.query_one("#confirm-name", Input).value.strip()
+        if typed == self.database:
+            self.dismiss(typed)
+
+    @on(Button.Pressed, "#confirm-cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def close(self) -> None:
+        if self.is_attached and self.app.screen is self:
+            self.dismiss("")
 
 
 class RestoreScreen(Screen):
     """The guided restore."""
 
+    TITLE = "Restore"
     BINDINGS = [
+        Binding("enter", "start", "Check and restore", priority=True),
         Binding("n", "new", "New restore"),
+        Binding("u", "resume", "Resume"),
+        Binding("z", "rollback", "Roll back"),
+        Binding("escape", "leave", "Back"),
         Binding("ctrl+r", "reload_dumps", "Reload dumps", show=False),
     ]
     DEFAULT_CSS = """
     RestoreScreen #switcher, RestoreScreen #choose-pane, RestoreScreen #job-pane { height: 1fr; }
     RestoreScreen #dumps { height: 1fr; }
     RestoreScreen #choose-help { height: auto; padding: 0 1; }
-    RestoreScreen #choose-actions { height: auto; }
-    RestoreScreen #job-status { height: auto; padding: 0 1; }
-    RestoreScreen #job-top { height: auto; max-height: 60%; }
+    RestoreScreen #choose-actions { height: auto; padding: 0 1; }
+    RestoreScreen #job-status { height: auto; max-height: 6; padding: 0 1; }
+    RestoreScreen #job-body { height: 1fr; }
+    RestoreScreen #job-top { height: auto; }
     RestoreScreen #steps-box { width: 1fr; height: auto; }
     RestoreScreen #preflight-box { width: 1fr; height: auto; }
+    RestoreScreen.-narrow #job-top { layout: vertical; }
+    RestoreScreen.-narrow #steps-box, RestoreScreen.-narrow #preflight-box { width: 1fr; }
     RestoreScreen #progress { height: 1; padding: 0 1; }
-    RestoreScreen #confirm-box { height: auto; border: thick $warning; padding: 0 1; }
-    RestoreScreen #confirm-question { width: 100%; }
-    RestoreScreen #confirm-row { height: auto; }
-    RestoreScreen #confirm-name { width: 40; }
-    RestoreScreen #output { height: 1fr; min-height: 5; border: round $secondary; }
+    RestoreScreen #output { height: 12; border: round $secondary; }
     RestoreScreen #report-box { height: auto; }
     RestoreScreen #handcheck { height: auto; }
     RestoreScreen #checklist { height: auto; max-height: 10; }
@@ -160,6 +265,8 @@ class RestoreScreen(Screen):
         self._lines: dict[str, int] = {}
         self._entries: list[Any] = []
         self._timer: Timer | None = None
+        self._asking: ConfirmRestore | None = None
+        self._answered: str | None = None  # the job confirmed or cancelled here: never asked again
 
     # --- layout -----------------------------------------------------------------------
 
@@ -172,48 +279,40 @@ class RestoreScreen(Screen):
                              id="choose-help", classes="screen-help")
                 yield DataTable(id="dumps", cursor_type="row", zebra_stripes=True)
                 with Horizontal(id="choose-actions", classes="actions"):
-                    yield Button("Check and restore (enter)", id="start", variant="primary")
+                    yield Button("Check and restore (enter)", id="start", variant="primary", compact=True)
             with Vertical(id="job-pane"):
                 yield Static(id="job-status")
-                with Horizontal(id="job-top"):
-                    with VerticalScroll(id="steps-box", classes="box") as box:
-                        box.border_title = "Steps"
-                        yield Static(id="steps")
-                    with VerticalScroll(id="preflight-box", classes="box") as box:
-                        box.border_title = "Pre-flight"
-                        yield Static(id="preflight")
+                with VerticalScroll(id="job-body"):
+                    with Horizontal(id="job-top"):
+                        with Vertical(id="steps-box", classes="box") as box:
+                            box.border_title = "Steps"
+                            yield StepList(id="steps")
+                        with Vertical(id="preflight-box", classes="box") as box:
+                            box.border_title = "Pre-flight"
+                            yield Static(id="preflight")
+                    with Vertical(id="report-box", classes="box hidden") as box:
+                        box.border_title = "Report"
+                        yield Static(id="verification")
+                        with Vertical(id="handcheck"):
+                            yield Label("Still to check by hand (space ticks, as you go):")
+                            yield Checklist(id="checklist")
+                            yield Label("Optional: check a login (credentials are used once, never stored)")
+                            with Horizontal(id="login-row"):
+                                yield Input(placeholder="username", id="login-user")
+                                yield Input(placeholder="password", password=True, id="login-pass")
+                                yield Button("Check login", id="login-check")
+                            yield Static(id="login-result")
+                    yield RichLog(id="output", markup=False, highlight=False, wrap=True, max_lines=2000)
                 yield ProgressBar(id="progress", total=100, show_eta=False, classes="hidden")
-                with Vertical(id="confirm-box", classes="hidden") as box:
-                    box.border_title = "Confirm"
-                    yield Label(id="confirm-question")
-                    with Horizontal(id="confirm-row"):
-                        yield Input(placeholder="database name", id="confirm-name")
-                        yield Button("Restore", id="confirm-go", variant="error", disabled=True)
-                        yield Button("Cancel", id="confirm-cancel")
-                with VerticalScroll(id="report-box", classes="box hidden") as box:
-                    box.border_title = "Report"
-                    yield Static(id="verification")
-                    with Vertical(id="handcheck"):
-                        yield Label("Still to check by hand (tick as you go):")
-                        yield SelectionList[int](id="checklist")
-                        yield Label("Optional: check a login (credentials are used once, never stored)")
-                        with Horizontal(id="login-row"):
-                            yield Input(placeholder="username", id="login-user")
-                            yield Input(placeholder="password", password=True, id="login-pass")
-                            yield Button("Check login", id="login-check")
-                        yield Static(id="login-result")
-                yield RichLog(id="output", markup=False, highlight=False, wrap=True, max_lines=2000)
                 with Horizontal(id="actions"):
-                    yield Button("Resume", id="resume", variant="warning", classes="hidden")
-                    yield Button("Roll back", id="rollback", variant="error", classes="hidden")
-                    yield Button("New restore (n)", id="new", classes="hidden")
+                    yield Button("Resume (u)", id="resume", variant="warning", classes="hidden", compact=True)
+                    yield Button("Roll back (z)", id="rollback", variant="error", classes="hidden", compact=True)
+                    yield Button("New restore (n)", id="new", classes="hidden", compact=True)
         yield Footer()
 
     def on_mount(self) -> None:
         for field in self.query(Input):
             field.cursor_blink = self.app.cursor_blink  # False in snapshots: a blink is never stable
-        table = self.query_one("#dumps", DataTable)
-        table.add_columns(*DUMP_COLUMNS)
         self.query_one("#checklist", SelectionList).add_options(
             [(item, i) for i, item in enumerate(engine.CHECKLIST)])
         latest = None
@@ -224,10 +323,42 @@ class RestoreScreen(Screen):
         if latest is not None:
             self.attach(latest["id"])
         else:
-            self.load_dumps()
+            self._choose()
         self._timer = self.set_interval(POLL_SECONDS, self.poll_job)
 
+    def on_screen_resume(self) -> None:
+        self._stamp = None  # back on this screen: a job waiting meanwhile asks its question now
+        self.poll_job()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Keys show in the footer only where they apply."""
+        choosing = self.query_one("#switcher", ContentSwitcher).current == "choose-pane"
+        if action in ("start", "reload_dumps"):
+            return choosing
+        if action == "new":
+            return not choosing and self._status() in FINAL_SHOWN
+        if action == "resume":
+            return not choosing and self._resumable()
+        if action == "rollback":
+            return not choosing and (self._resumable() or self._status() == "rollback_failed")
+        return True
+
+    def _status(self) -> str:
+        return jobs.effective_status(self.data) if self.data else ""
+
+    def _resumable(self) -> bool:
+        status = self._status()
+        facts = self.data.get("facts") or {}
+        return status == "interrupted" or (status == "failed" and self.data.get("phase") == "forward"
+                                           and bool(facts.get("database_dropped")))
+
     # --- choosing ---------------------------------------------------------------------
+
+    def _choose(self) -> None:
+        self.query_one("#switcher", ContentSwitcher).current = "choose-pane"
+        self.query_one("#dumps", DataTable).focus()
+        self.refresh_bindings()
+        self.load_dumps()
 
     @work(thread=True, exclusive=True, group="restore-dumps")
     def load_dumps(self) -> None:
@@ -248,8 +379,9 @@ class RestoreScreen(Screen):
         for e in message.entries:
             age = formatting.duration(now - e.time) if now >= e.time else "in the future"
             status = Text(e.status, style={"verified": "green", "unverified": "yellow"}.get(e.status, ""))
-            rows.append((e.name, (e.name, e.time.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M"), age,
-                                  formatting.size(e.size), ", ".join(e.locations), status)))
+            kind, kind_style = KIND_LABEL.get(e.kind, (e.kind, ""))
+            rows.append((e.name, (e.time.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M"), Text(kind, kind_style),
+                                  status, age, formatting.size(e.size), ", ".join(e.locations), e.name)))
         # Columns sized here, not when the table next goes idle: rows drawn before that
         # were cached at the header's width and could stay cut short.
         table.clear(columns=True)
@@ -257,9 +389,12 @@ class RestoreScreen(Screen):
             table.add_column(label, width=max([cell_len(label)] + [cell_len(str(cells[i])) for _, cells in rows]))
         for key, cells in rows:
             table.add_row(*cells, key=key)
+        if rows:
+            table.move_cursor(row=default_dump(message.entries))
         help_text = ("No dumps to restore in the backups directory or off-site." if not message.entries
-                     else "Choose the dump to restore (corrupt dumps are never offered). Enter runs the pre-flight "
-                          "checks; nothing is changed before you type the database name.")
+                     else "Choose the dump to restore: the newest verified regular dump is selected; ⚑ pre-restore "
+                          "dumps are the state a past restore replaced. Corrupt dumps are never offered. Enter runs "
+                          "the pre-flight checks; nothing is changed before you type the database name.")
         if message.error:
             help_text += f"  Off-site: {message.error}"
         self.query_one("#choose-help", Static).update(help_text)
@@ -295,17 +430,63 @@ class RestoreScreen(Screen):
         self.action_start()
 
     def action_new(self) -> None:
-        if self.data and jobs.effective_status(self.data) in ("running", "waiting", "rolling_back", "pending"):
+        if self.data and self._status() in engine.ACTIVE:
             self.notify("A restore is running; it must finish first", severity="warning")
             return
         self.job_id = None
         self.data = {}
         self._stamp = None
-        self.query_one("#switcher", ContentSwitcher).current = "choose-pane"
-        self.load_dumps()
+        self._choose()
 
     def action_reload_dumps(self) -> None:
         self.load_dumps()
+
+    # --- leaving ------------------------------------------------------------------------
+
+    def action_leave(self) -> None:
+        """Escape: never a silent way out of a restore that is at work."""
+        self.confirm_leave(self.app.action_back, escape=True)
+
+    def confirm_leave(self, then, *, escape: bool = False) -> bool:
+        """Before the operator leaves this screen: a restore not confirmed yet is cancelled
+        (asked first); one that runs carries on (escape asks, so nobody takes escape for a
+        stop). Calls `then` when leaving goes ahead; False when there was nothing to ask."""
+        if not self.data or self._status() not in engine.ACTIVE:
+            then()
+            return False
+        from fovea_tui.tui.widgets.confirm import ConfirmDialog
+
+        job_id = self.data["id"]
+        if engine.unconfirmed(self.data):
+            safety = engine.safety_dump_name(self.data)
+            question = (f"Restore {job_id} is not confirmed yet: leaving cancels it. Nothing has been changed"
+                        + (f"; the safety dump {safety} is kept." if safety else ".") + " Leave and cancel it?")
+
+            def done(ok: bool | None) -> None:
+                if ok:
+                    self._cancel_job()
+                    then()
+            self.app.push_screen(ConfirmDialog(question, confirm_label="Cancel the restore and leave",
+                                               cancel_label="Stay", title="Leave the restore?"), done)
+            return True
+        if not escape:
+            then()
+            return False
+        question = (f"Restore {job_id} keeps running in the background: leaving this screen does not stop it. "
+                    "The dashboard's Jobs panel shows it; R comes back here. Leave this screen?")
+        self.app.push_screen(ConfirmDialog(question, confirm_label="Leave", cancel_label="Stay",
+                                           title="The restore is running"),
+                             lambda ok: then() if ok else None)
+        return True
+
+    def _cancel_job(self) -> None:
+        if self.job_id is None:
+            return
+        engine.cancel(self.app.settings, self.job_id)
+        self._answered = self.job_id
+        safety = engine.safety_dump_name(self.data)
+        self.app.notify("Nothing was changed." + (f" The safety dump {safety} is kept." if safety else ""),
+                        title="Restore cancelled", timeout=10)
 
     # --- following a job ----------------------------------------------------------------
 
@@ -316,7 +497,9 @@ class RestoreScreen(Screen):
         self._lines = {}
         self.query_one("#output", RichLog).clear()
         self.query_one("#switcher", ContentSwitcher).current = "job-pane"
+        self.query_one("#steps", StepList).focus(scroll_visible=False)
         self.poll_job()
+        self.refresh_bindings()
 
     def poll_job(self) -> None:
         if self.job_id is None:
@@ -330,6 +513,8 @@ class RestoreScreen(Screen):
         alive = jobs.is_alive(directory, self.job_id)
         stamp = (st.st_mtime_ns, st.st_size, alive)
         if stamp == self._stamp:
+            if alive and self.data:  # nothing new, but the running step's time goes on
+                self.query_one("#steps", StepList).update(steps_text(self.data, self.app.now()))
             return
         self._stamp = stamp
         try:
@@ -346,27 +531,26 @@ class RestoreScreen(Screen):
         status = jobs.effective_status(data)
         facts = data.get("facts") or {}
         title = Text()
-        title.append(f"Restore of {facts.get('dump') or Path(str(data['params'].get('dump', ''))).name}", style="bold")
-        title.append(f"  ·  job {data['id']}  ·  ")
-        title.append(status, style=STATUS_STYLE.get(status, "bold"))
+        title.append(status.upper().replace("_", " "), style=STATUS_STYLE.get(status, "bold"))
+        title.append(f"  Restore of {facts.get('dump') or Path(str(data['params'].get('dump', ''))).name}", style="bold")
+        title.append(f"  ·  job {data['id']}", style="dim")
         title.append("\n" + masking.redact(engine.describe_status(data)))
         self.query_one("#job-status", Static).update(title)
-        self.query_one("#steps", Static).update(steps_text(data))
+        self.query_one("#steps", StepList).update(steps_text(data, self.app.now()))
         self.query_one("#preflight", Static).update(preflight_text(data))
         self._show_progress(data)
         self._show_output(data, first)
         self._show_confirm(data)
-        final = status in jobs.FINAL or status == "interrupted"
         report = self.query_one("#report-box")
         report.set_class(not (status == "ok" or facts.get("verification")), "hidden")
         self.query_one("#handcheck").set_class(status != "ok", "hidden")
         if facts.get("verification") or status == "ok":
             self.query_one("#verification", Static).update(verification_text(data) or Text("no verification ran"))
-        resumable = status == "interrupted" or (status == "failed" and data.get("phase") == "forward"
-                                               and facts.get("database_dropped"))
-        self.query_one("#resume", Button).set_class(not resumable, "hidden")
-        self.query_one("#rollback", Button).set_class(not (resumable or status == "rollback_failed"), "hidden")
-        self.query_one("#new", Button).set_class(not final, "hidden")
+        self.query_one("#resume", Button).set_class(not self._resumable(), "hidden")
+        self.query_one("#rollback", Button).set_class(not (self._resumable() or status == "rollback_failed"),
+                                                      "hidden")
+        self.query_one("#new", Button).set_class(status not in FINAL_SHOWN, "hidden")
+        self.refresh_bindings()
 
     def _show_progress(self, data: dict) -> None:
         bar = self.query_one("#progress", ProgressBar)
@@ -390,68 +574,62 @@ class RestoreScreen(Screen):
                 self._lines[name] = total
 
     def _show_confirm(self, data: dict) -> None:
-        box = self.query_one("#confirm-box")
-        waiting = data.get("awaiting") == "confirm" and data.get("alive", True)
-        was_hidden = box.has_class("hidden")
-        box.set_class(not waiting, "hidden")
-        if waiting:
-            name = data["params"].get("database", "")
-            facts = data.get("facts") or {}
-            safety = facts.get("safety_dump")
-            self.query_one("#confirm-question", Label).update(
-                f"The restore replaces database {name!r} with {facts.get('dump')}. Every service but the database "
-                f"is stopped meanwhile; running jobs are interrupted."
-                + (f" Safety dump taken: {Path(safety).name}." if safety else "")
-                + f" Type {name!r} to go ahead.")
-            if was_hidden:
-                self.query_one("#confirm-name", Input).focus()
+        """A job waiting for its confirmation asks in a dialog, while this screen is the one shown."""
+        waiting = (data.get("awaiting") == "confirm" and data.get("alive", True)
+                   and data.get("id") != self._answered)
+        if not waiting:
+            if self._asking is not None:
+                self._asking.close()
+                self._asking = None
+            return
+        if self._asking is not None or not self.is_current:
+            return
+        name = data["params"].get("database", "")
+        facts = data.get("facts") or {}
+        safety = engine.safety_dump_name(data)
+        question = (f"The restore replaces database {name!r} with {facts.get('dump')}. Every service but the "
+                    f"database is stopped meanwhile; running jobs are interrupted."
+                    + (f" Safety dump taken: {safety} (a roll back returns to it)." if safety else "")
+                    + f"\n\nType {name!r} to go ahead.")
+        self._asking = ConfirmRestore(question, name)
+        self.app.push_screen(self._asking, self._confirmed)
 
     # --- confirm ------------------------------------------------------------------------
 
-    @on(Input.Changed, "#confirm-name")
-    def _typed(self, event: Input.Changed) -> None:
-        expected = (self.data.get("params") or {}).get("database", "")
-        self.query_one("#confirm-go", Button).disabled = event.value.strip() != expected or not expected
-
-    @on(Input.Submitted, "#confirm-name")
-    def _typed_enter(self, event: Input.Submitted) -> None:
-        if not self.query_one("#confirm-go", Button).disabled:
-            self._confirm()
-
-    @on(Button.Pressed, "#confirm-go")
-    def _confirm(self) -> None:
-        typed = self.query_one("#confirm-name", Input).value.strip()
-        if self.job_id is None or typed != (self.data.get("params") or {}).get("database"):
+    def _confirmed(self, typed: str | None) -> None:
+        self._asking = None
+        if typed == "" or self.job_id is None:
+            return  # the job stopped waiting by itself
+        if typed is None:
+            self._cancel_job()
+            self._stamp = None
             return
         engine.confirm(self.app.settings, self.job_id, typed)
-        self.query_one("#confirm-name", Input).value = ""
-        self.query_one("#confirm-box").add_class("hidden")
-        self.notify("Confirmed: the restore goes ahead")
-
-    @on(Button.Pressed, "#confirm-cancel")
-    def _cancel(self) -> None:
-        if self.job_id is not None:
-            engine.cancel(self.app.settings, self.job_id)
-            self.query_one("#confirm-box").add_class("hidden")
-            self.notify("Cancelled: nothing was changed")
+        self._answered = self.job_id
+        self.query_one("#steps", StepList).focus(scroll_visible=False)
+        self.notify("Confirmed: the restore goes ahead", timeout=4)
 
     # --- after a crash -------------------------------------------------------------------
 
-    @on(Button.Pressed, "#resume")
-    def _resume(self) -> None:
-        if self.job_id is None:
+    def action_resume(self) -> None:
+        if self.job_id is None or not self._resumable():
             return
         try:
-            engine.resume_restore(self.app.settings, self.job_id, confirmed=True)
+            # A job stopped before its confirmation asks for the name again when it resumes.
+            engine.resume_restore(self.app.settings, self.job_id, confirmed=not engine.unconfirmed(self.data))
         except FoveaError as exc:
             self.notify(str(exc), severity="error", timeout=8)
             return
         self._stamp = None
+        self.query_one("#steps", StepList).focus(scroll_visible=False)
         self.notify("Resuming the restore")
 
-    @on(Button.Pressed, "#rollback")
-    def _rollback(self) -> None:
-        if self.job_id is None:
+    @on(Button.Pressed, "#resume")
+    def _resume(self) -> None:
+        self.action_resume()
+
+    def action_rollback(self) -> None:
+        if self.job_id is None or not (self._resumable() or self._status() == "rollback_failed"):
             return
         from fovea_tui.tui.widgets.confirm import ConfirmDialog
 
@@ -464,10 +642,15 @@ class RestoreScreen(Screen):
                 self.notify(str(exc), severity="error", timeout=8)
                 return
             self._stamp = None
+            self.query_one("#steps", StepList).focus(scroll_visible=False)
             self.notify("Rolling back to the safety dump")
 
         self.app.push_screen(ConfirmDialog("Roll the database back to the safety dump and restart the services "
                                            "that were running?", confirm_label="Roll back", title="Roll back"), go)
+
+    @on(Button.Pressed, "#rollback")
+    def _rollback(self) -> None:
+        self.action_rollback()
 
     @on(Button.Pressed, "#new")
     def _new(self) -> None:

@@ -59,8 +59,13 @@ class RetentionScreen(ReloadingScreen):
     DEFAULT_CSS = """
     RetentionScreen #caption { height: auto; padding: 0 1; }
     RetentionScreen #body { height: 1fr; }
-    RetentionScreen #buckets-pane { width: 68; height: 1fr; border-right: solid $primary 50%; }
-    RetentionScreen #preview { width: 1fr; height: 1fr; }
+    RetentionScreen #buckets-pane { width: 2fr; max-width: 68; height: 1fr; border-right: solid $primary 50%; }
+    RetentionScreen #preview { width: 3fr; height: 1fr; }
+    RetentionScreen.-narrow #body { layout: vertical; }
+    RetentionScreen.-narrow #buckets-pane { width: 1fr; max-width: 100%; border-right: none;
+                                            border-bottom: solid $primary 50%; }
+    RetentionScreen.-narrow #preview { width: 1fr; }
+    RetentionScreen.-narrow #files { max-height: 4; }
     RetentionScreen #files { height: auto; max-height: 8; padding: 0 1; border-top: solid $primary 50%; }
     """
 

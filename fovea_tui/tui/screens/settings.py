@@ -17,6 +17,7 @@ from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
 from fovea_tui import masking
 from fovea_tui.config import SECTIONS, Settings, render_toml, save_settings, settings_from_dict, user_config_path
+from fovea_tui.engine.infra import audit
 from fovea_tui.errors import ConfigError, FoveaError
 from fovea_tui.tui.widgets.confirm import ConfirmDialog
 from fovea_tui.tui.widgets.schedule_panel import SchedulePanel
@@ -203,7 +204,29 @@ class SettingsScreen(Screen):
         if isinstance(self.focused, (Input, Select, Switch)):
             self.set_focus(None)
         else:
-            self.app.action_back()
+            self.confirm_leave(self.app.action_back)
+
+    def unsaved(self) -> bool:
+        """The form says something the saved settings do not (an invalid value counts)."""
+        try:
+            return render_toml(settings_from_dict(self.form_dict())) != render_toml(self.app.settings)
+        except FoveaError:
+            return True
+
+    def confirm_leave(self, then) -> bool:
+        """Leaving with unsaved edits asks first (the app calls this before switching screens)."""
+        if not self.unsaved():
+            then()
+            return False
+
+        def done(discard: bool | None) -> None:
+            if discard:
+                self.load_form(self.app.settings)
+                then()
+        self.app.push_screen(ConfirmDialog("The form has changes that are not saved. Leave and discard them?",
+                                           confirm_label="Discard", cancel_label="Keep editing",
+                                           title="Unsaved settings"), done)
+        return True
 
     def action_revert(self) -> None:
         self.load_form(self.app.settings)
@@ -267,6 +290,7 @@ class SettingsScreen(Screen):
             except (FoveaError, OSError) as exc:
                 self.notify(masking.redact(str(exc)), title="Not saved", severity="error")
                 return
+            audit.settings_saved(old, new, path)
             self.app.apply_settings(new)
             self.notify(f"Saved to {path}", title="Settings")
 

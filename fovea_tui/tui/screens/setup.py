@@ -15,6 +15,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
 from fovea_tui.config import Settings, render_toml, save_settings, settings_from_dict, user_config_path
+from fovea_tui.engine.infra import audit
 from fovea_tui.errors import FoveaError
 from fovea_tui.tui.widgets.confirm import ConfirmDialog
 
@@ -97,9 +98,10 @@ class SetupScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         s: Settings = self.app.settings
         with Vertical() as box:
-            box.border_title = "First run: where is the Fovea install?"
-            yield Static(f"No config file was found, so fovea-tui runs on defaults. Looking for the install… "
-                         f"Saving writes {escape(str(user_config_path()))}.", id="setup-intro")
+            box.border_title = ("First run: where is the Fovea install?" if s.source is None
+                                else "Find the install again")
+            yield Static(f"{self._where()} Looking for the install… "
+                         f"Saving writes {escape(str(self.target()))}.", id="setup-intro")
             with VerticalScroll():
                 yield Label("compose project", classes="key")
                 yield Input(s.install.compose_project, id="setup-project")
@@ -154,8 +156,17 @@ class SetupScreen(ModalScreen[None]):
         else:
             self.query_one("#found-volume", Static).update("no backend container with a /videos mount found")
         self.query_one("#setup-intro", Static).update(
-            f"No config file was found. This is what fovea-tui found; adjust and save to "
-            f"{escape(str(user_config_path()))}.")
+            f"{self._where()} This is what fovea-tui found; adjust and save to {escape(str(self.target()))}.")
+
+    def _where(self) -> str:
+        source = self.app.settings.source
+        if source is None:
+            return "No config file was found, so fovea-tui runs on defaults."
+        return f"The settings come from {escape(str(source))}."
+
+    def target(self) -> Path:
+        """The loaded config file, or (first run) the user's config path."""
+        return Path(self.app.settings.source or user_config_path())
 
     recipient: str = ""
     identity_file: str = ""
@@ -208,7 +219,7 @@ class SetupScreen(ModalScreen[None]):
         except FoveaError as exc:
             self.notify(str(exc), title="Not saved", severity="error")
             return
-        target = user_config_path()
+        target = self.target()
         text = render_toml(new)
         diff = "".join(f"+{line}\n" for line in text.splitlines())
 
@@ -220,11 +231,12 @@ class SetupScreen(ModalScreen[None]):
             except (FoveaError, OSError) as exc:
                 self.notify(str(exc), title="Not saved", severity="error")
                 return
+            audit.settings_saved(None, new, target)
             self.app.apply_settings(new)
             self.notify(f"Saved to {target}", title="Setup")
             self.dismiss(None)
 
-        self.app.push_screen(ConfirmDialog(f"Create {target}?", diff, confirm_label="Save",
+        self.app.push_screen(ConfirmDialog(f"{'Overwrite' if target.exists() else 'Create'} {target}?", diff, confirm_label="Save",
                                            title="Save settings"), confirmed)
 
 

@@ -111,7 +111,7 @@ def summary_text(target: str, last: dict[str, Any] | None, plan: engine.SyncResu
         text.append(f"{last.get('uploaded', 0):,} uploaded · {last.get('skipped', 0):,} skipped · "
                     f"{last.get('deleted', 0):,} deleted · {formatting.size(last.get('bytes', 0))}")
         errors = last.get("error_count") or 0
-        text.append(f" · {errors} errors" if errors else " · no errors", style="bold red" if errors else "green")
+        text.append(f" · {formatting.plural(errors, 'error')}" if errors else " · no errors", style="bold red" if errors else "green")
         if last.get("duration_s") is not None:
             text.append(f" · took {float(last['duration_s']):.1f} s", style="dim")
         if last.get("cancelled"):
@@ -147,13 +147,13 @@ def errors_text(last: dict[str, Any] | None, plan: engine.SyncResult | None, job
     text = Text()
     if job is not None and job.state in ("failed", "cancelled") and job.error:
         text.append(f"{job.title}: {job.error}\n", style="bold red" if job.state == "failed" else "yellow")
-    result = job.result if job is not None and job.state == "finished" else None
+    result = job.result if job is not None and job.result is not None else None
     if result is not None and getattr(result, "errors", None):
         for err in result.errors:
             text.append(f"✗ {err}\n", style="red")
     elif last and last.get("errors"):
         count = last.get("error_count", len(last["errors"]))
-        text.append(f"last run: {count} errors\n", style="bold red")
+        text.append(f"last run: {formatting.plural(count, 'error')}\n", style="bold red")
         for err in last["errors"]:
             text.append(f"✗ {err}\n", style="red")
     if plan is not None:
@@ -197,6 +197,7 @@ class VolumeScreen(Screen):
         self.plan: engine.SyncResult | None = None
         self.plan_error = ""
         self.job: Job | None = None
+        self._bar: JobProgressBar | None = None
         self._rows: dict[str, tuple] = {}
         self._plan_cancel = CancelToken()
         self.loads = 0  # plans applied (tests wait on it)
@@ -342,18 +343,22 @@ class VolumeScreen(Screen):
         self.job = job
         caption = self.query_one("#job-caption", Static)
         box = self.query_one("#job-box", Vertical)
-        bars = list(box.query(JobProgressBar))
+        # The bar shown is remembered here, not queried: a bar mounted a moment ago may not be
+        # in the DOM yet, and mounting it twice would clash on its id.
+        bar = self._bar
         if job is None:
-            for bar in bars:
-                bar.remove()
+            for old in box.query(JobProgressBar):
+                old.remove()
+            self._bar = None
             caption.update(Text("No sync running. S (or enter) syncs now; P pulls the copy back.", style="dim"))
         else:
-            if bars and bars[0].job is job:
-                bars[0].refresh_job()
+            if bar is not None and bar.job is job:
+                bar.refresh_job()
             else:
-                for bar in bars:
-                    bar.remove()
-                box.mount(JobProgressBar(job, clock=self.app.jobs.clock, id=f"sync-job-{job.id}"))  # type: ignore[attr-defined]
+                for old in box.query(JobProgressBar):
+                    old.remove()
+                self._bar = JobProgressBar(job, clock=self.app.jobs.clock, id=f"sync-job-{job.id}")  # type: ignore[attr-defined]
+                box.mount(self._bar)
             caption.update(Text("c cancels at the next safe point; nothing partial is left in the copy.",
                                 style="yellow") if job.running else Text("The last sync job:", style="dim"))
         self.query_one("#files-line", Static).update(self._files_line(job))

@@ -11,7 +11,12 @@ from textual.widgets import Button, Label, Static
 
 
 class ConfirmDialog(ModalScreen[bool]):
-    """Dismisses with True (confirm) or False (cancel, Escape)."""
+    """Dismisses with True (confirm) or False (cancel, Escape).
+
+    Cancel has the focus: most of these dialogs guard something destructive (a pull into the
+    live volume, a prune, a roll back), so an Enter typed by habit must not go ahead; `y` or a
+    Tab to the confirm button does.
+    """
 
     BINDINGS = [
         Binding("escape", "cancel", "Cancel"),
@@ -31,11 +36,12 @@ class ConfirmDialog(ModalScreen[bool]):
     """
 
     def __init__(self, question: str, diff: str = "", *, confirm_label: str = "Confirm",
-                 title: str = "Confirm") -> None:
+                 title: str = "Confirm", cancel_label: str = "Cancel") -> None:
         super().__init__()
         self.question = question
         self.diff = diff
         self.confirm_label = confirm_label
+        self.cancel_label = cancel_label
         self.title_text = title
 
     def compose(self) -> ComposeResult:
@@ -46,11 +52,11 @@ class ConfirmDialog(ModalScreen[bool]):
                 with VerticalScroll(id="diff"):
                     yield Static(diff_text(self.diff))
             with Horizontal():
-                yield Button("Cancel (n)", id="cancel")
+                yield Button(f"{self.cancel_label} (n)", id="cancel")
                 yield Button(f"{self.confirm_label} (y)", id="confirm", variant="primary")
 
     def on_mount(self) -> None:
-        self.query_one("#confirm", Button).focus()
+        self.query_one("#cancel", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "confirm")

@@ -50,6 +50,7 @@ class JobProgressBar(Vertical):
     JobProgressBar .job-current { color: $text-muted; }
     JobProgressBar.-failed > .job-title { color: $error; }
     JobProgressBar.-finished > .job-title { color: $success; }
+    JobProgressBar.-cancelled > .job-title { color: $warning; }
     """
 
     def __init__(self, job: Job, clock: Callable[[], float] | None = None, **kwargs) -> None:
@@ -76,6 +77,7 @@ class JobProgressBar(Vertical):
         self.query_one(".job-title", Label).update(f"{job.title}{phase}{state}")
         self.set_class(job.state == "failed", "-failed")
         self.set_class(job.state == "finished", "-finished")
+        self.set_class(job.state == "cancelled", "-cancelled")
         bar = self.query_one(ProgressBar)
         if event is not None and event.total:
             bar.update(total=event.total, progress=event.done)

@@ -39,22 +39,24 @@ class SizeChart(PlotextPlot):
         plt.clear_data()
         plt.clear_figure()
         plt.date_form(DATE_FORM)
-        unit, scale = _unit(max((s for _, s, _ in self.points), default=0))
-        plt.title(f"{self.title} ({unit})")
+        largest = max((s for _, s, _ in self.points), default=0)
+        unit, scale = _unit(largest)
         sound = [(t, s) for t, s, status in self.points if status != "corrupt"]
         corrupt = [(t, s) for t, s, status in self.points if status == "corrupt"]
+        # No legend (it covered the line at 120 columns): the title says what is drawn.
+        plt.title(f"{self.title} ({unit})" + (" · x: corrupt" if corrupt else ""))
+        if len({_day(t) for t, _, _ in self.points}) < 2:
+            # one day has no time axis to speak of (plotext spread it over a century)
+            plt.title(f"{self.title}: no dumps yet" if not self.points else
+                      f"{self.title}: one day of dumps so far, {largest / scale:.1f} {unit}")
+            self.refresh()
+            return
         if sound:
-            xs = [_day(t) for t, _ in sound]
-            ys = [s / scale for _, s in sound]
-            if len(sound) > 1:
-                plt.plot(xs, ys, marker="braille", label="dumps")
-            else:
-                plt.scatter(xs, ys, label="dumps")
+            plt.plot([_day(t) for t, _ in sound], [s / scale for _, s in sound], marker="braille")
         if corrupt:
-            plt.scatter([_day(t) for t, _ in corrupt], [s / scale for _, s in corrupt],
-                        color="red", marker="x", label="corrupt")
-        if not self.points:
-            plt.title(f"{self.title}: no dumps yet")
+            plt.scatter([_day(t) for t, _ in corrupt], [s / scale for _, s in corrupt], color="red", marker="x")
+        # From zero: a 6 % change must look like 6 %, not like a cliff.
+        plt.ylim(0, largest / scale * 1.1 or 1)
         self.refresh()
 
 
