@@ -199,8 +199,9 @@ class RecoverScreen(ModalScreen[None]):
             return
         self.notify(f"Choose {self.prepared.dump_path.name} (local, verified) in the restore screen.",
                     title="Recover")
+        app = self.app
         self.dismiss(None)
-        self.app.action_goto("restore")
+        app.call_after_refresh(app.action_goto, "restore")  # once this modal is gone
 
 
 __all__ = ["RecoverScreen"]
