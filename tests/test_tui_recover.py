@@ -10,7 +10,7 @@ import sys
 
 from support.tui import SIZE, asynctest, make_app, settings_in, wait_for
 from test_backup_helpers import direct_config, settings_and_config, write_env
-from textual.widgets import Button, Input, Static
+from textual.widgets import Button, DataTable, Input, Static
 
 from fovea_tui.config import load_file
 from fovea_tui.engine.backups.pipeline import run_backup
@@ -64,7 +64,11 @@ async def test_first_run_setup_offers_recovery_and_the_wizard_recovers(fresh_dir
         log = str(screen.query_one("#rec-log", Static).render())
         assert "config written" in log and "SESSION_SECRET" in log
         screen.query_one("#rec-restore", Button).press()
-        await wait_for(pilot, lambda: app.current_mode == "restore")
+        # the guided restore takes over, and offers the dump just fetched and verified
+        await wait_for(pilot, lambda: app.current_mode == "restore" and app.screen.query("#dumps")
+                       and app.screen.query_one("#dumps", DataTable).row_count > 0, timeout=60)
+        table = app.screen.query_one("#dumps", DataTable)
+        assert any(result.name in str(cell) for row in range(table.row_count) for cell in table.get_row_at(row))
     written = load_file(tmp_path / "xdg" / "fovea-tui" / "config.toml")
     assert written.backups.offsite == str(offsite) and written.backups.dir == str(new_dir)
     assert written.encryption.identity_file == str(identity)
