@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import tomli_w
 
-from fovea_tui.engine.infra.files import write_atomic
+from fovea_tui.engine.infra.files import ensure_private_dir, write_atomic
 from fovea_tui.errors import ConfigError
 
 CONFIG_ENV_VAR = "FOVEA_TUI_CONFIG"
@@ -355,7 +355,7 @@ def save_settings(settings: Settings, path: Path | None = None) -> Path:
     """Write the settings as TOML, atomically, to `path` (default: where they came from)."""
     target = Path(path or settings.source or user_config_path())
     settings_from_dict(settings.to_toml_dict())  # never write what we could not read back
-    target.parent.mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(target.parent)  # a new config directory is private, like the file (it may hold a password)
     write_atomic(target, render_toml(settings))
     settings.source = target.resolve()
     return target

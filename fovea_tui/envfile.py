@@ -6,7 +6,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from dotenv import dotenv_values
 
@@ -36,6 +36,20 @@ def is_scrubbed(key: str, value: str) -> bool:
     if any(word in upper for word in _CREDENTIAL_WORDS):
         return True
     return upper not in PLAIN_KEYS and len(value) >= _TOKEN_LENGTH
+
+
+def without_password(url: str) -> str:
+    """`url` with its password (in the authority or as `?password=`) taken out: what may be
+    written to disk in its place. A value that does not parse as a URL is dropped whole."""
+    try:
+        parts = urlsplit(url)
+        host = parts.netloc.rpartition("@")[2]
+        user = parts.username
+    except ValueError:
+        return ""
+    netloc = (f"{parts.netloc.rpartition('@')[0].partition(':')[0]}@" if user is not None else "") + host
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "password"])
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 # libpq's connection parameters that have an environment variable, with the oldest client

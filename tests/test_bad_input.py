@@ -55,10 +55,13 @@ def test_bad_dumps_are_corrupt_never_restored_never_counted(history, kind):
         path.write_bytes(dump_bytes(padding=100))
     before = _snapshot(settings.backups_dir)
 
+    # A whole dump that is not the one its manifest describes is "mismatch" (exit 1), not corrupt:
+    # restore still refuses it, and prune keeps it for the operator to decide (issue 14, item 3).
+    mismatch = kind == "manifest-mismatch"
     r = run_cli("--config", str(cfg), "verify", "--json", name)
-    assert r.returncode == 3 and "Traceback" not in r.stderr
+    assert r.returncode == (1 if mismatch else 3) and "Traceback" not in r.stderr
     [entry] = json.loads(r.stdout)["dumps"]
-    assert entry["status"] == "corrupt" and entry["reasons"]
+    assert entry["status"] == ("mismatch" if mismatch else "corrupt") and entry["reasons"]
 
     r = run_cli("--config", str(cfg), "restore", name, "--yes", "--json")
     report = json.loads(r.stdout)
@@ -66,7 +69,10 @@ def test_bad_dumps_are_corrupt_never_restored_never_counted(history, kind):
     assert report["safety_dump"] is None
 
     plan = json.loads(run_cli("--config", str(cfg), "prune", "--dry-run", "--json").stdout)
-    assert name not in {k["name"] for k in plan["keep"] if "corrupt" not in " ".join(k["reasons"])}
+    assert name not in {k["name"] for k in plan["keep"]
+                        if "corrupt" not in " ".join(k["reasons"]) and "manifest says" not in " ".join(k["reasons"])}
+    if mismatch:
+        assert name not in {f["name"] for f in plan["forget"]}
     assert _snapshot(settings.backups_dir) == before  # nothing overwritten by looking
 
 

@@ -143,7 +143,7 @@ def test_direct_drill_passes_writes_reports_and_leaves_nothing(install, capsys):
     section = drill_status(install.settings)
     assert section["last"]["ok"] is True and section["ok"] is True and not section["alerts"]
     report = collect_status(install.settings)
-    assert report.sections["drill"]["last"]["dump"] == install.dump.name
+    assert report.drill.last.dump == install.dump.name
     assert not [a for a in report.alerts if a.subject == "drill"]
     assert audit.read(install.settings, action="drill")[-1]["outcome"] == "ok"
     capsys.readouterr()

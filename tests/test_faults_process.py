@@ -172,7 +172,7 @@ def test_docker_socket_missing_or_refused(host, tmp_path):
     assert json.loads(r.stdout)["kind"] == "DockerUnavailable"
     assert visible_and_temp(tmp_path / "b") == []
     r = run_cli("--config", str(cfg), "status", "--json", env={"DOCKER_HOST": host}, timeout=60)
-    assert r.returncode == 0 and "Docker" in json.loads(r.stdout)["database"]["error"]
+    assert r.returncode == 1 and "Docker" in json.loads(r.stdout)["database"]["error"]
 
 
 # ---------------------------------------------------------------- SIGKILL at every step

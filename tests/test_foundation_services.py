@@ -73,8 +73,10 @@ def test_redis_queue_counts(stack):
 
 def test_status_json_reports_services_and_database(stack, tmp_path, capsys):
     cfg = write_config(tmp_path, stack.settings(tmp_path))
-    assert main(["--config", cfg, "status", "--json"]) == 0
+    # exit 1: a fresh backups dir holds no backup yet, a CRITICAL alert
+    assert main(["--config", cfg, "status", "--json"]) == 1
     doc = json.loads(capsys.readouterr().out)
+    assert any(a["level"] == "critical" and a["subject"] == "backups" for a in doc["alerts"])
     for key in ("database", "volume", "env_file", "stack", "drill", "alerts"):
         assert key in doc
     assert doc["database"]["ok"] and doc["database"]["reachable"]
@@ -97,8 +99,8 @@ def test_status_with_postgres_down(stack, tmp_path):
     stack.container("postgres").stop(timeout=10)
     try:
         report = collect_status(settings)
-        assert report.sections["database"]["ok"] is False
-        assert "postgres is not running" in report.sections["database"]["error"]
+        assert report.database.ok is False
+        assert "postgres is not running" in report.database.error
         assert any(a.subject == "database" and a.level == "critical" for a in report.alerts)
         assert any("postgres" in a.message and a.subject == "stack" for a in report.alerts)
     finally:
@@ -108,7 +110,7 @@ def test_status_with_postgres_down(stack, tmp_path):
 def test_wrong_project_name(stack, tmp_path, capsys):
     settings = stack.settings(tmp_path, install={"compose_project": "no-such-project"})
     cfg = write_config(tmp_path, settings)
-    assert main(["--config", cfg, "status"]) == 0
+    assert main(["--config", cfg, "status"]) == 1  # the stack is a CRITICAL alert
     out = capsys.readouterr().out
     assert "no containers of compose project 'no-such-project'" in out
     assert "install.compose_project" in out
@@ -117,9 +119,9 @@ def test_wrong_project_name(stack, tmp_path, capsys):
 def test_no_docker_engine(stack, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such.sock")
     report = collect_status(stack.settings(tmp_path))
-    assert report.sections["stack"]["ok"] is False
-    assert "no Docker engine answers" in report.sections["stack"]["error"]
-    assert "Traceback" not in report.sections["stack"]["error"]
+    assert report.stack.ok is False
+    assert "no Docker engine answers" in report.stack.error
+    assert "Traceback" not in report.stack.error
 
 
 # --- direct mode ------------------------------------------------------------------
@@ -163,7 +165,7 @@ def test_direct_mode_wrong_password(fresh_direct_db, tmp_path, monkeypatch, caps
     bad = f"postgresql://{url.user}:wrong-password-123@{url.host}:{url.port}/{url.database}"
     settings = direct_settings(tmp_path, fresh_direct_db, database={"mode": "direct", "url": bad})
     cfg = write_config(tmp_path, settings)
-    assert main(["--config", cfg, "status"]) == 0
+    assert main(["--config", cfg, "status"]) == 1  # an unreachable database is CRITICAL
     out = capsys.readouterr().out
     assert "password authentication failed" in out
     assert "wrong-password-123" not in out
@@ -186,7 +188,7 @@ def test_cli_never_imports_textual(stack, tmp_path):
         "sys.exit(rc)"
     )
     proc = subprocess.run([sys.executable, "-c", code, cfg], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1, proc.stderr  # no backup yet: a CRITICAL alert
     assert proc.stderr.endswith("CLEAN")
     json.loads(proc.stdout)
 
@@ -202,8 +204,8 @@ def test_direct_mode_database_down_is_one_line(tmp_path, monkeypatch, direct_pg,
         "backups": {"dir": str(tmp_path / "b")}, "volume": {"path": str(tmp_path)},
     })
     cfg = write_config(tmp_path, settings)
-    assert main(["--config", cfg, "status", "--json"]) == 0
+    assert main(["--config", cfg, "status", "--json"]) == 1
     doc = json.loads(capsys.readouterr().out)
-    assert doc["database"]["ok"] is False
+    assert doc["database"]["ok"] is False and doc["database"]["verdict"] == "failing"
     assert "Connection refused" in doc["database"]["error"] or "connect" in doc["database"]["error"]
     assert "pw-xyz-123" not in json.dumps(doc)

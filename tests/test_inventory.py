@@ -73,7 +73,7 @@ def test_local_statuses_siblings_and_strays(tmp_path):
     assert any("legacy" in w for w in by["fovea-2026-10-29.sql.gz"].warnings)
     assert {s.name for s in inv.unrecognised} == {"fovea-20261341T020000Z.sql.gz", "fovea-backup-old.sql.gz"}
     assert [s.name for s in inv.orphans] == ["fovea-20260101T000000Z.sql.gz.manifest.json"]
-    assert inv.counts() == {"verified": 3, "unverified": 2, "corrupt": 3}
+    assert inv.counts() == {"verified": 3, "unverified": 2, "corrupt": 3, "mismatch": 0}
     assert inv.newest_verified().name == "fovea-20261101T020000Z.sql.gz"  # safety dumps do not count
     assert inv.find(str(settings.backups_dir / v.name)) is v and inv.find("s3://b/p/" + v.name) is v
     assert inv.find("fovea-nope.sql.gz") is None
@@ -204,7 +204,7 @@ def test_status_summary_counts_and_corrupt_alert(tmp_path):
     section = {"last": {"name": "fovea-20261103T020000Z.sql.gz", "status": "corrupt"},
                "alerts": [{"level": "critical", "subject": "backups", "message": "the last backup is corrupt"}]}
     out = status_summary(settings, section)
-    assert out["counts"] == {"verified": 1, "unverified": 0, "corrupt": 2}
+    assert out["counts"] == {"verified": 1, "unverified": 0, "corrupt": 2, "mismatch": 0}
     assert out["newest_verified"] == "fovea-20261101T020000Z.sql.gz"
     messages = [a["message"] for a in out["alerts"]]
     assert len(messages) == 2 and "1 corrupt dump(s)" in messages[1]

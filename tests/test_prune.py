@@ -122,9 +122,9 @@ def test_newest_verified_is_kept_and_corrupt_never_fills_a_bucket(tmp_path):
     settings = make_settings(tmp_path, keep_daily=0, keep_weekly=0, keep_last=2)
     h = History(settings)
     old = h.add(T0)                                    # the only verified dump
-    h.add(T0 + timedelta(days=1), manifest=False, verify=False)
-    h.add(T0 + timedelta(days=2), manifest=False, verify=False)
-    h.add(T0 + timedelta(days=3), manifest=False, verify=False)
+    for day in (1, 2, 3):  # whole, but their manifests unreadable: unverified even when prune reads them
+        path = h.add(T0 + timedelta(days=day), manifest=False, verify=False)
+        (path.parent / (path.name + ".manifest.json")).write_text("{not json")
     bad = h.add(T0 + timedelta(days=4), data=dump_bytes(complete=False))  # newest, corrupt
     result = prune(settings)
     kept = {d.candidate.name: d for d in result.prune_plan.plan.keep}

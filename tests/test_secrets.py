@@ -258,7 +258,7 @@ def test_env_file_values_are_all_masked_or_scrubbed(tmp_path):
 
 def test_tui_screens_show_no_secret(secret_install, monkeypatch):
     """Every screen of the app on the real install, exported as text: no value of the env file."""
-    from fovea_tui.tui.app import available_screens, create_app
+    from fovea_tui.tui.app import SCREENS, create_app
 
     settings, _, env, secret_values = secret_install
     settings = settings_from_dict({**settings.to_toml_dict()})
@@ -273,7 +273,7 @@ def test_tui_screens_show_no_secret(secret_install, monkeypatch):
         shots = []
         async with app.run_test(size=(160, 50)) as pilot:
             await pilot.pause(0.5)
-            for spec in available_screens():
+            for spec in SCREENS:
                 await pilot.press(spec.key)
                 await pilot.pause(0.3)
                 shots.append(app.export_screenshot())

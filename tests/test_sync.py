@@ -705,19 +705,19 @@ def test_status_and_the_dashboard_count_files_written_since_the_last_sync(tmp_pa
     target.mkdir()
     settings = settings_for(tmp_path, str(target))
     root = make_volume(Path(settings.volume.path))
-    assert collect_status(settings).sections["volume"].get("new_files") is None  # never synced
+    assert collect_status(settings).volume.new_files is None  # never synced
     assert run_sync(settings).uploaded == len(FILES)
-    assert collect_status(settings).sections["volume"]["new_files"] == 0
+    assert collect_status(settings).volume.new_files == 0
     time.sleep(0.05)  # file times come from a coarse clock
     (root / "fresh-1.mp4").write_bytes(b"f" * 1000)
     (root / "thumbnails" / "fresh-1.jpg").write_bytes(b"t" * 24)
     report = collect_status(settings)
-    vol = report.sections["volume"]
+    vol = report.as_dict()["volume"]
     assert (vol["new_files"], vol["new_bytes"]) == (2, 1024) and vol["files"] == len(FILES) + 2
     card = next(c for c in cards(report, datetime.now(timezone.utc)) if c.key == "volume")
     assert "2 new files pending (1.0 KiB)" in card.lines
 
-    assert main(["--config", str(write_config(tmp_path, settings)), "status"]) == 0
+    assert main(["--config", str(write_config(tmp_path, settings)), "status"]) == 1  # no backup: CRITICAL
     assert "2 new since the last sync (1.0 KiB)" in capsys.readouterr().out
     run_sync(settings)
-    assert collect_status(settings).sections["volume"]["new_files"] == 0
+    assert collect_status(settings).volume.new_files == 0

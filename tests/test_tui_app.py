@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+
+import pytest
+from support.tui import SIZE, asynctest, make_app, settings_in, wait_for
 
 from fovea_tui.engine.progress import ProgressEvent
 from fovea_tui.errors import OperationFailed
 from fovea_tui.tui import app as app_module
-from fovea_tui.tui.app import SCREENS, ScreenSpec, available_screens
+from fovea_tui.tui.app import SCREENS, ScreenSpec
 from fovea_tui.tui.sample import SAMPLE_NOW, sample_report
-from support.tui import SIZE, asynctest, make_app, settings_in, wait_for
+from fovea_tui.tui.screens.base import FoveaScreen
 
 
-def test_registry_lists_only_screens_whose_module_exists(monkeypatch):
-    ghost = ScreenSpec("x", "ghost", "fovea_tui.tui.screens.no_such_screen:Ghost", "Ghost", "never there")
-    monkeypatch.setattr(app_module, "SCREENS", SCREENS + [ghost])
-    names = [s.name for s in app_module.available_screens()]
-    assert "ghost" not in names
-    assert {"dashboard", "settings", "activity"} <= set(names)
+def test_every_registered_screen_loads_and_a_typo_fails_loudly():
+    for spec in SCREENS:
+        assert issubclass(spec.load(), FoveaScreen), spec
+    typo = ScreenSpec("x", "backups", "fovea_tui.tui.screens.backup:BackupsScreen", "Backups", "misspelled")
+    with pytest.raises(ModuleNotFoundError):
+        typo.load()
 
 
 @asynctest
@@ -25,7 +29,7 @@ async def test_starts_on_dashboard_and_every_screen_key_switches(tmp_path):
     app = make_app(settings_in(tmp_path))
     async with app.run_test(size=SIZE) as pilot:
         assert app.current_mode == "dashboard"
-        for spec in available_screens():
+        for spec in SCREENS:
             await pilot.press(spec.key)
             await pilot.pause()
             assert app.current_mode == spec.name, spec
@@ -55,7 +59,7 @@ async def test_help_opens_and_closes(tmp_path):
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         text = str(app.screen.query_one("Static").render())
-        for spec in available_screens():
+        for spec in SCREENS:
             assert spec.title in text
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
@@ -82,7 +86,7 @@ async def test_command_palette_offers_every_screen_and_action(tmp_path):
     app = make_app(settings_in(tmp_path))
     async with app.run_test(size=SIZE) as pilot:
         names = [name for name, _help, _cb in app.command_list()]
-        for spec in available_screens():
+        for spec in SCREENS:
             assert f"Go to {spec.title}" in names
         assert {"Refresh status", "Help", "Quit"} <= set(names)
         await pilot.press("ctrl+p")
@@ -144,7 +148,7 @@ async def test_job_runs_across_screen_switches_and_notifies(tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         job = app.jobs.start("backup", "Back up now", _gated_job(gate), app.settings, offsite=True)
         await wait_for(pilot, lambda: job.event is not None)
-        assert app.query_one("#job-%d" % job.id)  # the dashboard shows it
+        await wait_for(pilot, lambda: bool(app.screen.query("#job-%d" % job.id)))  # the dashboard shows it
         await pilot.press("a")
         await pilot.press("s")
         assert job.running
@@ -197,21 +201,6 @@ async def test_quit_with_a_running_job_asks_first(tmp_path):
 
 
 @asynctest
-async def test_backup_action_is_registered_only_when_the_engine_has_it(tmp_path, monkeypatch):
-    app_module.engine_call.cache_clear()
-    monkeypatch.setitem(app_module.JOB_ACTIONS, "backup",
-                        ("backup", "Back up now", "fovea_tui.engine.no_such_module", "run_backup", {}, "B"))
-    app = make_app(settings_in(tmp_path))
-    async with app.run_test(size=SIZE) as pilot:
-        names = [n for n, _h, _c in app.command_list()]
-        assert "Back up now" not in names
-        assert app.check_action("backup", ()) is False
-        await pilot.press("B")
-        assert not app.jobs.jobs
-    app_module.engine_call.cache_clear()
-
-
-@asynctest
 async def test_backup_key_starts_the_engine_backup(tmp_path, monkeypatch):
     seen = {}
 
@@ -219,9 +208,8 @@ async def test_backup_key_starts_the_engine_backup(tmp_path, monkeypatch):
         seen["offsite"] = offsite
         return {"path": "x.sql.gz"}
 
-    app_module.engine_call.cache_clear()
-    monkeypatch.setattr(app_module, "engine_call",
-                        lambda module, name: fake_backup if name == "run_backup" else None)
+    monkeypatch.setitem(app_module.JOB_ACTIONS, "backup",
+                        dataclasses.replace(app_module.JOB_ACTIONS["backup"], run=fake_backup))
     app = make_app(settings_in(tmp_path))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("B")

@@ -5,13 +5,16 @@ from __future__ import annotations
 import copy
 from datetime import timedelta
 
+from support.tui import SIZE, asynctest, make_app, settings_in, wait_for
+
+from fovea_tui.engine.ops.status import BackupsSection, DatabaseSection, StackSection, SyncSection, judge
 from fovea_tui.tui import model
 from fovea_tui.tui.sample import SAMPLE_NOW, sample_report
-from support.tui import SIZE, asynctest, make_app, settings_in, wait_for
 
 
 def _cards(report, now=SAMPLE_NOW):
-    return {c.key: c for c in model.cards(report, now)}
+    """The cards of `report` after the engine judged its (edited) facts again."""
+    return {c.key: c for c in model.cards(judge(report, now), now)}
 
 
 def test_cards_follow_the_runbook_table():
@@ -29,19 +32,19 @@ def test_cards_follow_the_runbook_table():
 
 def test_old_backup_is_stale_and_unreachable_database_is_failing():
     report = sample_report()
-    report.sections["backups"]["last"]["time"] = (SAMPLE_NOW - timedelta(days=3)).isoformat()
+    report.backups.last.time = SAMPLE_NOW - timedelta(days=3)
     assert _cards(report)["database"].verdict == "stale"
     assert _cards(report)["env_file"].verdict == "stale"
-    report.sections["database"] = {"ok": False, "error": "connection refused"}
+    report.database = DatabaseSection(ok=False, error="connection refused")
     card = _cards(report)["database"]
     assert card.verdict == "failing" and "connection refused" in card.lines[0]
 
 
 def test_no_backup_and_no_sync_target_are_missing():
     report = sample_report()
-    report.sections["backups"] = {"ok": True, "count": 0, "last": None, "summary": "no backup in /b"}
-    report.sections["volume"]["target"] = None
-    report.sections["sync"] = {"ok": True, "target": None, "last": None, "summary": "no volume.target configured"}
+    report.backups = BackupsSection(dir="/b", count=0, last=None, summary="no backup in /b")
+    report.volume.target = None
+    report.sync = SyncSection(target=None, last=None, summary="no volume.target configured")
     cards = _cards(report)
     assert cards["database"].verdict == "missing"
     assert cards["volume"].verdict == "missing"
@@ -50,27 +53,19 @@ def test_no_backup_and_no_sync_target_are_missing():
 
 def test_corrupt_last_dump_and_world_readable_env():
     report = sample_report()
-    report.sections["backups"]["last"]["status"] = "corrupt"
-    report.sections["env_file"]["world_readable"] = True
+    report.backups.last.status = "corrupt"
+    report.env_file.world_readable = True
     cards = _cards(report)
     assert cards["database"].verdict == "failing"
     assert cards["env_file"].verdict == "stale"
     assert any("chmod 600" in line for line in cards["env_file"].lines)
 
 
-def test_fallback_finds_the_newest_dump_on_disk(tmp_path):
-    (tmp_path / "fovea-2026-05-01.sql.gz").write_bytes(b"x")
-    (tmp_path / "fovea-20260601T021500Z.sql.gz").write_bytes(b"xy")
-    (tmp_path / "notes.txt").write_text("")
-    when, size = model.newest_dump_on_disk(tmp_path)
-    assert when.isoformat() == "2026-06-01T02:15:00+00:00" and size == 2
-
-
 def test_stack_caption():
     caption, services = model.services(sample_report())
     assert caption == "compose project fovea" and len(services) == 5
     report = sample_report()
-    report.sections["stack"] = {"ok": True, "managed": False, "reason": "no Docker engine answers", "services": []}
+    report.stack = StackSection(managed=False, reason="no Docker engine answers")
     assert model.services(report)[0].startswith("stack not managed")
 
 
@@ -98,7 +93,7 @@ async def test_stack_events_update_the_service_table(tmp_path):
     app = make_app(settings_in(tmp_path))
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.status is not None)
-        services = copy.deepcopy(app.status.sections["stack"]["services"])
+        services = copy.deepcopy(app.status.stack.services)
         services[0]["state"] = "exited"
         app.post_message(StackServices(services, True))
         await pilot.pause(0.1)

@@ -95,7 +95,7 @@ async def test_dashboard_on_the_demo(demo_install, monkeypatch):
     async with app.run_test(size=(120, 36)) as pilot:
         await wait_for(pilot, lambda: app.status is not None, timeout=60)
         await pilot.pause()
-        db = app.status.sections["database"]
+        db = app.status.as_dict()["database"]
         assert db["ok"], db
         assert db["tables"] >= 12
         assert app.screen.query_one("#card-database").verdict == "fine"

@@ -13,7 +13,7 @@ from fovea_tui.config import Settings
 from fovea_tui.engine.drill.result import CHECK_ORDER, CHECK_TITLES
 from fovea_tui.tui.sample import SAMPLE_NOW
 from fovea_tui.tui.screens.drill import DrillScreen
-from support.tui import asynctest, make_app, wait_for
+from support.tui import asynctest, make_app, settle, wait_for
 
 from test_drill import install, scratch_databases  # noqa: F401 - the `install` fixture
 
@@ -28,8 +28,8 @@ def rows(screen: DrillScreen) -> dict[str, tuple[str, str]]:
 
 async def open_drill(pilot, app) -> DrillScreen:
     await pilot.press("D")
-    await wait_for(pilot, lambda: isinstance(app.screen, DrillScreen) and app.screen.loads >= 1,
-                   timeout=DRILL_SECONDS)
+    await wait_for(pilot, lambda: isinstance(app.screen, DrillScreen), timeout=DRILL_SECONDS)
+    await settle(pilot, timeout=DRILL_SECONDS)
     return app.screen
 
 
@@ -51,6 +51,7 @@ async def test_run_a_drill_from_the_screen(install):  # noqa: F811
         # the check list starts as pending rows and fills in as checks land
         await wait_for(pilot, lambda: "dump" in screen.live, timeout=DRILL_SECONDS)
         await wait_for(pilot, lambda: screen.job is not None and not screen.job.running, timeout=DRILL_SECONDS)
+        await settle(pilot, timeout=DRILL_SECONDS)  # the screen reloads once the job's end reaches it
         assert screen.job.state == "finished", screen.job.error
         seen = rows(screen)
         assert list(seen) == CHECK_ORDER
@@ -84,6 +85,7 @@ async def test_cancel_from_the_screen_drops_the_scratch_database(install, monkey
         await wait_for(pilot, lambda: len(scratch_databases(psql)) == 1, timeout=DRILL_SECONDS)
         await pilot.press("c")
         await wait_for(pilot, lambda: screen.job is not None and not screen.job.running, timeout=DRILL_SECONDS)
+        await settle(pilot, timeout=DRILL_SECONDS)
         assert screen.job.state == "cancelled"
         assert scratch_databases(psql) == []
         assert "cancelled" in str(screen.query_one("#caption", Static).render())
@@ -143,7 +145,8 @@ def test_drill_screen_snapshot(snap_compare, tmp_path):
     async def run_before(pilot):
         await wait_for(pilot, lambda: pilot.app.status is not None)
         await pilot.press("D")
-        await wait_for(pilot, lambda: isinstance(pilot.app.screen, DrillScreen) and pilot.app.screen.loads >= 1)
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, DrillScreen))
+        await settle(pilot)
         await pilot.pause(0.3)
 
     assert snap_compare(app, terminal_size=(140, 40), run_before=run_before)

@@ -14,7 +14,7 @@ from fovea_tui.tui.widgets.bucket_grid import BucketGrid
 from fovea_tui.tui.widgets.confirm import ConfirmDialog
 from support import tui as support_tui
 from support.backup_history import History, make_settings
-from support.tui import asynctest, wait_for
+from support.tui import asynctest, settle, wait_for
 
 NOW = datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)
 T0 = datetime(2026, 10, 1, 2, 0, tzinfo=timezone.utc)
@@ -45,7 +45,8 @@ def grid_text(grid: BucketGrid) -> str:
 
 async def open_retention(pilot, app) -> RetentionScreen:
     await pilot.press("r")
-    await wait_for(pilot, lambda: isinstance(app.screen, RetentionScreen) and app.screen.loads >= 1)
+    await wait_for(pilot, lambda: isinstance(app.screen, RetentionScreen))
+    await settle(pilot)
     return app.screen
 
 
@@ -77,9 +78,9 @@ async def test_buckets_preview_and_prune_after_confirmation(tmp_path, monkeypatc
 
         await pilot.press("p")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
-        loads = screen.loads
         await pilot.press("y")
-        await wait_for(pilot, lambda: screen.loads > loads and screen.prune_plan is not None
+        await settle(pilot)
+        await wait_for(pilot, lambda: screen.prune_plan is not None
                        and not screen.prune_plan.plan.forget)
         remaining = {p.name for p in settings.backups_dir.glob("*.sql.gz")}
         assert remaining == {d.candidate.name for d in expected.plan.keep}

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from support.tui import make_app, wait_for
+
 from fovea_tui.config import Settings
+from fovea_tui.engine.ops.status import RestoreSection, judge
 from fovea_tui.engine.progress import ProgressEvent
 from fovea_tui.tui.jobs import Job
 from fovea_tui.tui.sample import SAMPLE_NOW, sample_report
-from support.tui import make_app, wait_for
 
 
 def snapshot_app(healthy: bool = True):
@@ -80,3 +82,49 @@ def test_settings_diff_dialog(snap_compare):
         await pilot.pause(0.3)
 
     assert snap_compare(snapshot_app(), terminal_size=(120, 36), run_before=run_before)
+
+
+def _interrupted_restore(report):
+    """The sample install after a restore's runner died while it loaded the dump."""
+    job = "restore-20260602T091000Z-a1b2"
+    report.restore = RestoreSection(
+        job=job, status="interrupted", phase="forward", step="restore", step_title="Restore the dump",
+        dump="fovea-20260602T021500Z.sql.gz", install_touched=True, can_resume=True, can_rollback=True,
+        message="The restore runner stopped during step restore (it crashed or was killed). The database is in "
+                "an unknown state (empty or partly restored).",
+        state="The database is in an unknown state (empty or partly restored).",
+        next=[f"fovea-tui restore --resume {job}", f"fovea-tui restore --rollback {job}"])
+    report.database.tables, report.database.rows = 0, 0
+    return judge(report)
+
+
+def test_restore_banner_and_failing_database_120x36(snap_compare):
+    settings = Settings()
+    settings.backups.dir = "/nonexistent/fovea-snapshots/backups"
+    settings.source = Path("/etc/fovea-tui/config.toml")
+    app = make_app(settings, status_source=lambda s, now: _interrupted_restore(sample_report(now)))
+    assert snap_compare(app, terminal_size=(120, 36), run_before=_ready)
+
+
+def test_restore_banner_80x24_on_the_activity_screen(snap_compare):
+    settings = Settings()
+    settings.backups.dir = "/nonexistent/fovea-snapshots/backups"
+    settings.source = Path("/etc/fovea-tui/config.toml")
+    app = make_app(settings, status_source=lambda s, now: _interrupted_restore(sample_report(now)))
+
+    async def run_before(pilot):
+        await _ready(pilot)
+        await pilot.press("a")
+        await pilot.pause(0.3)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+def test_failing_database_card_120x36(snap_compare):
+    def source(_settings, now):
+        report = sample_report(now)
+        report.database.rows = 1_204  # the newest dump holds 181,900
+        return judge(report)
+
+    assert snap_compare(make_app(snapshot_app().settings, status_source=source), terminal_size=(120, 36),
+                        run_before=_ready)

@@ -9,7 +9,7 @@ from fovea_tui.engine.ops.status import collect_status
 
 
 def _service_state(app, name: str) -> str | None:
-    services = ((app.status.sections.get("stack") or {}).get("services") or []) if app.status else []
+    services = app.status.stack.services if app.status else []
     return next((s["state"] for s in services if s["name"] == name), None)
 
 

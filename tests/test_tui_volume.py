@@ -19,7 +19,7 @@ from fovea_tui.engine.volume import sync as engine
 from fovea_tui.tui.screens import volume as volume_screen
 from fovea_tui.tui.screens.volume import VolumeScreen
 from fovea_tui.tui.widgets.confirm import ConfirmDialog
-from support.tui import asynctest, make_app, wait_for
+from support.tui import asynctest, make_app, settle, wait_for
 
 SIZE = (120, 36)
 SNAP_NOW = datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)
@@ -46,7 +46,8 @@ def copied(settings: Settings) -> list[str]:
 
 async def open_volume(app, pilot) -> VolumeScreen:
     await pilot.press("v")
-    await wait_for(pilot, lambda: isinstance(app.screen, VolumeScreen) and app.screen.loads >= 1)
+    await wait_for(pilot, lambda: isinstance(app.screen, VolumeScreen))
+    await settle(pilot)
     return app.screen
 
 
@@ -88,10 +89,9 @@ async def test_sync_now_runs_a_real_sync_and_the_summary_updates(tmp_path):
         screen = await open_volume(app, pilot)
         assert "never synced" in text_of(screen, "#summary")
         assert "12 new files pending" in text_of(screen, "#summary")
-        loads = screen.loads
         await pilot.press("enter")
         await wait_for(pilot, lambda: screen.job is not None and screen.job.state == "finished")
-        await wait_for(pilot, lambda: screen.loads > loads)
+        await settle(pilot)
         assert copied(settings) == [f"v{i:02d}.mp4" for i in range(12)]
         summary = text_of(screen, "#summary")
         assert "minutes ago" in summary and "12 uploaded" in summary and "no errors" in summary

@@ -77,11 +77,13 @@ def test_complete_gzip_of_a_cut_dump_is_corrupt(backed_up, tmp_path, capsys):
 
 
 def test_a_different_dump_under_the_name_fails_the_manifest(backed_up, capsys):
+    """Whole and complete, but not the bytes its manifest describes: "mismatch" (exit 1), not
+    corrupt (exit 3): nothing that deletes corrupt dumps may take it."""
     settings, cfg, result = backed_up
     sql = gzip.decompress(result.path.read_bytes())
     result.path.write_bytes(gzip.compress(sql, compresslevel=9))  # valid, complete, but not the same bytes
     code, out = _verify_json(cfg, capsys, result.name)
-    assert code == 3
+    assert code == 1 and out["dumps"][0]["status"] == "mismatch" and out["mismatch"] == 1
     assert any("sha256" in r or "size" in r for r in out["dumps"][0]["reasons"])
 
 

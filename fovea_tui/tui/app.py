@@ -4,30 +4,36 @@ Every screen is a *mode* (its own screen stack), so switching screens never unmo
 a screen keeps its scroll position and selection, and jobs, which belong to the app's
 JobRunner rather than to a screen, keep running whatever the operator looks at.
 
-Adding a screen is one line in SCREENS. A line whose module does not exist yet is simply
-absent from the app (no key, no palette entry, no placeholder).
+Adding a screen is one line in SCREENS; a line naming a module or class that does not exist
+fails when the app is built, never silently drops a key.
+
+A restore that runs, waits for its confirmation or was left half-done shows a banner on every
+screen (`FoveaScreen`), from the engine's restore section polled every RESTORE_POLL_S seconds,
+with keys to follow it (R), resume it (U) and roll it back (Z).
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from functools import lru_cache
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from textual import work
-from textual.app import App, ComposeResult
+from textual.app import App
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.message import Message
 from textual.screen import Screen
 from textual.signal import Signal
+from textual.worker import Worker
 
 from fovea_tui import masking
 from fovea_tui.config import Settings
-from fovea_tui.engine.ops.status import StatusReport, collect_status
+from fovea_tui.engine import restore as restore_engine
+from fovea_tui.engine.backups.pipeline import run_backup
+from fovea_tui.engine.ops.status import RestoreSection, StatusReport, collect_status, judge, restore_status
+from fovea_tui.engine.volume.sync import run_sync
 from fovea_tui.errors import FoveaError
 from fovea_tui.tui.jobs import JobFailed, JobFinished, JobProgress, JobRunner, describe_result
 
@@ -41,16 +47,6 @@ class ScreenSpec:
     factory: str
     title: str
     help: str
-
-    @property
-    def module(self) -> str:
-        return self.factory.split(":", 1)[0]
-
-    def available(self) -> bool:
-        try:
-            return importlib.util.find_spec(self.module) is not None
-        except ModuleNotFoundError:
-            return False
 
     def load(self) -> Callable[[], Screen]:
         module, _, attr = self.factory.partition(":")
@@ -79,24 +75,27 @@ SCREENS: list[ScreenSpec] = [
 ]
 
 
-def available_screens() -> list[ScreenSpec]:
-    return [spec for spec in SCREENS if spec.available()]
+RESTORE_POLL_S = 2.0  # how often the banner reads the newest restore job's state file
 
 
-@lru_cache(maxsize=None)
-def engine_call(module: str, name: str) -> Callable[..., Any] | None:
-    """An engine entry point other engineers provide, or None while it does not exist."""
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return None
+@dataclass(frozen=True)
+class JobAction:
+    """A job the app can start from any screen."""
+
+    kind: str
+    title: str
+    run: Callable[..., Any]
+    key: str
+    help: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-# Jobs the app can start from anywhere: action -> (kind, title, module, function, kwargs, key)
-JOB_ACTIONS: dict[str, tuple[str, str, str, str, dict[str, Any], str]] = {
-    "backup": ("backup", "Back up now", "fovea_tui.engine.backups.pipeline", "run_backup", {"offsite": True}, "B"),
-    "sync": ("sync", "Sync videos now", "fovea_tui.engine.volume.sync", "run_sync",
-             {"dry_run": False, "pull": False, "to": None, "replace_changed": False}, "V"),
+JOB_ACTIONS: dict[str, JobAction] = {
+    "backup": JobAction("backup", "Back up now", run_backup, "B",
+                        "dump the database, copy the env file, upload both off-site; in the background",
+                        {"offsite": True}),
+    "sync": JobAction("sync", "Sync videos now", run_sync, "V", "copy new videos to the off-site target; in the background",
+                      {"dry_run": False, "pull": False, "to": None, "replace_changed": False}),
 }
 
 
@@ -117,12 +116,6 @@ PALETTE_ACTIONS: list[tuple[str, str, str, str]] = [
     ("Cancel the drill", "stop the running drill; its scratch database is dropped", "drill", "cancel_drill"),
     ("Save the settings", "validate, show the diff, write the config file", "settings", "save"),
 ]
-
-JOB_HELP = {
-    "backup": "dump the database, copy the env file, upload both off-site; in the background",
-    "sync": "copy new videos to the off-site target; in the background",
-}
-
 
 class StatusUpdated(Message):
     def __init__(self, report: StatusReport) -> None:
@@ -175,7 +168,7 @@ class FoveaCommands(Provider):
     """Every action of the app in the command palette (ctrl+p)."""
 
     def _commands(self) -> list[tuple[str, str, Callable[[], Any]]]:
-        app: FoveaApp = self.app  # type: ignore[assignment]
+        app = cast("FoveaApp", self.app)
         return app.command_list()
 
     async def discover(self) -> Hits:
@@ -192,9 +185,11 @@ class FoveaCommands(Provider):
 
 def _screen_bindings() -> list[Binding]:
     bindings = [Binding(spec.key, f"goto('{spec.name}')", spec.title, key_display=spec.key)
-                for spec in available_screens()]
-    for action, (_kind, title, *_rest, key) in JOB_ACTIONS.items():
-        bindings.append(Binding(key, action, title, show=False))
+                for spec in SCREENS]
+    for name, job in JOB_ACTIONS.items():
+        bindings.append(Binding(job.key, name, job.title, show=False))
+    bindings += [Binding("U", "restore_resume", "Resume restore"),
+                 Binding("Z", "restore_rollback", "Roll back restore")]
     return bindings
 
 
@@ -235,10 +230,13 @@ class FoveaApp(App):
         self.status_changed: Signal[StatusReport] = Signal(self, "status_changed")
         self.jobs_changed: Signal[Any] = Signal(self, "jobs_changed")
         self.settings_changed: Signal[Settings] = Signal(self, "settings_changed")
-        self._status_worker = None
+        self.restore = RestoreSection()  # the newest restore, judged by the engine
+        self.restore_changed: Signal[RestoreSection] = Signal(self, "restore_changed")
+        self._status_worker: Worker[None] | None = None
+        self._restore_worker: Worker[None] | None = None
         self._events_client: _ClosableEvents | None = None
         self._mode_history: list[str] = []
-        self.screen_specs = {spec.name: spec for spec in available_screens()}
+        self.screen_specs = {spec.name: spec for spec in SCREENS}
         for spec in self.screen_specs.values():
             self.add_mode(spec.name, self._factory(spec))
         if not animate:
@@ -262,6 +260,7 @@ class FoveaApp(App):
         self.refresh_status()
         if self.poll_interval > 0:
             self.set_interval(self.poll_interval, self.refresh_status)
+            self.set_interval(RESTORE_POLL_S, self.refresh_restore)
         if self.watch_stack:
             self._watch_stack_events()
         if self.first_run:
@@ -299,6 +298,66 @@ class FoveaApp(App):
         self.status = message.report
         self.status_error = ""
         self.status_changed.publish(message.report)
+        self._set_restore(message.report.restore)
+
+    # --- the restore banner -------------------------------------------------------------
+
+    def refresh_restore(self) -> None:
+        if self._restore_worker is not None and self._restore_worker.is_running:
+            return
+        self._restore_worker = self._collect_restore()
+
+    @work(thread=True, group="restore-state", exit_on_error=False)
+    def _collect_restore(self) -> None:
+        section = restore_status(self.settings)
+        self.call_from_thread(self._set_restore, section)
+
+    def _set_restore(self, section: RestoreSection) -> None:
+        if section == self.restore:
+            return
+        changed = (section.job, section.status) != (self.restore.job, self.restore.status)
+        self.restore = section
+        self.restore_changed.publish(section)
+        self.refresh_bindings()
+        if changed and self.status is not None and section is not self.status.restore:
+            self.refresh_status()  # the alerts and the cards follow the banner at once
+
+    def action_restore_resume(self) -> None:
+        job = self.restore.job
+        if not (self.restore.can_resume and job):
+            return
+        try:
+            restore_engine.resume_restore(self.settings, job)
+        except FoveaError as exc:
+            self.notify(str(exc), title="Resume refused", severity="error", timeout=15)
+            return
+        self.notify(f"Resuming {job}; follow it on the Restore screen.", title="Restore")
+        self.action_goto("restore")
+        self.refresh_restore()
+
+    def action_restore_rollback(self) -> None:
+        from fovea_tui.tui.widgets.confirm import ConfirmDialog
+
+        job, state = self.restore.job, self.restore.state
+        if not (self.restore.can_rollback and job):
+            return
+
+        def done(ok: bool | None) -> None:
+            if not ok:
+                return
+            try:
+                restore_engine.rollback_restore(self.settings, job)
+            except FoveaError as exc:
+                self.notify(str(exc), title="Roll back refused", severity="error", timeout=15)
+                return
+            self.notify(f"Rolling {job} back; follow it on the Restore screen.", title="Restore")
+            self.action_goto("restore")
+            self.refresh_restore()
+
+        self.push_screen(ConfirmDialog(
+            f"Roll restore {job} back? {state} Rolling back puts the safety dump back only if the database "
+            "was replaced, and starts again the services the restore stopped.",
+            confirm_label="Roll back", title="Roll back the restore"), done)
 
     def on_status_failed(self, message: StatusFailed) -> None:
         self.status_error = message.error
@@ -310,8 +369,8 @@ class FoveaApp(App):
 
     @work(thread=True, group="stack-events", exit_on_error=False)
     def _watch_stack_events(self) -> None:
-        from fovea_tui.engine.progress import CancelToken
         from fovea_tui.engine.infra.stack import Stack, connect_docker
+        from fovea_tui.engine.progress import CancelToken
 
         try:
             client = _ClosableEvents(connect_docker(timeout=5))
@@ -335,9 +394,10 @@ class FoveaApp(App):
     def on_stack_services(self, message: StackServices) -> None:
         self.stack_watch = "live" if message.watching else message.reason
         if message.services is not None and self.status is not None:
-            stack = self.status.sections.setdefault("stack", {})
-            if stack.get("ok") and stack.get("managed"):
-                stack["services"] = message.services
+            stack = self.status.stack
+            if stack.ok and stack.managed:
+                stack.services = message.services
+                judge(self.status)
         if self.status is not None:
             self.status_changed.publish(self.status)
 
@@ -366,11 +426,8 @@ class FoveaApp(App):
         self.refresh_status()
 
     def start_job(self, action: str) -> None:
-        kind, title, module, name, kwargs, _key = JOB_ACTIONS[action]
-        fn = engine_call(module, name)
-        if fn is None:
-            return
-        self.jobs.start(kind, title, fn, self.settings, **kwargs)
+        job = JOB_ACTIONS[action]
+        self.jobs.start(job.kind, job.title, job.run, self.settings, **job.kwargs)
         self.jobs_changed.publish(None)
 
     def action_backup(self) -> None:
@@ -389,9 +446,10 @@ class FoveaApp(App):
         self.notify(f"Asked {', '.join(j.title for j in running)} to stop at its next safe point.")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in JOB_ACTIONS:
-            _kind, _title, module, name, _kwargs, _key = JOB_ACTIONS[action]
-            return engine_call(module, name) is not None
+        if action == "restore_resume":
+            return self.restore.can_resume
+        if action == "restore_rollback":
+            return self.restore.can_rollback
         return True
 
     # --- settings -----------------------------------------------------------------------
@@ -502,9 +560,8 @@ class FoveaApp(App):
         for spec in self.screen_specs.values():
             out.append((f"Go to {spec.title}", f"[{spec.key}] {spec.help}",
                         lambda n=spec.name: self.action_goto(n)))
-        for action, (_kind, title, module, name, _kwargs, key) in JOB_ACTIONS.items():
-            if engine_call(module, name) is not None:
-                out.append((title, f"[{key}] {JOB_HELP.get(action, '')}", lambda a=action: self.start_job(a)))
+        for action, job in JOB_ACTIONS.items():
+            out.append((job.title, f"[{job.key}] {job.help}", lambda a=action: self.start_job(a)))
         for title, help_text, screen, action in PALETTE_ACTIONS:
             if screen not in self.screen_specs:
                 continue
@@ -563,5 +620,4 @@ def fixed_clock(when: datetime) -> Callable[[], datetime]:
     return lambda: when
 
 
-__all__ = ["SCREENS", "ScreenSpec", "FoveaApp", "create_app", "fixed_clock", "available_screens",
-           "StatusUpdated"]
+__all__ = ["SCREENS", "ScreenSpec", "FoveaApp", "create_app", "fixed_clock", "StatusUpdated"]

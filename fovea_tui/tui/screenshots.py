@@ -38,7 +38,7 @@ async def shoot_all(out: Path) -> list[Path]:
     from fovea_tui.config import load_file
     from fovea_tui.engine.infra.stack import no_docker
     from fovea_tui.sandbox import demo
-    from fovea_tui.tui.app import available_screens, fixed_clock
+    from fovea_tui.tui.app import SCREENS, fixed_clock
 
     no_docker()
     # A neutral, stable place (not the checkout), so no machine's paths end up in the SVGs.
@@ -48,7 +48,7 @@ async def shoot_all(out: Path) -> list[Path]:
     clock = fixed_clock(install.anchor)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for spec in available_screens():
+    for spec in SCREENS:
         written.append(await _shoot(settings, clock, spec.name, out))
     written.append(await _shoot(settings, clock, "help", out, press=("question_mark",)))  # over the dashboard
     return written

@@ -1,6 +1,6 @@
 """Running the Textual app in tests: one way to build it, await a condition, run an async test.
 
-`from support.tui import SIZE, asynctest, make_app, settings_in, wait_for`.
+`from support.tui import SIZE, asynctest, make_app, settings_in, settle, wait_for`.
 """
 
 from __future__ import annotations
@@ -45,6 +45,26 @@ def make_app(settings, now: datetime = SAMPLE_NOW, **kw) -> FoveaApp:
     kw.setdefault("animate", False)
     kw.setdefault("cursor_blink", False)
     return create_app(settings, clock=fixed_clock(now), **kw)
+
+
+async def settle(pilot, timeout: float = 60.0) -> None:
+    """Wait until the app is idle: no worker running, and what they posted handled (a handled
+    message may start another worker, which is waited for in turn)."""
+    app = pilot.app
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    idle_rounds = 0
+    while idle_rounds < 2:
+        await pilot.pause()
+        busy = [w for w in app.workers if w.is_running]
+        if not busy:
+            idle_rounds += 1
+            continue
+        idle_rounds = 0
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise AssertionError(f"workers still running: {[w.name for w in busy]}")
+        await asyncio.wait_for(app.workers.wait_for_complete(busy), remaining)
 
 
 async def wait_for(pilot, predicate, timeout: float = 15.0) -> None:

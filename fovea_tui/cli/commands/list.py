@@ -38,7 +38,8 @@ def render(inv: Inventory, now: datetime | None = None) -> str:
         c = inv.counts()
         lines.append("")
         lines.append(f"{formatting.plural(len(inv), 'dump')}: {c['verified']} verified, {c['unverified']} unverified, "
-                     f"{c['corrupt']} corrupt; {formatting.size(inv.total_size())}")
+                     f"{c['corrupt']} corrupt" + (f", {c['mismatch']} mismatch" if c["mismatch"] else "") + "; "
+                     f"{formatting.size(inv.total_size())}")
     for s in inv.unrecognised:
         lines.append(f"unrecognised: {s.location} {s.name}: {s.reason}")
     for s in inv.orphans:

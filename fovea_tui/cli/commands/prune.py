@@ -55,6 +55,12 @@ def render(result: PruneResult) -> str:
         files = pp.all_deletions()
     else:
         files = result.deleted
+    if result.reads:
+        changed = [r for r in result.reads if r.status != r.cached]
+        lines.append(f"read {len(result.reads)} dump(s) end to end first ({result.read_bytes / 2**20:.1f} MiB in "
+                     f"{result.read_s:.1f} s)" + (":" if changed else "; each as listed"))
+        lines += [f"  {r.name}: listed {r.cached}, read {r.status}" + (f" ({'; '.join(r.reasons)})" if r.reasons else "")
+                  for r in changed]
     if pp.pending:
         lines.append(f"retrying {len(pp.pending)} deletion(s) a previous prune left unfinished")
     lines.append(f"{verb} ({len(files)} files):")

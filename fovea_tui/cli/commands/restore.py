@@ -1,5 +1,8 @@
 """`fovea-tui restore DUMP [--yes] [--json] [--skip-migrate] [--no-rollback]`: the guided restore.
 
+`--rollback JOB` of a restore that finished is a new destructive act: confirmed like a
+restore (the database name typed, or `--yes --force-after-success`), else exit 3.
+
 The restore runs in a detached runner (it survives this terminal); this command starts it,
 follows its state file, asks for the database name on the terminal when the runner waits for
 it (unless --yes), and prints the report. Ctrl-C while steps run only stops following: the
@@ -27,11 +30,17 @@ def register(sub) -> None:
     add_json_flag(parser)
     parser.add_argument("--yes", action="store_true", help="do not ask for the database name (stands for typing it)")
     parser.add_argument("--skip-migrate", action="store_true", help="do not apply the backend's bundled migrations")
+    parser.add_argument("--accept-mismatch", action="store_true",
+                        help="restore a whole dump that is not what its manifest says (status mismatch)")
+    parser.add_argument("--force-after-success", action="store_true",
+                        help="with --rollback and --yes: roll back a restore that finished (its writes since are "
+                             "discarded; a fresh safety dump of them is taken first)")
     parser.add_argument("--no-rollback", action="store_true",
                         help="when a step after the stop fails, leave the install as it is instead of rolling back")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--resume", metavar="JOB", help="continue an interrupted restore from its last completed step")
-    group.add_argument("--rollback", metavar="JOB", help="roll an interrupted or failed restore back to its safety dump")
+    group.add_argument("--rollback", metavar="JOB", help="roll a restore back to its safety dump (one that finished "
+                       "only when confirmed: the database name typed, or --yes --force-after-success)")
     group.add_argument("--follow", metavar="JOB", help="follow a running restore (or show a finished one)")
     parser.set_defaults(handler=run)
 
@@ -139,6 +148,21 @@ def _require_known_dump(settings, wanted: str) -> None:
                      key="DUMP")
 
 
+def _ask_rollback(ctx: CliContext, args, interactive: bool) -> str | None:
+    """For a restore that finished: the database name typed on the terminal (None when the
+    job did not finish, or nobody can type; the engine refuses then, exit 3)."""
+    finished = engine.finished_restore(jobs.load_job(ctx.settings, args.rollback))
+    if finished is None or (args.yes and args.force_after_success) or not interactive:
+        return None
+    ctx.info(finished.question)
+    try:
+        sys.stderr.write(f"Type the database name ({finished.database}) to roll back, anything else to keep it: ")
+        sys.stderr.flush()
+        return sys.stdin.readline().strip()
+    except (EOFError, KeyboardInterrupt):
+        return None
+
+
 def run(args, ctx: CliContext) -> int:
     settings = ctx.settings
     chosen = [x for x in (args.resume, args.rollback, args.follow) if x]
@@ -148,28 +172,31 @@ def run(args, ctx: CliContext) -> int:
         raise UsageError("restore needs DUMP (a dump's name or path, or an off-site key); "
                          "`fovea-tui list` shows them", key="DUMP")
     interactive = sys.stdin.isatty()
+    if args.force_after_success and not (args.rollback and args.yes):
+        raise UsageError("--force-after-success goes with --rollback JOB and --yes", key="--force-after-success")
     if (args.dump or args.resume) and not args.yes and not interactive:
         raise UsageError("no terminal to type the database name on: pass --yes to confirm the restore",
                          key="--yes")
     if args.follow:
         job_id = args.follow
-        jobs.load_job(settings, job_id)  # a clear error for an unknown job
+        jobs.load_state(settings, job_id)  # a clear error for an unknown job
     elif args.resume:
         job_id = engine.resume_restore(settings, args.resume, confirmed=args.yes)
         ctx.info(f"resuming restore {job_id}")
     elif args.rollback:
-        job_id = engine.rollback_restore(settings, args.rollback)
+        job_id = engine.rollback_restore(settings, args.rollback, typed=_ask_rollback(ctx, args, interactive),
+                                         force_after_success=args.yes and args.force_after_success)
         ctx.info(f"rolling back restore {job_id}")
     else:
         _require_known_dump(settings, args.dump)
         job_id = engine.start_restore(settings, args.dump, confirmed=args.yes, skip_migrate=args.skip_migrate,
-                                      no_rollback=args.no_rollback)
+                                      no_rollback=args.no_rollback, accept_mismatch=args.accept_mismatch)
         ctx.info(f"restore job {job_id} started; it runs on if this terminal goes away "
                  f"(`fovea-tui restore --follow {job_id}`)")
     follower = _Follower(ctx, job_id, yes=args.yes)
     with follower.bar:
         data = jobs.follow(settings, job_id, follower, stop=lambda: ctx.cancel.cancelled)
-    if ctx.cancel.cancelled and (data.get("alive") or jobs.load_job(settings, job_id)["alive"]):
+    if ctx.cancel.cancelled and (data.get("alive") or jobs.load_state(settings, job_id).alive):
         if data.get("awaiting") == "confirm":
             engine.cancel(settings, job_id)
             data = jobs.follow(settings, job_id, lambda _d: None, timeout=30)

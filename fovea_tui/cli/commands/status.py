@@ -1,70 +1,70 @@
-"""`fovea-tui status`: what the dashboard shows, as text or JSON."""
+"""`fovea-tui status`: what the dashboard shows, as text or JSON; exit 1 on any CRITICAL alert.
+
+Each line carries the verdict the engine gave its section (the dashboard's card label), so a
+line never says FINE beside its own warning.
+"""
 
 from __future__ import annotations
 
-import humanize
-
+from fovea_tui import formatting
 from fovea_tui.cli.context import CliContext
-from fovea_tui.engine.ops.status import StatusReport, collect_status
+from fovea_tui.engine.ops.status import Section, StatusReport, Verdict, collect_status
 
 
 def register(sub) -> None:
     from fovea_tui.cli.flags import add_json_flag
 
-    parser = sub.add_parser("status", help="what the dashboard shows, as text or JSON")
+    parser = sub.add_parser("status", help="what the dashboard shows, as text or JSON (exit 1 on a CRITICAL alert)")
     add_json_flag(parser)
     parser.set_defaults(handler=run)
 
 
-def _line(name: str, section: dict, body: str) -> str:
-    mark = "ok " if section.get("ok") else "ERR"
-    return f"[{mark}] {name:<12} {body if section.get('ok') else section.get('error', '')}"
+def _line(name: str, section: Section, body: str) -> str:
+    """One section: its verdict, its facts, and why when it is not FINE."""
+    if not section.ok:
+        body = section.error or ""
+    elif section.verdict != Verdict.FINE and section.reason and section.reason not in body:
+        body += f" · {section.reason}"
+    return f"[{section.verdict.upper():<7}] {name:<12} {body}"
 
 
 def render(report: StatusReport) -> str:
-    s = report.sections
-    db, vol, env, stack = s["database"], s["volume"], s["env_file"], s["stack"]
+    db, vol, env, stack = report.database, report.volume, report.env_file, report.stack
+    size = formatting.size
     lines = [
-        _line("database", db, f"{db.get('target', '')}: PostgreSQL {db.get('server_version', '?')}, "
-              f"{humanize.naturalsize(db.get('size', 0), binary=True)}, {db.get('tables', 0)} tables, "
-              f"{db.get('rows', 0)} rows, {db.get('migrations', 0)} migrations"),
-        _line("videos", vol, f"{vol.get('path', '')}: {vol.get('files', 0)} files, "
-              f"{humanize.naturalsize(vol.get('bytes', 0), binary=True)}"
-              + (f", {vol['new_files']} new since the last sync "
-                 f"({humanize.naturalsize(vol['new_bytes'], binary=True)})" if vol.get("new_files") else "")),
-        _line("env file", env, f"{env.get('path', '')}: {env.get('keys', 0)} keys (values hidden), mode {env.get('mode', '')}"),
+        _line("database", db, f"{db.target}: PostgreSQL {db.server_version or '?'}, {size(db.size)}, "
+              f"{db.tables} tables, {db.rows} rows, {db.migrations} migrations"),
+        _line("videos", vol, f"{vol.path}: {vol.files} files, {size(vol.bytes)}"
+              + (f", {vol.new_files} new since the last sync ({size(vol.new_bytes)})" if vol.new_files else "")),
+        _line("env file", env, f"{env.path}: {env.keys} keys (values hidden), mode {env.mode}"),
     ]
-    redis = s["redis"]
-    if redis.get("ok") and redis.get("managed") and redis.get("running"):
-        lines.append(_line("redis", redis, f"{redis['active']} jobs active, {redis['waiting']} waiting"))
-    elif redis.get("ok"):
-        lines.append(_line("redis", redis, "not running" if redis.get("managed") else "not managed (no Docker)"))
+    redis = report.redis
+    if redis.managed and redis.running:
+        lines.append(_line("redis", redis, f"{redis.active} jobs active, {redis.waiting} waiting"))
     else:
-        lines.append(_line("redis", redis, ""))
-    cache = s["model_cache"]
-    if cache.get("ok"):
-        body = ("not managed (no Docker)" if not cache.get("managed")
-                else f"volume {cache['volume']}" + ("" if cache.get("exists") else " (absent)"))
-        lines.append(_line("model cache", cache, body))
-    else:
-        lines.append(_line("model cache", cache, ""))
-    if stack.get("ok") and stack.get("managed"):
-        lines.append(_line("stack", stack, f"project {stack['project']}"))
-        for svc in stack["services"]:
+        lines.append(_line("redis", redis, "not running" if redis.managed else "not managed (no Docker)"))
+    cache = report.model_cache
+    lines.append(_line("model cache", cache, "not managed (no Docker)" if not cache.managed
+                       else f"volume {cache.volume}" + ("" if cache.exists else " (absent)")))
+    if stack.managed:
+        lines.append(_line("stack", stack, f"project {stack.project}"))
+        for svc in stack.services:
             health = f" ({svc['health']})" if svc.get("health") else ""
-            lines.append(f"        - {svc['name']:<16} {svc['state']}{health}")
-    elif stack.get("ok"):
-        lines.append(_line("stack", stack, f"not managed: {stack.get('reason', '')}"))
+            lines.append(f"            - {svc['name']:<16} {svc['state']}{health}")
     else:
-        lines.append(_line("stack", stack, ""))
-    for key in ("backups", "sync", "drill", "schedule", "encryption"):
-        section = s.get(key)
-        if section and section.get("summary"):
-            lines.append(_line(key, section, section["summary"]))
+        lines.append(_line("stack", stack, f"not managed: {stack.reason}"))
+    for name, section in (("backups", report.backups), ("sync", report.sync), ("drill", report.drill),
+                          ("schedule", report.schedule), ("restore", report.restore),
+                          ("encryption", report.encryption)):
+        lines.append(_line(name, section, section.summary or section.reason))
+    for command in report.restore.next:
+        lines.append(f"            next: {command}")
     if report.alerts:
         lines.append("")
         lines.append("alerts:")
-        lines += [f"  {a.level.upper():<8} {a.message}" for a in report.alerts]
+        order = {"critical": 0, "warning": 1}
+        lines += [f"  {a.level.upper():<8} {a.message}"
+                  for a in sorted(report.alerts, key=lambda a: order.get(a.level, 2))]
     else:
         lines.append("\nno alerts")
     return "\n".join(lines)
@@ -73,4 +73,4 @@ def render(report: StatusReport) -> str:
 def run(args, ctx: CliContext) -> int:
     report = collect_status(ctx.settings)
     ctx.emit(report.as_dict(), render(report))
-    return 0
+    return 1 if report.critical else 0

@@ -32,15 +32,17 @@ def run(args, ctx: CliContext) -> int:
         results = verify_many(settings, args.dumps or None, cancel=ctx.cancel, progress=progress)
     corrupt = [r for r in results if r.status == "corrupt"]
     unchecked = [r for r in results if r.status == "unverified"]
-    good = len(results) - len(corrupt) - len(unchecked)
-    data = {"ok": not corrupt and not unchecked, "dumps": [r.as_dict() for r in results],
-            "verified": good, "unverified": len(unchecked), "corrupt": len(corrupt)}
+    mismatch = [r for r in results if r.status == "mismatch"]
+    good = len(results) - len(corrupt) - len(unchecked) - len(mismatch)
+    data = {"ok": not corrupt and not unchecked and not mismatch, "dumps": [r.as_dict() for r in results],
+            "verified": good, "unverified": len(unchecked), "corrupt": len(corrupt), "mismatch": len(mismatch)}
     if results:
         text = "\n".join(line(r) for r in results)
-        text += f"\n{good} verified, {len(unchecked)} unverified (manifest unreadable), {len(corrupt)} corrupt"
+        text += (f"\n{good} verified, {len(unchecked)} unverified (manifest unreadable), {len(corrupt)} corrupt, "
+                 f"{len(mismatch)} mismatch (whole, but not what the manifest says)")
     else:
         text = f"no dumps in {settings.backups_dir}"
     ctx.emit(data, text)
     if corrupt:
         return EXIT_REFUSED
-    return EXIT_FAILED if unchecked else EXIT_OK
+    return EXIT_FAILED if unchecked or mismatch else EXIT_OK

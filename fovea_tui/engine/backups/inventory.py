@@ -4,7 +4,12 @@ One `Entry` per dump name, with its time (parsed from the name, UTC), its copies
 offsite) and their sizes, its siblings (manifest, env copy) per location, a status and the
 warnings an operator should see. Nothing here hashes a dump: statuses come from cheap facts
 (0 bytes, a size that differs from the manifest) and from the verification cache of
-`engine.verify`; `verify_entries()` is the explicit, slow path (`list --verify`).
+`engine.verify`; `verify_entries()` is the explicit, slow path (`list --verify`). A status
+from a cheap fact is a guess (`Copy.read` is False): prune reads such a dump before it
+deletes it as corrupt, since a whole dump whose manifest was edited is a "mismatch".
+
+Statuses: verified, unverified, corrupt, mismatch (a whole dump that disagrees with its
+manifest's size or sha256; see `engine.backups.verify`).
 
 Names (see the contract):
 
@@ -126,6 +131,7 @@ class Copy:
     status: str = "unverified"
     detail: str = ""
     mtime_ns: int | None = field(default=None, repr=False)
+    read: bool = False  # the status comes from reading the bytes (the verification cache)
 
     @property
     def encrypted(self) -> bool:
@@ -339,7 +345,7 @@ class Inventory:
         return [e.candidate() for e in self.entries]
 
     def counts(self) -> dict[str, int]:
-        out = {"verified": 0, "unverified": 0, "corrupt": 0}
+        out = {"verified": 0, "unverified": 0, "corrupt": 0, "mismatch": 0}
         for e in self.entries:
             out[e.status] += 1
         return out
@@ -457,13 +463,14 @@ def _verification_cache(settings: Settings) -> dict[str, Any]:
 
 
 def _cached_verdict(cache: dict[str, Any], name: str, size: int, mtime_ns: int | None) -> str | None:
-    """The cache's word on a local dump ("verified", "corrupt" or None), valid only while the
-    file has the size and mtime it had when it was checked (as `verify_cache.cached_status`)."""
+    """The cache's word on a local dump ("verified", "corrupt", "mismatch" or None), valid
+    only while the file has the size and mtime it had when it was checked (as
+    `verify_cache.cached_status`)."""
     entry = cache.get(name)
     if not isinstance(entry, dict) or entry.get("size") != size or entry.get("mtime_ns") != mtime_ns:
         return None
     status = entry.get("status")
-    return status if status in ("verified", "corrupt") else None
+    return status if status in verify_cache.CACHED_VERDICTS else None
 
 
 def pending_names(settings: Settings) -> set[str]:
@@ -567,12 +574,17 @@ def _classify(entry: Entry, local_dir: Path, cache: dict[str, Any]) -> None:
 
     local = entry.copies.get(LOCAL)
     if local is not None:
+        verdict = _cached_verdict(cache, local.key, local.size, local.mtime_ns)
         if local.size == 0:
             local.status, local.detail = "corrupt", "0 bytes"
+        elif verdict == "mismatch":
+            local.status = "mismatch"
+            local.detail = "whole dump, but not the one its manifest describes (size or sha256 differ)"
         elif m is not None and m.size is not None and m.size != local.size:
             local.status, local.detail = "corrupt", f"{local.size} bytes, the manifest says {m.size}"
+            if verdict != "corrupt":
+                local.detail += " (not read yet)"
         else:
-            verdict = _cached_verdict(cache, local.key, local.size, local.mtime_ns)
             if verdict == "corrupt":  # say why (the verification's reasons), not only that it failed
                 reasons = [str(r) for r in (cache.get(local.key) or {}).get("reasons") or []]
                 local.status, local.detail = "corrupt", "; ".join(reasons) or "failed verification"
@@ -584,6 +596,7 @@ def _classify(entry: Entry, local_dir: Path, cache: dict[str, Any]) -> None:
             else:
                 local.status = "unverified"
                 local.detail = "not yet verified" if has_manifest else "no manifest; not yet verified"
+        local.read = local.size == 0 or local.status == verdict
 
     off = entry.copies.get(OFFSITE)
     if off is not None and off.encrypted:
@@ -608,6 +621,9 @@ def _classify(entry: Entry, local_dir: Path, cache: dict[str, Any]) -> None:
         entry.warnings.append(f"off-site copy is damaged: {off.detail}")
     if local is not None and local.status == "corrupt" and off is not None and off.status != "corrupt":
         entry.warnings.append("local copy is corrupt; the off-site copy may be sound (prune keeps it)")
+    if entry.status == "mismatch":
+        entry.warnings.append("whole dump that disagrees with its manifest: the dump or the manifest was changed "
+                              "after the backup; prune keeps it, restore asks you to accept it")
     if off is not None and entry.kind != KIND_LEGACY:
         _check_offsite_siblings(entry, m)
     if entry.kind == KIND_LEGACY and not has_manifest:
@@ -651,11 +667,11 @@ def verify_entries(settings: Settings, inventory: Inventory, names: Iterable[str
                    only_unsettled: bool = True, progress=None, cancel=None,
                    include_offsite: bool = True) -> Inventory:
     """Verify local copies (slow: reads every byte; results land in the verification cache)
-    and return a fresh inventory. `only_unsettled` skips copies the cache already settles."""
+    and return a fresh inventory. `only_unsettled` skips copies a read already settled."""
     wanted = set(names) if names is not None else None
     todo = [str(settings.backups_dir / e.local.key) for e in inventory.entries
             if e.local is not None and (wanted is None or e.name in wanted)
-            and not (only_unsettled and e.local.status in ("verified", "corrupt"))]
+            and not (only_unsettled and e.local.read)]
     if todo:
         kwargs = {"cancel": cancel}
         if progress is not None:
@@ -679,6 +695,7 @@ def status_summary(settings: Settings, section: dict[str, Any] | None = None) ->
     except (FoveaError, OSError) as exc:
         return {"inventory_error": str(exc), "alerts": alerts}
     corrupt = [e.name for e in inv if e.status == "corrupt"]
+    mismatch = [e.name for e in inv if e.status == "mismatch"]
     newest = inv.newest_verified()
     already = (section.get("last") or {}).get("name") if (section.get("last") or {}).get("status") == "corrupt" else None
     others = [n for n in corrupt if n != already]
@@ -687,8 +704,13 @@ def status_summary(settings: Settings, section: dict[str, Any] | None = None) ->
         alerts.append({"level": "critical", "subject": "backups",
                        "message": f"{len(others)} corrupt dump(s) in {settings.backups_dir}: {shown} "
                                   "(never used by retention or restore)"})
+    if mismatch:
+        shown = ", ".join(mismatch[:3]) + (f" and {len(mismatch) - 3} more" if len(mismatch) > 3 else "")
+        alerts.append({"level": "critical", "subject": "backups",
+                       "message": f"{len(mismatch)} dump(s) whole but not what their manifest says (edited "
+                                  f"afterwards?): {shown}; kept by prune, restored only when accepted"})
     if len(inv) and newest is None:
         alerts.append({"level": "critical", "subject": "backups",
                        "message": "no verified dump: run `fovea-tui verify`; prune refuses until one exists"})
-    return {"counts": inv.counts(), "corrupt": corrupt, "unrecognised": [s.name for s in inv.unrecognised],
+    return {"counts": inv.counts(), "corrupt": corrupt, "mismatch": mismatch, "unrecognised": [s.name for s in inv.unrecognised],
             "newest_verified": newest.name if newest else None, "alerts": alerts}

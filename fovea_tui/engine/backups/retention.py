@@ -21,6 +21,8 @@ On top of restic:
   (reason "corrupt: never fills a bucket");
 - pre-restore safety dumps are outside the policy: never forgotten, never fill a bucket
   (a safety dump wins over "corrupt": prune does not touch them at all);
+- "mismatch" dumps (whole, but not what their manifest says) are outside the policy too:
+  never forgotten (the operator decides which side is right), never fill a bucket;
 - unverified dumps (legacy, no manifest) fill buckets like verified ones;
 - the newest verified dump is always kept ("newest verified dump");
 - the plan is *refused* (`Plan.refused` set, the caller exits 3 and deletes nothing) when
@@ -42,7 +44,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fovea_tui.errors import ConfigError, UsageError
 
-STATUSES = ("verified", "unverified", "corrupt")
+STATUSES = ("verified", "unverified", "corrupt", "mismatch")
 
 #: The bucketed rules, finest first.
 BUCKET_RULES = ("hourly", "daily", "weekly", "monthly", "yearly")
@@ -52,6 +54,7 @@ RULES = ("last",) + BUCKET_RULES
 REASON_NEWEST_VERIFIED = "newest verified dump"
 REASON_SAFETY = "pre-restore safety dump (outside the policy)"
 REASON_CORRUPT = "corrupt: never fills a bucket"
+REASON_MISMATCH = "whole but not what its manifest says: kept for you to decide, never fills a bucket"
 
 REFUSED_NO_VERIFIED = "the policy would leave no verified dump; run `fovea-tui verify` or relax the policy"
 REFUSED_EMPTY = (
@@ -66,7 +69,7 @@ class Candidate:
 
     name: str  # dump file name, e.g. fovea-20261101T020000Z.sql.gz
     time: datetime  # aware creation time (UTC by convention)
-    status: str  # "verified" | "unverified" | "corrupt"
+    status: str  # "verified" | "unverified" | "corrupt" | "mismatch"
     safety: bool = False  # a pre-restore safety dump: outside the policy
 
     def __post_init__(self) -> None:
@@ -221,8 +224,8 @@ def plan(candidates: Iterable[Candidate], policy: Policy) -> Plan:
     ordered = sorted(candidates, key=_sort_key, reverse=True)
     zone = policy.tzinfo()
 
-    # The dumps the policy applies to: not safety dumps, not corrupt ones.
-    eligible = [c for c in ordered if not c.safety and c.status != "corrupt"]
+    # The dumps the policy applies to: not safety dumps, not corrupt or mismatched ones.
+    eligible = [c for c in ordered if not c.safety and c.status not in ("corrupt", "mismatch")]
 
     # rule -> [(label, index into eligible)], in fill order (newest first).
     fills: dict[str, list[tuple[str, int]]] = {}
@@ -271,6 +274,8 @@ def plan(candidates: Iterable[Candidate], policy: Policy) -> Plan:
             decisions.append(Decision(c, keep=True, reasons=(REASON_SAFETY,), buckets=()))
         elif c.status == "corrupt":
             decisions.append(Decision(c, keep=False, reasons=(REASON_CORRUPT,), buckets=()))
+        elif c.status == "mismatch":
+            decisions.append(Decision(c, keep=True, reasons=(REASON_MISMATCH,), buckets=()))
         else:
             decisions.append(next(eligible_iter))
 

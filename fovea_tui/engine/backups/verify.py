@@ -2,8 +2,12 @@
 
 A dump is *verified* when it is a whole gzip stream (every member's CRC and length right,
 nothing after it), its SQL ends with pg_dump's completion line, and, when it has a
-manifest, its size and sha256 match the manifest's. Anything else is *corrupt*, with the
-reasons. Legacy cron dumps (`fovea-YYYY-MM-DD.sql.gz`, no manifest) get the first two.
+manifest, its size and sha256 match the manifest's. A dump that is whole (the first two
+hold) but disagrees with its manifest's size or sha256 is a *mismatch*: the dump or its
+manifest was changed afterwards, and nobody can tell which is right. It is shown and
+alerted, never deleted by prune, and restored only when the operator accepts it. Anything
+else is *corrupt*, with the reasons. Legacy cron dumps (`fovea-YYYY-MM-DD.sql.gz`, no
+manifest) get the first two.
 
 Results are cached by `verify_cache` (keyed on name, size and mtime), so the inventory can
 show "verified" without re-reading: `verify_cache.cached_status(settings, path)`.
@@ -17,7 +21,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 from isal import isal_zlib
 
@@ -38,7 +42,7 @@ MAX_OUT = 4 << 20  # decompressed bytes per step: memory stays flat for any dump
 
 @dataclass
 class VerifyResult:
-    status: str                      # "verified" | "corrupt" | "unverified" (whole dump, unreadable manifest)
+    status: str  # "verified" | "corrupt" | "mismatch" (whole, not its manifest's) | "unverified" (unreadable manifest)
     reasons: list[str]
     sha256: str
     size: int
@@ -151,8 +155,9 @@ def verify_dump(path: str | os.PathLike, manifest: mf.Manifest | None = None, *,
     if not problems and not inspector.complete:
         reasons.append(f"the SQL does not end with pg_dump's completion line ('{COMPLETION_LINE.decode()}'): "
                        "the dump was cut short")
+    disagreements: list[str] = []
     if manifest is not None:
-        reasons += mf.check_against_dump(manifest, path, sha256=sha256, size=size)
+        disagreements = mf.check_against_dump(manifest, path, sha256=sha256, size=size)
         if manifest.env_file:
             env_copy = path.with_name(manifest.env_file["name"])
             if not env_copy.exists():
@@ -161,17 +166,22 @@ def verify_dump(path: str | os.PathLike, manifest: mf.Manifest | None = None, *,
                 warnings.append(f"env copy {env_copy.name} differs from the one recorded in the manifest")
         warnings += [f"flagged at backup time: {w}" for w in manifest.warnings]
     return VerifyResult(
-        status=_verdict(reasons, manifest_problems), reasons=reasons + manifest_problems, sha256=sha256, size=size,
+        status=_verdict(reasons, manifest_problems, disagreements),
+        reasons=reasons + [f"whole dump, but its {d}" for d in disagreements] + manifest_problems,
+        sha256=sha256, size=size,
         tables=dict(inspector.tables), name=path.name, path=str(path), has_manifest=manifest is not None,
         legacy=bool(parsed and parsed.legacy), warnings=warnings, uncompressed_size=inspector.bytes,
     )
 
 
-def _verdict(dump_problems: list[str], manifest_problems: list[str]) -> str:
-    """A broken dump is corrupt. A whole dump whose manifest cannot be read is not: it is
-    "unverified" (never deleted as corrupt, never counted as the newest verified dump)."""
+def _verdict(dump_problems: list[str], manifest_problems: list[str], disagreements: Sequence[str] = ()) -> str:
+    """A broken dump is corrupt. A whole dump is not: it is "mismatch" when its manifest's
+    size or sha256 disagrees, "unverified" when its manifest cannot be read (neither is
+    deleted as corrupt nor counted as the newest verified dump)."""
     if dump_problems:
         return "corrupt"
+    if disagreements:
+        return "mismatch"
     return "unverified" if manifest_problems else "verified"
 
 
@@ -225,7 +235,8 @@ def verify_offsite(settings: Settings, key: str, *, cancel: CancelToken | None =
         encryption.fetch(store, stored, local, identities=identities, record=record, progress=progress,
                          cancel=cancel)
         result = verify_dump(local, manifest, use_manifest_beside=False, cancel=cancel, progress=progress)
-    result.status = _verdict(result.reasons, manifest_problems)
+    if manifest_problems and result.status == "verified":
+        result.status = "unverified"
     result.reasons = result.reasons + manifest_problems
     result.warnings = [w for w in result.warnings if not w.startswith("env copy")]
     result.path, result.location = key, "offsite"

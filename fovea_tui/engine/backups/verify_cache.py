@@ -19,6 +19,8 @@ from fovea_tui.engine.infra.locks import acquire, ensure_private_dir
 CACHE_FILE = "verify-cache.json"
 
 CACHE_FLUSH_EVERY = 100  # results written to the cache together
+#: What a read settles (an "unverified" result is no verdict: the next read tries again).
+CACHED_VERDICTS = ("verified", "corrupt", "mismatch")
 
 
 def _cache_path(settings: Settings) -> Path:
@@ -105,4 +107,4 @@ def cached_status(settings: Settings, path: str | os.PathLike) -> str | None:
     """"verified" / "corrupt" from the cache when the dump has not changed since, else None."""
     entry = cached_entry(settings, path)
     status = entry.get("status") if entry else None
-    return status if status in ("verified", "corrupt") else None
+    return status if status in CACHED_VERDICTS else None

@@ -12,6 +12,8 @@ import os
 import threading
 from pathlib import Path
 
+from fovea_tui.errors import OperationFailed
+
 
 def fsync_dir(directory: Path) -> None:
     """Make the directory's entries (a rename, a new file) durable."""
@@ -44,4 +46,29 @@ def write_atomic(path: Path, data: bytes | str, mode: int = 0o600) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+    return path
+
+
+WRITABLE_HINT = "backups.dir must be writable by this user: is it mounted read-only, or owned by another user?"
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create `path` (and missing parents) as 0700 directories; leave existing ones be."""
+    path = Path(path)
+    missing = []
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise OperationFailed(f"cannot create the directory {directory}: {exc.strerror or exc}",
+                                  hint=WRITABLE_HINT) from None
+        os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
+    if not path.is_dir():
+        raise OperationFailed(f"{path} exists and is not a directory")
     return path

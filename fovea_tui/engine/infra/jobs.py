@@ -10,6 +10,11 @@ Liveness is a `flock` on `<id>.lock` held by the runner for its whole life: the 
 when the runner dies, however it dies, so "running in the state file but nobody holds the lock"
 means the runner crashed and the job can be resumed or rolled back.
 
+The state file never holds a secret: `database.url` is stored without its password, and the
+runner reads the URL again from the config file the job came from (`settings_of`); only
+settings that came from no file (or differ from it) are handed to the runner through its
+environment, never through a file or its command line.
+
 Faces talk back to a runner through small control files beside the state file:
 `<id>.confirm` (what the operator typed) and `<id>.cancel`.
 
@@ -31,15 +36,17 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
 from fovea_tui import masking
-from fovea_tui.config import Settings, settings_from_dict
+from fovea_tui.config import Settings, load_file, settings_from_dict
 from fovea_tui.engine.infra.files import write_atomic
 from fovea_tui.engine.infra.locks import ensure_private_dir, open_if_held
 from fovea_tui.engine.progress import CancelToken
+from fovea_tui.envfile import without_password
 from fovea_tui.errors import OperationFailed, SafetyRefusal
 
 JOBS_DIRNAME = "jobs"
@@ -47,7 +54,11 @@ KINDS: dict[str, str] = {"restore": "fovea_tui.engine.restore.runner:execute"}
 ACTIONS = ("run", "resume", "rollback")
 #: Statuses after which the runner has nothing left to do.
 FINAL = ("ok", "failed", "refused", "cancelled", "rolled_back", "rollback_failed")
+#: Statuses of a runner at work (or that should be: "interrupted" when its runner is gone).
+ACTIVE = ("pending", "running", "waiting", "rolling_back")
 OUTPUT_TAIL = 400  # lines of output kept per step in the state file
+#: How a runner gets a database URL that is in no config file (settings built in memory).
+URL_ENV = "FOVEA_TUI_JOB_DATABASE_URL"
 
 
 def now_iso() -> str:
@@ -127,6 +138,76 @@ def effective_status(data: dict) -> str:
     return status
 
 
+@dataclass(frozen=True)
+class JobState:
+    """A job as the faces see it: read from its state file, with liveness and the status an
+    operator should see already worked out. The state file stays a dict (the runner's)."""
+
+    id: str
+    kind: str
+    status: str                     # effective: "interrupted" when the runner is gone
+    recorded_status: str            # what the state file says
+    phase: str                      # "forward" | "rollback"
+    alive: bool
+    pid: int | None
+    created_at: str
+    updated_at: str
+    message: str
+    params: dict[str, Any] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> JobState:
+        """Typed from a state file; what has the wrong shape (a hand-edited or torn file) is
+        dropped rather than trusted."""
+        def mapping(value: Any) -> dict[str, Any]:
+            return dict(value) if isinstance(value, dict) else {}
+
+        raw_steps = data.get("steps")
+        steps: list[Any] = raw_steps if isinstance(raw_steps, list) else []
+        pid = data.get("pid")
+        return cls(id=str(data.get("id", "")), kind=str(data.get("kind", "")),
+                   status=str(effective_status(data)), recorded_status=str(data.get("status", "pending")),
+                   phase=str(data.get("phase") or "forward"), alive=bool(data.get("alive", False)),
+                   pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
+                   created_at=str(data.get("created_at") or ""), updated_at=str(data.get("updated_at") or ""),
+                   message=str(data.get("message") or ""), params=mapping(data.get("params")),
+                   facts=mapping(data.get("facts")),
+                   steps=[s for s in steps if isinstance(s, dict)
+                          and all(isinstance(s.get(k), str) for k in ("name", "title", "status"))])
+
+    def as_state(self) -> dict[str, Any]:
+        """The fields the restore's wording helpers read, from the checked values."""
+        return {"id": self.id, "kind": self.kind, "status": self.recorded_status, "alive": self.alive,
+                "phase": self.phase, "message": self.message, "params": self.params, "facts": self.facts,
+                "steps": self.steps}
+
+    @property
+    def active(self) -> bool:
+        """A runner is at work on it (or should be, and a face must say so)."""
+        return self.status in ACTIVE
+
+    @property
+    def current_step(self) -> dict[str, Any] | None:
+        """The step running now (or running when the runner died), else the first one not done."""
+        running = next((s for s in self.steps if s.get("status") == "running"), None)
+        if running is not None or self.status not in ACTIVE:
+            return running
+        return next((s for s in self.steps if s.get("status") == "pending"), None)
+
+
+def load_state(settings: Settings, job_id: str) -> JobState:
+    """Job `job_id`, typed (OperationFailed when there is no such job)."""
+    return JobState.from_dict(load_job(settings, job_id))
+
+
+def latest_state(settings: Settings, kind: str) -> JobState | None:
+    """The newest job of `kind`, typed; None when there is none."""
+    data = latest_job(settings, kind)
+    return JobState.from_dict(data) if data is not None else None
+
+
 def is_alive(directory: Path, job_id: str) -> bool:
     """True while a runner holds the job's lock."""
     with open_if_held(directory / f"{job_id}.lock") as fd:
@@ -147,7 +228,7 @@ def create_job(settings: Settings, kind: str, params: dict[str, Any], *, steps: 
         "created_at": now_iso(),
         "updated_at": now_iso(),
         "pid": None,
-        "settings": settings.to_toml_dict(),
+        "settings": _redacted_settings(settings),
         "config_source": str(settings.source) if settings.source else None,
         "params": params,
         "steps": steps or [],
@@ -157,6 +238,23 @@ def create_job(settings: Settings, kind: str, params: dict[str, Any], *, steps: 
     }
     write_json_atomic(state_path(directory, job_id), data)
     return job_id
+
+
+def _redacted_settings(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The settings as the state file may hold them: `database.url` without its password."""
+    data = settings.to_toml_dict()
+    data["database"]["url"] = without_password(settings.database.url)
+    return data
+
+
+def _url_from_file(source: Path | None) -> str:
+    """`database.url` as the config file says it now ("" when there is no readable file)."""
+    if source is None:
+        return ""
+    try:
+        return load_file(source).database.url
+    except Exception:  # noqa: BLE001 - any config error: the file is no source for the URL
+        return ""
 
 
 def spawn(settings: Settings, job_id: str, action: str = "run") -> int:
@@ -170,6 +268,9 @@ def spawn(settings: Settings, job_id: str, action: str = "run") -> int:
     package_root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+    env.pop(URL_ENV, None)
+    if settings.database.url and _url_from_file(settings.source) != settings.database.url:
+        env[URL_ENV] = settings.database.url  # in memory only: never in the state file
     # The runner's raw output (tracebacks, a tool's stderr) may name what it read: 0600.
     log = os.fdopen(os.open(directory / f"{job_id}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
     try:
@@ -330,20 +431,44 @@ def _hold_job_lock(directory: Path, job_id: str) -> int:
     return fd
 
 
-def settings_of(data: dict) -> Settings:
+def settings_of(data: dict, live: Settings | None = None) -> Settings:
+    """The job's settings, with `database.url` read again (the state file holds it without
+    its password): from `live` (a runner in the process that created the job), the
+    environment `spawn` handed over, or the config file; only a URL that is the stored one
+    but for the password is taken."""
     source = data.get("config_source")
-    return settings_from_dict(data.get("settings") or {}, source=Path(source) if source else None)
+    settings = settings_from_dict(data.get("settings") or {}, source=Path(source) if source else None)
+    stored = settings.database.url
+    if not stored or without_password(stored) != stored:
+        return settings  # no URL, or a job written before the password was left out: as it is
+    offered = (live.database.url if live is not None else "", os.environ.get(URL_ENV, ""),
+               _url_from_file(settings.source))
+    url = next((u for u in offered if u and without_password(u) == stored), None)
+    if url is None:
+        raise OperationFailed(
+            f"database.url of job {data.get('id')} ({stored}) is no longer in "
+            f"{settings.source or 'any config file'}: the job never stores its password",
+            hint="put database.url back in the config file, or start a new restore")
+    settings.database.url = url
+    return settings
 
 
 def run_job(directory: Path, job_id: str, action: str = "run", *,
-            install_signals: bool = False) -> dict:
-    """Execute a job in this process (the runner's body; tests call it directly)."""
+            install_signals: bool = False, live: Settings | None = None) -> dict:
+    """Execute a job in this process (the runner's body; `run_inline` calls it with the
+    caller's settings as `live`)."""
     fd = _hold_job_lock(directory, job_id)
     handle: JobHandle | None = None
     try:
         data = read_state(directory, job_id)
         data.pop("alive", None)
-        settings = settings_of(data)
+        try:
+            settings = settings_of(data, live)
+        except OperationFailed as exc:  # said in the state file, where the faces look
+            data["status"] = "failed" if data.get("status") == "pending" else data.get("status")
+            data["message"] = f"Could not {action} the job: {exc}"
+            write_json_atomic(state_path(directory, job_id), data)
+            raise
         handle = JobHandle(directory, job_id, data, settings)
         data["pid"] = os.getpid()
         data.setdefault("history", []).append({"action": action, "pid": os.getpid(), "at": now_iso()})

@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Iterator
 
 from fovea_tui.config import Settings
+from fovea_tui.engine.infra.files import WRITABLE_HINT, ensure_private_dir  # noqa: F401 - callers find it here
 from fovea_tui.errors import LockHeld, OperationFailed, SafetyRefusal
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*")
-_WRITABLE_HINT = "backups.dir must be writable by this user: is it mounted read-only, or owned by another user?"
 _held = threading.local()
 
 
@@ -68,28 +68,6 @@ class Lock:
     info: LockInfo
     fd: int
     depth: int = 1
-
-
-def ensure_private_dir(path: Path) -> Path:
-    """Create `path` (and missing parents) as 0700 directories; leave existing ones be."""
-    path = Path(path)
-    missing = []
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        missing.append(probe)
-        probe = probe.parent
-    for directory in reversed(missing):
-        try:
-            directory.mkdir(mode=0o700)
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise OperationFailed(f"cannot create the directory {directory}: {exc.strerror or exc}",
-                                  hint=_WRITABLE_HINT) from None
-        os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
-    if not path.is_dir():
-        raise OperationFailed(f"{path} exists and is not a directory")
-    return path
 
 
 def check_not_world_writable(path: Path, what: str = "backups directory") -> None:
@@ -178,7 +156,7 @@ def acquire(settings: Settings, name: str, *, purpose: str, wait: float = 0.0) -
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:  # EROFS, EACCES, ENOSPC: one line, not a traceback
         raise OperationFailed(f"cannot take the {name} lock {path}: {exc.strerror or exc}",
-                              hint=_WRITABLE_HINT) from None
+                              hint=WRITABLE_HINT) from None
     try:
         deadline = time.monotonic() + wait
         while True:

@@ -2,7 +2,9 @@
 
 Both promise the same two things: an object is never visible under its key until it is
 complete (S3 multipart completes atomically; a directory gets a temp file and a rename),
-and every transfer is verified (size and sha256) before it counts.
+and every transfer is verified (size and sha256) before it counts. An S3 object that
+fails that verification (a file that grew while it was read) is deleted before the error
+is raised, so no short object stays behind to pass for a copy.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterable, Iterator, Protocol
+from typing import Any, Callable, Iterable, Iterator, NoReturn, Protocol
 
 from fovea_tui.config import S3Settings
 from fovea_tui.engine.infra.files import fsync_dir
+from fovea_tui.engine.infra.locks import ensure_private_dir
 from fovea_tui.engine.progress import CancelToken, ProgressEvent
 from fovea_tui.errors import Cancelled, ConfigError, OperationFailed
 
@@ -192,7 +195,7 @@ class DirectoryStore(Store):
             return None
 
     def _copy_verified(self, src: Path, dest: Path, expected_sha256: str | None, progress, cancel, label: str) -> str:
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(dest.parent)  # a caller that pulls into a shared tree made its directories itself
         tmp = self._tmp_for(dest)
         total = src.stat().st_size
         digest = hashlib.sha256()
@@ -307,7 +310,7 @@ class DirectoryStore(Store):
 
     def put_bytes(self, key, data: bytes) -> ObjectInfo:
         dest = self._path(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(dest.parent)
         tmp = self._tmp_for(dest)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as fh:
@@ -465,9 +468,20 @@ class S3Store(Store):
             raise self.describe_error("upload", key, exc) from None
         info = self.head(key)
         if info is None or info.size != size or info.sha256 != sha:
-            raise StoreError(f"upload of {key} to s3://{self.bucket}/{self.prefix} did not verify "
-                             f"(size {info.size if info else 'missing'} of {size})")
+            what = (f"upload of {key} to s3://{self.bucket}/{self.prefix} did not verify "
+                    f"(size {info.size if info else 'missing'} of {size}: did the file change while it was read?)")
+            self._remove_unverified(key, what)
         return info
+
+    def _remove_unverified(self, key: str, what: str) -> NoReturn:
+        """Delete an object that failed verification, then raise `what`: the next run
+        uploads the whole file instead of finding a short object under its key."""
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        except Exception as exc:  # noqa: BLE001
+            raise StoreError(f"{what}; removing the unverified object failed too "
+                             f"({self.describe_error('delete', key, exc)}): delete it by hand") from None
+        raise StoreError(f"{what}; the unverified object was removed, the next run uploads it again")
 
     def _put_small(self, local: Path, key: str, size: int, sha256, progress, cancel) -> ObjectInfo:
         """One PutObject, verified without a second request: the store checks Content-MD5
@@ -497,18 +511,18 @@ class S3Store(Store):
         etag = (resp.get("ETag") or "").strip('"')
         echoed = resp.get("ChecksumSHA256")
         if echoed and base64.b64decode(echoed).hex() != sha:
-            raise StoreError(f"upload of {key} did not verify (the store's sha256 differs)")
+            self._remove_unverified(key, f"upload of {key} did not verify (the store's sha256 differs)")
         if not echoed and etag != md5.hexdigest():
             info = self.head(key)  # an ETag that is not an MD5 (SSE-KMS...): check what was stored
             if info is None or info.size != size or info.sha256 != sha:
-                raise StoreError(f"upload of {key} to s3://{self.bucket}/{self.prefix} did not verify")
+                self._remove_unverified(key, f"upload of {key} to s3://{self.bucket}/{self.prefix} did not verify")
         if progress is not None:
             progress(ProgressEvent("transfer", size, size, "bytes", current=key))
         return ObjectInfo(key, size, datetime.now(timezone.utc), sha)
 
     def get_file(self, key, dest, *, expected_sha256=None, progress=None, cancel=None) -> Path:
         dest = Path(dest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(dest.parent)
         info = self.head(key)
         if info is None:
             raise StoreError(f"s3://{self.bucket}/{self._key(key)} does not exist")

@@ -35,7 +35,7 @@ from fovea_tui.engine.volume.sync import read_summary
 from fovea_tui.errors import OperationFailed, UsageError
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-STATUSES = ("verified", "unverified", "corrupt")
+STATUSES = ("verified", "unverified", "corrupt", "mismatch")
 
 
 @dataclass

@@ -34,6 +34,7 @@ from typing import Any
 
 from fovea_tui.config import Settings
 from fovea_tui.engine.infra.files import write_atomic
+from fovea_tui.engine.ops import policy
 from fovea_tui.engine.ops.nightly import read_last
 from fovea_tui.errors import OperationFailed, UsageError
 
@@ -52,7 +53,6 @@ CRONTAB_END = "# END fovea-tui nightly"
 
 DEFAULT_AT = "02:30"
 RANDOMIZED_DELAY = "15min"
-OVERDUE_AFTER = timedelta(hours=26)   # a daily run older than this did not happen when it should have
 
 _AT = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 _ONCALENDAR = re.compile(r"^\s*OnCalendar\s*=\s*\*-\*-\*\s+(\d{1,2}):(\d{2})(?::00)?\s*$", re.M)
@@ -580,7 +580,7 @@ def status_section(settings: Settings, now: datetime | None = None) -> dict[str,
                                   + (f": {', '.join(failed)} failed" if failed else "")})
     if info["installed"]:
         reference = last_end or _parse_time(info.get("installed_at"))
-        if reference is not None and now - reference > OVERDUE_AFTER:
+        if reference is not None and now - reference > policy.SCHEDULE_OVERDUE_AFTER:
             hours = int((now - reference).total_seconds() // 3600)
             what = f"the last nightly run ended {hours} h ago" if last_end else \
                 f"the schedule was installed {hours} h ago and has never run"

@@ -14,6 +14,8 @@ completed step and `rollback_restore` walks back through what ran to the safety 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from fovea_tui.envfile import DatabaseURL, EnvFile
 __all__ = [
     "CHECKLIST", "check_login", "start_restore", "resume_restore", "rollback_restore", "confirm", "cancel",
     "report", "latest_restore", "expected_database_name", "describe_status", "run_inline", "FINAL",
+    "FinishedRestore", "finished_restore", "live_words",
     "ACTIVE", "active_restore", "unconfirmed", "safety_dump_name", "follow_command",
 ]
 
@@ -69,14 +72,14 @@ def start_restore(settings: Settings, dump: str, *, confirmed: bool = False, ski
     return job_id
 
 
-def _resumable(settings: Settings, job_id: str) -> dict:
-    data = jobs.load_job(settings, job_id)
-    if data.get("kind") != "restore":
+def _resumable(settings: Settings, job_id: str) -> jobs.JobState:
+    state = jobs.load_state(settings, job_id)
+    if state.kind != "restore":
         raise SafetyRefusal(f"job {job_id} is not a restore")
-    if data["alive"]:
-        raise SafetyRefusal(f"restore {job_id} is still running (pid {data.get('pid')})",
+    if state.alive:
+        raise SafetyRefusal(f"restore {job_id} is still running (pid {state.pid})",
                             hint="follow it in the TUI; resume or roll back only a restore that stopped")
-    return data
+    return state
 
 
 def _patch_params(settings: Settings, job_id: str, **params: Any) -> None:
@@ -88,8 +91,7 @@ def _patch_params(settings: Settings, job_id: str, **params: Any) -> None:
 
 def resume_restore(settings: Settings, job_id: str, *, confirmed: bool = False, detach: bool = True) -> str:
     """Continue an interrupted (or failed, not rolled back) restore from its last completed step."""
-    data = _resumable(settings, job_id)
-    status = jobs.effective_status(data)
+    status = _resumable(settings, job_id).status
     if status in ("ok", "rolled_back", "refused", "cancelled"):
         raise SafetyRefusal(f"restore {job_id} is {status}: nothing to resume")
     _refuse_if_locked(settings)
@@ -100,24 +102,92 @@ def resume_restore(settings: Settings, job_id: str, *, confirmed: bool = False, 
     return job_id
 
 
-def rollback_restore(settings: Settings, job_id: str, *, detach: bool = True) -> str:
-    """Walk back through what the restore ran: the database from the safety dump, services restarted."""
-    data = _resumable(settings, job_id)
-    status = jobs.effective_status(data)
-    if status in ("rolled_back", "refused", "cancelled"):
-        raise SafetyRefusal(f"restore {job_id} is {status}: nothing to roll back")
-    if not (data.get("facts") or {}).get("safety_dump") and (data.get("facts") or {}).get("database_dropped"):
-        if "safety_dump" not in (data.get("facts") or {}):
-            raise OperationFailed(f"restore {job_id} has no safety dump to roll back to")
+@dataclass(frozen=True)
+class FinishedRestore:
+    """A restore that completed: its database has been live, taking writes, since `since`."""
+
+    job: str
+    dump: str
+    database: str
+    since: str  # ISO time the restore ended
+    live_for_s: float
+
+    @property
+    def question(self) -> str:
+        return (f"Restore {self.job} of {self.dump} finished {live_words(self.live_for_s)} ago: database "
+                f"{self.database!r} has been live since {self.since}. Rolling back puts the safety dump taken "
+                "before that restore in its place and discards every write made since; a fresh safety dump "
+                "of the database as it is now is taken first.")
+
+
+def live_words(seconds: float) -> str:
+    """"3 d 4 h", "2 h 5 min", "40 s": how long a restored database has been live."""
+    s = max(0, int(seconds))
+    d, rest = divmod(s, 86400)
+    h, rest = divmod(rest, 3600)
+    m, sec = divmod(rest, 60)
+    if d:
+        return f"{d} d {h} h"
+    if h:
+        return f"{h} h {m} min"
+    return f"{m} min {sec} s" if m else f"{sec} s"
+
+
+def finished_restore(data: dict) -> FinishedRestore | None:
+    """The restore job `data` if it completed (rolling it back is a new destructive act)."""
+    if data.get("kind") != "restore" or jobs.effective_status(data) != "ok" or data.get("phase") != "forward":
+        return None
+    since = data.get("ended_at") or data.get("updated_at") or ""
+    try:
+        live = (datetime.now(timezone.utc) - datetime.fromisoformat(since)).total_seconds()
+    except (TypeError, ValueError):
+        live = 0.0
+    facts = data.get("facts") or {}
+    return FinishedRestore(job=data["id"], dump=facts.get("dump") or Path(str(data["params"].get("dump", ""))).name,
+                           database=data["params"].get("database", ""), since=since, live_for_s=live)
+
+
+def rollback_restore(settings: Settings, job_id: str, *, typed: str | None = None,
+                     force_after_success: bool = False, detach: bool = True) -> str:
+    """Walk back through what the restore ran: the database from the safety dump, services restarted.
+
+    A restore that finished is only rolled back when confirmed like a restore: `typed` equal
+    to the database name, or `force_after_success` (the CLI's `--yes --force-after-success`);
+    otherwise SafetyRefusal (exit 3) saying how long the restored database has been live.
+    Its runner takes a fresh safety dump of the live database before replacing it."""
+    state = _resumable(settings, job_id)
+    if state.status in ("rolled_back", "refused", "cancelled"):
+        raise SafetyRefusal(f"restore {job_id} is {state.status}: nothing to roll back")
+    if state.facts.get("database_dropped") and "safety_dump" not in state.facts:
+        raise OperationFailed(f"restore {job_id} has no safety dump to roll back to")
+    finished = finished_restore(jobs.load_job(settings, job_id))
+    if finished is not None:
+        if not force_after_success and (typed or "").strip() != finished.database:
+            raise SafetyRefusal(
+                f"{finished.question} Nothing was changed.",
+                hint=f"type the database name ({finished.database}) to confirm, or pass --yes --force-after-success")
     _refuse_if_locked(settings)
+    if finished is not None:
+        _mark_after_success(settings, job_id, finished)
     if detach:
         jobs.spawn(settings, job_id, "rollback")
     return job_id
 
 
+def _mark_after_success(settings: Settings, job_id: str, finished: FinishedRestore) -> None:
+    """Record in the job that this rollback undoes a finished restore (the runner dumps the
+    live database first and says so)."""
+    directory = jobs.jobs_dir(settings)
+    data = jobs.read_state(directory, job_id)
+    data["rollback"] = {"after_success": True, "live_since": finished.since,
+                        "live_for_s": round(finished.live_for_s),
+                        "reason": f"asked by the operator after {live_words(finished.live_for_s)} live"}
+    jobs.write_json_atomic(jobs.state_path(directory, job_id), data)
+
+
 def run_inline(settings: Settings, job_id: str, action: str = "run") -> dict:
     """Run a job's runner body in this process, not in a detached runner; returns its state."""
-    return jobs.run_job(jobs.jobs_dir(settings), job_id, action)
+    return jobs.run_job(jobs.jobs_dir(settings), job_id, action, live=settings)
 
 
 def confirm(settings: Settings, job_id: str, typed: str) -> None:

@@ -123,6 +123,12 @@ def check_dump(ctx) -> Check:
         pass
     ctx.facts["dump_verify"] = {"status": result.status, "sha256": result.sha256, "size": result.size,
                                 "uncompressed_size": result.uncompressed_size, "tables": result.tables}
+    if result.status == "mismatch":
+        what = f"{path.name} is a whole dump, but not the one its manifest describes: " + "; ".join(result.reasons)
+        if not ctx.params.get("accept_mismatch"):
+            return Check("dump", False, what + " (restore it anyway only with --accept-mismatch: its own rows "
+                         "are what step 7 compares)", refuse=True)
+        return Check("dump", True, what + "; accepted by the operator (--accept-mismatch)")
     if not result.ok:
         return Check("dump", False, f"{path.name} is corrupt: " + "; ".join(result.reasons), refuse=True)
     how = "checksum equal to its manifest" if result.has_manifest else "no manifest: complete, not checksummed"

@@ -190,7 +190,9 @@ def _rollback(ctx: RestoreContext, steps: list[Step], *, reason: str) -> None:
             data["status"] = "rollback_failed"
             info["failed_step"] = step.name
             safety = ctx.facts.get("safety_dump")
-            data["message"] = (f"The restore did not complete ({info['reason']}) and the rollback failed at step "
+            what = ("The rollback of the finished restore" if info.get("after_success")
+                    else f"The restore did not complete ({info['reason']}) and the rollback")
+            data["message"] = (f"{what} failed at step "
                                f"{step.name}: {_error_text(exc)}. {_state_words(ctx)} "
                                + (f"The safety dump is {safety}; retry with `fovea-tui restore --rollback "
                                   f"{ctx.handle.id}` or restore it by hand (gunzip -c it into psql)." if safety else ""))
@@ -206,6 +208,13 @@ def _rollback(ctx: RestoreContext, steps: list[Step], *, reason: str) -> None:
         db_words = f"the database is back to the safety dump {_name(ctx.facts.get('safety_dump'))}"
     else:
         db_words = "the database was not touched"
+    if info.get("after_success"):
+        live = ctx.facts.get("live_dump")
+        data["message"] = (f"Rolled back the finished restore of {ctx.facts.get('dump')} ({info['reason']}): "
+                           f"{db_words}" + (f", and {', '.join(running)} are running again" if running else "")
+                           + (f". The database as it was before the rollback is saved as {_name(live)}"
+                              if live else "") + ".")
+        return
     data["message"] = (f"The restore did not complete ({info['reason']}). Rolled back: {db_words}"
                        + (f", and {', '.join(running)} are running again" if running else "")
                        + ". The install is as it was before the restore.")

@@ -27,7 +27,7 @@ from fovea_tui.engine.backups.inventory import load_inventory
 from fovea_tui.engine.infra.locks import ensure_private_dir
 from fovea_tui.engine.restore.preflight import run_preflight
 from fovea_tui.engine.backups.pipeline import run_backup
-from fovea_tui.engine.restore.verify import run_verification
+from fovea_tui.engine.restore.verify import expected_rows, row_lines, run_verification
 
 CHUNK = 1 << 20
 # Written to psql when a stream must be abandoned: ends a COPY block and any statement, then
@@ -437,11 +437,31 @@ class RestoreDump(Step):
                f"in {time.monotonic() - t0:.1f} s"
 
     def check(self, ctx) -> None:
-        if not ctx.db.table_rows():
+        """Rows per table as the dump holds them, compared now: before migrate, so nothing
+        but the dump decides (a migration's changes are reported by step 10, never failed)."""
+        rows = ctx.facts.get("restored_rows") or {}
+        if not rows:
             raise OperationFailed(f"database {ctx.db_name} holds no tables after the restore")
+        expected = expected_rows(ctx)
+        differences = row_lines(expected, rows) if expected else []
+        if differences:
+            raise OperationFailed("the restored rows differ from the dump's: " + "; ".join(differences))
 
     def undo(self, ctx) -> str | None:
         return restore_safety_dump(ctx)
+
+
+def _dump_live_database(ctx) -> None:
+    """Before a finished restore is rolled back, its database has been live: save it as a
+    safety dump first (once per rollback), so undoing the restore loses nothing."""
+    if ctx.facts.get("live_dump") and Path(ctx.facts["live_dump"]).is_file():
+        return
+    ctx.output(f"saving database {ctx.db_name} as it is now, before rolling back")
+    result = run_backup(ctx.settings, progress=lambda e: ctx.progress(e.done, e.total), cancel=ctx.cancel,
+                        offsite=False, kind="pre-restore", database=ctx.db, env=ctx.env)
+    ctx.facts["live_dump"] = str(result.path)
+    ctx.save()
+    ctx.output(f"saved as {result.name}: {result.rows} rows in {len(result.tables)} tables")
 
 
 def restore_safety_dump(ctx) -> str | None:
@@ -451,21 +471,25 @@ def restore_safety_dump(ctx) -> str | None:
     if not ctx.facts.get("database_dropped"):
         return None  # the database was never touched
     safety = ctx.facts.get("safety_dump")
+    path = Path(safety) if safety is not None else None
+    if path is not None and not path.is_file():
+        raise OperationFailed(f"the safety dump {path} is gone: cannot roll back")
     ensure_database_service(ctx)
-    if safety is None:
+    if (ctx.data.get("rollback") or {}).get("after_success"):
+        _dump_live_database(ctx)
+    if path is None:
         ctx.db.drop_database(ctx.db_name)
         ctx.facts["safety_restored"] = True
         return f"database {ctx.db_name} dropped again: it did not exist before the restore"
-    path = Path(safety)
-    if not path.is_file():
-        raise OperationFailed(f"the safety dump {path} is gone: cannot roll back")
     recreate_database(ctx)
     ctx.output(f"restoring the safety dump {path.name}")
     stream_dump(ctx, path, ctx.db_name)
     ctx.facts["safety_restored"] = True
     ctx.save()
     rows = ctx.db.table_rows()
-    return f"database {ctx.db_name} restored from the safety dump {path.name}: {sum(rows.values())} rows"
+    saved = f"; the live database was saved first as {Path(ctx.facts['live_dump']).name}" \
+        if ctx.facts.get("live_dump") else ""
+    return f"database {ctx.db_name} restored from the safety dump {path.name}: {sum(rows.values())} rows{saved}"
 
 
 # --------------------------------------------------------------------------- 8. migrate

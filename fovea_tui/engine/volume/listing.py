@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import IO, Iterator
 
 from fovea_tui.config import Settings
+from fovea_tui.engine.infra.locks import ensure_private_dir
 from fovea_tui.errors import FoveaError
 from fovea_tui.formatting import ago
 
@@ -226,7 +227,7 @@ class SnapshotWriter:
     def commit(self, settings: Settings, store, *, listed_at: datetime, now: datetime) -> None:
         """Raises the store's error if the marker cannot be written (the caller warns)."""
         path = snapshot_path(settings)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        ensure_private_dir(path.parent)
         generation = uuid.uuid4().hex
         header = {"format": FORMAT, "target": settings.volume.target, "generation": generation,
                   "listed_at": listed_at.isoformat(), "objects": self.count, "written_at": now.isoformat()}

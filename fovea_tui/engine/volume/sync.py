@@ -45,14 +45,15 @@ from typing import Any, Callable, Iterator
 from fovea_tui.config import Settings
 from fovea_tui.engine.infra import audit
 from fovea_tui.engine.infra.files import write_atomic
-from fovea_tui.engine.infra.locks import acquire
+from fovea_tui.engine.infra.locks import acquire, ensure_private_dir
 from fovea_tui.engine.infra.stores import open_store
+from fovea_tui.engine.ops import policy
 from fovea_tui.engine.progress import CancelToken, ProgressEvent, no_progress
 from fovea_tui.engine.volume import listing as offsite_listing
 from fovea_tui.engine.volume.listing import SnapshotWriter
 from fovea_tui.engine.volume.plan import Plan, plan_pull, plan_push
 from fovea_tui.engine.volume.result import SyncResult
-from fovea_tui.engine.volume.transfer import delete_planned, downloader, run_transfers, uploader
+from fovea_tui.engine.volume.transfer import FileLooks, delete_planned, downloader, run_transfers, uploader
 from fovea_tui.errors import Cancelled, ConfigError, FoveaError, OperationFailed, SafetyRefusal
 from fovea_tui.formatting import ago, plural
 
@@ -63,7 +64,6 @@ LOCK_NAME = "volume"
 DEFAULT_WORKERS = 10
 MAX_PLANNED = 1_000          # dry run: transfers and deletions listed (counts are always exact)
 STALE_UPLOAD_S = 0           # incomplete uploads under the target are ours (we hold the lock)
-STALE_SYNC_DAYS = 7          # status warns when the last sync is older than this
 
 
 # --------------------------------------------------------------------------- the runs
@@ -278,9 +278,10 @@ def _pull(settings: Settings, root: Path, *, dry_run: bool, replace_changed: boo
             if dry_run:
                 _list_planned(plan, result, "download")
                 return _finish(result, t0)
-            root.mkdir(parents=True, exist_ok=True)
+            looks = FileLooks.of(root)  # before anything is pulled into it
+            ensure_private_dir(root)
             with _recorded(settings, result, t0, cancel):
-                run_transfers(plan, result, downloader(store, root), phase="download", workers=workers,
+                run_transfers(plan, result, downloader(store, root, looks), phase="download", workers=workers,
                                progress=progress, cancel=cancel)
             return result
         finally:
@@ -325,9 +326,9 @@ def write_summary(settings: Settings, result: SyncResult) -> Path | None:
     clean = not result.error_count and not result.cancelled
     data["last_ok"] = data["time"] if clean else (read_summary(settings, result.direction) or {}).get("last_ok")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(path.parent)
         return write_atomic(path, json.dumps(data, indent=2))
-    except OSError:
+    except (OSError, FoveaError):
         return None
 
 
@@ -395,7 +396,7 @@ def volume_sync_summary(settings: Settings, now: datetime | None = None) -> dict
                                                       "but were not replaced off-site"})
     if target and age is None:
         alerts.append({"subject": "sync", "level": "critical", "message": f"volume never synced completely to {target}"})
-    elif target and age is not None and age > STALE_SYNC_DAYS * 86400:
+    elif target and age is not None and age > policy.SYNC_STALE_AFTER.total_seconds():
         alerts.append({"subject": "sync", "level": "warning", "message": f"volume last synced {_age_text(age)}"})
     if target and last.get("target") and last.get("target") != target:
         alerts.append({"subject": "sync", "level": "warning", "message": f"volume never synced to the configured target {target}"})

@@ -8,6 +8,8 @@ the worker threads is folded into one monotonic stream with a rate and an ETA.
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -185,15 +187,80 @@ def uploader(store, root: Path):
     return upload
 
 
-def downloader(store, root: Path):
+@dataclass(frozen=True)
+class FileLooks:
+    """The mode and owner pulled files and directories get: those of the destination's own
+    files and of its root directory, so the Fovea backend reads a pulled video as it reads
+    the others. A destination fovea-tui creates itself, or one without a file yet, keeps
+    what fovea-tui writes: files 0600, directories 0700, owned by whoever runs it."""
+
+    file_mode: int = 0o600
+    file_owner: tuple[int, int] | None = None
+    dir_mode: int = 0o700
+    dir_owner: tuple[int, int] | None = None
+
+    @classmethod
+    def of(cls, root: Path, look_at: int = 10_000) -> FileLooks:
+        try:
+            st = root.stat()
+        except FileNotFoundError:
+            return cls()
+        looks = cls(dir_mode=stat.S_IMODE(st.st_mode), dir_owner=(st.st_uid, st.st_gid))
+        todo, seen = [root], 0
+        while todo and seen < look_at:  # breadth first: the volume's own top-level files come first
+            try:
+                with os.scandir(todo.pop(0)) as entries:
+                    for entry in entries:
+                        seen += 1
+                        if entry.name.startswith("."):
+                            continue
+                        if entry.is_file(follow_symlinks=False):
+                            f = entry.stat(follow_symlinks=False)
+                            return cls(stat.S_IMODE(f.st_mode) & 0o777, (f.st_uid, f.st_gid),
+                                       looks.dir_mode, looks.dir_owner)
+                        if entry.is_dir(follow_symlinks=False):
+                            todo.append(Path(entry.path))
+            except OSError:
+                continue
+        return looks
+
+    def make_dirs(self, root: Path, directory: Path) -> None:
+        """Create the missing directories from `root` down to `directory`, each with the look."""
+        missing = []
+        probe = directory
+        while probe != root and not probe.exists():
+            missing.append(probe)
+            probe = probe.parent
+        for path in reversed(missing):
+            try:
+                path.mkdir(mode=0o700)
+            except FileExistsError:
+                continue
+            self._apply(path, self.dir_mode, self.dir_owner)
+
+    def apply_file(self, path: Path) -> None:
+        self._apply(path, self.file_mode, self.file_owner)
+
+    @staticmethod
+    def _apply(path: Path, mode: int, owner: tuple[int, int] | None) -> None:
+        if owner is not None and owner != (os.geteuid(), os.getegid()):
+            try:
+                os.chown(path, *owner)
+            except PermissionError:
+                pass  # not root: it stays ours, with the mode of the others
+        os.chmod(path, mode)  # after chown, which clears set-id bits
+
+
+def downloader(store, root: Path, looks: FileLooks):
     def download(key: str, size: int, *, progress, cancel) -> int:
         dest = safe_destination(root, key)  # again: a symlink may have appeared since planning
         if dest is None:
             raise OperationFailed(f"refused object key {key!r}: it would be written outside {root}")
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        looks.make_dirs(root, dest.parent)
         if safe_destination(root, key) is None:
             raise OperationFailed(f"refused object key {key!r}: it would be written outside {root}")
         store.get_file(key, dest, progress=progress, cancel=cancel)
+        looks.apply_file(dest)
         return dest.stat().st_size
     return download
 

@@ -12,11 +12,11 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from fovea_tui import masking
 from fovea_tui.tui import model
+from fovea_tui.tui.screens.base import FoveaScreen
 
 _OUTCOME_STYLE = {"ok": "green", "success": "green", "done": "green", "failed": "bold red",
                   "error": "bold red", "refused": "yellow", "cancelled": "yellow"}
@@ -66,7 +66,7 @@ class AuditLoaded(Message):
         self.entries, self.bad, self.path, self.mtime = entries, bad, path, mtime
 
 
-class ActivityScreen(Screen):
+class ActivityScreen(FoveaScreen):
     TITLE = "Activity"
     BINDINGS = [Binding("ctrl+r", "reload", "Reload")]
     DEFAULT_CSS = """

@@ -25,10 +25,10 @@ from fovea_tui import formatting
 from fovea_tui.engine.backups.inventory import Entry, Inventory, load_inventory, verify_entries
 from fovea_tui.engine.backups.retention import Decision, Plan, plan as retention_plan
 from fovea_tui.errors import FoveaError
-from fovea_tui.tui.screens._reloading import ReloadingScreen
+from fovea_tui.tui.screens.base import FoveaScreen
 from fovea_tui.tui.widgets.size_chart import SizeChart
 
-STATUS_STYLE = {"verified": "green", "unverified": "yellow", "corrupt": "bold red"}
+STATUS_STYLE = {"verified": "green", "unverified": "yellow", "corrupt": "bold red", "mismatch": "bold magenta"}
 # Status right after the time: a narrow terminal cuts columns from the right, and whether a
 # dump can be restored must never be shown by colour alone.
 COLUMNS = [
@@ -155,7 +155,7 @@ def detail_text(entry: Entry | None, decision: Decision | None = None) -> Text:
     return out
 
 
-class BackupsScreen(ReloadingScreen):
+class BackupsScreen(FoveaScreen):
     TITLE = "Backups"
     BINDINGS = [
         Binding("ctrl+r", "reload", "Reload"),
@@ -304,6 +304,9 @@ class BackupsScreen(ReloadingScreen):
         text.append(f"{c['unverified']} unverified", style="yellow")
         text.append(" · ")
         text.append(f"{c['corrupt']} corrupt", style="bold red" if c["corrupt"] else "")
+        if c["mismatch"]:  # only when there is one: the usual caption stays as it was
+            text.append(" · ")
+            text.append(f"{c['mismatch']} mismatch (not what the manifest says)", style=STATUS_STYLE["mismatch"])
         if self.plan is not None:
             text.append(f" · policy {self.plan.policy.describe()}: keep {len(self.plan.keep)},"
                         f" forget {len(self.plan.forget)}")

@@ -9,23 +9,23 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.markup import escape
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from fovea_tui.engine.ops.status import StatusReport
 from fovea_tui.tui import model
+from fovea_tui.tui.screens.base import FoveaScreen
 from fovea_tui.tui.widgets.cards import StateCard
 from fovea_tui.tui.widgets.job_progress import JobProgressBar
 from fovea_tui.tui.widgets.restore_job import RestoreJobLine
 
-CARD_KEYS = ("database", "volume", "env_file", "model_cache", "redis", "drill")
+CARD_KEYS = model.CARD_SECTIONS
 
 _STATE_STYLE = {"running": "green", "exited": "red", "dead": "red", "restarting": "yellow",
                 "paused": "yellow", "created": "yellow"}
 _HEALTH_STYLE = {"healthy": "green", "unhealthy": "bold red", "starting": "yellow"}
 
 
-class DashboardScreen(Screen):
+class DashboardScreen(FoveaScreen):
     TITLE = "Dashboard"
     BINDINGS = [
         Binding("B", "app.backup", "Back up now"),
@@ -118,7 +118,7 @@ class DashboardScreen(Screen):
 
     def show_status(self, report: StatusReport) -> None:
         now = self.app.now()
-        for card in model.cards(report, now, self.app.settings.backups_dir):
+        for card in model.cards(report, now):
             self.query_one(f"#card-{card.key}", StateCard).show(card)
         caption, services = model.services(report)
         self.query_one("#stack-caption", Static).update(caption)

@@ -26,7 +26,7 @@ from fovea_tui.engine.drill.run import drill_status, run_drill
 from fovea_tui.errors import FoveaError
 from fovea_tui.formatting import human_duration
 from fovea_tui.tui.jobs import Job
-from fovea_tui.tui.screens._reloading import ReloadingScreen
+from fovea_tui.tui.screens.base import FoveaScreen
 
 ICONS = {"ok": ("✔ ok", "green"), "failed": ("✘ FAILED", "bold red"), "skipped": ("– skipped", "dim"),
          "pending": ("· pending", "dim"), "running": ("▶ running", "bold yellow")}
@@ -73,7 +73,7 @@ def guide_text(steps: list[dict[str, Any]]) -> Text:
     return text
 
 
-class DrillScreen(ReloadingScreen):
+class DrillScreen(FoveaScreen):
     TITLE = "Drill"
     BINDINGS = [
         Binding("g", "run_drill", "Run drill"),
@@ -97,7 +97,6 @@ class DrillScreen(ReloadingScreen):
         self.report: dict[str, Any] | None = None
         self.live: dict[str, dict[str, Any]] = {}
         self.job: Job | None = None
-        self.loads = 0
         self.guide: list[dict[str, Any]] = []
 
     def compose(self) -> ComposeResult:
@@ -137,7 +136,6 @@ class DrillScreen(ReloadingScreen):
         else:
             self._show_guide(guide_steps(self.settings))
             self._find_guide()
-        self.loads += 1
 
     @work(thread=True, exclusive=True, group="drill-guide", exit_on_error=False)
     def _find_guide(self) -> None:

@@ -19,7 +19,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.screen import ModalScreen, Screen
+from textual.screen import ModalScreen
 from textual.strip import Strip
 from textual.timer import Timer
 from textual.widgets import (
@@ -41,6 +41,7 @@ from fovea_tui import masking
 from fovea_tui.engine import restore as engine
 from fovea_tui.engine.infra import jobs
 from fovea_tui.errors import FoveaError
+from fovea_tui.tui.screens.base import FoveaScreen
 
 ICONS = {
     "ok": ("✔", "green"), "failed": ("✘", "bold red"), "skipped": ("–", "dim"), "running": ("▶", "bold yellow"),
@@ -221,7 +222,7 @@ class ConfirmRestore(ModalScreen[str | None]):
             self.dismiss("")
 
 
-class RestoreScreen(Screen):
+class RestoreScreen(FoveaScreen):
     """The guided restore."""
 
     TITLE = "Restore"
@@ -340,7 +341,7 @@ class RestoreScreen(Screen):
         if action == "resume":
             return not choosing and self._resumable()
         if action == "rollback":
-            return not choosing and (self._resumable() or self._status() == "rollback_failed")
+            return not choosing and self._can_roll_back()
         return True
 
     def _status(self) -> str:
@@ -351,6 +352,11 @@ class RestoreScreen(Screen):
         facts = self.data.get("facts") or {}
         return status == "interrupted" or (status == "failed" and self.data.get("phase") == "forward"
                                            and bool(facts.get("database_dropped")))
+
+    def _can_roll_back(self) -> bool:
+        """Interrupted, failed half-way, a failed rollback, or finished (then the typed name is asked)."""
+        return (self._resumable() or self._status() == "rollback_failed"
+                or (bool(self.data) and engine.finished_restore(self.data) is not None))
 
     # --- choosing ---------------------------------------------------------------------
 
@@ -547,8 +553,7 @@ class RestoreScreen(Screen):
         if facts.get("verification") or status == "ok":
             self.query_one("#verification", Static).update(verification_text(data) or Text("no verification ran"))
         self.query_one("#resume", Button).set_class(not self._resumable(), "hidden")
-        self.query_one("#rollback", Button).set_class(not (self._resumable() or status == "rollback_failed"),
-                                                      "hidden")
+        self.query_one("#rollback", Button).set_class(not self._can_roll_back(), "hidden")
         self.query_one("#new", Button).set_class(status not in FINAL_SHOWN, "hidden")
         self.refresh_bindings()
 
@@ -629,15 +634,18 @@ class RestoreScreen(Screen):
         self.action_resume()
 
     def action_rollback(self) -> None:
-        if self.job_id is None or not (self._resumable() or self._status() == "rollback_failed"):
+        if self.job_id is None or not self._can_roll_back():
             return
-        from fovea_tui.tui.widgets.confirm import ConfirmDialog
+        from fovea_tui.tui.widgets.confirm import ConfirmDialog, TypedConfirmDialog
+
+        finished = engine.finished_restore(self.data)
 
         def go(ok: bool | None) -> None:
             if not ok or self.job_id is None:
                 return
             try:
-                engine.rollback_restore(self.app.settings, self.job_id)
+                engine.rollback_restore(self.app.settings, self.job_id,
+                                        typed=finished.database if finished is not None else None)
             except FoveaError as exc:
                 self.notify(str(exc), severity="error", timeout=8)
                 return
@@ -645,6 +653,10 @@ class RestoreScreen(Screen):
             self.query_one("#steps", StepList).focus(scroll_visible=False)
             self.notify("Rolling back to the safety dump")
 
+        if finished is not None:  # a new destructive act: confirmed like a restore
+            self.app.push_screen(TypedConfirmDialog(finished.question, finished.database,
+                                                    confirm_label="Roll back", title="Roll back a finished restore"), go)
+            return
         self.app.push_screen(ConfirmDialog("Roll the database back to the safety dump and restart the services "
                                            "that were running?", confirm_label="Roll back", title="Roll back"), go)
 

@@ -20,10 +20,10 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from fovea_tui.engine.backups.prune import Deletion, PrunePlan, build_plan, prune
 from fovea_tui.errors import FoveaError
-from fovea_tui.tui.screens._reloading import ReloadingScreen
+from fovea_tui.tui.screens.base import FoveaScreen
 from fovea_tui.tui.widgets.bucket_grid import BucketGrid
 
-STATUS_STYLE = {"verified": "green", "unverified": "yellow", "corrupt": "bold red"}
+STATUS_STYLE = {"verified": "green", "unverified": "yellow", "corrupt": "bold red", "mismatch": "bold magenta"}
 MAX_CONFIRM_LINES = 400
 
 
@@ -50,7 +50,7 @@ def deletion_lines(pp: PrunePlan) -> list[str]:
     return [f"- {d.location:<8} {d.key}" for d in pp.all_deletions()]
 
 
-class RetentionScreen(ReloadingScreen):
+class RetentionScreen(FoveaScreen):
     TITLE = "Retention"
     BINDINGS = [
         Binding("ctrl+r", "reload", "Recompute"),
@@ -73,7 +73,6 @@ class RetentionScreen(ReloadingScreen):
         super().__init__(**kwargs)
         self.prune_plan: PrunePlan | None = None
         self.error = ""
-        self.loads = 0
 
     def compose(self) -> ComposeResult:
         yield Header(icon="≡")
@@ -118,7 +117,6 @@ class RetentionScreen(ReloadingScreen):
             caption.update(Text(f"cannot compute the plan: {message.error}", style="bold red"))
             grid.show(None)
             files.update("")
-            self.loads += 1
             return
         plan = pp.plan
         text = Text()
@@ -148,7 +146,6 @@ class RetentionScreen(ReloadingScreen):
             files.update(Text("prune would delete, in this order:\n" + "\n".join(shown), style="red"))
         else:
             files.update(Text("prune would delete nothing", style="dim"))
-        self.loads += 1
 
     def action_prune(self) -> None:
         pp = self.prune_plan

@@ -12,13 +12,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.markup import escape
-from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static, Switch
 
 from fovea_tui import masking
 from fovea_tui.config import SECTIONS, Settings, render_toml, save_settings, settings_from_dict, user_config_path
 from fovea_tui.engine.infra import audit
 from fovea_tui.errors import ConfigError, FoveaError
+from fovea_tui.tui.screens.base import FoveaScreen
 from fovea_tui.tui.widgets.confirm import ConfirmDialog
 from fovea_tui.tui.widgets.schedule_panel import SchedulePanel
 
@@ -55,7 +55,7 @@ def unified_diff(before: str, after: str, path: Path) -> str:
                                         fromfile=f"{path} (now)", tofile=f"{path} (after saving)"))
 
 
-class SettingsScreen(Screen):
+class SettingsScreen(FoveaScreen):
     TITLE = "Settings"
     AUTO_FOCUS = None  # keys navigate until the operator tabs or clicks into a field
     BINDINGS = [

@@ -19,7 +19,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from fovea_tui import formatting
@@ -28,6 +27,7 @@ from fovea_tui.engine.volume import sync as engine
 from fovea_tui.errors import Cancelled, FoveaError
 from fovea_tui.tui.jobs import Job
 from fovea_tui.tui.model import parse_time
+from fovea_tui.tui.screens.base import FoveaScreen
 from fovea_tui.tui.widgets.job_progress import JobProgressBar
 
 JOB_KIND = "sync"  # the same kind as the app's `V`: one sync or pull at a time
@@ -164,7 +164,7 @@ def errors_text(last: dict[str, Any] | None, plan: engine.SyncResult | None, job
     return text
 
 
-class VolumeScreen(Screen):
+class VolumeScreen(FoveaScreen):
     TITLE = "Volume"
     BINDINGS = [
         Binding("S", "sync_now", "Sync now"),
@@ -200,7 +200,6 @@ class VolumeScreen(Screen):
         self._bar: JobProgressBar | None = None
         self._rows: dict[str, tuple] = {}
         self._plan_cancel = CancelToken()
-        self.loads = 0  # plans applied (tests wait on it)
 
     # --- layout ---------------------------------------------------------------------
 
@@ -229,16 +228,12 @@ class VolumeScreen(Screen):
         self._show_where()
         self._show_job(self._latest_job())
         self.action_reload()
-        self.app.jobs_changed.subscribe(self, self._on_job_changed)  # type: ignore[attr-defined]
-        self.app.settings_changed.subscribe(self, self._on_settings_changed)  # type: ignore[attr-defined]
+        self.app.jobs_changed.subscribe(self, self._on_job_changed)
+        self.app.settings_changed.subscribe(self, self._on_settings_changed)
         self.set_interval(1.0, self._tick)
 
     def on_unmount(self) -> None:
         self._plan_cancel.cancel("the volume screen closed")
-
-    @property
-    def settings(self):
-        return self.app.settings  # type: ignore[attr-defined]
 
     # --- loading ----------------------------------------------------------------------
 
@@ -292,7 +287,6 @@ class VolumeScreen(Screen):
         self._show_where()
         self._show_summary()
         self._show_errors()
-        self.loads += 1
 
     def _on_settings_changed(self, _settings: Any) -> None:
         self._show_where()
@@ -321,11 +315,11 @@ class VolumeScreen(Screen):
         self.query_one("#where", Static).update(text)
 
     def _show_summary(self) -> None:
-        text = summary_text(self.settings.volume.target, self.last, self.plan, self.app.now())  # type: ignore[attr-defined]
+        text = summary_text(self.settings.volume.target, self.last, self.plan, self.app.now())
         pull = self.pull_last or {}
         pulled = parse_time(pull.get("time"))
         if pulled is not None:
-            text.append(f"\nlast pull {formatting.ago(pulled, self.app.now())}: "  # type: ignore[attr-defined]
+            text.append(f"\nlast pull {formatting.ago(pulled, self.app.now())}: "
                         f"{pull.get('downloaded', 0):,} downloaded into {pull.get('target')}",
                         style="dim")
         self.query_one("#summary", Static).update(text)
@@ -357,7 +351,7 @@ class VolumeScreen(Screen):
             else:
                 for old in box.query(JobProgressBar):
                     old.remove()
-                self._bar = JobProgressBar(job, clock=self.app.jobs.clock, id=f"sync-job-{job.id}")  # type: ignore[attr-defined]
+                self._bar = JobProgressBar(job, clock=self.app.jobs.clock, id=f"sync-job-{job.id}")
                 box.mount(self._bar)
             caption.update(Text("c cancels at the next safe point; nothing partial is left in the copy.",
                                 style="yellow") if job.running else Text("The last sync job:", style="dim"))
@@ -395,9 +389,9 @@ class VolumeScreen(Screen):
         if not self.settings.volume.target:
             self.notify("Set volume.target first (Settings, key s).", severity="error")
             return
-        job = self.app.jobs.start(JOB_KIND, title, sync_job, self.settings, **kwargs)  # type: ignore[attr-defined]
+        job = self.app.jobs.start(JOB_KIND, title, sync_job, self.settings, **kwargs)
         if job is not None:
-            self.app.jobs_changed.publish(job)  # type: ignore[attr-defined]
+            self.app.jobs_changed.publish(job)
 
     def action_sync_now(self) -> None:
         self._start("Sync videos now", dry_run=False, pull=False, to=None, replace_changed=False)
@@ -407,7 +401,7 @@ class VolumeScreen(Screen):
                     replace_changed=False, full_listing=True)
 
     def action_cancel_sync(self) -> None:
-        if self.app.jobs.cancel(kind=JOB_KIND):  # type: ignore[attr-defined]
+        if self.app.jobs.cancel(kind=JOB_KIND):
             self.notify("Asked the sync to stop at its next safe point.", timeout=3)
         else:
             self.notify("No sync is running.", severity="warning", timeout=3)

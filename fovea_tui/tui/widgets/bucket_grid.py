@@ -14,7 +14,7 @@ from textual.widgets import Static
 
 from fovea_tui.engine.backups.retention import RULES, Plan, Slot
 
-STATUS_STYLE = {"verified": "green", "unverified": "yellow", "corrupt": "bold red"}
+STATUS_STYLE = {"verified": "green", "unverified": "yellow", "corrupt": "bold red", "mismatch": "bold magenta"}
 RULE_TITLE = {"last": "last", "hourly": "hourly", "daily": "daily", "weekly": "weekly",
               "monthly": "monthly", "yearly": "yearly"}
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from fovea_tui.engine.ops.status import Verdict
 from fovea_tui.tui.model import Card
-
-VERDICT_LABEL = {"fine": "FINE", "stale": "STALE", "missing": "MISSING", "failing": "FAILING",
-                 "unknown": "UNKNOWN"}
 
 
 class StateCard(Static):
-    """One card; its CSS class (-fine, -stale, -missing, -failing, -unknown) colours the border."""
+    """One card; its CSS class (-fine, -stale, -missing, -warning, -failing, ...) colours the border."""
 
     DEFAULT_CSS = """
     StateCard {
@@ -25,6 +23,7 @@ class StateCard(Static):
     StateCard.-fine { border: round $success; border-subtitle-color: $success; }
     StateCard.-stale { border: round $warning; border-subtitle-color: $warning; }
     StateCard.-missing { border: round $warning; border-subtitle-color: $warning; }
+    StateCard.-warning { border: round $warning; border-subtitle-color: $warning; }
     StateCard.-failing { border: heavy $error; border-subtitle-color: $error; }
     StateCard .cost { color: $text-muted; }
     """
@@ -36,11 +35,11 @@ class StateCard(Static):
         self.verdict = "unknown"
 
     def show(self, card: Card) -> None:
-        for verdict in VERDICT_LABEL:
+        for verdict in Verdict:
             self.set_class(verdict == card.verdict, f"-{verdict}")
         self.verdict = card.verdict
         self.border_title = card.title
-        self.border_subtitle = VERDICT_LABEL.get(card.verdict, card.verdict.upper())
+        self.border_subtitle = str(card.verdict).upper()
         text = Text()
         for i, line in enumerate(card.lines):
             if i:

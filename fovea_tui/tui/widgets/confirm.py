@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, Static
+from textual.widgets import Button, Input, Label, Static
 
 
 class ConfirmDialog(ModalScreen[bool]):
@@ -68,6 +68,58 @@ class ConfirmDialog(ModalScreen[bool]):
         self.dismiss(False)
 
 
+class TypedConfirmDialog(ModalScreen[bool]):
+    """A destructive act confirmed by typing a name (the database's): True only when the
+    typed text is `expected`; Escape or Cancel dismiss with False."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    DEFAULT_CSS = """
+    TypedConfirmDialog { align: center middle; }
+    TypedConfirmDialog > Vertical {
+        width: 90%; max-width: 110; height: auto; border: thick $error; background: $surface; padding: 0 1;
+    }
+    TypedConfirmDialog .question { width: 1fr; padding: 1 0; }
+    TypedConfirmDialog Horizontal { height: auto; align-horizontal: right; padding-top: 1; }
+    TypedConfirmDialog Button { margin-left: 2; }
+    """
+
+    def __init__(self, question: str, expected: str, *, confirm_label: str = "Confirm",
+                 title: str = "Confirm") -> None:
+        super().__init__()
+        self.question = question
+        self.expected = expected
+        self.confirm_label = confirm_label
+        self.title_text = title
+
+    def compose(self) -> ComposeResult:
+        with Vertical() as box:
+            box.border_title = self.title_text
+            yield Label(f"{self.question} Type {self.expected!r} to go ahead.", classes="question")
+            yield Input(placeholder=self.expected, id="typed")
+            with Horizontal():
+                yield Button("Cancel", id="cancel")
+                yield Button(self.confirm_label, id="confirm", variant="error", disabled=True)
+
+    def on_mount(self) -> None:
+        field = self.query_one("#typed", Input)
+        field.cursor_blink = getattr(self.app, "cursor_blink", True)
+        field.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.query_one("#confirm", Button).disabled = event.value.strip() != self.expected
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.value.strip() == self.expected:
+            self.dismiss(True)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        typed = self.query_one("#typed", Input).value.strip()
+        self.dismiss(event.button.id == "confirm" and typed == self.expected)
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)
+
+
 def diff_text(diff: str) -> Text:
     """A unified diff coloured with the terminal's own red and green (16-colour safe)."""
     text = Text()
@@ -86,4 +138,4 @@ def diff_text(diff: str) -> Text:
     return text
 
 
-__all__ = ["ConfirmDialog", "diff_text"]
+__all__ = ["ConfirmDialog", "TypedConfirmDialog", "diff_text"]
