@@ -8,15 +8,19 @@ tool's config must never silently fall back to a default.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
+from functools import cache
 from pathlib import Path
+from types import ModuleType
 from typing import Any, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
 import tomli_w
 
+from fovea_tui import masking
 from fovea_tui.engine.infra.files import ensure_private_dir, write_atomic
 from fovea_tui.errors import ConfigError
 
@@ -85,6 +89,7 @@ class DrillSettings:
 @dataclass
 class NotifySettings:
     webhooks: list[str] = field(default_factory=list)
+    urls: list[str] = field(default_factory=list)
     on_success: bool = False
 
 
@@ -92,6 +97,17 @@ class NotifySettings:
 class EncryptionSettings:
     recipients: list[str] = field(default_factory=list)
     identity_file: str = ""
+
+
+@dataclass
+class MonitorSettings:
+    """Dead-man's switch URLs: `ping_url` for `run-nightly`; a job's own URL, when set,
+    replaces it for that job (alone, or as a step of the nightly run)."""
+
+    ping_url: str = ""
+    backup_url: str = ""
+    sync_url: str = ""
+    drill_url: str = ""
 
 
 @dataclass
@@ -106,6 +122,7 @@ class Settings:
     drill: DrillSettings = field(default_factory=DrillSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
     encryption: EncryptionSettings = field(default_factory=EncryptionSettings)
+    monitor: MonitorSettings = field(default_factory=MonitorSettings)
     # Where these settings came from (None: built-in defaults). Not a TOML key.
     source: Path | None = field(default=None, compare=False, repr=False)
 
@@ -216,6 +233,49 @@ def _validate_semantics(settings: Settings) -> None:
         from fovea_tui.engine.backups.age_keys import parse_recipients
 
         parse_recipients(settings.encryption.recipients)  # ConfigError naming encryption.recipients[i]
+    for name, url in vars(settings.monitor).items():
+        if url and not _is_http_url(url):
+            raise ConfigError(f"config key monitor.{name} is not an http(s) URL with a host", key=f"monitor.{name}",
+                              hint="the ping URL your Healthchecks, Uptime Kuma or Cronitor check shows")
+    if settings.notify.urls:
+        _check_apprise_urls(settings.notify.urls)
+    for url in (*settings.notify.webhooks, *settings.notify.urls, *vars(settings.monitor).values()):
+        masking.register_url(url)
+
+
+def _is_http_url(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        return parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 1) > 0
+    except ValueError:
+        return False
+
+
+@cache
+def load_apprise() -> ModuleType:
+    """Apprise (the notification library behind `notify.urls`), imported once and only when
+    URLs are set, with its log records kept out of ours: they may name a service's URL, and
+    each delivery's records are read back from its result instead."""
+    import apprise
+
+    logging.getLogger("apprise").propagate = False
+    return apprise
+
+
+def _check_apprise_urls(urls: list[str]) -> None:
+    """Every entry must be a URL Apprise can load; the message names the entry by position
+    and scheme only, since the rest of it is a credential."""
+    apprise = load_apprise()
+    for index, url in enumerate(urls, start=1):
+        if apprise.Apprise.instantiate(url) is None:
+            scheme = url.split("://", 1)[0] if "://" in url else "?"
+            raise ConfigError(
+                f"config key notify.urls: entry {index} ({scheme}://...) is not a notification URL Apprise can use",
+                key="notify.urls",
+                hint="see the Apprise wiki for the URL of each service, e.g. mailtos://user:pass@host?to=addr",
+            )
 
 
 def _check_absolute(key: str, value: str) -> None:

@@ -23,6 +23,26 @@ def register(*values: str | None) -> None:
                 _secrets.add(value)
 
 
+def register_url(url: str | None) -> None:
+    """A notification or ping URL is a credential as a whole: register the URL, what follows
+    its scheme (a token may sit where the host goes) and its path with query (an HTTP
+    client's error may name the path without the host)."""
+    if not url:
+        return
+    register(url)
+    rest = url.split("://", 1)[-1]
+    plain_host = not any(c in rest for c in "/@?#") and ("." in rest or rest.startswith("localhost"))
+    if not plain_host:  # "localhost" or "example.org" alone would redact ordinary text
+        register(rest)
+    path = rest.partition("/")[2]
+    for tail in (path, path.split("?", 1)[0]):
+        if len(tail) >= 8:  # "/api" or "/ping" alone would redact ordinary text
+            register("/" + tail)
+    userinfo = rest.partition("/")[0].rpartition("@")[0]
+    if ":" in userinfo:
+        register(userinfo.split(":", 1)[1])
+
+
 def redact(text: str) -> str:
     if not text:
         return text

@@ -381,3 +381,31 @@ def test_docker_drill_passes_with_s3_offsite_and_video_copy(stack, tmp_path, s3,
     result = run_drill(settings, now=datetime.now(timezone.utc) + timedelta(seconds=2))
     assert result.failed == ["videos"] and stack.video_files[0][1] in result.check("videos").detail
     assert scratch_databases(lambda sql: stack.psql(sql, db="postgres")) == []
+
+
+def test_a_failed_drill_pings_its_check_and_alerts_a_person(install, capsys):
+    """The ping comes from the engine, so a drill run from the TUI pings as one from cron does."""
+    from fovea_tui.config import load_file, save_settings
+    from support.receivers import HttpReceiver
+
+    receiver = HttpReceiver()
+    try:
+        settings = load_file(install.cfg)
+        settings.notify.urls = [receiver.url("/apprise/drill-channel-token", scheme="json")]
+        settings.monitor.drill_url = receiver.url("/ping/drill-check-0003")
+        save_settings(settings, install.cfg)
+        (install.offsite / install.dump.name.replace(".sql.gz", ".env")).unlink()
+        code, data = run_json(capsys, install)
+        assert code == 1
+        paths = [r.path for r in receiver.requests]
+        again_code, _ = run_json(capsys, install)  # the same day: the alert is not sent twice
+        assert again_code == 1
+    finally:
+        receiver.close()
+    assert paths == ["/ping/drill-check-0003/start", "/ping/drill-check-0003/1", "/apprise/drill-channel-token"]
+    assert "FAILED: env_copy" in receiver.requests[1].text
+    alert = json.loads(receiver.requests[2].body)
+    assert "CRITICAL: restore drill of " in alert["title"] and "failed: env_copy" in alert["title"]
+    assert "Next: run `fovea-tui drill`" in alert["message"]
+    assert [p["event"] for p in data["monitor"]] == ["start", "exit"]
+    assert [r.path for r in receiver.requests][3:] == ["/ping/drill-check-0003/start", "/ping/drill-check-0003/1"]

@@ -135,6 +135,13 @@ def test_backoff_is_exponential_and_capped(server_factory):
     ("http://user:pass@example.org:8080/x", "http://example.org:8080/" + masking.MASK),
     ("https://example.org", "https://example.org/"),
     ("http://[::1]:9000/a", "http://[::1]:9000/" + masking.MASK),
+    # Apprise URLs where a token sits in the host's place: nothing of it shown
+    ("tgram://123456789:AAbbCCdd/4242", "tgram://" + masking.MASK),
+    ("discord://1122334455/webhook-token", "discord://" + masking.MASK),
+    ("pover://user-key@app-token", "pover://" + masking.MASK),
+    ("ntfy://my-private-topic", "ntfy://" + masking.MASK),
+    ("mailtos://me:app-password@smtp.example.org?to=ops@example.org", "mailtos://smtp.example.org/" + masking.MASK),
+    ("no scheme at all", masking.MASK),
 ])
 def test_mask_url(url, shown):
     assert notify.mask_url(url) == shown
@@ -147,9 +154,9 @@ def test_payload_is_scrubbed_and_failures_warned_and_audited(server_factory, tmp
     settings = settings_from_dict({"backups": {"dir": str(tmp_path / "b")},
                                    "notify": {"webhooks": [srv.url(), dead]}})
     warnings: list[str] = []
-    outcomes = notify.send(settings, {"event": "nightly", "text": "db postgresql://fovea:hunter22@db/x failed; "
-                                                                  "registered-secret-value-77"},
-                           warn=warnings.append, **FAST)
+    text = "db postgresql://fovea:hunter22@db/x failed; registered-secret-value-77"
+    outcomes = notify.deliver(settings, notify.Message(text, text, payload={"event": "nightly", "text": text}),
+                              warn=warnings.append, **FAST)
     assert [o["ok"] for o in outcomes] == [True, False]
     body = json.dumps(srv.bodies[0])
     assert "hunter22" not in body and "registered-secret-value-77" not in body

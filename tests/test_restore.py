@@ -309,6 +309,52 @@ def test_direct_mode_whole_run(fresh_direct_db, tmp_path, monkeypatch):
 
 
 
+def test_a_restore_that_does_not_end_ok_alerts_a_person_once_a_day(fresh_direct_db, tmp_path, monkeypatch):
+    import threading
+
+    from fovea_tui.engine.backups.pipeline import run_backup
+    from fovea_tui.engine.infra.locks import acquire
+    from support.receivers import HttpReceiver
+
+    receiver = HttpReceiver()
+    env_file = tmp_path / ".env"
+    env_file.write_text("STORAGE_PATH=/videos\n")
+    (tmp_path / "videos").mkdir()
+    settings = settings_from_dict({
+        "install": {"compose_project": "fovea-no-such-project", "env_file": str(env_file)},
+        "database": {"mode": "direct", "url": fresh_direct_db.url},
+        "backups": {"dir": str(tmp_path / "backups")},
+        "volume": {"path": str(tmp_path / "videos")},
+        "notify": {"urls": [receiver.url("/apprise/restore-channel-token", scheme="json")]},
+    })
+    monkeypatch.setenv("FOVEA_TUI_PG_BIN", str(fresh_direct_db.bin_dir))
+    backup = run_backup(settings, offsite=False)
+    held, release = threading.Event(), threading.Event()
+
+    def holder():
+        with acquire(settings, "backups", purpose="a backup someone else runs"):
+            held.set()
+            release.wait(60)
+
+    # Two restores prepared, then a backup takes the lock before their runners start.
+    job_ids = [engine.start_restore(settings, backup.name, confirmed=True, detach=False) for _ in range(2)]
+    t = threading.Thread(target=holder)
+    t.start()
+    try:
+        assert held.wait(10)
+        outcomes = [engine.report({**engine.run_inline(settings, job_id), "alive": False})["status"]
+                    for job_id in job_ids]
+    finally:
+        release.set()
+        t.join(10)
+        receiver.close()
+    assert outcomes == ["refused", "refused"]
+    (sent,) = [json.loads(r.body) for r in receiver.requests]  # the second is held back: same alert, same day
+    assert sent["title"].startswith("fovea-tui on ") and f"CRITICAL: restore of {backup.name} ended refused" in sent["title"]
+    assert "Restore screen" in sent["message"]
+    assert [e["outcome"] for e in audit.read(settings, action="alerts")] == ["sent", "held_back"]
+
+
 def test_cli_asks_for_the_name_on_a_terminal(stack, restore_env, tmp_path):
     """Without --yes, on a terminal: the runner waits after the safety dump until the name is typed."""
     import pty

@@ -160,3 +160,34 @@ def test_discover_without_docker_still_finds_nothing_gracefully(monkeypatch):
     found = setup_screen.discover()
     assert found.engine  # says why
     assert found.projects == {}
+
+
+@asynctest
+async def test_test_alerts_sends_what_the_form_holds_and_shows_each_outcome_masked(tmp_path):
+    from support.receivers import HttpReceiver, free_port
+
+    receiver = HttpReceiver()
+    dead = f"http://127.0.0.1:{free_port()}/ping/dead-check-secret-1"
+    config = _config(tmp_path)
+    before = config.read_text()
+    app = make_app(settings_in(tmp_path))
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await _open_settings(app, pilot, config)
+            result = screen.query_one("#notify-result")
+            await pilot.press("ctrl+t")  # nothing configured yet: said, nothing sent
+            await wait_for(pilot, lambda: "notify.urls" in str(result.render()))
+            assert result.has_class("-failed")
+            screen.query_one("#f-notify--urls", Input).value = receiver.url("/apprise/form-token-77", scheme="json")
+            screen.query_one("#f-monitor--ping_url", Input).value = dead
+            await pilot.press("ctrl+t")
+            await wait_for(pilot, lambda: "Test alerts:" in str(result.render()), timeout=30)
+            shown = str(result.render())
+    finally:
+        receiver.close()
+    assert "Test alerts: 1 of 2 FAILED" in shown
+    assert f"apprise       json://127.0.0.1:{receiver.port}/••••••: delivered" in shown
+    assert "ping success  http://127.0.0.1:" in shown and "FAILED after" in shown
+    assert "form-token-77" not in shown and "dead-check-secret-1" not in shown
+    assert [r.path for r in receiver.requests] == ["/apprise/form-token-77"]
+    assert config.read_text() == before  # testing saves nothing

@@ -19,4 +19,5 @@ COMMAND_MODULES = [
     "demo",
     "keygen",
     "recover",
+    "notify",
 ]

@@ -7,6 +7,7 @@ from fovea_tui.cli.context import CliContext
 from fovea_tui.cli.flags import add_json_flag
 from fovea_tui.engine.backups.offsite import OffsiteFailed
 from fovea_tui.engine.backups.pipeline import BackupIncomplete, BackupResult, run_backup
+from fovea_tui.engine.ops import monitor
 from fovea_tui.errors import EXIT_FAILED, EXIT_OK
 
 
@@ -48,17 +49,23 @@ def render(result: BackupResult) -> str:
 
 def run(args, ctx: CliContext) -> int:
     settings = ctx.settings
-    with ctx.progress() as progress:
+    with monitor.Watch.for_job(settings, "backup") as watch, ctx.progress() as progress:
         try:
             result = run_backup(settings, progress=progress, cancel=ctx.cancel, offsite=not args.no_offsite)
         except (OffsiteFailed, BackupIncomplete) as exc:
             progress.__exit__(None, None, None)
             ctx.info(f"fovea-tui: {exc}")
+            watch.finish(EXIT_FAILED, str(exc))
             data = exc.result.as_dict()
             data["error"] = str(exc)
+            data["monitor"] = watch.as_list()
             ctx.emit(data, render(exc.result))
             return EXIT_FAILED
+        watch.finish(EXIT_OK, f"{result.path.name}: {result.size} bytes, {len(result.tables)} tables, "
+                              f"{result.duration_s:.1f} s" + (", copied off-site" if result.offsite else ""))
     for warning in result.warnings:
         ctx.info(f"warning: {warning}")
-    ctx.emit(result.as_dict(), render(result))
+    data = result.as_dict()
+    data["monitor"] = watch.as_list()
+    ctx.emit(data, render(result))
     return EXIT_OK

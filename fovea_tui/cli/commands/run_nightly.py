@@ -1,14 +1,16 @@
 """`fovea-tui run-nightly [--json]`: backup, prune, sync in order; exit 1 if any failed.
 
 What the schedule runs. Every step is attempted (prune is skipped when the backup failed),
-the run is recorded to nightly-last.json and the audit log, and webhooks are notified.
+the run is recorded to nightly-last.json and the audit log, the dead-man's switch is pinged,
+and webhooks and Apprise URLs are notified.
 """
 
 from __future__ import annotations
 
 from fovea_tui.cli.context import CliContext
 from fovea_tui.cli.flags import add_json_flag
-from fovea_tui.engine.ops.nightly import run_nightly
+from fovea_tui.engine.ops.alerting import run_nightly
+from fovea_tui.engine.ops.notify import delivery_line
 from fovea_tui.errors import EXIT_FAILED, EXIT_OK
 
 
@@ -22,9 +24,18 @@ def render(data: dict) -> str:
     lines = [f"nightly run {data['outcome'].upper()} in {data['duration_s']:.1f} s"]
     for step in data["steps"]:
         lines.append(f"  {step['status']:<8} {step['name']:<7} {step['detail']}")
-    for n in data["notifications"]:
-        lines.append(f"  webhook  {n['url']}: " + ("delivered" if n["ok"] else f"FAILED ({n['error']})"))
+    lines += render_deliveries(data["monitor"] + data["notifications"])
+    alerts = data.get("alerts") or {}
+    if alerts.get("sent"):
+        lines.append(f"  {len(alerts['sent'])} new status alert(s) sent to notify.urls")
+    if alerts.get("error"):
+        lines.append(f"  status alerts not checked: {alerts['error']}")
     return "\n".join(lines)
+
+
+def render_deliveries(deliveries: list[dict]) -> list[str]:
+    """One line per ping or message: channel, masked URL, outcome."""
+    return ["  " + delivery_line(d) for d in deliveries]
 
 
 def run(args, ctx: CliContext) -> int:

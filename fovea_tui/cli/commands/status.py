@@ -1,13 +1,16 @@
 """`fovea-tui status`: what the dashboard shows, as text or JSON; exit 1 on any CRITICAL alert.
 
 Each line carries the verdict the engine gave its section (the dashboard's card label), so a
-line never says FINE beside its own warning.
+line never says FINE beside its own warning. What cron runs between nights: with
+`notify.urls` set, the alerts a person must see go out (`engine.ops.alerting.check_status_alerts`,
+each at most once a day).
 """
 
 from __future__ import annotations
 
 from fovea_tui import formatting
 from fovea_tui.cli.context import CliContext
+from fovea_tui.engine.ops.alerting import check_status_alerts
 from fovea_tui.engine.ops.status import Section, StatusReport, Verdict, collect_status
 
 
@@ -72,5 +75,6 @@ def render(report: StatusReport) -> str:
 
 def run(args, ctx: CliContext) -> int:
     report = collect_status(ctx.settings)
+    check_status_alerts(ctx.settings, report=report)  # what cron runs: new alerts reach a person
     ctx.emit(report.as_dict(), render(report))
     return 1 if report.critical else 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 from fovea_tui import formatting
 from fovea_tui.cli.context import CliContext
 from fovea_tui.cli.flags import add_json_flag
+from fovea_tui.engine.ops import monitor
 from fovea_tui.errors import UsageError
 
 
@@ -75,11 +76,20 @@ def run(args, ctx: CliContext) -> int:
         raise UsageError("--to only goes with --pull", key="--to")
     if args.full_listing and args.pull:
         raise UsageError("--full-listing only goes with a push: a pull always lists the target", key="--full-listing")
-    with ctx.progress() as progress:
+    # Only a real push is the job a dead-man's switch watches; a dry run or a pull is a person's.
+    watched = not (args.dry_run or args.pull)
+    watch = monitor.Watch.for_job(ctx.settings, "sync") if watched else monitor.Watch(ctx.settings, "sync")
+    with watch, ctx.progress() as progress:
         result = run_sync(ctx.settings, dry_run=args.dry_run, pull=args.pull, to=args.to,
                           replace_changed=args.replace_changed, full_listing=args.full_listing,
                           progress=progress, cancel=ctx.cancel)
-    data = result.as_dict()
+        data = result.as_dict()
+        watch.finish(result.exit_code, f"{data['uploaded']} uploaded, {data['skipped']} unchanged, "
+                                       f"{data['deleted']} deleted, {data['bytes']} bytes, "
+                                       f"{data['error_count']} error(s)"
+                     + (f"; refused: {data['refused']}" if data["refused"] else "")
+                     + (f"; first error: {data['errors'][0]}" if data["errors"] else ""))
+    data["monitor"] = watch.as_list()
     ctx.emit(data, render(data))
     if result.refused:
         ctx.info(f"fovea-tui: delete guard: {result.refused}")

@@ -76,6 +76,7 @@ class DrillResult:
     report_json: Path | None = None
     report_md: Path | None = None
     guide: list[dict[str, Any]] = field(default_factory=list)
+    monitor: list[dict[str, Any]] = field(default_factory=list)   # dead-man's switch pings
 
     @property
     def ok(self) -> bool:
@@ -123,6 +124,7 @@ class DrillResult:
             "warnings": list(self.warnings),
             "checklist": [{"item": item, "done": False} for item in MANUAL_CHECKLIST],
             "guide": self.guide,
+            "monitor": self.monitor,
             "report": {"json": str(self.report_json) if self.report_json else None,
                        "markdown": str(self.report_md) if self.report_md else None},
         }

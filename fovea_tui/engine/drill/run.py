@@ -47,6 +47,7 @@ from fovea_tui.engine.drill.result import Check, DrillResult
 from fovea_tui.engine.infra import audit
 from fovea_tui.engine.infra.database import open_database
 from fovea_tui.engine.infra.locks import acquire, ensure_private_dir
+from fovea_tui.engine.ops import monitor, notify
 from fovea_tui.engine.progress import CancelToken, ProgressEvent, Throttle, no_progress
 from fovea_tui.engine.restore.steps import stream_dump
 from fovea_tui.envfile import EnvFile
@@ -121,7 +122,10 @@ def run_drill(settings: Settings, *, progress: Callable[[ProgressEvent], None] |
     on_check = on_check or (lambda c: None)
     started = now or datetime.now(timezone.utc)
     t0 = time.monotonic()
-    with acquire(settings, LOCK_NAME, purpose="restore drill"):
+    # The dead-man's switch (monitor.drill_url, else ping_url) is pinged from here, so a drill
+    # run from the TUI counts as much as one from cron; only once the lock is ours, so a drill
+    # refused because another one runs does not mark the check failed.
+    with acquire(settings, LOCK_NAME, purpose="restore drill"), monitor.Watch.for_job(settings, "drill") as watch:
         try:
             result = _Drill(settings, started, t0, progress, cancel, on_check).run(database)
         except Cancelled as exc:
@@ -130,16 +134,24 @@ def run_drill(settings: Settings, *, progress: Callable[[ProgressEvent], None] |
         except SafetyRefusal as exc:
             audit.record(settings, "drill", "refused", {"reason": str(exc)})
             raise
-    result.finished_at = started + timedelta(seconds=time.monotonic() - t0)
-    try:
-        result.guide = guide_steps(settings, result.dump_key or result.dump, result.env_key)
-    except FoveaError:
-        result.guide = []
-    if write_report:
-        write_reports(settings, result)
-    audit.record(settings, "drill", "ok" if result.ok else "failed", {
-        "dump": result.dump, "rto_s": result.rto_s, "rpo_s": result.rpo_s, "failed": result.failed,
-        "report": str(result.report_json) if result.report_json else None})
+        result.finished_at = started + timedelta(seconds=time.monotonic() - t0)
+        try:
+            result.guide = guide_steps(settings, result.dump_key or result.dump, result.env_key)
+        except FoveaError:
+            result.guide = []
+        if write_report:
+            write_reports(settings, result)
+        audit.record(settings, "drill", "ok" if result.ok else "failed", {
+            "dump": result.dump, "rto_s": result.rto_s, "rpo_s": result.rpo_s, "failed": result.failed,
+            "report": str(result.report_json) if result.report_json else None})
+        watch.finish(result.exit_code, f"drill of {result.dump}: "
+                     + ("passed" if result.ok else "FAILED: " + ", ".join(result.failed))
+                     + f"; RTO {human_duration(result.rto_s)}")
+    result.monitor = watch.as_list()
+    if not result.ok:
+        notify.send_alerts(settings, [notify.Alert(
+            "critical", "drill:critical", f"restore drill of {result.dump} failed: {', '.join(result.failed)}",
+            notify.NEXT_STEP["drill"])])
     return result
 
 

@@ -4,9 +4,13 @@ Rules:
 - every step runs even when an earlier one failed, except prune, which is skipped when the
   backup failed: a failing backup must never lead to deleting older good ones;
 - sync is skipped (with a note) when `volume.target` is empty;
+- the run pings its dead-man's switch (`monitor.ping_url`) when it starts and ends, and each
+  step with a URL of its own (`monitor.backup_url`, `sync_url`) pings that around the step;
 - the run is recorded to `<state_dir>/nightly-last.json` and the audit log (action
-  "nightly"), then notified (`engine.notify`) on failure, or on success with
-  `notify.on_success`. A webhook that fails never fails the run.
+  "nightly"), then notified (`engine.ops.notify`: webhooks and Apprise URLs) on failure, or
+  on success with `notify.on_success` (`engine.ops.alerting.run_nightly`, what the command
+  runs, then sends the status alerts that are new today). A ping or a channel that fails
+  never fails the run.
 
 One nightly run at a time (lock "nightly"); each engine takes its own locks as usual.
 """
@@ -26,7 +30,7 @@ from fovea_tui import __version__
 from fovea_tui import masking
 from fovea_tui.config import Settings
 from fovea_tui.engine.infra import audit
-from fovea_tui.engine.ops import notify
+from fovea_tui.engine.ops import monitor, notify
 from fovea_tui.engine.infra.files import write_atomic
 from fovea_tui.engine.infra.locks import acquire, ensure_private_dir
 from fovea_tui.engine.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
@@ -61,6 +65,8 @@ class NightlyResult:
     finished_at: datetime | None = None
     steps: list[StepResult] = field(default_factory=list)
     notifications: list[dict[str, Any]] = field(default_factory=list)
+    monitor: list[dict[str, Any]] = field(default_factory=list)
+    alerts: dict[str, Any] = field(default_factory=dict)    # set by engine.ops.alerting after the run
     cancelled: bool = False
 
     @property
@@ -79,6 +85,9 @@ class NightlyResult:
     def step(self, name: str) -> StepResult | None:
         return next((s for s in self.steps if s.name == name), None)
 
+    def summary_lines(self) -> str:
+        return "\n".join(f"{s.name:<7} {s.status:<8} {s.detail}".rstrip() for s in self.steps)
+
     def summary(self) -> str:
         parts = []
         for s in self.steps:
@@ -96,6 +105,8 @@ class NightlyResult:
             "tool_version": __version__,
             "steps": [s.as_dict() for s in self.steps],
             "notifications": self.notifications,
+            "monitor": self.monitor,
+            "alerts": self.alerts,
         }
 
 
@@ -173,6 +184,9 @@ def run_nightly(settings: Settings, progress: ProgressCallback = no_progress, ca
     clock = now or (lambda: datetime.now(timezone.utc))
     result = NightlyResult(started_at=clock())
     with acquire(settings, "nightly", purpose="nightly run"):
+        run_watch = monitor.Watch.for_job(settings, "nightly")
+        run_watch.start()
+        step_watches: list[monitor.Watch] = []
         for name in STEPS:
             step = StepResult(name)
             result.steps.append(step)
@@ -182,6 +196,10 @@ def run_nightly(settings: Settings, progress: ProgressCallback = no_progress, ca
                 continue
             progress(ProgressEvent(phase="nightly", done=STEPS.index(name), total=len(STEPS), unit="steps",
                                    current=name, message=f"running {name}"))
+            watch = monitor.Watch.for_job(settings, name, fallback=False) if name in monitor.JOBS else None
+            if watch is not None:
+                step_watches.append(watch)
+                watch.start()
             started = time.monotonic()
             try:
                 step.result, step.detail = STEP_FUNCTIONS[name](settings, progress, cancel)
@@ -197,9 +215,14 @@ def run_nightly(settings: Settings, progress: ProgressCallback = no_progress, ca
                 step.status, step.detail = "failed", f"unexpected error: {type(exc).__name__}: {exc}"
             step.detail = notify.scrub(step.detail)
             step.duration_s = time.monotonic() - started
+            if watch is not None:
+                watch.finish(0 if step.status == "ok" else 1, f"{name} {step.status}: {step.detail}")
         result.finished_at = clock()
-        if send_notifications and settings.notify.webhooks and (not result.ok or settings.notify.on_success):
-            result.notifications = notify.send(settings, payload(result), **(notify_options or {}))
+        run_watch.finish(0 if result.ok else 1, result.summary_lines())
+        result.monitor = run_watch.as_list() + [p for w in step_watches for p in w.as_list()]
+        if send_notifications and (settings.notify.webhooks or settings.notify.urls) and (
+                not result.ok or settings.notify.on_success):
+            result.notifications = notify.deliver(settings, message(result), **(notify_options or {}))
         record(settings, result)
     return result
 
@@ -214,6 +237,30 @@ def _skip_reason(settings: Settings, result: NightlyResult, name: str) -> str:
     if name == "sync" and not settings.volume.target:
         return "volume.target is empty: no volume sync configured"
     return ""
+
+
+NEXT_AFTER_FAILURE = {
+    "backup": "run `fovea-tui backup` on {host} and read its error; older backups were kept",
+    "prune": "run `fovea-tui prune --dry-run` on {host} to see what it would delete",
+    "sync": "run `fovea-tui sync` on {host} and read its errors",
+}
+
+
+def message(result: NightlyResult) -> notify.Message:
+    """The run as a person reads it: outcome in the title, a line per step, what to run next."""
+    host = socket.gethostname()
+    head = "OK" if result.ok else result.outcome.upper()
+    failed = [s.name for s in result.steps if s.status == "failed"]
+    if result.ok:
+        next_step = "nothing to do"
+    elif result.cancelled:
+        next_step = f"run `fovea-tui run-nightly` on {host} again"
+    else:
+        next_step = "; ".join(NEXT_AFTER_FAILURE[name].format(host=host) for name in failed)
+    body = (f"fovea-tui nightly run on {host}: {head} in {result.duration_s:.0f} s\n\n{result.summary_lines()}"
+            f"\n\nNext: {next_step}")
+    return notify.Message(f"fovea-tui nightly on {host}: {head}", body, failure=not result.ok,
+                          payload=payload(result))
 
 
 def payload(result: NightlyResult) -> dict[str, Any]:
@@ -247,7 +294,8 @@ def record(settings: Settings, result: NightlyResult) -> None:
     audit.record(settings, "nightly", result.outcome, {
         "started_at": data["started_at"], "finished_at": data["finished_at"], "duration_s": data["duration_s"],
         "steps": [{"name": s.name, "status": s.status, "detail": s.detail} for s in result.steps],
-        "notifications": [{"url": n["url"], "ok": n["ok"]} for n in result.notifications],
+        "notifications": [{"channel": n["channel"], "url": n["url"], "ok": n["ok"]} for n in result.notifications],
+        "monitor": [{"job": p["job"], "event": p["event"], "url": p["url"], "ok": p["ok"]} for p in result.monitor],
     })
     try:
         path = last_path(settings)

@@ -17,6 +17,7 @@ from fovea_tui import masking
 from fovea_tui.engine.infra import audit
 from fovea_tui.engine.infra.jobs import now_iso
 from fovea_tui.engine.infra.locks import acquire
+from fovea_tui.engine.ops import notify
 from fovea_tui.engine.progress import CancelToken
 from fovea_tui.engine.restore.context import RestoreContext
 from fovea_tui.engine.restore.steps import Skip, Step, build_steps, pause_if_asked
@@ -76,6 +77,11 @@ def execute(handle, action: str) -> None:
             "safety_dump": (ctx.facts.get("safety_dump") or None),
         })
         audit.record(settings, "restore", outcome, outcome_details)
+        if outcome != "ok":
+            dump = _name(data["params"].get("dump"))
+            notify.send_alerts(settings, [notify.Alert(
+                "critical", "restore:critical", f"restore of {dump} ended {status}: {data.get('message', '')}",
+                notify.NEXT_STEP["restore"])])
         print(masking.redact(f"{now_iso()} {handle.id}: {status}: {data.get('message', '')}"), flush=True)
 
 

@@ -8,15 +8,20 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.markup import escape
+from textual.message import Message
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static, Switch
 
 from fovea_tui import masking
 from fovea_tui.config import SECTIONS, Settings, render_toml, save_settings, settings_from_dict, user_config_path
 from fovea_tui.engine.infra import audit
+from fovea_tui.engine.ops.alerting import run_test
+from fovea_tui.engine.ops.notify import delivery_line
 from fovea_tui.errors import ConfigError, FoveaError
 from fovea_tui.tui.screens.base import FoveaScreen
 from fovea_tui.tui.widgets.confirm import ConfirmDialog
@@ -36,10 +41,28 @@ HINTS = {
     "volume.full_listing_hours": "list the S3 target at least this often; between, trust the last sync's snapshot (0: always list)",
     "s3.endpoint_url": "MinIO, Ceph, R2…; empty means AWS. Credentials: the AWS chain, never here",
     "stack.migrate_command": "words, shell-quoted",
-    "notify.webhooks": "URLs, separated by spaces",
+    "notify.webhooks": "URLs that get the JSON body of a failed run, separated by spaces (shown hidden)",
+    "notify.urls": "Apprise URLs (mailtos://, ntfys://, slack://, tgram://, json://…), separated by spaces (shown hidden)",
+    "notify.on_success": "also send a message when the nightly run went well",
+    "monitor.ping_url": "dead-man's switch for the nightly run: <url>/start, <url>, <url>/fail (shown hidden)",
+    "monitor.backup_url": "a check of its own for backups; empty: ping_url when run alone",
+    "monitor.sync_url": "a check of its own for the volume sync; empty: ping_url when run alone",
+    "monitor.drill_url": "a check for drills (period: drill.interval_days); empty: ping_url",
     "encryption.recipients": "public keys (age1…, or ssh keys in quotes), separated by spaces; empty: off-site copies unencrypted",
     "encryption.identity_file": "the private key that opens the copies (verify, drill, restore from off-site)",
 }
+# Keys whose value is a credential: typed into hidden fields, like a password.
+SECRET_KEYS = {"database.url", "notify.webhooks", "notify.urls", "monitor.ping_url", "monitor.backup_url",
+               "monitor.sync_url", "monitor.drill_url"}
+
+
+class NotifyTested(Message):
+    """The test message went out: the report as a dict, or why nothing was sent."""
+
+    def __init__(self, report: dict[str, Any] | None, error: str) -> None:
+        super().__init__()
+        self.report = report
+        self.error = error
 
 
 def field_id(key: str) -> str:
@@ -62,6 +85,7 @@ class SettingsScreen(FoveaScreen):
         Binding("escape", "leave_field", "Back", show=False),
         Binding("ctrl+s", "save", "Save", priority=True),
         Binding("ctrl+z", "revert", "Revert"),
+        Binding("ctrl+t", "notify_test", "Test alerts", show=False),  # the button says so; the footer is full
     ]
     DEFAULT_CSS = """
     SettingsScreen #where { height: auto; padding: 0 1; color: $text-muted; }
@@ -77,6 +101,9 @@ class SettingsScreen(FoveaScreen):
     SettingsScreen .error { padding-left: 26; color: $error; text-style: bold; height: auto; display: none; }
     SettingsScreen .error.-shown { display: block; }
     SettingsScreen #buttons { height: auto; padding: 0 1; align-horizontal: right; }
+    SettingsScreen #notify-result { height: auto; max-height: 8; padding: 0 1; display: none; }
+    SettingsScreen #notify-result.-shown { display: block; }
+    SettingsScreen #notify-result.-failed { color: $error; }
     SettingsScreen #buttons Button { margin-left: 2; }
     SettingsScreen.-narrow .row > Label.key { width: 20; }
     SettingsScreen.-narrow .hint, SettingsScreen.-narrow .error { padding-left: 2; }
@@ -96,7 +123,9 @@ class SettingsScreen(FoveaScreen):
                     if section == "encryption":
                         yield Button("Generate a key…", id="keygen", compact=True)
             yield SchedulePanel()
+        yield Static("", id="notify-result")
         with Horizontal(id="buttons"):
+            yield Button("Test alerts (ctrl+t)", id="notify-test")
             yield Button("Revert (ctrl+z)", id="revert")
             yield Button("Save… (ctrl+s)", id="save", variant="primary")
         yield Footer(compact=True)
@@ -112,7 +141,7 @@ class SettingsScreen(FoveaScreen):
             elif kind is int:
                 yield Input(id=fid, type="integer", compact=True)
             else:
-                yield Input(id=fid, password=(key == "database.url"), compact=True)
+                yield Input(id=fid, password=key in SECRET_KEYS, compact=True)
         if key in HINTS:
             yield Static(HINTS[key], classes="hint")
         yield Static("", classes="error", id=f"err-{fid}")
@@ -239,6 +268,47 @@ class SettingsScreen(FoveaScreen):
             self.action_keygen()
         elif event.button.id == "revert":
             self.action_revert()
+        elif event.button.id == "notify-test":
+            self.action_notify_test()
+
+    def action_notify_test(self) -> None:
+        """`fovea-tui notify test` with what the form holds now, saved or not: the way to
+        check a channel before relying on it."""
+        self.clear_errors()
+        try:
+            settings = settings_from_dict(self.form_dict(), source=self.app.settings.source)
+        except FoveaError as exc:
+            self.show_error(exc)
+            return
+        result = self.query_one("#notify-result", Static)
+        result.update("Sending a test message to every notification URL and monitor ping…")
+        result.remove_class("-failed")
+        result.add_class("-shown")
+        self._send_test(settings)
+
+    @work(thread=True, exclusive=True, group="notify-test", exit_on_error=False)
+    def _send_test(self, settings: Settings) -> None:
+        try:
+            report = run_test(settings)
+        except FoveaError as exc:
+            self.post_message(NotifyTested(None, masking.redact(str(exc))))
+            return
+        self.post_message(NotifyTested(report.as_dict(), ""))
+
+    def on_notify_tested(self, message: NotifyTested) -> None:
+        result = self.query_one("#notify-result", Static)
+        if message.report is None:
+            result.update(Text(message.error))
+            result.add_class("-failed")
+            self.notify(message.error, title="Test alerts", severity="error")
+            return
+        deliveries = message.report["deliveries"]
+        failed = sum(1 for d in deliveries if not d["ok"])
+        head = (f"Test alerts: all {len(deliveries)} delivered" if not failed
+                else f"Test alerts: {failed} of {len(deliveries)} FAILED")
+        result.update(Text(masking.redact("\n".join([head, *(delivery_line(d) for d in deliveries)]))))
+        result.set_class(bool(failed), "-failed")
+        self.notify(head, title="Test alerts", severity="error" if failed else "information")
 
     def action_keygen(self) -> None:
         """A new age identity: its recipient joins the form's recipients and it becomes the
