@@ -97,6 +97,12 @@ class NotifySettings:
 
 
 @dataclass
+class EncryptionSettings:
+    recipients: list[str] = field(default_factory=list)
+    identity_file: str = ""
+
+
+@dataclass
 class MonitorSettings:
     """Dead-man's switch URLs: `ping_url` for `run-nightly`; a job's own URL, when set,
     replaces it for that job (alone, or as a step of the nightly run)."""
@@ -118,6 +124,7 @@ class Settings:
     stack: StackSettings = field(default_factory=StackSettings)
     drill: DrillSettings = field(default_factory=DrillSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
+    encryption: EncryptionSettings = field(default_factory=EncryptionSettings)
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
     # Where these settings came from (None: built-in defaults). Not a TOML key.
     source: Path | None = field(default=None, compare=False, repr=False)
@@ -225,6 +232,10 @@ def _validate_semantics(settings: Settings) -> None:
     for url in settings.notify.webhooks:
         if not url.startswith(("http://", "https://")):
             raise ConfigError("config key notify.webhooks holds an entry that is not an http(s) URL", key="notify.webhooks")
+    if settings.encryption.recipients:
+        from fovea_tui.engine.backups.age_keys import parse_recipients
+
+        parse_recipients(settings.encryption.recipients)  # ConfigError naming encryption.recipients[i]
     for name, url in vars(settings.monitor).items():
         if url and not _is_http_url(url):
             raise ConfigError(f"config key monitor.{name} is not an http(s) URL with a host", key=f"monitor.{name}",
@@ -352,6 +363,11 @@ def user_config_path() -> Path:
     """Where the settings screen saves when the settings came from no file."""
     xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(xdg) / "fovea-tui" / "config.toml"
+
+
+def default_identity_path() -> Path:
+    """Where `fovea-tui keygen` (and the TUI's "Generate a key") write a new age identity."""
+    return user_config_path().parent / "age-identity.txt"
 
 
 def find_config(explicit: str | os.PathLike | None = None) -> Path | None:

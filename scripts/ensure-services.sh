@@ -3,6 +3,7 @@
 #   - a Docker engine (Debian's docker.io; dockerd with vfs storage, no iptables, no bridge)
 #   - /usr/bin/redis-server (the test stack's redis runs the host binary in a container)
 #   - tmux (end-to-end tests of the real binary in a real terminal)
+#   - age (Debian's age binary: encrypted copies must open with `age -d -i KEY`), ssh-keygen
 # Called by `make test` before pytest. Under CI=true, anything missing is an error;
 # otherwise the script warns and the affected tests skip with the reason.
 set -u
@@ -111,6 +112,24 @@ if [ -x /usr/lib/postgresql/15/bin/postgres ]; then
 else
     apt_install postgresql-15 || true
     [ -x /usr/lib/postgresql/15/bin/postgres ] || fail "PostgreSQL 15 server missing and could not be installed (apt package postgresql-15)"
+fi
+
+# ---------------------------------------------------------------- age
+# Debian's age/age-keygen: the interoperability check for encrypted off-site copies.
+if command -v age >/dev/null 2>&1 && command -v age-keygen >/dev/null 2>&1; then
+    log "age: present"
+else
+    apt_install age || true
+    command -v age >/dev/null 2>&1 || fail "age missing and could not be installed (apt package age)"
+fi
+
+# ---------------------------------------------------------------- ssh-keygen
+# SSH recipients (ssh-ed25519, ssh-rsa) in the encryption tests.
+if command -v ssh-keygen >/dev/null 2>&1; then
+    log "ssh-keygen: present"
+else
+    apt_install openssh-client || true
+    command -v ssh-keygen >/dev/null 2>&1 || fail "ssh-keygen missing and could not be installed (apt package openssh-client)"
 fi
 
 if [ "${#FAILED[@]}" -gt 0 ]; then

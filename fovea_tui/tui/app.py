@@ -579,6 +579,8 @@ class FoveaApp(App):
         out += [
             ("Refresh status", "[ctrl+r] probe the database, volume, env file and stack now", self.action_refresh),
             ("Setup: find the install", setup_help, self._open_setup),
+            ("Recover this install from an off-site copy", "a new host: fetch, decrypt, verify, config, env file, "
+             "videos, then the guided restore", self._open_recover),
             ("Help", "[?] what each screen does and its keys", self.action_help),
             ("Quit", "[q] leave fovea-tui", self.action_quit),
         ]
@@ -605,6 +607,11 @@ class FoveaApp(App):
         from fovea_tui.tui.screens.setup import SetupScreen
 
         self.push_screen(SetupScreen())
+
+    def _open_recover(self) -> None:
+        from fovea_tui.tui.screens.recover import RecoverScreen
+
+        self.push_screen(RecoverScreen())
 
 
 def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = None, **kwargs: Any) -> FoveaApp:

@@ -17,5 +17,7 @@ COMMAND_MODULES = [
     "run_nightly",
     "metrics",
     "demo",
+    "keygen",
+    "recover",
     "notify",
 ]

@@ -168,6 +168,9 @@ def _require_known_dump(settings, wanted: str) -> None:
             return  # the store did not answer: the runner's choose step reports that failure
         entry = inventory.find(wanted)
         if entry is not None and entry.offsite is not None:
+            from fovea_tui.engine.backups.encryption import identities_for
+
+            identities_for(settings, entry.offsite.key)  # an encrypted copy needs a usable identity (exit 2)
             return
     where = f" nor off-site at {settings.backups.offsite}" if settings.backups.offsite else ""
     raise UsageError(f"no dump {wanted!r} in {settings.backups_dir}{where}; `fovea-tui list` shows them",

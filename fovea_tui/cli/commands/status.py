@@ -57,7 +57,8 @@ def render(report: StatusReport) -> str:
     else:
         lines.append(_line("stack", stack, f"not managed: {stack.reason}"))
     for name, section in (("backups", report.backups), ("sync", report.sync), ("drill", report.drill),
-                          ("schedule", report.schedule), ("restore", report.restore)):
+                          ("schedule", report.schedule), ("restore", report.restore),
+                          ("encryption", report.encryption)):
         lines.append(_line(name, section, section.summary or section.reason))
     for command in report.restore.next:
         lines.append(f"            next: {command}")

@@ -43,6 +43,7 @@ from typing import Any, Iterable, Iterator
 from fovea_tui.config import Settings
 from fovea_tui.engine.backups import manifest as _manifest
 from fovea_tui.engine.backups import verify_cache
+from fovea_tui.engine.backups.encryption import AGE_SUFFIX, file_record, plain_name
 from fovea_tui.engine.backups.prune_journal import read_journal
 from fovea_tui.engine.backups.retention import Candidate
 from fovea_tui.engine.infra.stores import Store, open_store
@@ -106,7 +107,9 @@ def env_name(dump_name: str) -> str:
 
 
 def _sibling_of(name: str) -> tuple[str, str] | None:
-    """(dump name, "manifest"|"env") if `name` is a sibling file of some dump."""
+    """(dump name, "manifest"|"env") if `name` is a sibling file of some dump (an encrypted
+    env copy `....env.age` included)."""
+    name = plain_name(name)
     if name.endswith(DUMP_SUFFIX + MANIFEST_SUFFIX):
         return name[: -len(MANIFEST_SUFFIX)], "manifest"
     if name.startswith("fovea-") and name.endswith(ENV_SUFFIX):
@@ -129,6 +132,10 @@ class Copy:
     detail: str = ""
     mtime_ns: int | None = field(default=None, repr=False)
     read: bool = False  # the status comes from reading the bytes (the verification cache)
+
+    @property
+    def encrypted(self) -> bool:
+        return self.key.endswith(AGE_SUFFIX)
 
 
 @dataclass
@@ -269,7 +276,8 @@ class Entry:
             "status": self.status,
             "status_detail": self.status_detail,
             "copies": {
-                loc: {"key": c.key, "size": c.size, "mtime": _iso(c.mtime), "status": c.status, "detail": c.detail}
+                loc: {"key": c.key, "size": c.size, "mtime": _iso(c.mtime), "status": c.status, "detail": c.detail,
+                      "encrypted": c.encrypted}
                 for loc, c in self.copies.items()
             },
             "siblings": self.siblings(),
@@ -499,11 +507,11 @@ def load_inventory(settings: Settings, *, include_offsite: bool = True, store: S
                     unrecognised.append(Stray(f.name, location, f"{f.not_regular}, not a regular file: "
                                                                 "dumps are regular files"))
                 continue
-            parsed = parse_dump_name(f.name)
+            parsed = parse_dump_name(plain_name(f.name)) if location == OFFSITE else parse_dump_name(f.name)
             if parsed is not None:
-                entry = entries.get(f.name)
+                entry = entries.get(parsed.name)
                 if entry is None:
-                    entry = entries[f.name] = Entry(f.name, parsed.kind, parsed.time, parsed.precision)
+                    entry = entries[parsed.name] = Entry(parsed.name, parsed.kind, parsed.time, parsed.precision)
                 entry.copies[location] = Copy(location, f.name, f.size, f.mtime, mtime_ns=f.mtime_ns)
                 continue
             sib = _sibling_of(f.name)
@@ -591,7 +599,9 @@ def _classify(entry: Entry, local_dir: Path, cache: dict[str, Any]) -> None:
         local.read = local.size == 0 or local.status == verdict
 
     off = entry.copies.get(OFFSITE)
-    if off is not None:
+    if off is not None and off.encrypted:
+        _classify_encrypted(off, m, local)
+    elif off is not None:
         expected = m.size if m is not None and m.size is not None else None
         if off.size == 0:
             off.status, off.detail = "corrupt", "0 bytes"
@@ -622,6 +632,20 @@ def _classify(entry: Entry, local_dir: Path, cache: dict[str, Any]) -> None:
         entry.warnings.append("no manifest")
     if entry.kind != KIND_LEGACY and not entry.envs:
         entry.warnings.append("no env copy beside it")
+
+
+def _classify_encrypted(off: Copy, m: ManifestSummary | None, local: Copy | None) -> None:
+    """An age copy off-site: its size is checked against the manifest's record of the
+    ciphertext (never against the plaintext); its content only by decrypting it (`verify`)."""
+    record = file_record(m.raw if m is not None else None, off.key)
+    if off.size == 0:
+        off.status, off.detail = "corrupt", "0 bytes"
+    elif record is not None and record.get("size") != off.size:
+        off.status, off.detail = "corrupt", f"{off.size} bytes, the manifest records {record.get('size')} encrypted"
+    elif record is not None and local is not None and local.status != "corrupt" and record.get("plaintext_size") == local.size:
+        off.status, off.detail = local.status, "encrypted; size as the manifest records"
+    else:
+        off.status, off.detail = "unverified", "encrypted; not verified" + (" (off-site only)" if local is None else "")
 
 
 def _check_offsite_siblings(entry: Entry, manifest: ManifestSummary | None) -> None:

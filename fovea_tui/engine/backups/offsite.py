@@ -1,5 +1,6 @@
 """The off-site copy of a finished backup: dump, env copy and manifest, uploaded to
-`backups.offsite` (S3 or a directory) and verified by the store.
+`backups.offsite` (S3 or a directory) and verified by the store; with `[encryption]` the dump
+and env copy go as age files (`engine.backups.encryption`).
 
 A failed upload never costs the local backup: OffsiteFailed carries the complete local
 result and says it was kept.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from fovea_tui import masking
 from fovea_tui.config import Settings
+from fovea_tui.engine.backups import encryption
 from fovea_tui.engine.backups import manifest as mf
 from fovea_tui.engine.infra.stores import open_store
 from fovea_tui.engine.progress import CancelToken
@@ -30,12 +32,13 @@ def upload(settings: Settings, result, *, progress, cancel: CancelToken) -> None
     keys: list[str] = []
     try:
         store = open_store(url, settings.s3)
-        files = [(local, result.sha256 if local == result.path else None) for local in backup_files(result)]
-        for local, sha in files:
-            cancel.check()
-            store.put_file(local, local.name, sha256=sha or mf.file_sha256(local), progress=progress,
-                           cancel=cancel)
-            keys.append(local.name)
+        with encryption.offsite_uploads(settings, result.path, result.env_copy, result.manifest_path,
+                                        result.manifest, cancel=cancel, progress=progress) as files:
+            for local, key, sha in files:
+                cancel.check()
+                store.put_file(local, key, sha256=sha or mf.file_sha256(local), progress=progress,
+                               cancel=cancel)
+                keys.append(key)
         where = store.describe()
     except Cancelled:
         raise
@@ -43,7 +46,8 @@ def upload(settings: Settings, result, *, progress, cancel: CancelToken) -> None
         reason = masking.redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         # Every piece that did not go up is named: a dump off-site without its manifest or env
         # copy is not a backup there, whatever went up before the failure.
-        missing = [p.name for p in backup_files(result) if p.name not in keys]
+        uploaded = {encryption.plain_name(k) for k in keys}
+        missing = [p.name for p in backup_files(result) if p.name not in uploaded]
         result.offsite = {"url": url, "status": "failed", "complete": False, "keys": keys, "missing": missing}
         result.offsite_error = reason
         raise OffsiteFailed(
@@ -51,7 +55,8 @@ def upload(settings: Settings, result, *, progress, cancel: CancelToken) -> None
             f"the local backup {result.path} is complete and kept",
             result,
         ) from None
-    result.offsite = {"url": url, "status": "ok", "complete": True, "keys": keys, "missing": [], "where": where}
+    result.offsite = {"url": url, "status": "ok", "complete": True, "keys": keys, "missing": [], "where": where,
+                      "encrypted": encryption.enabled(settings)}
 
 
 def backup_files(result) -> list:

@@ -443,6 +443,13 @@ def run_backup(settings: Settings, *, progress: Callable[[ProgressEvent], None] 
     return result
 
 
+def install_facts(settings: Settings) -> dict[str, str]:
+    """Where this install keeps things (names and paths, no secret): what `recover` starts
+    from on a new host that has only the off-site copy."""
+    return {"compose_project": settings.install.compose_project, "env_file": settings.install.env_file,
+            "database_mode": settings.database.mode, "volume_target": settings.volume.target}
+
+
 def _audit_details(result: BackupResult) -> dict[str, Any]:
     return {"kind": result.kind, "name": result.name, "size": result.size, "sha256": result.sha256,
             "tables": len(result.tables), "rows": result.rows, "duration_s": result.duration_s,
@@ -564,7 +571,8 @@ def _backup_locked(settings: Settings, directory: Path, *, progress, cancel: Can
             warnings=warnings,
             mode=db.mode,
             dump=name,
-            extra={"uncompressed_size": stats.raw_bytes, "compression": f"gzip (ISA-L level {COMPRESS_LEVEL})"},
+            extra={"uncompressed_size": stats.raw_bytes, "compression": f"gzip (ISA-L level {COMPRESS_LEVEL})",
+                   "install": install_facts(settings)},
         )
         # Manifest last: dump, then env copy, then the manifest, each renamed into place.
         os.rename(tmp, final)

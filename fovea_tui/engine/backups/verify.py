@@ -27,6 +27,7 @@ from isal import isal_zlib
 
 from fovea_tui import masking
 from fovea_tui.config import Settings
+from fovea_tui.engine.backups import encryption
 from fovea_tui.engine.backups import manifest as mf
 from fovea_tui.engine.backups import verify_cache
 from fovea_tui.engine.backups.stream_format import COMPLETION_LINE, StreamInspector
@@ -211,10 +212,15 @@ def verify_offsite(settings: Settings, key: str, *, cancel: CancelToken | None =
                    progress: Callable[[ProgressEvent], None] = no_progress) -> VerifyResult:
     """Download an off-site dump (and its manifest) to a temp file and verify it."""
     store = open_store(settings.backups.offsite, settings.s3)
+    key = encryption.plain_name(key)
     name = key.rsplit("/", 1)[-1]
+    stored = key
     if store.head(key) is None:
-        raise UsageError(f"no dump {key!r} locally in {settings.backups_dir} nor off-site at "
-                         f"{settings.backups.offsite}", key="DUMP")
+        stored = encryption.encrypted_name(key)
+        if store.head(stored) is None:
+            raise UsageError(f"no dump {key!r} locally in {settings.backups_dir} nor off-site at "
+                             f"{settings.backups.offsite}", key="DUMP")
+    identities = encryption.identities_for(settings, stored)
     manifest = None
     manifest_problems: list[str] = []
     if store.head(key + mf.MANIFEST_SUFFIX) is not None:
@@ -225,7 +231,9 @@ def verify_offsite(settings: Settings, key: str, *, cancel: CancelToken | None =
     ensure_private_dir(settings.state_dir)
     with tempfile.TemporaryDirectory(dir=settings.state_dir, prefix="verify-") as tmp:
         local = Path(tmp) / name
-        store.get_file(key, local, progress=progress, cancel=cancel)
+        record = encryption.file_record(manifest.as_dict() if manifest else None, stored)
+        encryption.fetch(store, stored, local, identities=identities, record=record, progress=progress,
+                         cancel=cancel)
         result = verify_dump(local, manifest, use_manifest_beside=False, cancel=cancel, progress=progress)
     if manifest_problems and result.status == "verified":
         result.status = "unverified"

@@ -12,6 +12,7 @@ import io
 from pathlib import Path
 
 from fovea_tui.config import Settings
+from fovea_tui.engine.backups import encryption
 from fovea_tui.engine.backups import manifest as mf
 from fovea_tui.engine.drill.choose import Chosen
 from fovea_tui.engine.drill.result import Check
@@ -38,7 +39,10 @@ def check_env_copy(settings: Settings, chosen: Chosen) -> tuple[Check, EnvFile |
         if not chosen.env_key:
             return Check("env_copy", False, f"no env copy {name} {where}: a rebuilt install would have no "
                          "SESSION_SECRET, no DATABASE_URL and no API_KEY_ENCRYPTION_KEY (stored API keys lost)"), None
-        data = chosen.store.read_bytes(chosen.env_key)
+        data = encryption.read_decrypted(chosen.store, chosen.env_key,
+                                         identities=encryption.identities_for(settings, chosen.env_key))
+        if chosen.env_key.endswith(encryption.AGE_SUFFIX):
+            where += ", decrypted with encryption.identity_file"
     else:
         where = f"in {settings.backups_dir} (no off-site store configured)"
         if chosen.env_path is None:

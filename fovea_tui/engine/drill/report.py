@@ -11,6 +11,7 @@ from typing import Any
 
 from fovea_tui import masking
 from fovea_tui.config import Settings
+from fovea_tui.engine.backups import encryption
 from fovea_tui.engine.backups import manifest as mf
 from fovea_tui.engine.drill.choose import choose_dump
 from fovea_tui.engine.drill.result import MANUAL_CHECKLIST, DrillResult
@@ -23,50 +24,72 @@ DRILLS_DIR = "drills"            # under state_dir; engine.metrics reads *.json 
 
 
 def offsite_fetch_command(settings: Settings, key: str, dest: str) -> str:
+    """A shell line that fetches off-site `key` to `dest`, through `age -d` when it is encrypted."""
     url = settings.backups.offsite
+    identity = settings.encryption.identity_file or "IDENTITY"
+    encrypted = key.endswith(encryption.AGE_SUFFIX)
     if url.startswith("s3://"):
         endpoint = f" --endpoint-url {settings.s3.endpoint_url}" if settings.s3.endpoint_url else ""
-        return f"aws s3 cp{endpoint} {url.rstrip('/')}/{key} {dest}"
-    if url:
-        return f"cp {Path(url) / key} {dest}"
-    return f"cp {settings.backups_dir / key} {dest}"
+        source = f"{url.rstrip('/')}/{key}"
+        if encrypted:
+            return f"aws s3 cp{endpoint} {source} - | age -d -i {identity} > {dest}"
+        return f"aws s3 cp{endpoint} {source} {dest}"
+    path = Path(url) / key if url else settings.backups_dir / key
+    return f"age -d -i {identity} -o {dest} {path}" if encrypted else f"cp {path} {dest}"
+
+
+def recover_command(settings: Settings, identity: str = "~/fovea-identity.txt") -> str:
+    """The one line that rebuilds this install on a new host (see engine.drill.recover)."""
+    url = settings.backups.offsite or "<backups.offsite: not configured, nothing to recover from>"
+    prefix = f"AWS_ENDPOINT_URL={settings.s3.endpoint_url} " if url.startswith("s3://") and settings.s3.endpoint_url else ""
+    key = f" --identity {identity}" if encryption.enabled(settings) else ""
+    return f"{prefix}fovea-tui recover --from {url}{key}"
 
 
 def guide_steps(settings: Settings, dump: str | None = None, env_key: str | None = None) -> list[dict[str, Any]]:
-    """The full drill on a separate host, step by step, with this install's names filled in.
+    """The full drill on a separate host, with this install's names filled in: `recover`
+    first, then the same step by step for an operator who wants each piece in hand.
 
     `dump` is the dump to restore (an off-site key or name); None leaves a placeholder.
     """
     dump = dump or "<newest dump from `fovea-tui list`>"
-    env_name = env_key or (dump[: -len(mf.DUMP_SUFFIX)] + ".env" if dump.endswith(mf.DUMP_SUFFIX)
+    plain_dump = encryption.plain_name(dump)
+    env_name = env_key or (plain_dump[: -len(mf.DUMP_SUFFIX)] + ".env" if plain_dump.endswith(mf.DUMP_SUFFIX)
                            else "<its .env copy>")
     env_dest = settings.install.env_file
     compose_dir = str(Path(env_dest).parent)
-    config = str(settings.source) if settings.source else "/etc/fovea-tui/config.toml"
     target = settings.volume.target or "<volume.target: not configured, the videos are not backed up>"
+    identity = settings.encryption.identity_file or "<the identity kept away from this host>"
+    first = []
+    if encryption.enabled(settings):
+        first.append(f"scp {identity} NEW-HOST:~/fovea-identity.txt   # or the copy kept away from this host")
     steps = [
         {"title": "Stand up an empty stack on a separate host",
          "detail": f"Same compose file and images as this install (project {settings.install.compose_project}); "
-                   "install fovea-tui and copy its config; give it read access to the off-site store "
-                   "(AWS credentials in the environment or ~/.aws, never in the config).",
-         "commands": [f"scp {config} NEW-HOST:{config}",
-                      f"cd {compose_dir} && docker compose up -d {settings.database.service} redis"]},
-        {"title": "Sync the video volume back",
-         "detail": f"Downloads {target} into volume.path ({settings.volume.path}).",
-         "commands": ["fovea-tui sync --pull"]},
-        {"title": "Copy the env file of that backup",
-         "detail": "Then adjust DATABASE_URL (and SESSION_SECRET, as the runbook says) for the new host; keep "
+                   "install fovea-tui; give it read access to the off-site store (AWS credentials in the "
+                   "environment or ~/.aws, never in the config)"
+                   + ("; bring the age identity: the off-site copies are encrypted." if first else "."),
+         "commands": first + [f"cd {compose_dir} && docker compose up -d {settings.database.service} redis"]},
+        {"title": "Recover from the off-site copy",
+         "detail": "Lists the off-site backups, fetches, decrypts and verifies the newest verified one, writes "
+                   "this host's config, installs the env copy (0600), pulls the video copy, then runs the guided "
+                   "restore with its safety checks. Pass --config PATH to start from a config written for the "
+                   "new host.",
+         "commands": [recover_command(settings)]},
+        {"title": "Adjust the env file for the new host",
+         "detail": "As recover lists: DATABASE_URL (and SESSION_SECRET, as the runbook says); keep "
                    "API_KEY_ENCRYPTION_KEY: the stored API keys are encrypted with it.",
-         "commands": [offsite_fetch_command(settings, env_name, env_dest), f"chmod 600 {env_dest}",
-                      f"$EDITOR {env_dest}   # DATABASE_URL, SESSION_SECRET"]},
-        {"title": "Restore the most recent dump",
-         "detail": "The guided restore: pre-flight, safety dump, restore, migrations, start, verify.",
-         "commands": [f"fovea-tui restore {dump}"]},
+         "commands": [f"$EDITOR {env_dest}   # DATABASE_URL, SESSION_SECRET"]},
         {"title": "Start the rest of the stack",
          "commands": [f"cd {compose_dir} && docker compose up -d", "fovea-tui status"]},
         {"title": "Check by hand, and tick in the drill report",
          "detail": "; ".join(MANUAL_CHECKLIST) + ".",
          "commands": []},
+        {"title": "Or the same step by step",
+         "detail": f"Copy this host's config over, pull the videos ({target} into {settings.volume.path}), fetch "
+                   "the env copy of that backup, then the guided restore.",
+         "commands": ["fovea-tui sync --pull", offsite_fetch_command(settings, env_name, env_dest),
+                      f"chmod 600 {env_dest}", f"fovea-tui restore {plain_dump}"]},
     ]
     return steps
 

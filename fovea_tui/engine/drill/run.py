@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from fovea_tui.config import Settings
+from fovea_tui.engine.backups import encryption
 from fovea_tui.engine.backups import manifest as mf
 from fovea_tui.engine.backups.verify import verify_dump
 from fovea_tui.engine.drill.checks import check_env_copy, check_migrations, check_rows, check_videos
@@ -243,6 +244,8 @@ class _Drill:
                                    progress=self.progress)
             where = f"fetched {chosen.dump_key} from {settings.backups.offsite}" if chosen.source == "offsite" \
                 else f"local {path}"
+            if chosen.dump_key and chosen.dump_key.endswith(encryption.AGE_SUFFIX):
+                where += ", decrypted with encryption.identity_file"
             if verified.ok:
                 dump_check = Check("dump", True, f"{chosen.name} ({where}): whole gzip stream, completion line, "
                                    "size and sha256 as in the manifest", duration_s=time.monotonic() - c0)
@@ -355,8 +358,10 @@ def _fetch(settings: Settings, chosen: Chosen, tmp: Path, progress, cancel: Canc
         progress(ProgressEvent("fetch", event.done, event.total or total, "bytes", current=chosen.name,
                                started_at=t0))
 
-    chosen.store.get_file(chosen.dump_key, dest, expected_sha256=chosen.manifest.sha256, progress=fetched,
-                          cancel=cancel)
+    key = chosen.dump_key or chosen.name
+    encryption.fetch(chosen.store, key, dest, identities=encryption.identities_for(settings, key),
+                     record=encryption.file_record(chosen.manifest.as_dict(), key),
+                     expected_sha256=chosen.manifest.sha256, progress=fetched, cancel=cancel)
     return dest
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from isal import igzip
 
+from fovea_tui.engine.backups import encryption
 from fovea_tui.engine.backups import manifest as mf
 from fovea_tui.engine.infra.files import write_atomic
 from fovea_tui.engine.progress import ProgressEvent
@@ -146,12 +147,18 @@ def _fetch_offsite(ctx, wanted: str) -> Path:
         ctx.progress(event.done, event.total or total)
 
     ctx.output(f"fetching {entry.offsite.key} from {settings.backups.offsite}")
-    store.get_file(entry.offsite.key, dest, expected_sha256=expected, progress=progress, cancel=ctx.cancel)
+    identities = encryption.identities_for(settings, entry.offsite.key)
+    data = manifest.as_dict() if raw is not None else None
+    encryption.fetch(store, entry.offsite.key, dest, identities=identities, expected_sha256=expected,
+                     record=encryption.file_record(data, entry.offsite.key), progress=progress, cancel=ctx.cancel)
     if raw is not None:  # only beside a dump that arrived whole: never an orphan manifest
         write_atomic(mf.manifest_path(dest), raw)
     if "offsite" in entry.envs:
+        env_key = entry.envs["offsite"]
         try:
-            store.get_file(entry.envs["offsite"], mf.env_copy_path(dest), cancel=ctx.cancel)
+            encryption.fetch(store, env_key, mf.env_copy_path(dest), identities=identities,
+                             record=encryption.file_record(data, env_key), cancel=ctx.cancel,
+                             expected_sha256=(manifest.env_file or {}).get("sha256") if raw is not None else None)
             os.chmod(mf.env_copy_path(dest), 0o600)
         except FoveaError as exc:
             ctx.output(f"env copy not fetched: {exc}")

@@ -48,6 +48,8 @@ HINTS = {
     "monitor.backup_url": "a check of its own for backups; empty: ping_url when run alone",
     "monitor.sync_url": "a check of its own for the volume sync; empty: ping_url when run alone",
     "monitor.drill_url": "a check for drills (period: drill.interval_days); empty: ping_url",
+    "encryption.recipients": "public keys (age1…, or ssh keys in quotes), separated by spaces; empty: off-site copies unencrypted",
+    "encryption.identity_file": "the private key that opens the copies (verify, drill, restore from off-site)",
 }
 # Keys whose value is a credential: typed into hidden fields, like a password.
 SECRET_KEYS = {"database.url", "notify.webhooks", "notify.urls", "monitor.ping_url", "monitor.backup_url",
@@ -118,6 +120,8 @@ class SettingsScreen(FoveaScreen):
                     for f in fields(cls):
                         key = f"{section}.{f.name}"
                         yield from self._row(key, hints[f.name])
+                    if section == "encryption":
+                        yield Button("Generate a key…", id="keygen", compact=True)
             yield SchedulePanel()
         yield Static("", id="notify-result")
         with Horizontal(id="buttons"):
@@ -260,6 +264,8 @@ class SettingsScreen(FoveaScreen):
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "save":
             self.action_save()
+        elif event.button.id == "keygen":
+            self.action_keygen()
         elif event.button.id == "revert":
             self.action_revert()
         elif event.button.id == "notify-test":
@@ -303,6 +309,25 @@ class SettingsScreen(FoveaScreen):
         result.update(Text(masking.redact("\n".join([head, *(delivery_line(d) for d in deliveries)]))))
         result.set_class(bool(failed), "-failed")
         self.notify(head, title="Test alerts", severity="error" if failed else "information")
+
+    def action_keygen(self) -> None:
+        """A new age identity: its recipient joins the form's recipients and it becomes the
+        identity_file when none is set; nothing is saved until ctrl+s."""
+        from fovea_tui.config import default_identity_path
+        from fovea_tui.engine.backups.age_keys import keygen
+
+        try:
+            made = keygen(default_identity_path())
+        except (FoveaError, OSError) as exc:
+            self.notify(masking.redact(str(exc)), title="No key made", severity="error")
+            return
+        recipients = self.query_one(f"#{field_id('encryption.recipients')}", Input)
+        recipients.value = (recipients.value + " " + made.recipient).strip()
+        identity = self.query_one(f"#{field_id('encryption.identity_file')}", Input)
+        if not identity.value.strip():
+            identity.value = str(made.path)
+        self.notify(f"Key written to {made.path} (0600). " + made.advice[1] + " Save with ctrl+s.",
+                    title="Encryption key", timeout=15)
 
     def action_save(self) -> None:
         self.clear_errors()

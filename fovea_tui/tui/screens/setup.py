@@ -116,7 +116,13 @@ class SetupScreen(FoveaAppAccess, ModalScreen[None]):  # type: ignore[misc]  # `
                 yield Label("database mode", classes="key")
                 yield Select([("docker", "docker"), ("direct", "direct")], value=s.database.mode,
                              id="setup-mode", allow_blank=False)
+                yield Label("off-site copies", classes="key")
+                yield Static("Encrypt them: generate an age key here (its public part goes into [encryption] "
+                             "recipients; keep a copy of the key away from this host).", classes="found")
+                yield Static("", id="setup-key", classes="found")
             with Horizontal(id="setup-buttons"):
+                yield Button("Recover this install from an off-site copy…", id="setup-recover")
+                yield Button("Generate an encryption key", id="setup-keygen")
                 yield Button("Skip (escape)", id="setup-skip")
                 yield Button("Save…", id="setup-save", variant="primary")
 
@@ -163,9 +169,14 @@ class SetupScreen(FoveaAppAccess, ModalScreen[None]):  # type: ignore[misc]  # `
         """The loaded config file, or (first run) the user's config path."""
         return Path(self.app.settings.source or user_config_path())
 
+    recipient: str = ""
+    identity_file: str = ""
+
     def proposed(self) -> Settings:
         s: Settings = self.app.settings
         data = s.to_toml_dict()
+        if self.recipient:
+            data["encryption"] = {"recipients": [self.recipient], "identity_file": self.identity_file}
         data["install"]["compose_project"] = self.query_one("#setup-project", Input).value.strip()
         data["install"]["env_file"] = self.query_one("#setup-env", Input).value.strip()
         data["volume"]["path"] = self.query_one("#setup-volume", Input).value.strip()
@@ -175,8 +186,30 @@ class SetupScreen(FoveaAppAccess, ModalScreen[None]):  # type: ignore[misc]  # `
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "setup-skip":
             self.action_skip()
+        elif event.button.id == "setup-recover":
+            from fovea_tui.tui.screens.recover import RecoverScreen
+
+            self.dismiss(None)
+            self.app.push_screen(RecoverScreen())
+        elif event.button.id == "setup-keygen":
+            self.action_keygen()
         elif event.button.id == "setup-save":
             self.action_save()
+
+    def action_keygen(self) -> None:
+        """A new age identity beside the user config; saved into [encryption] with the rest."""
+        from fovea_tui.config import default_identity_path
+        from fovea_tui.engine.backups.age_keys import keygen
+
+        try:
+            made = keygen(default_identity_path())
+        except (FoveaError, OSError) as exc:
+            self.notify(str(exc), title="No key made", severity="error")
+            return
+        self.recipient, self.identity_file = made.recipient, str(made.path)
+        self.query_one("#setup-key", Static).update(escape(f"key written to {made.path} (0600); recipient "
+                                                           f"{made.recipient}. " + " ".join(made.advice[1:2])))
+        self.query_one("#setup-keygen", Button).disabled = True
 
     def action_skip(self) -> None:
         self.dismiss(None)

@@ -15,6 +15,7 @@ from fovea_tui.engine.ops.status.report import (
     DatabaseSection,
     DiskSection,
     DrillSection,
+    EncryptionSection,
     EnvFileSection,
     ModelCacheSection,
     RedisSection,
@@ -195,6 +196,15 @@ def _judge_drill(drill: DrillSection) -> None:
         _set(drill, Verdict.FINE, drill.summary)
 
 
+def _judge_encryption(encryption: EncryptionSection) -> None:
+    """Its alerts (env copies going off-site unencrypted, a key that no longer opens the newest
+    copy) come from `engine.backups.encryption`; the loop below turns them into the verdict."""
+    if not encryption.ok:
+        _set(encryption, Verdict.UNKNOWN, encryption.error or "?")
+    else:
+        _set(encryption, Verdict.FINE, encryption.summary or "off-site copies encrypted")
+
+
 def _judge_schedule(schedule: ScheduleSection) -> None:
     critical = [a for a in schedule.found if a.level == CRITICAL]
     if not schedule.ok:
@@ -263,6 +273,7 @@ def judge(report: StatusReport, now: datetime | None = None) -> StatusReport:
     _judge_disk(r.disk, alerts)
     _judge_drill(r.drill)
     _judge_schedule(r.schedule)
+    _judge_encryption(r.encryption)
     for section in r.sections().values():
         alerts += section.found
     for name, section in r.sections().items():

@@ -16,6 +16,7 @@ from typing import Any
 from fovea_tui import formatting
 from fovea_tui.config import Settings
 from fovea_tui.engine.backups import manifest as mf
+from fovea_tui.engine.backups.encryption import encryption_status
 from fovea_tui.engine.backups.inventory import status_summary
 from fovea_tui.engine.backups.verify_cache import cached_status
 from fovea_tui.engine.drill.run import drill_status
@@ -31,6 +32,7 @@ from fovea_tui.engine.ops.status.report import (
     DatabaseSection,
     DiskSection,
     DrillSection,
+    EncryptionSection,
     EnvFileSection,
     LastBackup,
     LastDrill,
@@ -362,6 +364,7 @@ def collect_status(settings: Settings, now: datetime | None = None) -> StatusRep
     report.schedule = _facts(ScheduleSection, lambda: schedule_facts(settings, now))
     report.sync = _facts(SyncSection, lambda: volume_sync_summary(settings, now))
     _guard(report.restore, lambda s: _restore(settings, s))
+    report.encryption = _facts(EncryptionSection, lambda: encryption_status(settings))
     return judge(report, now)
 
 

@@ -272,6 +272,17 @@ class RestoreSection(Section):
         return self.verdict in (Verdict.ACTIVE, Verdict.FAILING)
 
 
+@dataclass(kw_only=True)
+class EncryptionSection(Section):
+    """Off-site copies encrypted or not, to whom, and whether identity_file opens the newest."""
+
+    enabled: bool = False
+    recipients: list[str] = field(default_factory=list)
+    identity_file: str | None = None
+    checked: dict[str, Any] | None = None   # {"key", "ok", "detail"} of the newest encrypted dump
+    summary: str = ""
+
+
 @dataclass
 class StatusReport:
     generated_at: datetime
@@ -287,10 +298,11 @@ class StatusReport:
     schedule: ScheduleSection = field(default_factory=ScheduleSection)
     sync: SyncSection = field(default_factory=SyncSection)
     restore: RestoreSection = field(default_factory=RestoreSection)
+    encryption: EncryptionSection = field(default_factory=EncryptionSection)
     alerts: list[Alert] = field(default_factory=list)
 
     SECTIONS = ("database", "volume", "env_file", "model_cache", "redis", "stack", "disk", "backups",
-                "drill", "schedule", "sync", "restore")
+                "drill", "schedule", "sync", "restore", "encryption")
 
     def sections(self) -> dict[str, Section]:
         return {name: getattr(self, name) for name in self.SECTIONS}
