@@ -20,6 +20,7 @@ from fovea_tui import masking
 from fovea_tui.config import user_config_path
 from fovea_tui.engine.progress import CancelToken
 from fovea_tui.errors import FoveaError
+from fovea_tui.tui.typed import FoveaAppAccess
 from fovea_tui.tui.widgets.confirm import ConfirmDialog
 
 
@@ -41,7 +42,7 @@ class Prepared(Message):
         self.prepared, self.error = prepared, error
 
 
-class RecoverScreen(ModalScreen[None]):
+class RecoverScreen(FoveaAppAccess, ModalScreen[None]):  # type: ignore[misc]  # `app` narrowed to the FoveaApp
     """Fill in where the copy is, list, recover; then the guided restore."""
 
     BINDINGS = [Binding("escape", "close", "Close")]
