@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,7 +66,7 @@ def main() -> int:
         config = work / "fovea-tui.toml"
         config.write_text(f'[backups]\ndir = "{settings.backups_dir}"\n[retention]\ntimezone = "UTC"\n')
         data = dump_data(DUMP_MB)
-        start = datetime.now(timezone.utc).replace(hour=2, minute=0, second=0, microsecond=0) - timedelta(days=DUMPS)
+        start = datetime.now(UTC).replace(hour=2, minute=0, second=0, microsecond=0) - timedelta(days=DUMPS)
         paths = History(settings).daily(start, DUMPS, data=data)
         kept = paths[-KEEP:]
         read_mib = sum(p.stat().st_size for p in kept) / 2**20

@@ -33,8 +33,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {
@@ -59,7 +59,7 @@ class MotoProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
-    def __enter__(self) -> "MotoProcess":
+    def __enter__(self) -> MotoProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-c", "from moto.server import main; main()", "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **ENV})
@@ -189,11 +189,11 @@ def bench_speed(moto: MotoProcess, work: Path, files: int, reps: int, env: dict[
         cfg = write_config(work / f"speed-{rep}.toml", volume=volume, target=f"s3://{b_fovea}/videos/",
                            endpoint=moto.url, state=work / f"state-{rep}")
         runs = {
-            "fovea": lambda: run_child(fovea_cmd(cfg), env),
-            "aws": lambda: run_child(aws_cmd(volume, f"s3://{b_aws}/videos/", moto.url), env),
+            "fovea": lambda cfg=cfg: run_child(fovea_cmd(cfg), env),
+            "aws": lambda b_aws=b_aws: run_child(aws_cmd(volume, f"s3://{b_aws}/videos/", moto.url), env),
         }
         listing_runs = {
-            "fovea": lambda: run_child(fovea_cmd(cfg, "--full-listing"), env),
+            "fovea": lambda cfg=cfg: run_child(fovea_cmd(cfg, "--full-listing"), env),
             "aws": runs["aws"],
         }
         order = ["fovea", "aws"] if rep % 2 == 0 else ["aws", "fovea"]  # alternate who goes first

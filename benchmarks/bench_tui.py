@@ -52,7 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,7 +106,7 @@ def build_sandbox(root: Path, count: int) -> Path:
     backups, offsite = root / "backups", root / "offsite"
     data = small_dump()
     env_bytes = env_file.read_bytes()
-    anchor = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(minutes=50)
+    anchor = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(minutes=50)
     times = [anchor - timedelta(hours=h) for h in range(count)]
 
     def write_one(when: datetime, template: dict | None) -> tuple[Path, dict]:
@@ -190,7 +190,7 @@ async def until_drawn(pilot):
 app.run(headless=True, size=(%d, %d), auto_pilot=until_drawn)
 marks["maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps(marks), flush=True)
-""" % SIZE
+""" % SIZE  # noqa: UP031  (the child's code has braces of its own)
 
 
 def run_child(args: list[str], env: dict[str, str]) -> tuple[float, float, str]:
@@ -448,8 +448,8 @@ def bench_scroll(config: Path) -> list[str]:
         print(f"  {' ' * len(title)}  ours / bare: max {r_max:.2f}, p95 {r_p95:.2f}, median {r_med:.2f} "
               "(medians of per-round ratios)")
         if field == "keys":
-            slow = max(((k, key) for o, _ in rounds for k, key in zip(o[field], KEYS)))
-            bare_slow = max(((k, key) for _, b in rounds for k, key in zip(b[field], KEYS)))
+            slow = max(((k, key) for o, _ in rounds for k, key in zip(o[field], KEYS, strict=True)))
+            bare_slow = max(((k, key) for _, b in rounds for k, key in zip(b[field], KEYS, strict=True)))
             summary.append(f"slowest key to redraw on {rows:,} rows: {slow[0] * 1000:.0f} ms ({slow[1]}); "
                            f"bare DataTable {bare_slow[0] * 1000:.0f} ms ({bare_slow[1]}); p95 ratio {r_p95:.2f}")
     summary.append(f"reload kept every row and the cursor: {all(o['cursor_kept'] for o, _ in rounds)}")

@@ -96,7 +96,7 @@ class DatabaseURL:
     source: str = field(default="DATABASE_URL", compare=False)
 
     @classmethod
-    def parse(cls, url: str, *, source: str = "DATABASE_URL") -> "DatabaseURL":
+    def parse(cls, url: str, *, source: str = "DATABASE_URL") -> DatabaseURL:
         try:
             parts = urlsplit(url)
             port = parts.port or 5432
@@ -187,7 +187,7 @@ class EnvFile:
         masking.register(*(v for k, v in values.items() if is_scrubbed(k, v)))
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "EnvFile":
+    def load(cls, path: str | os.PathLike) -> EnvFile:
         path = Path(path)
         try:
             with path.open("r", encoding="utf-8") as fh:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -79,7 +79,7 @@ def test_a_failed_run_reaches_json_and_the_webhook_keeps_its_contract(tmp_path, 
     try:
         settings, _ = make(tmp_path, urls=[http.url(JSON_PATH, scheme="json")],
                            webhooks=[hook.url("/hooks/T0/B0/webhook-secret-1")])
-        result = run_nightly(settings, now=lambda: datetime.now(timezone.utc))
+        result = run_nightly(settings, now=lambda: datetime.now(UTC))
     finally:
         hook.close()
     assert result.outcome == "failed"
@@ -151,7 +151,7 @@ def test_a_dead_channel_never_fails_the_run_and_is_masked_everywhere(tmp_path, c
 def test_an_alert_is_sent_at_most_once_a_day(tmp_path, http, utc_days):
     settings, _ = make(tmp_path, urls=[http.url(JSON_PATH, scheme="json")])
     stuck = notify.Alert("critical", "database:critical:unreachable", "database unreachable", "run `fovea-tui status`")
-    morning = datetime(2026, 3, 2, 2, 30, tzinfo=timezone.utc)
+    morning = datetime(2026, 3, 2, 2, 30, tzinfo=UTC)
 
     first = notify.send_alerts(settings, [stuck], now=morning)
     assert first.sent == [stuck.key]
@@ -183,7 +183,7 @@ def test_an_alert_no_channel_took_is_tried_again(tmp_path, utc_days):
     port = free_port()
     settings, _ = make(tmp_path, urls=[f"json://127.0.0.1:{port}/apprise/late-channel"])
     alert = notify.Alert("critical", "drill:critical", "last restore drill failed")
-    now = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
     assert notify.send_alerts(settings, [alert], now=now).sent == []
     server = HttpReceiver()
     try:
@@ -196,7 +196,7 @@ def test_an_alert_no_channel_took_is_tried_again(tmp_path, utc_days):
 def test_the_alert_state_is_private_atomic_and_survives_a_broken_file(tmp_path, http, utc_days):
     settings, _ = make(tmp_path, urls=[http.url(JSON_PATH, scheme="json")])
     alert = notify.Alert("critical", "stack:critical:down", "stack down")
-    now = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
     old = os.umask(0)
     try:
         notify.send_alerts(settings, [alert], now=now)
@@ -213,7 +213,7 @@ def test_the_alert_state_is_private_atomic_and_survives_a_broken_file(tmp_path, 
 
 def test_old_entries_are_forgotten(tmp_path, http, utc_days):
     settings, _ = make(tmp_path, urls=[http.url(JSON_PATH, scheme="json")])
-    now = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
     notify.send_alerts(settings, [notify.Alert("critical", "old", "old")], now=now)
     notify.send_alerts(settings, [notify.Alert("critical", "new", "new")], now=now + timedelta(days=5))
     assert set(json.loads(notify.alerts_path(settings).read_text())) == {"new"}
@@ -336,7 +336,7 @@ def test_two_senders_at_once_send_an_alert_once(tmp_path, utc_days):
     try:
         settings, _ = make(tmp_path, urls=[slow.url(JSON_PATH, scheme="json")])
         alert = notify.Alert("critical", "stack:critical:down", "stack down")
-        now = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+        now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
         outcomes = []
         threads = [threading.Thread(target=lambda: outcomes.append(notify.send_alerts(settings, [alert], now=now)))
                    for _ in range(3)]

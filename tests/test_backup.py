@@ -14,22 +14,10 @@ import stat
 import subprocess
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
-from fovea_tui.cli.main import main
-from fovea_tui.engine.infra import audit
-from fovea_tui.engine.backups import manifest as mf
-from fovea_tui.engine.backups.pipeline import run_backup
-from fovea_tui.engine.infra.locks import acquire
-from fovea_tui.engine.progress import CancelToken
-from fovea_tui.engine.ops.status import collect_status
-from fovea_tui.engine.backups.verify import verify_dump
-from fovea_tui.engine.backups.verify_cache import cached_status
-from fovea_tui.errors import Cancelled, LockHeld, OperationFailed, SafetyRefusal
-
 from support.services import unavailable
 from test_backup_helpers import (
     DUMP_RE,
@@ -42,6 +30,17 @@ from test_backup_helpers import (
     visible_and_temp,
     write_env,
 )
+
+from fovea_tui.cli.main import main
+from fovea_tui.engine.backups import manifest as mf
+from fovea_tui.engine.backups.pipeline import run_backup
+from fovea_tui.engine.backups.verify import verify_dump
+from fovea_tui.engine.backups.verify_cache import cached_status
+from fovea_tui.engine.infra import audit
+from fovea_tui.engine.infra.locks import acquire
+from fovea_tui.engine.ops.status import collect_status
+from fovea_tui.engine.progress import CancelToken
+from fovea_tui.errors import Cancelled, LockHeld, OperationFailed, SafetyRefusal
 
 BIG_ROWS = 700_000  # ~90 MB of COPY data: pg_dump is mid-table for a while
 
@@ -142,7 +141,7 @@ def test_text_output_and_second_backup_in_the_same_second(direct, capsys):
 
 def test_pre_restore_kind_and_engine_api(direct):
     db, settings, _, _ = direct
-    now = datetime(2026, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
+    now = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
     result = run_backup(settings, progress=lambda e: None, cancel=CancelToken(), now=now, kind="pre-restore")
     assert result.name == "fovea-20260304T050607Z-pre-restore.sql.gz"
     assert mf.read_for(result.path).kind == "pre-restore"
@@ -208,7 +207,7 @@ def test_status_alerts_for_an_old_backup_and_a_missing_env_copy(direct):
     assert any(a["subject"] == "backups" and a["level"] == "critical" for a in report["alerts"])
     result = run_backup(settings)
     result.env_copy.unlink()
-    later = datetime.now(timezone.utc) + timedelta(hours=30)
+    later = datetime.now(UTC) + timedelta(hours=30)
     report = collect_status(settings, now=later).as_dict()
     messages = {a["message"]: a["level"] for a in report["alerts"] if a["subject"] == "backups"}
     assert any(m.startswith("no backup in 30 h") and lvl == "critical" for m, lvl in messages.items())

@@ -9,14 +9,13 @@ import stat
 from pathlib import Path
 
 import pytest
+from test_backup_helpers import DUMP_RE, direct_config, run_cli, settings_and_config, write_env
 
 from fovea_tui.cli.main import main
 from fovea_tui.engine.backups import manifest as mf
 from fovea_tui.engine.backups.offsite import OffsiteFailed
 from fovea_tui.engine.backups.pipeline import run_backup
 from fovea_tui.engine.backups.verify import verify_dump
-
-from test_backup_helpers import DUMP_RE, direct_config, run_cli, settings_and_config, write_env
 
 
 @pytest.mark.docker

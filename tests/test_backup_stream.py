@@ -3,7 +3,8 @@ chunk boundaries (a pure function of the bytes, so hypothesis drives the boundar
 
 from __future__ import annotations
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fovea_tui.engine.backups.stream_format import StreamInspector, copy_table_name, ends_complete
 

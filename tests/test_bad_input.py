@@ -13,21 +13,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import tomli_w
-
-from fovea_tui.engine.backups import manifest as mf
-from fovea_tui.engine.infra.stores import DirectoryStore, StoreError, safe_relative_key
-
 from support.backup_history import History, dump_bytes, make_settings
 from support.services import unavailable
 from test_backup_helpers import run_cli
 
-T0 = datetime(2026, 1, 1, 2, tzinfo=timezone.utc)
+from fovea_tui.engine.backups import manifest as mf
+from fovea_tui.engine.infra.stores import DirectoryStore, StoreError, safe_relative_key
+
+T0 = datetime(2026, 1, 1, 2, tzinfo=UTC)
 
 
 @pytest.fixture

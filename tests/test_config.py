@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import stat
 
 import pytest
@@ -10,7 +9,6 @@ import pytest
 from fovea_tui.cli.main import main
 from fovea_tui.config import (
     CONFIG_ENV_VAR,
-    Settings,
     find_config,
     load_settings,
     render_toml,

@@ -10,28 +10,25 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from test_backup_helpers import direct_config, settings_and_config, write_env
 
 from fovea_tui.cli.main import main
 from fovea_tui.config import Settings
-from fovea_tui.engine.infra import audit
 from fovea_tui.engine.backups import manifest as mf
+from fovea_tui.engine.backups.pipeline import run_backup
 from fovea_tui.engine.drill.report import latest_report
 from fovea_tui.engine.drill.result import CHECK_ORDER, MANUAL_CHECKLIST
 from fovea_tui.engine.drill.run import drill_status, run_drill, scratch_time
-from fovea_tui.engine.backups.pipeline import run_backup
-from fovea_tui.engine.progress import CancelToken
+from fovea_tui.engine.infra import audit
 from fovea_tui.engine.ops.status import collect_status
+from fovea_tui.engine.progress import CancelToken
 from fovea_tui.engine.volume.sync import run_sync
 from fovea_tui.errors import Cancelled
-
-from test_backup_helpers import direct_config, settings_and_config, write_env
-
 
 # --------------------------------------------------------------------------- direct mode
 
@@ -238,7 +235,7 @@ def _crafted_broken_dump(install: Install) -> str:
     at = sql.rindex(marker)
     sql = sql[:at] + "INSERT INTO public.no_such_table VALUES (1);\n\n" + sql[at:]
     data = gzip.compress(sql.encode())
-    created = datetime.now(timezone.utc) + timedelta(minutes=5)
+    created = datetime.now(UTC) + timedelta(minutes=5)
     name = mf.dump_name(created)
     manifest = json.loads(mf.manifest_path(install.dump).read_text())
     manifest.update(dump=name, created_at=created.isoformat(), size=len(data),
@@ -267,7 +264,7 @@ def test_a_dump_that_does_not_restore_fails_restore(install, capsys):
 def test_cancel_drops_the_scratch_database_and_old_leftovers(install):
     psql = cluster_psql(install)
     psql("CREATE DATABASE fovea_drill_20200101_000000")
-    recent = "fovea_drill_" + datetime.now(timezone.utc).strftime("%Y%m%d_%H%M%S")
+    recent = "fovea_drill_" + datetime.now(UTC).strftime("%Y%m%d_%H%M%S")
     psql(f"CREATE DATABASE {recent}")
     try:
         cancel = CancelToken()
@@ -281,7 +278,7 @@ def test_cancel_drops_the_scratch_database_and_old_leftovers(install):
 
         with pytest.raises(Cancelled):
             run_drill(install.settings, cancel=cancel, on_check=on_check,
-                      now=datetime.now(timezone.utc) + timedelta(seconds=2))
+                      now=datetime.now(UTC) + timedelta(seconds=2))
         assert seen == ["dump", "restore"]
         # ours and the day-old leftover are gone; a younger one may be another drill's
         assert scratch_databases(psql) == [recent]
@@ -324,7 +321,7 @@ def test_status_alerts_never_failed_overdue(tmp_path):
     settings = Settings()
     settings.backups.dir = str(tmp_path / "backups")
     settings.drill.interval_days = 30
-    now = datetime(2026, 6, 1, 12, tzinfo=timezone.utc)
+    now = datetime(2026, 6, 1, 12, tzinfo=UTC)
 
     section = drill_status(settings, now)
     assert section["last"] is None and [a["message"] for a in section["alerts"]] == [
@@ -378,15 +375,16 @@ def test_docker_drill_passes_with_s3_offsite_and_video_copy(stack, tmp_path, s3,
     client = s3.client()
     key = f"videos/{stack.video_files[0][1]}"
     client.delete_object(Bucket=bucket, Key=key)
-    result = run_drill(settings, now=datetime.now(timezone.utc) + timedelta(seconds=2))
+    result = run_drill(settings, now=datetime.now(UTC) + timedelta(seconds=2))
     assert result.failed == ["videos"] and stack.video_files[0][1] in result.check("videos").detail
     assert scratch_databases(lambda sql: stack.psql(sql, db="postgres")) == []
 
 
 def test_a_failed_drill_pings_its_check_and_alerts_a_person(install, capsys):
     """The ping comes from the engine, so a drill run from the TUI pings as one from cron does."""
-    from fovea_tui.config import load_file, save_settings
     from support.receivers import HttpReceiver
+
+    from fovea_tui.config import load_file, save_settings
 
     receiver = HttpReceiver()
     try:

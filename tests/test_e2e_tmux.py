@@ -12,7 +12,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from support.services import unavailable
 
 REPO = Path(__file__).resolve().parent.parent

@@ -21,24 +21,22 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
-from fovea_tui.engine.backups import manifest as mf
-from fovea_tui.engine.backups.pipeline import run_backup
-from fovea_tui.engine.backups.inventory import load_inventory
-from fovea_tui.engine.infra.stack import Stack
-from fovea_tui.engine.backups.verify import verify_dump
-from fovea_tui.errors import ConfigError, OperationFailed
-
 from support.backup_history import History, make_settings
 from test_backup_helpers import REPO, direct_config, run_cli, settings_and_config, visible_and_temp, write_env
 
-T0 = datetime(2026, 1, 1, 2, tzinfo=timezone.utc)
+from fovea_tui.engine.backups import manifest as mf
+from fovea_tui.engine.backups.inventory import load_inventory
+from fovea_tui.engine.backups.pipeline import run_backup
+from fovea_tui.engine.backups.verify import verify_dump
+from fovea_tui.engine.infra.stack import Stack
+from fovea_tui.errors import ConfigError, OperationFailed
+
+T0 = datetime(2026, 1, 1, 2, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")

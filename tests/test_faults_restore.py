@@ -25,12 +25,11 @@ import time
 from pathlib import Path
 
 import pytest
+from test_backup_helpers import direct_config, settings_and_config, write_env
+from test_restore import REPO, marker_present, mutate, place_dump, rows, running, step_status
 
 from fovea_tui.config import save_settings
 from fovea_tui.engine.infra import jobs
-
-from test_backup_helpers import direct_config, settings_and_config, write_env
-from test_restore import REPO, marker_present, mutate, place_dump, rows, running, step_status
 
 SERVICES_BEFORE = ("redis", "backend", "frontend", "model-service")
 FILLER_ROWS = 1_500_000  # one COPY block long enough that psql is mid-stream for seconds

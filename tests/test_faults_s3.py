@@ -18,23 +18,22 @@ import secrets as _random
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
-from fovea_tui.engine.infra import audit
-from fovea_tui.engine.backups import inventory as inventory_mod
-from fovea_tui.engine.infra.stores import S3Store
-from fovea_tui.engine.backups.verify import verify_dump
-
 from support.backup_history import History, make_settings, mirror
 from support.faultproxy import FaultProxy
 from support.services import free_port, unavailable, wait_port
 from test_backup_helpers import direct_config, run_cli, settings_and_config, write_env
 
+from fovea_tui.engine.backups import inventory as inventory_mod
+from fovea_tui.engine.backups.verify import verify_dump
+from fovea_tui.engine.infra import audit
+from fovea_tui.engine.infra.stores import S3Store
+
 FAST = {"FOVEA_TUI_S3_TIMEOUT": "2", "FOVEA_TUI_S3_MAX_ATTEMPTS": "2"}
-T0 = datetime(2026, 1, 1, 2, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, 2, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -144,8 +143,9 @@ def test_store_stopped_mid_upload_then_the_next_run_works(small_db, tmp_path, s3
 
 
 def test_store_stopped_mid_listing_prune_deletes_nothing(tmp_path, s3, s3_bucket, proxy, monkeypatch, capsys):
-    from fovea_tui.cli.main import main
     import tomli_w
+
+    from fovea_tui.cli.main import main
 
     url = f"s3://{s3_bucket}/db/"
     settings = make_settings(tmp_path, offsite=url, endpoint_url=s3.endpoint_url, keep_daily=2, keep_weekly=0)
@@ -269,9 +269,10 @@ def test_a_noop_sync_from_the_snapshot_sends_no_listing_request(tmp_path, s3, s3
 
 
 def test_a_marker_that_cannot_be_read_means_a_full_listing(tmp_path, s3, s3_bucket, proxy, monkeypatch):
+    from test_sync import FILES
+
     from fovea_tui.engine.volume.listing import MARKER_NAME
     from fovea_tui.engine.volume.sync import run_sync
-    from test_sync import FILES
 
     settings = _sync_settings(tmp_path, s3_bucket, proxy.endpoint_url)
     run_sync(settings)

@@ -4,7 +4,6 @@ through the Docker SDK, `status`, and the clear one-line errors of issue 2's bad
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 

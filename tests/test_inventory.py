@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from support.backup_history import History, dump_bytes, make_settings, mirror
 
 from fovea_tui.cli.main import main
 from fovea_tui.engine.backups import inventory as inv_mod
 from fovea_tui.engine.backups.inventory import load_inventory, parse_dump_name, verify_entries
 from fovea_tui.engine.infra.stores import DirectoryStore, open_store
-from support.backup_history import History, dump_bytes, make_settings, mirror
 
-T0 = datetime(2026, 11, 1, 2, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)
 
 
 def test_names_regular_safety_legacy_and_impossible():
@@ -24,7 +24,7 @@ def test_names_regular_safety_legacy_and_impossible():
     assert parse_dump_name("fovea-20261101T020000Z-pre-restore.sql.gz").kind == "safety"
     legacy = parse_dump_name("fovea-2026-06-01.sql.gz")
     assert legacy.kind == "legacy" and legacy.precision == "day"
-    assert legacy.time == datetime(2026, 6, 1, 12, tzinfo=timezone.utc)
+    assert legacy.time == datetime(2026, 6, 1, 12, tzinfo=UTC)
     assert parse_dump_name("fovea-20261341T020000Z.sql.gz") is None
     assert parse_dump_name("fovea-2026-02-30.sql.gz") is None
     assert parse_dump_name("fovea-latest.sql.gz") is None

@@ -12,7 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -100,7 +100,7 @@ def test_metrics_carry_the_figures_of_a_real_nightly_run(fresh_direct_db, tmp_pa
     assert value(s, "fovea_sync_last_timestamp_seconds") == pytest.approx(time.time(), abs=600)
     assert value(s, "fovea_sync_last_full_listing_timestamp_seconds") == pytest.approx(time.time(), abs=600)
     assert value(s, "fovea_drill_last_success") == 1
-    assert value(s, "fovea_drill_last_timestamp_seconds") == datetime(2026, 1, 1, 0, 10, tzinfo=timezone.utc).timestamp()
+    assert value(s, "fovea_drill_last_timestamp_seconds") == datetime(2026, 1, 1, 0, 10, tzinfo=UTC).timestamp()
     assert value(s, "fovea_drill_last_rto_seconds") == 42.5
     assert value(s, "fovea_drill_interval_seconds") == 30 * 86400
     assert value(s, "fovea_nightly_last_success") == 1

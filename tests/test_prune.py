@@ -5,20 +5,20 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from fovea_tui.cli.main import main
-from fovea_tui.engine.infra import audit
-from fovea_tui.engine.backups.inventory import load_inventory
-from fovea_tui.engine.infra.locks import acquire
-from fovea_tui.engine.backups.prune import build_plan, prune
-from fovea_tui.engine.backups.prune_journal import journal_path, read_journal
-from fovea_tui.engine.infra.stores import DirectoryStore, S3Store
 from support.backup_history import History, dump_bytes, make_settings, mirror
 
-T0 = datetime(2026, 10, 1, 2, 0, tzinfo=timezone.utc)
+from fovea_tui.cli.main import main
+from fovea_tui.engine.backups.inventory import load_inventory
+from fovea_tui.engine.backups.prune import build_plan, prune
+from fovea_tui.engine.backups.prune_journal import journal_path, read_journal
+from fovea_tui.engine.infra import audit
+from fovea_tui.engine.infra.locks import acquire
+from fovea_tui.engine.infra.stores import DirectoryStore, S3Store
+
+T0 = datetime(2026, 10, 1, 2, 0, tzinfo=UTC)
 
 
 def write_config(tmp_path, settings, **retention):

@@ -11,7 +11,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from support.backup_history import History, dump_bytes, make_settings
@@ -20,7 +20,7 @@ from fovea_tui.engine.backups import manifest as mf
 from fovea_tui.engine.backups.inventory import load_inventory, status_summary
 
 REPO = Path(__file__).resolve().parent.parent
-T0 = datetime(2026, 10, 1, 2, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 10, 1, 2, 0, tzinfo=UTC)
 
 
 def cli(config: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:

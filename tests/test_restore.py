@@ -16,9 +16,8 @@ from pathlib import Path
 import pytest
 
 from fovea_tui.config import save_settings, settings_from_dict
-from fovea_tui.engine.infra import audit
-from fovea_tui.engine.infra import jobs
 from fovea_tui.engine import restore as engine
+from fovea_tui.engine.infra import audit, jobs
 
 pytestmark = pytest.mark.docker
 
@@ -312,9 +311,10 @@ def test_direct_mode_whole_run(fresh_direct_db, tmp_path, monkeypatch):
 def test_a_restore_that_does_not_end_ok_alerts_a_person_once_a_day(fresh_direct_db, tmp_path, monkeypatch):
     import threading
 
+    from support.receivers import HttpReceiver
+
     from fovea_tui.engine.backups.pipeline import run_backup
     from fovea_tui.engine.infra.locks import acquire
-    from support.receivers import HttpReceiver
 
     receiver = HttpReceiver()
     env_file = tmp_path / ".env"

@@ -9,15 +9,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.backup_history import History, make_settings
 
-from fovea_tui.engine.infra import jobs
 from fovea_tui.engine import restore as engine
+from fovea_tui.engine.infra import jobs
 from fovea_tui.engine.restore.context import RestoreContext
 from fovea_tui.engine.restore.preflight import read_dump_head, tables_touched
 from fovea_tui.engine.restore.steps import ChooseDump, Confirm
 from fovea_tui.engine.restore.verify import video_file
 from fovea_tui.errors import Cancelled, SafetyRefusal
-from support.backup_history import History, make_settings
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time as time_module
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -25,7 +25,7 @@ from fovea_tui.engine.backups.retention import (
 )
 from fovea_tui.errors import ConfigError, UsageError
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def dump(when: str, status: str = "verified", safety: bool = False) -> Candidate:

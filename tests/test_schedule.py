@@ -10,7 +10,7 @@ import shlex
 import shutil
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -130,7 +130,7 @@ def test_show_reports_the_time_and_the_next_run(schedule_dirs, config, capsys):
     nxt = datetime.fromisoformat(info["next_run"])
     local = nxt.astimezone()
     assert (local.hour, local.minute) == (23, 59)
-    assert timedelta(0) < nxt - datetime.now(timezone.utc) <= timedelta(days=1)
+    assert timedelta(0) < nxt - datetime.now(UTC) <= timedelta(days=1)
     code, out, _ = cli(capsys, "--config", str(config), "schedule", "show")
     assert "daily at 23:59" in out and "next run" in out
     # reinstall without --at keeps the installed time
@@ -249,7 +249,7 @@ def _record(settings, outcome_ok: bool, ended: datetime) -> None:
 def test_status_section_alerts(schedule_dirs, config, tmp_path):
     settings = settings_from_dict({"backups": {"dir": str(tmp_path / "b")}})
     settings.source = config
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     section = schedule.status_section(settings, now)
     assert section["installed"] is False
     assert any("no nightly schedule" in a["message"] for a in section["alerts"])

@@ -13,20 +13,17 @@ import os
 import re
 import secrets as _random
 import stat
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from test_backup_helpers import REPO, run_cli, settings_and_config
 
 from fovea_tui import masking as fsecrets
 from fovea_tui.config import settings_from_dict
 from fovea_tui.envfile import EnvFile
-
-from test_backup_helpers import REPO, run_cli, settings_and_config
 
 PACKAGE = REPO / "fovea_tui"
 
@@ -290,12 +287,12 @@ def test_tui_screens_show_no_secret(secret_install, monkeypatch):
 def test_offsite_copies_and_fetched_copies_are_private(where, tmp_path, s3, s3_bucket):
     """A dump and its env copy hold everything: 0600 in an off-site directory, and 0600 when a
     restore fetches them back (whatever the umask)."""
+    from support.backup_history import History, make_settings, mirror
+
     from fovea_tui.engine.infra import jobs
+    from fovea_tui.engine.infra.stores import open_store
     from fovea_tui.engine.restore.context import RestoreContext
     from fovea_tui.engine.restore.steps import ChooseDump
-    from fovea_tui.engine.infra.stores import open_store
-
-    from support.backup_history import History, make_settings, mirror
 
     local = make_settings(tmp_path / "src")
     dump = History(local).add("fovea-20261101T020000Z.sql.gz")

@@ -6,17 +6,17 @@ import hashlib
 import json
 import os
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from fovea_tui.cli.main import main
 from fovea_tui.config import BackupSettings, S3Settings, Settings, VolumeSettings
+from fovea_tui.engine.progress import CancelToken
 from fovea_tui.engine.volume import plan as plan_mod
 from fovea_tui.engine.volume import transfer as transfer_mod
 from fovea_tui.engine.volume.listing import MARKER_NAME, snapshot_path
-from fovea_tui.engine.progress import CancelToken
 from fovea_tui.engine.volume.plan import merge_sorted, safe_destination, walk_sorted
 from fovea_tui.engine.volume.sync import run_sync, volume_sync_summary
 from fovea_tui.errors import Cancelled, LockHeld, SafetyRefusal
@@ -602,7 +602,7 @@ def test_the_snapshot_is_not_trusted_when_the_target_changed(s3, s3_bucket, s3_t
     path = snapshot_path(settings)
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     header = json.loads(lines[0])
-    header["listed_at"] = (datetime.now(timezone.utc) - timedelta(hours=25)).isoformat()
+    header["listed_at"] = (datetime.now(UTC) - timedelta(hours=25)).isoformat()
     path.write_text(json.dumps(header) + "\n" + "".join(lines[1:]), encoding="utf-8")
     aged = run_sync(settings)
     assert aged.listing["mode"] == "full" and "full_listing_hours = 24" in aged.listing["reason"]
@@ -611,7 +611,7 @@ def test_the_snapshot_is_not_trusted_when_the_target_changed(s3, s3_bucket, s3_t
     # ... or dated in the future: the clock moved back, so its age cannot be told.
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     header = json.loads(lines[0])
-    header["listed_at"] = (datetime.now(timezone.utc) + timedelta(days=3)).isoformat()
+    header["listed_at"] = (datetime.now(UTC) + timedelta(days=3)).isoformat()
     path.write_text(json.dumps(header) + "\n" + "".join(lines[1:]), encoding="utf-8")
     skewed = run_sync(settings)
     assert skewed.listing["mode"] == "full" and "clock moved back" in skewed.listing["reason"]
@@ -714,7 +714,7 @@ def test_status_and_the_dashboard_count_files_written_since_the_last_sync(tmp_pa
     report = collect_status(settings)
     vol = report.as_dict()["volume"]
     assert (vol["new_files"], vol["new_bytes"]) == (2, 1024) and vol["files"] == len(FILES) + 2
-    card = next(c for c in cards(report, datetime.now(timezone.utc)) if c.key == "volume")
+    card = next(c for c in cards(report, datetime.now(UTC)) if c.key == "volume")
     assert "2 new files pending (1.0 KiB)" in card.lines
 
     assert main(["--config", str(write_config(tmp_path, settings)), "status"]) == 1  # no backup: CRITICAL

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from fovea_tui.tui.screens.activity import ActivityScreen, read_audit
 from support.tui import SIZE, asynctest, make_app, settings_in, wait_for
+
+from fovea_tui.tui.screens.activity import ActivityScreen, read_audit
 
 
 def test_read_audit_newest_first_skipping_bad_lines(tmp_path):

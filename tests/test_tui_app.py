@@ -148,7 +148,7 @@ async def test_job_runs_across_screen_switches_and_notifies(tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         job = app.jobs.start("backup", "Back up now", _gated_job(gate), app.settings, offsite=True)
         await wait_for(pilot, lambda: job.event is not None)
-        await wait_for(pilot, lambda: bool(app.screen.query("#job-%d" % job.id)))  # the dashboard shows it
+        await wait_for(pilot, lambda: bool(app.screen.query(f"#job-{job.id}")))  # the dashboard shows it
         await pilot.press("a")
         await pilot.press("s")
         assert job.running

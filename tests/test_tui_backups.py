@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
+from support import tui as support_tui
+from support.backup_history import History, dump_bytes, make_settings
+from support.tui import asynctest, wait_for
 from textual.widgets import DataTable, Static
 
 from fovea_tui.tui.screens import backups as backups_screen
 from fovea_tui.tui.screens.backups import BackupsScreen
-from support import tui as support_tui
-from support.backup_history import History, dump_bytes, make_settings
-from support.tui import asynctest, wait_for
 
-NOW = datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)
-T0 = datetime(2026, 11, 1, 2, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
+T0 = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)
 SIZE = (160, 45)
 
 

@@ -8,9 +8,9 @@ import stat
 import zlib
 
 import pytest
+from support.tui import asynctest, make_app, wait_for
 
 from fovea_tui.config import load_file
-from support.tui import asynctest, make_app, wait_for
 
 pytest.importorskip("pgserver")
 
@@ -62,9 +62,9 @@ def test_sandbox_has_every_piece(demo_install):
 
 def test_engine_settled_the_sandbox(demo_install):
     """Statuses come from the engine's verify; the volume was synced once, before the newest videos."""
-    from fovea_tui.sandbox import demo
     from fovea_tui.engine.backups.inventory import load_inventory
     from fovea_tui.engine.volume.sync import read_summary, run_sync
+    from fovea_tui.sandbox import demo
 
     settings = load_file(demo_install.config)
     inv = load_inventory(settings, include_offsite=False)

@@ -4,18 +4,17 @@ and a snapshot of the last drill's report with a frozen clock."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from support.tui import asynctest, make_app, settle, wait_for
+from test_drill import install, scratch_databases  # noqa: F401 - the `install` fixture
 from textual.widgets import DataTable, Static
 
 from fovea_tui.config import Settings
 from fovea_tui.engine.drill.result import CHECK_ORDER, CHECK_TITLES
 from fovea_tui.tui.sample import SAMPLE_NOW
 from fovea_tui.tui.screens.drill import DrillScreen
-from support.tui import asynctest, make_app, settle, wait_for
-
-from test_drill import install, scratch_databases  # noqa: F401 - the `install` fixture
 
 SIZE = (160, 45)
 DRILL_SECONDS = 60.0  # a real drill restores a whole dump into a scratch database
@@ -35,7 +34,7 @@ async def open_drill(pilot, app) -> DrillScreen:
 
 @asynctest
 async def test_run_a_drill_from_the_screen(install):  # noqa: F811
-    app = make_app(install.settings, now=datetime.now(timezone.utc))
+    app = make_app(install.settings, now=datetime.now(UTC))
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_drill(pilot, app)
         caption = str(screen.query_one("#caption", Static).render())
@@ -77,7 +76,7 @@ async def test_cancel_from_the_screen_drops_the_scratch_database(install, monkey
     import fovea_tui.engine.drill.run as drill_run
 
     monkeypatch.setattr(drill_run, "stream_dump", slow)  # the drill imports the restore's stream_dump by name
-    app = make_app(install.settings, now=datetime.now(timezone.utc))
+    app = make_app(install.settings, now=datetime.now(UTC))
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_drill(pilot, app)
         await pilot.press("g")

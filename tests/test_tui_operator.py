@@ -4,7 +4,7 @@ a restore that is never left behind unseen, and an audit log of every change."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from support import tui as support_tui
@@ -21,8 +21,8 @@ from fovea_tui.tui.screens.help import HelpScreen
 from fovea_tui.tui.screens.retention import RetentionScreen
 from fovea_tui.tui.widgets.confirm import ConfirmDialog
 
-NOW = datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)
-T0 = datetime(2026, 11, 1, 2, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
+T0 = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)
 SIZE = (120, 36)
 
 

@@ -11,24 +11,24 @@ import html
 import json
 import re
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from textual.widgets import Button, ContentSwitcher, DataTable, Input, Label, ProgressBar, RichLog, SelectionList
-
-from fovea_tui.engine.infra import jobs
-from fovea_tui.engine import restore as engine
-from fovea_tui.engine.infra.locks import ensure_private_dir
-from fovea_tui.engine.restore.runner import initial_records
-from fovea_tui.tui.screens.restore import RestoreScreen
 from support import tui as support_tui
 from support.backup_history import History, make_settings
 from support.tui import asynctest, wait_for
+from textual.widgets import Button, ContentSwitcher, DataTable, Input, Label, ProgressBar, RichLog, SelectionList
 
-NOW = datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)
-T0 = datetime(2026, 11, 17, 2, 0, tzinfo=timezone.utc)
+from fovea_tui.engine import restore as engine
+from fovea_tui.engine.infra import jobs
+from fovea_tui.engine.infra.locks import ensure_private_dir
+from fovea_tui.engine.restore.runner import initial_records
+from fovea_tui.tui.screens.restore import RestoreScreen
+
+NOW = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
+T0 = datetime(2026, 11, 17, 2, 0, tzinfo=UTC)
 JOB = "restore-20261120T092500Z-0a1b"
 DUMP = "fovea-20261119T020000Z.sql.gz"
 SAFETY = "fovea-20261120T092512Z-pre-restore.sql.gz"

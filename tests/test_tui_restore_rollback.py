@@ -3,7 +3,7 @@ confirmed by typing the database name (issue 14, item 1)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from support.tui import asynctest, wait_for
 from test_tui_restore import JOB, SIZE, AliveStates, final_ok, make_app, open_restore, settings_for, write_state
@@ -25,7 +25,7 @@ async def test_rolling_back_a_finished_restore_needs_the_typed_name(tmp_path, mo
     settings = settings_for(tmp_path)
     AliveStates(monkeypatch, alive=False)
     data = final_ok(settings)
-    data["ended_at"] = (datetime.now(timezone.utc) - timedelta(hours=2, minutes=5)).isoformat(timespec="seconds")
+    data["ended_at"] = (datetime.now(UTC) - timedelta(hours=2, minutes=5)).isoformat(timespec="seconds")
     write_state(settings, data)
     spawned = []
     # the runner itself is exercised against real PostgreSQL in test_restore_integrity.py

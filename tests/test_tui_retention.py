@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
+from support import tui as support_tui
+from support.backup_history import History, make_settings
+from support.tui import asynctest, settle, wait_for
 from textual.widgets import DataTable, Static
 
-from fovea_tui.engine.infra import audit
 from fovea_tui.engine.backups.prune import build_plan
+from fovea_tui.engine.infra import audit
 from fovea_tui.tui.screens import backups as backups_screen
 from fovea_tui.tui.screens.retention import RetentionScreen
 from fovea_tui.tui.widgets.bucket_grid import BucketGrid
 from fovea_tui.tui.widgets.confirm import ConfirmDialog
-from support import tui as support_tui
-from support.backup_history import History, make_settings
-from support.tui import asynctest, settle, wait_for
 
-NOW = datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)
-T0 = datetime(2026, 10, 1, 2, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
+T0 = datetime(2026, 10, 1, 2, 0, tzinfo=UTC)
 SIZE = (160, 45)
 
 

@@ -3,15 +3,15 @@ written; no means nothing changes; files go to the overridden dirs, never the re
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
+from support.tui import asynctest, make_app, settings_in, wait_for
 from textual.widgets import Input, Static, Switch
 
 from fovea_tui.engine.ops import schedule
 from fovea_tui.engine.ops.nightly import NightlyResult, StepResult, record
 from fovea_tui.tui.widgets.confirm import ConfirmDialog
 from fovea_tui.tui.widgets.schedule_panel import SchedulePanel
-from support.tui import asynctest, make_app, settings_in, wait_for
 
 SIZE = (130, 40)
 
@@ -116,7 +116,7 @@ async def test_cron_choice_and_a_bad_time(schedule_dirs, tmp_path):
 @asynctest
 async def test_a_failed_last_run_is_shown(schedule_dirs, tmp_path):
     app = app_with_config(tmp_path)
-    ended = datetime.now(timezone.utc) - timedelta(hours=3)
+    ended = datetime.now(UTC) - timedelta(hours=3)
     result = NightlyResult(started_at=ended - timedelta(minutes=2), finished_at=ended)
     result.steps = [StepResult("backup", "failed", "database unreachable"), StepResult("prune", "skipped"),
                     StepResult("sync", "ok")]

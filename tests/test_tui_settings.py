@@ -5,13 +5,13 @@ from __future__ import annotations
 import tomllib
 from dataclasses import fields
 
+from support.tui import SIZE, asynctest, make_app, settings_in, wait_for
 from textual.widgets import Input, Select, Switch
 
 from fovea_tui.config import SECTIONS, load_file, save_settings
 from fovea_tui.tui.screens import setup as setup_screen
 from fovea_tui.tui.screens.settings import SettingsScreen, field_id
 from fovea_tui.tui.widgets.confirm import ConfirmDialog
-from support.tui import SIZE, asynctest, make_app, settings_in, wait_for
 
 
 async def _open_settings(app, pilot, config):

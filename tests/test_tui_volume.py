@@ -9,9 +9,10 @@ import json
 import shutil
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from support.tui import asynctest, make_app, settle, wait_for
 from textual.widgets import DataTable, Static
 
 from fovea_tui.config import BackupSettings, Settings, VolumeSettings
@@ -19,10 +20,9 @@ from fovea_tui.engine.volume import sync as engine
 from fovea_tui.tui.screens import volume as volume_screen
 from fovea_tui.tui.screens.volume import VolumeScreen
 from fovea_tui.tui.widgets.confirm import ConfirmDialog
-from support.tui import asynctest, make_app, settle, wait_for
 
 SIZE = (120, 36)
-SNAP_NOW = datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)
+SNAP_NOW = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
 
 
 def volume_settings(root: Path, *, delete: bool = False) -> Settings:
@@ -58,13 +58,13 @@ def text_of(screen, selector: str) -> str:
 @asynctest
 async def test_preview_lists_the_dry_run_against_a_directory_target(tmp_path):
     settings = volume_settings(tmp_path, delete=True)
-    videos, copy = Path(settings.volume.path), Path(settings.volume.target)
+    videos = Path(settings.volume.path)
     write_files(videos, {"a.mp4": 3000, "b.mp4": 2000, "c.mp4": 1000, "thumbs/a.jpg": 100})
     engine.run_sync(settings)  # a real first sync
     write_files(videos, {"new.mp4": 4096, "c.mp4": 1500})  # one new file, one changed under the same name
     (videos / "b.mp4").unlink()                             # and one gone from the volume
     before = copied(settings)
-    app = make_app(settings, now=datetime.now(timezone.utc))
+    app = make_app(settings, now=datetime.now(UTC))
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_volume(app, pilot)
         table = screen.query_one("#plan", DataTable)
@@ -84,7 +84,7 @@ async def test_preview_lists_the_dry_run_against_a_directory_target(tmp_path):
 async def test_sync_now_runs_a_real_sync_and_the_summary_updates(tmp_path):
     settings = volume_settings(tmp_path)
     write_files(Path(settings.volume.path), {f"v{i:02d}.mp4": 2048 + i for i in range(12)})
-    app = make_app(settings, now=datetime.now(timezone.utc) + timedelta(minutes=10))
+    app = make_app(settings, now=datetime.now(UTC) + timedelta(minutes=10))
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_volume(app, pilot)
         assert "never synced" in text_of(screen, "#summary")
@@ -120,7 +120,7 @@ async def test_cancel_stops_a_sync_mid_way(tmp_path, monkeypatch):
         return real(settings, progress=slow, cancel=cancel, workers=1, **kw)
 
     monkeypatch.setattr(volume_screen, "sync_job", throttled)
-    app = make_app(settings, now=datetime.now(timezone.utc))
+    app = make_app(settings, now=datetime.now(UTC))
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_volume(app, pilot)
         await pilot.press("S")
@@ -146,7 +146,7 @@ async def test_pull_asks_first_then_brings_files_back(tmp_path):
     write_files(videos, {"a.mp4": 1000, "b.mp4": 2000})
     engine.run_sync(settings)
     (videos / "a.mp4").unlink()
-    app = make_app(settings, now=datetime.now(timezone.utc))
+    app = make_app(settings, now=datetime.now(UTC))
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_volume(app, pilot)
         await pilot.press("P")
@@ -202,7 +202,7 @@ async def test_an_s3_copy_shows_how_it_was_read_and_F_lists_in_full(tmp_path, s3
                         s3=S3Settings(endpoint_url=s3.endpoint_url, region="us-east-1"))
     write_files(Path(settings.volume.path), {f"v{i:02d}.mp4": 1024 + i for i in range(6)})
     engine.run_sync(settings)  # a real first sync: it lists, then remembers what the copy holds
-    app = make_app(settings, now=datetime.now(timezone.utc))
+    app = make_app(settings, now=datetime.now(UTC))
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_volume(app, pilot)
         summary = text_of(screen, "#summary")

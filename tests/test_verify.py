@@ -7,17 +7,15 @@ import gzip
 import json
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
+from test_backup_helpers import direct_config, run_cli, settings_and_config, write_env
 
 from fovea_tui.cli.main import main
 from fovea_tui.engine.backups import manifest as mf
 from fovea_tui.engine.backups.pipeline import run_backup
 from fovea_tui.engine.backups.verify import verify_dump
 from fovea_tui.engine.backups.verify_cache import cached_status
-
-from test_backup_helpers import direct_config, run_cli, settings_and_config, write_env
 
 
 @pytest.fixture

@@ -14,11 +14,10 @@ import os
 import signal
 import sys
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-from fovea_tui import __version__
-from fovea_tui import masking
+from fovea_tui import __version__, masking
 from fovea_tui.cli.commands import COMMAND_MODULES
 from fovea_tui.cli.context import CliContext
 from fovea_tui.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Cancelled, FoveaError
@@ -66,7 +65,7 @@ def _crash_log(ctx: CliContext | None) -> Path | None:
             path = directory / "crash.log"
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             with os.fdopen(fd, "a") as fh:
-                fh.write(f"--- {datetime.now(timezone.utc).isoformat()} fovea-tui {__version__}\n{text}\n")
+                fh.write(f"--- {datetime.now(UTC).isoformat()} fovea-tui {__version__}\n{text}\n")
             return path
         except (OSError, FoveaError):
             continue

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from rich.console import Console
 from rich.progress import (
@@ -19,8 +19,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from fovea_tui import formatting
-from fovea_tui import masking
+from fovea_tui import formatting, masking
 from fovea_tui.engine.progress import ProgressEvent
 
 
@@ -40,7 +39,7 @@ class StderrProgress:
         self._progress: Progress | None = None
         self._tasks: dict[str, TaskID] = {}
 
-    def __enter__(self) -> "StderrProgress":
+    def __enter__(self) -> StderrProgress:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -22,10 +22,10 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Callable
 
 from fovea_tui import __version__
 from fovea_tui.errors import OperationFailed
@@ -395,7 +395,7 @@ def build(root: Path | None = None, *, log: Callable[[str], None] | None = None)
     _seed_database(server, videos)  # no-op when the database exists
 
     if not state.get("anchor"):
-        anchor = datetime.now(timezone.utc).replace(microsecond=0)
+        anchor = datetime.now(UTC).replace(microsecond=0)
         _write_history(server, root, env_file, anchor, log)
         state["anchor"] = anchor.isoformat()
         state_path.write_text(json.dumps(state, indent=2) + "\n")

@@ -100,7 +100,7 @@ def seed_sql(
     admin_hash = password_hash(admin_password, admin_salt)
 
     out: list[str] = []
-    out.append("-- fovea-tui sandbox seed: scale=%d seed=%d\n" % (scale, s))
+    out.append(f"-- fovea-tui sandbox seed: scale={scale:d} seed={s:d}\n")
 
     # users: #0 is the admin; the rest hash their password in SQL with the same scheme.
     out.append(f"""\

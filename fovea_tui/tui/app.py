@@ -15,10 +15,11 @@ with keys to follow it (R), resume it (U) and roll it back (Z).
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import partial
-from typing import Any, Callable, cast
+from typing import Any, cast
 
 from textual import work
 from textual.app import App
@@ -251,7 +252,7 @@ class FoveaApp(App):
 
     def now(self) -> datetime:
         """The app's clock (fixed in snapshots and screenshots)."""
-        return self._clock() if self._clock else datetime.now(timezone.utc)
+        return self._clock() if self._clock else datetime.now(UTC)
 
     # --- lifecycle --------------------------------------------------------------------
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 
-from fovea_tui import formatting
-from fovea_tui import masking
+from fovea_tui import formatting, masking
 from fovea_tui.engine.progress import CancelToken, ProgressEvent
 from fovea_tui.errors import Cancelled, FoveaError
 
@@ -79,7 +79,7 @@ class JobRunner:
     `apply(...)` and tells subscribed widgets through its `jobs_changed` signal.
     """
 
-    def __init__(self, app: "App", clock: Callable[[], float] | None = None) -> None:
+    def __init__(self, app: App, clock: Callable[[], float] | None = None) -> None:
         self.app = app
         self.clock = clock or time.time
         self.jobs: dict[int, Job] = {}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from fovea_tui.config import BackupSettings, RetentionSettings, S3Settings, Settings
@@ -33,7 +33,7 @@ def dump_bytes(tables: dict[str, int] = TABLES, *, complete: bool = True, paddin
 
 
 def stamp(t: datetime) -> str:
-    return t.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return t.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 class History:
@@ -64,7 +64,7 @@ class History:
             env_info = {"name": env_path.name, "sha256": hashlib.sha256(ENV_TEXT.encode()).hexdigest()}
         if manifest:
             parsed = mf.parse_dump_name(name)
-            created = parsed.time if parsed else datetime(2026, 1, 1, tzinfo=timezone.utc)
+            created = parsed.time if parsed else datetime(2026, 1, 1, tzinfo=UTC)
             m = mf.Manifest(
                 created_at=created.isoformat(), database="fovea", server_version="16.4",
                 pg_dump_version="16.4", size=len(data), sha256=hashlib.sha256(data).hexdigest(),

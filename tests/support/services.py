@@ -148,7 +148,7 @@ class PgCluster:
             kw.setdefault("extra_groups", [])
         return subprocess.run(cmd, capture_output=True, text=True, cwd=self.base, **kw)
 
-    def start(self) -> "PgCluster":
+    def start(self) -> PgCluster:
         if self._ids:
             os.chown(self.base, *self._ids)
         if not (self.data_dir / "PG_VERSION").exists():
@@ -262,7 +262,7 @@ class S3Server:
     def running(self) -> bool:
         return self._server is not None
 
-    def start(self) -> "S3Server":
+    def start(self) -> S3Server:
         """Serve on 127.0.0.1:<port> (the same port after a stop()). Idempotent."""
         from moto.moto_server.werkzeug_app import (
             DomainDispatcherApplication,

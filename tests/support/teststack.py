@@ -348,7 +348,7 @@ class TestStack:
             self.container("backend").start()
             self.wait_healthy(["backend"])
 
-    def start(self) -> "TestStack":
+    def start(self) -> TestStack:
         ensure_base_image(self.client)
         remove_orphaned_stacks(self.client)
         self._write_files()

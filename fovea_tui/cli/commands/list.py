@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
+from datetime import UTC, datetime
 
 from fovea_tui import formatting
 from fovea_tui.cli.context import CliContext
@@ -21,7 +20,7 @@ def register(sub) -> None:
 
 
 def render(inv: Inventory, now: datetime | None = None) -> str:
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     lines = []
     if not inv.entries:
         lines.append(f"no dumps in {inv.local_dir}" + (f" nor in {inv.offsite_url}" if inv.offsite_url else ""))

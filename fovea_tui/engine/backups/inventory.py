@@ -35,10 +35,11 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from fovea_tui.config import Settings
 from fovea_tui.engine.backups import manifest as _manifest
@@ -46,9 +47,9 @@ from fovea_tui.engine.backups import verify_cache
 from fovea_tui.engine.backups.encryption import AGE_SUFFIX, file_record, plain_name
 from fovea_tui.engine.backups.prune_journal import read_journal
 from fovea_tui.engine.backups.retention import Candidate
+from fovea_tui.engine.backups.verify import verify_many
 from fovea_tui.engine.infra.stores import Store, open_store
 from fovea_tui.errors import FoveaError
-from fovea_tui.engine.backups.verify import verify_many
 
 #: Keys per S3 list request; lowered in tests to exercise pagination.
 S3_PAGE_SIZE = 1000
@@ -152,7 +153,7 @@ class ManifestSummary:
     raw: dict[str, Any]
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "ManifestSummary":
+    def from_json(cls, data: dict[str, Any]) -> ManifestSummary:
         size = data.get("size")
         tables = data.get("tables") or {}
         migrations = data.get("prisma_migrations") or []
@@ -406,7 +407,7 @@ def list_local(directory: Path) -> list[_File]:
                     st = entry.stat(follow_symlinks=False)
                 except OSError:
                     continue
-                mtime = datetime.fromtimestamp(st.st_mtime, timezone.utc)
+                mtime = datetime.fromtimestamp(st.st_mtime, UTC)
                 if entry.is_symlink():
                     out.append(_File(entry.name, 0, mtime, None, "a symlink"))
                 elif not entry.is_file(follow_symlinks=False):
@@ -681,7 +682,7 @@ def verify_entries(settings: Settings, inventory: Inventory, names: Iterable[str
 
 
 def _iso(t: datetime) -> str:
-    return t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def status_summary(settings: Settings, section: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,7 @@ class DumpName:
 def dump_name(now: datetime, kind: str = "regular") -> str:
     if kind not in KINDS:
         raise ValueError(f"unknown backup kind {kind!r}")
-    stamp = now.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     return f"fovea-{stamp}{'-pre-restore' if kind == 'pre-restore' else ''}{DUMP_SUFFIX}"
 
 
@@ -83,14 +83,14 @@ def parse_dump_name(name: str) -> DumpName | None:
     m = _STAMPED.fullmatch(name)
     if m:
         try:
-            t = datetime.strptime(m.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+            t = datetime.strptime(m.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
         except ValueError:
             return None
         return DumpName(name, t, "pre-restore" if m.group(2) else "regular", False)
     m = _LEGACY.fullmatch(name)
     if m:
         try:
-            t = datetime.strptime(m.group(1), "%Y-%m-%d").replace(tzinfo=timezone.utc)
+            t = datetime.strptime(m.group(1), "%Y-%m-%d").replace(tzinfo=UTC)
         except ValueError:
             return None
         return DumpName(name, t, "regular", True)
@@ -168,10 +168,10 @@ class Manifest:
             t = datetime.fromisoformat(self.created_at)
         except ValueError:
             return None
-        return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+        return t if t.tzinfo else t.replace(tzinfo=UTC)
 
     @classmethod
-    def from_dict(cls, data: Any, *, source: str = "manifest") -> "Manifest":
+    def from_dict(cls, data: Any, *, source: str = "manifest") -> Manifest:
         if not isinstance(data, dict):
             raise ManifestError(f"{source} is not a JSON object")
         missing = [k for k in REQUIRED_KEYS if k not in data]

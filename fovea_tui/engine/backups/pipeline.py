@@ -25,28 +25,29 @@ import queue
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from isal import isal_zlib
 
-from fovea_tui import __version__
-from fovea_tui import masking
+from fovea_tui import __version__, masking
 from fovea_tui.config import Settings
-from fovea_tui.engine.infra import audit
 from fovea_tui.engine.backups import manifest as mf
-from fovea_tui.engine.backups.offsite import OffsiteFailed, upload as upload_offsite
 from fovea_tui.engine.backups import verify_cache
+from fovea_tui.engine.backups.offsite import OffsiteFailed
+from fovea_tui.engine.backups.offsite import upload as upload_offsite
+from fovea_tui.engine.backups.stream_format import COMPLETION_LINE, StreamInspector
+from fovea_tui.engine.infra import audit
+from fovea_tui.engine.infra.database import DatabaseError, open_database
 from fovea_tui.engine.infra.files import fsync_dir
 from fovea_tui.engine.infra.locks import acquire, check_not_world_writable, ensure_private_dir
-from fovea_tui.engine.progress import CancelToken, ProgressEvent, Throttle, no_progress
 from fovea_tui.engine.infra.streams import ToolProcess, condense
-from fovea_tui.engine.backups.stream_format import COMPLETION_LINE, StreamInspector
+from fovea_tui.engine.progress import CancelToken, ProgressEvent, Throttle, no_progress
 from fovea_tui.envfile import EnvFile
 from fovea_tui.errors import Cancelled, FoveaError, OperationFailed
-from fovea_tui.engine.infra.database import DatabaseError, open_database
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +170,7 @@ class BackupIncomplete(OperationFailed):
     install.env_file could not be copied beside them (exit 1): the one thing no backup can
     replace is missing from this one. `result` describes what was kept."""
 
-    def __init__(self, message: str, result: "BackupResult", **kw) -> None:
+    def __init__(self, message: str, result: BackupResult, **kw) -> None:
         super().__init__(message, **kw)
         self.result = result
 
@@ -327,7 +328,7 @@ def _mib(n: float) -> str:
 
 
 def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _unlink_quiet(*paths: Path | None) -> None:
@@ -470,7 +471,7 @@ def _backup_locked(settings: Settings, directory: Path, *, progress, cancel: Can
     db = database or open_database(settings, env=env)
 
     explicit_now = now is not None
-    when = (now or _utc_now()).astimezone(timezone.utc).replace(microsecond=0)
+    when = (now or _utc_now()).astimezone(UTC).replace(microsecond=0)
     name = mf.dump_name(when, kind)
     while (directory / name).exists():
         if explicit_now:

@@ -42,15 +42,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fovea_tui.config import Settings
-from fovea_tui.engine.infra import audit
 from fovea_tui.engine.backups.inventory import LOCAL, OFFSITE, Entry, Inventory, load_inventory
 from fovea_tui.engine.backups.prune_journal import read_journal_items, write_journal
-from fovea_tui.engine.infra.locks import acquire
-from fovea_tui.engine.progress import CancelToken, ProgressEvent, no_progress
-from fovea_tui.engine.backups.retention import Candidate, Plan, Policy, plan as retention_plan
+from fovea_tui.engine.backups.retention import Candidate, Plan, Policy
+from fovea_tui.engine.backups.retention import plan as retention_plan
 from fovea_tui.engine.backups.verify import VerifyResult, verify_dump, verify_offsite
 from fovea_tui.engine.backups.verify_cache import remember
+from fovea_tui.engine.infra import audit
+from fovea_tui.engine.infra.locks import acquire
 from fovea_tui.engine.infra.stores import Store, open_store
+from fovea_tui.engine.progress import CancelToken, ProgressEvent, no_progress
 from fovea_tui.errors import Cancelled, FoveaError, OperationFailed, SafetyRefusal
 
 log = logging.getLogger(__name__)

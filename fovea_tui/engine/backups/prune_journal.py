@@ -10,9 +10,10 @@ whole plan (no "started_only"): see `prune._in_flight`.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from fovea_tui.config import Settings
 from fovea_tui.engine.infra.files import write_atomic
@@ -58,7 +59,7 @@ def write_journal(settings: Settings, items: Sequence[Any]) -> None:
         return
     ensure_private_dir(path.parent)
     write_atomic(path, json.dumps({
-        "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "started_only": True,
         "items": [d.to_json() for d in items],
     }, indent=1))

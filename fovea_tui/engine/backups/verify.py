@@ -19,22 +19,22 @@ import hashlib
 import os
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from isal import isal_zlib
 
 from fovea_tui import masking
 from fovea_tui.config import Settings
-from fovea_tui.engine.backups import encryption
+from fovea_tui.engine.backups import encryption, verify_cache
 from fovea_tui.engine.backups import manifest as mf
-from fovea_tui.engine.backups import verify_cache
 from fovea_tui.engine.backups.stream_format import COMPLETION_LINE, StreamInspector
 from fovea_tui.engine.infra.locks import ensure_private_dir
+from fovea_tui.engine.infra.stores import open_store
 from fovea_tui.engine.progress import CancelToken, ProgressEvent, Throttle, no_progress
 from fovea_tui.errors import UsageError
-from fovea_tui.engine.infra.stores import open_store
 
 READ_CHUNK = 1 << 20
 MAX_OUT = 4 << 20  # decompressed bytes per step: memory stays flat for any dump

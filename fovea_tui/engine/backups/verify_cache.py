@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,7 @@ def update_cache(settings: Settings, updates: dict[str, dict[str, Any] | None]) 
 def entry(status: str, size: int, mtime_ns: int, sha256: str, reasons: list[str],
            tables: dict[str, int]) -> dict[str, Any]:
     return {"status": status, "size": size, "mtime_ns": mtime_ns, "sha256": sha256, "reasons": reasons,
-            "rows": sum(tables.values()), "checked_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            "rows": sum(tables.values()), "checked_at": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
 def entry_for(path: Path, result: Any) -> dict[str, Any] | None:

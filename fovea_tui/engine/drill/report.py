@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import timezone
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +153,7 @@ def render_markdown(data: dict[str, Any]) -> str:
 
 def write_reports(settings: Settings, result: DrillResult) -> tuple[Path, Path]:
     directory = ensure_private_dir(drills_dir(settings))
-    stem = "drill-" + result.started_at.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stem = "drill-" + result.started_at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     result.report_json = directory / f"{stem}.json"
     result.report_md = directory / f"{stem}.md"
     data = result.as_dict()

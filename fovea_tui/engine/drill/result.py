@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +91,7 @@ class DrillResult:
 
     @property
     def duration_s(self) -> float:
-        end = self.finished_at or datetime.now(timezone.utc)
+        end = self.finished_at or datetime.now(UTC)
         return (end - self.started_at).total_seconds()
 
     def check(self, name: str) -> Check | None:
@@ -130,4 +130,4 @@ class DrillResult:
 
 
 def iso(t: datetime | None) -> str | None:
-    return t.astimezone(timezone.utc).isoformat() if t else None
+    return t.astimezone(UTC).isoformat() if t else None

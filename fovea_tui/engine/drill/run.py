@@ -31,9 +31,10 @@ from __future__ import annotations
 
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from fovea_tui.config import Settings
 from fovea_tui.engine.backups import encryption
@@ -60,7 +61,7 @@ LOCK_NAME = "drill"
 
 
 def scratch_name(now: datetime) -> str:
-    return SCRATCH_PREFIX + now.astimezone(timezone.utc).strftime(SCRATCH_FORMAT)
+    return SCRATCH_PREFIX + now.astimezone(UTC).strftime(SCRATCH_FORMAT)
 
 
 def scratch_time(name: str) -> datetime | None:
@@ -68,7 +69,7 @@ def scratch_time(name: str) -> datetime | None:
     if not name.startswith(SCRATCH_PREFIX):
         return None
     try:
-        return datetime.strptime(name[len(SCRATCH_PREFIX):], SCRATCH_FORMAT).replace(tzinfo=timezone.utc)
+        return datetime.strptime(name[len(SCRATCH_PREFIX):], SCRATCH_FORMAT).replace(tzinfo=UTC)
     except ValueError:
         return None
 
@@ -119,7 +120,7 @@ def run_drill(settings: Settings, *, progress: Callable[[ProgressEvent], None] |
     cancel = cancel or CancelToken()
     progress = progress or no_progress
     on_check = on_check or (lambda c: None)
-    started = now or datetime.now(timezone.utc)
+    started = now or datetime.now(UTC)
     t0 = time.monotonic()
     # The dead-man's switch (monitor.drill_url, else ping_url) is pinged from here, so a drill
     # run from the TUI counts as much as one from cron; only once the lock is ours, so a drill
@@ -371,7 +372,7 @@ def _fetch(settings: Settings, chosen: Chosen, tmp: Path, progress, cancel: Canc
 def drill_status(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
     """The `drill` section of status: the last drill's date and verdict, and alerts
     (never run, failed, older than `drill.interval_days`)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     interval = settings.drill.interval_days
     section: dict[str, Any] = {"ok": True, "last": None, "last_time": None, "age_s": None,
                                "interval_days": interval, "overdue": False, "due_at": None, "alerts": []}
@@ -396,7 +397,7 @@ def drill_status(settings: Settings, now: datetime | None = None) -> dict[str, A
     age = (now - when).total_seconds() if when else None
     section["age_s"] = round(age, 1) if age is not None else None
     verdict = "passed" if last["ok"] else "FAILED (" + ", ".join(failed) + ")"
-    day = when.astimezone(timezone.utc).strftime("%Y-%m-%d") if when else "?"
+    day = when.astimezone(UTC).strftime("%Y-%m-%d") if when else "?"
     summary = f"last drill {day}: {verdict}"
     if last["ok"] and isinstance(last["rto_s"], (int, float)):
         summary += f", RTO {human_duration(last['rto_s'])}"

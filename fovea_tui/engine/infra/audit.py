@@ -12,7 +12,7 @@ import json
 import logging
 import os
 from collections import deque
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ def record(settings: Settings, action: str, outcome: str, details: dict[str, Any
            *, now: datetime | None = None) -> dict[str, Any]:
     """Append one entry; returns it. A log that cannot be written never fails the operation."""
     entry = {
-        "time": (now or datetime.now(timezone.utc)).astimezone(timezone.utc).isoformat(timespec="seconds"),
+        "time": (now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds"),
         "action": action,
         "outcome": outcome,
         "pid": os.getpid(),

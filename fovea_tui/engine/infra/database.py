@@ -15,9 +15,9 @@ import re
 import shutil
 import subprocess
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Sequence
 
 from fovea_tui.config import Settings
 from fovea_tui.engine.infra.stack import Stack

@@ -36,10 +36,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from fovea_tui import masking
 from fovea_tui.config import Settings, load_file, settings_from_dict
@@ -63,7 +64,7 @@ URL_ENV = "FOVEA_TUI_JOB_DATABASE_URL"
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def jobs_dir(settings: Settings) -> Path:
@@ -77,7 +78,7 @@ def state_path(directory: Path, job_id: str) -> Path:
 
 
 def new_job_id(kind: str) -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return f"{kind}-{stamp}-{_random.token_hex(2)}"
 
 

@@ -23,10 +23,10 @@ import socket
 import stat
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator
 
 from fovea_tui.config import Settings
 from fovea_tui.engine.infra.files import WRITABLE_HINT, ensure_private_dir  # noqa: F401 - callers find it here
@@ -174,7 +174,7 @@ def acquire(settings: Settings, name: str, *, purpose: str, wait: float = 0.0) -
                     ) from None
                 time.sleep(0.1)
         info = LockInfo(name=name, pid=os.getpid(), host=socket.gethostname(), purpose=purpose,
-                        started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                        started_at=datetime.now(UTC).isoformat(timespec="seconds"))
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(info.as_dict()) + "\n").encode(), 0)
     except BaseException:

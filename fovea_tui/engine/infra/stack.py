@@ -8,8 +8,8 @@ fovea-tui needs no compose file and no compose binary. Start order follows the
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
 
 from fovea_tui.engine.infra.streams import DockerExecProcess, condense
 from fovea_tui.engine.progress import CancelToken
@@ -104,7 +104,7 @@ class Stack:
         self.project = project
 
     @classmethod
-    def connect(cls, project: str) -> "Stack":
+    def connect(cls, project: str) -> Stack:
         return cls(connect_docker(), project)
 
     def _containers(self, all_: bool = True):

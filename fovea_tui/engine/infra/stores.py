@@ -13,11 +13,12 @@ import hashlib
 import os
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from fovea_tui.config import S3Settings
 from fovea_tui.engine.infra.files import fsync_dir
@@ -241,7 +242,7 @@ class DirectoryStore(Store):
         except OSError as exc:
             raise StoreError(f"cannot write {key} to {self.root}: {exc.strerror}") from None
         st = dest.stat()
-        return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, timezone.utc), sha)
+        return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC), sha)
 
     def get_file(self, key, dest, *, expected_sha256=None, progress=None, cancel=None) -> Path:
         src = self._path(key)
@@ -274,7 +275,7 @@ class DirectoryStore(Store):
                     st = entry.stat(follow_symlinks=True)
                 except OSError:
                     continue
-                out.append(ObjectInfo(entry.name, st.st_size, datetime.fromtimestamp(st.st_mtime, timezone.utc)))
+                out.append(ObjectInfo(entry.name, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC)))
         yield from sorted(out, key=lambda o: o.key)
 
     def _iter_dir(self, directory: Path, rel: str, prefix: str) -> Iterator[ObjectInfo]:
@@ -293,14 +294,14 @@ class DirectoryStore(Store):
             path = directory / name
             if key.startswith(prefix) and path.is_file() and not path.is_symlink():
                 st = path.stat()
-                yield ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, timezone.utc))
+                yield ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
 
     def head(self, key) -> ObjectInfo | None:
         path = self._path(key)
         if not path.is_file():
             return None
         st = path.stat()
-        return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, timezone.utc), self._get_sha(path))
+        return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC), self._get_sha(path))
 
     def delete(self, key) -> None:
         try:
@@ -327,7 +328,7 @@ class DirectoryStore(Store):
         sha = hashlib.sha256(data).hexdigest()
         self._set_sha(tmp, sha)
         os.replace(tmp, dest)
-        return ObjectInfo(key, len(data), datetime.now(timezone.utc), sha)
+        return ObjectInfo(key, len(data), datetime.now(UTC), sha)
 
     def cleanup_incomplete(self, older_than_s: float = 3600) -> int:
         removed = 0
@@ -348,7 +349,7 @@ def _parse_timestamp(value: str) -> datetime:
         from botocore.utils import parse_timestamp
 
         return parse_timestamp(value)  # HTTP dates in headers, epoch numbers
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def parse_s3_url(url: str, key: str = "backups.offsite") -> tuple[str, str]:
@@ -531,7 +532,7 @@ class S3Store(Store):
                 self._remove_unverified(key, f"upload of {key} to s3://{self.bucket}/{self.prefix} did not verify")
         if progress is not None:
             progress(ProgressEvent("transfer", size, size, "bytes", current=key))
-        return ObjectInfo(key, size, datetime.now(timezone.utc), sha)
+        return ObjectInfo(key, size, datetime.now(UTC), sha)
 
     def get_file(self, key, dest, *, expected_sha256=None, progress=None, cancel=None) -> Path:
         dest = Path(dest)
@@ -597,7 +598,7 @@ class S3Store(Store):
         if size < MULTIPART_THRESHOLD:
             if progress is not None:
                 progress(ProgressEvent("transfer", size, size, "bytes", current=key))
-            return ObjectInfo(key, size, datetime.now(timezone.utc))
+            return ObjectInfo(key, size, datetime.now(UTC))
         info = self.head(key)  # parts assembled by the client: check the whole arrived
         if info is None or info.size != size:
             raise StoreError(f"copy of {key} to s3://{self.bucket}/{self.prefix} did not verify "
@@ -697,11 +698,11 @@ class S3Store(Store):
                                    Metadata={SHA256_META: sha}, ChecksumAlgorithm="SHA256")
         except Exception as exc:  # noqa: BLE001
             raise self.describe_error("upload", key, exc) from None
-        return ObjectInfo(key, len(data), datetime.now(timezone.utc), sha)
+        return ObjectInfo(key, len(data), datetime.now(UTC), sha)
 
     def cleanup_incomplete(self, older_than_s: float = 3600) -> int:
         """Abort multipart uploads under the prefix left by interrupted runs."""
-        cutoff = datetime.now(timezone.utc).timestamp() - older_than_s
+        cutoff = datetime.now(UTC).timestamp() - older_than_s
         aborted = 0
         try:
             paginator = self.client.get_paginator("list_multipart_uploads")

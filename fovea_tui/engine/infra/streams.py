@@ -14,7 +14,7 @@ import struct
 import subprocess
 import threading
 from abc import ABC, abstractmethod
-from typing import Sequence
+from collections.abc import Sequence
 
 from fovea_tui import masking
 

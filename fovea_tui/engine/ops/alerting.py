@@ -8,9 +8,10 @@ the drill's, so neither the nightly run nor `notify` can import status themselve
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 from fovea_tui import __version__
 from fovea_tui.config import Settings

@@ -18,11 +18,12 @@ import math
 import re
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from fovea_tui import __version__
 from fovea_tui.config import Settings
@@ -95,7 +96,7 @@ def _ts(value: Any) -> float | None:
     except ValueError:
         return None
     if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)
+        t = t.replace(tzinfo=UTC)
     return t.timestamp()
 
 
@@ -262,7 +263,7 @@ SOURCES: dict[str, Callable[[Settings, float, dict[str, Metric]], None]] = {
 
 def collect(settings: Settings, now: datetime | None = None) -> list[Metric]:
     """Every metric, each source guarded: one unreadable source never blanks the others."""
-    t = (now or datetime.now(timezone.utc)).timestamp()
+    t = (now or datetime.now(UTC)).timestamp()
     out = _definitions()
     for name, fn in SOURCES.items():
         try:

@@ -21,24 +21,24 @@ import json
 import logging
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from fovea_tui import __version__
-from fovea_tui import masking
+from fovea_tui import __version__, masking
 from fovea_tui.config import Settings
-from fovea_tui.engine.infra import audit
-from fovea_tui.engine.ops import monitor, notify
-from fovea_tui.engine.infra.files import write_atomic
-from fovea_tui.engine.infra.locks import acquire, ensure_private_dir
-from fovea_tui.engine.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
-from fovea_tui.errors import Cancelled, FoveaError
+from fovea_tui.engine.backups import prune
 from fovea_tui.engine.backups.offsite import OffsiteFailed
 from fovea_tui.engine.backups.pipeline import BackupIncomplete, run_backup
-from fovea_tui.engine.backups import prune
+from fovea_tui.engine.infra import audit
+from fovea_tui.engine.infra.files import write_atomic
+from fovea_tui.engine.infra.locks import acquire, ensure_private_dir
+from fovea_tui.engine.ops import monitor, notify
+from fovea_tui.engine.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 from fovea_tui.engine.volume.sync import run_sync
+from fovea_tui.errors import Cancelled, FoveaError
 
 LAST_FILE = "nightly-last.json"
 STEPS = ("backup", "prune", "sync")
@@ -79,7 +79,7 @@ class NightlyResult:
 
     @property
     def duration_s(self) -> float:
-        end = self.finished_at or datetime.now(timezone.utc)
+        end = self.finished_at or datetime.now(UTC)
         return round((end - self.started_at).total_seconds(), 3)
 
     def step(self, name: str) -> StepResult | None:
@@ -111,7 +111,7 @@ class NightlyResult:
 
 
 def _iso(t: datetime) -> str:
-    return t.astimezone(timezone.utc).isoformat(timespec="seconds")
+    return t.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def _as_dict(value: Any) -> dict[str, Any]:
@@ -181,7 +181,7 @@ def run_nightly(settings: Settings, progress: ProgressCallback = no_progress, ca
                 notify_options: dict[str, Any] | None = None) -> NightlyResult:
     """Run the three steps in order; never raises for a step's failure (LockHeld does)."""
     cancel = cancel or CancelToken()
-    clock = now or (lambda: datetime.now(timezone.utc))
+    clock = now or (lambda: datetime.now(UTC))
     result = NightlyResult(started_at=clock())
     with acquire(settings, "nightly", purpose="nightly run"):
         run_watch = monitor.Watch.for_job(settings, "nightly")

@@ -25,9 +25,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 from tenacity import (
@@ -349,7 +350,7 @@ def send_alerts(settings: Settings, alerts: list[Alert], *, now: datetime | None
         return AlertsOutcome()
     # One sender at a time (the nightly run and a `status` from cron may meet): each reads
     # what the other sent, so an alert never goes out twice in a day.
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     try:
         with acquire(settings, "alerts", purpose="sending alerts", wait=ALERTS_LOCK_WAIT_S):
             return _send_alerts_locked(settings, alerts, now, warn)
@@ -376,7 +377,7 @@ def _send_alerts_locked(settings: Settings, alerts: list[Alert], now: datetime,
     if due:
         outcome.deliveries = deliver(settings, alert_message(due), warn=warn)
         if any(d["ok"] for d in outcome.deliveries):
-            stamp = now.astimezone(timezone.utc).isoformat(timespec="seconds")
+            stamp = now.astimezone(UTC).isoformat(timespec="seconds")
             sent.update({a.key: stamp for a in due})
             outcome.sent = [a.key for a in due]
     kept = {k: v for k, v in sent.items() if (t := _parse_time(v)) is not None and now - t < ALERT_MEMORY}
@@ -414,4 +415,4 @@ def _parse_time(value: str | None) -> datetime | None:
         t = datetime.fromisoformat(value)
     except ValueError:
         return None
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)

@@ -28,7 +28,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +75,7 @@ def format_at(hour: int, minute: int) -> str:
 
 def next_run(hour: int, minute: int, now: datetime | None = None) -> datetime:
     """The next daily run at HH:MM host-local time, as an aware datetime."""
-    local_now = (now or datetime.now(timezone.utc)).astimezone()
+    local_now = (now or datetime.now(UTC)).astimezone()
     naive = local_now.replace(tzinfo=None)
     candidate = naive.replace(hour=hour, minute=minute, second=0, microsecond=0)
     if candidate <= naive:
@@ -476,12 +476,12 @@ def _systemctl_next(now: datetime) -> datetime | None:
     m = re.match(r"^@(\d+)", proc.stdout.strip())
     if proc.returncode != 0 or not m:
         return None
-    return datetime.fromtimestamp(int(m.group(1)), timezone.utc).astimezone()
+    return datetime.fromtimestamp(int(m.group(1)), UTC).astimezone()
 
 
 def show(settings: Settings, now: datetime | None = None, *, probe_systemctl: bool = True) -> dict[str, Any]:
     """What is installed (kind, time, files, command) and when it runs next."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     found: list[dict[str, Any]] = []
     timer_path = systemd_dir() / TIMER_NAME
     timer = _read(timer_path)
@@ -522,7 +522,7 @@ def show(settings: Settings, now: datetime | None = None, *, probe_systemctl: bo
 
 def _mtime(path: Path) -> str | None:
     try:
-        return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
+        return datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="seconds")
     except OSError:
         return None
 
@@ -548,13 +548,13 @@ def _parse_time(value: Any) -> datetime | None:
         t = datetime.fromisoformat(str(value))
     except (TypeError, ValueError):
         return None
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def status_section(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
     """The dashboard's schedule card: what is installed, next run, the last run, and its
     alerts (`alerts`: list of {level, subject, message}, taken out by `collect_status`)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     info = show(settings, now)
     last = read_last(settings)
     alerts: list[dict[str, str]] = []

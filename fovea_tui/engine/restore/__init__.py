@@ -15,7 +15,7 @@ completed step and `rollback_restore` walks back through what ran to the safety 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +146,7 @@ def finished_restore(data: dict) -> FinishedRestore | None:
         return None
     since = data.get("ended_at") or data.get("updated_at") or ""
     try:
-        live = (datetime.now(timezone.utc) - datetime.fromisoformat(since)).total_seconds()
+        live = (datetime.now(UTC) - datetime.fromisoformat(since)).total_seconds()
     except (TypeError, ValueError):
         live = 0.0
     facts = data.get("facts") or {}

@@ -15,8 +15,8 @@ from typing import Any
 from fovea_tui import masking
 from fovea_tui.config import Settings
 from fovea_tui.engine.infra.database import Database, open_database
-from fovea_tui.engine.progress import CancelToken
 from fovea_tui.engine.infra.stack import DockerUnavailable, Stack
+from fovea_tui.engine.progress import CancelToken
 from fovea_tui.envfile import EnvFile
 from fovea_tui.errors import FoveaError
 

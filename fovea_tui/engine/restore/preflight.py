@@ -16,13 +16,13 @@ from typing import Any
 
 from isal import igzip
 
-from fovea_tui.engine.infra.database import DatabaseError
-from fovea_tui.engine.infra.stack import redis_queue_counts
 from fovea_tui import formatting
-from fovea_tui.errors import FoveaError
 from fovea_tui.engine.backups import manifest as mf
 from fovea_tui.engine.backups.verify import verify_dump
 from fovea_tui.engine.backups.verify_cache import remember
+from fovea_tui.engine.infra.database import DatabaseError
+from fovea_tui.engine.infra.stack import redis_queue_counts
+from fovea_tui.errors import FoveaError
 
 MIGRATIONS_DIR = "/app/prisma/migrations"  # where the backend image bundles Prisma's migrations
 HEAD_BYTES = 4 << 20                          # of decompressed SQL read for extensions and versions

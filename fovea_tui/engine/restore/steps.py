@@ -19,15 +19,15 @@ from isal import igzip
 
 from fovea_tui.engine.backups import encryption
 from fovea_tui.engine.backups import manifest as mf
-from fovea_tui.engine.infra.files import write_atomic
-from fovea_tui.engine.progress import ProgressEvent
-from fovea_tui.engine.infra.streams import condense
-from fovea_tui.errors import Cancelled, FoveaError, OperationFailed, SafetyRefusal
 from fovea_tui.engine.backups.inventory import load_inventory
-from fovea_tui.engine.infra.locks import ensure_private_dir
-from fovea_tui.engine.restore.preflight import run_preflight
 from fovea_tui.engine.backups.pipeline import run_backup
+from fovea_tui.engine.infra.files import write_atomic
+from fovea_tui.engine.infra.locks import ensure_private_dir
+from fovea_tui.engine.infra.streams import condense
+from fovea_tui.engine.progress import ProgressEvent
+from fovea_tui.engine.restore.preflight import run_preflight
 from fovea_tui.engine.restore.verify import expected_rows, row_lines, run_verification
+from fovea_tui.errors import Cancelled, FoveaError, OperationFailed, SafetyRefusal
 
 CHUNK = 1 << 20
 # Written to psql when a stream must be abandoned: ends a COPY block and any statement, then
@@ -65,7 +65,7 @@ class Step(ABC):
     def run(self, ctx) -> str:
         """Do the step; a one-line detail of what was done."""
 
-    def check(self, ctx) -> None:
+    def check(self, ctx) -> None:  # noqa: B027  (a step with nothing to check keeps this default)
         """Raise OperationFailed when what `run` promised does not hold."""
 
     def undo(self, ctx) -> str | None:

@@ -35,11 +35,12 @@ import random
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 from fovea_tui.config import Settings
 from fovea_tui.engine.infra.locks import ensure_private_dir
@@ -81,7 +82,7 @@ class Snapshot:
         self.target: str = header["target"]
 
     @classmethod
-    def load(cls, path: Path) -> "Snapshot | None":
+    def load(cls, path: Path) -> Snapshot | None:
         """The snapshot's header, or None when there is none or it cannot be read (the caller
         then lists in full, so a damaged file costs time, never correctness)."""
         try:
@@ -189,7 +190,7 @@ def _sample_missing(store, snap: Snapshot, rng: random.Random) -> str | None:
     if not sample:
         return None
     with ThreadPoolExecutor(max_workers=len(sample), thread_name_prefix="fovea-sample") as pool:
-        for entry, info in zip(sample, pool.map(lambda e: store.head(e.key), sample)):
+        for entry, info in zip(sample, pool.map(lambda e: store.head(e.key), sample), strict=True):
             if info is None or info.size != entry.size:
                 return entry.key
     return None

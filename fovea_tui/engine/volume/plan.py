@@ -18,10 +18,11 @@ import queue
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Generator, Iterable, Iterator
+from typing import Any
 
 from fovea_tui.engine.infra.stores import TEMP_PREFIX
 from fovea_tui.engine.progress import CancelToken, ProgressEvent, Throttle

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from fovea_tui.errors import OperationFailed, SafetyRefusal
@@ -45,7 +45,7 @@ class SyncResult:
     cleaned_up: int = 0                 # incomplete uploads aborted at start
     listing: dict[str, Any] | None = None  # push: full listing or trusted snapshot, and why
     copies: str | None = None           # how bucket objects travelled: server-side or streamed
-    started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     finished_at: datetime | None = None
     duration_s: float = 0.0
 

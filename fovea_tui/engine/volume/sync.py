@@ -38,9 +38,10 @@ import itertools
 import json
 import os
 import time
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from fovea_tui.config import Settings
 from fovea_tui.engine.infra import audit
@@ -53,7 +54,7 @@ from fovea_tui.engine.volume import listing as offsite_listing
 from fovea_tui.engine.volume.listing import SnapshotWriter
 from fovea_tui.engine.volume.plan import Plan, plan_pull, plan_push
 from fovea_tui.engine.volume.result import SyncResult
-from fovea_tui.engine.volume.transfer import FileLooks, delete_planned, downloader, run_transfers, uploader
+from fovea_tui.engine.volume.transfer import FileLooks, delete_planned, downloader, run_transfers
 from fovea_tui.errors import Cancelled, ConfigError, FoveaError, OperationFailed, SafetyRefusal
 from fovea_tui.formatting import ago, plural
 
@@ -160,7 +161,7 @@ def run_sync(settings: Settings, *, dry_run: bool = False, pull: bool = False, t
 
 
 def _finish(result: SyncResult, t0: float) -> SyncResult:
-    result.finished_at = datetime.now(timezone.utc)
+    result.finished_at = datetime.now(UTC)
     result.duration_s = time.monotonic() - t0
     return result
 
@@ -184,7 +185,7 @@ def _push(settings: Settings, *, dry_run: bool, replace_changed: bool, full_list
         try:
             if not dry_run:
                 result.cleaned_up = store.cleanup_incomplete(older_than_s=STALE_UPLOAD_S)
-            listing_started = datetime.now(timezone.utc)
+            listing_started = datetime.now(UTC)
             choice = offsite_listing.choose(settings, store, full_listing=full_listing, now=listing_started)
             result.listing = choice.as_dict(listing_started)
             after = SnapshotWriter() if choice.remembers and not dry_run else None
@@ -255,7 +256,7 @@ def _remember(settings: Settings, store, result: SyncResult, after: SnapshotWrit
     if not done:
         return
     try:
-        after.commit(settings, store, listed_at=listed_at, now=datetime.now(timezone.utc))
+        after.commit(settings, store, listed_at=listed_at, now=datetime.now(UTC))
     except (OSError, FoveaError) as exc:
         result.warn(f"could not record what {settings.volume.target} holds ({exc}): the next sync lists it in full")
 
@@ -330,7 +331,7 @@ def write_summary(settings: Settings, result: SyncResult) -> Path | None:
     """Record the run for `status` and the dashboard (atomically; a failure here is not fatal)."""
     path = _summary_path(settings, result.direction)
     data = {
-        "time": (result.finished_at or datetime.now(timezone.utc)).isoformat(),
+        "time": (result.finished_at or datetime.now(UTC)).isoformat(),
         "started_at": result.started_at.isoformat(),
         "duration_s": round(result.duration_s, 3),
         "direction": result.direction,
@@ -371,7 +372,7 @@ def read_summary(settings: Settings, direction: str = "push") -> dict[str, Any] 
 
 
 def _age_text(seconds: float) -> str:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return ago(now - timedelta(seconds=seconds), now)
 
 
@@ -380,7 +381,7 @@ def volume_sync_summary(settings: Settings, now: datetime | None = None) -> dict
 
     `alerts` is a list of {"subject", "level", "message"} for collect_status to raise.
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     target = settings.volume.target or None
     last = read_summary(settings)
     section: dict[str, Any] = {"ok": True, "target": target, "last": None, "age_s": None, "pending": None,

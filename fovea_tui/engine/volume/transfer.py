@@ -12,10 +12,11 @@ import os
 import stat
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from fovea_tui import formatting
 from fovea_tui.engine.infra.stores import MULTIPART_THRESHOLD

@@ -10,7 +10,7 @@ changes (polled every few seconds: one `stat`) and when a job of the app finishe
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.text import Text
@@ -23,7 +23,8 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from fovea_tui import formatting
 from fovea_tui.engine.backups.inventory import Entry, Inventory, load_inventory, verify_entries
-from fovea_tui.engine.backups.retention import Decision, Plan, plan as retention_plan
+from fovea_tui.engine.backups.retention import Decision, Plan
+from fovea_tui.engine.backups.retention import plan as retention_plan
 from fovea_tui.errors import FoveaError
 from fovea_tui.tui.screens.base import FoveaScreen
 from fovea_tui.tui.widgets.size_chart import SizeChart
@@ -97,7 +98,7 @@ def bucket_cell(decision: Decision | None, entry: Entry) -> Cell:
 
 
 def entry_cells(entry: Entry, decision: Decision | None, now: datetime) -> tuple[Cell, ...]:
-    t = entry.time.astimezone(timezone.utc)
+    t = entry.time.astimezone(UTC)
     # minutes are enough here (the detail pane has the seconds), so the status column fits at 120
     when = t.strftime("%Y-%m-%d") + ("      " if entry.precision == "day" else t.strftime(" %H:%M"))
     ts = t.timestamp()
@@ -118,7 +119,7 @@ def detail_text(entry: Entry | None, decision: Decision | None = None) -> Text:
         return Text("no dump selected", style="dim")
     out = Text()
     out.append(entry.name + "\n", style="bold")
-    t = entry.time.astimezone(timezone.utc)
+    t = entry.time.astimezone(UTC)
     out.append(f"time     {t:%Y-%m-%d %H:%M:%S} UTC" + (" (day only)" if entry.precision == "day" else "") + "\n")
     out.append(f"kind     {entry.kind}\n")
     out.append("status   ")
@@ -214,7 +215,7 @@ class BackupsScreen(FoveaScreen):
 
     def now(self) -> datetime:
         now = getattr(self.app, "now", None)
-        return now() if callable(now) else datetime.now(timezone.utc)
+        return now() if callable(now) else datetime.now(UTC)
 
     def action_reload(self) -> None:
         self._load()
@@ -278,7 +279,7 @@ class BackupsScreen(FoveaScreen):
                 table.add_row(*cells, key=entry.name)
                 added += 1
             elif old != cells:
-                for (col, _), new_cell, old_cell in zip(COLUMNS, cells, old):
+                for (col, _), new_cell, old_cell in zip(COLUMNS, cells, old, strict=True):
                     if new_cell != old_cell:
                         table.update_cell(entry.name, col, new_cell)
             self._cells[entry.name] = cells

@@ -7,7 +7,7 @@ what jobs and settings leave on disk reload when they change.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from textual import on
 from textual.events import Mount
@@ -18,7 +18,7 @@ from fovea_tui.tui.typed import FoveaAppAccess
 from fovea_tui.tui.widgets.restore_banner import RestoreBanner
 
 if TYPE_CHECKING:
-    from fovea_tui.tui.app import FoveaApp
+    pass
 
 
 class FoveaScreen(FoveaAppAccess, Screen):  # type: ignore[misc]  # `app` narrowed to the FoveaApp

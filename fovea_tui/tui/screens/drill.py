@@ -258,7 +258,7 @@ class DrillScreen(FoveaScreen):
         table = self.query_one("#checks", DataTable)
         cells = self._cells(check["name"], check)
         if check["name"] in {str(k.value) for k in table.rows}:
-            for column, value in zip(("check", "result", "detail"), cells):
+            for column, value in zip(("check", "result", "detail"), cells, strict=True):
                 table.update_cell(check["name"], column, value, update_width=column == "detail")
         else:
             table.add_row(*cells, key=check["name"])

@@ -8,6 +8,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.markup import escape
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
+
 from fovea_tui.tui.typed import FoveaAppAccess
 
 GLOBAL_KEYS = [

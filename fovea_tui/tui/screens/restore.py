@@ -8,7 +8,7 @@ mount it shows the newest restore job, running or finished, with its log. An int
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +36,7 @@ from textual.widgets import (
     Static,
 )
 
-from fovea_tui import formatting
-from fovea_tui import masking
+from fovea_tui import formatting, masking
 from fovea_tui.engine import restore as engine
 from fovea_tui.engine.infra import jobs
 from fovea_tui.errors import FoveaError
@@ -394,7 +393,7 @@ class RestoreScreen(FoveaScreen):
             age = formatting.duration(now - e.time) if now >= e.time else "in the future"
             status = Text(e.status, style={"verified": "green", "unverified": "yellow"}.get(e.status, ""))
             kind, kind_style = KIND_LABEL.get(e.kind, (e.kind, ""))
-            rows.append((e.name, (e.time.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M"), Text(kind, kind_style),
+            rows.append((e.name, (e.time.astimezone(UTC).strftime("%Y-%m-%d %H:%M"), Text(kind, kind_style),
                                   status, age, formatting.size(e.size), ", ".join(e.locations), e.name)))
         # Columns sized here, not when the table next goes idle: rows drawn before that
         # were cached at the header's width and could stay cut short.

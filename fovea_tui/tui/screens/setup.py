@@ -17,8 +17,8 @@ from textual.widgets import Button, Input, Label, Select, Static
 from fovea_tui.config import Settings, render_toml, save_settings, settings_from_dict, user_config_path
 from fovea_tui.engine.infra import audit
 from fovea_tui.errors import FoveaError
-from fovea_tui.tui.widgets.confirm import ConfirmDialog
 from fovea_tui.tui.typed import FoveaAppAccess
+from fovea_tui.tui.widgets.confirm import ConfirmDialog
 
 PROJECT_LABEL = "com.docker.compose.project"
 WORKDIR_LABEL = "com.docker.compose.project.working_dir"
@@ -127,8 +127,8 @@ class SetupScreen(FoveaAppAccess, ModalScreen[None]):  # type: ignore[misc]  # `
                 yield Button("Save…", id="setup-save", variant="primary")
 
     def on_mount(self) -> None:
-        for field in self.query(Input):
-            field.cursor_blink = self.app.cursor_blink
+        for box in self.query(Input):
+            box.cursor_blink = self.app.cursor_blink
         self.run_discovery()
 
     @work(thread=True, exclusive=True, group="discovery", exit_on_error=False)

@@ -10,7 +10,7 @@ the plan are computed again. Thread workers only post messages; handlers touch w
 from __future__ import annotations
 
 import re
-from datetime import timezone
+from datetime import UTC
 from typing import Any
 
 from rich.text import Text
@@ -107,7 +107,7 @@ def summary_text(target: str, last: dict[str, Any] | None, plan: engine.SyncResu
         complete = ok_time == when
         text.append(f"last synced {formatting.ago(when, now)}" if complete
                     else f"last run {formatting.ago(when, now)}", style="bold")
-        text.append(f" ({when.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC): ")
+        text.append(f" ({when.astimezone(UTC):%Y-%m-%d %H:%M} UTC): ")
         text.append(f"{last.get('uploaded', 0):,} uploaded · {last.get('skipped', 0):,} skipped · "
                     f"{last.get('deleted', 0):,} deleted · {formatting.size(last.get('bytes', 0))}")
         errors = last.get("error_count") or 0
@@ -280,7 +280,7 @@ class VolumeScreen(FoveaScreen):
             if old is None:
                 table.add_row(*cells, key=key)
             elif old != cells:
-                for column, new, was in zip(("action", "file", "size", "why"), cells, old):
+                for column, new, was in zip(("action", "file", "size", "why"), cells, old, strict=True):
                     if new != was:
                         table.update_cell(key, column, new)
             self._rows[key] = cells

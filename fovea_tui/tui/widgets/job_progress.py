@@ -6,7 +6,7 @@ The clock is injectable (seconds, like time.time) so snapshots of a running job 
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from textual.app import ComposeResult
 from textual.clock import Clock

@@ -16,8 +16,8 @@ from textual.widgets import Button, Input, Label, Static, Switch
 from fovea_tui import masking
 from fovea_tui.engine.ops import schedule
 from fovea_tui.errors import FoveaError
-from fovea_tui.tui.widgets.confirm import ConfirmDialog
 from fovea_tui.tui.typed import FoveaAppAccess
+from fovea_tui.tui.widgets.confirm import ConfirmDialog
 
 
 class SchedulePanel(FoveaAppAccess, Vertical):  # type: ignore[misc]  # `app` narrowed to the FoveaApp

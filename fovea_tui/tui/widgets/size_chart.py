@@ -6,8 +6,8 @@ early; corrupt dumps are drawn as separate red points on the baseline.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime
 
 from textual_plotext import PlotextPlot
 
@@ -68,4 +68,4 @@ def _unit(largest: int) -> tuple[str, int]:
 
 
 def _day(t: datetime) -> str:
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%d")
+    return t.astimezone(UTC).strftime("%Y-%m-%d")

@@ -118,7 +118,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "fovea-test-backend/1"
 
     def log_message(self, fmt, *args):  # container logs
-        sys.stderr.write("%s %s\n" % (self.address_string(), fmt % args))
+        sys.stderr.write(f"{self.address_string()} {fmt % args}\n")
 
     def reply(self, status, body, headers=()):
         data = json.dumps(body).encode()

@@ -50,10 +50,10 @@ from fovea_tui.engine.ops.status.report import (
 )
 from fovea_tui.engine.restore import describe_status
 from fovea_tui.engine.restore.runner import state_words
+from fovea_tui.engine.volume.storage import video_storage
 from fovea_tui.engine.volume.sync import read_summary, volume_sync_summary
 from fovea_tui.envfile import EnvFile
 from fovea_tui.errors import FoveaError
-from fovea_tui.engine.volume.storage import video_storage
 
 
 class _Probe:
