@@ -342,7 +342,23 @@ async def fovea_scroll(config: Path) -> dict:
 
     from fovea_tui.config import load_file
     from fovea_tui.tui.app import create_app
+    from fovea_tui.tui.screens import backups as backups_screen
     from fovea_tui.tui.screens.backups import BackupsScreen
+
+    batches: list[int] = []  # the screen adds rows a batch per repaint: a load is drawn when its last batch is
+    apply_rows = BackupsScreen._apply_rows
+
+    def counting(self, generation, inv, start, added):
+        batches.append(start)
+        return apply_rows(self, generation, inv, start, added)
+
+    BackupsScreen._apply_rows = counting  # type: ignore[method-assign]
+
+    def loads_drawn(screen) -> int:
+        if screen.inventory is None:
+            return 0
+        per_load = max(1, -(-len(screen.inventory.entries) // backups_screen.BATCH))
+        return len(batches) // per_load
 
     app = create_app(load_file(config), poll_interval=0, watch_stack=False, animate=False, cursor_blink=False)
     out: dict = {}
@@ -358,7 +374,7 @@ async def fovea_scroll(config: Path) -> dict:
         waits = asyncio.create_task(screen_waits(screen, stop))
         await wait_until(lambda: table.row_count > 0, 120)
         out["first_rows"] = time.perf_counter() - t
-        await wait_until(lambda: screen.loads >= 1, 300)
+        await wait_until(lambda: loads_drawn(screen) >= 1, 300)
         await after_refresh(screen)
         out["complete"] = time.perf_counter() - t
         stop.set()
@@ -371,10 +387,10 @@ async def fovea_scroll(config: Path) -> dict:
         await pilot.pause(0.2)
         out["keys"], out["pilot"] = await both_ways(pilot, table)
         cursor = table.cursor_row
-        loads = screen.loads
+        loads = loads_drawn(screen)
         t = time.perf_counter()
         screen.action_reload()
-        await wait_until(lambda: screen.loads > loads, 300)
+        await wait_until(lambda: loads_drawn(screen) > loads, 300)
         out["reload"] = time.perf_counter() - t
         out["cursor_kept"] = table.cursor_row == cursor and table.row_count == out["rows"]
     return out

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from support import tui as support_tui
 from support.backup_history import History, make_settings
-from support.tui import asynctest, settle, wait_for
+from support.tui import all_rows_shown, asynctest, settle, wait_for
 from textual.widgets import DataTable, Static
 
 from fovea_tui.config import BackupSettings, Settings, VolumeSettings
@@ -88,7 +88,7 @@ async def test_sort_and_refresh_keep_the_chosen_dump_and_x_verifies_it(tmp_path,
     app = make_app(settings)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("b")
-        await wait_for(pilot, lambda: isinstance(app.screen, BackupsScreen) and app.screen.loads >= 1)
+        await wait_for(pilot, lambda: isinstance(app.screen, BackupsScreen) and all_rows_shown(app.screen))
         screen = app.screen
         table = screen.query_one("#inventory", DataTable)
         table.focus()
@@ -106,10 +106,9 @@ async def test_sort_and_refresh_keep_the_chosen_dump_and_x_verifies_it(tmp_path,
             await pilot.pause(0.1)
             assert on_chosen(), (key, table.cursor_row, screen._sort)
         # a backup lands (the poll reloads): rows move, the cursor does not leave the dump
-        loads = screen.loads
         History(settings).add(NOW - timedelta(hours=1))
-        await wait_for(pilot, lambda: screen.loads > loads)
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: table.row_count == 7)
+        await settle(pilot)
         assert table.row_count == 7 and on_chosen()
         await pilot.press("x")
         await wait_for(pilot, lambda: any(j.kind == "verify" for j in app.jobs.jobs.values()))
@@ -129,7 +128,7 @@ async def test_verifying_a_corrupt_dump_says_failed_and_why(tmp_path, monkeypatc
     app = make_app(settings)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("b")
-        await wait_for(pilot, lambda: isinstance(app.screen, BackupsScreen) and app.screen.loads >= 1)
+        await wait_for(pilot, lambda: isinstance(app.screen, BackupsScreen) and all_rows_shown(app.screen))
         await pilot.press("x")
         await wait_for(pilot, lambda: any(not j.running for j in app.jobs.jobs.values()), 30)
         job = next(iter(app.jobs.jobs.values()))

@@ -75,3 +75,11 @@ async def wait_for(pilot, predicate, timeout: float = 15.0) -> None:
         if loop.time() > deadline:
             raise AssertionError("condition not reached in time")
         await pilot.pause(0.02)
+
+
+def all_rows_shown(screen) -> bool:
+    """The Backups screen once a load is drawn, as the operator sees it: a row for every dump."""
+    from textual.widgets import DataTable
+
+    table = screen.query_one("#inventory", DataTable)
+    return screen.inventory is not None and table.row_count == len(screen.inventory.entries)

@@ -186,7 +186,6 @@ class BackupsScreen(FoveaScreen):
         self._sort: tuple[str, bool] = ("time", True)  # column, reverse
         self._signature: tuple | None = None
         self._selected: str | None = None
-        self.loads = 0  # applied loads (tests wait on it)
         self._generation = 0  # the load whose rows are being applied
 
     # --- layout ---------------------------------------------------------------------
@@ -286,11 +285,10 @@ class BackupsScreen(FoveaScreen):
         if end < len(inv.entries):
             self.call_after_refresh(self._apply_rows, generation, inv, end, added)
             return
-        if added or self.loads == 0:
+        if added:  # new rows take their place in the chosen order; updated ones stay put
             self._apply_sort()
         self.query_one(SizeChart).set_points((e.time, e.size, e.status) for e in reversed(inv.entries))
         self._keep_cursor()
-        self.loads += 1
 
     def _caption(self, inv: Inventory) -> Text:
         c = inv.counts()
