@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Static
 
 from fovea_tui.config import BackupSettings, Settings, VolumeSettings
 from fovea_tui.engine.infra import audit, jobs
+from fovea_tui.engine.ops.status import RestoreSection
 from fovea_tui.engine.volume.sync import run_sync
 from fovea_tui.tui.screens import backups as backups_screen
 from fovea_tui.tui.screens.backups import BackupsScreen
@@ -188,8 +189,13 @@ async def test_palette_speaks_an_operators_words(tmp_path):
         await pilot.pause(0.1)
         commands = {title: help_text for title, help_text, _ in app.command_list()}
         for wanted in ("Back up now", "Sync videos now", "Verify the selected dump", "Prune old backups…",
-                       "Pull the videos back…", "Run a restore drill", "Roll back the restore", "Restore a dump"):
+                       "Pull the videos back…", "Run a restore drill", "Restore a dump"):
             assert wanted in commands, wanted
+        # no restore on record: nothing to resume or roll back, so the palette does not offer it
+        assert "Resume the interrupted restore" not in commands and "Roll back the restore" not in commands
+        app.restore = RestoreSection(job="restore-x", status="interrupted", can_resume=True, can_rollback=True)
+        offered = {title for title, _h, _cb in app.command_list()}
+        assert {"Resume the interrupted restore", "Roll back the restore"} <= offered
         assert commands["Prune old backups…"].startswith("[p] ")
         assert not any("run_" in h or "pipeline" in h or "dump." in h for h in commands.values())
         assert "No config file" not in commands["Setup: find the install"]

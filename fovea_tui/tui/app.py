@@ -102,8 +102,8 @@ JOB_ACTIONS: dict[str, JobAction] = {
 
 
 # What the palette offers besides the screens, in an operator's words: (title, what it does,
-# the screen it runs on, that screen's action). The screen's own key is shown beside it, and
-# an action the screen says does not apply now (check_action) is left out.
+# the screen it runs on, that screen's action). The screen's own key is shown beside it; resume
+# and roll back are offered only when the engine's restore section says they apply.
 PALETTE_ACTIONS: list[tuple[str, str, str, str]] = [
     ("Verify the selected dump", "read the whole dump and compare its checksum with its manifest", "backups", "verify"),
     ("Prune old backups…", "delete what the retention policy forgets (shows the list, asks first)", "retention",
@@ -567,7 +567,7 @@ class FoveaApp(App):
         for action, job in JOB_ACTIONS.items():
             out.append((job.title, f"[{job.key}] {job.help}", partial(self.start_job, action)))
         for title, help_text, screen, action in PALETTE_ACTIONS:
-            if screen not in self.screen_specs:
+            if screen not in self.screen_specs or not self._palette_applies(screen, action):
                 continue
             key = self._screen_key(screen, action)
             out.append((title, (f"[{key}] " if key else "") + f"{self.screen_specs[screen].title}: {help_text}",
@@ -594,6 +594,15 @@ class FoveaApp(App):
             if isinstance(binding, Binding) and binding.action == action:
                 return binding.key_display or binding.key
         return ""
+
+    def _palette_applies(self, screen: str, action: str) -> bool:
+        """Resume needs a restore that can resume; roll back any restore not already undone
+        (a finished one too: the Restore screen asks for the typed name first)."""
+        if (screen, action) == ("restore", "resume"):
+            return self.restore.can_resume
+        if (screen, action) == ("restore", "rollback"):
+            return self.restore.can_rollback or self.restore.status == "ok"
+        return True
 
     def _run_on(self, screen: str, action: str) -> None:
         """Go to `screen`, then run its `action` (as its key would)."""
