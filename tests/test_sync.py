@@ -524,7 +524,7 @@ def test_unreachable_store_is_recorded_for_status(s3, s3_bucket, s3_target):
     summary = volume_sync_summary(s3_target)
     assert summary["error_count"] == 1 and summary["last"] != summary["last_run"]
     assert "failed" in summary["summary"]
-    assert any("errors" in a["message"] for a in summary["alerts"])
+    assert any("1 error" in a["message"] for a in summary["alerts"])  # "1 error", not "1 errors"
 
 
 # ------------------------------------------------------------------ the listing snapshot

@@ -187,7 +187,7 @@ def test_status_lists_the_bucket(s3, tmp_path):
     app, target = s3.make_bucket(), s3.make_bucket()
     objects = fill(s3, app, 5)
     settings = make(tmp_path, s3, app_bucket=app, target=f"s3://{target}/")
-    volume = collect_status(settings).sections["volume"]
+    volume = collect_status(settings).as_dict()["volume"]  # what `status --json` prints
     assert volume["ok"], volume
     assert volume["storage"] == "s3" and volume["path"] == f"s3://{app}/"
     assert volume["files"] == len(objects) and volume["bytes"] == sum(len(v) for v in objects.values())

@@ -565,6 +565,7 @@ async def test_wizard_end_to_end_against_the_stack(stack, tmp_path):
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmRestore), timeout=90)
         assert "migrations" in str(screen.query_one("#preflight").render())
         dialog = pilot.app.screen
+        await wait_for(pilot, lambda: bool(dialog.query("#confirm-name")))  # pushed, then composed
         confirm = dialog.query_one("#confirm-name", Input)
         await wait_for(pilot, lambda: confirm.has_focus)  # the operator types the name straight away
         await pilot.press(*"fovea")
