@@ -132,7 +132,9 @@ def render(report: dict) -> str:
         dur = f" ({step['duration_s']:.1f} s)" if step.get("duration_s") else ""
         lines.append(f"  [{ICONS.get(step['status'], step['status'])}] {step['name']:<12} {step['detail']}{dur}")
         if step.get("undo"):
-            lines.append(f"        undo: {step['undo']['status']}: {step['undo'].get('detail', '')}")
+            undo = step["undo"]
+            took = f" ({undo['duration_s']:.1f} s)" if undo.get("duration_s") is not None else ""
+            lines.append(f"        undo{took}: {undo['status']}: {undo.get('detail', '')}")
     videos = report.get("videos") or {}
     if videos.get("expected_deletions"):
         d = videos["expected_deletions"]
@@ -235,7 +237,7 @@ def run(args, ctx: CliContext) -> int:
             ctx.info(f"stopped following; the restore goes on in the background: "
                      f"`fovea-tui restore --follow {job_id}`")
             return EXIT_FAILED
-    result = engine.report(data)
+    result = engine.report(engine.check_services(settings, data))
     result["log"] = str(jobs.jobs_dir(settings) / f"{job_id}.log")
     ctx.emit(result, render(result))
     return _exit_code(result)

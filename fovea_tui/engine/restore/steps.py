@@ -367,7 +367,8 @@ def stream_dump(ctx, path: Path, database: str) -> str:
     ctx.progress(total, total)
     code = proc.wait()
     out = proc.output_text()
-    for line in out.splitlines()[-20:]:
+    # psql's own words: "psql:<stdin>:1234: ERROR: ..." names the dump's line (redacted by output)
+    for line in (out.splitlines() + proc.stderr_text.splitlines())[-20:]:
         if line.strip():
             ctx.output(line)
     if code != 0 or broken is not None:
