@@ -12,14 +12,15 @@ reads after a restore failed or was interrupted, and on the terminal while typin
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import json
 import os
-import pty
 import select
 import signal
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
@@ -132,6 +133,13 @@ def _read_until(fd: int, wanted: bytes, timeout: float) -> bytes:
     return out
 
 
+def _controlling_tty() -> None:
+    """In the child: a session of its own whose controlling terminal is the pty on stdin, so
+    ^C typed there is a SIGINT, as over SSH."""
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
 def test_the_typed_name_follows_the_prompt_on_a_terminal(direct):
     """On a terminal (a pty, as over SSH) the bar of the steps before the question is stopped:
     nothing is drawn while the operator types, and the name lands right after the prompt."""
@@ -153,12 +161,42 @@ def test_the_typed_name_follows_the_prompt_on_a_terminal(direct):
         os.write(master, db.name.encode() + b"\n")
         after = _read_until(master, b"\n", 10)
         assert after.startswith(db.name.encode() + b"\r\n"), after  # the terminal's echo, on the prompt's line
-        rest = _read_until(master, b"Restored ", 180)
+        rest = _read_until(master, b"\x00never", 180)  # to the end: the report
         assert proc.wait(timeout=60) == 0, (before + after + rest).decode(errors="replace")[-3000:]
     finally:
         if proc.poll() is None:
             proc.kill()
         os.close(master)
+    seen = (before + after + rest).decode()
+    assert "7 checks passed, 1 warning\r\n" in seen  # the missing videos: one warning, not "1 warning(s)"
+    assert "still to check by hand:" in seen and "A user can log in (in a browser;" in seen
+    assert "below" not in seen  # the CLI has no login check under its checklist
+
+
+def test_ctrl_c_at_the_question_cancels_at_once_and_says_so_once(direct):
+    """Ctrl-C while the CLI asks for the name: the restore is cancelled there and then (it
+    used to wait on for a line), and "nothing was changed" is said once."""
+    settings, config, dump, db = direct
+    master, slave = os.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "fovea_tui", "--config", str(config), "restore", dump.name],
+                            stdin=slave, stdout=slave, stderr=slave, cwd=REPO, preexec_fn=_controlling_tty)
+    os.close(slave)
+    try:
+        assert b"to cancel: " in _read_until(master, b"to cancel: ", 120)
+        os.write(master, b"\x03")  # the terminal turns it into SIGINT
+        rest = _read_until(master, b"\x00never", 20)
+        assert proc.wait(timeout=20) == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    seen = rest.decode()
+    assert "Nothing was changed: the restore was cancelled at its confirmation." in seen, seen
+    assert seen.lower().count("nothing was changed") == 1, seen
+    assert "Traceback" not in seen
+    job = json.loads(run_cli(["--config", str(config), "restore", "--follow",
+                              jobs.latest_job(settings, "restore")["id"], "--json"]).stdout)
+    assert job["status"] == "cancelled" and db.psql("SELECT count(*) FROM users").strip() != "0"
 
 
 # ------------------------------------------------------------------ which services are still stopped
@@ -244,3 +282,4 @@ async def test_the_restore_screen_follows_a_service_started_by_hand(stack, inter
         stack.container("redis").start()
         await wait_for(pilot, lambda: "not yet started again" in shown() and "redis" not in shown(), timeout=30)
         assert "backend" in shown()
+

@@ -13,6 +13,7 @@ handle a restore whose runner was killed.
 
 from __future__ import annotations
 
+import signal
 import sys
 
 from fovea_tui.cli.context import CliContext
@@ -21,6 +22,7 @@ from fovea_tui.engine import restore as engine
 from fovea_tui.engine.infra import jobs
 from fovea_tui.engine.progress import ProgressEvent
 from fovea_tui.errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, UsageError
+from fovea_tui.formatting import plural
 
 ICONS = {"ok": "ok ", "failed": "ERR", "skipped": "-- ", "running": "...", "pending": "   "}
 
@@ -111,12 +113,21 @@ class _Follower:
         name = data["params"].get("database", "")
         self.ctx.info(f"\nThe restore replaces database {name!r} with {data.get('facts', {}).get('dump')}: "
                       "every service but the database is stopped meanwhile.")
+        # Ctrl-C at the question cancels at once (the CLI's handler only flags it, and the
+        # read would go on waiting for a line)
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             sys.stderr.write(f"Type the database name ({name}) to go ahead, anything else to cancel: ")
             sys.stderr.flush()
             typed = sys.stdin.readline()
-        except (EOFError, KeyboardInterrupt):
+        except KeyboardInterrupt:
+            sys.stderr.write("\n")
+            engine.cancel(self.ctx.settings, self.job_id)
+            return
+        except EOFError:
             typed = ""
+        finally:
+            signal.signal(signal.SIGINT, previous)
         engine.confirm(self.ctx.settings, self.job_id, typed.strip() or "\x00")
 
 
@@ -138,8 +149,8 @@ def render(report: dict) -> str:
     videos = report.get("videos") or {}
     if videos.get("expected_deletions"):
         d = videos["expected_deletions"]
-        lines.append(f"expected to be deleted by the backend: {d['videos']} videos, {d['annotations']} annotations, "
-                     f"{d['summaries']} summaries, {d['claims']} claims")
+        lines.append(f"expected to be deleted by the backend: {plural(d['videos'], 'video')}, {plural(d['annotations'], 'annotation')}, "
+                     f"{plural(d['summaries'], 'summary')}, {plural(d['claims'], 'claim')}")
     checks = report["verification"].get("checks") or []
     if checks:
         lines.append("verification:")

@@ -412,7 +412,7 @@ def volume_sync_summary(settings: Settings, now: datetime | None = None) -> dict
     if ok_time != last["time"]:
         text += f"; last run {_age_text(run_age)} " + ("was interrupted" if section["cancelled"] else "failed")
     if section["pending"]:
-        text += f", {section['pending']} files pending"
+        text += f", {plural(section['pending'], 'file')} pending"
     section["summary"] = text
     if section["error_count"]:
         alerts.append({"subject": "sync", "level": "warning",
@@ -422,7 +422,7 @@ def volume_sync_summary(settings: Settings, now: datetime | None = None) -> dict
         alerts.append({"subject": "sync", "level": "warning", "message": f"last volume sync refused deletions: {section['refused']}"})
     elif section["cancelled"]:
         alerts.append({"subject": "sync", "level": "warning", "message": f"last volume sync was interrupted; "
-                                                      f"{section['pending']} files pending"})
+                                                      f"{plural(section['pending'], 'file')} pending"})
     if section["changed"]:
         alerts.append({"subject": "sync", "level": "warning", "message": f"{section['changed']} video files changed locally "
                                                       "but were not replaced off-site"})

@@ -501,8 +501,8 @@ class RestoreScreen(FoveaScreen):
         engine.cancel(self.app.settings, self.job_id)
         self._answered = self.job_id
         safety = engine.safety_dump_name(self.data)
-        self.app.notify("Nothing was changed." + (f" The safety dump {safety} is kept." if safety else ""),
-                        title="Restore cancelled", timeout=10)
+        self.app.notify(f"The safety dump {safety} is kept." if safety else "Cancelled at its confirmation.",
+                        title="Restore cancelled: nothing was changed", timeout=10)
 
     # --- following a job ----------------------------------------------------------------
 

@@ -57,6 +57,13 @@ class SizeChart(PlotextPlot):
             plt.scatter([_day(t) for t, _ in corrupt], [s / scale for _, s in corrupt], color="red", marker="x")
         # From zero: a 6 % change must look like 6 %, not like a cliff.
         plt.ylim(0, largest / scale * 1.1 or 1)
+        # Ticks on days that have dumps, each named once (plotext spread two days over five
+        # ticks, four of them the same date), no more than the width holds.
+        days = sorted({_day(t) for t, _, _ in self.points})
+        room = max(2, (self.size.width or 80) // (len(days[0]) + 4))
+        step = -(-len(days) // room)
+        ticks = days[::step] if days[-1] in days[::step] else [*days[::step][:-1], days[-1]]
+        plt.xticks(ticks, ticks)
         self.refresh()
 
 
