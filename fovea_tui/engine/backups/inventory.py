@@ -704,7 +704,7 @@ def status_summary(settings: Settings, section: dict[str, Any] | None = None) ->
     if others:
         shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
         alerts.append({"level": "critical", "subject": "backups",
-                       "message": f"{len(others)} corrupt dump(s) in {settings.backups_dir}: {shown} "
+                       "message": f"{plural(len(others), 'corrupt dump')} in {settings.backups_dir}: {shown} "
                                   "(never used by retention or restore)"})
     if mismatch:
         shown = ", ".join(mismatch[:3]) + (f" and {len(mismatch) - 3} more" if len(mismatch) > 3 else "")

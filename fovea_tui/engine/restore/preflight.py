@@ -367,7 +367,7 @@ def check_server(ctx) -> Check:
         problems.append(f"the dump comes from PostgreSQL {source_major}, the target runs {major}: "
                         "a plain dump does not restore into an older server")
     if missing:
-        problems.append(f"the dump needs extension(s) {', '.join(missing)} that the target server lacks "
+        problems.append(f"the dump needs {'extension' if len(missing) == 1 else 'extensions'} {', '.join(missing)} that the target server lacks "
                         "(install pgvector, e.g. the pgvector/pgvector:pg16 image)")
     if problems:
         return Check("server", False, "; ".join(problems), refuse=True)

@@ -63,7 +63,7 @@ class SizeChart(PlotextPlot):
         room = max(2, (self.size.width or 80) // (len(days[0]) + 4))
         step = -(-len(days) // room)
         ticks = days[::step] if days[-1] in days[::step] else [*days[::step][:-1], days[-1]]
-        plt.xticks(ticks, ticks)
+        plt.xticks(ticks, ticks)  # type: ignore[arg-type]  # under date_form plotext takes date strings
         self.refresh()
 
 
