@@ -95,40 +95,42 @@ class _Follower:
     def ask_videos(self, data: dict) -> None:
         from fovea_tui.engine.restore.videos import missing_words
 
+        self.bar.stop()  # the pull's bar, live until now, must not redraw under the question
         found = (data.get("facts") or {}).get("videos") or {}
         phrase = engine.acceptance_phrase(found.get("missing", 0))
         self.ctx.info(f"\n{missing_words(found)}.\nStarting {', '.join(found.get('reconcilers') or ['the backend'])} "
                       "deletes their rows and everything that depends on them.")
-        try:
-            sys.stderr.write(f"Type {phrase!r} to start it anyway, anything else to hold the restore "
-                             "(the database stays restored, the services stay stopped): ")
-            sys.stderr.flush()
-            typed = sys.stdin.readline()
-        except (EOFError, KeyboardInterrupt):
-            typed = ""
-        engine.accept_missing_videos(self.ctx.settings, self.job_id, typed.strip() or "\x00")
+        typed = _answer(f"Type {phrase!r} to start it anyway, anything else to hold the restore "
+                        "(the database stays restored, the services stay stopped): ")
+        engine.accept_missing_videos(self.ctx.settings, self.job_id, (typed or "").strip() or "\x00")
 
     def ask(self, data: dict) -> None:
         self.bar.stop()
         name = data["params"].get("database", "")
         self.ctx.info(f"\nThe restore replaces database {name!r} with {data.get('facts', {}).get('dump')}: "
                       "every service but the database is stopped meanwhile.")
-        # Ctrl-C at the question cancels at once (the CLI's handler only flags it, and the
-        # read would go on waiting for a line)
-        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-        try:
-            sys.stderr.write(f"Type the database name ({name}) to go ahead, anything else to cancel: ")
-            sys.stderr.flush()
-            typed = sys.stdin.readline()
-        except KeyboardInterrupt:
-            sys.stderr.write("\n")
+        typed = _answer(f"Type the database name ({name}) to go ahead, anything else to cancel: ")
+        if typed is None:
             engine.cancel(self.ctx.settings, self.job_id)
             return
-        except EOFError:
-            typed = ""
-        finally:
-            signal.signal(signal.SIGINT, previous)
         engine.confirm(self.ctx.settings, self.job_id, typed.strip() or "\x00")
+
+
+def _answer(question: str) -> str | None:
+    """A line typed on the terminal ("" at its end); None for Ctrl-C, which answers at once:
+    the CLI's own handler only flags a Ctrl-C, and the read would go on waiting for a line."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        sys.stderr.write(question)
+        sys.stderr.flush()
+        return sys.stdin.readline()
+    except KeyboardInterrupt:
+        sys.stderr.write("\n")
+        return None
+    except EOFError:
+        return ""
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _exit_code(report: dict) -> int:
@@ -197,12 +199,8 @@ def _ask_rollback(ctx: CliContext, args, interactive: bool) -> str | None:
     if finished is None or (args.yes and args.force_after_success) or not interactive:
         return None
     ctx.info(finished.question)
-    try:
-        sys.stderr.write(f"Type the database name ({finished.database}) to roll back, anything else to keep it: ")
-        sys.stderr.flush()
-        return sys.stdin.readline().strip()
-    except (EOFError, KeyboardInterrupt):
-        return None
+    typed = _answer(f"Type the database name ({finished.database}) to roll back, anything else to keep it: ")
+    return typed.strip() if typed is not None else None
 
 
 def run(args, ctx: CliContext) -> int:
