@@ -254,16 +254,16 @@ def stopped_by(data: dict) -> list[str]:
 
 def check_services(settings: Settings, data: dict) -> dict:
     """`data` with `still_stopped`: which services the restore stopped are not running now, as
-    Docker says (None when it does not answer). Only for a job whose runner is not at work and
-    did not start them again; the messages (`describe_status`, `state_words`) then name those,
-    not every service the job record says it stopped: one may have been started by hand."""
+    Docker says (left out when it does not answer: the job's record stands). Only for a job
+    whose runner is not at work and did not start them again; the messages (`describe_status`,
+    `state_words`) then name those, not every service the job record says it stopped: one may
+    have been started by hand."""
     stopped = stopped_by(data)
     if not stopped:
         return data
     try:
         running = {s.name for s in Stack.connect(settings.install.compose_project).services() if s.running}
-    except Exception:  # noqa: BLE001 - no engine, or the SDK failing: say it was not checked
-        data["still_stopped"] = None
+    except Exception:  # noqa: BLE001 - no engine, or the SDK failing: the job's record stands
         return data
     data["still_stopped"] = [name for name in stopped if name not in running]
     return data

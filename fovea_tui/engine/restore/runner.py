@@ -265,8 +265,6 @@ def state_words(data: dict) -> str:
     if not stopped or records.get("start") == "ok":
         return db
     still = data["still_stopped"] if "still_stopped" in data else stopped  # the runner's own record
-    if still is None:
-        return db + f" Stopped by the restore (Docker did not answer whether they run now): {', '.join(stopped)}."
     if not still:
         return db + f" The services the restore stopped are running again: {', '.join(stopped)}."
     return db + f" Stopped by the restore and not yet started again: {', '.join(still)}."
