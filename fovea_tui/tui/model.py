@@ -90,7 +90,7 @@ def cards(report: StatusReport, now: datetime) -> list[Card]:
         synced = parse_time(sync.last)
         lines.append(f"last sync {age(synced, now)} → {target}")
         if vol.new_files:
-            lines.append(f"{vol.new_files:,} new files pending ({size(vol.new_bytes)})")
+            lines.append(f"{plural(vol.new_files, 'new file')} pending ({size(vol.new_bytes)})")
     if sync.pending or sync.error_count:
         lines.append(sync.summary)
     out.append(Card("volume", "Uploaded videos", vol.verdict, COST_OF_LOSS["volume"], vol.reason, lines))

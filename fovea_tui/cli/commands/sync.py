@@ -63,11 +63,11 @@ def render(d: dict) -> str:
     for w in d["warnings"]:
         lines.append(f"warning: {w}")
     if d["warning_count"] > len(d["warnings"]):
-        lines.append(f"... and {d['warning_count'] - len(d['warnings'])} more warnings")
+        lines.append(f"... and {plural(d['warning_count'] - len(d['warnings']), 'more warning')}")
     for e in d["errors"]:
         lines.append(f"error: {e}")
     if d["error_count"] > len(d["errors"]):
-        lines.append(f"... and {d['error_count'] - len(d['errors'])} more errors")
+        lines.append(f"... and {plural(d['error_count'] - len(d['errors']), 'more error')}")
     if d["refused"]:
         lines.append(f"refused: {d['refused']}")
     return "\n".join(lines)

@@ -111,13 +111,13 @@ def check_videos(settings: Settings, db, database: str, storage_path: str, cance
         if missing:
             deps = dependents(db, [r.id for r in missing], database=database)
             extra.update(deps)
-            parts.append(f"{len(missing)} of {len(rows)} referenced videos missing from {target}: "
+            parts.append(f"{len(missing)} of {plural(len(rows), 'referenced video')} missing from {target}: "
                          f"{shown([r.key for r in missing])} ({plural(deps['annotations'], 'annotation')}, "
                          f"{plural(deps['summaries'], 'summary')} and {plural(deps['claims'], 'claim')} depend on them)")
         if wrong:
             parts.append(f"{len(wrong)} with another size: {shown(wrong)}")
         return Check("videos", False, "; ".join(parts) + here_words + " (run `fovea-tui sync`)", extra=extra)
-    return Check("videos", True, f"all {len(rows)} referenced videos present in {target} with the same size "
+    return Check("videos", True, f"all {plural(len(rows), 'referenced video')} present in {target} with the same size "
                  f"({plural(len(found), 'object')} listed, nothing downloaded){here_words}", extra=extra)
 
 

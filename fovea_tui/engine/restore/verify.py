@@ -166,9 +166,9 @@ def check_videos(ctx) -> dict:
             missing.append(filename)
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        return _check("videos", False, f"{len(missing)} of {total} video files missing from {volume}: {shown} "
+        return _check("videos", False, f"{len(missing)} of {plural(total, 'video file')} missing from {volume}: {shown} "
                       "(pull the volume back with `fovea-tui sync --pull`)", "warning", missing=len(missing))
-    return _check("videos", True, f"all {total} video files present in {volume}")
+    return _check("videos", True, f"all {plural(total, 'video file')} present in {volume}")
 
 
 def run_verification(ctx) -> dict:

@@ -126,7 +126,7 @@ def missing_words(found: dict) -> str:
     where = found["storage"]
     target = found.get("target")
     nowhere = f"not in {target}" if target else "volume.target is not set"
-    return (f"{found['missing']} of {found['referenced']} referenced videos are missing from {where} ({nowhere}): "
+    return (f"{found['missing']} of {plural(found['referenced'], 'referenced video')} are missing from {where} ({nowhere}): "
             f"{shown(found['missing_keys'])}; {plural(found['annotations'], 'annotation')}, {plural(found['summaries'], 'summary')} "
             f"and {plural(found['claims'], 'claim')} depend on them")
 

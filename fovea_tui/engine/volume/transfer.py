@@ -277,7 +277,7 @@ def delete_planned(plan: Plan, store, result: SyncResult, progress, cancel: Canc
         try:
             store.delete_many(batch)
         except FoveaError as exc:
-            result.error(f"deleting {len(batch)} off-site objects: {exc}")
+            result.error(f"deleting {plural(len(batch), 'off-site object')}: {exc}")
         else:
             result.deleted += len(batch)
             for key in batch:

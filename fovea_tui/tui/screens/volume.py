@@ -124,7 +124,7 @@ def summary_text(target: str, last: dict[str, Any] | None, plan: engine.SyncResu
             text.append(f"\ndeletions refused: {last['refused']}", style="yellow")
     if plan is not None and plan.direction == "push":
         if plan.to_transfer:
-            text.append(f"\n{plan.to_transfer:,} new files pending ({formatting.size(plan.to_transfer_bytes)})",
+            text.append(f"\n{plural(plan.to_transfer, 'new file')} pending ({formatting.size(plan.to_transfer_bytes)})",
                         style="yellow")
         elif when is not None:
             text.append("\nnothing pending: the copy is up to date", style="green")
