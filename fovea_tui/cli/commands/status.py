@@ -39,7 +39,7 @@ def render(report: StatusReport) -> str:
         _line("database", db, f"{db.target}: PostgreSQL {db.server_version or '?'}, {size(db.size)}, "
               f"{plural(db.tables, 'table')}, {plural(db.rows, 'row')}, {plural(db.migrations, 'migration')}"),
         _line("videos", vol, f"{vol.path}: {plural(vol.files, 'file')}, {size(vol.bytes)}"
-              + (f", {plural(vol.new_files, 'new file')} since the last sync ({size(vol.new_bytes)})" if vol.new_files else "")),
+              + (f", {vol.new_files} new since the last sync ({size(vol.new_bytes)})" if vol.new_files else "")),
         _line("env file", env, f"{env.path}: {plural(env.keys, 'key')} (values hidden), mode {env.mode}"),
     ]
     redis = report.redis
