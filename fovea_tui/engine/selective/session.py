@@ -1,0 +1,121 @@
+"""A dump loaded into a scratch database for as long as a comparison is looked at.
+
+The drill's machinery: the dump is verified, then streamed into `fovea_selective_<UTC time>`
+on the live server (never the live database), and that database is dropped when the session
+closes, whatever happened (failure, Ctrl-C). A session holds the `selective` lock, so any
+`fovea_selective_*` database found when one opens belongs to a run that was killed: it is
+dropped first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fovea_tui.config import Settings
+from fovea_tui.engine.backups.verify import verify_dump
+from fovea_tui.engine.drill.run import _StreamCtx
+from fovea_tui.engine.infra.database import Database, open_database
+from fovea_tui.engine.infra.locks import acquire
+from fovea_tui.engine.progress import CancelToken, ProgressEvent, no_progress
+from fovea_tui.engine.restore.steps import stream_dump
+from fovea_tui.engine.selective.apply import ApplyResult, apply_changeset
+from fovea_tui.engine.selective.changeset import ChangeSet, build_changeset
+from fovea_tui.engine.selective.compare import Comparison, ScopeDiff, ScopeRows, compare, scope_rows
+from fovea_tui.engine.selective.scopes import KINDS, printable
+from fovea_tui.errors import SafetyRefusal, UsageError
+
+SCRATCH_PREFIX = "fovea_selective_"
+LOCK_NAME = "selective"
+
+
+def resolve_dump(settings: Settings, wanted: str) -> Path:
+    """A local dump by path or by name in backups.dir (exit 2 naming it when there is none)."""
+    candidate = Path(wanted)
+    for path in (candidate, settings.backups_dir / candidate.name):
+        if path.is_file():
+            return path
+    raise UsageError(f"no dump {wanted!r} in {settings.backups_dir}; `fovea-tui list` shows them "
+                     "(an off-site copy: `fovea-tui verify --fetch` or copy it into backups.dir first)", key="DUMP")
+
+
+def scratch_databases(db: Database) -> list[str]:
+    return [name for name in db.databases() if name.startswith(SCRATCH_PREFIX)]
+
+
+class Session:
+    """One dump loaded beside the live database. Use `open_session`."""
+
+    def __init__(self, settings: Settings, db: Database, dump: Path, scratch: str, cancel: CancelToken) -> None:
+        self.settings = settings
+        self.db = db
+        self.dump = dump
+        self.scratch = scratch
+        self.cancel = cancel
+        self.comparison: Comparison | None = None
+
+    @property
+    def live(self) -> str:
+        return self.db.name
+
+    def compare(self, kinds: tuple[str, ...] = KINDS, only: dict[str, str] | None = None,
+                progress: Callable[[str], None] | None = None) -> Comparison:
+        t0 = time.monotonic()
+        result = compare(self.db, self.scratch, self.live, dump_name=self.dump.name, kinds=kinds,
+                         cancel=self.cancel, progress=progress, only=only)
+        result.duration_s = time.monotonic() - t0
+        self.comparison = result
+        return result
+
+    def find(self, kind: str, wanted: str) -> ScopeDiff:
+        """The scope named `wanted` (id or name); UsageError naming it when there is none."""
+        comparison = self.comparison or self.compare((kind,))
+        scope = comparison.find(kind, wanted)
+        if scope is None:
+            many = sum(1 for s in comparison.scopes if s.kind == kind and s.name == wanted)
+            why = f"{many} {kind}s are named so: give its id" if many > 1 else \
+                f"no {kind} {printable(wanted)!r} in {self.dump.name} nor in the live database"
+            raise UsageError(why, key=f"--{kind}")
+        return scope
+
+    def rows(self, scope: ScopeDiff) -> ScopeRows:
+        return scope_rows(self.db, scope.kind, scope.id, scope.name, self.scratch, self.live)
+
+    def changeset(self, scope: ScopeDiff, mode: str, *, recreate_personas: bool = False,
+                  leave_out_orphans: bool = False) -> ChangeSet:
+        return build_changeset(self.db, self.rows(scope), dump=self.dump.name, dump_db=self.scratch,
+                               live_db=self.live, mode=mode, recreate_personas=recreate_personas,
+                               leave_out_orphans=leave_out_orphans)
+
+    def apply(self, cs: ChangeSet) -> ApplyResult:
+        return apply_changeset(self.settings, self.db, cs)
+
+
+@contextlib.contextmanager
+def open_session(settings: Settings, dump: str, *, cancel: CancelToken | None = None,
+                 progress: Callable[[ProgressEvent], None] | None = None,
+                 database: Database | None = None) -> Iterator[Session]:
+    """Verify `dump`, load it into a scratch database, yield the session; always drop it."""
+    cancel = cancel or CancelToken()
+    progress = progress or no_progress
+    path = resolve_dump(settings, dump)
+    with acquire(settings, LOCK_NAME, purpose=f"selective restore from {path.name}"):
+        verified = verify_dump(path, cancel=cancel, progress=progress)
+        if not verified.ok:
+            raise SafetyRefusal(f"{path.name} is corrupt: " + "; ".join(verified.reasons),
+                                hint="pick another dump (`fovea-tui list`)")
+        db = database or open_database(settings)
+        for leftover in scratch_databases(db):  # ours is the lock: these belong to killed runs
+            db.drop_database(leftover)
+        scratch = SCRATCH_PREFIX + datetime.now(UTC).strftime("%Y%m%d_%H%M%S")
+        try:
+            owner = settings.database.user if settings.database.mode == "docker" else db.user
+            db.create_database(scratch, owner=owner or None)
+            stream_dump(_StreamCtx(db, cancel, progress, path.name), path, scratch)
+            cancel.check()
+            yield Session(settings, db, path, scratch, cancel)
+        finally:
+            db.drop_database(scratch)
