@@ -236,6 +236,17 @@ def test_rows_edited_since_the_comparison_are_detected_and_nothing_changes(insta
     assert not list((install.settings.backups_dir / "selective-undo").glob("*.json"))
     assert install.scratch() == []
 
+    # a row added to the video meanwhile: replace would not have shown it, so it is named too
+    with open_session(install.settings, install.dump.name) as session:
+        cs = session.changeset(session.find("video", a_name), "replace")
+        install.psql("INSERT INTO annotations (id, \"videoId\", type, label, \"frameStart\", \"frameEnd\", data, "
+                     f"\"updatedAt\") VALUES ('sneaked-in', '{a_id}', 'entity', 'new', 1, 2, '{{}}', now())")
+        with pytest.raises(ConcurrentEdit) as caught:
+            session.apply(cs)
+    assert [c["id"] for c in caught.value.conflicts] == ["sneaked-in"]
+    assert "inserted since" in str(caught.value)
+    install.psql("DELETE FROM annotations WHERE id = 'sneaked-in'")
+
     # and the undo of a restore refuses rows edited after it
     with open_session(install.settings, install.dump.name) as session:
         result = session.apply(session.changeset(session.find("video", a_name), "replace"))

@@ -27,7 +27,7 @@ from fovea_tui.engine.infra import audit
 from fovea_tui.engine.infra.database import Database, DatabaseError, quote_ident, quote_literal
 from fovea_tui.engine.infra.files import ensure_private_dir, write_atomic
 from fovea_tui.engine.selective.changeset import ADD_MISSING, ANY, OR_ABSENT, Change, ChangeSet, inverse
-from fovea_tui.engine.selective.scopes import hex_of, printable, row_hash
+from fovea_tui.engine.selective.scopes import PARTS, from_clause, hex_of, printable, row_hash, scope_filter
 from fovea_tui.errors import OperationFailed, SafetyRefusal
 
 UNDO_DIR = "selective-undo"
@@ -152,10 +152,24 @@ def script(cs: ChangeSet) -> str:
         out.append(f"INSERT INTO fovea_found SELECT {quote_literal(table)}, t.id, {row_hash(cs.columns[table])} "
                    f"FROM {quote_ident(table)} t WHERE t.id IN (SELECT id FROM fovea_expect WHERE tbl = "
                    f"{quote_literal(table)}) FOR UPDATE;")
+    if cs.known:  # replace: rows someone added to the scope since the comparison are named too
+        out.append("CREATE TEMP TABLE fovea_known (tbl text, id text) ON COMMIT DROP;")
+        known = [(table, rid) for table, ids in sorted(cs.known.items()) for rid in ids]
+        for i in range(0, len(known), BATCH):
+            out.append("INSERT INTO fovea_known VALUES " + ", ".join(
+                f"({quote_literal(t)}, {quote_literal(r)})" for t, r in known[i:i + BATCH]) + ";")
+    for part in PARTS.get(cs.kind, ()):
+        if part.table in cs.known:
+            table = quote_literal(part.table)
+            new = (f"FROM {from_clause(part)} WHERE {scope_filter(part, cs.scope_id)} AND NOT EXISTS "
+                   f"(SELECT 1 FROM fovea_known k WHERE k.tbl = {table} AND k.id = t.id) AND NOT EXISTS "
+                   f"(SELECT 1 FROM fovea_expect x WHERE x.tbl = {table} AND x.id = t.id)")
+            out.append(f"INSERT INTO fovea_found SELECT {table}, t.id, 'new' {new};")
+            out.append(f"INSERT INTO fovea_expect SELECT {table}, t.id, NULL {new};")
     conflict = (f"FROM fovea_expect e LEFT JOIN fovea_found f USING (tbl, id) WHERE NOT ("
-                f"e.hash = {quote_literal(ANY)} OR (e.hash IS NULL AND f.hash IS NULL) OR f.hash = e.hash "
-                f"OR (right(e.hash, 1) = {quote_literal(OR_ABSENT)} AND (f.hash IS NULL "
-                f"OR f.hash = left(e.hash, -1))))")
+                f"coalesce(e.hash = {quote_literal(ANY)}, false) OR (e.hash IS NULL AND f.hash IS NULL) "
+                f"OR coalesce(f.hash = e.hash, false) OR coalesce(right(e.hash, 1) = {quote_literal(OR_ABSENT)} "
+                f"AND (f.hash IS NULL OR f.hash = left(e.hash, -1)), false))")
     out.append(f"SELECT 'conflict|' || e.tbl || '|' || {hex_of('e.id')} || '|' || "
                f"CASE WHEN f.hash IS NULL THEN 'absent' WHEN e.hash IS NULL THEN 'present' ELSE 'changed' END "
                f"{conflict};")

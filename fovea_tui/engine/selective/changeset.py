@@ -55,6 +55,7 @@ class ChangeSet:
     columns: dict[str, list[str]]
     changes: list[Change] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    known: dict[str, list[str]] = field(default_factory=dict)  # replace: every live id compared, per table
 
     def count(self, action: str) -> int:
         return sum(1 for c in self.changes if c.action == action)
@@ -89,14 +90,15 @@ class ChangeSet:
                 "database": self.database, "mode": self.mode, "summary": self.describe(),
                 "inserted": self.count("insert"), "updated": self.count("update"), "deleted": self.count("delete"),
                 "totals": self.totals(), "notes": self.notes, "columns": self.columns if rows else None,
-                "changes": [c.as_dict(rows=rows) for c in self.ordered()]}
+                "changes": [c.as_dict(rows=rows) for c in self.ordered()],
+                **({"known": self.known} if rows else {})}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ChangeSet:
         changes = [Change(c["table"], c["id"], c["action"], c.get("expect"), c.get("before"), c.get("data"),
                           c.get("after"), c.get("row", "")) for c in data["changes"]]
         return cls(data["kind"], data["id"], data["name"], data["dump"], data["database"], data["mode"],
-                   data["columns"], changes, list(data.get("notes") or []))
+                   data["columns"], changes, list(data.get("notes") or []), dict(data.get("known") or {}))
 
 
 def _parents_first(inserts: list[Change]) -> list[Change]:
@@ -150,6 +152,8 @@ def build_changeset(db: Database, rows: ScopeRows, *, dump: str, dump_db: str, l
     cs = ChangeSet(rows.kind, rows.id, rows.name, dump, live_db, mode, dict(rows.columns))
     for t in rows.tables:
         cs.changes += _table_changes(t, mode)
+        if mode == REPLACE:
+            cs.known[t.table] = sorted(t.live)
     if rows.kind == VIDEO:
         _personas(db, cs, rows, dump_db, live_db, recreate_personas, leave_out_orphans)
     return cs
