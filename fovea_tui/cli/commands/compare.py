@@ -43,6 +43,7 @@ def run(args, ctx: CliContext) -> int:
         if wanted:
             scope = session.find(kind, wanted)
             rows = session.rows(scope)
+            rows.diff(scope)
             data = {"dump": session.dump.name, "scope": scope.as_dict(), "rows": rows.as_dict()}
             ctx.emit(data, render_scope(scope, rows))
             return EXIT_OK
@@ -142,8 +143,6 @@ def run_restore(args, ctx: CliContext) -> int:
     results = []
     with ctx.progress() as progress, open_session(ctx.settings, args.dump, cancel=ctx.cancel,
                                                    progress=progress) as session:
-        kinds = tuple(dict.fromkeys(k for k, _ in wanted))
-        session.compare(kinds)
         scopes = [session.find(kind, name) for kind, name in wanted]
         for scope in scopes:
             cs = session.changeset(scope, args.mode or "replace", recreate_personas=args.recreate_personas,

@@ -302,6 +302,13 @@ class ScopeRows:
     tables: list[TableRows]
     columns: dict[str, list[str]]
 
+    def diff(self, scope: ScopeDiff) -> ScopeDiff:
+        """`scope` with its counts taken from these rows (no merge of the whole database)."""
+        noun = {p.table: p.label for p in PARTS[self.kind]}
+        scope.tables = {t.table: TableDiff(t.table, noun.get(t.table, t.table), len(t.dump), len(t.live),
+                                           len(t.only_dump), len(t.only_live), len(t.changed)) for t in self.tables}
+        return scope
+
     def table(self, name: str) -> TableRows:
         return next(t for t in self.tables if t.table == name)
 

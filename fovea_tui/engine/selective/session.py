@@ -24,7 +24,7 @@ from fovea_tui.engine.progress import CancelToken, ProgressEvent, no_progress
 from fovea_tui.engine.restore.steps import stream_dump
 from fovea_tui.engine.selective.apply import ApplyResult, apply_changeset
 from fovea_tui.engine.selective.changeset import ChangeSet, build_changeset
-from fovea_tui.engine.selective.compare import Comparison, ScopeDiff, ScopeRows, compare, scope_rows
+from fovea_tui.engine.selective.compare import Comparison, ScopeDiff, ScopeRows, compare, scope_names, scope_rows
 from fovea_tui.engine.selective.scopes import KINDS, printable
 from fovea_tui.errors import SafetyRefusal, UsageError
 
@@ -71,15 +71,21 @@ class Session:
         return result
 
     def find(self, kind: str, wanted: str) -> ScopeDiff:
-        """The scope named `wanted` (id or name); UsageError naming it when there is none."""
-        comparison = self.comparison or self.compare((kind,))
-        scope = comparison.find(kind, wanted)
-        if scope is None:
-            many = sum(1 for s in comparison.scopes if s.kind == kind and s.name == wanted)
-            why = f"{many} {kind}s are named so: give its id" if many > 1 else \
-                f"no {kind} {printable(wanted)!r} in {self.dump.name} nor in the live database"
-            raise UsageError(why, key=f"--{kind}")
-        return scope
+        """The scope named `wanted` (id or name); UsageError naming it when there is none.
+
+        Without a comparison yet, only the names are read (no merge of every row)."""
+        if self.comparison is not None:
+            candidates = [s for s in self.comparison.scopes if s.kind == kind]
+        else:
+            dump, live = scope_names(self.db, kind, self.scratch), scope_names(self.db, kind, self.live)
+            candidates = [ScopeDiff(kind, sid, dump.get(sid) or live[sid], in_dump=sid in dump, in_live=sid in live)
+                          for sid in sorted(set(dump) | set(live))]
+        exact = [s for s in candidates if s.id == wanted] or [s for s in candidates if s.name == wanted]
+        if len(exact) == 1:
+            return exact[0]
+        why = f"{len(exact)} {kind}s are named so: give its id" if exact else \
+            f"no {kind} {printable(wanted)!r} in {self.dump.name} nor in the live database"
+        raise UsageError(why, key=f"--{kind}")
 
     def rows(self, scope: ScopeDiff) -> ScopeRows:
         return scope_rows(self.db, scope.kind, scope.id, scope.name, self.scratch, self.live)
