@@ -343,3 +343,23 @@ def test_persona_ontology_and_world_state_brought_back(install, capsys):
     assert (r["inserted"], r["updated"], r["deleted"]) == (1, 1, 0)
     assert install.psql(f"SELECT o::text FROM ontologies o WHERE \"personaId\" = '{pid}'") == ontology
     assert install.psql(f"SELECT w::text FROM world_state w WHERE \"userId\" = '{user}'") == world
+
+
+def test_dump_only_off_site_is_fetched_and_compared(fresh_direct_db, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FOVEA_TUI_PG_BIN", str(fresh_direct_db.bin_dir))
+    env_file, values = write_env(tmp_path)
+    data = direct_config(tmp_path, fresh_direct_db.url, env_file, backups={"offsite": str(tmp_path / "offsite")})
+    settings, cfg = settings_and_config(tmp_path, data)
+    backup = run_backup(settings)
+    assert backup.offsite
+    backup.path.unlink()  # the host's copy is gone: only the off-site one is left
+    inst = Install(fresh_direct_db, settings, cfg, values, backup.path)
+    a_id, a_name = videos(inst)[5]
+    then = count(inst, "annotations", f"\"videoId\" = '{a_id}'")
+    inst.psql(f"DELETE FROM annotations WHERE \"videoId\" = '{a_id}'")
+
+    code, out, err = inst.cli(capsys, "restore", backup.path.name, "--video", a_name, "--yes", "--json")
+    assert code == 0, err
+    assert count(inst, "annotations", f"\"videoId\" = '{a_id}'") == then
+    assert inst.scratch() == []
+    assert not [p for p in settings.state_dir.iterdir() if p.name.startswith("selective-")]  # the fetched copy

@@ -10,16 +10,23 @@ dropped first.
 from __future__ import annotations
 
 import contextlib
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 from fovea_tui.config import Settings
+from fovea_tui.engine.backups import manifest as mf
+from fovea_tui.engine.backups.inventory import OFFSITE, load_inventory
 from fovea_tui.engine.backups.verify import verify_dump
+from fovea_tui.engine.drill.choose import Chosen
+from fovea_tui.engine.drill.run import _fetch as drill_fetch
 from fovea_tui.engine.drill.run import _StreamCtx
 from fovea_tui.engine.infra.database import Database, open_database
+from fovea_tui.engine.infra.files import ensure_private_dir
 from fovea_tui.engine.infra.locks import acquire
+from fovea_tui.engine.infra.stores import open_store
 from fovea_tui.engine.progress import CancelToken, ProgressEvent, no_progress
 from fovea_tui.engine.restore.steps import stream_dump
 from fovea_tui.engine.selective.apply import ApplyResult, apply_changeset
@@ -32,14 +39,36 @@ SCRATCH_PREFIX = "fovea_selective_"
 LOCK_NAME = "selective"
 
 
-def resolve_dump(settings: Settings, wanted: str) -> Path:
-    """A local dump by path or by name in backups.dir (exit 2 naming it when there is none)."""
+def local_dump(settings: Settings, wanted: str) -> Path | None:
+    """A local dump by path or by name in backups.dir."""
     candidate = Path(wanted)
     for path in (candidate, settings.backups_dir / candidate.name):
         if path.is_file():
             return path
-    raise UsageError(f"no dump {wanted!r} in {settings.backups_dir}; `fovea-tui list` shows them "
-                     "(an off-site copy: `fovea-tui verify --fetch` or copy it into backups.dir first)", key="DUMP")
+    return None
+
+
+def fetch_offsite(settings: Settings, wanted: str, tmp: Path, progress, cancel: CancelToken
+                  ) -> tuple[Path, mf.Manifest] | None:
+    """The off-site copy of `wanted` fetched (and decrypted) into `tmp` as the drill does,
+    with its manifest; None when the store has no such dump with a manifest."""
+    if not settings.backups.offsite:
+        return None
+    inventory = load_inventory(settings, include_offsite=True,
+                               store=open_store(settings.backups.offsite, settings.s3))
+    entry = inventory.find(wanted)
+    if entry is None or entry.offsite is None or OFFSITE not in entry.manifests or inventory.store is None:
+        return None
+    key = entry.manifests[OFFSITE]
+    manifest = mf.parse(inventory.store.read_bytes(key), source=f"off-site manifest {key}")
+    chosen = Chosen(entry.name, "offsite", manifest, dump_key=entry.offsite.key, store=inventory.store)
+    return drill_fetch(settings, chosen, tmp, progress, cancel), manifest
+
+
+def _unknown(settings: Settings, wanted: str) -> UsageError:
+    where = f" nor off-site at {settings.backups.offsite}" if settings.backups.offsite else ""
+    return UsageError(f"no dump {wanted!r} in {settings.backups_dir}{where}; `fovea-tui list` shows them",
+                      key="DUMP")
 
 
 def scratch_databases(db: Database) -> list[str]:
@@ -107,9 +136,19 @@ def open_session(settings: Settings, dump: str, *, cancel: CancelToken | None = 
     """Verify `dump`, load it into a scratch database, yield the session; always drop it."""
     cancel = cancel or CancelToken()
     progress = progress or no_progress
-    path = resolve_dump(settings, dump)
-    with acquire(settings, LOCK_NAME, purpose=f"selective restore from {path.name}"):
-        verified = verify_dump(path, cancel=cancel, progress=progress)
+    path = local_dump(settings, dump)
+    if path is None and not settings.backups.offsite:
+        raise _unknown(settings, dump)
+    with acquire(settings, LOCK_NAME, purpose=f"selective restore from {Path(dump).name}"), \
+            tempfile.TemporaryDirectory(dir=ensure_private_dir(settings.state_dir), prefix="selective-") as tmp:
+        manifest = None
+        if path is None:
+            fetched = fetch_offsite(settings, dump, Path(tmp), progress, cancel)
+            if fetched is None:
+                raise _unknown(settings, dump)
+            path, manifest = fetched
+        verified = verify_dump(path, manifest, use_manifest_beside=manifest is None, cancel=cancel,
+                               progress=progress)
         if not verified.ok:
             raise SafetyRefusal(f"{path.name} is corrupt: " + "; ".join(verified.reasons),
                                 hint="pick another dump (`fovea-tui list`)")
