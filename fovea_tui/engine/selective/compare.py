@@ -165,28 +165,30 @@ def _hash_query(part: Part, columns: list[str]) -> str:
             f"FROM {from_clause(part)} ORDER BY {part.scope_expr} COLLATE \"C\", t.id COLLATE \"C\";")
 
 
-def _split(line: bytes) -> tuple[str, str, str]:
-    scope, rid, digest = line.decode("ascii").split("\t")
-    return scope, rid, digest
-
-
 def merge_part(db: Database, part: Part, columns: list[str], dump_db: str, live_db: str,
-               cancel: CancelToken) -> Iterator[tuple[str, str]]:
-    """Yield (scope id hex, what) for every row: what is 'same', 'dump', 'live' or 'changed'."""
+               cancel: CancelToken) -> Iterator[tuple[bytes, str]]:
+    """Yield (scope id hex, what) for every row: what is 'same', 'dump', 'live' or 'changed'.
+
+    A line is `scope-hex TAB id-hex TAB md5`: hex has no tab and tab sorts below every hex
+    digit, so comparing the bytes before the md5 orders lines as (scope, id) does."""
     query = _hash_query(part, columns)
-    left = map(_split, _lines(db, query, dump_db, cancel))
-    right = map(_split, _lines(db, query, live_db, cancel))
+    left = _lines(db, query, dump_db, cancel)
+    right = _lines(db, query, live_db, cancel)
     a, b = next(left, None), next(right, None)
     while a is not None or b is not None:
-        if b is None or (a is not None and (a[0], a[1]) < (b[0], b[1])):
-            assert a is not None
-            yield a[0], "dump"
+        ka = a[:-33] if a is not None else None
+        kb = b[:-33] if b is not None else None
+        if kb is None or (ka is not None and ka < kb):
+            assert a is not None and ka is not None
+            yield ka.partition(b"\t")[0], "dump"
             a = next(left, None)
-        elif a is None or (b[0], b[1]) < (a[0], a[1]):
-            yield b[0], "live"
+        elif ka is None or kb < ka:
+            assert b is not None
+            yield kb.partition(b"\t")[0], "live"
             b = next(right, None)
         else:
-            yield a[0], "same" if a[2] == b[2] else "changed"
+            assert a is not None and b is not None
+            yield ka.partition(b"\t")[0], "same" if a[-32:] == b[-32:] else "changed"
             a, b = next(left, None), next(right, None)
 
 
@@ -233,8 +235,11 @@ def compare(db: Database, dump_db: str, live_db: str, *, dump_name: str, kinds: 
             if progress is not None:
                 progress(part.table)
             columns = common_columns(live_cols, dump_cols, part.table)
+            ids: dict[bytes, str] = {}
             for scope_hex, what in merge_part(db, part, columns, dump_db, live_db, cancel):
-                scope = scopes.get((kind, _unhex(scope_hex)))
+                if scope_hex not in ids:
+                    ids[scope_hex] = _unhex(scope_hex.decode("ascii"))
+                scope = scopes.get((kind, ids[scope_hex]))
                 if scope is None:
                     continue
                 t = scope.tables[part.table]
