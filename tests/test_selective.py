@@ -284,6 +284,8 @@ def test_hostile_video_name_and_unknown_names(install, capsys):
     assert code == 2 and "nope.sql.gz" in err
     code, out, err = install.cli(capsys, "restore", dump.name, "--mode", "add-missing", "--yes")
     assert code == 2 and "--mode" in err
+    code, out, err = install.cli(capsys, "restore", dump.name, "--video", vid, "--skip-migrate", "--yes")
+    assert code == 2 and "--skip-migrate" in err
     assert install.scratch() == []
 
 

@@ -123,9 +123,11 @@ def check_restore_flags(args) -> None:
                 raise UsageError(f"--{flag.replace('_', '-')} goes with --video or --persona",
                                  key=f"--{flag.replace('_', '-')}")
         return
-    for flag in ("resume", "rollback", "follow"):
-        if getattr(args, flag):
-            raise UsageError(f"--{flag} is for whole restores, not with --video/--persona", key=f"--{flag}")
+    for flag in ("resume", "rollback", "follow", "skip_migrate", "no_rollback", "allow_missing_videos",
+                 "accept_mismatch", "force_after_success"):
+        if getattr(args, flag, None):
+            name = "--" + flag.replace("_", "-")
+            raise UsageError(f"{name} is for whole restores, not with --video/--persona", key=name)
     if args.recreate_personas and args.leave_out_orphans:
         raise UsageError("choose --recreate-personas or --leave-out-orphans, not both", key="--leave-out-orphans")
     if not args.dump:
