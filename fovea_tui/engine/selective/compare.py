@@ -97,14 +97,6 @@ class Comparison:
     def differing(self) -> list[ScopeDiff]:
         return [s for s in self.scopes if s.differs or s.in_dump != s.in_live]
 
-    def find(self, kind: str, wanted: str) -> ScopeDiff | None:
-        """A scope by id or by name (filename, persona name)."""
-        for s in self.scopes:
-            if s.kind == kind and s.id == wanted:
-                return s
-        named = [s for s in self.scopes if s.kind == kind and s.name == wanted]
-        return named[0] if len(named) == 1 else None
-
     def as_dict(self) -> dict[str, Any]:
         return {"dump": self.dump, "database": self.database, "duration_s": round(self.duration_s, 3),
                 "warnings": self.warnings, "differing": len(self.differing),
@@ -209,20 +201,14 @@ def scope_names(db: Database, kind: str, database: str) -> dict[str, str]:
 
 
 def compare(db: Database, dump_db: str, live_db: str, *, dump_name: str, kinds: tuple[str, ...],
-            cancel: CancelToken, progress=None, only: dict[str, str] | None = None) -> Comparison:
-    """Count, per scope and table, the rows only in the dump, only live and changed.
-
-    `only` ({kind: scope id}) keeps just those scopes in the result (the merge still streams
-    the tables once each).
-    """
+            cancel: CancelToken, progress=None) -> Comparison:
+    """Count, per scope and table, the rows only in the dump, only live and changed."""
     live_cols, dump_cols = table_columns(db, live_db), table_columns(db, dump_db)
     warnings: list[str] = []
     scopes: dict[tuple[str, str], ScopeDiff] = {}
     for kind in kinds:
         dump_names, live_names = scope_names(db, kind, dump_db), scope_names(db, kind, live_db)
         for sid in set(dump_names) | set(live_names):
-            if only and kind in only and only[kind] != sid:
-                continue
             scopes[(kind, sid)] = ScopeDiff(kind, sid, dump_names.get(sid) or live_names[sid],
                                             in_dump=sid in dump_names, in_live=sid in live_names,
                                             tables={p.table: TableDiff(p.table, p.label) for p in PARTS[kind]})

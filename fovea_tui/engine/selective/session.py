@@ -90,11 +90,10 @@ class Session:
     def live(self) -> str:
         return self.db.name
 
-    def compare(self, kinds: tuple[str, ...] = KINDS, only: dict[str, str] | None = None,
-                progress: Callable[[str], None] | None = None) -> Comparison:
+    def compare(self, kinds: tuple[str, ...] = KINDS, progress: Callable[[str], None] | None = None) -> Comparison:
         t0 = time.monotonic()
         result = compare(self.db, self.scratch, self.live, dump_name=self.dump.name, kinds=kinds,
-                         cancel=self.cancel, progress=progress, only=only)
+                         cancel=self.cancel, progress=progress)
         result.duration_s = time.monotonic() - t0
         self.comparison = result
         return result
