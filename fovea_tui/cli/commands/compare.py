@@ -66,8 +66,8 @@ def render(comparison) -> str:
     if differing:
         first = differing[0]
         lines.append("")
-        lines.append(f"rows of one: `fovea-tui compare {comparison.dump} --{first.kind} ID`; bring one back: "
-                     f"`fovea-tui restore {comparison.dump} --{first.kind} ID --dry-run`")
+        lines.append(f"rows of the first: `fovea-tui compare {comparison.dump} --{first.kind} {first.id}`; "
+                     f"bring it back: `fovea-tui restore {comparison.dump} --{first.kind} {first.id} --dry-run`")
     return "\n".join(lines)
 
 

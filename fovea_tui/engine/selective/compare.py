@@ -75,8 +75,10 @@ class ScopeDiff:
                 continue
             if t.dump != t.live:
                 parts.append(f"{t.dump} {t.noun} then, {t.live} now")
-            elif t.differs:
-                parts.append(f"{t.differs} {t.noun} differ")
+            if t.changed:
+                parts.append(f"{t.changed} {t.noun} changed")
+            elif t.dump == t.live and t.differs:
+                parts.append(f"{t.only_dump} {t.noun} only then, {t.only_live} only now")
         return f"{printable(self.name)}: " + ("; ".join(parts) if parts else "same")
 
     def as_dict(self) -> dict[str, Any]:
