@@ -25,8 +25,10 @@ from fovea_tui.cli.main import main
 from fovea_tui.config import Settings
 from fovea_tui.engine.backups.pipeline import run_backup
 from fovea_tui.engine.infra import audit
+from fovea_tui.engine.infra.locks import acquire
 from fovea_tui.engine.selective.apply import ConcurrentEdit
 from fovea_tui.engine.selective.session import SCRATCH_PREFIX, open_session
+from fovea_tui.errors import SafetyRefusal
 
 
 @dataclass
@@ -235,6 +237,14 @@ def test_rows_edited_since_the_comparison_are_detected_and_nothing_changes(insta
     assert install.psql(f"SELECT label FROM annotations WHERE id = '{ids[0]}'") == "mine"  # rolled back
     assert not list((install.settings.backups_dir / "selective-undo").glob("*.json"))
     assert install.scratch() == []
+
+    # a whole restore running meanwhile: it is about to replace this database
+    with open_session(install.settings, install.dump.name) as session:
+        cs = session.changeset(session.find("video", a_name), "replace")
+        with acquire(install.settings, "backups", purpose="restore (job 123)"), pytest.raises(SafetyRefusal) as refused:
+            session.apply(cs)
+    assert "whole restore is running" in str(refused.value)
+    assert install.psql(f"SELECT label FROM annotations WHERE id = '{ids[0]}'") == "mine"
 
     # a row added to the video meanwhile: replace would not have shown it, so it is named too
     with open_session(install.settings, install.dump.name) as session:

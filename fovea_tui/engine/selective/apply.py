@@ -26,6 +26,7 @@ from fovea_tui.config import Settings
 from fovea_tui.engine.infra import audit
 from fovea_tui.engine.infra.database import Database, DatabaseError, quote_ident, quote_literal
 from fovea_tui.engine.infra.files import ensure_private_dir, write_atomic
+from fovea_tui.engine.infra.locks import holder
 from fovea_tui.engine.selective.changeset import ADD_MISSING, ANY, OR_ABSENT, Change, ChangeSet, inverse
 from fovea_tui.engine.selective.scopes import PARTS, from_clause, hex_of, printable, row_hash, scope_filter
 from fovea_tui.errors import OperationFailed, SafetyRefusal
@@ -217,6 +218,10 @@ def apply_changeset(settings: Settings, db: Database, cs: ChangeSet, *, action: 
     """Write the undo file, then run the transaction; ConcurrentEdit when rows moved since."""
     if cs.database != db.name:
         raise SafetyRefusal(f"this change set is for database {cs.database!r}, the install's is {db.name!r}")
+    running = holder(settings, "backups")
+    if running is not None and running.purpose.startswith("restore"):
+        raise SafetyRefusal(f"a whole restore is running ({running.describe()}): it replaces the database "
+                            "these rows would go to", hint="wait for it to finish, then compare again")
     t0 = time.monotonic()
     now = now or datetime.now(UTC)
     details = {"kind": cs.kind, "scope": cs.scope_id, "name": cs.scope_name, "dump": cs.dump, "mode": cs.mode,
