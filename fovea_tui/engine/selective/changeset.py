@@ -154,6 +154,11 @@ def build_changeset(db: Database, rows: ScopeRows, *, dump: str, dump_db: str, l
         cs.changes += _table_changes(t, mode)
         if mode == REPLACE:
             cs.known[t.table] = sorted(t.live)
+    video = next((c for c in cs.changes if c.table == "videos" and c.action == "insert"), None)
+    if video is not None:
+        cs.notes.append(f"the video row is re-created: its file ({printable(str(_field(video.row, 'path')))}) "
+                        "must be in the video storage, or the backend's next video sync deletes the row and its "
+                        "annotations again (`fovea-tui sync --pull` brings files back from the volume copy)")
     if rows.kind == VIDEO:
         _personas(db, cs, rows, dump_db, live_db, recreate_personas, leave_out_orphans)
     return cs
