@@ -376,3 +376,15 @@ def test_dump_only_off_site_is_fetched_and_compared(fresh_direct_db, tmp_path, m
     assert count(inst, "annotations", f"\"videoId\" = '{a_id}'") == then
     assert inst.scratch() == []
     assert not [p for p in settings.state_dir.iterdir() if p.name.startswith("selective-")]  # the fetched copy
+
+
+def test_no_undo_file_no_change(install, capsys):
+    """The undo file cannot be written (its place taken, as a full or read-only disk would):
+    one line saying so, exit 1, and not one row changed."""
+    a_id, a_name = videos(install)[6]
+    install.psql(f"DELETE FROM annotations WHERE \"videoId\" = '{a_id}'")
+    (install.settings.backups_dir / "selective-undo").write_text("not a directory")
+    code, out, err = install.cli(capsys, "restore", install.dump.name, "--video", a_name, "--yes")
+    assert code == 1 and "selective-undo" in err and "nothing was changed" in err and "Traceback" not in err
+    assert count(install, "annotations", f"\"videoId\" = '{a_id}'") == 0
+    assert install.scratch() == []

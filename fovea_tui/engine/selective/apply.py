@@ -89,11 +89,12 @@ def undo_path(settings: Settings, cs: ChangeSet, now: datetime) -> Path:
 def write_undo(settings: Settings, cs: ChangeSet, now: datetime) -> Path:
     data = {"format": UNDO_FORMAT, "created_at": now.isoformat(), "changeset": inverse(cs).as_dict(rows=True)}
     path = undo_path(settings, cs, now)
-    ensure_private_dir(path.parent)
     try:
+        ensure_private_dir(path.parent)
         return write_atomic(path, json.dumps(data, ensure_ascii=False))
-    except OSError as exc:
-        raise OperationFailed(f"cannot write the undo file {path}: {exc.strerror or exc}; nothing was changed",
+    except (OSError, OperationFailed) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise OperationFailed(f"cannot write the undo file {path}: {why}; nothing was changed",
                               hint="backups.dir must be writable and have room") from None
 
 
