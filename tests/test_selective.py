@@ -120,7 +120,11 @@ def test_compare_and_bring_back_one_video_keeping_new_work_elsewhere(install, ca
     assert (cs["inserted"], cs["updated"], cs["deleted"]) == (a_then - 4, 0, 0)
     assert count(install, "annotations", f"\"videoId\" = '{a_id}'") == 4  # a dry run changes nothing
 
-    code, out, err = install.cli(capsys, "restore", install.dump.name, "--video", a_name, "--yes", "--json")
+    old_umask = os.umask(0)  # a careless shell: the undo file holds rows, it must stay private anyway
+    try:
+        code, out, err = install.cli(capsys, "restore", install.dump.name, "--video", a_name, "--yes", "--json")
+    finally:
+        os.umask(old_umask)
     assert code == 0, err
     result = json.loads(out)["results"][0]
     assert result["inserted"] == a_then - 4
@@ -128,7 +132,7 @@ def test_compare_and_bring_back_one_video_keeping_new_work_elsewhere(install, ca
     assert count(install, "annotations", f"\"videoId\" = '{b_id}'") == b_then + 1  # this week's work stays
     undo = Path(result["undo_file"])
     assert undo.parent == install.settings.backups_dir / "selective-undo"
-    assert stat.S_IMODE(undo.stat().st_mode) == 0o600
+    assert stat.S_IMODE(undo.stat().st_mode) == 0o600 and stat.S_IMODE(undo.parent.stat().st_mode) == 0o700
     no_secret(install, undo.name, out, err)
     assert install.scratch() == []
     entry = audit.read(install.settings, action="selective-restore")[-1]
