@@ -4,6 +4,7 @@ screen drops the scratch database."""
 
 from __future__ import annotations
 
+import pytest
 from support.tui import all_rows_shown, asynctest, make_app, wait_for
 from test_selective import count, install, videos  # noqa: F401 - `install` is the fixture
 from textual.widgets import DataTable, Static
@@ -18,13 +19,14 @@ def detail(screen) -> str:
     return str(screen.query_one("#detail", Static).render())
 
 
+@pytest.mark.parametrize("size", [(140, 40), (80, 24)])
 @asynctest
-async def test_compare_screen_brings_back_one_video(install):  # noqa: F811
+async def test_compare_screen_brings_back_one_video(install, size):  # noqa: F811
     a_id, a_name = videos(install)[0]
     then = count(install, "annotations", f"\"videoId\" = '{a_id}'")
     install.psql(f"DELETE FROM annotations WHERE \"videoId\" = '{a_id}'")
     app = make_app(install.settings)
-    async with app.run_test(size=(140, 40)) as pilot:
+    async with app.run_test(size=size) as pilot:
         await pilot.press("b")
         await wait_for(pilot, lambda: isinstance(app.screen, BackupsScreen) and all_rows_shown(app.screen))
         assert ("c", "Compare with live") in screen_keys(app.screen)  # what `?` lists for this screen
