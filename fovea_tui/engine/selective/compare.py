@@ -154,12 +154,8 @@ def _lines(db: Database, sql: str, database: str, cancel: CancelToken) -> Iterat
         raise DatabaseError(f"psql on {db.describe()} failed: {condense(proc.stderr_text)}")
 
 
-#: Each side's sort of (scope, id) fits in memory for millions of rows instead of spilling to disk.
-SORT_MEMORY = "SET work_mem = '128MB';"
-
-
 def _hash_query(part: Part, columns: list[str]) -> str:
-    return (f"{SORT_MEMORY} SELECT {hex_of(part.scope_expr)} || chr(9) || {hex_of('t.id')} || chr(9) || {row_hash(columns)} "
+    return (f"SELECT {hex_of(part.scope_expr)} || chr(9) || {hex_of('t.id')} || chr(9) || {row_hash(columns)} "
             f"FROM {from_clause(part)} ORDER BY {part.scope_expr} COLLATE \"C\", t.id COLLATE \"C\";")
 
 
