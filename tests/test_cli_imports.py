@@ -66,3 +66,15 @@ def test_unknown_command_is_a_usage_error_naming_the_choices(word):
     assert f"invalid choice: '{word}'" in result.stderr
     assert "'run-nightly'" in result.stderr and "'restore'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_no_docker_socket_is_said_without_importing_the_docker_package(tmp_path):
+    config = tmp_path / "fovea-tui.toml"
+    config.write_text('[database]\nmode = "docker"\n'
+                      f'[backups]\ndir = "{tmp_path / "b"}"\n[volume]\npath = "{tmp_path / "v"}"\n'
+                      f'[install]\nenv_file = "{tmp_path / ".env"}"\n')
+    result = run("--config", str(config), "status", "--json")
+    report = json.loads(result.stdout.strip().rsplit("\n", 1)[0])
+    assert "no Docker engine answers on this host" in report["stack"]["error"], report["stack"]
+    assert "no Docker engine answers on this host" in report["database"]["error"], report["database"]
+    assert "docker" not in imported(result)
