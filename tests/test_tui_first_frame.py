@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fovea_tui.tui.app import JOB_ACTIONS
+from fovea_tui.tui.app import JOB_ACTIONS, EngineCall
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -31,4 +31,6 @@ def test_every_job_action_names_a_function_that_exists():
     from fovea_tui.engine.backups.pipeline import run_backup
     from fovea_tui.engine.volume.sync import run_sync
 
-    assert {name: job.load() for name, job in JOB_ACTIONS.items()} == {"backup": run_backup, "sync": run_sync}
+    runs = {name: job.run for name, job in JOB_ACTIONS.items()}
+    assert all(isinstance(run, EngineCall) for run in runs.values())
+    assert {name: run.resolve() for name, run in runs.items()} == {"backup": run_backup, "sync": run_sync}

@@ -83,21 +83,32 @@ class JobAction:
 
     kind: str
     title: str
-    runs: str  # "module:function", imported when the job starts (not for the first frame)
+    run: Callable[..., Any]
     key: str
     help: str
     kwargs: dict[str, Any] = field(default_factory=dict)
 
-    def load(self) -> Callable[..., Any]:
-        module, _, attr = self.runs.partition(":")
+
+@dataclass(frozen=True)
+class EngineCall:
+    """An engine function named "module:function", imported when first called: the first
+    frame does not load the engine of every job the app can start."""
+
+    target: str
+
+    def resolve(self) -> Callable[..., Any]:
+        module, _, attr = self.target.partition(":")
         return getattr(importlib.import_module(module), attr)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.resolve()(*args, **kwargs)
 
 
 JOB_ACTIONS: dict[str, JobAction] = {
-    "backup": JobAction("backup", "Back up now", "fovea_tui.engine.backups.pipeline:run_backup", "B",
+    "backup": JobAction("backup", "Back up now", EngineCall("fovea_tui.engine.backups.pipeline:run_backup"), "B",
                         "dump the database, copy the env file, upload both off-site; in the background",
                         {"offsite": True}),
-    "sync": JobAction("sync", "Sync videos now", "fovea_tui.engine.volume.sync:run_sync", "V",
+    "sync": JobAction("sync", "Sync videos now", EngineCall("fovea_tui.engine.volume.sync:run_sync"), "V",
                       "copy new videos to the off-site target; in the background",
                       {"dry_run": False, "pull": False, "to": None, "replace_changed": False}),
 }
@@ -445,7 +456,7 @@ class FoveaApp(App):
 
     def start_job(self, action: str) -> None:
         job = JOB_ACTIONS[action]
-        self.jobs.start(job.kind, job.title, job.load(), self.settings, **job.kwargs)
+        self.jobs.start(job.kind, job.title, job.run, self.settings, **job.kwargs)
         self.jobs_changed.publish(None)
 
     def action_backup(self) -> None:
