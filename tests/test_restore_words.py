@@ -143,7 +143,12 @@ def _controlling_tty() -> None:
 def test_the_typed_name_follows_the_prompt_on_a_terminal(direct):
     """On a terminal (a pty, as over SSH) the bar of the steps before the question is stopped:
     nothing is drawn while the operator types, and the name lands right after the prompt."""
-    settings, config, dump, db = direct
+    from fovea_tui.engine.backups.pipeline import run_backup
+
+    settings, config, _small, db = direct
+    # a dump big enough that its pre-flight read draws the bar before the question
+    db.psql("CREATE TABLE ballast AS SELECT g AS id, md5(g::text) AS t FROM generate_series(1, 1500000) g;")
+    dump = run_backup(settings, offsite=False).path
     master, slave = os.openpty()
     os.set_blocking(master, True)
     env = {**os.environ, "COLUMNS": "100", "LINES": "30", "TERM": "xterm-256color"}
@@ -154,6 +159,7 @@ def test_the_typed_name_follows_the_prompt_on_a_terminal(direct):
         prompt = f"Type the database name ({db.name}) to go ahead, anything else to cancel: ".encode()
         before = _read_until(master, prompt, 120)
         assert prompt in before, before.decode(errors="replace")[-2000:]
+        assert "━" in before.decode(errors="replace")  # the bar was drawn
         assert before.endswith(prompt), before[-300:]  # nothing drawn after the question
         time.sleep(1.5)  # a live bar refreshes 10 times a second: it would draw here
         ready, _, _ = select.select([master], [], [], 0)
