@@ -7,11 +7,9 @@ from __future__ import annotations
 import json
 import os
 import stat
-import subprocess
 from pathlib import Path
 
 import pytest
-from support.services import unavailable
 
 from fovea_tui.cli.main import main
 from fovea_tui.config import BackupSettings, Settings, VolumeSettings, render_toml
@@ -20,22 +18,6 @@ from fovea_tui.engine.infra.targets import check_location, check_locations, sugg
 
 def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
-
-
-@pytest.fixture
-def read_only_dir(tmp_path):
-    """A directory on a read-only tmpfs: root's bypass of file modes does not help here."""
-    mnt = tmp_path / "ro"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if r.returncode != 0:
-        unavailable(f"cannot mount a tmpfs here: {r.stderr.strip()}")
-    try:
-        (mnt / "existing").mkdir()
-        subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True, capture_output=True)
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
 def _sync_config(tmp_path: Path, target: Path) -> str:

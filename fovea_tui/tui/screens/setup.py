@@ -14,8 +14,17 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
-from fovea_tui.config import Settings, render_toml, save_settings, settings_from_dict, user_config_path
+from fovea_tui.config import (
+    BackupSettings,
+    Settings,
+    VolumeSettings,
+    render_toml,
+    save_settings,
+    settings_from_dict,
+    user_config_path,
+)
 from fovea_tui.engine.infra import audit
+from fovea_tui.engine.infra.targets import LocationCheck, check_locations, suggest_backups_dir
 from fovea_tui.errors import FoveaError
 from fovea_tui.tui.typed import FoveaAppAccess
 from fovea_tui.tui.widgets.confirm import ConfirmDialog
@@ -79,9 +88,28 @@ class Discovered(Message):
         self.found = found
 
 
+class LocationsChecked(Message):
+    """The engine's verdicts on the location fields; `then_save` carries the settings to save
+    when every verdict is good."""
+
+    def __init__(self, checks: list[LocationCheck], then_save: Settings | None = None) -> None:
+        super().__init__()
+        self.checks = checks
+        self.then_save = then_save
+
+
+# The location fields: config key -> (widget id, placeholder).
+LOCATIONS = {
+    "backups.dir": ("setup-backups", "/var/backups/fovea"),
+    "backups.offsite": ("setup-offsite", "s3://bucket/fovea/backups/ or a second disk, e.g. /mnt/backup-disk/fovea"),
+    "volume.target": ("setup-target", "s3://bucket/fovea/videos/ or a second disk, e.g. /mnt/backup-disk/videos"),
+}
+
+
 class SetupScreen(FoveaAppAccess, ModalScreen[None]):  # type: ignore[misc]  # `app` narrowed to the FoveaApp
     """Offers what discovery found; saving writes a config file (after showing it)."""
 
+    AUTO_FOCUS = "#setup-save"  # Enter saves; skipping is a choice made on purpose
     BINDINGS = [Binding("escape", "skip", "Skip")]
     DEFAULT_CSS = """
     SetupScreen { align: center middle; }
@@ -92,6 +120,7 @@ class SetupScreen(FoveaAppAccess, ModalScreen[None]):  # type: ignore[misc]  # `
     SetupScreen VerticalScroll { height: auto; max-height: 30; }
     SetupScreen Label.key { padding-top: 1; text-style: bold; }
     SetupScreen .found { color: $text-muted; height: auto; }
+    SetupScreen .found.-refused { color: $error; text-style: bold; }
     SetupScreen #setup-buttons { height: auto; align-horizontal: right; padding-top: 1; }
     SetupScreen #setup-buttons Button { margin-left: 2; }
     """
@@ -116,6 +145,15 @@ class SetupScreen(FoveaAppAccess, ModalScreen[None]):  # type: ignore[misc]  # `
                 yield Label("database mode", classes="key")
                 yield Select([("docker", "docker"), ("direct", "direct")], value=s.database.mode,
                              id="setup-mode", allow_blank=False)
+                yield Label("backups directory (backups.dir)", classes="key")
+                yield Input(s.backups.dir, id="setup-backups", placeholder=LOCATIONS["backups.dir"][1])
+                yield Static("", id="setup-backups-check", classes="found")
+                yield Label("off-site copies of the backups (backups.offsite)", classes="key")
+                yield Input(s.backups.offsite, id="setup-offsite", placeholder=LOCATIONS["backups.offsite"][1])
+                yield Static("", id="setup-offsite-check", classes="found")
+                yield Label("copy of the videos (volume.target)", classes="key")
+                yield Input(s.volume.target, id="setup-target", placeholder=LOCATIONS["volume.target"][1])
+                yield Static("", id="setup-target-check", classes="found")
                 yield Label("off-site copies", classes="key")
                 yield Static("Encrypt them: generate an age key here (its public part goes into [encryption] "
                              "recipients; keep a copy of the key away from this host).", classes="found")
@@ -129,17 +167,61 @@ class SetupScreen(FoveaAppAccess, ModalScreen[None]):  # type: ignore[misc]  # `
     def on_mount(self) -> None:
         for box in self.query(Input):
             box.cursor_blink = self.app.cursor_blink
+        self.found = Discovery()
         self.run_discovery()
+        self.check_fields()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id in {wid for wid, _ in LOCATIONS.values()} or event.input.id == "setup-volume":
+            self.check_fields()
+
+    def _locations(self) -> Settings:
+        """The location fields as settings, unvalidated: what the engine's checks read."""
+        value = {key: self.query_one(f"#{wid}", Input).value.strip() for key, (wid, _) in LOCATIONS.items()}
+        return Settings(backups=BackupSettings(dir=value["backups.dir"], offsite=value["backups.offsite"]),
+                        volume=VolumeSettings(path=self.query_one("#setup-volume", Input).value.strip(),
+                                              target=value["volume.target"]))
+
+    def check_fields(self) -> None:
+        self._check(self._locations())
+
+    @work(thread=True, exclusive=True, group="locations", exit_on_error=False)
+    def _check(self, settings: Settings) -> None:
+        """Probing a directory can hang on a dead network mount: never on the UI thread."""
+        self.post_message(LocationsChecked(check_locations(settings)))
+
+    @work(thread=True, exclusive=True, group="save-check", exit_on_error=False)
+    def _check_before_saving(self, new: Settings) -> None:
+        """The same checks, apart: a field edited meanwhile must not cancel the save."""
+        self.post_message(LocationsChecked(check_locations(new), new))
+
+    def on_locations_checked(self, message: LocationsChecked) -> None:
+        refused = [c for c in message.checks if not c.ok]
+        for check in message.checks:
+            line = self.query_one(f"#{LOCATIONS[check.key][0]}-check", Static)
+            line.update(escape(check.verdict if check.ok else f"refused: {check.verdict}"))
+            line.set_class(not check.ok, "-refused")
+        if message.then_save is None:
+            return
+        if refused:
+            first = refused[0]
+            self.notify(f"{first.key}: {first.verdict}", title="Not saved", severity="error", timeout=15)
+            self.query_one(f"#{LOCATIONS[first.key][0]}", Input).focus()
+            return
+        self._confirm_save(message.then_save)
 
     @work(thread=True, exclusive=True, group="discovery", exit_on_error=False)
     def run_discovery(self) -> None:
         self.post_message(Discovered(discover(self.app.settings.stack.backend_service)))
 
     def on_discovered(self, message: Discovered) -> None:
-        found = message.found
+        found = self.found = message.found
         if found.projects:
             first = next(iter(found.projects))
             self.query_one("#setup-project", Input).value = first
+            backups = self.query_one("#setup-backups", Input)
+            if self.app.settings.source is None and backups.value == BackupSettings().dir:
+                backups.value = suggest_backups_dir(first)
             self.query_one("#found-project", Static).update("found: " + ", ".join(found.projects))
         else:
             why = f" ({found.engine})" if found.engine else ""
@@ -181,6 +263,9 @@ class SetupScreen(FoveaAppAccess, ModalScreen[None]):  # type: ignore[misc]  # `
         data["install"]["env_file"] = self.query_one("#setup-env", Input).value.strip()
         data["volume"]["path"] = self.query_one("#setup-volume", Input).value.strip()
         data["database"]["mode"] = self.query_one("#setup-mode", Select).value
+        data["backups"]["dir"] = self.query_one("#setup-backups", Input).value.strip()
+        data["backups"]["offsite"] = self.query_one("#setup-offsite", Input).value.strip()
+        data["volume"]["target"] = self.query_one("#setup-target", Input).value.strip()
         return settings_from_dict(data)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
@@ -212,14 +297,34 @@ class SetupScreen(FoveaAppAccess, ModalScreen[None]):  # type: ignore[misc]  # `
         self.query_one("#setup-keygen", Button).disabled = True
 
     def action_skip(self) -> None:
-        self.dismiss(None)
+        """Skipping a first run that found an install asks first: it leaves built-in defaults."""
+        if self.app.settings.source is not None or not self.found.projects:
+            self.dismiss(None)
+            return
+        found = ", ".join(self.found.projects)
+        defaults = Settings()
+
+        def decided(skip: bool | None) -> None:
+            if skip:
+                self.dismiss(None)
+
+        self.app.push_screen(ConfirmDialog(
+            f"Skip setup? Nothing is saved and fovea-tui runs on its built-in defaults: compose project "
+            f"{defaults.install.compose_project!r}, backups in {defaults.backups.dir}. This host has {found}, "
+            f"so the dashboard would alert about a project that does not exist here. "
+            f"Setup comes back with the palette (ctrl+p, \"Setup\").",
+            confirm_label="Skip", cancel_label="Back to setup", title="Skip setup"), decided)
 
     def action_save(self) -> None:
+        """Check the locations in the engine (off the UI thread), then show the file to write."""
         try:
             new = self.proposed()
         except FoveaError as exc:
             self.notify(str(exc), title="Not saved", severity="error")
             return
+        self._check_before_saving(new)
+
+    def _confirm_save(self, new: Settings) -> None:
         target = self.target()
         text = render_toml(new)
         diff = "".join(f"+{line}\n" for line in text.splitlines())
