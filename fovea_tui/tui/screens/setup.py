@@ -42,6 +42,7 @@ class Discovery:
     env_files: list[str] = field(default_factory=list)
     volume_paths: list[str] = field(default_factory=list)
     has_postgres: dict[str, bool] = field(default_factory=dict)
+    volume_of: dict[str, str] = field(default_factory=dict)  # project -> its backend's /videos mount
 
 
 def discover(backend_service: str = "backend") -> Discovery:
@@ -70,6 +71,7 @@ def discover(backend_service: str = "backend") -> Discovery:
         if service == backend_service:
             for mount in c.attrs.get("Mounts") or []:
                 if mount.get("Destination") == "/videos" and mount.get("Source"):
+                    found.volume_of.setdefault(project, mount["Source"])
                     if mount["Source"] not in found.volume_paths:
                         found.volume_paths.append(mount["Source"])
     candidates = [Path(wd) / ".env" for wd in found.projects.values() if wd] + [DEFAULT_ENV]
@@ -101,8 +103,8 @@ class LocationsChecked(Message):
 # The location fields: config key -> (widget id, placeholder).
 LOCATIONS = {
     "backups.dir": ("setup-backups", "/var/backups/fovea"),
-    "backups.offsite": ("setup-offsite", "s3://bucket/fovea/backups/ or a second disk, e.g. /mnt/backup-disk/fovea"),
-    "volume.target": ("setup-target", "s3://bucket/fovea/videos/ or a second disk, e.g. /mnt/backup-disk/videos"),
+    "backups.offsite": ("setup-offsite", "s3://bucket/fovea/backups/ or /mnt/other-disk/fovea"),
+    "volume.target": ("setup-target", "s3://bucket/fovea/videos/ or /mnt/other-disk/videos"),
 }
 
 
@@ -110,14 +112,15 @@ class SetupScreen(FoveaAppAccess, ModalScreen[None]):  # type: ignore[misc]  # `
     """Offers what discovery found; saving writes a config file (after showing it)."""
 
     AUTO_FOCUS = "#setup-save"  # Enter saves; skipping is a choice made on purpose
-    BINDINGS = [Binding("escape", "skip", "Skip")]
+    BINDINGS = [Binding("escape", "skip", "Skip"), Binding("ctrl+s", "save", "Save", priority=True)]
     DEFAULT_CSS = """
     SetupScreen { align: center middle; }
     SetupScreen > Vertical {
-        width: 90%; max-width: 100; height: auto; max-height: 95%;
+        width: 90%; max-width: 100; height: 95%; max-height: 48;
         border: thick $primary; background: $surface; padding: 0 1;
     }
-    SetupScreen VerticalScroll { height: auto; max-height: 30; }
+    SetupScreen VerticalScroll { height: 1fr; }  /* the buttons below stay on screen at 80x24 */
+    SetupScreen.-narrow > Vertical { width: 100%; }
     SetupScreen Label.key { padding-top: 1; text-style: bold; }
     SetupScreen .found { color: $text-muted; height: auto; }
     SetupScreen .found.-refused { color: $error; text-style: bold; }
@@ -154,15 +157,15 @@ class SetupScreen(FoveaAppAccess, ModalScreen[None]):  # type: ignore[misc]  # `
                 yield Label("copy of the videos (volume.target)", classes="key")
                 yield Input(s.volume.target, id="setup-target", placeholder=LOCATIONS["volume.target"][1])
                 yield Static("", id="setup-target-check", classes="found")
-                yield Label("off-site copies", classes="key")
-                yield Static("Encrypt them: generate an age key here (its public part goes into [encryption] "
-                             "recipients; keep a copy of the key away from this host).", classes="found")
+                yield Label("encryption of the off-site copies", classes="key")
+                yield Static(escape("Encrypt them: generate an age key here (its public part goes into [encryption] "
+                                    "recipients; keep a copy of the key away from this host)."), classes="found")
                 yield Static("", id="setup-key", classes="found")
             with Horizontal(id="setup-buttons"):
-                yield Button("Recover this install from an off-site copy…", id="setup-recover")
-                yield Button("Generate an encryption key", id="setup-keygen")
-                yield Button("Skip (escape)", id="setup-skip")
-                yield Button("Save…", id="setup-save", variant="primary")
+                yield Button("Recover from off-site…", id="setup-recover", compact=True)
+                yield Button("Generate a key", id="setup-keygen", compact=True)
+                yield Button("Skip (esc)", id="setup-skip", compact=True)
+                yield Button("Save… (ctrl+s)", id="setup-save", variant="primary", compact=True)
 
     def on_mount(self) -> None:
         for box in self.query(Input):
@@ -228,12 +231,15 @@ class SetupScreen(FoveaAppAccess, ModalScreen[None]):  # type: ignore[misc]  # `
             self.query_one("#found-project", Static).update(f"no compose project found{escape(why)}")
             self.query_one("#setup-mode", Select).value = "direct" if found.engine else "docker"
         if found.env_files:
-            self.query_one("#setup-env", Input).value = found.env_files[0]
+            beside = [e for e in found.env_files if found.projects and
+                      Path(e).parent == Path(next(iter(found.projects.values())) or "/nonexistent")]
+            self.query_one("#setup-env", Input).value = (beside or found.env_files)[0]  # the chosen project's own
             self.query_one("#found-env", Static).update("found: " + escape(", ".join(found.env_files)))
         else:
             self.query_one("#found-env", Static).update("no .env found beside a compose project or in /opt/fovea")
         if found.volume_paths:
-            self.query_one("#setup-volume", Input).value = found.volume_paths[0]
+            chosen = found.volume_of.get(next(iter(found.projects), ""), found.volume_paths[0])
+            self.query_one("#setup-volume", Input).value = chosen
             self.query_one("#found-volume", Static).update(
                 "the backend's /videos mount: " + escape(", ".join(found.volume_paths)))
         else:
