@@ -180,7 +180,7 @@ class DirectoryStore(Store):
 
     def _missing(self) -> StoreError:
         return StoreError(f"{self.key} directory {self.root} does not exist",
-                          hint="mount it if it is a disk of its own, or create it with mkdir -m 700")
+                          hint=f"is its disk mounted? If the copies are elsewhere, set {self.key} there")
 
     def _path(self, key: str) -> Path:
         rel = safe_relative_key(key)

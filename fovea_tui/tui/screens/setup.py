@@ -219,8 +219,8 @@ class SetupScreen(FoveaAppAccess, ModalScreen[None]):  # type: ignore[misc]  # `
 
     def on_discovered(self, message: Discovered) -> None:
         found = self.found = message.found
+        first = next(iter(found.projects), "")  # the project offered; the env file and volume are its own
         if found.projects:
-            first = next(iter(found.projects))
             self.query_one("#setup-project", Input).value = first
             backups = self.query_one("#setup-backups", Input)
             if self.app.settings.source is None and backups.value == BackupSettings().dir:
@@ -231,15 +231,13 @@ class SetupScreen(FoveaAppAccess, ModalScreen[None]):  # type: ignore[misc]  # `
             self.query_one("#found-project", Static).update(f"no compose project found{escape(why)}")
             self.query_one("#setup-mode", Select).value = "direct" if found.engine else "docker"
         if found.env_files:
-            beside = [e for e in found.env_files if found.projects and
-                      Path(e).parent == Path(next(iter(found.projects.values())) or "/nonexistent")]
-            self.query_one("#setup-env", Input).value = (beside or found.env_files)[0]  # the chosen project's own
+            own = str(Path(found.projects[first]) / ".env") if found.projects.get(first) else ""
+            self.query_one("#setup-env", Input).value = own if own in found.env_files else found.env_files[0]
             self.query_one("#found-env", Static).update("found: " + escape(", ".join(found.env_files)))
         else:
             self.query_one("#found-env", Static).update("no .env found beside a compose project or in /opt/fovea")
         if found.volume_paths:
-            chosen = found.volume_of.get(next(iter(found.projects), ""), found.volume_paths[0])
-            self.query_one("#setup-volume", Input).value = chosen
+            self.query_one("#setup-volume", Input).value = found.volume_of.get(first, found.volume_paths[0])
             self.query_one("#found-volume", Static).update(
                 "the backend's /videos mount: " + escape(", ".join(found.volume_paths)))
         else:
