@@ -125,7 +125,7 @@ class SetupScreen(FoveaAppAccess, ModalScreen[None]):  # type: ignore[misc]  # `
     SetupScreen .found { color: $text-muted; height: auto; }
     SetupScreen .found.-refused { color: $error; text-style: bold; }
     SetupScreen #setup-buttons { height: auto; align-horizontal: right; padding-top: 1; }
-    SetupScreen #setup-buttons Button { margin-left: 2; }
+    SetupScreen #setup-buttons Button { margin-left: 1; }
     """
 
     def compose(self) -> ComposeResult:
