@@ -177,6 +177,18 @@ class Database(ABC):
             raise DatabaseError(f"psql on {self.describe()} failed: {condense(proc.stderr_text)}")
         return out.decode("utf-8", "replace").rstrip("\n")
 
+    def query_stream(self, sql: str, *, database: str | None = None) -> ToolProcess:
+        """Start psql -At on `sql` and hand back the process: the caller reads stdout as it
+        comes (results too large to hold), then wait()s and checks the code."""
+        proc = self._spawn("psql", ["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", database or self.name],
+                           stdin=True)
+        try:
+            proc.write(sql.encode())
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # psql exited early: its exit code and stderr say why
+        proc.close_stdin()
+        return proc
+
     def ping(self) -> str:
         """The server's version string, or DatabaseError saying why it cannot be reached."""
         return self.psql("SELECT current_setting('server_version');")
