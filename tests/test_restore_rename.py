@@ -14,11 +14,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from test_restore_integrity import direct, run_cli  # noqa: F401 - the fixture is used by name
+from test_restore_integrity import REPO, direct, run_cli  # noqa: F401 - the fixture is used by name
 
 from fovea_tui.config import load_file, save_settings, settings_from_dict
 from fovea_tui.engine import restore as engine
@@ -228,18 +230,29 @@ def test_sigkill_before_each_step_never_loses_the_old_database(marked, step, mon
 
 
 def test_sigkill_while_the_safety_copy_is_written_then_resume_finishes_it(marked, monkeypatch):
+    """The CLI prints the result first, then follows the safety dump on stderr; the runner killed
+    then leaves the renamed database in place, and `--resume` writes the dump."""
     settings, config, backup, db = marked
     db.psql("CREATE TABLE filler AS SELECT i, md5(i::text) AS t FROM generate_series(1, 400000) i;")
-    code, result = restore_cli(config, backup.name, "--yes")
-    assert code == 0, result
-    job = result["job"]
+    cli = subprocess.Popen([sys.executable, "-m", "fovea_tui", "--config", str(config), "restore", backup.name,
+                            "--yes", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO,
+                           stdin=subprocess.DEVNULL)
+    first = cli.stdout.read1(1 << 16)  # the result, printed before the safety dump is written
+    job = json.loads(first)["job"] if first.rstrip().endswith(b"}") else None
     deadline = time.monotonic() + 60
-    while (jobs.read_state(jobs.jobs_dir(settings), job)["facts"].get("safety_copy") or {}).get("status") != "running":
-        assert time.monotonic() < deadline
+    while True:
+        data = jobs.latest_job(settings, "restore")
+        if (data["facts"].get("safety_copy") or {}).get("status") == "running":
+            break
+        assert time.monotonic() < deadline and data["alive"], data.get("facts", {}).get("safety_copy")
         time.sleep(0.02)
-    os.kill(jobs.load_job(settings, job)["pid"], signal.SIGKILL)
-    while jobs.is_alive(jobs.jobs_dir(settings), job):
-        time.sleep(0.05)
+    assert job in (None, data["id"])
+    job = data["id"]
+    os.kill(data["pid"], signal.SIGKILL)
+    out, err = cli.communicate(timeout=60)
+    assert cli.returncode == 0 and json.loads(first + out)["ok"]
+    err = err.decode()
+    assert "safety copy" in err and "interrupted" in err, err
     report = engine.report(jobs.load_job(settings, job))
     assert report["ok"] and report["safety_copy"]["status"] == "interrupted"
     aside = report["safety_copy"]["renamed_to"]
