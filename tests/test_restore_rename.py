@@ -257,6 +257,9 @@ def test_sigkill_while_the_safety_copy_is_written_then_resume_finishes_it(marked
     assert report["ok"] and report["safety_copy"]["status"] == "interrupted"
     aside = report["safety_copy"]["renamed_to"]
     assert aside in databases(db) and has_marker(db, aside)  # kept: the way back is still there
+    from fovea_tui.engine.ops.status.probe import restore_status
+    section = restore_status(settings)
+    assert section.verdict.value == "warning" and "safety copy" in section.reason and "--resume" in section.reason
     code, again = restore_cli(config, "--resume", job, "--yes")
     assert code == 0, again
     final = settled(settings, job)
