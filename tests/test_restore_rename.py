@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from test_restore_integrity import REPO, direct, run_cli  # noqa: F401 - the fixture is used by name
@@ -265,3 +266,68 @@ def test_sigkill_while_the_safety_copy_is_written_then_resume_finishes_it(marked
     final = settled(settings, job)
     assert final["safety_copy"]["status"] == "verified" and aside not in databases(db)
     assert not [p for p in settings.backups_dir.iterdir() if p.name.endswith(".partial")]
+
+
+# ---------------------------------------------------------------- no room for both: the dump first
+
+
+@pytest.fixture
+def small_server(tmp_path, monkeypatch):
+    """A cluster whose data directory is on a small tmpfs, filled until the restored database
+    fits only once the current one is dropped (room for one, not for both)."""
+    from support.services import PgCluster, pg_bin_dir_or_fail
+
+    import tempfile
+
+    mount = Path(tempfile.mkdtemp(prefix="fovea-small-pg-"))  # the cluster's own user must reach it
+    mount.chmod(0o755)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200m", "tmpfs", str(mount)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    cluster = PgCluster(pg_bin_dir_or_fail())
+    cluster.base = cluster.socket_dir = mount
+    cluster.data_dir, cluster.log_file = mount / "data", mount / "postgres.log"
+    try:
+        cluster.start()
+        cluster.bootstrap(scale=1)
+        monkeypatch.setenv("FOVEA_TUI_PG_BIN", str(cluster.bin_dir))
+        yield cluster, mount
+    finally:
+        cluster.stop()
+        subprocess.run(["umount", "-l", str(mount)])
+        mount.rmdir()
+
+
+def test_without_room_for_both_the_current_database_is_dumped_first(small_server, tmp_path):
+    import shutil as sh
+
+    from fovea_tui.engine.backups.pipeline import run_backup
+    from fovea_tui.engine.restore.preflight import MARGIN
+
+    cluster, mount = small_server
+    env_file = tmp_path / ".env"
+    env_file.write_text("STORAGE_PATH=/videos\n")
+    (tmp_path / "videos").mkdir()
+    settings = settings_from_dict({
+        "install": {"compose_project": "fovea-no-such-project", "env_file": str(env_file)},
+        "database": {"mode": "direct", "url": cluster.url},
+        "backups": {"dir": str(tmp_path / "backups")}, "volume": {"path": str(tmp_path / "videos")}})
+    config = save_settings(settings, tmp_path / "fovea-tui.toml")
+    backup = run_backup(settings, offsite=False)
+    cluster.psql(f"CREATE TABLE {MARKER} (id int);", "fovea")
+    # leave a little more than the restore needs, less than it needs beside the current database
+    free = sh.disk_usage(mount).free
+    current = int(cluster.psql("SELECT pg_database_size('fovea');", "postgres"))
+    leave = MARGIN + int(backup.raw_bytes * 1.5) - current // 2
+    with open(mount / "ballast", "wb") as fh:
+        fh.truncate(0)
+        fh.write(b"\0" * (free - leave))
+    code, result = restore_cli(config, backup.name, "--yes")
+    assert code == 0 and result["ok"], result
+    room = next(c for c in result["preflight"] if c["name"] == "room")
+    assert not room["ok"] and not room["data"]["rename"] and "no room" in room["detail"], room
+    detail = next(s for s in result["steps"] if s["name"] == "safety_dump")["detail"]
+    assert detail.startswith("dump (") and "no room" in detail and "-pre-restore.sql.gz" in detail, detail
+    assert result["safety_copy"] == {"mode": "dump"}
+    assert "_pre_restore_" not in cluster.psql("SELECT string_agg(datname, ',') FROM pg_database;", "postgres")
+    assert cluster.psql(f"SELECT to_regclass('public.{MARKER}') IS NULL;", "fovea").strip() == "t"
+    assert (settings.backups_dir / result["safety_dump"].rsplit("/", 1)[-1]).is_file()
