@@ -8,8 +8,8 @@ in docker mode (the compose-labelled test stack of tests/support/teststack.py).
   runbook   dropdb; createdb; gunzip -c DUMP | psql       (docker: the runbook's `compose exec -T`
             lines, with every service but postgres stopped before and started after, until the
             backend's health URL answers 200 again)
-  fovea     fovea-tui restore DUMP --yes --json           (a fresh process; "result" is when the
-            JSON is printed, i.e. the install is back; "exit" includes the renamed database's
+  fovea     fovea-tui restore DUMP --yes                  (a fresh process; "result" is when the
+            result is printed, i.e. the install is back; "exit" includes the renamed database's
             safety dump written after it)
   rollback  the same restore with its last step (verify) failing: a migration marked unfinished
             while verify is held, so its migrations check fails and the restore is rolled back
@@ -23,7 +23,6 @@ BENCH_ROUNDS (default 3), BENCH_RESTORE_MODES (default "direct,docker").
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import statistics
@@ -139,30 +138,35 @@ class Docker(Target):
 
 
 def fovea_restore(target: Target, dump: Path, *, fail_verify: bool = False) -> dict:
-    """One `fovea-tui restore --yes --json`; times to the result and to the exit, and its report."""
+    """One `fovea-tui restore --yes`; times to the printed result and to the exit, and its report."""
+    from fovea_tui.engine import restore as engine
+    from fovea_tui.engine.infra import jobs
+
     env = dict(target.env)
     if fail_verify:
         env["FOVEA_TUI_RESTORE_PAUSE"] = f"verify:{PAUSE_S}"
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "fovea_tui", "--config", str(target.config), "restore", dump.name,
-                             "--yes", "--json"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
+                             "--yes"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
     if fail_verify:
         threading.Thread(target=_break_while_verify_is_held, args=(target,), daemon=True).start()
     assert proc.stdout is not None
-    first = proc.stdout.read1(1 << 16)
+    proc.stdout.read1(1 << 16)  # text mode prints the result as soon as the runner records it
     result_s = time.perf_counter() - t0
-    rest = proc.stdout.read()
+    proc.stdout.read()
     proc.wait()
     exit_s = time.perf_counter() - t0
-    report = json.loads(first + rest)
+    data = jobs.latest_job(target.settings, "restore")
+    assert data is not None
+    report = engine.report(data)
     steps = {s["name"]: s for s in report["steps"]}
     out = {"result_s": result_s, "exit_s": exit_s, "status": report["status"],
            "restore_s": steps["restore"]["duration_s"] or 0.0,
-           "safety": steps["safety_dump"]["detail"].split(":")[0]}
+           "safety": steps["safety_dump"]["detail"].split(":")[0].split(" (")[0]}
     if fail_verify:
         out["rollback_db_s"] = sum((steps[n].get("undo") or {}).get("duration_s") or 0.0 for n in ("restore", "prepare"))
         out["rollback_s"] = sum((s.get("undo") or {}).get("duration_s") or 0.0 for s in report["steps"])
-    for old in target.settings.backups_dir.glob("*-pre-restore.sql.gz*"):
+    for old in target.settings.backups_dir.glob("*-pre-restore.*"):
         old.unlink()
     return out
 

@@ -255,13 +255,18 @@ def run(args, ctx: CliContext) -> int:
             return EXIT_FAILED
     result = engine.report(data)
     result["log"] = str(jobs.jobs_dir(settings) / f"{job_id}.log")
-    ctx.emit(result, render(result))
+    if not ctx.json:  # a person reads the result at once; a script gets one document at the end
+        ctx.emit(result, render(result))
     if follower.result_out:
-        _follow_safety_copy(ctx, follower, job_id)
+        data = _follow_safety_copy(ctx, follower, job_id)
+        result = {**result, "safety_dump": engine.report(data)["safety_dump"],
+                  "safety_copy": engine.safety_copy(data), "message": engine.describe_status(data)}
+    if ctx.json:
+        ctx.emit(result)
     return _exit_code(result)
 
 
-def _follow_safety_copy(ctx: CliContext, follower: _Follower, job_id: str) -> None:
+def _follow_safety_copy(ctx: CliContext, follower: _Follower, job_id: str) -> dict:
     """Wait, with progress on stderr, while the runner dumps the renamed database; Ctrl-C
     leaves it to finish in the background."""
     ctx.info("writing the safety dump from the renamed database (the install is already back; "
@@ -273,3 +278,4 @@ def _follow_safety_copy(ctx: CliContext, follower: _Follower, job_id: str) -> No
         ctx.info(f"stopped following; the safety dump goes on in the background: `fovea-tui restore --follow {job_id}`")
     elif copy.get("status") != "verified":
         ctx.info(f"warning: safety copy {copy.get('status')}: {copy.get('detail') or ''}")
+    return data
