@@ -220,6 +220,14 @@ def bench(target: Target, dump: Path, scale: int) -> list[tuple[str, bool]]:
     return checks
 
 
+def _video_files(cluster: PgCluster, volume: Path) -> None:
+    """The files the `videos` rows name, as in a real install (sparse, of the recorded size)."""
+    for line in cluster.psql('SELECT filename, "fileSize" FROM videos;', "fovea").split():
+        name, _, size = line.partition("|")
+        with open(volume / name, "wb") as fh:
+            fh.truncate(int(size or 0))
+
+
 def main() -> int:
     prefix = pg_install_dir()
     if prefix is None:
@@ -237,6 +245,7 @@ def main() -> int:
                 t = time.perf_counter()
                 cluster.bootstrap(scale=scale)
                 direct = Direct(cluster, work / f"direct-{scale}")
+                _video_files(cluster, Path(direct.settings.volume.path))
                 os.environ["FOVEA_TUI_PG_BIN"] = str(cluster.bin_dir)
                 dump = run_backup(direct.settings, offsite=False).path
                 print(f"scale {scale}: seeded in {time.perf_counter() - t:.0f} s; dump {dump.stat().st_size / 2**20:.1f} MiB",
@@ -250,6 +259,7 @@ def main() -> int:
                         stack = TestStack(docker_client_or_fail(), prefix)
                         stack.start()
                     docker = Docker(stack, work / f"docker-{scale}")
+                    _video_files(cluster, stack.videos_dir)
                     placed = docker.settings.backups_dir / dump.name
                     placed.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(dump, placed)

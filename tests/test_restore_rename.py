@@ -238,7 +238,11 @@ def test_sigkill_while_the_safety_copy_is_written_then_resume_finishes_it(marked
     cli = subprocess.Popen([sys.executable, "-m", "fovea_tui", "--config", str(config), "restore", backup.name,
                             "--yes"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO,
                            stdin=subprocess.DEVNULL)
-    first = cli.stdout.read1(1 << 16)  # the result, printed before the safety dump is written
+    first = b""  # the result, printed before the safety dump is written
+    while b"safety copy:" not in first:
+        line = cli.stdout.readline()
+        assert line, first
+        first += line
     assert b": ok" in first.splitlines()[0] and b"safety copy: pending" in first, first
     deadline = time.monotonic() + 60
     while True:

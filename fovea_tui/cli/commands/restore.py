@@ -258,7 +258,7 @@ def run(args, ctx: CliContext) -> int:
     result["log"] = str(jobs.jobs_dir(settings) / f"{job_id}.log")
     if not ctx.json:  # a person reads the result at once; a script gets one document at the end
         ctx.emit(result, render(result))
-    if follower.result_out:
+    if follower.result_out and data.get("alive"):
         data = _follow_safety_copy(ctx, follower, job_id)
         result = {**result, "safety_dump": engine.report(data)["safety_dump"],
                   "safety_copy": engine.safety_copy(data), "message": engine.describe_status(data)}

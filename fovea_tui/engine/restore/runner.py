@@ -233,10 +233,15 @@ def _rollback(ctx: RestoreContext, steps: list[Step], *, reason: str) -> None:
             safety = ctx.facts.get("safety_dump")
             what = ("The rollback of the finished restore" if info.get("after_success")
                     else f"The restore did not complete ({info['reason']}) and the rollback")
+            renamed = ctx.facts.get("renamed_to") if ctx.facts.get("safety_mode") == "rename" \
+                and not ctx.facts.get("aside_dropped") else None
+            retry = f"retry with `fovea-tui restore --rollback {ctx.handle.id}`"
             data["message"] = (f"{what} failed at step "
                                f"{step.name}: {_error_text(exc)}. {_state_words(ctx)} "
-                               + (f"The safety dump is {safety}; retry with `fovea-tui restore --rollback "
-                                  f"{ctx.handle.id}` or restore it by hand (gunzip -c it into psql)." if safety else ""))
+                               + (f"Once the server answers, {retry}, or by hand: DROP DATABASE \"{ctx.db_name}\"; "
+                                  f"ALTER DATABASE \"{renamed}\" RENAME TO \"{ctx.db_name}\"." if renamed
+                                  else f"The safety dump is {safety}; {retry} or restore it by hand (gunzip -c it "
+                                  "into psql)." if safety else ""))
             return
         finally:
             rec["undo"]["duration_s"] = round(time.monotonic() - t0, 2)
