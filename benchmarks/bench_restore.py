@@ -160,6 +160,9 @@ def fovea_restore(target: Target, dump: Path, *, fail_verify: bool = False) -> d
     assert data is not None
     report = engine.report(data)
     steps = {s["name"]: s for s in report["steps"]}
+    if report["status"] != ("rolled_back" if fail_verify else "ok"):
+        failed = [f"{s['name']}: {s['detail']}" for s in report["steps"] if s["status"] == "failed"]
+        raise SystemExit(f"{target.name}: restore ended {report['status']}: {'; '.join(failed)}")
     out = {"result_s": result_s, "exit_s": exit_s, "status": report["status"],
            "restore_s": steps["restore"]["duration_s"] or 0.0,
            "safety": steps["safety_dump"]["detail"].split(":")[0].split(" (")[0]}
