@@ -578,7 +578,7 @@ class RestoreScreen(FoveaScreen):
         copy = engine.safety_copy(data) or {}
         if running is None and copy.get("status") == "running":
             running, progress = {"name": "safety_copy"}, copy.get("progress") or {}
-        if running and running["name"] in ("restore", "videos", "safety_copy") and progress.get("total") \
+        if running and running["name"] in ("preflight", "restore", "videos", "safety_copy") and progress.get("total") \
                 and data.get("alive", True):
             bar.remove_class("hidden")
             bar.update(total=progress["total"], progress=progress["done"])
