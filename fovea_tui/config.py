@@ -85,6 +85,13 @@ class StackSettings:
 
 
 @dataclass
+class RestoreSettings:
+    # Hours the database renamed aside by a restore is kept once its safety dump is written
+    # and verified (0: dropped at once).
+    keep_renamed_hours: int = 0
+
+
+@dataclass
 class DrillSettings:
     interval_days: int = 90
 
@@ -122,6 +129,7 @@ class Settings:
     volume: VolumeSettings = field(default_factory=VolumeSettings)
     s3: S3Settings = field(default_factory=S3Settings)
     stack: StackSettings = field(default_factory=StackSettings)
+    restore: RestoreSettings = field(default_factory=RestoreSettings)
     drill: DrillSettings = field(default_factory=DrillSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
     encryption: EncryptionSettings = field(default_factory=EncryptionSettings)
@@ -161,6 +169,7 @@ _RANGES = {
     ("volume", "max_delete_percent"): (0, 100),
     ("volume", "full_listing_hours"): (0, 24 * 366),
     ("drill", "interval_days"): (1, 3660),
+    ("restore", "keep_renamed_hours"): (0, 24 * 366),
 }
 
 # Nesting deeper than any real config: tomllib recurses per level and would overflow.

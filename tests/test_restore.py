@@ -356,7 +356,7 @@ def test_a_restore_that_does_not_end_ok_alerts_a_person_once_a_day(fresh_direct_
 
 
 def test_cli_asks_for_the_name_on_a_terminal(stack, restore_env, tmp_path):
-    """Without --yes, on a terminal: the runner waits after the safety dump until the name is typed."""
+    """Without --yes, on a terminal: the runner waits after the safety step until the name is typed."""
     import pty
 
     settings, dump = restore_env
@@ -378,7 +378,8 @@ def test_cli_asks_for_the_name_on_a_terminal(stack, restore_env, tmp_path):
             break
         seen += chunk
         if not answered and b"Type the database name" in seen:
-            assert b"-pre-restore.sql.gz" in seen  # the safety dump was taken before asking
+            # the way back was decided before asking: the database is renamed aside once stopped
+            assert b"rename aside" in seen
             assert running(stack, "backend")       # and nothing was stopped yet
             os.write(fd, b"fovea\n")
             answered = True

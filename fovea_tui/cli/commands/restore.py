@@ -66,6 +66,8 @@ class _Follower:
         self.undo_shown: dict[str, str] = {}
         self.asked = False
         self.asked_videos = False
+        self.result_out = False  # the restore's outcome is recorded (a safety copy may still be written)
+        self.copy_shown: str | None = None
         self.bar = ctx.progress()
 
     def __call__(self, data: dict) -> None:
@@ -88,6 +90,15 @@ class _Follower:
             if undo and undo.get("status") != self.undo_shown.get(name):
                 self.undo_shown[name] = undo["status"]
                 self.ctx.info(f"[{ICONS.get(undo['status'], undo['status'])}] undo {name:<7} {undo.get('detail', '')}")
+        self.result_out = bool(data.get("result_reported"))
+        copy = engine.safety_copy(data) or {}
+        if copy.get("mode") == "rename" and copy.get("status") and copy["status"] != self.copy_shown:
+            self.copy_shown = copy["status"]
+            self.ctx.info(f"[{ICONS.get(copy['status'], copy['status'])}] safety copy  "
+                          + (copy.get("detail") or f"writing the safety dump from {copy.get('renamed_to')}"))
+        if copy.get("status") == "running" and (copy.get("progress") or {}).get("total"):
+            p = copy["progress"]
+            self.bar(ProgressEvent("safety_copy", p["done"], p["total"], p.get("unit", "bytes")))
         if data.get("awaiting") == "confirm" and not self.asked:
             self.asked = True
             self.ask(data)
@@ -162,6 +173,11 @@ def render(report: dict) -> str:
         for c in checks:
             mark = "ok " if c["ok"] else ("ERR" if c["severity"] == "error" else "!! ")
             lines.append(f"  [{mark}] {c['name']:<10} {c['detail']}")
+    copy = report.get("safety_copy") or {}
+    if copy.get("mode") == "rename":
+        lines.append(f"safety copy: {copy.get('status')}: " + (
+            copy.get("detail") or f"{copy.get('renamed_to')} holds the database as it was; its safety dump is "
+                                  f"written in the background (`fovea-tui restore --follow {report['job']}`)"))
     if report["ok"]:
         lines.append("still to check by hand:")
         lines += [f"  [ ] {item}" for item in report["verification"].get("checklist", [])]
@@ -245,7 +261,10 @@ def run(args, ctx: CliContext) -> int:
                  f"(`fovea-tui restore --follow {job_id}`)")
     follower = _Follower(ctx, job_id, yes=args.yes)
     with follower.bar:
-        data = jobs.follow(settings, job_id, follower, stop=lambda: ctx.cancel.cancelled)
+        # The outcome is printed as soon as the runner records it; the renamed database's safety
+        # dump is written after it, outside the recovery time, and followed here on stderr.
+        data = jobs.follow(settings, job_id, follower, interval=0.05,
+                           stop=lambda: ctx.cancel.cancelled or follower.result_out)
     if ctx.cancel.cancelled and (data.get("alive") or jobs.load_state(settings, job_id).alive):
         if data.get("awaiting") in ("confirm", "missing_videos"):
             engine.cancel(settings, job_id)
@@ -256,5 +275,27 @@ def run(args, ctx: CliContext) -> int:
             return EXIT_FAILED
     result = engine.report(engine.check_services(settings, data))
     result["log"] = str(jobs.jobs_dir(settings) / f"{job_id}.log")
-    ctx.emit(result, render(result))
+    if not ctx.json:  # a person reads the result at once; a script gets one document at the end
+        ctx.emit(result, render(result))
+    if follower.result_out and data.get("alive"):
+        data = _follow_safety_copy(ctx, follower, job_id)
+        result = {**result, "safety_dump": engine.report(data)["safety_dump"],
+                  "safety_copy": engine.safety_copy(data), "message": engine.describe_status(data)}
+    if ctx.json:
+        ctx.emit(result)
     return _exit_code(result)
+
+
+def _follow_safety_copy(ctx: CliContext, follower: _Follower, job_id: str) -> dict:
+    """Wait, with progress on stderr, while the runner dumps the renamed database; Ctrl-C
+    leaves it to finish in the background."""
+    ctx.info("writing the safety dump from the renamed database (the install is already back; "
+             "Ctrl-C leaves it to finish in the background)")
+    with follower.bar:
+        data = jobs.follow(ctx.settings, job_id, follower, stop=lambda: ctx.cancel.cancelled)
+    copy = engine.safety_copy(data) or {}
+    if ctx.cancel.cancelled and data.get("alive"):
+        ctx.info(f"stopped following; the safety dump goes on in the background: `fovea-tui restore --follow {job_id}`")
+    elif copy.get("status") != "verified":
+        ctx.info(f"warning: safety copy {copy.get('status')}: {copy.get('detail') or ''}")
+    return data

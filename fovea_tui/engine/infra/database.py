@@ -8,6 +8,7 @@ PGPASSWORD), never on a command line.
 
 from __future__ import annotations
 
+import copy
 import glob
 import importlib.util
 import os
@@ -263,9 +264,61 @@ class Database(ABC):
         self.terminate_sessions(database)
         self.psql(f"DROP DATABASE IF EXISTS {quote_ident(database)};", database="postgres")
 
-    def create_database(self, database: str, owner: str | None = None) -> None:
-        owner_sql = f" OWNER {quote_ident(owner)}" if owner else ""
-        self.psql(f"CREATE DATABASE {quote_ident(database)}{owner_sql};", database="postgres")
+    def create_database(self, database: str, owner: str | None = None, *, like: str | None = None) -> None:
+        """CREATE DATABASE; with `like`, with that database's owner, encoding and locale (from
+        template0 when template1's differ)."""
+        if like is None:
+            owner_sql = f" OWNER {quote_ident(owner)}" if owner else ""
+            self.psql(f"CREATE DATABASE {quote_ident(database)}{owner_sql};", database="postgres")
+            return
+        rows = {}
+        out = self.psql("SELECT datname, pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype "
+                        f"FROM pg_database WHERE datname IN ({quote_literal(like)}, 'template1');", database="postgres")
+        for line in out.splitlines():
+            name, *rest = line.split("|")
+            rows[name] = rest
+        if like not in rows:
+            raise DatabaseError(f"database {like} is not on {self.describe()}: cannot copy its settings")
+        owner_of, *locale = rows[like]
+        sql = f"CREATE DATABASE {quote_ident(database)} OWNER {quote_ident(owner_of)}"
+        if locale != rows.get("template1", [None])[1:]:
+            encoding, collate, ctype = locale
+            sql += (f" TEMPLATE template0 ENCODING {quote_literal(encoding)} LC_COLLATE {quote_literal(collate)}"
+                    f" LC_CTYPE {quote_literal(ctype)}")
+        self.psql(sql + ";", database="postgres")
+
+    def rename_database(self, old: str, new: str, *, attempts: int = 50) -> None:
+        """End the sessions on `old` and rename it to `new`, in one round trip: a client that
+        reconnects between the two is ended again (up to `attempts` tries, 0.1 s apart)."""
+        self.psql(f"""DO $fovea$
+DECLARE tries int := 0;
+BEGIN
+  LOOP
+    PERFORM pg_terminate_backend(pid) FROM pg_stat_activity
+      WHERE datname = {quote_literal(old)} AND pid <> pg_backend_pid();
+    BEGIN
+      EXECUTE {quote_literal(f"ALTER DATABASE {quote_ident(old)} RENAME TO {quote_ident(new)}")};
+      RETURN;
+    EXCEPTION WHEN object_in_use THEN
+      tries := tries + 1;
+      IF tries >= {int(attempts)} THEN RAISE; END IF;
+      PERFORM pg_sleep(0.1);
+    END;
+  END LOOP;
+END $fovea$;""", database="postgres")
+
+    def on(self, database: str) -> Database:
+        """This server, another database: what pg_dump and psql of the copy connect to."""
+        clone = copy.copy(self)
+        clone.name = database
+        return clone
+
+    def data_directory(self) -> str | None:
+        """The server's data directory, or None when this role may not read it."""
+        try:
+            return self.psql("SELECT current_setting('data_directory');", database="postgres") or None
+        except DatabaseError:
+            return None
 
 
 def quote_ident(name: str) -> str:

@@ -23,6 +23,7 @@ from fovea_tui.config import Settings
 from fovea_tui.engine.infra import jobs
 from fovea_tui.engine.infra.locks import holder
 from fovea_tui.engine.infra.stack import Stack
+from fovea_tui.engine.restore import aftercare
 from fovea_tui.engine.restore.runner import initial_records, state_words
 from fovea_tui.engine.restore.steps import acceptance_phrase
 from fovea_tui.engine.restore.verify import CHECKLIST, check_login
@@ -33,8 +34,8 @@ __all__ = [
     "CHECKLIST", "check_login", "start_restore", "resume_restore", "rollback_restore", "confirm", "cancel",
     "report", "latest_restore", "accept_missing_videos", "acceptance_phrase", "expected_database_name",
     "describe_status", "run_inline", "FINAL", "FinishedRestore", "finished_restore", "live_words",
-    "ACTIVE", "active_restore", "unconfirmed", "safety_dump_name", "follow_command", "check_services",
-    "stopped_by",
+    "ACTIVE", "active_restore", "unconfirmed", "safety_dump_name", "follow_command", "safety_copy",
+    "check_services", "stopped_by",
 ]
 
 FINAL = jobs.FINAL
@@ -99,13 +100,16 @@ def resume_restore(settings: Settings, job_id: str, *, confirmed: bool = False, 
     `attended` (a face the operator types in) makes the runner ask for that acceptance."""
     state = _resumable(settings, job_id)
     status = state.status
-    if status in ("ok", "rolled_back", "refused", "cancelled"):
+    if status == "ok" and aftercare.pending(state.as_state()):
+        pass  # its runner stopped before the renamed database's safety dump was written: write it now
+    elif status in ("ok", "rolled_back", "refused", "cancelled"):
         raise SafetyRefusal(f"restore {job_id} is {status}: nothing to resume")
     _refuse_if_locked(settings)
     if confirmed or attended:
         _patch_params(settings, job_id, confirmed=confirmed and not attended)
     if allow_missing_videos:
         _patch_params(settings, job_id, allow_missing_videos=True)
+    _clear_reported(settings, job_id)
     if detach:
         jobs.spawn(settings, job_id, "resume")
     return job_id
@@ -167,7 +171,8 @@ def rollback_restore(settings: Settings, job_id: str, *, typed: str | None = Non
     state = _resumable(settings, job_id)
     if state.status in ("rolled_back", "refused", "cancelled"):
         raise SafetyRefusal(f"restore {job_id} is {state.status}: nothing to roll back")
-    if state.facts.get("database_dropped") and "safety_dump" not in state.facts:
+    if state.facts.get("database_dropped") and "safety_dump" not in state.facts \
+            and state.facts.get("safety_mode") != "rename":
         raise OperationFailed(f"restore {job_id} has no safety dump to roll back to")
     finished = finished_restore(jobs.load_job(settings, job_id))
     if finished is not None:
@@ -178,9 +183,18 @@ def rollback_restore(settings: Settings, job_id: str, *, typed: str | None = Non
     _refuse_if_locked(settings)
     if finished is not None:
         _mark_after_success(settings, job_id, finished)
+    _clear_reported(settings, job_id)
     if detach:
         jobs.spawn(settings, job_id, "rollback")
     return job_id
+
+
+def _clear_reported(settings: Settings, job_id: str) -> None:
+    """A new run of the job reports its own outcome: the last run's "reported" mark goes."""
+    directory = jobs.jobs_dir(settings)
+    data = jobs.read_state(directory, job_id)
+    if data.pop("result_reported", None) is not None:
+        jobs.write_json_atomic(jobs.state_path(directory, job_id), data)
 
 
 def _mark_after_success(settings: Settings, job_id: str, finished: FinishedRestore) -> None:
@@ -238,6 +252,25 @@ def unconfirmed(data: dict) -> bool:
 def safety_dump_name(data: dict) -> str | None:
     path = (data.get("facts") or {}).get("safety_dump")
     return Path(path).name if path else None
+
+
+def safety_copy(data: dict) -> dict[str, Any] | None:
+    """How the way back was kept: {"mode": "rename"|"dump", "renamed_to", "status", "detail",
+    "dump", "keep_until", "progress"}; None before the safety step decided."""
+    facts = data.get("facts") or {}
+    mode = facts.get("safety_mode")
+    if mode is None:
+        return None
+    out: dict[str, Any] = {"mode": mode}
+    if mode == "rename":
+        info = facts.get("safety_copy") or {}
+        status = info.get("status") or ("pending" if aftercare.pending(data) else None)
+        if status == "running" and not data.get("alive", True):
+            status = "interrupted"
+        out.update({"renamed_to": facts.get("renamed_to"), "status": status, "detail": info.get("detail"),
+                    "dump": info.get("dump"), "keep_until": info.get("keep_until"),
+                    "dropped": bool(facts.get("aside_dropped")), "progress": info.get("progress")})
+    return out
 
 
 def follow_command(job_id: str) -> str:
@@ -330,6 +363,7 @@ def report(data: dict) -> dict[str, Any]:
         "message": describe_status(data),
         "database": data.get("params", {}).get("database"),
         "safety_dump": facts.get("safety_dump"),
+        "safety_copy": safety_copy(data),
         "steps": steps,
         "preflight": facts.get("preflight") or [],
         "videos": _videos_report(facts.get("videos")),

@@ -292,7 +292,6 @@ def check_dump(ctx) -> Check:
 
 
 def check_disk(ctx) -> Check:
-    uncompressed = int(ctx.facts.get("dump_verify", {}).get("uncompressed_size") or 0)
     try:
         current = ctx.db.database_size() if ctx.db.name in ctx.db.databases() else 0
     except FoveaError:
@@ -304,25 +303,80 @@ def check_disk(ctx) -> Check:
     if free_backups < need_backups:
         problems.append(f"{ctx.settings.backups_dir} has {formatting.size(free_backups)} free; the safety dump needs about "
                         f"{formatting.size(need_backups)}")
-    # The restored database: its SQL (plus indexes) lands in the server's data directory.
-    need_db = int(uncompressed * 1.5) + MARGIN
-    if ctx.settings.database.mode == "docker" and ctx.stack is not None:
-        try:
-            code, out, _ = ctx.stack.exec(ctx.db_service, ["sh", "-c", 'df -Pk "${PGDATA:-/var/lib/postgresql/data}" | tail -1'])
-            free_db = int(out.split()[3]) * 1024 if code == 0 and len(out.split()) > 3 else None
-        except (FoveaError, ValueError, IndexError):
-            free_db = None
-        if free_db is not None:
-            parts.append(f"database volume: {formatting.size(free_db)} free, the restore needs about {formatting.size(need_db)}")
-            if free_db < need_db:
-                problems.append(f"the database volume has {formatting.size(free_db)} free; the restore needs about {formatting.size(need_db)}")
-        else:
-            parts.append("database volume: free space unknown")
+    # The restored database: its SQL (plus indexes) lands in the server's data directory, where
+    # the current database's space is freed at the latest (dumped first, then dropped).
+    need_db = restored_size(ctx)
+    free_db, where = server_free_bytes(ctx)
+    if free_db is not None:
+        parts.append(f"database server: {formatting.size(free_db)} free, the restore needs about {formatting.size(need_db)}")
+        if free_db + current < need_db:
+            problems.append(f"the database server's disk has {formatting.size(free_db)} free ({formatting.size(free_db + current)} "
+                            f"with the current database dropped); the restore needs about {formatting.size(need_db)}")
     else:
-        parts.append("database server's disk: not visible from here (direct mode)")
+        parts.append(f"database server's disk: {where}")
     if problems:
         return Check("disk", False, "; ".join(problems), refuse=True)
     return Check("disk", True, "; ".join(parts))
+
+
+def restored_size(ctx) -> int:
+    """About what the restored database takes on the server: its SQL plus indexes."""
+    uncompressed = int(ctx.facts.get("dump_verify", {}).get("uncompressed_size") or 0)
+    return int(uncompressed * 1.5) + MARGIN
+
+
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "")
+
+
+def server_free_bytes(ctx) -> tuple[int | None, str]:
+    """Free bytes where the server keeps its data, and where that was read; (None, why) when it
+    cannot be known from here (a remote server, a role that may not read `data_directory`)."""
+    if ctx.settings.database.mode == "docker":
+        if ctx.stack is None:
+            return None, "free space unknown (no Docker)"
+        try:
+            code, out, _ = ctx.stack.exec(ctx.db_service, ["sh", "-c", 'df -Pk "${PGDATA:-/var/lib/postgresql/data}" | tail -1'])
+            return int(out.split()[3]) * 1024, f"the data directory in service {ctx.db_service}"
+        except (FoveaError, ValueError, IndexError):
+            return None, f"free space unknown (df in service {ctx.db_service} did not answer)"
+    url = getattr(ctx.db, "url", None)
+    host = getattr(url, "host", "") or ""
+    if not (host in _LOCAL_HOSTS or host.startswith("/")):
+        return None, f"free space unknown: the server runs on {host}, not this host"
+    data_dir = ctx.db.data_directory()
+    if not data_dir:
+        return None, "free space unknown: this role may not read the server's data_directory"
+    try:
+        return shutil.disk_usage(data_dir).free, f"the server's data directory {data_dir}"
+    except OSError as exc:
+        return None, f"free space unknown: {data_dir} is not readable from here ({exc.strerror or exc})"
+
+
+def check_room(ctx) -> Check:
+    """Room on the server for the current database and the restored one side by side. Then the
+    current one is renamed aside (a way back in seconds) rather than dumped before the restore;
+    without room, the safety dump comes first as before. Where the room cannot be known, the
+    rename goes ahead: a restore that runs out of room fails and is rolled back by renaming
+    the current database back, which needs no room."""
+    db = ctx.db
+    if db.name not in db.databases():
+        return Check("room", True, f"no database {db.name} yet: nothing to keep aside", fatal=False,
+                     data={"rename": False})
+    current = db.database_size()
+    need = restored_size(ctx)
+    free, where = server_free_bytes(ctx)
+    data = {"rename": True, "current": current, "need": need, "free": free}
+    if free is None:
+        return Check("room", True, f"{where}; database {db.name} ({formatting.size(current)}) is renamed aside "
+                     "and kept until its safety dump is written after the restore", fatal=False, data=data)
+    if free < need:
+        data["rename"] = False
+        return Check("room", False, f"{formatting.size(free)} free in {where}: no room for the restored database "
+                     f"(about {formatting.size(need)}) beside the current {db.name} ({formatting.size(current)}); "
+                     "the current database is dumped before the restore instead (slower)", fatal=False, data=data)
+    return Check("room", True, f"{formatting.size(free)} free in {where}: room for the restored database (about "
+                 f"{formatting.size(need)}) beside the current {db.name} ({formatting.size(current)}), which is renamed "
+                 "aside and kept until its safety dump is written after the restore", fatal=False, data=data)
 
 
 def check_engine(ctx) -> Check:
@@ -466,7 +520,7 @@ def check_videos(ctx) -> Check:
                  "their rows with their annotations, summaries and claims", fatal=False, data=found)
 
 
-CHECKS = (check_dump, check_disk, check_engine, check_server, check_queues, check_migrations, check_videos)
+CHECKS = (check_dump, check_disk, check_room, check_engine, check_server, check_queues, check_migrations, check_videos)
 
 
 def run_preflight(ctx, on_check=None) -> list[Check]:

@@ -19,6 +19,7 @@ from fovea_tui.engine.infra.jobs import now_iso
 from fovea_tui.engine.infra.locks import acquire
 from fovea_tui.engine.ops import notify
 from fovea_tui.engine.progress import CancelToken
+from fovea_tui.engine.restore import aftercare
 from fovea_tui.engine.restore.context import RestoreContext
 from fovea_tui.engine.restore.steps import Held, Skip, Step, build_steps, pause_if_asked
 from fovea_tui.errors import Cancelled, FoveaError
@@ -44,6 +45,7 @@ def _error_text(exc: BaseException) -> str:
 def execute(handle, action: str) -> None:
     ctx = RestoreContext(handle)
     data = handle.data
+    data.pop("result_reported", None)
     if not data.get("steps"):
         data["steps"] = initial_records()
     steps = build_steps()
@@ -83,6 +85,22 @@ def execute(handle, action: str) -> None:
                 "critical", "restore:critical", f"restore of {dump} ended {status}: {data.get('message', '')}",
                 notify.NEXT_STEP["restore"])])
         print(masking.redact(f"{now_iso()} {handle.id}: {status}: {data.get('message', '')}"), flush=True)
+    if aftercare.pending(data):  # the result is out; the renamed database's dump comes after it
+        data["result_reported"] = True  # a face following the restore may return now
+        handle.save()
+        aftercare.write_safety_dump(ctx)
+        _drop_expired(ctx)
+        print(masking.redact(f"{now_iso()} {handle.id}: safety copy: {ctx.facts['safety_copy'].get('detail')}"),
+              flush=True)
+
+
+def _drop_expired(ctx: RestoreContext) -> None:
+    """Renamed databases that earlier restores kept for `restore.keep_renamed_hours`, now due."""
+    try:
+        for name in aftercare.drop_expired(ctx.settings):
+            print(f"{now_iso()} dropped {name}: kept long enough", flush=True)
+    except FoveaError as exc:
+        print(masking.redact(f"{now_iso()} could not drop the renamed databases due: {exc}"), flush=True)
 
 
 def _forward(ctx: RestoreContext, steps: list[Step], *, resume: bool) -> None:
@@ -143,6 +161,8 @@ def _forward(ctx: RestoreContext, steps: list[Step], *, resume: bool) -> None:
     data["message"] = (f"Restored {ctx.facts.get('dump')} into database {ctx.db_name}"
                        + (f"; {', '.join(running)} running again" if running else "")
                        + (f"; safety dump {_name(ctx.facts.get('safety_dump'))} kept" if ctx.facts.get("safety_dump") else "")
+                       + (f"; the database as it was is {ctx.facts['renamed_to']} until its safety dump is written "
+                          f"(`fovea-tui restore --follow {ctx.handle.id}`)" if aftercare.pending(data) else "")
                        + "." + _expected_deletions(ctx.facts.get("videos") or {}))
 
 
@@ -214,10 +234,15 @@ def _rollback(ctx: RestoreContext, steps: list[Step], *, reason: str) -> None:
             safety = ctx.facts.get("safety_dump")
             what = ("The rollback of the finished restore" if info.get("after_success")
                     else f"The restore did not complete ({info['reason']}) and the rollback")
+            renamed = ctx.facts.get("renamed_to") if ctx.facts.get("safety_mode") == "rename" \
+                and not ctx.facts.get("aside_dropped") else None
+            retry = f"retry with `fovea-tui restore --rollback {ctx.handle.id}`"
             data["message"] = (f"{what} failed at step "
                                f"{step.name}: {_error_text(exc)}. {_state_words(ctx)} "
-                               + (f"The safety dump is {safety}; retry with `fovea-tui restore --rollback "
-                                  f"{ctx.handle.id}` or restore it by hand (gunzip -c it into psql)." if safety else ""))
+                               + (f"Once the server answers, {retry}, or by hand: DROP DATABASE \"{ctx.db_name}\"; "
+                                  f"ALTER DATABASE \"{renamed}\" RENAME TO \"{ctx.db_name}\"." if renamed
+                                  else f"The safety dump is {safety}; {retry} or restore it by hand (gunzip -c it "
+                                  "into psql)." if safety else ""))
             return
         finally:
             rec["undo"]["duration_s"] = round(time.monotonic() - t0, 2)
@@ -226,7 +251,9 @@ def _rollback(ctx: RestoreContext, steps: list[Step], *, reason: str) -> None:
     data["status"] = "rolled_back"
     info["ended_at"] = now_iso()
     running = ctx.facts.get("was_running") or []
-    if ctx.facts.get("safety_restored"):
+    if ctx.facts.get("safety_restored") and ctx.facts.get("safety_mode") == "rename" and not ctx.facts.get("aside_dropped"):
+        db_words = f"the database is back as it was ({ctx.facts['renamed_to']} renamed back; no safety dump needed)"
+    elif ctx.facts.get("safety_restored"):
         db_words = f"the database is back to the safety dump {_name(ctx.facts.get('safety_dump'))}"
     else:
         db_words = "the database was not touched"
@@ -252,10 +279,14 @@ def state_words(data: dict) -> str:
     `engine.restore.check_services`): a service started again by hand is not named."""
     facts = data.get("facts") or {}
     records = {r["name"]: r["status"] for r in data.get("steps", [])}
+    renamed = facts.get("renamed_to") if facts.get("safety_mode") == "rename" and not facts.get("aside_dropped") else None
     if facts.get("safety_restored"):
-        db = "The database is back to the safety dump."
+        db = "The database is back as it was (renamed back)." if renamed else "The database is back to the safety dump."
     elif not facts.get("database_dropped"):
         db = "The database is untouched."
+    elif renamed and records.get("restore") != "ok":
+        db = (f"The database as it was is kept as {renamed} (or still under its own name if the runner stopped "
+              "before renaming it); the rollback renames it back.")
     elif records.get("restore") == "ok":
         db = f"The database holds the restored dump {facts.get('dump')}" + (
             "" if records.get("migrate") in ("ok", "skipped") else " without the pending migrations") + "."

@@ -13,6 +13,7 @@ import os
 import signal
 import time
 from abc import ABC, abstractmethod
+from datetime import UTC, datetime
 from pathlib import Path
 
 from isal import igzip
@@ -193,15 +194,27 @@ class Preflight(Step):
 
 
 class SafetyDump(Step):
+    """The way back. With room on the server for both databases (pre-flight's `room`), the
+    current database is renamed aside in step 6 and dumped from there after the restore, so
+    nothing is spent here; without room, it is dumped now, as the runbook does."""
+
     name, title = "safety_dump", "Safety dump of the current database"
 
     def run(self, ctx) -> str:
         existing = ctx.facts.get("safety_dump")
         if existing and Path(existing).is_file():
             return f"{Path(existing).name} (taken earlier in this job)"
+        if ctx.facts.get("safety_mode") == "rename":
+            return rename_words(ctx) + " (decided earlier in this job)"
         if ctx.db_name not in ctx.db.databases():
             ctx.facts["safety_dump"] = None
             raise Skip(f"database {ctx.db_name} does not exist yet: nothing to save")
+        room = next((c for c in ctx.facts.get("preflight") or [] if c.get("name") == "room"), None)
+        if room is not None and room.get("data", {}).get("rename"):
+            ctx.facts["safety_mode"] = "rename"
+            return rename_words(ctx)
+        ctx.facts["safety_mode"] = "dump"
+        why = f"dump ({room['detail']}): " if room is not None else "dump: "
 
         def progress(event: ProgressEvent) -> None:
             ctx.progress(event.done, event.total)
@@ -210,12 +223,75 @@ class SafetyDump(Step):
                             kind="pre-restore", database=ctx.db, env=ctx.env)
         ctx.facts["safety_dump"] = str(result.path)
         ctx.facts["safety_tables"] = dict(result.tables)
-        return f"{result.name}: {result.rows} rows in {len(result.tables)} tables, {result.size} bytes"
+        return f"{why}{result.name}: {result.rows} rows in {len(result.tables)} tables, {result.size} bytes"
 
     def check(self, ctx) -> None:
         path = ctx.facts.get("safety_dump")
         if path and not Path(path).is_file():
             raise OperationFailed(f"safety dump {path} is missing")
+
+
+def rename_words(ctx) -> str:
+    return (f"rename aside: database {ctx.db_name} is kept under a new name once the services are stopped "
+            "(a way back in seconds); its safety dump is written from it after the restore")
+
+
+def aside_name(database: str, when: datetime) -> str:
+    """`<database>_pre_restore_<UTC stamp>`, the database part cut to fit PostgreSQL's 63 bytes."""
+    suffix = f"_pre_restore_{when.astimezone(UTC):%Y%m%dT%H%M%SZ}"
+    return database.encode()[: 63 - len(suffix)].decode("utf-8", "ignore") + suffix
+
+
+def rename_aside(ctx) -> str:
+    """Step 6 with a rename: the current database goes aside under `aside_name`, a new empty one
+    takes its name. The job records the new name before the rename, so a runner killed at any
+    point leaves the old database under one of the two names, and the next run finds which on
+    the server."""
+    db, name = ctx.db, ctx.db_name
+    present = set(db.databases())
+    aside = ctx.facts.get("renamed_to")
+    if aside and aside in present:
+        if name in present:  # the new database of an earlier run, empty or partly restored
+            ctx.output(f"dropping database {name}: the one created earlier in this job")
+            db.drop_database(name)
+        how = f"{name} was renamed to {aside} earlier in this job"
+    elif name not in present:
+        raise OperationFailed(f"database {name} is not on the server" + (f", nor {aside}" if aside else "")
+                              + ": nothing to rename aside")
+    else:
+        aside = aside or aside_name(name, datetime.now(UTC))
+        ctx.facts.update(renamed_to=aside, database_dropped=True)
+        ctx.save()  # before the rename: a resumed or rolling-back runner then looks for both names
+        ctx.output(f"renaming database {name} to {aside} (its sessions ended)")
+        db.rename_database(name, aside)
+        how = f"renamed {name} to {aside}"
+    ctx.output(f"creating database {name} with the owner, encoding and locale of {aside}")
+    db.create_database(name, like=aside)
+    return f"{how}; database {name} created empty"
+
+
+def rename_back(ctx) -> str:
+    """Rollback with a rename: drop the new database, give the old one its name back. Seconds,
+    whatever the size; a rerun after a crash half-way finds the names on the server."""
+    db, name, aside = ctx.db, ctx.db_name, ctx.facts["renamed_to"]
+    present = set(db.databases())
+    if aside not in present:
+        if name in present:  # the runner stopped between recording the name and renaming
+            ctx.facts["database_dropped"] = False
+            return f"database {name} was never renamed: untouched"
+        raise OperationFailed(f"neither database {name} nor {aside} is on the server: roll back from a dump by hand")
+    if name in present:
+        if (ctx.data.get("rollback") or {}).get("after_success"):
+            _dump_live_database(ctx)
+        ctx.output(f"dropping the restored database {name}")
+        db.drop_database(name)
+    ctx.output(f"renaming {aside} back to {name}")
+    db.rename_database(aside, name)
+    ctx.facts["safety_restored"] = True
+    ctx.save()
+    saved = f"; the live database was saved first as {Path(ctx.facts['live_dump']).name}" \
+        if ctx.facts.get("live_dump") else ""
+    return f"database {name} put back: {aside} renamed back to {name}, the restored one dropped{saved}"
 
 
 # --------------------------------------------------------------------------- 4. confirm
@@ -323,6 +399,8 @@ class PrepareDatabase(Step):
 
     def run(self, ctx) -> str:
         ensure_database_service(ctx)
+        if ctx.facts.get("safety_mode") == "rename":
+            return rename_aside(ctx)
         recreate_database(ctx)
         return f"database {ctx.db_name} dropped and created empty (owner {ctx.settings.database.user if ctx.settings.database.mode == 'docker' else ctx.db.user})"
 
@@ -467,11 +545,15 @@ def _dump_live_database(ctx) -> None:
 
 
 def restore_safety_dump(ctx) -> str | None:
-    """Put the database back as the safety dump saw it (once per job, whoever asks first)."""
+    """Put the database back as it was before the restore (once per job, whoever asks first):
+    the renamed copy renamed back, or, once that copy is gone, the safety dump restored."""
     if ctx.facts.get("safety_restored"):
         return "database already restored from the safety dump"
     if not ctx.facts.get("database_dropped"):
         return None  # the database was never touched
+    if ctx.facts.get("safety_mode") == "rename" and not ctx.facts.get("aside_dropped"):
+        ensure_database_service(ctx)
+        return rename_back(ctx)
     safety = ctx.facts.get("safety_dump")
     path = Path(safety) if safety is not None else None
     if path is not None and not path.is_file():

@@ -91,6 +91,13 @@ def steps_text(data: dict, now: datetime | None = None) -> Text:
             u_icon, u_style = ICONS.get(undo.get("status", "pending"), ("?", ""))
             took = f" ({formatting.step_time(undo['duration_s'])})" if undo.get("duration_s") is not None else ""
             text.append(f"     ↩ {u_icon} undo{took}: {masking.redact(undo.get('detail', '') or '')}\n", style=u_style)
+    copy = engine.safety_copy(data) or {}
+    if copy.get("mode") == "rename" and copy.get("status"):
+        icon, style = ICONS[{"verified": "ok", "interrupted": "failed"}.get(copy["status"], copy["status"])]
+        progress = copy.get("progress") or {}
+        done = f" {100 * progress['done'] // progress['total']}%" if progress.get("total") else ""
+        words = copy.get("detail") or f"writing the safety dump from {copy.get('renamed_to')}{done}"
+        text.append(f" {icon} safety copy ({copy['status']}): {masking.redact(words)}\n", style=style)
     return text
 
 
@@ -596,7 +603,11 @@ class RestoreScreen(FoveaScreen):
         bar = self.query_one("#progress", ProgressBar)
         running = next((r for r in data.get("steps", []) if r.get("status") == "running"), None)
         progress = (running or {}).get("progress") or {}
-        if running and running["name"] in ("preflight", "restore", "videos") and progress.get("total") and data.get("alive", True):
+        copy = engine.safety_copy(data) or {}
+        if running is None and copy.get("status") == "running":
+            running, progress = {"name": "safety_copy"}, copy.get("progress") or {}
+        if running and running["name"] in ("preflight", "restore", "videos", "safety_copy") and progress.get("total") \
+                and data.get("alive", True):
             bar.remove_class("hidden")
             bar.update(total=progress["total"], progress=progress["done"])
         else:
@@ -636,6 +647,8 @@ class RestoreScreen(FoveaScreen):
         question = (f"The restore replaces database {name!r} with {facts.get('dump')}. Every service but the "
                     f"database is stopped meanwhile; running jobs are interrupted."
                     + (f" Safety dump taken: {safety} (a roll back returns to it)." if safety else "")
+                    + (" The current database is renamed aside, not dropped (a roll back renames it back); its "
+                       "safety dump is written after the restore." if facts.get("safety_mode") == "rename" else "")
                     + f"\n\nType {name!r} to go ahead.")
         self._asking = ConfirmRestore(question, name)
         self.app.push_screen(self._asking, self._confirmed)

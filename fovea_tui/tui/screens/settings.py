@@ -47,6 +47,7 @@ HINTS = {
     "monitor.ping_url": "dead-man's switch for the nightly run: <url>/start, <url>, <url>/fail (shown hidden)",
     "monitor.backup_url": "a check of its own for backups; empty: ping_url when run alone",
     "monitor.sync_url": "a check of its own for the volume sync; empty: ping_url when run alone",
+    "restore.keep_renamed_hours": "keep the database a restore renamed aside this long after its safety dump is verified (0: drop it then)",
     "monitor.drill_url": "a check for drills (period: drill.interval_days); empty: ping_url",
     "encryption.recipients": "public keys (age1…, or ssh keys in quotes), separated by spaces; empty: off-site copies unencrypted",
     "encryption.identity_file": "the private key that opens the copies (verify, drill, restore from off-site)",

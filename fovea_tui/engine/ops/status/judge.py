@@ -247,6 +247,9 @@ def judge_restore(restore: RestoreSection, alerts: list[Alert]) -> None:
     elif status == "failed":
         why = restore.message.removeprefix("Nothing was changed: ")  # said once, not twice
         _set(restore, Verdict.WARNING, f"{what} failed before changing anything: {why}")
+    elif restore.safety_copy:
+        _set(restore, Verdict.WARNING, f"{what} ok, but its safety copy is not done: {restore.safety_copy}")
+        alerts.append(Alert(WARNING, "restore", restore.reason))
     else:
         _set(restore, Verdict.FINE, f"{what} {status.replace('_', ' ')}")
     restore.summary = restore.reason

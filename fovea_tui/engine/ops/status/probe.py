@@ -48,7 +48,7 @@ from fovea_tui.engine.ops.status.report import (
     record_from,
     section_from,
 )
-from fovea_tui.engine.restore import check_services, describe_status
+from fovea_tui.engine.restore import check_services, describe_status, safety_copy
 from fovea_tui.engine.restore.runner import state_words
 from fovea_tui.engine.volume.storage import video_storage
 from fovea_tui.engine.volume.sync import read_summary, volume_sync_summary
@@ -322,6 +322,11 @@ def _restore(settings: Settings, section: RestoreSection) -> None:
     section.updated_at = state.updated_at or None
     records = {s.get("name"): s.get("status") for s in state.steps}
     facts = state.facts
+    copy = safety_copy(raw) or {}
+    if state.status == "ok" and copy.get("status") in ("failed", "interrupted"):
+        section.safety_copy = copy.get("detail") or (
+            f"the safety dump from {copy.get('renamed_to')} was interrupted; {copy.get('renamed_to')} is kept: "
+            f"`fovea-tui restore --resume {state.id}` writes it")
     section.install_touched = bool(facts.get("database_dropped") and not facts.get("safety_restored")) or bool(
         facts.get("was_running") and records.get("start") != "ok")
     if state.status == "interrupted":

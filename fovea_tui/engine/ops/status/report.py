@@ -265,6 +265,7 @@ class RestoreSection(Section):
     next: list[str] = field(default_factory=list)   # commands that follow, resume or roll it back
     summary: str = ""
     headline: str = ""              # the banner's words: what it does or how it stopped, briefly
+    safety_copy: str = ""           # a finished restore's renamed database: its safety dump failed or stopped
 
     @property
     def needs_operator(self) -> bool:

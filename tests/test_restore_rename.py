@@ -1,0 +1,338 @@
+"""Issue 20: the safety copy is the current database renamed aside, on a real PostgreSQL cluster
+and real detached runners driven through the CLI.
+
+What must hold: the old database is renamed aside, a new one restored under its name; the
+rollback renames it back (seconds, no dump read); after the restore's result, the renamed
+database is dumped (pre-restore name, manifest), the dump verified, the copy dropped or kept
+for `restore.keep_renamed_hours`; a runner killed with SIGKILL before any step leaves the old
+database under its own name or under the recorded aside name, never neither, and both
+`--rollback` and `--resume` finish from there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from test_restore_integrity import REPO, direct, run_cli  # noqa: F401 - the fixture is used by name
+
+from fovea_tui.config import load_file, save_settings, settings_from_dict
+from fovea_tui.engine import restore as engine
+from fovea_tui.engine.backups import manifest as mf
+from fovea_tui.engine.infra import jobs
+from fovea_tui.engine.restore.steps import PAUSE_ENV, aside_name
+from fovea_tui.errors import ConfigError
+
+MARKER = "restore_marker"  # only in the database as it was before the restore
+
+
+def databases(db) -> set[str]:
+    return set(db.cluster.psql("SELECT datname FROM pg_database;", "postgres").split())
+
+
+def asides(db) -> set[str]:
+    return {d for d in databases(db) if d.startswith(db.name + "_pre_restore_")}
+
+
+def has_marker(db, name: str) -> bool:
+    return db.cluster.psql(f"SELECT to_regclass('public.{MARKER}') IS NOT NULL;", name).strip() == "t"
+
+
+@pytest.fixture
+def marked(direct):  # noqa: F811 - pytest's fixture by name
+    settings, config, backup, db = direct
+    db.psql(f"CREATE TABLE {MARKER} (id int); INSERT INTO {MARKER} VALUES (42);")
+    yield settings, config, backup, db
+    for name in asides(db):
+        db.cluster.drop_database(name)
+
+
+def restore_cli(config, *args: str, env: dict | None = None) -> tuple[int, dict]:
+    proc = run_cli(["--config", str(config), "restore", *args, "--json"], env=env)
+    try:
+        return proc.returncode, json.loads(proc.stdout)
+    except ValueError:
+        raise AssertionError(f"exit {proc.returncode}: {proc.stdout!r} {proc.stderr!r}") from None
+
+
+def settled(settings, job: str, timeout: float = 120) -> dict:
+    """The job once its runner is gone (the safety copy written after the result included)."""
+    data = jobs.follow(settings, job, lambda _d: None, timeout=timeout)
+    assert not jobs.is_alive(jobs.jobs_dir(settings), job), data
+    return engine.report({**jobs.load_job(settings, job)})
+
+
+def test_aside_name_fits_postgres_and_says_when():
+    when = datetime(2026, 11, 29, 23, 5, 9, tzinfo=UTC)
+    assert aside_name("fovea", when) == "fovea_pre_restore_20261129T230509Z"
+    long = aside_name("é" * 40, when)
+    assert len(long.encode()) <= 63 and long.endswith("_pre_restore_20261129T230509Z")
+    long.encode().decode("utf-8")  # never cut inside a character
+
+
+def test_restore_renames_aside_then_dumps_and_drops_the_copy(marked):
+    settings, config, backup, db = marked
+    code, result = restore_cli(config, backup.name, "--yes")
+    assert code == 0 and result["ok"], result
+    steps = {s["name"]: s for s in result["steps"]}
+    assert steps["safety_dump"]["detail"].startswith("rename aside"), steps["safety_dump"]
+    assert "renamed" in steps["prepare"]["detail"] and "_pre_restore_" in steps["prepare"]["detail"]
+    room = next(c for c in result["preflight"] if c["name"] == "room")
+    assert room["ok"] and room["data"]["rename"] and room["data"]["free"] > 0, room
+    copy = result["safety_copy"]
+    assert copy["mode"] == "rename" and copy["renamed_to"].startswith(db.name + "_pre_restore_")
+    assert not has_marker(db, db.name)  # the restored dump
+
+    final = settled(settings, result["job"])
+    copy = final["safety_copy"]
+    assert copy["status"] == "verified" and copy["dropped"], copy
+    assert asides(db) == set()
+    dump = settings.backups_dir / copy["dump"]
+    assert mf.parse_dump_name(dump.name).kind == "pre-restore" and mf.read_for(dump) is not None
+    assert final["safety_dump"] == str(dump)
+    # the safety dump holds the database as it was: its marker row
+    import gzip
+    with gzip.open(dump, "rt") as fh:
+        assert f"CREATE TABLE public.{MARKER}" in fh.read()
+
+
+def test_a_failed_restore_is_rolled_back_by_renaming_back(marked):
+    settings, config, backup, db = marked
+    broken = settings.backups_dir / "fovea-20200101T000000Z.sql.gz"
+    import gzip
+    with gzip.open(backup.path, "rb") as src:
+        sql = src.read()
+    tail = b"\n-- PostgreSQL database dump complete\n"
+    with gzip.open(broken, "wb") as out:
+        out.write(sql.replace(tail, b"\nSELECT no_such_function();\n" + tail))
+    code, result = restore_cli(config, broken.name, "--yes")
+    assert code == 1 and result["status"] == "rolled_back", result
+    undo = {s["name"]: s.get("undo") or {} for s in result["steps"]}
+    assert "renamed back" in undo["restore"]["detail"], undo
+    assert undo["restore"]["duration_s"] < 5
+    assert has_marker(db, db.name) and asides(db) == set()
+    assert "renamed back" in result["message"] and "as it was before" in result["message"]
+    assert not list(settings.backups_dir.glob("*-pre-restore.sql.gz"))  # no dump was needed
+
+
+def test_keep_renamed_hours_keeps_the_copy_then_drops_it_when_due(marked, tmp_path):
+    settings, config, backup, db = marked
+    settings.restore.keep_renamed_hours = 2
+    save_settings(settings, config)
+    code, result = restore_cli(config, backup.name, "--yes")
+    assert code == 0, result
+    copy = settled(settings, result["job"])["safety_copy"]
+    assert copy["status"] == "verified" and not copy["dropped"] and copy["keep_until"], copy
+    assert asides(db) == {copy["renamed_to"]} and has_marker(db, copy["renamed_to"])
+
+    # a finished restore rolled back while the copy is kept: renamed back, live database saved first
+    code, back = restore_cli(config, "--rollback", result["job"], "--yes", "--force-after-success")
+    assert code == 1 and back["status"] == "rolled_back", back
+    assert has_marker(db, db.name) and asides(db) == set()
+    assert back["rollback"]["after_success"]
+
+    # a second restore keeps its copy; once due, the next restore's runner drops it
+    code, second = restore_cli(config, backup.name, "--yes")
+    kept = settled(settings, second["job"])["safety_copy"]["renamed_to"]
+    path = jobs.state_path(jobs.jobs_dir(settings), second["job"])
+    state = json.loads(path.read_text())
+    state["facts"]["safety_copy"]["keep_until"] = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    path.write_text(json.dumps(state))
+    code, third = restore_cli(config, backup.name, "--yes")
+    settled(settings, third["job"])
+    assert kept not in databases(db)
+    assert jobs.read_state(jobs.jobs_dir(settings), second["job"])["facts"]["aside_dropped"]
+
+
+def test_rollback_after_success_once_the_copy_is_dropped_uses_the_safety_dump(marked):
+    settings, config, backup, db = marked
+    code, result = restore_cli(config, backup.name, "--yes")
+    final = settled(settings, result["job"])
+    assert final["safety_copy"]["dropped"]
+    code, back = restore_cli(config, "--rollback", result["job"], "--yes", "--force-after-success")
+    assert back["status"] == "rolled_back", back
+    assert "safety dump" in back["message"] and has_marker(db, db.name)
+
+
+@pytest.mark.parametrize("value", [-1, "2", 10 ** 9])
+def test_bad_keep_renamed_hours_names_the_key(tmp_path, value):
+    path = tmp_path / "c.toml"
+    text = f'[restore]\nkeep_renamed_hours = {json.dumps(value)}\n'
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_file(path)
+    assert info.value.key == "restore.keep_renamed_hours"
+    proc = run_cli(["--config", str(path), "status"])
+    assert proc.returncode == 2 and "restore.keep_renamed_hours" in proc.stderr
+
+
+def test_keep_renamed_hours_default_and_round_trip(tmp_path):
+    settings = settings_from_dict({})
+    assert settings.restore.keep_renamed_hours == 0
+    settings.restore.keep_renamed_hours = 6
+    assert load_file(save_settings(settings, tmp_path / "c.toml")).restore.keep_renamed_hours == 6
+
+
+# ---------------------------------------------------------------- kill -9 before each step
+
+STEPS_AFTER_CHOOSE = ["preflight", "safety_dump", "confirm", "stop", "prepare", "restore", "migrate", "videos",
+                      "start", "verify"]
+
+
+def _killed_at(settings, backup, step: str, monkeypatch) -> str:
+    monkeypatch.setenv(PAUSE_ENV, f"{step}:60")
+    job = engine.start_restore(settings, backup.name, confirmed=True)
+    monkeypatch.delenv(PAUSE_ENV)
+    deadline = time.monotonic() + 60
+    while True:
+        data = jobs.load_job(settings, job)
+        if next(r for r in data["steps"] if r["name"] == step)["status"] == "running":
+            break
+        assert data["status"] not in jobs.FINAL and time.monotonic() < deadline, data.get("message")
+        time.sleep(0.05)
+    os.kill(data["pid"], signal.SIGKILL)
+    while jobs.is_alive(jobs.jobs_dir(settings), job):
+        time.sleep(0.05)
+    return job
+
+
+@pytest.mark.parametrize("step", STEPS_AFTER_CHOOSE)
+def test_sigkill_before_each_step_never_loses_the_old_database(marked, step, monkeypatch):
+    settings, config, backup, db = marked
+    job = _killed_at(settings, backup, step, monkeypatch)
+    data = jobs.load_job(settings, job)
+    assert jobs.effective_status(data) == "interrupted"
+    aside = data["facts"].get("renamed_to")
+    # the old database is under its own name, or under the name the job recorded before renaming
+    holders = [n for n in (db.name, aside) if n and n in databases(db) and has_marker(db, n)]
+    assert len(holders) == 1, (holders, databases(db))
+    assert (holders[0] == aside) == (STEPS_AFTER_CHOOSE.index(step) > STEPS_AFTER_CHOOSE.index("prepare"))
+    state = engine.describe_status(data)
+    assert "--rollback" in state and "--resume" in state
+
+    if step in ("prepare", "restore", "verify"):  # resumed: the restore completes, the copy is dumped
+        code, result = restore_cli(config, "--resume", job, "--yes")
+        assert code == 0 and result["ok"], result
+        final = settled(settings, job)
+        assert final["safety_copy"]["status"] == "verified" and asides(db) == set(), final["safety_copy"]
+        assert not has_marker(db, db.name)
+        return
+    code, result = restore_cli(config, "--rollback", job, "--yes")
+    assert result["status"] == "rolled_back", result
+    assert has_marker(db, db.name) and asides(db) == set()
+    assert db.psql(f"SELECT id FROM {MARKER}").strip() == "42"
+
+
+def test_sigkill_while_the_safety_copy_is_written_then_resume_finishes_it(marked, monkeypatch):
+    """The CLI prints the result first, then follows the safety dump on stderr; the runner killed
+    then leaves the renamed database in place, and `--resume` writes the dump."""
+    settings, config, backup, db = marked
+    db.psql("CREATE TABLE filler AS SELECT i, md5(i::text) AS t FROM generate_series(1, 400000) i;")
+    cli = subprocess.Popen([sys.executable, "-m", "fovea_tui", "--config", str(config), "restore", backup.name,
+                            "--yes"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO,
+                           stdin=subprocess.DEVNULL)
+    first = b""  # the result, printed before the safety dump is written
+    while b"safety copy:" not in first:
+        line = cli.stdout.readline()
+        assert line, first
+        first += line
+    assert b": ok" in first.splitlines()[0], first
+    assert b"safety copy: pending" in first or b"safety copy: running" in first, first
+    deadline = time.monotonic() + 60
+    while True:
+        data = jobs.latest_job(settings, "restore")
+        if (data["facts"].get("safety_copy") or {}).get("status") == "running":
+            break
+        assert time.monotonic() < deadline and data["alive"], data.get("facts", {}).get("safety_copy")
+        time.sleep(0.02)
+    job = data["id"]
+    assert job.encode() in first
+    os.kill(data["pid"], signal.SIGKILL)
+    out, err = cli.communicate(timeout=60)
+    assert cli.returncode == 0, out
+    err = err.decode()
+    assert "safety copy" in err and "interrupted" in err, err
+    report = engine.report(jobs.load_job(settings, job))
+    assert report["ok"] and report["safety_copy"]["status"] == "interrupted"
+    aside = report["safety_copy"]["renamed_to"]
+    assert aside in databases(db) and has_marker(db, aside)  # kept: the way back is still there
+    from fovea_tui.engine.ops.status.probe import restore_status
+    section = restore_status(settings)
+    assert section.verdict.value == "warning" and "safety copy" in section.reason and "--resume" in section.reason
+    code, again = restore_cli(config, "--resume", job, "--yes")
+    assert code == 0, again
+    final = settled(settings, job)
+    assert final["safety_copy"]["status"] == "verified" and aside not in databases(db)
+    assert not [p for p in settings.backups_dir.iterdir() if p.name.endswith(".partial")]
+
+
+# ---------------------------------------------------------------- no room for both: the dump first
+
+
+@pytest.fixture
+def small_server(tmp_path, monkeypatch):
+    """A cluster whose data directory is on a small tmpfs, filled until the restored database
+    fits only once the current one is dropped (room for one, not for both)."""
+    import tempfile
+
+    from support.services import PgCluster, pg_bin_dir_or_fail
+
+    mount = Path(tempfile.mkdtemp(prefix="fovea-small-pg-"))  # the cluster's own user must reach it
+    mount.chmod(0o755)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200m", "tmpfs", str(mount)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    cluster = PgCluster(pg_bin_dir_or_fail())
+    cluster.base = cluster.socket_dir = mount
+    cluster.data_dir, cluster.log_file = mount / "data", mount / "postgres.log"
+    try:
+        cluster.start()
+        cluster.bootstrap(scale=1)
+        monkeypatch.setenv("FOVEA_TUI_PG_BIN", str(cluster.bin_dir))
+        yield cluster, mount
+    finally:
+        cluster.stop()
+        subprocess.run(["umount", "-l", str(mount)])
+        mount.rmdir()
+
+
+def test_without_room_for_both_the_current_database_is_dumped_first(small_server, tmp_path):
+    import shutil as sh
+
+    from fovea_tui.engine.backups.pipeline import run_backup
+    from fovea_tui.engine.restore.preflight import MARGIN
+
+    cluster, mount = small_server
+    env_file = tmp_path / ".env"
+    env_file.write_text("STORAGE_PATH=/videos\n")
+    (tmp_path / "videos").mkdir()
+    settings = settings_from_dict({
+        "install": {"compose_project": "fovea-no-such-project", "env_file": str(env_file)},
+        "database": {"mode": "direct", "url": cluster.url},
+        "backups": {"dir": str(tmp_path / "backups")}, "volume": {"path": str(tmp_path / "videos")}})
+    config = save_settings(settings, tmp_path / "fovea-tui.toml")
+    backup = run_backup(settings, offsite=False)
+    cluster.psql(f"CREATE TABLE {MARKER} (id int);", "fovea")
+    # leave a little more than the restore needs, less than it needs beside the current database
+    free = sh.disk_usage(mount).free
+    current = int(cluster.psql("SELECT pg_database_size('fovea');", "postgres"))
+    leave = MARGIN + int(backup.raw_bytes * 1.5) - current // 2
+    with open(mount / "ballast", "wb") as fh:
+        fh.truncate(0)
+        fh.write(b"\0" * (free - leave))
+    code, result = restore_cli(config, backup.name, "--yes")
+    assert code == 0 and result["ok"], result
+    room = next(c for c in result["preflight"] if c["name"] == "room")
+    assert not room["ok"] and not room["data"]["rename"] and "no room" in room["detail"], room
+    detail = next(s for s in result["steps"] if s["name"] == "safety_dump")["detail"]
+    assert detail.startswith("dump (") and "no room" in detail and "-pre-restore.sql.gz" in detail, detail
+    assert result["safety_copy"] == {"mode": "dump"}
+    assert "_pre_restore_" not in cluster.psql("SELECT string_agg(datname, ',') FROM pg_database;", "postgres")
+    assert cluster.psql(f"SELECT to_regclass('public.{MARKER}') IS NULL;", "fovea").strip() == "t"
+    assert (settings.backups_dir / result["safety_dump"].rsplit("/", 1)[-1]).is_file()
