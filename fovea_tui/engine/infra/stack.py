@@ -372,6 +372,7 @@ class Stack:
             now = time.monotonic()
             current = {s.name: s for s in self.services()}
             waits: list[str] = []
+            ready: list[Service] = []
             for name in todo:
                 svc = current.get(name)
                 if name in started_at or name in blocked:
@@ -392,10 +393,11 @@ class Stack:
                                for dep, ok in verdicts.items() if ok is None]
                     waits.append(f"{name}: waiting for {', '.join(awaited)}")
                 else:
-                    if not svc.running:
-                        self.client.containers.get(svc.container_id).start()
-                    started_at[name] = now
-                    report.started.append(name)
+                    ready.append(svc)
+            self._start_together([svc for svc in ready if not svc.running])
+            for svc in ready:
+                started_at[svc.name] = now
+                report.started.append(svc.name)
             waiting = [n for n in todo if n not in started_at and n not in blocked]
             needed = required | {dep for n in waiting for dep, cond in current[n].conditions.items()
                                  if cond == "service_healthy"}
@@ -441,6 +443,15 @@ class Stack:
                                               "expected_s": max(1, math.ceil(svc.healthcheck.verdict_s - age)),
                                               "detail": "still starting: " + _expected(svc, age)})
         return report
+
+    def _start_together(self, services: list[Service]) -> None:
+        """`docker start` for services whose conditions hold, all at once."""
+        if not services:
+            return
+        with ThreadPoolExecutor(max_workers=len(services), thread_name_prefix="start") as pool:
+            for future in [pool.submit(lambda s: self.client.containers.get(s.container_id).start(), svc)
+                           for svc in services]:
+                future.result()
 
     def wait_healthy(self, name: str, timeout: float = 120, cancel: CancelToken | None = None) -> Service:
         deadline = time.monotonic() + timeout
