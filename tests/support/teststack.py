@@ -331,14 +331,14 @@ class TestStack:
     @contextlib.contextmanager
     def changed(self, service: str, **changes):
         """The service recreated with some of its spec replaced (as an edited compose file and
-        `docker compose up` would), running when it was; put back as it was afterwards."""
+        `docker compose up` would), running when it was; put back as it was afterwards (running
+        when it then runs: the `stack` fixture starts whatever a test left stopped)."""
         original = dict(self._specs[service])
         self._recreate(service, {**original, **changes})
         try:
             yield self.container(service)
         finally:
             self._recreate(service, original)
-            self.ensure_running()
 
     def _recreate(self, service: str, spec: dict) -> None:
         c = self.container(service)
