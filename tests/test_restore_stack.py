@@ -134,6 +134,10 @@ def test_a_slow_model_service_never_rolls_back_a_good_restore(stack, restore_set
         assert proc.returncode == 0, proc.stderr + proc.stdout
         result = json.loads(proc.stdout)
         assert running(stack, "model-service") and stack.health_status("model-service") == "starting"
+        status = json.loads(run_cli(["--config", str(config), "status", "--json"]).stdout)
+        model = next(s for s in status["stack"]["services"] if s["name"] == "model-service")
+        assert model["starting"].startswith("healthy expected within")  # the dashboard's stack table
+        assert "model-service still starting: healthy expected within" in status["stack"]["reason"]
     assert took < 120, took
     assert result["status"] == "ok" and not result.get("rollback")
     assert not marker_present(stack)

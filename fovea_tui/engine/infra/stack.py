@@ -133,8 +133,11 @@ class Service:
         return self.running and self.health in ("", "healthy")
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "container": self.container_name, "state": self.state,
-                "health": self.health or None, "image": self.image}
+        found = {"name": self.name, "container": self.container_name, "state": self.state,
+                 "health": self.health or None, "image": self.image}
+        if self.running and self.health == "starting":  # when its healthcheck is due to say
+            found["starting"] = _expected(self, _age(self.started_at))
+        return found
 
 
 def _conditions(labels: dict) -> dict[str, str]:
