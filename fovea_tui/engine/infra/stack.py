@@ -303,7 +303,8 @@ class Stack:
         StopTimeout (compose's stop_grace_period) or `default_timeout` between SIGTERM and
         SIGKILL, so a service that ignores SIGTERM costs its grace period once, not per service."""
         services = {s.name: s for s in self.services()}
-        chosen = [services[n] for n in names if n in services and services[n].running]
+        chosen = [services[n] for n in names if n in services  # running, restarting or paused
+                  and services[n].state not in ("exited", "dead", "created")]
         if not chosen:
             return
         grace = {s.name: s.stop_timeout if s.stop_timeout is not None else default_timeout for s in chosen}
