@@ -32,7 +32,31 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _commands_needed(argv: list[str]) -> list[str]:
+    """The command modules whose parsers this command line needs.
+
+    Each command module imports its part of the engine (boto3, psycopg, the status model...),
+    so importing all of them costs a quarter of a second that a cron'd `sync` or the TUI's
+    launch does not need: a known command gets its own parser only; a line without a command
+    (the TUI) gets none unless it asks for help; anything else (an unknown command, a typo)
+    gets them all, so argparse lists the choices.
+    """
+    words = iter(argv)
+    for word in words:
+        if word in ("-h", "--help"):
+            return COMMAND_MODULES
+        if word.startswith("--c") and "--config".startswith(word):
+            next(words, None)  # --config PATH (or an abbreviation of it): PATH is not the command
+            continue
+        if word.startswith("-"):
+            continue
+        module = word.replace("-", "_")
+        return [module] if module in COMMAND_MODULES and "_" not in word else COMMAND_MODULES
+    return []
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The CLI's parser; with `argv`, only the command parsers that line needs (see above)."""
     parser = _Parser(
         prog="fovea-tui",
         description="Back up, prune, sync, restore and drill a Fovea install. "
@@ -42,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "./fovea-tui.toml, ~/.config/fovea-tui/config.toml, /etc/fovea-tui/config.toml)")
     parser.add_argument("--version", action="version", version=f"fovea-tui {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMAND_MODULES:
+    for name in COMMAND_MODULES if argv is None else _commands_needed(argv):
         importlib.import_module(f"fovea_tui.cli.commands.{name}").register(sub)
     return parser
 
@@ -84,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     root = logging.getLogger()
     if not any(isinstance(h, masking.RedactingStderrHandler) for h in root.handlers):
         root.addHandler(masking.RedactingStderrHandler())
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not args.command:
         from fovea_tui.tui.launch import launch_tui  # the only path that imports textual

@@ -32,10 +32,7 @@ from textual.worker import Worker
 
 from fovea_tui import masking
 from fovea_tui.config import Settings
-from fovea_tui.engine import restore as restore_engine
-from fovea_tui.engine.backups.pipeline import run_backup
-from fovea_tui.engine.ops.status import RestoreSection, StatusReport, collect_status, judge, restore_status
-from fovea_tui.engine.volume.sync import run_sync
+from fovea_tui.engine.ops.status import RestoreSection, StatusReport, judge
 from fovea_tui.errors import FoveaError
 from fovea_tui.tui.jobs import JobFailed, JobFinished, JobProgress, JobRunner, describe_result
 
@@ -92,11 +89,27 @@ class JobAction:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class EngineCall:
+    """An engine function named "module:function", imported when first called: the first
+    frame does not load the engine of every job the app can start."""
+
+    target: str
+
+    def resolve(self) -> Callable[..., Any]:
+        module, _, attr = self.target.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.resolve()(*args, **kwargs)
+
+
 JOB_ACTIONS: dict[str, JobAction] = {
-    "backup": JobAction("backup", "Back up now", run_backup, "B",
+    "backup": JobAction("backup", "Back up now", EngineCall("fovea_tui.engine.backups.pipeline:run_backup"), "B",
                         "dump the database, copy the env file, upload both off-site; in the background",
                         {"offsite": True}),
-    "sync": JobAction("sync", "Sync videos now", run_sync, "V", "copy new videos to the off-site target; in the background",
+    "sync": JobAction("sync", "Sync videos now", EngineCall("fovea_tui.engine.volume.sync:run_sync"), "V",
+                      "copy new videos to the off-site target; in the background",
                       {"dry_run": False, "pull": False, "to": None, "replace_changed": False}),
 }
 
@@ -185,6 +198,14 @@ class FoveaCommands(Provider):
                 yield Hit(score, matcher.highlight(name), callback, help=help_text)
 
 
+def _collect_status(settings: Settings, now: datetime) -> StatusReport:
+    """The default status source, run in the status worker: the probes (and the engine they
+    import) load there, after the first frame, not before it."""
+    from fovea_tui.engine.ops.status import collect_status
+
+    return collect_status(settings, now=now)
+
+
 def _screen_bindings() -> list[Binding]:
     bindings = [Binding(spec.key, f"goto('{spec.name}')", spec.title, key_display=spec.key)
                 for spec in SCREENS]
@@ -221,7 +242,7 @@ class FoveaApp(App):
         self.cursor_blink = cursor_blink  # False in snapshots: a blinking cursor is never stable
         self.settings = settings
         self._clock = clock
-        self.status_source = status_source or (lambda s, now: collect_status(s, now=now))
+        self.status_source = status_source or _collect_status
         self.poll_interval = poll_interval
         self.watch_stack = watch_stack
         self.first_run = (settings.source is None) if first_run is None else first_run
@@ -311,6 +332,8 @@ class FoveaApp(App):
 
     @work(thread=True, group="restore-state", exit_on_error=False)
     def _collect_restore(self) -> None:
+        from fovea_tui.engine.ops.status import restore_status
+
         section = restore_status(self.settings)
         self.call_from_thread(self._set_restore, section)
 
@@ -328,6 +351,8 @@ class FoveaApp(App):
         job = self.restore.job
         if not (self.restore.can_resume and job):
             return
+        from fovea_tui.engine import restore as restore_engine
+
         try:
             restore_engine.resume_restore(self.settings, job)
         except FoveaError as exc:
@@ -347,6 +372,8 @@ class FoveaApp(App):
         def done(ok: bool | None) -> None:
             if not ok:
                 return
+            from fovea_tui.engine import restore as restore_engine
+
             try:
                 restore_engine.rollback_restore(self.settings, job)
             except FoveaError as exc:

@@ -11,6 +11,8 @@ COMMAND_MODULES = [
     "prune",
     "sync",
     "restore",
+    "compare",
+    "undo_selective",
     "drill",
     "status",
     "schedule",

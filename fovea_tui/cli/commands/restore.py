@@ -49,6 +49,9 @@ def register(sub) -> None:
     group.add_argument("--rollback", metavar="JOB", help="roll a restore back to its safety dump (one that finished "
                        "only when confirmed: the database name typed, or --yes --force-after-success)")
     group.add_argument("--follow", metavar="JOB", help="follow a running restore (or show a finished one)")
+    from fovea_tui.cli.commands.compare import add_restore_flags
+
+    add_restore_flags(parser)
     parser.set_defaults(handler=run)
 
 
@@ -212,6 +215,11 @@ def _ask_rollback(ctx: CliContext, args, interactive: bool) -> str | None:
 
 
 def run(args, ctx: CliContext) -> int:
+    from fovea_tui.cli.commands.compare import check_restore_flags, run_restore, selective_requested
+
+    if selective_requested(args):
+        return run_restore(args, ctx)  # one video or persona, live: see compare.py
+    check_restore_flags(args)
     settings = ctx.settings
     chosen = [x for x in (args.resume, args.rollback, args.follow) if x]
     if chosen and args.dump:

@@ -74,8 +74,19 @@ class StreamInspector:
     def tail(self) -> bytes:
         return self._tail
 
+    def copy_started(self, header: bytes) -> None:
+        """Called as a COPY block begins, with its header line (a subclass reads rows here)."""
+
+    def copy_data(self, buf: bytes, start: int, end: int) -> None:
+        """Called with the next bytes of the current block's rows, buf[start:end]: every byte
+        once and in order, the last row's newline included, the end line (`\\.`) not."""
+
+    def copy_ended(self) -> None:
+        """Called as the current COPY block ends."""
+
     def _end_copy(self) -> None:
         assert self._table is not None
+        self.copy_ended()
         self.tables[self._table] = self.tables.get(self._table, 0) + self._rows
         self._table = None
         self._rows = 0
@@ -97,11 +108,13 @@ class StreamInspector:
                 i = buf.find(b"\n\\.\n", p)
                 if i >= 0:
                     self._rows += buf.count(b"\n", p, i + 1)
+                    self.copy_data(buf, p, i + 1)
                     self._end_copy()
                     p, self._line_start = i + 4, True
                     continue
                 self._rows += buf.count(b"\n", p)
                 self._keep_tail(buf, p, b"\\.\n")
+                self.copy_data(buf, p, n - len(self._carry))  # the carried bytes come again with the next chunk
                 return
             if self._line_start and buf.startswith(b"COPY ", p):
                 start = p
@@ -120,6 +133,7 @@ class StreamInspector:
             if header.rstrip().endswith(b"FROM stdin;"):
                 self._table = copy_table_name(header) or header[5:60].decode("utf-8", "replace")
                 self._rows = 0
+                self.copy_started(header)
 
     def _keep_tail(self, buf: bytes, p: int, marker: bytes) -> None:
         """After the last newline: carry a few bytes only if they may start `marker`."""

@@ -67,9 +67,13 @@ class VerifyResult:
 
 
 def read_dump(path: Path, *, cancel: CancelToken | None = None,
-              on_progress: Callable[[int], None] | None = None) -> tuple[StreamInspector, str, int, list[str]]:
-    """Stream-gunzip `path`: (inspector, sha256 of the file, file size, gzip problems)."""
-    inspector = StreamInspector()
+              on_progress: Callable[[int], None] | None = None,
+              inspector: StreamInspector | None = None) -> tuple[StreamInspector, str, int, list[str]]:
+    """Stream-gunzip `path`: (inspector, sha256 of the file, file size, gzip problems).
+
+    `inspector`: a StreamInspector (or a subclass that reads more, such as pre-flight's scan
+    of the videos rows) to feed instead of a plain one: one read of the file serves both."""
+    inspector = StreamInspector() if inspector is None else inspector
     digest = hashlib.sha256()
     size = 0
     problems: list[str] = []
@@ -119,11 +123,12 @@ def read_dump(path: Path, *, cancel: CancelToken | None = None,
 
 def verify_dump(path: str | os.PathLike, manifest: mf.Manifest | None = None, *,
                 use_manifest_beside: bool = True, cancel: CancelToken | None = None,
-                progress: Callable[[ProgressEvent], None] = no_progress) -> VerifyResult:
+                progress: Callable[[ProgressEvent], None] = no_progress,
+                inspector: StreamInspector | None = None) -> VerifyResult:
     """Read the dump end to end; see the module doc for what "verified" means.
 
     `manifest=None` reads the manifest beside the dump when there is one (unless
-    `use_manifest_beside=False`); pass a Manifest to check against it instead.
+    `use_manifest_beside=False`); pass a Manifest to check against it instead. `inspector`: see read_dump.
     """
     path = Path(path)
     parsed = mf.parse_dump_name(path.name)
@@ -144,10 +149,11 @@ def verify_dump(path: str | os.PathLike, manifest: mf.Manifest | None = None, *,
 
     def on_progress(done: int) -> None:
         throttle(ProgressEvent(phase="verify", done=done, total=total, unit="bytes", current=path.name,
-                               started_at=t0))
+                               started_at=t0), force=done >= total)  # the bar ends full, however fast the read
 
     try:
-        inspector, sha256, size, problems = read_dump(path, cancel=cancel, on_progress=on_progress)
+        inspector, sha256, size, problems = read_dump(path, cancel=cancel, on_progress=on_progress,
+                                                      inspector=inspector)
     except OSError as exc:
         return VerifyResult("corrupt", [f"cannot read {path.name}: {exc.strerror or exc}"], "", 0, {},
                             name=path.name, path=str(path), has_manifest=manifest is not None)

@@ -16,7 +16,7 @@ import shutil
 import subprocess
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from fovea_tui.config import Settings
@@ -33,6 +33,17 @@ class DatabaseError(OperationFailed):
 
 
 def _version_of(binary: str) -> tuple[int, ...]:
+    """The client's version; asked once per binary and build (the dashboard's status probe
+    looks for the client tools on every poll, and each question is a process)."""
+    try:
+        st = os.stat(binary)
+    except OSError:
+        return ()
+    return _asked_version(binary, st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=64)
+def _asked_version(binary: str, _mtime_ns: int, _size: int) -> tuple[int, ...]:
     try:
         out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
@@ -165,6 +176,18 @@ class Database(ABC):
         if code != 0:
             raise DatabaseError(f"psql on {self.describe()} failed: {condense(proc.stderr_text)}")
         return out.decode("utf-8", "replace").rstrip("\n")
+
+    def query_stream(self, sql: str, *, database: str | None = None) -> ToolProcess:
+        """Start psql -At on `sql` and hand back the process: the caller reads stdout as it
+        comes (results too large to hold), then wait()s and checks the code."""
+        proc = self._spawn("psql", ["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", database or self.name],
+                           stdin=True)
+        try:
+            proc.write(sql.encode())
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # psql exited early: its exit code and stderr say why
+        proc.close_stdin()
+        return proc
 
     def ping(self) -> str:
         """The server's version string, or DatabaseError saying why it cannot be reached."""

@@ -10,6 +10,7 @@ a wait for health only where a dependency condition asks for it.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -58,6 +59,9 @@ def connect_docker(timeout: int = 10):
     """A docker client, or one clear error saying why there is none."""
     if _NO_DOCKER is not None:
         raise DockerUnavailable(_NO_DOCKER)
+    socket = _local_socket()
+    if socket is not None and not os.path.exists(socket):
+        raise _no_engine()  # said without importing the docker package (a tenth of a second)
     import docker
     from docker.errors import DockerException
 
@@ -73,10 +77,7 @@ def connect_docker(timeout: int = 10):
                 hint="run fovea-tui as root or as a member of the docker group",
             ) from None
         if "FileNotFoundError" in text or "No such file" in text or "Connection refused" in text:
-            raise DockerUnavailable(
-                "no Docker engine answers on this host",
-                hint="start the engine (systemctl start docker) or set database.mode = \"direct\"",
-            ) from None
+            raise _no_engine() from None
         raise DockerUnavailable(f"cannot talk to the Docker engine: {text.splitlines()[0][:200]}") from None
 
 
@@ -104,6 +105,17 @@ class Healthcheck:
         """Seconds after a start by which Docker has said healthy or unhealthy: the start
         period, then `retries` failed probes (each up to its timeout), one interval apart."""
         return max(self.start_period, self.interval) + self.retries * (self.interval + self.timeout)
+
+
+def _local_socket() -> str | None:
+    """The unix socket docker.from_env would connect to, or None for a TCP or SSH host."""
+    host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    return host.removeprefix("unix://") if host.startswith("unix://") else None
+
+
+def _no_engine() -> DockerUnavailable:
+    return DockerUnavailable("no Docker engine answers on this host",
+                             hint="start the engine (systemctl start docker) or set database.mode = \"direct\"")
 
 
 @dataclass

@@ -18,10 +18,11 @@ from isal import igzip
 
 from fovea_tui import formatting
 from fovea_tui.engine.backups import manifest as mf
-from fovea_tui.engine.backups.verify import verify_dump
 from fovea_tui.engine.backups.verify_cache import remember
 from fovea_tui.engine.infra.database import DatabaseError
 from fovea_tui.engine.infra.stack import redis_queue_counts
+from fovea_tui.engine.progress import ProgressEvent
+from fovea_tui.engine.restore.dumpscan import scan_dump, unquote_ident, verify_and_scan
 from fovea_tui.errors import FoveaError
 
 MIGRATIONS_DIR = "/app/prisma/migrations"  # where the backend image bundles Prisma's migrations
@@ -169,8 +170,6 @@ def _actions(text: str) -> list[str]:
 def destructive_statements(sql: str) -> list[Discard]:
     """What a migration drops or rewrites: DROP TABLE, DROP COLUMN, ALTER COLUMN ... TYPE and
     SET NOT NULL, with quoted and unquoted identifiers alike (names as PostgreSQL stores them)."""
-    from fovea_tui.engine.restore.dumpscan import unquote_ident
-
     found: list[Discard] = []
     for stmt in _statements(sql):
         m = _DROP_TABLE.match(stmt)
@@ -214,9 +213,8 @@ def _count_nulls(ctx, discards: dict[str, list[Discard]]) -> None:
 
 
 def dump_scan(ctx, null_columns: set[tuple[str, str]] | None = None):
-    """The dump's videos and NULL counts, read once per pre-flight (kept on the context)."""
-    from fovea_tui.engine.restore.dumpscan import scan_dump
-
+    """The dump's videos and NULL counts, kept on the context: check_dump's read of the dump
+    found the videos; NULL counts (only when a pending migration sets NOT NULL) read it again."""
     cached = getattr(ctx, "_dump_scan", None)
     if cached is not None and set(null_columns or ()) <= set(cached.nulls):
         return cached
@@ -267,7 +265,10 @@ def check_dump(ctx) -> Check:
     manifest = None
     if ctx.facts.get("manifest"):
         manifest = mf.Manifest.from_dict(ctx.facts["manifest"], source=f"manifest {path.name}")
-    result = verify_dump(path, manifest, cancel=ctx.cancel)
+    def progress(event: ProgressEvent) -> None:
+        ctx.progress(event.done, event.total)  # bytes of the file read: the CLI's bar, the TUI's
+
+    result, ctx._dump_scan = verify_and_scan(path, manifest, cancel=ctx.cancel, progress=progress)
     try:
         remember(ctx.settings, path, result)
     except (OSError, ValueError, FoveaError):

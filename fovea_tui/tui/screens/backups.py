@@ -163,6 +163,7 @@ class BackupsScreen(FoveaScreen):
         Binding("o", "sort_next", "Sort column"),
         Binding("i", "sort_reverse", "Reverse"),
         Binding("x", "verify", "Verify selected"),
+        Binding("c", "compare", "Compare with live"),
     ]
     DEFAULT_CSS = """
     BackupsScreen #caption { height: auto; padding: 0 1; color: $text-muted; }
@@ -401,6 +402,17 @@ class BackupsScreen(FoveaScreen):
         if jobs is None:
             return
         jobs.start("verify", f"Verify {entry.name}", verify_job, self.settings, names=[entry.name])
+
+
+    def action_compare(self) -> None:
+        """Open the selected dump's comparison with the live database (selective restore)."""
+        from fovea_tui.tui.screens.compare import CompareScreen
+
+        entry = self._highlighted()
+        if entry is None or entry.local is None:
+            self.notify("Select a dump with a local copy to compare.", severity="warning")
+            return
+        self.app.push_screen(CompareScreen(entry.local.key))
 
 
 def verify_job(settings, *, progress=None, cancel=None, names: list[str] | None = None) -> dict[str, Any]:

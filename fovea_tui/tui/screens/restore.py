@@ -571,7 +571,7 @@ class RestoreScreen(FoveaScreen):
         bar = self.query_one("#progress", ProgressBar)
         running = next((r for r in data.get("steps", []) if r.get("status") == "running"), None)
         progress = (running or {}).get("progress") or {}
-        if running and running["name"] in ("restore", "videos") and progress.get("total") and data.get("alive", True):
+        if running and running["name"] in ("preflight", "restore", "videos") and progress.get("total") and data.get("alive", True):
             bar.remove_class("hidden")
             bar.update(total=progress["total"], progress=progress["done"])
         else:

@@ -11,20 +11,20 @@ from textual.message import Message
 from textual.widgets import Static
 
 from fovea_tui import masking
-from fovea_tui.engine import restore as engine
 from fovea_tui.engine.infra import jobs
 from fovea_tui.errors import FoveaError
 from fovea_tui.tui.typed import FoveaAppAccess
-
-SHOWN = (*engine.ACTIVE, "interrupted", "failed", "rollback_failed")
 
 
 def restore_job_text(data: dict | None) -> Text | None:
     """What the panel says of the newest restore, or None when there is nothing to say."""
     if not data:
         return None
+    # the restore engine (its runner and steps) is imported only once there is a restore job
+    from fovea_tui.engine import restore as engine
+
     status = jobs.effective_status(data)
-    if status not in SHOWN:
+    if status not in (*engine.ACTIVE, "interrupted", "failed", "rollback_failed"):
         return None
     dump = (data.get("facts") or {}).get("dump") or Path(str((data.get("params") or {}).get("dump", ""))).name
     step = next((r.get("title", r["name"]) for r in data.get("steps", []) if r.get("status") == "running"), "")
@@ -72,7 +72,7 @@ class RestoreJobLine(FoveaAppAccess, Static):  # type: ignore[misc]  # `app` nar
         try:
             if signature != self._signature:
                 self._signature = signature
-                self._data = engine.latest_restore(settings) if signature is not None else None
+                self._data = _latest_restore(settings) if signature is not None else None
             elif self._data is not None:
                 self._data["alive"] = jobs.is_alive(directory, self._data["id"])
         except (FoveaError, OSError):
@@ -84,3 +84,9 @@ class RestoreJobLine(FoveaAppAccess, Static):  # type: ignore[misc]  # `app` nar
             self.update(text)
         if was != self.display:
             self.post_message(self.Changed())
+
+
+def _latest_restore(settings) -> dict | None:
+    from fovea_tui.engine import restore as engine
+
+    return engine.latest_restore(settings)
