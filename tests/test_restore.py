@@ -241,11 +241,12 @@ def kill_runner_in_stop_step(stack, settings, dump_name: str) -> str:
         while time.monotonic() < deadline:
             data = jobs.load_job(settings, job_id)
             stop = next(r for r in data["steps"] if r["name"] == "stop")
-            if stop["status"] == "running" and not running(stack, "backend"):
+            counting = any("frontend: stopping, SIGKILL in" in line for line in stop.get("waiting") or [])
+            if stop["status"] == "running" and counting and not running(stack, "backend"):
                 break
             assert data["status"] not in jobs.FINAL, data.get("message")
             time.sleep(0.1)
-        assert any("frontend: stopping, SIGKILL in" in line for line in stop.get("waiting") or []), stop
+        assert stop["status"] == "running" and counting, stop  # the countdown, in the job's state
         os.kill(data["pid"], signal.SIGKILL)
         deadline = time.monotonic() + 10
         while jobs.is_alive(jobs.jobs_dir(settings), job_id) and time.monotonic() < deadline:
