@@ -30,7 +30,7 @@ from support.services import PgCluster, pg_install_dir  # noqa: E402  (the tests
 
 from fovea_tui.config import settings_from_dict  # noqa: E402
 from fovea_tui.engine.backups.pipeline import run_backup  # noqa: E402
-from fovea_tui.engine.drill.run import _StreamCtx  # noqa: E402
+from fovea_tui.engine.drill.run import ScratchStreamContext  # noqa: E402
 from fovea_tui.engine.infra.database import open_database  # noqa: E402
 from fovea_tui.engine.progress import CancelToken, no_progress  # noqa: E402
 from fovea_tui.engine.restore.steps import stream_dump  # noqa: E402
@@ -69,7 +69,7 @@ def main() -> int:
 
         t = time.perf_counter()
         db.create_database("bench_full_restore")
-        stream_dump(_StreamCtx(db, CancelToken(), no_progress, dump.path.name), dump.path, "bench_full_restore")
+        stream_dump(ScratchStreamContext(db, CancelToken(), no_progress, dump.path.name), dump.path, "bench_full_restore")
         full = time.perf_counter() - t
 
         t = time.perf_counter()

@@ -172,6 +172,25 @@ def schedule_dirs(tmp_path, monkeypatch):
     return sd, cron
 
 
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A tmpfs remounted read-only, holding an empty directory `existing`: root's bypass of
+    file modes does not help here."""
+    import subprocess
+
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode != 0:
+        unavailable(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        (mnt / "existing").mkdir()
+        subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True, capture_output=True)
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
 # ---------------------------------------------------------------- the fast tier
 
 _SERVICE_FIXTURES = {"direct_pg", "fresh_direct_db", "docker_client", "test_stack", "stack", "s3_server",

@@ -5,7 +5,9 @@ a volume that is not there. Webhooks are real HTTP servers on 127.0.0.1."""
 from __future__ import annotations
 
 import json
+import shutil
 import socket
+import stat
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -189,11 +191,19 @@ def test_refused_prune_fails_the_run_but_sync_still_runs(fresh_direct_db, tmp_pa
 
 
 def test_missing_volume_target_fails_the_sync_step(fresh_direct_db, tmp_path, capsys):
-    settings, cfg = make_settings(tmp_path, fresh_direct_db.url, target=str(tmp_path / "unmounted-usb"))
+    """A target never used is made (0700) by the first run; once used, a missing one is a disk
+    that is not mounted: the sync step fails instead of filling an empty directory."""
+    usb = tmp_path / "unmounted-usb"
+    settings, cfg = make_settings(tmp_path, fresh_direct_db.url, target=str(usb))
+    code, doc, _ = run_cli(capsys, cfg)
+    assert code == 0 and steps(doc)["sync"] == "ok"
+    assert (usb / "a.mp4").is_file() and stat.S_IMODE(usb.stat().st_mode) == 0o700
+    shutil.rmtree(usb)  # the disk is unmounted
     code, doc, _ = run_cli(capsys, cfg)
     assert code == 1
     assert steps(doc) == {"backup": "ok", "prune": "ok", "sync": "failed"}
-    assert "does not exist" in doc["steps"][2]["detail"]
+    assert "is gone now: is its disk mounted?" in doc["steps"][2]["detail"]
+    assert not usb.exists()
     assert audit.read(settings, action="nightly")[-1]["details"]["steps"][2]["status"] == "failed"
 
 

@@ -95,7 +95,7 @@ async def test_stack_events_update_the_service_table(tmp_path):
         await wait_for(pilot, lambda: app.status is not None)
         services = copy.deepcopy(app.status.stack.services)
         services[0]["state"] = "exited"
-        app.post_message(StackServices(services, True))
+        app.post_message(StackServices(app._events, services, True))  # no watcher here: None
         await pilot.pause(0.1)
         table = app.screen.query_one("#services")
         assert str(table.get_row("postgres")[1]) == "exited"

@@ -15,6 +15,7 @@ with keys to follow it (R), resume it (U) and roll it back (Z).
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ from textual.worker import Worker
 from fovea_tui import masking
 from fovea_tui.config import Settings
 from fovea_tui.engine.ops.status import RestoreSection, StatusReport, judge
+from fovea_tui.engine.progress import CancelToken
 from fovea_tui.errors import FoveaError
 from fovea_tui.tui.jobs import JobFailed, JobFinished, JobProgress, JobRunner, describe_result
 
@@ -147,32 +149,53 @@ class StatusFailed(Message):
 
 
 class StackServices(Message):
-    """The stack's services changed (from the Docker events stream)."""
+    """The stack's services changed (from the Docker events stream of `watch`)."""
 
-    def __init__(self, services: list[dict[str, Any]] | None, watching: bool, reason: str = "") -> None:
+    def __init__(self, watch: _EventWatch | None, services: list[dict[str, Any]] | None, watching: bool,
+                 reason: str = "") -> None:
         super().__init__()
+        self.watch = watch
         self.services = services
         self.watching = watching
         self.reason = reason
 
 
-class _ClosableEvents:
-    """A docker client whose event stream can be closed from another thread (on quit)."""
+class _EventWatch:
+    """One run of the live events watcher, on one compose project: a docker client whose event
+    stream `stop` closes from any thread (on quit, or when the settings name another project),
+    even while the worker is still connecting."""
 
-    def __init__(self, client) -> None:
-        self._client = client
-        self.stream = None
+    def __init__(self, project: str) -> None:
+        self.project = project
+        self.cancel = CancelToken()
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._stream: Any = None
+
+    def attach(self, client) -> bool:
+        """Use `client`; False when the watch was stopped meanwhile."""
+        with self._lock:
+            self._client = client
+            return not self.cancel.cancelled
 
     def events(self, **kwargs):
-        self.stream = self._client.events(**kwargs)
-        return self.stream
+        stream = self._client.events(**kwargs)
+        with self._lock:
+            stopped = self.cancel.cancelled
+            if not stopped:
+                self._stream = stream
+        if stopped:
+            stream.close()
+        return stream
 
-    def close(self) -> None:
-        stream, self.stream = self.stream, None
+    def stop(self) -> None:
+        with self._lock:
+            self.cancel.cancel("the watcher stopped")
+            stream, self._stream = self._stream, None
         if stream is not None:
             try:
                 stream.close()
-            except Exception:  # noqa: BLE001 - closing on the way out; nothing to report
+            except Exception:  # noqa: BLE001 - closing a stream nobody reads any more; nothing to report
                 pass
 
     def __getattr__(self, name: str):
@@ -257,7 +280,8 @@ class FoveaApp(App):
         self.restore_changed: Signal[RestoreSection] = Signal(self, "restore_changed")
         self._status_worker: Worker[None] | None = None
         self._restore_worker: Worker[None] | None = None
-        self._events_client: _ClosableEvents | None = None
+        self._events: _EventWatch | None = None
+        self._status_again = False  # settings changed while a status collection ran
         self._mode_history: list[str] = []
         self.screen_specs = {spec.name: spec for spec in SCREENS}
         for spec in self.screen_specs.values():
@@ -285,7 +309,7 @@ class FoveaApp(App):
             self.set_interval(self.poll_interval, self.refresh_status)
             self.set_interval(RESTORE_POLL_S, self.refresh_restore)
         if self.watch_stack:
-            self._watch_stack_events()
+            self.restart_stack_watch()
         if self.first_run:
             from fovea_tui.tui.screens.setup import SetupScreen
 
@@ -293,8 +317,8 @@ class FoveaApp(App):
 
     def on_unmount(self) -> None:
         self.jobs.cancel_all()
-        if self._events_client is not None:
-            self._events_client.close()
+        if self._events is not None:
+            self._events.stop()
 
     def describe_target(self) -> str:
         s = self.settings
@@ -303,10 +327,19 @@ class FoveaApp(App):
 
     # --- status -------------------------------------------------------------------------
 
-    def refresh_status(self) -> None:
+    def refresh_status(self, *, again: bool = False) -> None:
+        """Collect the status (unless a collection runs; with `again`, one more after it: the
+        running one read settings that are no longer current)."""
         if self._status_worker is not None and self._status_worker.is_running:
+            self._status_again = self._status_again or again
             return
+        self._status_again = False
         self._status_worker = self._collect_status()
+
+    def _status_done(self) -> None:
+        if self._status_again:
+            self._status_again = False
+            self.refresh_status()
 
     @work(thread=True, group="status", exit_on_error=False)
     def _collect_status(self) -> None:
@@ -322,6 +355,7 @@ class FoveaApp(App):
         self.status_error = ""
         self.status_changed.publish(message.report)
         self._set_restore(message.report.restore)
+        self._status_done()
 
     # --- the restore banner -------------------------------------------------------------
 
@@ -393,34 +427,43 @@ class FoveaApp(App):
         self.notify(message.error, title="Status probe failed", severity="error")
         if self.status is not None:
             self.status_changed.publish(self.status)
+        self._status_done()
 
     # --- the stack, live ---------------------------------------------------------------
 
+    def restart_stack_watch(self) -> None:
+        """Follow the Docker events of the configured project (stopping a watch of another)."""
+        if self._events is not None:
+            self._events.stop()
+        self._events = _EventWatch(self.settings.install.compose_project)
+        self._watch_stack_events(self._events)
+
     @work(thread=True, group="stack-events", exit_on_error=False)
-    def _watch_stack_events(self) -> None:
+    def _watch_stack_events(self, watch: _EventWatch) -> None:
         from fovea_tui.engine.infra.stack import Stack, connect_docker
-        from fovea_tui.engine.progress import CancelToken
 
         try:
-            client = _ClosableEvents(connect_docker(timeout=5))
+            client = connect_docker(timeout=5)
         except FoveaError as exc:
-            self.post_message(StackServices(None, False, str(exc)))
+            self.post_message(StackServices(watch, None, False, str(exc)))
             return
-        self._events_client = client
-        stack = Stack(client, self.settings.install.compose_project)
-        self._events_cancel = cancel = CancelToken()
-        self.post_message(StackServices(None, True))
+        if not watch.attach(client):
+            return
+        stack = Stack(watch, watch.project)
+        self.post_message(StackServices(watch, None, True))
         try:
-            for _event in stack.events(cancel):
-                if cancel.cancelled:
+            for _event in stack.events(watch.cancel):
+                if watch.cancel.cancelled:
                     break
                 services = [s.as_dict() for s in stack.services()]
-                self.post_message(StackServices(services, True))
+                self.post_message(StackServices(watch, services, True))
         except Exception as exc:  # noqa: BLE001 - a lost event stream degrades to polling
-            if not cancel.cancelled:
-                self.post_message(StackServices(None, False, f"event stream lost: {exc}"))
+            if not watch.cancel.cancelled:
+                self.post_message(StackServices(watch, None, False, f"event stream lost: {exc}"))
 
     def on_stack_services(self, message: StackServices) -> None:
+        if message.watch is not self._events:
+            return  # a watch of the project before the settings changed
         self.stack_watch = "live" if message.watching else message.reason
         if message.services is not None and self.status is not None:
             stack = self.status.stack
@@ -484,10 +527,13 @@ class FoveaApp(App):
     # --- settings -----------------------------------------------------------------------
 
     def apply_settings(self, settings: Settings) -> None:
-        self.settings = settings
+        old, self.settings = self.settings, settings
         self.sub_title = self.describe_target()
         self.settings_changed.publish(settings)
-        self.refresh_status()
+        if self.watch_stack and (old.install.compose_project, old.database.service) != (
+                settings.install.compose_project, settings.database.service):
+            self.restart_stack_watch()
+        self.refresh_status(again=True)
 
     # --- navigation -------------------------------------------------------------------
 

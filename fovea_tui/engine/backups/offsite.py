@@ -12,7 +12,8 @@ from fovea_tui import masking
 from fovea_tui.config import Settings
 from fovea_tui.engine.backups import encryption
 from fovea_tui.engine.backups import manifest as mf
-from fovea_tui.engine.infra.stores import open_store
+from fovea_tui.engine.infra.stores import DirectoryStore, open_store
+from fovea_tui.engine.infra.targets import prepare_directory_target
 from fovea_tui.engine.progress import CancelToken
 from fovea_tui.errors import Cancelled, OperationFailed
 
@@ -32,6 +33,8 @@ def upload(settings: Settings, result, *, progress, cancel: CancelToken) -> None
     keys: list[str] = []
     try:
         store = open_store(url, settings.s3)
+        if isinstance(store, DirectoryStore):
+            prepare_directory_target(settings, "backups.offsite", store.root)
         with encryption.offsite_uploads(settings, result.path, result.env_copy, result.manifest_path,
                                         result.manifest, cancel=cancel, progress=progress) as files:
             for local, key, sha in files:

@@ -86,7 +86,7 @@ def drop_leftovers(db, now: datetime, older_than: timedelta = LEFTOVER_AGE) -> l
     return dropped
 
 
-class _StreamCtx:
+class ScratchStreamContext:
     """What the restore's `stream_dump` needs of its context, for the scratch database."""
 
     def __init__(self, db, cancel: CancelToken, progress, name: str) -> None:
@@ -238,7 +238,7 @@ class _Drill:
         c0 = time.monotonic()
         path = None
         try:
-            path = _fetch(settings, chosen, tmp, self.progress, self.cancel)
+            path = fetch_chosen(settings, chosen, tmp, self.progress, self.cancel)
             self.phase("verify", f"verifying {chosen.name}")
 
             verified = verify_dump(path, chosen.manifest, use_manifest_beside=False, cancel=self.cancel,
@@ -269,7 +269,7 @@ class _Drill:
             db.create_database(scratch, owner=owner or None)
             self.created = True
 
-            stream_dump(_StreamCtx(db, self.cancel, self.progress, chosen.name), path, scratch)
+            stream_dump(ScratchStreamContext(db, self.cancel, self.progress, chosen.name), path, scratch)
             self.land(Check("restore", True, f"{chosen.name} restored into {scratch} on "
                             f"{db.describe()} (one transaction; the live database untouched)",
                             duration_s=time.monotonic() - c0))
@@ -347,7 +347,8 @@ def _cleanup(db, scratch: str, result: DrillResult, land) -> None:
                    "(the next drill drops it once it is a day old)"))
 
 
-def _fetch(settings: Settings, chosen: Chosen, tmp: Path, progress, cancel: CancelToken) -> Path:
+def fetch_chosen(settings: Settings, chosen: Chosen, tmp: Path, progress, cancel: CancelToken) -> Path:
+    """The chosen dump as a local file: itself when local, else fetched (and decrypted) into `tmp`."""
     if chosen.source == "local":
         assert chosen.local_path is not None  # choose sets it for every local pick
         return chosen.local_path

@@ -49,11 +49,17 @@ def write_atomic(path: Path, data: bytes | str, mode: int = 0o600) -> Path:
     return path
 
 
-WRITABLE_HINT = "backups.dir must be writable by this user: is it mounted read-only, or owned by another user?"
+def writable_hint(key: str) -> str:
+    """What to do when the directory behind config key `key` cannot be created or written."""
+    return f"{key} must be writable by this user: is it mounted read-only, or owned by another user?"
 
 
-def ensure_private_dir(path: Path) -> Path:
-    """Create `path` (and missing parents) as 0700 directories; leave existing ones be."""
+WRITABLE_HINT = writable_hint("backups.dir")
+
+
+def ensure_private_dir(path: Path, key: str = "backups.dir") -> Path:
+    """Create `path` (and missing parents) as 0700 directories; leave existing ones be.
+    `key` is the config key the path comes from, named in the error."""
     path = Path(path)
     missing = []
     probe = path
@@ -67,8 +73,8 @@ def ensure_private_dir(path: Path) -> Path:
             continue
         except OSError as exc:
             raise OperationFailed(f"cannot create the directory {directory}: {exc.strerror or exc}",
-                                  hint=WRITABLE_HINT) from None
+                                  hint=writable_hint(key)) from None
         os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
     if not path.is_dir():
-        raise OperationFailed(f"{path} exists and is not a directory")
+        raise OperationFailed(f"{path} exists and is not a directory", hint=f"set {key} to a directory")
     return path

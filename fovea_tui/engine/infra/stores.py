@@ -168,9 +168,19 @@ class Store(ABC):
 
 
 class DirectoryStore(Store):
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, key: str = "backups.offsite") -> None:
         self.root = Path(root)
         self.url = str(self.root)
+        self.key = key  # the config key the directory comes from, named in errors
+        self._made_by_run = False
+
+    def expect_created(self) -> None:
+        """A push's dry run: the run will create the missing root, so it holds nothing now."""
+        self._made_by_run = True
+
+    def _missing(self) -> StoreError:
+        return StoreError(f"{self.key} directory {self.root} does not exist",
+                          hint=f"is its disk mounted? If the copies are elsewhere, set {self.key} there")
 
     def _path(self, key: str) -> Path:
         rel = safe_relative_key(key)
@@ -180,10 +190,9 @@ class DirectoryStore(Store):
 
     def check(self) -> None:
         if not self.root.is_dir():
-            raise StoreError(f"off-site directory {self.root} does not exist",
-                             hint="create it (and mount it, if it is a remote disk)")
+            raise self._missing()
         if not os.access(self.root, os.W_OK):
-            raise StoreError(f"off-site directory {self.root} is not writable by this user")
+            raise StoreError(f"{self.key} directory {self.root} is not writable by this user")
 
     def _tmp_for(self, dest: Path) -> Path:
         return dest.with_name(f"{TEMP_PREFIX}{dest.name}.{os.getpid()}")
@@ -257,13 +266,15 @@ class DirectoryStore(Store):
 
     def iter_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
         if not self.root.is_dir():
-            raise StoreError(f"off-site directory {self.root} does not exist")
+            if self._made_by_run:
+                return
+            raise self._missing()
         yield from self._iter_dir(self.root, "", prefix)
 
     def list_dir(self, prefix: str = "", *, page_size: int | None = None) -> Iterator[ObjectInfo]:
         """Files of the top directory named `prefix...` (dot files skipped, symlinks followed)."""
         if not self.root.is_dir():
-            raise StoreError(f"off-site directory {self.root} does not exist")
+            raise self._missing()
         out = []
         with os.scandir(self.root) as entries:
             for entry in entries:
@@ -728,4 +739,4 @@ def open_store(url: str, s3: S3Settings, *, key: str = "backups.offsite", **kwar
     if "://" in url:
         raise ConfigError(f"config key {key}: unsupported URL scheme in {url!r}; use s3://bucket/prefix/ or a directory",
                           key=key)
-    return DirectoryStore(Path(url))
+    return DirectoryStore(Path(url), key)

@@ -21,8 +21,7 @@ from fovea_tui.engine.backups import manifest as mf
 from fovea_tui.engine.backups.inventory import OFFSITE, load_inventory
 from fovea_tui.engine.backups.verify import verify_dump
 from fovea_tui.engine.drill.choose import Chosen
-from fovea_tui.engine.drill.run import _fetch as drill_fetch
-from fovea_tui.engine.drill.run import _StreamCtx
+from fovea_tui.engine.drill.run import ScratchStreamContext, fetch_chosen
 from fovea_tui.engine.infra.database import Database, open_database
 from fovea_tui.engine.infra.files import ensure_private_dir
 from fovea_tui.engine.infra.locks import acquire
@@ -62,7 +61,7 @@ def fetch_offsite(settings: Settings, wanted: str, tmp: Path, progress, cancel: 
     key = entry.manifests[OFFSITE]
     manifest = mf.parse(inventory.store.read_bytes(key), source=f"off-site manifest {key}")
     chosen = Chosen(entry.name, "offsite", manifest, dump_key=entry.offsite.key, store=inventory.store)
-    return drill_fetch(settings, chosen, tmp, progress, cancel), manifest
+    return fetch_chosen(settings, chosen, tmp, progress, cancel), manifest
 
 
 def _unknown(settings: Settings, wanted: str) -> UsageError:
@@ -158,7 +157,7 @@ def open_session(settings: Settings, dump: str, *, cancel: CancelToken | None = 
         try:
             owner = settings.database.user if settings.database.mode == "docker" else db.user
             db.create_database(scratch, owner=owner or None)
-            stream_dump(_StreamCtx(db, cancel, progress, path.name), path, scratch)
+            stream_dump(ScratchStreamContext(db, cancel, progress, path.name), path, scratch)
             cancel.check()
             yield Session(settings, db, path, scratch, cancel)
         finally:

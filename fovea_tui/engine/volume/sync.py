@@ -47,7 +47,8 @@ from fovea_tui.config import Settings
 from fovea_tui.engine.infra import audit
 from fovea_tui.engine.infra.files import write_atomic
 from fovea_tui.engine.infra.locks import acquire, ensure_private_dir
-from fovea_tui.engine.infra.stores import open_store
+from fovea_tui.engine.infra.stores import DirectoryStore, open_store
+from fovea_tui.engine.infra.targets import overlaps, prepare_directory_target
 from fovea_tui.engine.ops import policy
 from fovea_tui.engine.progress import CancelToken, ProgressEvent, no_progress
 from fovea_tui.engine.volume import listing as offsite_listing
@@ -76,9 +77,7 @@ def _check_target(settings: Settings) -> None:
                           key="volume.target", hint='set it to "s3://bucket/prefix/" or a directory')
     target = settings.volume.target
     if not target.startswith("s3://"):
-        vol = Path(settings.volume.path).resolve()
-        tgt = Path(target).resolve()
-        if tgt == vol or vol in tgt.parents or tgt in vol.parents:
+        if overlaps(target, settings.volume.path):
             raise ConfigError(f"volume.target {target} overlaps volume.path {settings.volume.path}",
                               key="volume.target", hint="use a directory outside the volume")
 
@@ -183,6 +182,10 @@ def _push(settings: Settings, *, dry_run: bool, replace_changed: bool, full_list
     with _lock(settings, dry_run):
         store = _open(settings, workers)
         try:
+            if isinstance(store, DirectoryStore) and not prepare_directory_target(
+                    settings, "volume.target", store.root, create=not dry_run):
+                store.expect_created()
+                result.warn(f"volume.target {store.root} does not exist yet: the sync creates it (0700)")
             if not dry_run:
                 result.cleaned_up = store.cleanup_incomplete(older_than_s=STALE_UPLOAD_S)
             listing_started = datetime.now(UTC)
