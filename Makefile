@@ -26,7 +26,7 @@ test: install services
 
 # The unit tier: pure logic (retention, stream parsing, config, formatting, the dashboard model,
 # the package's shape), no service, no terminal. Seconds, not minutes.
-FAST_TESTS := tests/test_retention.py tests/test_backup_stream.py tests/test_config.py \
+FAST_TESTS := tests/test_retention.py tests/test_stack_timing.py tests/test_backup_stream.py tests/test_config.py \
 	tests/test_cli_progress.py tests/test_restore_units.py tests/test_structure.py tests/test_status_policy.py tests/test_restore_discards.py
 test-fast: install
 	$(PY) -m pytest -q -p no:cacheprovider -m "not services" $(FAST_TESTS) $(PYTEST_ARGS)

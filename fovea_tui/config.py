@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from functools import cache
@@ -82,6 +83,13 @@ class StackSettings:
     # Services that delete `videos` rows whose file they cannot find when they start (Fovea's
     # backend): a restore starts them only once every referenced video is back.
     reconcile_services: list[str] = field(default_factory=lambda: ["backend"])
+    # Services besides backend_service that use the database: after a restore only these can
+    # fail it (by exiting, or by Docker declaring them unhealthy); any other service that is
+    # slow to become healthy is reported as still starting, never rolled back for.
+    database_clients: list[str] = field(default_factory=list)
+    # Seconds between SIGTERM and SIGKILL when stopping a service that sets no
+    # stop_grace_period of its own (compose's default: 10).
+    stop_timeout_s: int = 10
 
 
 @dataclass
@@ -170,7 +178,11 @@ _RANGES = {
     ("volume", "full_listing_hours"): (0, 24 * 366),
     ("drill", "interval_days"): (1, 3660),
     ("restore", "keep_renamed_hours"): (0, 24 * 366),
+    ("stack", "stop_timeout_s"): (1, 3600),
 }
+
+# compose's rule for a service name.
+_SERVICE_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 
 # Nesting deeper than any real config: tomllib recurses per level and would overflow.
 _MAX_NESTING = 64
@@ -224,6 +236,11 @@ def _validate_semantics(settings: Settings) -> None:
         _check_http_url("s3.endpoint_url", settings.s3.endpoint_url)
     if not settings.stack.migrate_command:
         raise ConfigError("config key stack.migrate_command must not be empty", key="stack.migrate_command")
+    for name in settings.stack.database_clients:
+        if not _SERVICE_NAME.fullmatch(name):
+            raise ConfigError(f"config key stack.database_clients holds {name[:40]!r}, which is not a compose "
+                              "service name", key="stack.database_clients",
+                              hint='list service names as `docker compose ps` shows them, e.g. ["worker"]')
     for key, value in (("backups.offsite", settings.backups.offsite), ("volume.target", settings.volume.target)):
         if value.startswith("s3://") and len(value) <= len("s3://"):
             raise ConfigError(f"config key {key} names no bucket", key=key)

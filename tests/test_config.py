@@ -88,6 +88,10 @@ def test_explicit_config_must_exist(isolated, monkeypatch):
         ({"retention": {"timezone": "Mars/Olympus"}}, "retention.timezone", "unknown time zone"),
         ({"notify": {"webhooks": ["ftp://x"]}}, "notify.webhooks", "http"),
         ({"backups": "x"}, "backups", "must be a [backups] table"),
+        ({"stack": {"stop_timeout_s": 0}}, "stack.stop_timeout_s", "between 1 and 3600"),
+        ({"stack": {"stop_timeout_s": "10s"}}, "stack.stop_timeout_s", "whole number"),
+        ({"stack": {"database_clients": "worker"}}, "stack.database_clients", "list of strs"),
+        ({"stack": {"database_clients": ["worker", "a b;rm"]}}, "stack.database_clients", "not a compose service name"),
     ],
 )
 def test_bad_values_name_the_key(data, key, text):

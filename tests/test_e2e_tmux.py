@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -13,6 +14,10 @@ from pathlib import Path
 
 import pytest
 from support.services import unavailable
+from test_restore import fixture_dump, place_dump  # noqa: F401
+
+from fovea_tui.config import save_settings
+from fovea_tui.engine.infra import jobs
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -80,53 +85,64 @@ def test_demo_binary_shows_the_demo_database(tmp_path):
     assert (demo_dir / "fovea-tui.toml").exists()
 
 
-@pytest.mark.timeout(300)
-def test_restore_escape_quit_and_the_lock_in_a_real_terminal(tmp_path):
-    """At 80x24: escape at the confirmation cancels the waiting restore and frees the backups
-    lock (B then backs up); a confirmed restore that runs is not left by escape or q without a
-    question, and q prints the job and how to follow it."""
+@pytest.mark.docker
+@pytest.mark.timeout(400)
+def test_restore_escape_quit_and_the_lock_in_a_real_terminal(stack, fixture_dump, tmp_path):  # noqa: F811
+    """At 80x24 on the compose-labelled stack: escape at the confirmation cancels the waiting
+    restore and frees the backups lock (B then backs up); a confirmed restore that runs (its
+    stop step waits for a SIGTERM-deaf frontend, with the countdown on screen) is not left by
+    escape or q without a question, and q prints the job and how to follow it."""
     if shutil.which("tmux") is None:
         unavailable("tmux is not installed")
-    pytest.importorskip("pgserver")
-    demo_dir = tmp_path / "demo"
-    env = {"FOVEA_TUI_DEMO_DIR": str(demo_dir), "PYTHONPATH": str(REPO), "TERM": "xterm-256color",
-           "HOME": os.environ.get("HOME", str(tmp_path)), "PATH": os.environ.get("PATH", ""),
-           "FOVEA_TUI_RESTORE_PAUSE": "stop:30"}  # the first step after the confirmation holds
+    settings = stack.settings(tmp_path)
+    place_dump(fixture_dump, settings)
+    config = save_settings(settings, tmp_path / "fovea-tui.toml")
+    env = {"PYTHONPATH": str(REPO), "TERM": "xterm-256color",
+           "HOME": os.environ.get("HOME", str(tmp_path)), "PATH": os.environ.get("PATH", "")}
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     cmd = " ".join(shlex.quote(c) for c in _command())
-    term = Tmux(80, 24, f"cd {shlex.quote(str(tmp_path))} && env {exports} {cmd} demo; "
+    term = Tmux(80, 24, f"cd {shlex.quote(str(tmp_path))} && env {exports} {cmd} --config {shlex.quote(str(config))}; "
                         f"echo FOVEA-EXITED-$?; sleep 60")
-    try:
-        term.wait_for("tables ·", timeout=120)
-        term.send("R")
-        term.wait_for("Check and restore")
-        term.send("Enter")
-        term.wait_for("Type 'fovea' to go ahead", timeout=60)
-        term.send("Escape")
-        screen = term.wait_for("CANCELLED")
-        assert "is kept" in screen and "pre-restore.sql.gz" in screen
-        term.send("d")
-        term.wait_for("Back up now")
-        term.send("B")
-        screen = term.wait_for("Back up now: done", timeout=60)  # the lock was released
-        assert "lock is held" not in screen
-        term.send("R")
-        term.wait_for("New restore")
-        term.send("n")
-        term.wait_for("Check and restore")
-        term.send("Enter")
-        term.wait_for("Type 'fovea' to go ahead", timeout=60)
-        term.send("fovea")
-        term.send("Enter")
-        term.wait_for("so far", timeout=60)  # the held restore step runs, with its time so far
-        term.send("Escape")
-        term.wait_for("The restore is running")  # the question's title (its text wraps)
-        term.send("n")  # stay
-        time.sleep(0.5)
-        term.send("q")
-        term.wait_for("Restore running")
-        term.send("y")
-        screen = term.wait_for("FOVEA-EXITED-0", timeout=30)
-        assert "fovea-tui restore --follow restore-" in screen and "still running" in screen
-    finally:
-        term.kill()
+    with stack.changed("frontend", stop_timeout=60):  # the stop step holds for its grace period
+        try:
+            term.wait_for("tables ·", timeout=120)
+            term.send("R")
+            term.wait_for("Check and restore")
+            term.send("Enter")
+            term.wait_for("Type 'fovea' to go ahead", timeout=60)
+            term.send("Escape")
+            screen = term.wait_for("CANCELLED")
+            assert "is kept" in screen and "pre-restore.sql.gz" in screen
+            term.send("d")
+            term.wait_for("Back up now")
+            term.send("B")
+            screen = term.wait_for("Back up now: done", timeout=60)  # the lock was released
+            assert "lock is held" not in screen
+            term.send("R")
+            term.wait_for("New restore")
+            term.send("n")
+            term.wait_for("Check and restore")
+            term.send("Enter")
+            term.wait_for("Type 'fovea' to go ahead", timeout=60)
+            term.send("fovea")
+            term.send("Enter")
+            screen = term.wait_for("SIGKILL in", timeout=90)  # the stop step's countdown
+            assert "frontend: stopping" in screen
+            term.send("Escape")
+            term.wait_for("The restore is running")  # the question's title (its text wraps)
+            term.send("n")  # stay
+            time.sleep(0.5)
+            term.send("q")
+            term.wait_for("Restore running")
+            term.send("y")
+            screen = term.wait_for("FOVEA-EXITED-0", timeout=30)
+            assert "fovea-tui restore --follow restore-" in screen and "still running" in screen
+        finally:
+            term.kill()
+        # the runner carries on after the TUI quit: let it finish before the stack is reused
+        job_id = re.search(r"--follow (restore-\S+)", screen).group(1)
+        deadline = time.monotonic() + 240
+        while jobs.effective_status(jobs.load_job(settings, job_id)) not in jobs.FINAL:
+            assert time.monotonic() < deadline, "the restore never ended"
+            time.sleep(1)
+        assert jobs.effective_status(jobs.load_job(settings, job_id)) == "ok"

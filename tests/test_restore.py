@@ -231,30 +231,38 @@ def test_no_rollback_leaves_state_and_says_so(stack, restore_env, tmp_path):
 # ------------------------------------------------------------------ crash and resume
 
 
+def kill_runner_in_stop_step(stack, settings, dump_name: str) -> str:
+    """Start a restore and kill -9 its runner while the stop step waits for the frontend, a
+    Node PID 1 deaf to SIGTERM with a 20 s stop_grace_period, once the backend has stopped."""
+    with stack.changed("frontend", stop_timeout=20):
+        job_id = engine.start_restore(settings, dump_name, confirmed=True)
+        deadline = time.monotonic() + 120
+        data = jobs.load_job(settings, job_id)
+        while time.monotonic() < deadline:
+            data = jobs.load_job(settings, job_id)
+            stop = next(r for r in data["steps"] if r["name"] == "stop")
+            counting = any("frontend: stopping, SIGKILL in" in line for line in stop.get("waiting") or [])
+            if stop["status"] == "running" and counting and not running(stack, "backend"):
+                break
+            assert data["status"] not in jobs.FINAL, data.get("message")
+            time.sleep(0.1)
+        assert stop["status"] == "running" and counting, stop  # the countdown, in the job's state
+        os.kill(data["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while jobs.is_alive(jobs.jobs_dir(settings), job_id) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return job_id
+
+
 def test_sigkill_mid_step_then_resume(stack, restore_env, tmp_path):
     settings, dump = restore_env
     mutate(stack)
-    os.environ["FOVEA_TUI_RESTORE_PAUSE"] = "restore:60"
-    try:
-        job_id = engine.start_restore(settings, dump.name, confirmed=True)
-    finally:
-        del os.environ["FOVEA_TUI_RESTORE_PAUSE"]
-    deadline = time.monotonic() + 120
-    data = jobs.load_job(settings, job_id)
-    while time.monotonic() < deadline:
-        data = jobs.load_job(settings, job_id)
-        if next(r for r in data["steps"] if r["name"] == "restore")["status"] == "running":
-            break
-        assert data["status"] not in jobs.FINAL, data.get("message")
-        time.sleep(0.1)
-    os.kill(data["pid"], signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while jobs.is_alive(jobs.jobs_dir(settings), job_id) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    job_id = kill_runner_in_stop_step(stack, settings, dump.name)
     data = jobs.load_job(settings, job_id)
     assert jobs.effective_status(data) == "interrupted"
     assert "--resume" in engine.describe_status(data)
     assert not running(stack, "backend")  # stopped, half-way
+    assert marker_present(stack)  # the database not touched yet
 
     config = save_settings(settings, tmp_path / "fovea-tui.toml")
     proc = run_cli(["--config", str(config), "restore", "--resume", job_id, "--yes", "--json"])

@@ -12,7 +12,15 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_restore import fixture_dump, place_dump, rows, run_cli, running, step_status  # noqa: F401
+from test_restore import (  # noqa: F401
+    fixture_dump,
+    kill_runner_in_stop_step,
+    place_dump,
+    rows,
+    run_cli,
+    running,
+    step_status,
+)
 
 from fovea_tui.config import save_settings
 from fovea_tui.engine import restore as engine
@@ -262,32 +270,13 @@ def test_preflight_names_what_pending_migrations_discard(stack, fixture_dump, tm
     assert name in stack.psql("SELECT migration_name FROM _prisma_migrations").split()
 
 
-def test_runner_killed_at_the_video_step_then_resumed(dev_stack, setup):
-    """kill -9 while the runner is at the video step: the backend stays stopped (nothing can
+def test_runner_killed_mid_restore_then_resumed(dev_stack, setup):
+    """kill -9 while the runner stops the stack: the backend stays stopped (nothing can
     reconcile), and a resume pulls the files and starts it with every row intact."""
-    import os
-    import signal
-
     stack = dev_stack
     settings, config, dump, gone = setup
     want = manifest_rows(dump)
-    os.environ["FOVEA_TUI_RESTORE_PAUSE"] = "videos:60"
-    try:
-        job_id = engine.start_restore(settings, dump.name, confirmed=True)
-    finally:
-        del os.environ["FOVEA_TUI_RESTORE_PAUSE"]
-    deadline = time.monotonic() + 120
-    data = jobs.load_job(settings, job_id)
-    while time.monotonic() < deadline:
-        data = jobs.load_job(settings, job_id)
-        if next(r for r in data["steps"] if r["name"] == "videos")["status"] == "running":
-            break
-        assert data["status"] not in jobs.FINAL, data.get("message")
-        time.sleep(0.1)
-    os.kill(data["pid"], signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while jobs.is_alive(jobs.jobs_dir(settings), job_id) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    job_id = kill_runner_in_stop_step(stack, settings, dump.name)
     assert jobs.effective_status(jobs.load_job(settings, job_id)) == "interrupted"
     assert not running(stack, "backend")
     for table in ("videos", "annotations"):

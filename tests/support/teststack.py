@@ -9,6 +9,7 @@ the code under test finds this stack exactly the way it finds a real one.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import secrets
@@ -46,6 +47,8 @@ REDIS_QUEUES = {
     "bull:claim-extraction:active": ["201"],
 }
 SEED_TEMPLATE_DB = "fovea_seed_template"
+FRONTEND_STOP_GRACE_S = 1   # the SIGTERM-deaf frontend's stop_grace_period
+MODEL_READY_S = 1           # the model service's "weights loaded" delay
 
 
 def ensure_base_image(client) -> str:
@@ -158,6 +161,28 @@ exec setpriv --reuid=postgres --regid=postgres --init-groups \
 """
 
 _SLEEPER = "trap 'exit 0' TERM INT; sleep infinity & wait"
+# A Node process as PID 1 installs no SIGTERM handler, and the kernel delivers no signal
+# without one to PID 1: `docker stop` waits its whole grace period, then SIGKILLs.
+DEAF_TO_SIGTERM = ["/bin/sleep", "infinity"]
+
+
+def seconds(value: float) -> int:
+    """Docker's healthcheck and StopTimeout durations: nanoseconds for health, whole s for stop."""
+    return int(value * 1_000_000_000)
+
+
+def healthcheck(test: list[str], *, interval: float, retries: int, start_period: float, timeout: float = 5) -> dict:
+    """A compose `healthcheck:` block as the Docker API takes it."""
+    return {"test": test, "interval": seconds(interval), "timeout": seconds(timeout), "retries": retries,
+            "start_period": seconds(start_period)}
+
+
+def slow_service(ready_after: float) -> tuple[list[str], list[str]]:
+    """(command, healthcheck test) of a service that turns healthy `ready_after` seconds after
+    it starts, as a model service loading its weights does."""
+    return (["/bin/sh", "-c", f"rm -f /tmp/ready; trap 'exit 0' TERM; (sleep {ready_after}; touch /tmp/ready) & "
+                              "sleep infinity & wait"],
+            ["CMD", "/usr/bin/test", "-e", "/tmp/ready"])
 
 
 @dataclass
@@ -188,6 +213,7 @@ class TestStack:
         self.env: dict[str, str] = {}
         self.video_files: list[tuple[str, str, int]] = []
         self._containers: dict[str, object] = {}
+        self._specs: dict[str, dict] = {}
 
     # ------------------------------------------------------------------ facts
     @property
@@ -282,19 +308,47 @@ class TestStack:
 
     def _create(self, service: str, command: list[str], *, environment: dict | None = None,
                 healthcheck: dict | None = None, depends_on: str = "", extra_mounts: list | None = None,
-                stop_signal: str = "SIGTERM", working_dir: str = "/") -> None:
+                stop_signal: str = "SIGTERM", working_dir: str = "/", stop_timeout: int | None = None) -> None:
+        """One service's container, as compose creates it from the service's block; the spec is
+        kept so `changed()` can recreate the service with some of it replaced."""
+        spec = dict(command=command, environment=environment, healthcheck=healthcheck, depends_on=depends_on,
+                    extra_mounts=extra_mounts, stop_signal=stop_signal, working_dir=working_dir,
+                    stop_timeout=stop_timeout)
+        self._specs[service] = spec
         env = {"PATH": f"{self.pg_bin}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": "/tmp",
                "LANG": "C.UTF-8"}
         env.update(environment or {})
-        kwargs = {}
-        if healthcheck:
-            kwargs["healthcheck"] = {"interval": 500_000_000, "timeout": 5_000_000_000, "retries": 60,
-                                     "start_period": 0, **healthcheck}
-        c = self.client.containers.create(
+        api = self.client.api  # the low-level call: the high-level one has no stop_timeout
+        host_config = api.create_host_config(mounts=self._mounts(extra_mounts), network_mode="host",
+                                             tmpfs={"/tmp": "mode=1777", "/run": "mode=755"})
+        created = api.create_container(
             BASE_IMAGE, command=command, name=self.container_name(service), labels=self.labels(service, depends_on),
-            environment=env, mounts=self._mounts(extra_mounts), tmpfs={"/tmp": "mode=1777", "/run": "mode=755"},
-            network_mode="host", stop_signal=stop_signal, working_dir=working_dir, hostname=service, **kwargs)
-        self._containers[service] = c
+            environment=env, host_config=host_config, stop_signal=stop_signal, working_dir=working_dir,
+            hostname=service, healthcheck=healthcheck or None,
+            stop_timeout=stop_timeout)  # compose's stop_grace_period
+        self._containers[service] = self.client.containers.get(created["Id"])
+
+    @contextlib.contextmanager
+    def changed(self, service: str, **changes):
+        """The service recreated with some of its spec replaced (as an edited compose file and
+        `docker compose up` would), running when it was; put back as it was afterwards (running
+        when it then runs: the `stack` fixture starts whatever a test left stopped)."""
+        original = dict(self._specs[service])
+        self._recreate(service, {**original, **changes})
+        try:
+            yield self.container(service)
+        finally:
+            self._recreate(service, original)
+
+    def _recreate(self, service: str, spec: dict) -> None:
+        c = self.container(service)
+        c.reload()
+        was_running = c.status == "running"
+        c.remove(force=True)
+        spec = dict(spec)
+        self._create(service, spec.pop("command"), **spec)
+        if was_running:
+            self.container(service).start()
 
     def _create_all(self) -> None:
         from docker.types import Mount
@@ -302,18 +356,25 @@ class TestStack:
         p = self.ports
         pg_env = {"PGDATA": "/var/lib/postgresql/data", "PGHOST": "/tmp", "PGPORT": str(p.pg),
                   "POSTGRES_USER": "fovea", "POSTGRES_DB": "fovea", "POSTGRES_PASSWORD": self.password}
+        # Fovea's compose file, its timings shortened for tests: healthchecks with a start
+        # period, an interval and retries; depends_on conditions in compose's label.
         self._create(
             "postgres", ["/bin/sh", "-c", _PG_ENTRYPOINT], environment=pg_env, stop_signal="SIGINT",
-            healthcheck={"test": ["CMD", str(self.pg_bin / "pg_isready"), "-q", "-h", "/tmp", "-p", str(p.pg),
-                                  "-U", "fovea", "-d", "postgres"]},
+            healthcheck=healthcheck(["CMD", str(self.pg_bin / "pg_isready"), "-q", "-h", "/tmp", "-p", str(p.pg),
+                                     "-U", "fovea", "-d", "postgres"], interval=0.5, retries=10, start_period=30),
             extra_mounts=[Mount(target="/var/lib/postgresql/data", source=str(self.pgdata), type="bind")])
         self._create(
             "redis", ["/usr/bin/redis-server", "--port", str(p.redis), "--bind", "127.0.0.1", "--save", "",
                       "--appendonly", "no", "--dir", "/tmp", "--protected-mode", "no", "--loglevel", "warning"],
-            healthcheck={"test": ["CMD", "/usr/bin/redis-cli", "-p", str(p.redis), "ping"]})
+            healthcheck=healthcheck(["CMD", "/usr/bin/redis-cli", "-p", str(p.redis), "ping"],
+                                    interval=0.5, retries=10, start_period=10))
         self._create_backend()
-        self._create("frontend", ["/bin/sh", "-c", _SLEEPER], depends_on="backend:service_started:false")
-        self._create("model-service", ["/bin/sh", "-c", _SLEEPER],
+        # a Node PID 1 that ignores SIGTERM, with a short stop_grace_period
+        self._create("frontend", DEAF_TO_SIGTERM, depends_on="backend:service_started:false",
+                     stop_timeout=FRONTEND_STOP_GRACE_S)
+        command, test = slow_service(MODEL_READY_S)
+        self._create("model-service", command,
+                     healthcheck=healthcheck(test, interval=0.5, retries=3, start_period=60),
                      extra_mounts=[Mount(target="/videos", source=str(self.videos_dir), type="bind")])
 
     def _create_backend(self) -> None:
@@ -327,9 +388,10 @@ class TestStack:
         self._create(
             "backend", ["/usr/bin/python3", "/app/backend.py"], environment=backend_env, working_dir="/app",
             depends_on="postgres:service_healthy:false,redis:service_healthy:false",
-            healthcheck={"test": ["CMD", "/usr/bin/python3", "-c",
-                                  "import urllib.request; urllib.request.urlopen("
-                                  f"'http://127.0.0.1:{p.backend}/api/health', timeout=3)"]},
+            healthcheck=healthcheck(["CMD", "/usr/bin/python3", "-c",
+                                     "import urllib.request; urllib.request.urlopen("
+                                     f"'http://127.0.0.1:{p.backend}/api/health', timeout=3)"],
+                                    interval=1, retries=3, start_period=20, timeout=10),
             extra_mounts=[Mount(target="/app", source=str(self.app_dir), type="bind", read_only=True),
                           videos_mount])
 

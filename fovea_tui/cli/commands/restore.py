@@ -13,8 +13,10 @@ handle a restore whose runner was killed.
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
+import time
 
 from fovea_tui.cli.context import CliContext
 from fovea_tui.cli.flags import add_json_flag
@@ -24,6 +26,7 @@ from fovea_tui.engine.progress import ProgressEvent
 from fovea_tui.errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, UsageError
 from fovea_tui.formatting import plural
 
+COUNTDOWN_EVERY_S = 5.0
 ICONS = {"ok": "ok ", "failed": "ERR", "skipped": "-- ", "running": "...", "pending": "   "}
 
 
@@ -64,6 +67,7 @@ class _Follower:
         self.shown: dict[str, str] = {}
         self.lines: dict[str, int] = {}
         self.undo_shown: dict[str, str] = {}
+        self.waits: dict[str, tuple[str, float]] = {}
         self.asked = False
         self.asked_videos = False
         self.result_out = False  # the restore's outcome is recorded (a safety copy may still be written)
@@ -83,6 +87,10 @@ class _Follower:
                 self.shown[name] = status
                 text = rec.get("title", name) if status == "running" else rec.get("detail", "")
                 self.ctx.info(f"[{ICONS.get(status, status)}] {name:<12} {text}")
+            waiting = rec.get("waiting") if status == "running" else None
+            if waiting and self._countdown_due(name, waiting):
+                self.bar.stop()  # the countdown lines replace a bar, never drawn under it
+                self.ctx.info(f"      {name}: " + "; ".join(waiting))
             if status == "running" and rec.get("progress") and rec["progress"].get("total"):
                 p = rec["progress"]
                 self.bar(ProgressEvent(name, p["done"], p["total"], p.get("unit", "bytes")))
@@ -105,6 +113,15 @@ class _Follower:
         if data.get("awaiting") == "missing_videos" and not self.asked_videos:
             self.asked_videos = True
             self.ask_videos(data)
+
+    def _countdown_due(self, name: str, waiting: list[str]) -> bool:
+        """A countdown line when what is awaited changes, else every few seconds (not every tick)."""
+        shape = re.sub(r"\d+", "#", "; ".join(waiting))
+        last_shape, last_at = self.waits.get(name, ("", 0.0))
+        if shape == last_shape and time.monotonic() - last_at < COUNTDOWN_EVERY_S:
+            return False
+        self.waits[name] = (shape, time.monotonic())
+        return True
 
     def ask_videos(self, data: dict) -> None:
         from fovea_tui.engine.restore.videos import missing_words
@@ -162,6 +179,8 @@ def render(report: dict) -> str:
             undo = step["undo"]
             took = f" ({undo['duration_s']:.1f} s)" if undo.get("duration_s") is not None else ""
             lines.append(f"        undo{took}: {undo['status']}: {undo.get('detail', '')}")
+    for svc in report.get("still_starting", []) + report.get("services_not_up", []):
+        lines.append(f"  {svc['service']} {svc['detail']}")
     videos = report.get("videos") or {}
     if videos.get("expected_deletions"):
         d = videos["expected_deletions"]

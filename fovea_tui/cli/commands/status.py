@@ -53,7 +53,8 @@ def render(report: StatusReport) -> str:
     if stack.managed:
         lines.append(_line("stack", stack, f"project {stack.project}"))
         for svc in stack.services:
-            health = f" ({svc['health']})" if svc.get("health") else ""
+            health = f" ({svc['health']}" + (f": {svc['starting']}" if svc.get("starting") else "") + ")" \
+                if svc.get("health") else ""
             lines.append(f"            - {svc['name']:<16} {svc['state']}{health}")
     else:
         lines.append(_line("stack", stack, f"not managed: {stack.reason}"))

@@ -2,14 +2,18 @@
 
 Containers are found by compose's labels, exactly as `docker compose` finds them, so
 fovea-tui needs no compose file and no compose binary. Start order follows the
-`com.docker.compose.depends_on` label, falling back to FOVEA.md's order.
+`com.docker.compose.depends_on` label, falling back to FOVEA.md's order; stop and start
+behave as compose's do: stops in parallel, each with the container's own grace period, and
+a wait for health only where a dependency condition asks for it.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from fovea_tui.engine.infra.streams import DockerExecProcess, condense
@@ -24,6 +28,17 @@ NUMBER_LABEL = "com.docker.compose.container-number"
 
 # FOVEA.md: "Start order for a restore: postgres, redis, backend, the rest."
 PREFERRED_ORDER = ("postgres", "redis", "backend")
+# compose's own default grace period between SIGTERM and SIGKILL (`stop_grace_period`).
+COMPOSE_STOP_TIMEOUT = 10
+# Docker's defaults for a healthcheck field left at 0 (seconds).
+DOCKER_HEALTH_DEFAULTS = {"Interval": 30.0, "Timeout": 30.0, "StartPeriod": 0.0}
+DOCKER_HEALTH_RETRIES = 3
+# A service without a healthcheck counts as up once it has stayed running this long.
+SETTLE_S = 3.0
+POLL_S = 0.25
+
+#: Called with one line per service being waited for ("backend: stopping, SIGKILL in 7 s").
+WaitCallback = Callable[[list[str]], None]
 
 
 class DockerUnavailable(OperationFailed):
@@ -66,6 +81,32 @@ def connect_docker(timeout: int = 10):
         raise DockerUnavailable(f"cannot talk to the Docker engine: {text.splitlines()[0][:200]}") from None
 
 
+@dataclass(frozen=True)
+class Healthcheck:
+    """A container's healthcheck timing, Docker's defaults filled in (seconds)."""
+
+    interval: float
+    timeout: float
+    retries: int
+    start_period: float
+
+    @classmethod
+    def from_config(cls, config: dict | None) -> Healthcheck | None:
+        config = config or {}
+        test = config.get("Test") or []
+        if not test or test[0] == "NONE":
+            return None
+        values = {k: (config.get(k) or 0) / 1e9 or default for k, default in DOCKER_HEALTH_DEFAULTS.items()}
+        return cls(interval=values["Interval"], timeout=values["Timeout"],
+                   retries=int(config.get("Retries") or DOCKER_HEALTH_RETRIES), start_period=values["StartPeriod"])
+
+    @property
+    def verdict_s(self) -> float:
+        """Seconds after a start by which Docker has said healthy or unhealthy: the start
+        period, then `retries` failed probes (each up to its timeout), one interval apart."""
+        return max(self.start_period, self.interval) + self.retries * (self.interval + self.timeout)
+
+
 def _local_socket() -> str | None:
     """The unix socket docker.from_env would connect to, or None for a TCP or SSH host."""
     host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
@@ -89,6 +130,11 @@ class Service:
     image: str
     depends_on: list[str] = field(default_factory=list)
     started_at: str = ""
+    #: depends_on conditions from compose's label: {service: service_started|service_healthy|...}
+    conditions: dict[str, str] = field(default_factory=dict)
+    healthcheck: Healthcheck | None = None
+    stop_timeout: int | None = None   # the container's StopTimeout (compose's stop_grace_period)
+    exit_code: int = 0
 
     @property
     def running(self) -> bool:
@@ -99,13 +145,79 @@ class Service:
         return self.running and self.health in ("", "healthy")
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "container": self.container_name, "state": self.state,
-                "health": self.health or None, "image": self.image}
+        found = {"name": self.name, "container": self.container_name, "state": self.state,
+                 "health": self.health or None, "image": self.image}
+        if self.running and self.health == "starting":  # when its healthcheck is due to say
+            found["starting"] = _expected(self, _age(self.started_at))
+        return found
 
 
-def _depends(labels: dict) -> list[str]:
-    raw = labels.get(DEPENDS_LABEL, "")
-    return [part.split(":", 1)[0] for part in raw.split(",") if part.strip()]
+def _conditions(labels: dict) -> dict[str, str]:
+    """compose's depends_on label, "svc:condition:restart,...", as {svc: condition}."""
+    found: dict[str, str] = {}
+    for part in labels.get(DEPENDS_LABEL, "").split(","):
+        name, _, rest = part.strip().partition(":")
+        if name:
+            found[name] = rest.split(":", 1)[0] or "service_started"
+    return found
+
+
+@dataclass
+class StartReport:
+    """What a start did: services started, and those not (yet) healthy that nobody waits for."""
+
+    started: list[str] = field(default_factory=list)
+    #: [{"service", "detail", "expected_s"}]: running, health not yet decided by Docker
+    still_starting: list[dict] = field(default_factory=list)
+    #: [{"service", "detail"}]: exited, unhealthy, or not started because a dependency failed
+    not_up: list[dict] = field(default_factory=list)
+
+    def words(self) -> list[str]:
+        return [f"{s['service']} {s['detail']}" for s in self.still_starting + self.not_up]
+
+
+def _in(seconds: float) -> str:
+    """'7 s', '3 min': a countdown's remaining time, rounded up."""
+    seconds = max(0, math.ceil(seconds))
+    return f"{seconds} s" if seconds < 120 else f"{math.ceil(seconds / 60)} min"
+
+
+def _when(stamp: str) -> float | None:
+    """Docker's nanosecond ISO time ("2026-11-29T23:25:50.835577693Z") as a Unix time."""
+    from datetime import UTC, datetime
+
+    if not stamp or stamp.startswith("0001"):
+        return None
+    try:
+        head, _, frac = stamp.rstrip("Z").partition(".")
+        offset = ""
+        for sign in "+-":
+            if sign in frac:
+                frac, offset = frac.split(sign, 1)[0], sign + frac.split(sign, 1)[1]
+        moment = datetime.fromisoformat(head + offset) if offset else datetime.fromisoformat(head).replace(tzinfo=UTC)
+        return moment.timestamp() + float(f"0.{frac or 0}")
+    except ValueError:
+        return None
+
+
+def _age(started_at: str) -> float:
+    """Seconds since Docker's StartedAt, 0 when unknown."""
+    when = _when(started_at)
+    return 0.0 if when is None else max(0.0, time.time() - when)
+
+
+def _health(state: dict) -> str:
+    """The health status, "starting" while no probe has run since the container's latest
+    start: a stopped container keeps the verdict of its previous run for a moment."""
+    health = state.get("Health") or {}
+    status = health.get("Status", "")
+    if status and status != "starting" and state.get("Running"):
+        started = _when(state.get("StartedAt", ""))
+        probes = [_when(entry.get("Start", "")) for entry in health.get("Log") or []]
+        latest = max((p for p in probes if p is not None), default=None)
+        if started is not None and (latest is None or latest < started):
+            return "starting"
+    return status
 
 
 class Stack:
@@ -134,15 +246,21 @@ class Stack:
             if not name:
                 continue
             attrs = c.attrs.get("State", {})
+            config = c.attrs.get("Config") or {}
+            conditions = _conditions(labels)
             svc = Service(
                 name=name,
                 container_id=c.id,
                 container_name=c.name,
                 state=attrs.get("Status", c.status),
-                health=(attrs.get("Health") or {}).get("Status", ""),
-                image=(c.attrs.get("Config") or {}).get("Image", ""),
-                depends_on=_depends(labels),
+                health=_health(attrs),
+                image=config.get("Image", ""),
+                depends_on=list(conditions),
                 started_at=attrs.get("StartedAt", ""),
+                conditions=conditions,
+                healthcheck=Healthcheck.from_config(config.get("Healthcheck")),
+                stop_timeout=config.get("StopTimeout"),
+                exit_code=int(attrs.get("ExitCode") or 0),
             )
             # With several replicas keep the lowest-numbered one, as `compose exec` does.
             if name not in found or labels.get(NUMBER_LABEL, "1") == "1":
@@ -191,21 +309,165 @@ class Stack:
 
     # --- control -------------------------------------------------------------------
 
-    def stop(self, names: Sequence[str], timeout: int = 30) -> None:
-        """Stop services in reverse start order (dependents first)."""
+    def stop(self, names: Sequence[str], *, default_timeout: int = COMPOSE_STOP_TIMEOUT,
+             on_wait: WaitCallback | None = None) -> None:
+        """Stop services all at once, as `docker compose stop` does: each gets its own
+        StopTimeout (compose's stop_grace_period) or `default_timeout` between SIGTERM and
+        SIGKILL, so a service that ignores SIGTERM costs its grace period once, not per service."""
         services = {s.name: s for s in self.services()}
-        for name in reversed(self.start_order([services[n] for n in names if n in services])):
-            self.client.containers.get(services[name].container_id).stop(timeout=timeout)
+        chosen = [services[n] for n in names if n in services  # running, restarting or paused
+                  and services[n].state not in ("exited", "dead", "created")]
+        if not chosen:
+            return
+        grace = {s.name: s.stop_timeout if s.stop_timeout is not None else default_timeout for s in chosen}
+        t0 = time.monotonic()
 
-    def start(self, names: Sequence[str], *, wait: bool = True, timeout: float = 120,
-              cancel: CancelToken | None = None) -> None:
-        """Start services in dependency order, each healthy before its dependents start."""
+        def stop_one(svc: Service) -> None:
+            self.client.containers.get(svc.container_id).stop(timeout=grace[svc.name])
+
+        with ThreadPoolExecutor(max_workers=len(chosen), thread_name_prefix="stop") as pool:
+            futures = {s.name: pool.submit(stop_one, s) for s in chosen}
+            while not all(f.done() for f in futures.values()):
+                if on_wait is not None:
+                    elapsed = time.monotonic() - t0
+                    on_wait([f"{name}: stopping, SIGKILL in {_in(grace[name] - elapsed)}"
+                             for name, f in futures.items() if not f.done()])
+                time.sleep(POLL_S)
+            failed = {name: f.exception() for name, f in futures.items() if f.exception() is not None}
+        if on_wait is not None:
+            on_wait([])
+        if failed:
+            raise OperationFailed("could not stop " + "; ".join(f"{n}: {e}" for n, e in failed.items()),
+                                  hint="see `docker ps -a` and the services' logs")
+
+    def start(self, names: Sequence[str], *, must_run: Sequence[str] | None = None, timeout: float | None = None,
+              cancel: CancelToken | None = None, on_wait: WaitCallback | None = None) -> StartReport:
+        """Start services as `docker compose up` does: each as soon as its depends_on
+        conditions hold (in parallel where nothing depends), waiting for a service's health
+        only where a dependent's condition asks for it, or when it is in `must_run`.
+
+        A `must_run` service (all of `names` when None) fails the start only by exiting or by
+        Docker declaring it unhealthy; its wait follows its own healthcheck (start period,
+        interval, retries), capped by `timeout` when given. Any other service is started and
+        reported: still starting, exited, or not started because a dependency failed.
+        """
         services = {s.name: s for s in self.services()}
-        for name in self.start_order([services[n] for n in names if n in services]):
-            container = self.client.containers.get(services[name].container_id)
-            container.start()
-            if wait:
-                self.wait_healthy(name, timeout=timeout, cancel=cancel)
+        todo = self.start_order([services[n] for n in names if n in services])
+        required = set(todo if must_run is None else [n for n in must_run if n in todo])
+        report = StartReport()
+        started_at: dict[str, float] = {}
+        gave_up: set[str] = set()          # started, but not healthy in the time its healthcheck allows
+        blocked: dict[str, str] = {}
+        t0 = time.monotonic()
+
+        def budget(svc: Service) -> float:
+            """How long to wait for a service's health: Docker's verdict decides (unhealthy
+            fails the start), this only ends a wait for probes that hang on a slow host."""
+            own = svc.healthcheck.verdict_s * 2 + 30 if svc.healthcheck else SETTLE_S
+            return own if timeout is None else min(own, timeout)
+
+        def holds(svc: Service, condition: str) -> bool | None:
+            """Whether a depends_on condition holds: True, False (it never will), None (not yet)."""
+            if svc.name in gave_up or svc.name in blocked:
+                return False
+            if started_at.get(svc.name) == now:
+                return None  # started this round: `current` still shows it stopped
+            if condition == "service_completed_successfully":
+                return svc.exit_code == 0 if svc.state in ("exited", "dead") else None
+            if svc.state in ("exited", "dead") and (svc.name in started_at or svc.name not in todo):
+                return False
+            if not svc.running:
+                return None if svc.name in todo else False  # stopped, and not ours to start
+            if condition == "service_healthy" and svc.healthcheck is not None:
+                return {"healthy": True, "unhealthy": False}.get(svc.health)
+            return True
+
+        while True:
+            if cancel is not None:
+                cancel.check()
+            now = time.monotonic()
+            current = {s.name: s for s in self.services()}
+            waits: list[str] = []
+            ready: list[Service] = []
+            for name in todo:
+                svc = current.get(name)
+                if name in started_at or name in blocked:
+                    continue
+                if svc is None:
+                    blocked[name] = "not started: its container is gone"
+                    continue
+                verdicts = {dep: holds(current[dep], cond) for dep, cond in svc.conditions.items() if dep in current}
+                failed = [dep for dep, ok in verdicts.items() if ok is False]
+                if failed:
+                    blocked[name] = f"not started: {failed[0]} is not up ({_state(current[failed[0]])})"
+                    if name in required:
+                        raise OperationFailed(f"service {name} could not be started: {failed[0]} is not up "
+                                              f"({_state(current[failed[0]])})",
+                                              hint=f"see `docker logs {current[failed[0]].container_name}`")
+                elif any(ok is None for ok in verdicts.values()):
+                    awaited = [f"{dep} {'healthy' if svc.conditions[dep] == 'service_healthy' else 'started'}"
+                               for dep, ok in verdicts.items() if ok is None]
+                    waits.append(f"{name}: waiting for {', '.join(awaited)}")
+                else:
+                    ready.append(svc)
+            self._start_together([svc for svc in ready if not svc.running])
+            for svc in ready:
+                started_at[svc.name] = now
+                report.started.append(svc.name)
+            waiting = [n for n in todo if n not in started_at and n not in blocked]
+            needed = required | {dep for n in waiting for dep, cond in current[n].conditions.items()
+                                 if cond == "service_healthy"}
+            pending = False
+            for name in started_at:
+                svc = current.get(name)
+                if svc is None or name not in needed or name in gave_up:
+                    continue
+                verdict = holds(svc, "service_healthy")
+                if verdict is True and (svc.healthcheck is not None or now - started_at[name] >= SETTLE_S):
+                    continue
+                left = budget(svc) - (now - started_at[name])
+                if verdict is False or left <= 0:
+                    if name in required:
+                        raise _start_failure(svc, None if verdict is False else budget(svc))
+                    gave_up.add(name)  # its dependents are blocked on the next round
+                    pending = True
+                    continue
+                pending = True
+                waits.append(f"{name}: starting, " + _expected(svc, now - started_at[name]))
+            if not pending and not waiting:
+                break
+            if on_wait is not None:
+                on_wait(waits)
+            time.sleep(POLL_S)
+        if on_wait is not None:
+            on_wait([])
+        for name, why in blocked.items():
+            report.not_up.append({"service": name, "detail": why})
+        final = {s.name: s for s in self.services()}
+        elapsed = time.monotonic() - t0
+        for name in report.started:
+            svc = final.get(name)
+            if svc is None:
+                continue
+            if svc.state in ("exited", "dead") and name not in required:
+                report.not_up.append({"service": name, "detail": f"exited (code {svc.exit_code}) after starting"})
+            elif svc.health == "unhealthy" and name not in required:
+                report.not_up.append({"service": name, "detail": "declared unhealthy by Docker"})
+            elif svc.health == "starting" and svc.healthcheck is not None:
+                age = _age(svc.started_at) if svc.started_at else elapsed
+                report.still_starting.append({"service": name,
+                                              "expected_s": max(1, math.ceil(svc.healthcheck.verdict_s - age)),
+                                              "detail": "still starting: " + _expected(svc, age)})
+        return report
+
+    def _start_together(self, services: list[Service]) -> None:
+        """`docker start` for services whose conditions hold, all at once."""
+        if not services:
+            return
+        with ThreadPoolExecutor(max_workers=len(services), thread_name_prefix="start") as pool:
+            for future in [pool.submit(lambda s: self.client.containers.get(s.container_id).start(), svc)
+                           for svc in services]:
+                future.result()
 
     def wait_healthy(self, name: str, timeout: float = 120, cancel: CancelToken | None = None) -> Service:
         deadline = time.monotonic() + timeout
@@ -338,6 +600,34 @@ class Stack:
                 yield event
         finally:
             stream.close()
+
+
+def _expected(svc: Service, age: float) -> str:
+    """When a starting service's health is due, from its own healthcheck timing."""
+    if svc.healthcheck is None:
+        return f"up expected within {_in(SETTLE_S - age)}"
+    left = svc.healthcheck.verdict_s - age
+    if left > 0:
+        return f"healthy expected within {_in(left)}"
+    return f"Docker's verdict on its health overdue by {_in(-left)}"
+
+
+def _state(svc: Service) -> str:
+    if svc.state in ("exited", "dead"):
+        return f"exited with code {svc.exit_code}"
+    return svc.health or svc.state
+
+
+def _start_failure(svc: Service, waited: float | None) -> OperationFailed:
+    """Why a service the restore needs is not up: it exited, Docker declared it unhealthy,
+    or its healthcheck gave no verdict within the time its own timing allows."""
+    if svc.state in ("exited", "dead"):
+        why = f"exited with code {svc.exit_code} after starting"
+    elif svc.health == "unhealthy":
+        why = "was declared unhealthy by Docker (its healthcheck failed)"
+    else:
+        why = f"was not healthy within {_in(waited or 0)} (state {svc.state}/{svc.health or 'no healthcheck'})"
+    return OperationFailed(f"service {svc.name} {why}", hint=f"see `docker logs {svc.container_name}`")
 
 
 def _mount_from(m: dict):

@@ -367,6 +367,9 @@ def report(data: dict) -> dict[str, Any]:
         "steps": steps,
         "preflight": facts.get("preflight") or [],
         "videos": _videos_report(facts.get("videos")),
+        # services started by the restore that were not (yet) up when it ended: never a rollback
+        "still_starting": list(facts.get("still_starting") or []),
+        "services_not_up": list(facts.get("services_not_up") or []),
         "verification": verification,
         "rollback": data.get("rollback"),
         "started_at": data.get("started_at"),

@@ -21,7 +21,7 @@ from fovea_tui.engine.ops import notify
 from fovea_tui.engine.progress import CancelToken
 from fovea_tui.engine.restore import aftercare
 from fovea_tui.engine.restore.context import RestoreContext
-from fovea_tui.engine.restore.steps import Held, Skip, Step, build_steps, pause_if_asked
+from fovea_tui.engine.restore.steps import Held, Skip, Step, build_steps
 from fovea_tui.errors import Cancelled, FoveaError
 
 DONE = ("ok", "skipped")
@@ -126,8 +126,7 @@ def _forward(ctx: RestoreContext, steps: list[Step], *, resume: bool) -> None:
         rec.update(status="running", started_at=now_iso(), detail="")
         rec.pop("progress", None)
         ctx.save()
-        t0 = time.monotonic()  # a held step's wait is part of its duration
-        pause_if_asked(step.name)
+        t0 = time.monotonic()
         try:
             detail = step.run(ctx)
             step.check(ctx)
@@ -157,9 +156,11 @@ def _forward(ctx: RestoreContext, steps: list[Step], *, resume: bool) -> None:
             ctx.current = None
             ctx.save()
     data["status"] = "ok"
-    running = ctx.facts.get("was_running") or []
+    slow = (ctx.facts.get("still_starting") or []) + (ctx.facts.get("services_not_up") or [])
+    running = [n for n in ctx.facts.get("was_running") or [] if n not in {s["service"] for s in slow}]
     data["message"] = (f"Restored {ctx.facts.get('dump')} into database {ctx.db_name}"
                        + (f"; {', '.join(running)} running again" if running else "")
+                       + "".join(f"; {s['service']} {s['detail']}" for s in slow)
                        + (f"; safety dump {_name(ctx.facts.get('safety_dump'))} kept" if ctx.facts.get("safety_dump") else "")
                        + (f"; the database as it was is {ctx.facts['renamed_to']} until its safety dump is written "
                           f"(`fovea-tui restore --follow {ctx.handle.id}`)" if aftercare.pending(data) else "")

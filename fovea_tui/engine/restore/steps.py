@@ -35,7 +35,6 @@ CHUNK = 1 << 20
 # Written to psql when a stream must be abandoned: ends a COPY block and any statement, then
 # raises, so `--single-transaction` rolls back instead of committing half a dump at EOF.
 ABORT_SQL = b"\n\\.\n;\nDO $fovea$ BEGIN RAISE EXCEPTION 'restore aborted by fovea-tui'; END $fovea$;\n"
-PAUSE_ENV = "FOVEA_TUI_RESTORE_PAUSE"  # "STEP:SECONDS": hold a step after it starts (tests, drills)
 
 
 class Skip(Exception):
@@ -344,8 +343,8 @@ class StopStack(Step):
         names = ctx.facts["was_running"]
         if not names:
             raise Skip("no service but the database was running")
-        ctx.output("stopping " + ", ".join(reversed(names)))
-        ctx.stack.stop(names)
+        ctx.output("stopping " + ", ".join(reversed(names)) + " (in parallel)")
+        stop_services(ctx, names)
         return "stopped " + ", ".join(names) + " (they will be started again)"
 
     def check(self, ctx) -> None:
@@ -360,8 +359,37 @@ class StopStack(Step):
         if ctx.stack is None or not names:
             return None
         ctx.output("starting again " + ", ".join(names))
-        ctx.stack.start(names, cancel=None, timeout=float(ctx.params.get("health_timeout_s", 180)))
-        return "started again: " + ", ".join(names)
+        report = start_services(ctx, names, cancel=None)
+        return "started again: " + ", ".join(names) + "".join(f"; {w}" for w in report.words())
+
+
+def show_waits(ctx):
+    """The on_wait callback of Stack.stop/start: the current step's countdowns ("backend:
+    stopping, SIGKILL in 7 s") in the job state, where the CLI and the TUI draw them."""
+    def shown(lines: list[str]) -> None:
+        if ctx.current is None:
+            return
+        if lines:
+            ctx.current["waiting"] = lines
+        else:
+            ctx.current.pop("waiting", None)
+        ctx.save(throttle=0.5 if lines else 0.0)
+    return shown
+
+
+def stop_services(ctx, names: list[str]) -> None:
+    ctx.stack.stop(names, default_timeout=ctx.settings.stack.stop_timeout_s, on_wait=show_waits(ctx))
+
+
+def database_clients(ctx, names: list[str]) -> list[str]:
+    """The services of `names` that use the database: only they can fail a start."""
+    stack = ctx.settings.stack
+    return [n for n in names if n == stack.backend_service or n in stack.database_clients]
+
+
+def start_services(ctx, names: list[str], *, cancel):
+    """Start `names` as compose would; raises only for a database client that does not come up."""
+    return ctx.stack.start(names, must_run=database_clients(ctx, names), cancel=cancel, on_wait=show_waits(ctx))
 
 
 # --------------------------------------------------------------------------- 6. prepare
@@ -698,13 +726,22 @@ class StartStack(Step):
         names = ctx.facts.get("was_running") or []
         if ctx.stack is None or not names:
             raise Skip("no service to start" if ctx.stack is not None else "no compose stack managed")
-        ctx.output("starting " + ", ".join(ctx.stack.start_order([s for s in ctx.stack.services() if s.name in names])))
-        ctx.stack.start(names, cancel=ctx.cancel, timeout=float(ctx.params.get("health_timeout_s", 180)))
+        ctx.output("starting " + ", ".join(ctx.stack.start_order([s for s in ctx.stack.services() if s.name in names]))
+                   + " (each once its depends_on conditions hold)")
+        report = start_services(ctx, names, cancel=ctx.cancel)
+        ctx.facts["still_starting"] = report.still_starting
+        ctx.facts["services_not_up"] = report.not_up
+        for line in report.words():
+            ctx.output(line)
         kept = ctx.facts.get("was_stopped") or []
-        return "started and healthy: " + ", ".join(names) + (f"; left stopped: {', '.join(kept)}" if kept else "")
+        slow = {s["service"] for s in report.still_starting + report.not_up}
+        up = [n for n in names if n not in slow]
+        return ("started: " + (", ".join(up) or "none") + "".join(f"; {w}" for w in report.words())
+                + (f"; left stopped: {', '.join(kept)}" if kept else ""))
 
     def check(self, ctx) -> None:
-        down = [s.name for s in ctx.stack.services() if s.name in ctx.facts.get("was_running", []) and not s.ok]
+        needed = database_clients(ctx, ctx.facts.get("was_running") or [])
+        down = [s.name for s in ctx.stack.services() if s.name in needed and not s.ok]
         if down:
             raise OperationFailed("not running and healthy: " + ", ".join(down))
 
@@ -712,7 +749,7 @@ class StartStack(Step):
         names = ctx.facts.get("was_running") or []
         if ctx.stack is None or not names:
             return None
-        ctx.stack.stop(names)
+        stop_services(ctx, names)
         return "stopped again for the rollback: " + ", ".join(names)
 
 
@@ -741,10 +778,3 @@ STEPS: tuple[type[Step], ...] = (ChooseDump, Preflight, SafetyDump, Confirm, Sto
 def build_steps() -> list[Step]:
     return [cls() for cls in STEPS]
 
-
-def pause_if_asked(name: str) -> None:
-    """Hold step `name` for a while when FOVEA_TUI_RESTORE_PAUSE says so (crash tests, drills)."""
-    spec = os.environ.get(PAUSE_ENV, "")
-    step, _, seconds = spec.partition(":")
-    if step == name:
-        time.sleep(float(seconds or 30))

@@ -127,9 +127,11 @@ class DashboardScreen(FoveaScreen):
         table.clear()
         for svc in services:
             state, health = svc.get("state", "?"), svc.get("health") or "—"
+            if svc.get("starting"):
+                health = f"{health}: {svc['starting']}"
             table.add_row(svc.get("name", "?"),
                           Text(state, style=_STATE_STYLE.get(state, "")),
-                          Text(health, style=_HEALTH_STYLE.get(health, "")),
+                          Text(health, style=_HEALTH_STYLE.get(svc.get("health") or "—", "")),
                           svc.get("image", ""), key=svc.get("name"))
         table.display = bool(services)
         self.query_one("#alerts", Static).update(self._alerts_markup(report))

@@ -84,6 +84,9 @@ def steps_text(data: dict, now: datetime | None = None) -> Text:
             started = datetime.fromisoformat(rec["started_at"])
             text.append(f"  {formatting.step_time(max(0.0, (now - started).total_seconds()))} so far", style="dim")
         text.append("\n")
+        if status == "running" and data.get("alive", True):
+            for line in rec.get("waiting") or []:  # the stop/start countdowns
+                text.append(f"       → {masking.redact(line)}\n", style="yellow")
         if rec.get("detail"):
             text.append(f"       {masking.redact(rec['detail'])}\n", style="red" if status == "failed" else "dim")
         undo = rec.get("undo")

@@ -41,6 +41,8 @@ HINTS = {
     "volume.full_listing_hours": "list the S3 target at least this often; between, trust the last sync's snapshot (0: always list)",
     "s3.endpoint_url": "MinIO, Ceph, R2…; empty means AWS. Credentials: the AWS chain, never here",
     "stack.migrate_command": "words, shell-quoted",
+    "stack.database_clients": "services besides the backend that use the database: only they can fail a restore's start",
+    "stack.stop_timeout_s": "seconds from SIGTERM to SIGKILL for a service without its own stop_grace_period",
     "notify.webhooks": "URLs that get the JSON body of a failed run, separated by spaces (shown hidden)",
     "notify.urls": "Apprise URLs (mailtos://, ntfys://, slack://, tgram://, json://…), separated by spaces (shown hidden)",
     "notify.on_success": "also send a message when the nightly run went well",

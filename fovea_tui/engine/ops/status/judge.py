@@ -172,6 +172,9 @@ def _judge_stack(stack: StackSection, alerts: list[Alert]) -> None:
         elif svc.get("health") == "unhealthy":
             alerts.append(Alert(CRITICAL, "stack", f"service {svc.get('name')} is unhealthy"))
             worst, why = Verdict.FAILING, alerts[-1].message
+    starting = [f"{svc.get('name')} still starting: {svc['starting']}" for svc in stack.services if svc.get("starting")]
+    if starting and worst == Verdict.FINE:  # started and within its healthcheck's time: no alert
+        why = f"compose project {stack.project}: " + "; ".join(starting)
     _set(stack, worst, why)
 
 
