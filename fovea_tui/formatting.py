@@ -98,8 +98,10 @@ def size(n: int | float | None) -> str:
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:
-    """"1 dump", "2 dumps", "1,200 files": the count and its noun, agreeing."""
-    return f"{n:,} {word if n == 1 else (many or word + 's')}"
+    """"1 dump", "2 dumps", "1,200 files", "3 summaries": the count and its noun, agreeing."""
+    if many is None:
+        many = word[:-1] + "ies" if word.endswith("y") and word[-2:-1] not in "aeiou" else word + "s"
+    return f"{n:,} {word if n == 1 else many}"
 
 
 __all__ = ["ago", "duration", "size", "plural"]

@@ -26,7 +26,7 @@ def test_line_mode_prints_phase_starts_ends_and_one_line_per_interval(capsys):
         progress(ProgressEvent("upload", i * total // 300, total, "bytes", message=f"{i}/300 files"))
     progress(ProgressEvent("upload", total, total, "bytes", message="300/300 files"))  # the end, again
     lines = capsys.readouterr().err.splitlines()
-    assert lines[0] == "scan: 1 files 1 to transfer"
+    assert lines[0] == "scan: 1 file 1 to transfer"
     assert lines[1] == "scan: 3000/3000 files 3000 to transfer"
     upload = [line for line in lines if line.startswith("upload:")]
     assert upload[0].startswith("upload: 0 Bytes of 30.0 MiB")

@@ -207,7 +207,7 @@ def test_status_summary_counts_and_corrupt_alert(tmp_path):
     assert out["counts"] == {"verified": 1, "unverified": 0, "corrupt": 2, "mismatch": 0}
     assert out["newest_verified"] == "fovea-20261101T020000Z.sql.gz"
     messages = [a["message"] for a in out["alerts"]]
-    assert len(messages) == 2 and "1 corrupt dump(s)" in messages[1]
+    assert len(messages) == 2 and "1 corrupt dump in" in messages[1]
     assert "fovea-20261102T020000Z.sql.gz" in messages[1] and "20261103" not in messages[1]
 
     empty = make_settings(tmp_path / "other")

@@ -221,7 +221,7 @@ def test_sync_pings_its_own_check_and_a_dry_run_or_pull_pings_nothing(tmp_path, 
     code, doc, _ = run_cli(capsys, str(cfg), "sync")
     assert code == 0 and doc["uploaded"] == 1
     assert hc.paths() == ["/ping/sync-check-0004/start", "/ping/sync-check-0004"]
-    assert "1 uploaded" in hc.requests[1].text and "0 error(s)" in hc.requests[1].text
+    assert "1 uploaded" in hc.requests[1].text and "0 errors" in hc.requests[1].text
     shutil.rmtree(tmp_path / "videos")  # the volume is not mounted tonight
     code, doc, err = run_cli(capsys, str(cfg), "sync")
     assert code != 0

@@ -119,7 +119,7 @@ def test_cli_restore_docker_mode_whole_run(stack, restore_env, tmp_path):
     assert stack.health()[0] == 200
     # pre-flight told about the queues and the pending migration
     pre = {c["name"]: c for c in result["preflight"]}
-    assert "1 job(s) active and 3 waiting" in pre["queues"]["detail"]
+    assert "1 job active and 3 waiting" in pre["queues"]["detail"]
     assert stack.pending_migration in pre["migrations"]["detail"]
     assert "vector" in pre["server"]["detail"]
     # verification: rows equal, the migration's tables named not failed, health answered

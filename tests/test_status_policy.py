@@ -54,7 +54,7 @@ def test_the_database_against_its_newest_dump(rows, verdict):
 
 def test_an_old_corrupt_dump_fails_the_backups_not_the_database():
     report = sample_report()
-    report.backups.found = [Alert("critical", "backups", "1 corrupt dump(s): fovea-20260101T020000Z.sql.gz")]
+    report.backups.found = [Alert("critical", "backups", "1 corrupt dump: fovea-20260101T020000Z.sql.gz")]
     judge(report)
     assert report.backups.verdict == Verdict.FAILING and report.database.verdict == Verdict.FINE
     report.backups.last.status = "corrupt"

@@ -65,9 +65,9 @@ PREFLIGHT = [
     {"name": "server", "ok": True, "fatal": True, "refuse": False, "data": {},
      "detail": "target PostgreSQL 16 (from PostgreSQL 16); extensions the dump needs: vector, all available"},
     {"name": "queues", "ok": True, "fatal": False, "refuse": False, "data": {},
-     "detail": "1 job(s) active and 3 waiting; stopping the stack interrupts them (users retry them from the UI)"},
+     "detail": "1 job active and 3 waiting; stopping the stack interrupts them (users retry them from the UI)"},
     {"name": "migrations", "ok": True, "fatal": False, "refuse": False, "data": {},
-     "detail": "1 migration(s) bundled in the backend image that the dump lacks will be applied: "
+     "detail": "1 migration bundled in the backend image that the dump lacks will be applied: "
                "20250401000000_video_checksums"},
 ]
 
@@ -199,7 +199,7 @@ async def test_start_preflight_confirm_by_typing_the_name(tmp_path, monkeypatch)
         data.update(steps=template["steps"], facts=template["facts"], status="waiting", awaiting="confirm")
         write_state(settings, data)
         dialog = await _confirm_dialog(pilot)
-        assert "queues: 1 job(s) active" in str(screen.query_one("#preflight").render())
+        assert "queues: 1 job active" in str(screen.query_one("#preflight").render())
         assert isinstance(pilot.app.focused, Input)  # the name field, nothing else, has the keys
         go = dialog.query_one("#confirm-go", Button)
         assert go.disabled

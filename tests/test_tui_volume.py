@@ -74,7 +74,7 @@ async def test_preview_lists_the_dry_run_against_a_directory_target(tmp_path):
         assert "1 to upload (4.0 KiB)" in caption and "2 already there" in caption
         assert "1 changed under the same name" in caption and "1 to delete" in caption
         summary = text_of(screen, "#summary")
-        assert "last synced" in summary and "4 uploaded" in summary and "1 new files pending" in summary
+        assert "last synced" in summary and "4 uploaded" in summary and "1 new file pending" in summary
         assert str(tmp_path / "copy") in text_of(screen, "#where")
         assert "c.mp4 changed locally" in text_of(screen, "#errors")
     assert copied(settings) == before  # a preview never writes

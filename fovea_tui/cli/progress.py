@@ -95,6 +95,9 @@ class StderrProgress:
             if event.total:
                 amount += f" of {formatting.size(event.total)}"
         else:
-            amount = f"{event.done}" + (f"/{event.total}" if event.total is not None else "") + f" {event.unit}"
+            if event.total is not None:
+                amount = f"{event.done}/{event.total} {event.unit}"
+            else:  # "1 file", not "1 files"
+                amount = formatting.plural(event.done, event.unit.removesuffix("s"), event.unit)
         line = f"{event.phase}: {amount}" + (f" {event.message}" if event.message else "")
         sys.stderr.write(masking.redact(line) + "\n")

@@ -13,6 +13,7 @@ from typing import Any
 
 from fovea_tui import formatting
 from fovea_tui.engine.ops.status import COST_OF_LOSS, StatusReport
+from fovea_tui.formatting import plural
 
 #: Card key -> the report section whose verdict it shows.
 CARD_SECTIONS = ("database", "volume", "env_file", "model_cache", "redis", "drill")
@@ -58,7 +59,7 @@ def cards(report: StatusReport, now: datetime) -> list[Card]:
     last = backups.last
     lines = []
     if db.ok:
-        lines.append(f"{size(db.size)} · {db.tables} tables · {db.rows:,} rows")
+        lines.append(f"{size(db.size)} · {plural(db.tables, 'table')} · {plural(db.rows, 'row')}")
     else:
         lines.append(f"unreachable: {db.error}")
     detail = f"last backup {age(last.time if last else None, now)}"
@@ -78,7 +79,7 @@ def cards(report: StatusReport, now: datetime) -> list[Card]:
     vol, sync = report.volume, report.sync
     lines = []
     if vol.ok:
-        lines.append(f"{size(vol.bytes)} · {vol.files:,} files"
+        lines.append(f"{size(vol.bytes)} · {plural(vol.files, 'file')}"
                      + (f" in {vol.path}" if vol.storage in ("s3", "hybrid") else ""))
     else:
         lines.append(vol.error or "volume unreadable")
@@ -89,7 +90,7 @@ def cards(report: StatusReport, now: datetime) -> list[Card]:
         synced = parse_time(sync.last)
         lines.append(f"last sync {age(synced, now)} → {target}")
         if vol.new_files:
-            lines.append(f"{vol.new_files:,} new files pending ({size(vol.new_bytes)})")
+            lines.append(f"{plural(vol.new_files, 'new file')} pending ({size(vol.new_bytes)})")
     if sync.pending or sync.error_count:
         lines.append(sync.summary)
     out.append(Card("volume", "Uploaded videos", vol.verdict, COST_OF_LOSS["volume"], vol.reason, lines))
@@ -98,7 +99,7 @@ def cards(report: StatusReport, now: datetime) -> list[Card]:
     env = report.env_file
     lines = []
     if env.ok:
-        lines.append(f"{env.keys} keys (values hidden) · mode {env.mode}")
+        lines.append(f"{plural(env.keys, 'key')} (values hidden) · mode {env.mode}")
         lines.append(f"copied with every dump · last {age(last.time if last else None, now)}")
         if env.missing:
             lines.append("lacks " + ", ".join(env.missing))
@@ -129,13 +130,13 @@ def cards(report: StatusReport, now: datetime) -> list[Card]:
     elif not redis.running:
         lines = ["not running", "backup: none needed"]
     else:
-        lines = [f"{redis.active} jobs active · {redis.waiting} waiting", "backup: none needed"]
+        lines = [f"{plural(redis.active, 'job')} active · {redis.waiting} waiting", "backup: none needed"]
     out.append(Card("redis", "Redis queues", redis.verdict, COST_OF_LOSS["redis"], redis.reason, lines))
 
     # --- the last drill
     drill = report.drill
     drilled = parse_time(drill.last_time)
-    lines = [f"last drill {age(drilled, now)} · every {drill.interval_days} days"]
+    lines = [f"last drill {age(drilled, now)} · every {plural(drill.interval_days, 'day')}"]
     if drill.last:
         rto = drill.last.rto_s
         lines.append(("passed" if drill.last.ok else "FAILED")

@@ -9,6 +9,7 @@ from fovea_tui.engine.backups.offsite import OffsiteFailed
 from fovea_tui.engine.backups.pipeline import BackupIncomplete, BackupResult, run_backup
 from fovea_tui.engine.ops import monitor
 from fovea_tui.errors import EXIT_FAILED, EXIT_OK
+from fovea_tui.formatting import plural
 
 
 def register(sub) -> None:
@@ -25,8 +26,8 @@ def render(result: BackupResult) -> str:
     lines = [
         f"backup {result.path}",
         f"  {formatting.size(result.size)} gzip "
-        f"({formatting.size(result.raw_bytes)} of SQL), {len(result.tables)} tables, "
-        f"{rows} rows, {result.duration_s:.1f} s, sha256 {result.sha256[:16]}...",
+        f"({formatting.size(result.raw_bytes)} of SQL), {plural(len(result.tables), 'table')}, "
+        f"{plural(rows, 'row')}, {result.duration_s:.1f} s, sha256 {result.sha256[:16]}...",
         f"  manifest {result.manifest_path.name}",
         f"  env copy {result.env_copy.name} (mode 0600)" if result.env_copy else
         f"  env copy FAILED: {result.env_error}" if result.env_error else "  env copy: none",
@@ -61,7 +62,7 @@ def run(args, ctx: CliContext) -> int:
             data["monitor"] = watch.as_list()
             ctx.emit(data, render(exc.result))
             return EXIT_FAILED
-        watch.finish(EXIT_OK, f"{result.path.name}: {result.size} bytes, {len(result.tables)} tables, "
+        watch.finish(EXIT_OK, f"{result.path.name}: {result.size} bytes, {plural(len(result.tables), 'table')}, "
                               f"{result.duration_s:.1f} s" + (", copied off-site" if result.offsite else ""))
     for warning in result.warnings:
         ctx.info(f"warning: {warning}")

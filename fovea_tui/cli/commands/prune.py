@@ -6,6 +6,7 @@ from fovea_tui.cli.context import CliContext
 from fovea_tui.cli.flags import add_json_flag
 from fovea_tui.engine.backups.prune import OVERRIDE_KEYS, PruneRefused, PruneResult, prune
 from fovea_tui.errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED
+from fovea_tui.formatting import plural
 
 
 def register(sub) -> None:
@@ -57,13 +58,13 @@ def render(result: PruneResult) -> str:
         files = result.deleted
     if result.reads:
         changed = [r for r in result.reads if r.status != r.cached]
-        lines.append(f"read {len(result.reads)} dump(s) end to end first ({result.read_bytes / 2**20:.1f} MiB in "
+        lines.append(f"read {plural(len(result.reads), 'dump')} end to end first ({result.read_bytes / 2**20:.1f} MiB in "
                      f"{result.read_s:.1f} s)" + (":" if changed else "; each as listed"))
         lines += [f"  {r.name}: listed {r.cached}, read {r.status}" + (f" ({'; '.join(r.reasons)})" if r.reasons else "")
                   for r in changed]
     if pp.pending:
-        lines.append(f"retrying {len(pp.pending)} deletion(s) a previous prune left unfinished")
-    lines.append(f"{verb} ({len(files)} files):")
+        lines.append(f"retrying {plural(len(pp.pending), 'deletion')} a previous prune left unfinished")
+    lines.append(f"{verb} ({plural(len(files), 'file')}):")
     lines += [f"  {f.location:<8} {f.key}" for f in files]
     for deletion, err in result.failed:
         lines.append(f"  FAILED {deletion.location:<8} {deletion.key}: {err}")

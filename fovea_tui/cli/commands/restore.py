@@ -14,6 +14,7 @@ handle a restore whose runner was killed.
 from __future__ import annotations
 
 import re
+import signal
 import sys
 import time
 
@@ -23,6 +24,7 @@ from fovea_tui.engine import restore as engine
 from fovea_tui.engine.infra import jobs
 from fovea_tui.engine.progress import ProgressEvent
 from fovea_tui.errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, UsageError
+from fovea_tui.formatting import plural
 
 COUNTDOWN_EVERY_S = 5.0
 ICONS = {"ok": "ok ", "failed": "ERR", "skipped": "-- ", "running": "...", "pending": "   "}
@@ -124,31 +126,42 @@ class _Follower:
     def ask_videos(self, data: dict) -> None:
         from fovea_tui.engine.restore.videos import missing_words
 
+        self.bar.stop()  # the pull's bar, live until now, must not redraw under the question
         found = (data.get("facts") or {}).get("videos") or {}
         phrase = engine.acceptance_phrase(found.get("missing", 0))
         self.ctx.info(f"\n{missing_words(found)}.\nStarting {', '.join(found.get('reconcilers') or ['the backend'])} "
                       "deletes their rows and everything that depends on them.")
-        try:
-            sys.stderr.write(f"Type {phrase!r} to start it anyway, anything else to hold the restore "
-                             "(the database stays restored, the services stay stopped): ")
-            sys.stderr.flush()
-            typed = sys.stdin.readline()
-        except (EOFError, KeyboardInterrupt):
-            typed = ""
-        engine.accept_missing_videos(self.ctx.settings, self.job_id, typed.strip() or "\x00")
+        typed = _answer(f"Type {phrase!r} to start it anyway, anything else to hold the restore "
+                        "(the database stays restored, the services stay stopped): ")
+        engine.accept_missing_videos(self.ctx.settings, self.job_id, (typed or "").strip() or "\x00")
 
     def ask(self, data: dict) -> None:
         self.bar.stop()
         name = data["params"].get("database", "")
         self.ctx.info(f"\nThe restore replaces database {name!r} with {data.get('facts', {}).get('dump')}: "
                       "every service but the database is stopped meanwhile.")
-        try:
-            sys.stderr.write(f"Type the database name ({name}) to go ahead, anything else to cancel: ")
-            sys.stderr.flush()
-            typed = sys.stdin.readline()
-        except (EOFError, KeyboardInterrupt):
-            typed = ""
+        typed = _answer(f"Type the database name ({name}) to go ahead, anything else to cancel: ")
+        if typed is None:
+            engine.cancel(self.ctx.settings, self.job_id)
+            return
         engine.confirm(self.ctx.settings, self.job_id, typed.strip() or "\x00")
+
+
+def _answer(question: str) -> str | None:
+    """A line typed on the terminal ("" at its end); None for Ctrl-C, which answers at once:
+    the CLI's own handler only flags a Ctrl-C, and the read would go on waiting for a line."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        sys.stderr.write(question)
+        sys.stderr.flush()
+        return sys.stdin.readline()
+    except KeyboardInterrupt:
+        sys.stderr.write("\n")
+        return None
+    except EOFError:
+        return ""
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _exit_code(report: dict) -> int:
@@ -163,14 +176,16 @@ def render(report: dict) -> str:
         dur = f" ({step['duration_s']:.1f} s)" if step.get("duration_s") else ""
         lines.append(f"  [{ICONS.get(step['status'], step['status'])}] {step['name']:<12} {step['detail']}{dur}")
         if step.get("undo"):
-            lines.append(f"        undo: {step['undo']['status']}: {step['undo'].get('detail', '')}")
+            undo = step["undo"]
+            took = f" ({undo['duration_s']:.1f} s)" if undo.get("duration_s") is not None else ""
+            lines.append(f"        undo{took}: {undo['status']}: {undo.get('detail', '')}")
     for svc in report.get("still_starting", []) + report.get("services_not_up", []):
         lines.append(f"  {svc['service']} {svc['detail']}")
     videos = report.get("videos") or {}
     if videos.get("expected_deletions"):
         d = videos["expected_deletions"]
-        lines.append(f"expected to be deleted by the backend: {d['videos']} videos, {d['annotations']} annotations, "
-                     f"{d['summaries']} summaries, {d['claims']} claims")
+        lines.append(f"expected to be deleted by the backend: {plural(d['videos'], 'video')}, {plural(d['annotations'], 'annotation')}, "
+                     f"{plural(d['summaries'], 'summary')}, {plural(d['claims'], 'claim')}")
     checks = report["verification"].get("checks") or []
     if checks:
         lines.append("verification:")
@@ -222,12 +237,8 @@ def _ask_rollback(ctx: CliContext, args, interactive: bool) -> str | None:
     if finished is None or (args.yes and args.force_after_success) or not interactive:
         return None
     ctx.info(finished.question)
-    try:
-        sys.stderr.write(f"Type the database name ({finished.database}) to roll back, anything else to keep it: ")
-        sys.stderr.flush()
-        return sys.stdin.readline().strip()
-    except (EOFError, KeyboardInterrupt):
-        return None
+    typed = _answer(f"Type the database name ({finished.database}) to roll back, anything else to keep it: ")
+    return typed.strip() if typed is not None else None
 
 
 def run(args, ctx: CliContext) -> int:
@@ -281,7 +292,7 @@ def run(args, ctx: CliContext) -> int:
             ctx.info(f"stopped following; the restore goes on in the background: "
                      f"`fovea-tui restore --follow {job_id}`")
             return EXIT_FAILED
-    result = engine.report(data)
+    result = engine.report(engine.check_services(settings, data))
     result["log"] = str(jobs.jobs_dir(settings) / f"{job_id}.log")
     if not ctx.json:  # a person reads the result at once; a script gets one document at the end
         ctx.emit(result, render(result))

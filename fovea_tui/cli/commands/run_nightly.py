@@ -12,6 +12,7 @@ from fovea_tui.cli.flags import add_json_flag
 from fovea_tui.engine.ops.alerting import run_nightly
 from fovea_tui.engine.ops.notify import delivery_line
 from fovea_tui.errors import EXIT_FAILED, EXIT_OK
+from fovea_tui.formatting import plural
 
 
 def register(sub) -> None:
@@ -27,7 +28,7 @@ def render(data: dict) -> str:
     lines += render_deliveries(data["monitor"] + data["notifications"])
     alerts = data.get("alerts") or {}
     if alerts.get("sent"):
-        lines.append(f"  {len(alerts['sent'])} new status alert(s) sent to notify.urls")
+        lines.append(f"  {plural(len(alerts['sent']), 'new status alert')} sent to notify.urls")
     if alerts.get("error"):
         lines.append(f"  status alerts not checked: {alerts['error']}")
     return "\n".join(lines)

@@ -12,6 +12,7 @@ from fovea_tui import formatting
 from fovea_tui.cli.context import CliContext
 from fovea_tui.engine.ops.alerting import check_status_alerts
 from fovea_tui.engine.ops.status import Section, StatusReport, Verdict, collect_status
+from fovea_tui.formatting import plural
 
 
 def register(sub) -> None:
@@ -36,14 +37,14 @@ def render(report: StatusReport) -> str:
     size = formatting.size
     lines = [
         _line("database", db, f"{db.target}: PostgreSQL {db.server_version or '?'}, {size(db.size)}, "
-              f"{db.tables} tables, {db.rows} rows, {db.migrations} migrations"),
-        _line("videos", vol, f"{vol.path}: {vol.files} files, {size(vol.bytes)}"
+              f"{plural(db.tables, 'table')}, {plural(db.rows, 'row')}, {plural(db.migrations, 'migration')}"),
+        _line("videos", vol, f"{vol.path}: {plural(vol.files, 'file')}, {size(vol.bytes)}"
               + (f", {vol.new_files} new since the last sync ({size(vol.new_bytes)})" if vol.new_files else "")),
-        _line("env file", env, f"{env.path}: {env.keys} keys (values hidden), mode {env.mode}"),
+        _line("env file", env, f"{env.path}: {plural(env.keys, 'key')} (values hidden), mode {env.mode}"),
     ]
     redis = report.redis
     if redis.managed and redis.running:
-        lines.append(_line("redis", redis, f"{redis.active} jobs active, {redis.waiting} waiting"))
+        lines.append(_line("redis", redis, f"{plural(redis.active, 'job')} active, {redis.waiting} waiting"))
     else:
         lines.append(_line("redis", redis, "not running" if redis.managed else "not managed (no Docker)"))
     cache = report.model_cache

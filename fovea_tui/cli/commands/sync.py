@@ -8,6 +8,7 @@ from fovea_tui.cli.context import CliContext
 from fovea_tui.cli.flags import add_json_flag
 from fovea_tui.engine.ops import monitor
 from fovea_tui.errors import UsageError
+from fovea_tui.formatting import plural
 
 
 def register(sub) -> None:
@@ -36,7 +37,7 @@ def render(d: dict) -> str:
     lines = []
     if d["dry_run"]:
         verb = "upload" if push else "download"
-        lines.append(f"dry run: would {verb} {d['to_transfer']} files ({formatting.size(d['to_transfer_bytes'])}), "
+        lines.append(f"dry run: would {verb} {plural(d['to_transfer'], 'file')} ({formatting.size(d['to_transfer_bytes'])}), "
                      f"skip {d['skipped']}" + (f", delete {len(d['deletions'])}" if push else ""))
         for item in d.get("planned", [])[:50]:
             lines.append(f"  {verb:<8} {item['key']} ({formatting.size(item['size'])}){' [changed]' if item['reason'] == 'changed' else ''}")
@@ -48,11 +49,11 @@ def render(d: dict) -> str:
             lines.append(f"  ... and {len(d['deletions']) - 50} more")
     else:
         moved = d["uploaded"] if push else d["downloaded"]
-        lines.append(f"{'uploaded' if push else 'downloaded'} {moved} files ({formatting.size(d['bytes'])}), "
+        lines.append(f"{'uploaded' if push else 'downloaded'} {plural(moved, 'file')} ({formatting.size(d['bytes'])}), "
                      f"skipped {d['skipped']}, deleted {d['deleted']}, in {d['duration_s']:.1f}s "
                      f"({d['source']} -> {d['target']})")
         if d["pending"]:
-            lines.append(f"{d['pending']} files pending: run sync again")
+            lines.append(f"{plural(d['pending'], 'file')} pending: run sync again")
     if d.get("copies"):
         lines.append(f"bucket objects: {d['copies']}")
     if d.get("listing"):
@@ -62,11 +63,11 @@ def render(d: dict) -> str:
     for w in d["warnings"]:
         lines.append(f"warning: {w}")
     if d["warning_count"] > len(d["warnings"]):
-        lines.append(f"... and {d['warning_count'] - len(d['warnings'])} more warnings")
+        lines.append(f"... and {plural(d['warning_count'] - len(d['warnings']), 'more warning')}")
     for e in d["errors"]:
         lines.append(f"error: {e}")
     if d["error_count"] > len(d["errors"]):
-        lines.append(f"... and {d['error_count'] - len(d['errors'])} more errors")
+        lines.append(f"... and {plural(d['error_count'] - len(d['errors']), 'more error')}")
     if d["refused"]:
         lines.append(f"refused: {d['refused']}")
     return "\n".join(lines)
@@ -89,7 +90,7 @@ def run(args, ctx: CliContext) -> int:
         data = result.as_dict()
         watch.finish(result.exit_code, f"{data['uploaded']} uploaded, {data['skipped']} unchanged, "
                                        f"{data['deleted']} deleted, {data['bytes']} bytes, "
-                                       f"{data['error_count']} error(s)"
+                                       f"{plural(data['error_count'], 'error')}"
                      + (f"; refused: {data['refused']}" if data["refused"] else "")
                      + (f"; first error: {data['errors'][0]}" if data["errors"] else ""))
     data["monitor"] = watch.as_list()

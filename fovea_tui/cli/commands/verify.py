@@ -7,6 +7,7 @@ from fovea_tui.cli.context import CliContext
 from fovea_tui.cli.flags import add_json_flag
 from fovea_tui.engine.backups.verify import VerifyResult, verify_many
 from fovea_tui.errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED
+from fovea_tui.formatting import plural
 
 
 def register(sub) -> None:
@@ -21,7 +22,7 @@ def register(sub) -> None:
 def line(result: VerifyResult) -> str:
     what = "legacy, no manifest" if result.legacy else ("manifest checked" if result.has_manifest else "no manifest")
     head = (f"{result.status.upper():<9} {result.name}  {formatting.size(result.size)}, "
-            f"{len(result.tables)} tables, {sum(result.tables.values())} rows ({what})")
+            f"{plural(len(result.tables), 'table')}, {plural(sum(result.tables.values()), 'row')} ({what})")
     extra = [f"          - {r}" for r in result.reasons] + [f"          ~ {w}" for w in result.warnings]
     return "\n".join([head, *extra])
 

@@ -34,6 +34,7 @@ from fovea_tui.engine.backups.age_keys import (
     parse_recipients,
 )
 from fovea_tui.errors import Cancelled, ConfigError, FoveaError, OperationFailed
+from fovea_tui.formatting import plural
 
 AGE_SUFFIX = ".age"
 FORMAT = "age-encryption.org/v1"
@@ -356,7 +357,7 @@ def encryption_status(settings) -> dict[str, Any]:
     except ConfigError as exc:
         alerts.append({"level": "critical", "subject": "encryption", "message": str(exc)})
         return section
-    section["summary"] = f"off-site copies encrypted to {len(section['recipients'])} recipient(s)"
+    section["summary"] = f"off-site copies encrypted to {plural(len(section['recipients']), 'recipient')}"
     path = settings.encryption.identity_file
     if not path or not offsite:
         return section

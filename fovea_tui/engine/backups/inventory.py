@@ -50,6 +50,7 @@ from fovea_tui.engine.backups.retention import Candidate
 from fovea_tui.engine.backups.verify import verify_many
 from fovea_tui.engine.infra.stores import Store, open_store
 from fovea_tui.errors import FoveaError
+from fovea_tui.formatting import plural
 
 #: Keys per S3 list request; lowered in tests to exercise pagination.
 S3_PAGE_SIZE = 1000
@@ -703,12 +704,12 @@ def status_summary(settings: Settings, section: dict[str, Any] | None = None) ->
     if others:
         shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
         alerts.append({"level": "critical", "subject": "backups",
-                       "message": f"{len(others)} corrupt dump(s) in {settings.backups_dir}: {shown} "
+                       "message": f"{plural(len(others), 'corrupt dump')} in {settings.backups_dir}: {shown} "
                                   "(never used by retention or restore)"})
     if mismatch:
         shown = ", ".join(mismatch[:3]) + (f" and {len(mismatch) - 3} more" if len(mismatch) > 3 else "")
         alerts.append({"level": "critical", "subject": "backups",
-                       "message": f"{len(mismatch)} dump(s) whole but not what their manifest says (edited "
+                       "message": f"{plural(len(mismatch), 'dump')} whole but not what their manifest says (edited "
                                   f"afterwards?): {shown}; kept by prune, restored only when accepted"})
     if len(inv) and newest is None:
         alerts.append({"level": "critical", "subject": "backups",

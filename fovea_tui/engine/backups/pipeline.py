@@ -48,6 +48,7 @@ from fovea_tui.engine.infra.streams import ToolProcess, condense
 from fovea_tui.engine.progress import CancelToken, ProgressEvent, Throttle, no_progress
 from fovea_tui.envfile import EnvFile
 from fovea_tui.errors import Cancelled, FoveaError, OperationFailed
+from fovea_tui.formatting import plural
 
 log = logging.getLogger(__name__)
 
@@ -319,7 +320,7 @@ def plausibility_warnings(size: int, tables: dict[str, int], previous: list[mf.M
             now = tables.get(table)
             if before >= MANY_ROWS and not now:
                 state = "is empty" if now == 0 else "is missing"
-                warnings.append(f"table {table} {state} (had {before} rows in {last.dump or 'the previous backup'})")
+                warnings.append(f"table {table} {state} (had {plural(before, 'row')} in {last.dump or 'the previous backup'})")
     return warnings
 
 

@@ -21,6 +21,7 @@ from fovea_tui.engine.progress import CancelToken
 from fovea_tui.engine.restore.verify import row_differences
 from fovea_tui.envfile import CRITICAL_KEYS, EnvFile
 from fovea_tui.errors import ConfigError, FoveaError
+from fovea_tui.formatting import plural
 
 
 def parse_env_bytes(data: bytes, name: str) -> EnvFile:
@@ -79,7 +80,7 @@ def check_videos(settings: Settings, db, database: str, storage_path: str, cance
     if rows is None:
         return Check("videos", True, "the restored database has no videos table")
     if not target:
-        return Check("videos", False, f"{len(rows)} videos referenced, but volume.target is not set: "
+        return Check("videos", False, f"{plural(len(rows), 'video')} referenced, but volume.target is not set: "
                      "the videos are not backed up anywhere")
     try:
         store = open_store(target, settings.s3, key="volume.target")
@@ -110,14 +111,14 @@ def check_videos(settings: Settings, db, database: str, storage_path: str, cance
         if missing:
             deps = dependents(db, [r.id for r in missing], database=database)
             extra.update(deps)
-            parts.append(f"{len(missing)} of {len(rows)} referenced videos missing from {target}: "
-                         f"{shown([r.key for r in missing])} ({deps['annotations']} annotations, {deps['summaries']} "
-                         f"summaries and {deps['claims']} claims depend on them)")
+            parts.append(f"{len(missing)} of {plural(len(rows), 'referenced video')} missing from {target}: "
+                         f"{shown([r.key for r in missing])} ({plural(deps['annotations'], 'annotation')}, "
+                         f"{plural(deps['summaries'], 'summary')} and {plural(deps['claims'], 'claim')} depend on them)")
         if wrong:
             parts.append(f"{len(wrong)} with another size: {shown(wrong)}")
         return Check("videos", False, "; ".join(parts) + here_words + " (run `fovea-tui sync`)", extra=extra)
-    return Check("videos", True, f"all {len(rows)} referenced videos present in {target} with the same size "
-                 f"({len(found)} objects listed, nothing downloaded){here_words}", extra=extra)
+    return Check("videos", True, f"all {plural(len(rows), 'referenced video')} present in {target} with the same size "
+                 f"({plural(len(found), 'object')} listed, nothing downloaded){here_words}", extra=extra)
 
 
 def check_rows(db, database: str, manifest: mf.Manifest) -> Check:
@@ -130,14 +131,14 @@ def check_rows(db, database: str, manifest: mf.Manifest) -> Check:
              for table, want, got in row_differences(expected, actual)]
     if diffs:
         return Check("rows", False, "; ".join(diffs), extra={"mismatched": len(diffs)})
-    return Check("rows", True, f"{len(expected)} tables, {sum(expected.values())} rows, as in the manifest")
+    return Check("rows", True, f"{plural(len(expected), 'table')}, {plural(sum(expected.values()), 'row')}, as in the manifest")
 
 
 def check_migrations(db, database: str, manifest: mf.Manifest) -> Check:
     actual = db.applied_migrations(database)
     expected = list(manifest.prisma_migrations)
     if actual == expected:
-        return Check("migrations", True, f"{len(actual)} migrations recorded, as in the manifest"
+        return Check("migrations", True, f"{plural(len(actual), 'migration')} recorded, as in the manifest"
                      + (f" (newest {actual[-1]})" if actual else ""))
     missing = [m for m in expected if m not in actual]
     extra = [m for m in actual if m not in expected]

@@ -36,6 +36,7 @@ from fovea_tui.engine.infra.locks import ensure_private_dir
 from fovea_tui.engine.progress import CancelToken, ProgressEvent, no_progress
 from fovea_tui.envfile import DatabaseURL, EnvFile
 from fovea_tui.errors import ConfigError, FoveaError, OperationFailed, SafetyRefusal
+from fovea_tui.formatting import plural
 
 
 @dataclass
@@ -404,7 +405,7 @@ def prepare(url: str, *, dump: str | None = None, identity: str | None = None, c
         videos = {"downloaded": result.downloaded, "skipped": result.skipped, "bytes": result.bytes,
                   "errors": len(result.errors)}
         if result.errors:
-            raise OperationFailed(f"pulling the video copy failed for {len(result.errors)} file(s): "
+            raise OperationFailed(f"pulling the video copy failed for {plural(len(result.errors), 'file')}: "
                                   + masking.redact(result.errors[0]),
                                   hint="fix it and run `fovea-tui sync --pull`, then the restore")
     elif pull_videos:

@@ -52,7 +52,7 @@ from fovea_tui.engine.progress import CancelToken, ProgressEvent, Throttle, no_p
 from fovea_tui.engine.restore.steps import stream_dump
 from fovea_tui.envfile import EnvFile
 from fovea_tui.errors import Cancelled, ConfigError, FoveaError, SafetyRefusal
-from fovea_tui.formatting import human_duration
+from fovea_tui.formatting import human_duration, plural
 
 SCRATCH_PREFIX = "fovea_drill_"
 SCRATCH_FORMAT = "%Y%m%d_%H%M%S"  # UTC; lower case and digits, so no quoting surprises
@@ -412,7 +412,7 @@ def drill_status(settings: Settings, now: datetime | None = None) -> dict[str, A
                        "message": f"last restore drill ({day}) failed: {', '.join(failed)}"})
     if section["overdue"]:
         alerts.append({"level": "warning", "subject": "drill",
-                       "message": f"last restore drill was {int((age or 0) // 86400)} days ago "
+                       "message": f"last restore drill was {plural(int((age or 0) // 86400), 'day')} ago "
                                   f"(drill.interval_days = {interval}): run `fovea-tui drill`"})
     if alerts:
         section["ok"] = False

@@ -202,9 +202,11 @@ class Database(ABC):
         return self._spawn("pg_dump", ["--no-password", database or self.name])
 
     def restore(self, database: str) -> ToolProcess:
-        """psql reading plain SQL on stdin: one transaction, stop at the first error."""
+        """psql reading plain SQL on stdin: one transaction, stop at the first error. `-f -`
+        makes psql name the dump's line in its errors ("psql:<stdin>:1234: ERROR: ..."); the
+        rows of the dump's SELECTs (pg_dump's set_config calls) go to /dev/null, not the log."""
         proc = self._spawn("psql", ["-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1",
-                                    "--single-transaction", "-d", database], stdin=True)
+                                    "--single-transaction", "-o", "/dev/null", "-f", "-", "-d", database], stdin=True)
         proc.drain_stdout()
         return proc
 

@@ -25,6 +25,7 @@ from fovea_tui.engine.infra.files import fsync_dir
 from fovea_tui.engine.infra.locks import ensure_private_dir
 from fovea_tui.engine.progress import CancelToken, ProgressEvent
 from fovea_tui.errors import Cancelled, ConfigError, OperationFailed
+from fovea_tui.formatting import plural
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CopySourceTypeDef
@@ -449,7 +450,7 @@ class S3Store(Store):
         if isinstance(exc, (ReadTimeoutError, ConnectTimeoutError)):
             timeout, attempts = s3_timeouts()
             return StoreError(f"cannot {action} {where}: the S3 endpoint did not answer within {timeout:g} s "
-                              f"({attempts} attempt{'s' if attempts != 1 else ''})",
+                              f"({plural(attempts, 'attempt')})",
                               hint=f"check the store and the network; ${S3_TIMEOUT_ENV} sets the time-out")
         if isinstance(exc, ConnectionClosedError):
             return StoreError(f"cannot {action} {where}: the S3 endpoint closed the connection",
@@ -680,7 +681,7 @@ class S3Store(Store):
             raise self.describe_error("delete", keys[0], exc) from None
         errors = resp.get("Errors") or []
         if errors:
-            raise StoreError(f"{len(errors)} of {len(keys)} deletions failed in s3://{self.bucket}/{self.prefix}, "
+            raise StoreError(f"{len(errors)} of {plural(len(keys), 'deletion')} failed in s3://{self.bucket}/{self.prefix}, "
                              f"first: {errors[0].get('Key')}: {errors[0].get('Code')}")
 
     def open_read(self, key) -> ReadStream:

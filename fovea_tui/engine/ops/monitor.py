@@ -33,6 +33,7 @@ from fovea_tui import __version__
 from fovea_tui.config import Settings
 from fovea_tui.engine.infra import audit
 from fovea_tui.engine.ops.notify import Delivery, host_name, http_call, scrub, warn_stderr
+from fovea_tui.formatting import plural
 
 JOBS = ("nightly", "backup", "sync", "drill")
 PING_TIMEOUT_S = 2.0
@@ -177,7 +178,7 @@ class Watch:
         self.pings.append(result)
         if not result.delivery.ok:
             warn_stderr(f"monitor ping {result.event} to {result.delivery.url} failed after "
-                         f"{result.delivery.attempts} attempt(s): {result.delivery.error}")
+                         f"{plural(result.delivery.attempts, 'attempt')}: {result.delivery.error}")
 
     def as_list(self) -> list[dict[str, Any]]:
         return [p.as_dict() for p in self.pings]

@@ -39,6 +39,7 @@ from fovea_tui.engine.ops import monitor, notify
 from fovea_tui.engine.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 from fovea_tui.engine.volume.sync import run_sync
 from fovea_tui.errors import Cancelled, FoveaError
+from fovea_tui.formatting import plural
 
 LAST_FILE = "nightly-last.json"
 STEPS = ("backup", "prune", "sync")
@@ -140,10 +141,10 @@ def _backup(settings: Settings, progress: ProgressCallback, cancel: CancelToken)
 def _prune(settings: Settings, progress: ProgressCallback, cancel: CancelToken) -> tuple[dict[str, Any], str]:
     outcome = prune.prune(settings, dry_run=False, progress=progress, cancel=cancel)
     result = outcome.to_json()
-    detail = f"kept {len(result.get('keep', []))}, deleted {len(result.get('deleted', []))} file(s)"
+    detail = f"kept {len(result.get('keep', []))}, deleted {plural(len(result.get('deleted', [])), 'file')}"
     if not outcome.ok:
         failed = result.get("failed") or []
-        raise _StepFailed(f"{len(failed)} deletion(s) failed" + (f": {failed[0].get('error')}" if failed else ""),
+        raise _StepFailed(f"{plural(len(failed), 'deletion')} failed" + (f": {failed[0].get('error')}" if failed else ""),
                           result)
     return result, detail
 
@@ -157,7 +158,7 @@ def _sync(settings: Settings, progress: ProgressCallback, cancel: CancelToken) -
         if result.get("refused"):
             raise _StepFailed(f"refused: {result['refused']}", result)
         errors = result.get("errors") or []
-        raise _StepFailed(f"{result.get('error_count', len(errors))} error(s)"
+        raise _StepFailed(f"{plural(result.get('error_count', len(errors)), 'error')}"
                           + (f": {errors[0]}" if errors else ""), result)
     return result, detail
 

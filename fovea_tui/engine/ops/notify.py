@@ -46,6 +46,7 @@ from fovea_tui.engine.infra import audit
 from fovea_tui.engine.infra.files import write_atomic
 from fovea_tui.engine.infra.locks import acquire, ensure_private_dir
 from fovea_tui.errors import FoveaError, LockHeld
+from fovea_tui.formatting import plural
 
 TIMEOUT_S = 5.0
 ATTEMPTS = 3
@@ -180,7 +181,7 @@ def http_call(url: str, body: bytes | None, *, content_type: str = "application/
 def delivery_line(d: dict[str, Any]) -> str:
     """One outcome as a person reads it: channel, masked URL, delivered or why not."""
     what = f"ping {d['event']}" if d["channel"] == "ping" else d["channel"]
-    outcome = "delivered" if d["ok"] else f"FAILED after {d['attempts']} attempt(s): {d['error']}"
+    outcome = "delivered" if d["ok"] else f"FAILED after {plural(d['attempts'], 'attempt')}: {d['error']}"
     return f"{what:<13} {d['url']}: {outcome}"
 
 
@@ -253,7 +254,7 @@ def deliver(settings: Settings, message: Message, *, warn: Callable[[str], None]
     deliveries += [send_apprise(url, title, body, failure=message.failure) for url in settings.notify.urls]
     for d in deliveries:
         if not d.ok:
-            warn(f"{d.channel} {d.url} failed after {d.attempts} attempt(s): {d.error}")
+            warn(f"{d.channel} {d.url} failed after {plural(d.attempts, 'attempt')}: {d.error}")
             audit.record(settings, "notify", "failed", {"channel": d.channel, "url": d.url, "attempts": d.attempts,
                                                         "error": d.error, "title": title})
     return [d.as_dict() for d in deliveries]
@@ -402,7 +403,7 @@ def alert_message(alerts: list[Alert]) -> Message:
         (alert,) = alerts
         title = f"fovea-tui on {host}: {alert.severity.upper()}: {alert.text}"
     else:
-        title = f"fovea-tui on {host}: {len(alerts)} alerts ({critical} critical)"
+        title = f"fovea-tui on {host}: {plural(len(alerts), 'alert')} ({critical} critical)"
     blocks = [f"{a.severity.upper()}: {a.text}\nNext: {a.next_step or 'run `fovea-tui status`'}" for a in alerts]
     body = "\n\n".join(blocks) + f"\n\nHost: {host}. `fovea-tui status` shows everything."
     return Message(title[:200], body, failure=critical > 0)

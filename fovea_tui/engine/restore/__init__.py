@@ -22,6 +22,7 @@ from typing import Any
 from fovea_tui.config import Settings
 from fovea_tui.engine.infra import jobs
 from fovea_tui.engine.infra.locks import holder
+from fovea_tui.engine.infra.stack import Stack
 from fovea_tui.engine.restore import aftercare
 from fovea_tui.engine.restore.runner import initial_records, state_words
 from fovea_tui.engine.restore.steps import acceptance_phrase
@@ -34,6 +35,7 @@ __all__ = [
     "report", "latest_restore", "accept_missing_videos", "acceptance_phrase", "expected_database_name",
     "describe_status", "run_inline", "FINAL", "FinishedRestore", "finished_restore", "live_words",
     "ACTIVE", "active_restore", "unconfirmed", "safety_dump_name", "follow_command", "safety_copy",
+    "check_services", "stopped_by",
 ]
 
 FINAL = jobs.FINAL
@@ -275,8 +277,34 @@ def follow_command(job_id: str) -> str:
     return f"fovea-tui restore --follow {job_id}"
 
 
+def stopped_by(data: dict) -> list[str]:
+    """The services a job whose runner is not at work stopped and did not start again (by its
+    record); what `check_services` asks Docker about."""
+    stopped = (data.get("facts") or {}).get("was_running") or []
+    started = any(r.get("name") == "start" and r.get("status") == "ok" for r in data.get("steps", []))
+    return [] if started or jobs.effective_status(data) in ACTIVE else list(stopped)
+
+
+def check_services(settings: Settings, data: dict) -> dict:
+    """`data` with `still_stopped`: which services the restore stopped are not running now, as
+    Docker says (left out when it does not answer: the job's record stands). Only for a job
+    whose runner is not at work and did not start them again; the messages (`describe_status`,
+    `state_words`) then name those, not every service the job record says it stopped: one may
+    have been started by hand."""
+    stopped = stopped_by(data)
+    if not stopped:
+        return data
+    try:
+        running = {s.name for s in Stack.connect(settings.install.compose_project).services() if s.running}
+    except Exception:  # noqa: BLE001 - no engine, or the SDK failing: the job's record stands
+        return data
+    data["still_stopped"] = [name for name in stopped if name not in running]
+    return data
+
+
 def describe_status(data: dict) -> str:
-    """The job's message, or for an interrupted runner what happened and what to do."""
+    """The job's message, or for an interrupted runner what happened and what to do. With
+    `check_services` asked first, the services named as stopped are those Docker says are."""
     status = jobs.effective_status(data)
     if status == "interrupted":
         running = next((r["name"] for r in data.get("steps", []) if r["status"] == "running"), "?")
@@ -289,7 +317,11 @@ def describe_status(data: dict) -> str:
     if status in ("running", "rolling_back", "waiting", "pending"):
         current = next((r for r in data.get("steps", []) if r["status"] == "running"), None)
         return f"{status}: {current['title']}" if current else status
-    return data.get("message") or status
+    message = data.get("message") or status
+    if "still_stopped" in data:  # the runner's words of then, the services as they are now
+        recorded = {k: v for k, v in data.items() if k != "still_stopped"}
+        message = message.replace(state_words(recorded), state_words(data))
+    return message
 
 
 def _videos_report(found: dict | None) -> dict | None:

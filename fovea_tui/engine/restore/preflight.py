@@ -24,6 +24,7 @@ from fovea_tui.engine.infra.stack import redis_queue_counts
 from fovea_tui.engine.progress import ProgressEvent
 from fovea_tui.engine.restore.dumpscan import scan_dump, unquote_ident, verify_and_scan
 from fovea_tui.errors import FoveaError
+from fovea_tui.formatting import plural
 
 MIGRATIONS_DIR = "/app/prisma/migrations"  # where the backend image bundles Prisma's migrations
 HEAD_BYTES = 4 << 20                          # of decompressed SQL read for extensions and versions
@@ -421,7 +422,7 @@ def check_server(ctx) -> Check:
         problems.append(f"the dump comes from PostgreSQL {source_major}, the target runs {major}: "
                         "a plain dump does not restore into an older server")
     if missing:
-        problems.append(f"the dump needs extension(s) {', '.join(missing)} that the target server lacks "
+        problems.append(f"the dump needs {'extension' if len(missing) == 1 else 'extensions'} {', '.join(missing)} that the target server lacks "
                         "(install pgvector, e.g. the pgvector/pgvector:pg16 image)")
     if problems:
         return Check("server", False, "; ".join(problems), refuse=True)
@@ -448,7 +449,7 @@ def check_queues(ctx) -> Check:
     if active or waiting:
         busy = ", ".join(f"{q}: {c['active']} active, {c['wait']} waiting" for q, c in counts.items()
                          if c["active"] or c["wait"])
-        detail = f"{active} job(s) active and {waiting} waiting ({busy}); stopping the stack interrupts them " \
+        detail = f"{plural(active, 'job')} active and {waiting} waiting ({busy}); stopping the stack interrupts them " \
                  "(users retry them from the UI)"
     else:
         detail = "no jobs active or waiting in the BullMQ queues"
@@ -478,10 +479,10 @@ def check_migrations(ctx) -> Check:
     _count_nulls(ctx, discards)
     ctx.facts["migration_discards"] = {name: [d.as_dict() for d in found] for name, found in discards.items()}
     if pending:
-        detail = f"{len(pending)} migration(s) bundled in the backend image that the dump lacks will be applied: " \
+        detail = f"{plural(len(pending), 'migration')} bundled in the backend image that the dump lacks will be applied: " \
                  + ", ".join(pending) + note
     else:
-        detail = f"the dump has all {len(bundled)} migration(s) bundled in the backend image"
+        detail = f"the dump has all {plural(len(bundled), 'migration')} bundled in the backend image"
     if discards:
         detail += "; they drop or rewrite data: " + "; ".join(
             f"{name}: " + ", ".join(d.describe() for d in found) for name, found in discards.items())
@@ -501,7 +502,7 @@ def check_videos(ctx) -> Check:
     ctx.facts["preflight_videos"] = found
     where, n, missing = found["storage"], found["referenced"], found["missing"]
     if not missing:
-        return Check("videos", True, f"all {n} videos the dump references are in {where}", fatal=False, data=found)
+        return Check("videos", True, f"all {plural(n, 'video')} the dump references are in {where}", fatal=False, data=found)
     target = ctx.settings.volume.target
     if found.get("error"):
         tail = f"cannot list {target}: {found['error']}"
@@ -509,12 +510,12 @@ def check_videos(ctx) -> Check:
         tail = "volume.target is not set: no copy to pull them from"
     elif found["in_target"] == missing:
         tail = f"{target} holds all of them: the restore pulls them back before the backend starts"
-        return Check("videos", True, f"{missing} of {n} videos the dump references are missing from {where}; {tail}",
+        return Check("videos", True, f"{missing} of {plural(n, 'video')} the dump references are missing from {where}; {tail}",
                      fatal=False, data=found)
     else:
         tail = f"{target} holds {found['in_target']} of them (pulled back before the backend starts)"
     lost = missing - (found["in_target"] or 0)
-    return Check("videos", False, f"{missing} of {n} videos the dump references are missing from {where}; {tail}; "
+    return Check("videos", False, f"{missing} of {plural(n, 'video')} the dump references are missing from {where}; {tail}; "
                  f"{lost} are nowhere: the restore will stop before starting the backend, which would delete "
                  "their rows with their annotations, summaries and claims", fatal=False, data=found)
 

@@ -150,8 +150,9 @@ def _forward(ctx: RestoreContext, steps: list[Step], *, resume: bool) -> None:
                 raise  # KeyboardInterrupt / SystemExit: recorded, now let it go
             return
         finally:
-            rec["duration_s"] = round(time.monotonic() - t0, 2)
-            rec["ended_at"] = now_iso()
+            if rec["status"] != "failed":  # a failed step's time was taken before its rollback ran
+                rec["duration_s"] = round(time.monotonic() - t0, 2)
+                rec["ended_at"] = now_iso()
             ctx.current = None
             ctx.save()
     data["status"] = "ok"
@@ -274,7 +275,9 @@ def _state_words(ctx: RestoreContext) -> str:
 
 
 def state_words(data: dict) -> str:
-    """What state the install is in, in words, from the facts a job recorded so far."""
+    """What state the install is in, in words, from the facts a job recorded so far and, for the
+    services, what Docker said of them when a face asked (`still_stopped`, set by
+    `engine.restore.check_services`): a service started again by hand is not named."""
     facts = data.get("facts") or {}
     records = {r["name"]: r["status"] for r in data.get("steps", [])}
     renamed = facts.get("renamed_to") if facts.get("safety_mode") == "rename" and not facts.get("aside_dropped") else None
@@ -291,8 +294,9 @@ def state_words(data: dict) -> str:
     else:
         db = "The database is in an unknown state (empty or partly restored)."
     stopped = facts.get("was_running") or []
-    if stopped and records.get("start") != "ok":
-        svc = f" Stopped by the restore and not yet started again: {', '.join(stopped)}."
-    else:
-        svc = ""
-    return db + svc
+    if not stopped or records.get("start") == "ok":
+        return db
+    still = data["still_stopped"] if "still_stopped" in data else stopped  # the runner's own record
+    if not still:
+        return db + f" The services the restore stopped are running again: {', '.join(stopped)}."
+    return db + f" Stopped by the restore and not yet started again: {', '.join(still)}."

@@ -29,6 +29,7 @@ from fovea_tui.engine.progress import ProgressEvent
 from fovea_tui.engine.restore.preflight import run_preflight
 from fovea_tui.engine.restore.verify import expected_rows, row_lines, run_verification
 from fovea_tui.errors import Cancelled, FoveaError, OperationFailed, SafetyRefusal
+from fovea_tui.formatting import plural
 
 CHUNK = 1 << 20
 # Written to psql when a stream must be abandoned: ends a COPY block and any statement, then
@@ -185,7 +186,7 @@ class Preflight(Step):
             raise PreflightFailed("pre-flight failed: "  # the runner says nothing was changed
                                   + "; ".join(f"{c.name}: {c.detail}" for c in failed), refused=refused)
         warn = [c for c in checks if not c.ok]
-        return f"{len(checks)} checks passed" + (f", {len(warn)} warning(s)" if warn else "")
+        return f"{plural(len(checks), 'check')} passed" + (f", {plural(len(warn), 'warning')}" if warn else "")
 
 
 # --------------------------------------------------------------------------- 3. safety dump
@@ -310,7 +311,7 @@ class Confirm(Step):
         try:
             while time.monotonic() < deadline:
                 if ctx.cancel.wait(0.2):
-                    raise Cancelled("the operator declined")
+                    raise Cancelled("the restore was cancelled at its confirmation")
                 typed = ctx.handle.read_control("confirm")
                 if typed is None:
                     continue
@@ -473,7 +474,8 @@ def stream_dump(ctx, path: Path, database: str) -> str:
     ctx.progress(total, total)
     code = proc.wait()
     out = proc.output_text()
-    for line in out.splitlines()[-20:]:
+    # psql's own words: "psql:<stdin>:1234: ERROR: ..." names the dump's line (redacted by output)
+    for line in (out.splitlines() + proc.stderr_text.splitlines())[-20:]:
         if line.strip():
             ctx.output(line)
     if code != 0 or broken is not None:
@@ -672,8 +674,8 @@ class BringVideosBack(Step):
         found["accepted"] = how
         ctx.output(f"accepted ({how}): {words}")
         return (f"{words}{pulled}; accepted ({how}): {', '.join(starts)} is expected to delete "
-                f"{found['missing']} videos with {found['annotations']} annotations, {found['summaries']} summaries "
-                f"and {found['claims']} claims")
+                f"{plural(found['missing'], 'video')} with {plural(found['annotations'], 'annotation')}, {plural(found['summaries'], 'summary')} "
+                f"and {plural(found['claims'], 'claim')}")
 
     def undo(self, ctx) -> str | None:
         return None  # only files were added: a rollback leaves them, the old database may use them too
@@ -765,8 +767,8 @@ class Verify(Step):
         warned = [c for c in result["checks"] if not c["ok"] and c["severity"] != "error"]
         if failed:
             raise OperationFailed("verification failed: " + "; ".join(f"{c['name']}: {c['detail']}" for c in failed))
-        return f"{len(result['checks'])} checks passed" + (
-            f", {len(warned)} warning(s): " + "; ".join(f"{c['name']}: {c['detail']}" for c in warned) if warned else "")
+        return f"{plural(len(result['checks']), 'check')} passed" + (
+            f", {plural(len(warned), 'warning')}: " + "; ".join(f"{c['name']}: {c['detail']}" for c in warned) if warned else "")
 
 
 STEPS: tuple[type[Step], ...] = (ChooseDump, Preflight, SafetyDump, Confirm, StopStack, PrepareDatabase,

@@ -23,9 +23,10 @@ from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from fovea_tui.errors import FoveaError
+from fovea_tui.formatting import plural
 
 CHECKLIST = [
-    "A user can log in (the login check below, or in a browser)",
+    "A user can log in (in a browser; the TUI's Restore screen can also check a login)",
     "A previously annotated video loads and plays",
     "Its annotations render on the timeline",
     "A re-run of summarization on a video produces output",
@@ -60,7 +61,7 @@ def row_differences(expected: dict[str, int], actual: dict[str, int]) -> list[tu
 
 def row_lines(expected: dict[str, int], actual: dict[str, int], source: str = "the dump") -> list[str]:
     """`row_differences` in words: "table: N rows, the dump has M"."""
-    return [f"{table}: {got if got is not None else 'missing'} rows, "
+    return [f"{table}: {plural(got, 'row') if got is not None else 'missing'}, "
             f"{source} has {want if want is not None else 'none'}"
             for table, want, got in row_differences(expected, actual)]
 
@@ -76,7 +77,7 @@ def check_rows(ctx) -> dict:
     if restored is None:  # a job restored before this check moved to step 7
         return _check("rows", True, "not compared after the restore step", "warning")
     changed = row_lines(restored, ctx.db.table_rows(), "the restore step left")
-    detail = f"{len(expected)} tables, {sum(expected.values())} rows as in the dump after the restore step"
+    detail = f"{plural(len(expected), 'table')}, {plural(sum(expected.values()), 'row')} as in the dump after the restore step"
     if changed:
         detail += "; changed since by the migrations or the accepted video deletions: " + "; ".join(changed)
     return _check("rows", True, detail, "info" if changed else "error", changed_by_migrations=changed)
@@ -91,7 +92,7 @@ def check_migration_rows(ctx) -> dict:
         "WHERE finished_at IS NULL OR rolled_back_at IS NOT NULL ORDER BY 1;").splitlines() if line]
     if bad:
         return _check("migrations", False, "failed or rolled-back migrations: " + ", ".join(bad))
-    return _check("migrations", True, f"{len(db.applied_migrations())} migrations applied, none failed")
+    return _check("migrations", True, f"{plural(len(db.applied_migrations()), 'migration')} applied, none failed")
 
 
 def probe_health(url: str, *, attempts: int = 20, delay: float = 1.5, timeout: float = 3.0,
@@ -165,9 +166,9 @@ def check_videos(ctx) -> dict:
             missing.append(filename)
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        return _check("videos", False, f"{len(missing)} of {total} video files missing from {volume}: {shown} "
+        return _check("videos", False, f"{len(missing)} of {plural(total, 'video file')} missing from {volume}: {shown} "
                       "(pull the volume back with `fovea-tui sync --pull`)", "warning", missing=len(missing))
-    return _check("videos", True, f"all {total} video files present in {volume}")
+    return _check("videos", True, f"all {plural(total, 'video file')} present in {volume}")
 
 
 def run_verification(ctx) -> dict:

@@ -23,6 +23,7 @@ from fovea_tui.engine.volume.storage import (
     video_storage,
 )
 from fovea_tui.errors import ConfigError, FoveaError
+from fovea_tui.formatting import plural
 
 LISTED = 200  # missing keys kept in the job's facts (the count is always exact)
 
@@ -46,7 +47,7 @@ def bring_back(ctx) -> dict | None:
         ctx.progress(event.done, event.total, event.unit)
 
     missing = missing_from(storage, rows, cancel=ctx.cancel, progress=listing)
-    ctx.output(f"{len(rows)} videos referenced, {len(missing)} missing from {storage.describe()}")
+    ctx.output(f"{plural(len(rows), 'video')} referenced, {len(missing)} missing from {storage.describe()}")
     pulled = 0
     in_target = 0
     if missing and settings.volume.target:
@@ -125,9 +126,9 @@ def missing_words(found: dict) -> str:
     where = found["storage"]
     target = found.get("target")
     nowhere = f"not in {target}" if target else "volume.target is not set"
-    return (f"{found['missing']} of {found['referenced']} referenced videos are missing from {where} ({nowhere}): "
-            f"{shown(found['missing_keys'])}; {found['annotations']} annotations, {found['summaries']} summaries "
-            f"and {found['claims']} claims depend on them")
+    return (f"{found['missing']} of {plural(found['referenced'], 'referenced video')} are missing from {where} ({nowhere}): "
+            f"{shown(found['missing_keys'])}; {plural(found['annotations'], 'annotation')}, {plural(found['summaries'], 'summary')} "
+            f"and {plural(found['claims'], 'claim')} depend on them")
 
 
 def preflight_videos(ctx, names: list[tuple[str, str]]):

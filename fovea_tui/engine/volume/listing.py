@@ -45,7 +45,7 @@ from typing import IO
 from fovea_tui.config import Settings
 from fovea_tui.engine.infra.locks import ensure_private_dir
 from fovea_tui.errors import FoveaError
-from fovea_tui.formatting import ago
+from fovea_tui.formatting import ago, plural
 
 MARKER_NAME = ".fovea-tui-listing.json"   # at the root of the target; never synced or pulled
 SNAPSHOT_DIR = "offsite-listing"
@@ -170,7 +170,7 @@ def choose(settings: Settings, store, *, full_listing: bool, now: datetime,
         return ListingChoice(None, f"{missing} is gone from the target or changed size: objects were removed "
                                    "behind fovea-tui's back")
     return ListingChoice(snap, f"the snapshot of the listing {ago(snap.listed_at, now)}, checked by the marker "
-                               f"and {min(SAMPLE_SIZE, snap.count)} sampled objects")
+                               f"and {plural(min(SAMPLE_SIZE, snap.count), 'sampled object')}")
 
 
 def _read_marker(store) -> dict | None:

@@ -213,10 +213,10 @@ def _push(settings: Settings, *, dry_run: bool, replace_changed: bool, full_list
             if mirror and plan.deletion_count:
                 if result.local_files == 0:
                     result.refused = (f"{_what(source)} is empty (is it mounted?): refusing to delete "
-                                      f"{plan.deletion_count} off-site objects")
+                                      f"{plural(plan.deletion_count, 'off-site object')}")
                 elif plan.deletion_count * 100 > settings.volume.max_delete_percent * result.remote_objects:
                     share = 100 * plan.deletion_count / result.remote_objects
-                    result.refused = (f"{plan.deletion_count} of {result.remote_objects} off-site objects "
+                    result.refused = (f"{plan.deletion_count} of {plural(result.remote_objects, 'off-site object')} "
                                       f"({share:.1f}%) would be deleted, more than volume.max_delete_percent "
                                       f"= {settings.volume.max_delete_percent}%: nothing deleted")
             if result.local_files == 0:
@@ -415,7 +415,7 @@ def volume_sync_summary(settings: Settings, now: datetime | None = None) -> dict
     if ok_time != last["time"]:
         text += f"; last run {_age_text(run_age)} " + ("was interrupted" if section["cancelled"] else "failed")
     if section["pending"]:
-        text += f", {section['pending']} files pending"
+        text += f", {plural(section['pending'], 'file')} pending"
     section["summary"] = text
     if section["error_count"]:
         alerts.append({"subject": "sync", "level": "warning",
@@ -425,9 +425,9 @@ def volume_sync_summary(settings: Settings, now: datetime | None = None) -> dict
         alerts.append({"subject": "sync", "level": "warning", "message": f"last volume sync refused deletions: {section['refused']}"})
     elif section["cancelled"]:
         alerts.append({"subject": "sync", "level": "warning", "message": f"last volume sync was interrupted; "
-                                                      f"{section['pending']} files pending"})
+                                                      f"{plural(section['pending'], 'file')} pending"})
     if section["changed"]:
-        alerts.append({"subject": "sync", "level": "warning", "message": f"{section['changed']} video files changed locally "
+        alerts.append({"subject": "sync", "level": "warning", "message": f"{plural(section['changed'], 'video file')} changed locally "
                                                       "but were not replaced off-site"})
     if target and age is None:
         alerts.append({"subject": "sync", "level": "critical", "message": f"volume never synced completely to {target}"})

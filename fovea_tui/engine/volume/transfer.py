@@ -24,6 +24,7 @@ from fovea_tui.engine.progress import CancelToken, ProgressEvent, Throttle
 from fovea_tui.engine.volume.plan import Plan, safe_destination
 from fovea_tui.engine.volume.result import MAX_LISTED, SyncResult
 from fovea_tui.errors import Cancelled, FoveaError, OperationFailed
+from fovea_tui.formatting import plural
 
 LARGE_PARALLEL = 1           # multipart transfers at once (each runs `workers` part threads)
 BREAKER = 8                  # consecutive failed transfers with no success: the store is gone
@@ -60,7 +61,7 @@ class TransferProgress:
         self._last_done = done
         elapsed = max(time.monotonic() - self.started, 1e-6)
         rate = done / elapsed
-        parts = [f"{self.files_done}/{self.total_files} files"]
+        parts = [f"{self.files_done}/{plural(self.total_files, 'file')}"]
         if done and elapsed > 0.5:
             parts.append(formatting.rate(rate))
             if self.total_bytes > done and rate > 0:
@@ -169,7 +170,7 @@ def run_transfers(plan: Plan, result: SyncResult, do_one: Callable[..., Any], *,
     result.pending = plan.transfer_count - (result.uploaded + result.downloaded) - result.vanished
     if state.tripped:
         result.error(f"stopped after {BREAKER} transfers failed in a row (last: {state.last}); "
-                     f"{result.pending} files left for the next run")
+                     f"{plural(result.pending, 'file')} left for the next run")
         return False
     return True
 
@@ -276,7 +277,7 @@ def delete_planned(plan: Plan, store, result: SyncResult, progress, cancel: Canc
         try:
             store.delete_many(batch)
         except FoveaError as exc:
-            result.error(f"deleting {len(batch)} off-site objects: {exc}")
+            result.error(f"deleting {plural(len(batch), 'off-site object')}: {exc}")
         else:
             result.deleted += len(batch)
             for key in batch:

@@ -26,6 +26,7 @@ from fovea_tui.engine.backups.inventory import Entry, Inventory, load_inventory,
 from fovea_tui.engine.backups.retention import Decision, Plan
 from fovea_tui.engine.backups.retention import plan as retention_plan
 from fovea_tui.errors import FoveaError
+from fovea_tui.formatting import plural
 from fovea_tui.tui.screens.base import FoveaScreen
 from fovea_tui.tui.widgets.size_chart import SizeChart
 
@@ -139,7 +140,7 @@ def detail_text(entry: Entry | None, decision: Decision | None = None) -> Text:
         out.append(f"manifest: {entry.manifest_error}\n", style="red")
     if entry.manifest is not None:
         m = entry.manifest
-        out.append(f"\nrows per table ({sum(m.tables.values())} in {len(m.tables)} tables)\n", style="bold")
+        out.append(f"\nrows per table ({sum(m.tables.values())} in {plural(len(m.tables), 'table')})\n", style="bold")
         for table, rows in sorted(m.tables.items()):
             out.append(f"  {table:<22} {rows:>10}\n")
         out.append(f"\nmigrations ({len(m.migrations)})\n", style="bold")

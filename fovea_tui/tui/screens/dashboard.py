@@ -12,6 +12,7 @@ from textual.markup import escape
 from textual.widgets import DataTable, Footer, Header, Static
 
 from fovea_tui.engine.ops.status import StatusReport
+from fovea_tui.formatting import plural
 from fovea_tui.tui import model
 from fovea_tui.tui.screens.base import FoveaScreen
 from fovea_tui.tui.widgets.cards import StateCard
@@ -108,13 +109,13 @@ class DashboardScreen(FoveaScreen):
         live = self.app.stack_watch
         stack = "stack: live events" if live == "live" else "stack: polled"
         running = len(self.app.jobs.running())
-        jobs = f" · {running} job{'s' if running != 1 else ''} running" if running else ""
+        jobs = f" · {plural(running, 'job')} running" if running else ""
         alerts = len(report.alerts)
         every = f" · every {self.app.poll_interval:g} s" if self.app.poll_interval > 0 else ""
         failed = f"last probe FAILED ({error}) · " if error else ""
         self.query_one("#statusline", Static).update(
             f"{failed}updated {ago}{every} · {stack}{jobs} · "
-            f"{alerts} alert{'s' if alerts != 1 else ''} · ctrl+p: all commands · ?: help")
+            f"{plural(alerts, 'alert')} · ctrl+p: all commands · ?: help")
 
     def show_status(self, report: StatusReport) -> None:
         now = self.app.now()

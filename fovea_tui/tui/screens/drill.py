@@ -24,7 +24,7 @@ from fovea_tui.engine.drill.report import guide_for, guide_steps, latest_report
 from fovea_tui.engine.drill.result import CHECK_ORDER, CHECK_TITLES, MANUAL_CHECKLIST
 from fovea_tui.engine.drill.run import drill_status, run_drill
 from fovea_tui.errors import FoveaError
-from fovea_tui.formatting import human_duration
+from fovea_tui.formatting import human_duration, plural
 from fovea_tui.tui.jobs import Job
 from fovea_tui.tui.screens.base import FoveaScreen
 
@@ -172,7 +172,7 @@ class DrillScreen(FoveaScreen):
             interval = status.get("interval_days")
             if interval:
                 due = str(status.get("due_at") or "")[:10]
-                text.append(f"\nevery {interval} days · next due {due}")
+                text.append(f"\nevery {plural(interval, 'day')} · next due {due}")
                 if status.get("overdue"):
                     text.append(" · OVERDUE", style="bold red")
             report = (self.report or {}).get("report") or {}

@@ -92,7 +92,8 @@ def steps_text(data: dict, now: datetime | None = None) -> Text:
         undo = rec.get("undo")
         if undo:
             u_icon, u_style = ICONS.get(undo.get("status", "pending"), ("?", ""))
-            text.append(f"     ↩ {u_icon} undo: {masking.redact(undo.get('detail', '') or '')}\n", style=u_style)
+            took = f" ({formatting.step_time(undo['duration_s'])})" if undo.get("duration_s") is not None else ""
+            text.append(f"     ↩ {u_icon} undo{took}: {masking.redact(undo.get('detail', '') or '')}\n", style=u_style)
     copy = engine.safety_copy(data) or {}
     if copy.get("mode") == "rename" and copy.get("status"):
         icon, style = ICONS[{"verified": "ok", "interrupted": "failed"}.get(copy["status"], copy["status"])]
@@ -343,6 +344,8 @@ class RestoreScreen(FoveaScreen):
         else:
             self._choose()
         self._timer = self.set_interval(POLL_SECONDS, self.poll_job)
+        # a service started by hand shows up as a stack event: the job's words follow it
+        self.app.status_changed.subscribe(self, lambda _report: self._check_services())
 
     def on_screen_resume(self) -> None:
         self._stamp = None  # back on this screen: a job waiting meanwhile asks its question now
@@ -508,8 +511,8 @@ class RestoreScreen(FoveaScreen):
         engine.cancel(self.app.settings, self.job_id)
         self._answered = self.job_id
         safety = engine.safety_dump_name(self.data)
-        self.app.notify("Nothing was changed." + (f" The safety dump {safety} is kept." if safety else ""),
-                        title="Restore cancelled", timeout=10)
+        self.app.notify(f"The safety dump {safety} is kept." if safety else "Cancelled at its confirmation.",
+                        title="Restore cancelled: nothing was changed", timeout=10)
 
     # --- following a job ----------------------------------------------------------------
 
@@ -550,15 +553,13 @@ class RestoreScreen(FoveaScreen):
     def show(self, data: dict) -> None:
         """Draw a job's state (also called by tests with a state of their choosing)."""
         first = not self.data or self.data.get("id") != data.get("id")
+        if not first and "still_stopped" in self.data:
+            data.setdefault("still_stopped", self.data["still_stopped"])  # until the check answers again
         self.data = data
         status = jobs.effective_status(data)
         facts = data.get("facts") or {}
-        title = Text()
-        title.append(status.upper().replace("_", " "), style=STATUS_STYLE.get(status, "bold"))
-        title.append(f"  Restore of {facts.get('dump') or Path(str(data['params'].get('dump', ''))).name}", style="bold")
-        title.append(f"  ·  job {data['id']}", style="dim")
-        title.append("\n" + masking.redact(engine.describe_status(data)))
-        self.query_one("#job-status", Static).update(title)
+        self._show_title(data)
+        self._check_services()
         self.query_one("#steps", StepList).update(steps_text(data, self.app.now()))
         self.query_one("#preflight", Static).update(preflight_text(data))
         self._show_progress(data)
@@ -573,6 +574,33 @@ class RestoreScreen(FoveaScreen):
         self.query_one("#rollback", Button).set_class(not self._can_roll_back(), "hidden")
         self.query_one("#new", Button).set_class(status not in FINAL_SHOWN, "hidden")
         self.refresh_bindings()
+
+    def _show_title(self, data: dict) -> None:
+        status = jobs.effective_status(data)
+        facts = data.get("facts") or {}
+        title = Text()
+        title.append(status.upper().replace("_", " "), style=STATUS_STYLE.get(status, "bold"))
+        title.append(f"  Restore of {facts.get('dump') or Path(str(data['params'].get('dump', ''))).name}", style="bold")
+        title.append(f"  ·  job {data['id']}", style="dim")
+        title.append("\n" + masking.redact(engine.describe_status(data)))
+        self.query_one("#job-status", Static).update(title)
+
+    def _check_services(self) -> None:
+        """Ask the engine (off the UI thread) which services the stopped job left stopped are
+        still down, so its words do not name one the operator started again by hand."""
+        if self.data and engine.stopped_by(self.data):
+            self._services_worker(dict(self.data))
+
+    @work(thread=True, exclusive=True, group="restore-services", exit_on_error=False)
+    def _services_worker(self, data: dict) -> None:
+        engine.check_services(self.app.settings, data)
+        self.app.call_from_thread(self._services_checked, data)
+
+    def _services_checked(self, checked: dict) -> None:
+        if self.data.get("id") != checked.get("id") or "still_stopped" not in checked:
+            return
+        self.data["still_stopped"] = checked["still_stopped"]
+        self._show_title(self.data)
 
     def _show_progress(self, data: dict) -> None:
         bar = self.query_one("#progress", ProgressBar)

@@ -20,6 +20,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from fovea_tui.engine.backups.prune import Deletion, PrunePlan, build_plan, prune
 from fovea_tui.errors import FoveaError
+from fovea_tui.formatting import plural
 from fovea_tui.tui.screens.base import FoveaScreen
 from fovea_tui.tui.widgets.bucket_grid import BucketGrid
 
@@ -41,7 +42,7 @@ def prune_job(settings, *, progress=None, cancel=None, expected: list[Deletion] 
     data = result.to_json()
     data["deleted"] = len(result.deleted)  # for the job notification's "N deleted"
     if result.failed:
-        raise FoveaError(f"prune deleted {len(result.deleted)} files, {len(result.failed)} failed "
+        raise FoveaError(f"prune deleted {plural(len(result.deleted), 'file')}, {len(result.failed)} failed "
                          f"(first: {result.failed[0][0].key}: {result.failed[0][1]}); the next prune retries them")
     return data
 
@@ -122,11 +123,11 @@ class RetentionScreen(FoveaScreen):
         text = Text()
         text.append(f"policy: {plan.policy.describe()}", style="bold")
         text.append(f" · keep {len(plan.keep)} · forget {len(plan.forget)} · "
-                    f"{len(pp.all_deletions())} files to delete")
+                    f"{plural(len(pp.all_deletions()), 'file')} to delete")
         if plan.refused:
             text.append(f"\nREFUSED: {plan.refused}. Prune deletes nothing.", style="bold red")
         if pp.pending:
-            text.append(f"\n{len(pp.pending)} deletion(s) left by an unfinished prune are retried first",
+            text.append(f"\n{plural(len(pp.pending), 'deletion')} left by an unfinished prune are retried first",
                         style="yellow")
         for copy in pp.kept_copies:
             text.append(f"\nkept {copy['location']} copy of corrupt {copy['dump']}: {copy['reason']}", style="yellow")
@@ -171,7 +172,7 @@ class RetentionScreen(FoveaScreen):
                 self.start_prune(confirmed)
 
         self.app.push_screen(ConfirmDialog(
-            f"Delete {dumps} dump(s), {len(lines)} file(s)? Checked again under the lock first.",
+            f"Delete {plural(dumps, 'dump')}, {plural(len(lines), 'file')}? Checked again under the lock first.",
             "\n".join(shown), confirm_label="Prune", title="Prune backups"), done)
 
     def start_prune(self, expected: list[Deletion] | None = None) -> None:

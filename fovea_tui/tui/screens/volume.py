@@ -25,6 +25,7 @@ from fovea_tui import formatting
 from fovea_tui.engine.progress import CancelToken
 from fovea_tui.engine.volume import sync as engine
 from fovea_tui.errors import Cancelled, FoveaError
+from fovea_tui.formatting import plural
 from fovea_tui.tui.jobs import Job
 from fovea_tui.tui.model import parse_time
 from fovea_tui.tui.screens.base import FoveaScreen
@@ -123,12 +124,12 @@ def summary_text(target: str, last: dict[str, Any] | None, plan: engine.SyncResu
             text.append(f"\ndeletions refused: {last['refused']}", style="yellow")
     if plan is not None and plan.direction == "push":
         if plan.to_transfer:
-            text.append(f"\n{plan.to_transfer:,} new files pending ({formatting.size(plan.to_transfer_bytes)})",
+            text.append(f"\n{plural(plan.to_transfer, 'new file')} pending ({formatting.size(plan.to_transfer_bytes)})",
                         style="yellow")
         elif when is not None:
             text.append("\nnothing pending: the copy is up to date", style="green")
     elif when is not None and last.get("pending"):
-        text.append(f"\n{last['pending']:,} files left pending by that run", style="yellow")
+        text.append(f"\n{plural(last['pending'], 'file')} left pending by that run", style="yellow")
     if plan is not None and plan.listing and target.startswith("s3://"):
         text.append("\n" + listing_line(plan.listing, now), style="dim")
     return text
@@ -309,8 +310,8 @@ class VolumeScreen(FoveaScreen):
         text.append(" → ", style="dim")
         text.append(vol.target or "no target set", style="bold" if vol.target else "bold red")
         if self.plan is not None:
-            text.append(f" · {self.plan.local_files:,} files, {formatting.size(self.plan.local_bytes)} · "
-                        f"{self.plan.remote_objects:,} objects in the copy", style="dim")
+            text.append(f" · {plural(self.plan.local_files, 'file')}, {formatting.size(self.plan.local_bytes)} · "
+                        f"{plural(self.plan.remote_objects, 'object')} in the copy", style="dim")
         text.append(" · deletions mirrored (guard " + f"{vol.max_delete_percent}%)" if vol.delete
                     else " · deletions not mirrored", style="dim")
         self.query_one("#where", Static).update(text)
@@ -374,10 +375,10 @@ class VolumeScreen(FoveaScreen):
         if event is None:
             return Text("")
         if event.phase == "scan":
-            return Text(f"comparing: {event.done:,} files so far · {event.message}", style="dim")
+            return Text(f"comparing: {plural(event.done, 'file')} so far · {event.message}", style="dim")
         match = _FILES.search(event.message or "")
         if match and event.current:  # without a current file the bar shows the message itself
-            return Text(f"{int(match.group(1)):,} of {int(match.group(2)):,} files", style="bold")
+            return Text(f"{int(match.group(1)):,} of {plural(int(match.group(2)), 'file')}", style="bold")
         return Text("")
 
     def _tick(self) -> None:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from textual_plotext import PlotextPlot
 
 DATE_FORM = "Y-m-d"
+MAX_TICKS = 6  # dates of 10 characters with room between them in 80 columns
 
 
 class SizeChart(PlotextPlot):
@@ -57,6 +58,12 @@ class SizeChart(PlotextPlot):
             plt.scatter([_day(t) for t, _ in corrupt], [s / scale for _, s in corrupt], color="red", marker="x")
         # From zero: a 6 % change must look like 6 %, not like a cliff.
         plt.ylim(0, largest / scale * 1.1 or 1)
+        # Ticks on days that have dumps, each named once (plotext spread two days over five
+        # ticks, four of them the same date), no more than 80 columns hold.
+        days = sorted({_day(t) for t, _, _ in self.points})
+        step = -(-len(days) // MAX_TICKS)
+        ticks = days[::step] if days[-1] in days[::step] else [*days[::step][:-1], days[-1]]
+        plt.xticks(ticks, ticks)  # type: ignore[arg-type]  # under date_form plotext takes date strings
         self.refresh()
 
 

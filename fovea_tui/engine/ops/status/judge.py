@@ -28,6 +28,7 @@ from fovea_tui.engine.ops.status.report import (
     Verdict,
     VolumeSection,
 )
+from fovea_tui.formatting import plural
 
 
 def _set(section: Section, verdict: Verdict, reason: str) -> None:
@@ -83,7 +84,7 @@ def _judge_database(db: DatabaseSection, backups: BackupsSection, now: datetime,
         alerts.append(Alert(CRITICAL, "database", db.reason))
         return
     if db.expected_rows and db.rows < db.expected_rows * policy.DATABASE_ROWS_FAILING_FRACTION:
-        _set(db, Verdict.FAILING, f"the database holds {db.rows:,} rows, far fewer than the "
+        _set(db, Verdict.FAILING, f"the database holds {plural(db.rows, 'row')}, far fewer than the "
                                   f"{db.expected_rows:,} of the newest dump {db.expected_from}")
         alerts.append(Alert(CRITICAL, "database", db.reason))
         return
@@ -194,7 +195,7 @@ def _judge_drill(drill: DrillSection) -> None:
     elif not last.ok:
         _set(drill, Verdict.FAILING, drill.summary)
     elif drill.overdue:
-        _set(drill, Verdict.STALE, f"{drill.summary}; older than {drill.interval_days} days")
+        _set(drill, Verdict.STALE, f"{drill.summary}; older than {plural(drill.interval_days, 'day')}")
     else:
         _set(drill, Verdict.FINE, drill.summary)
 
@@ -247,7 +248,8 @@ def judge_restore(restore: RestoreSection, alerts: list[Alert]) -> None:
         _set(restore, Verdict.FAILING, f"{what} {status.replace('_', ' ')}: {restore.message}")
         alerts.append(Alert(CRITICAL, "restore", restore.reason))
     elif status == "failed":
-        _set(restore, Verdict.WARNING, f"{what} failed before changing anything: {restore.message}")
+        why = restore.message.removeprefix("Nothing was changed: ")  # said once, not twice
+        _set(restore, Verdict.WARNING, f"{what} failed before changing anything: {why}")
     elif restore.safety_copy:
         _set(restore, Verdict.WARNING, f"{what} ok, but its safety copy is not done: {restore.safety_copy}")
         alerts.append(Alert(WARNING, "restore", restore.reason))
@@ -272,7 +274,7 @@ def judge(report: StatusReport, now: datetime | None = None) -> StatusReport:
              + ("" if r.model_cache.exists else " (absent)") + "; needs no backup")
     if not _judge_unseen(r.redis):
         if r.redis.running:
-            _set(r.redis, Verdict.FINE, f"{r.redis.active} jobs active, {r.redis.waiting} waiting; needs no backup")
+            _set(r.redis, Verdict.FINE, f"{plural(r.redis.active, 'job')} active, {r.redis.waiting} waiting; needs no backup")
         else:
             _set(r.redis, Verdict.WARNING, "not running; needs no backup")
     _judge_stack(r.stack, alerts)

@@ -48,7 +48,7 @@ from fovea_tui.engine.ops.status.report import (
     record_from,
     section_from,
 )
-from fovea_tui.engine.restore import describe_status, safety_copy
+from fovea_tui.engine.restore import check_services, describe_status, safety_copy
 from fovea_tui.engine.restore.runner import state_words
 from fovea_tui.engine.volume.storage import video_storage
 from fovea_tui.engine.volume.sync import read_summary, volume_sync_summary
@@ -315,7 +315,7 @@ def _restore(settings: Settings, section: RestoreSection) -> None:
     step = state.current_step
     if step is not None:
         section.step, section.step_title = step.get("name"), step.get("title")
-    raw = state.as_state()
+    raw = check_services(settings, state.as_state())
     section.message = describe_status(raw)
     section.state = state_words(raw)
     section.dump = state.facts.get("dump") or Path(str(state.params.get("dump", ""))).name or None
