@@ -21,13 +21,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from support.hold import start_held_restore
 from test_restore_integrity import REPO, direct, run_cli  # noqa: F401 - the fixture is used by name
 
 from fovea_tui.config import load_file, save_settings, settings_from_dict
 from fovea_tui.engine import restore as engine
 from fovea_tui.engine.backups import manifest as mf
 from fovea_tui.engine.infra import jobs
-from fovea_tui.engine.restore.steps import PAUSE_ENV, aside_name
+from fovea_tui.engine.restore.steps import aside_name
 from fovea_tui.errors import ConfigError
 
 MARKER = "restore_marker"  # only in the database as it was before the restore
@@ -186,10 +187,8 @@ STEPS_AFTER_CHOOSE = ["preflight", "safety_dump", "confirm", "stop", "prepare", 
                       "start", "verify"]
 
 
-def _killed_at(settings, backup, step: str, monkeypatch) -> str:
-    monkeypatch.setenv(PAUSE_ENV, f"{step}:60")
-    job = engine.start_restore(settings, backup.name, confirmed=True)
-    monkeypatch.delenv(PAUSE_ENV)
+def _killed_at(settings, backup, step: str) -> str:
+    job = start_held_restore(settings, backup.name, step)
     deadline = time.monotonic() + 60
     while True:
         data = jobs.load_job(settings, job)
@@ -204,9 +203,9 @@ def _killed_at(settings, backup, step: str, monkeypatch) -> str:
 
 
 @pytest.mark.parametrize("step", STEPS_AFTER_CHOOSE)
-def test_sigkill_before_each_step_never_loses_the_old_database(marked, step, monkeypatch):
+def test_sigkill_before_each_step_never_loses_the_old_database(marked, step):
     settings, config, backup, db = marked
-    job = _killed_at(settings, backup, step, monkeypatch)
+    job = _killed_at(settings, backup, step)
     data = jobs.load_job(settings, job)
     assert jobs.effective_status(data) == "interrupted"
     aside = data["facts"].get("renamed_to")

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.hold import start_held_restore
 from support.tui import asynctest, wait_for
 
 from fovea_tui.config import save_settings, settings_from_dict
@@ -206,11 +207,7 @@ def interrupted(stack, tmp_path):
 
     settings = stack.settings(tmp_path, stack={"health_url": stack.health_url})
     dump = place_dump(run_backup(stack.settings(tmp_path / "src"), offsite=False).path, settings)
-    os.environ["FOVEA_TUI_RESTORE_PAUSE"] = "restore:60"
-    try:
-        job = engine.start_restore(settings, dump.name, confirmed=True)
-    finally:
-        del os.environ["FOVEA_TUI_RESTORE_PAUSE"]
+    job = start_held_restore(settings, dump.name, "restore")
     data = jobs.load_job(settings, job)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
