@@ -199,15 +199,14 @@ class ConfirmRestore(FoveaAppAccess, ModalScreen[str | None]):  # type: ignore[m
         self.question = question
         self.database = database
         self.title_text, self.go_label = title, go_label
-        self.keys = keys or ("enter restores once the name matches · escape cancels the restore (nothing is "
-                             "changed, the safety dump is kept)")
+        self.keys = keys or "enter restores once the name matches · escape cancels the restore (nothing is changed)"
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-box") as box:
             box.border_title = self.title_text
             yield Label(self.question, id="confirm-question")
             with Horizontal(id="confirm-row"):
-                yield Input(placeholder="database name" if self.go_label == "Restore" else self.database,
+                yield Input(placeholder="database name" if self.go_label == "Restore" else f"type {self.database}",
                             id="confirm-name")
                 yield Button(self.go_label, id="confirm-go", variant="error", disabled=True)
                 yield Button("Cancel", id="confirm-cancel")
