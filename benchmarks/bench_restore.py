@@ -144,7 +144,10 @@ def fovea_restore(target: Target, dump: Path, *, fail_verify: bool = False) -> d
 
     env = dict(target.env)
     if fail_verify:
-        env["FOVEA_TUI_RESTORE_PAUSE"] = f"verify:{PAUSE_S}"
+        # the tests' hold (tests/support/hold): the runner sleeps in verify while the fault lands
+        env["FOVEA_TEST_HOLD_STEP"] = f"verify:{PAUSE_S}"
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "tests" / "support" / "hold"),
+                                                          env.get("PYTHONPATH")]))
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "fovea_tui", "--config", str(target.config), "restore", dump.name,
                              "--yes"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
