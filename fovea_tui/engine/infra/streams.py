@@ -153,6 +153,7 @@ class DockerExecProcess(ToolProcess):
     def __init__(self, api, container_id: str, argv: Sequence[str], *, stdin: bool = False,
                  env: dict[str, str] | None = None, user: str = "") -> None:
         self.description = f"{argv[0]} in container {container_id[:12]}"
+        self.container_id = container_id
         self._api = api
         self._exec_id = api.exec_create(
             container_id, list(argv), stdin=stdin, stdout=True, stderr=True, tty=False,
