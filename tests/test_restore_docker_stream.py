@@ -50,3 +50,21 @@ def test_a_silent_statement_longer_than_the_client_timeout_does_not_fail_the_res
     assert stack.psql("SELECT count(*) FROM aaa_slow").strip() == "1"
     rows = open_database(settings).table_rows()
     assert rows["aaa_slow"] == 1 and rows["annotations"] > 0
+
+
+def test_the_reused_database_container_is_looked_up_again_once_it_stopped(stack, tmp_path):
+    """The database's container id is reused between execs: once the container stops, the
+    next call says the service is not running (no Docker API error), and works again once
+    it is back."""
+    from fovea_tui.errors import OperationFailed
+
+    db = open_database(stack.settings(tmp_path))
+    assert db.ping()  # the container id is now reused
+    stack.container("postgres").stop(timeout=10)
+    try:
+        with pytest.raises(OperationFailed, match="service postgres is not running"):
+            db.ping()
+    finally:
+        stack.container("postgres").start()
+        stack.wait_pg_ready()
+    assert db.table_rows()["annotations"] > 0
