@@ -352,7 +352,7 @@ def test_persona_ontology_and_world_state_brought_back(install, capsys):
     assert code == 0, err
     scope = next(s for s in json.loads(out)["scopes"] if s["id"] == pid)
     assert scope["kind"] == "persona" and "1 ontology then, 0 now" in scope["summary"]
-    assert "1 world state changed" in scope["summary"]
+    assert "1 world state row changed" in scope["summary"]
 
     code, out, err = install.cli(capsys, "restore", install.dump.name, "--persona", pid, "--yes", "--json")
     assert code == 0, err

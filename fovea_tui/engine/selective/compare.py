@@ -27,6 +27,7 @@ from fovea_tui.engine.selective.scopes import (
     row_hash,
     scope_filter,
 )
+from fovea_tui.formatting import plural
 
 
 @dataclass
@@ -74,11 +75,11 @@ class ScopeDiff:
                     parts.append(f"{self.kind} row changed")
                 continue
             if t.dump != t.live:
-                parts.append(f"{t.dump} {t.noun} then, {t.live} now")
+                parts.append(f"{plural(t.dump, t.noun)} then, {t.live:,} now")
             if t.changed:
-                parts.append(f"{t.changed} {t.noun} changed")
+                parts.append(f"{plural(t.changed, t.noun)} changed")
             elif t.dump == t.live and t.differs:
-                parts.append(f"{t.only_dump} {t.noun} only then, {t.only_live} only now")
+                parts.append(f"{plural(t.only_dump, t.noun)} only then, {t.only_live:,} only now")
         return f"{printable(self.name)}: " + ("; ".join(parts) if parts else "same")
 
     def as_dict(self) -> dict[str, Any]:

@@ -22,7 +22,7 @@ class Part:
     table: str
     scope_expr: str        # the scope id of row t
     joins: str = ""        # what scope_expr needs besides t
-    noun: str = ""         # for sentences: "annotations", "summaries"
+    noun: str = ""         # for sentences, singular: "annotation", "summary"
 
     @property
     def label(self) -> str:
@@ -32,19 +32,19 @@ class Part:
 PARTS: dict[str, tuple[Part, ...]] = {
     VIDEO: (
         Part("videos", "t.id", noun="video row"),
-        Part("video_summaries", 't."videoId"', noun="summaries"),
-        Part("annotations", 't."videoId"', noun="annotations"),
-        Part("claims", 's."videoId"', 'JOIN "video_summaries" s ON s.id = t."summaryId"', noun="claims"),
+        Part("video_summaries", 't."videoId"', noun="summary"),
+        Part("annotations", 't."videoId"', noun="annotation"),
+        Part("claims", 's."videoId"', 'JOIN "video_summaries" s ON s.id = t."summaryId"', noun="claim"),
         Part("claim_relations", 's."videoId"',
              'JOIN "claims" c ON c.id = t."sourceClaimId" JOIN "video_summaries" s ON s.id = c."summaryId"',
-             noun="claim relations"),
+             noun="claim relation"),
     ),
     # World state belongs to a user in Fovea's schema: a persona's scope holds the world
     # state of the user who owns the persona.
     PERSONA: (
         Part("personas", "t.id", noun="persona row"),
         Part("ontologies", 't."personaId"', noun="ontology"),
-        Part("world_state", "p.id", 'JOIN "personas" p ON p."userId" = t."userId"', noun="world state"),
+        Part("world_state", "p.id", 'JOIN "personas" p ON p."userId" = t."userId"', noun="world state row"),
     ),
 }
 
