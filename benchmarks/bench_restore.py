@@ -144,7 +144,7 @@ def fovea_restore(target: Target, dump: Path, *, fail_verify: bool = False) -> d
 
     env = dict(target.env)
     if fail_verify:
-        # the tests' sitecustomize holds verify in the runner (the product has no such hook)
+        # the tests' hold (tests/support/hold): the runner sleeps in verify while the fault lands
         env["FOVEA_TEST_HOLD_STEP"] = f"verify:{PAUSE_S}"
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "tests" / "support" / "hold"),
                                                           env.get("PYTHONPATH")]))

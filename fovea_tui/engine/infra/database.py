@@ -22,7 +22,7 @@ from pathlib import Path
 
 from fovea_tui.config import Settings
 from fovea_tui.engine.infra.stack import Stack
-from fovea_tui.engine.infra.streams import LocalProcess, ToolProcess, condense
+from fovea_tui.engine.infra.streams import DockerExecProcess, LocalProcess, ToolProcess, condense
 from fovea_tui.envfile import DatabaseURL, EnvFile
 from fovea_tui.errors import ConfigError, OperationFailed
 
@@ -217,15 +217,13 @@ class Database(ABC):
         return out.decode().strip()
 
     def table_rows(self, database: str | None = None) -> dict[str, int]:
-        """Exact rows per table in the public schema (count(*) each, in one statement)."""
-        tables = self.psql(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1;", database=database
-        ).split("\n")
-        tables = [t for t in tables if t]
-        if not tables:
-            return {}
-        parts = [f"SELECT {quote_literal(t)}, count(*) FROM public.{quote_ident(t)}" for t in tables]
-        out = self.psql(" UNION ALL ".join(parts) + ";", database=database)
+        """Exact rows per table in the public schema: count(*) of each, in one query (one
+        round trip, which in docker mode is one exec, whatever the number of tables): the
+        server writes the UNION of counts and psql's \\gexec runs it."""
+        out = self.psql(
+            "SELECT string_agg(format('SELECT %L, count(*) FROM public.%I', tablename, tablename), "
+            "' UNION ALL ' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public' \\gexec\n",
+            database=database)
         rows = {}
         for line in out.splitlines():
             name, _, count = line.rpartition("|")
@@ -254,15 +252,11 @@ class Database(ABC):
         return self.psql("SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY 1;").split()
 
     def terminate_sessions(self, database: str) -> None:
-        self.psql(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            f"WHERE datname = {quote_literal(database)} AND pid <> pg_backend_pid();",
-            database="postgres",
-        )
+        self.psql(_terminate_sql(database), database="postgres")
 
     def drop_database(self, database: str) -> None:
-        self.terminate_sessions(database)
-        self.psql(f"DROP DATABASE IF EXISTS {quote_ident(database)};", database="postgres")
+        """End its sessions and drop it, in one round trip."""
+        self.psql(_terminate_sql(database) + f"\nDROP DATABASE IF EXISTS {quote_ident(database)};", database="postgres")
 
     def create_database(self, database: str, owner: str | None = None, *, like: str | None = None) -> None:
         """CREATE DATABASE; with `like`, with that database's owner, encoding and locale (from
@@ -271,26 +265,42 @@ class Database(ABC):
             owner_sql = f" OWNER {quote_ident(owner)}" if owner else ""
             self.psql(f"CREATE DATABASE {quote_ident(database)}{owner_sql};", database="postgres")
             return
-        rows = {}
+        self.psql(self.create_like_sql(database, like, self.database_settings()), database="postgres")
+
+    def database_settings(self) -> dict[str, list[str]]:
+        """[owner, encoding, collation, ctype] of every database but the templates, and of
+        template1: the names on the server and what `create_like_sql` needs, in one query."""
         out = self.psql("SELECT datname, pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype "
-                        f"FROM pg_database WHERE datname IN ({quote_literal(like)}, 'template1');", database="postgres")
+                        "FROM pg_database WHERE NOT datistemplate OR datname = 'template1';", database="postgres")
+        found = {}
         for line in out.splitlines():
             name, *rest = line.split("|")
-            rows[name] = rest
-        if like not in rows:
+            found[name] = rest
+        return found
+
+    def create_like_sql(self, database: str, like: str, settings: dict[str, list[str]]) -> str:
+        """CREATE DATABASE with the owner, encoding and locale `settings` (database_settings)
+        give `like` (from template0 when template1's differ)."""
+        if like not in settings:
             raise DatabaseError(f"database {like} is not on {self.describe()}: cannot copy its settings")
-        owner_of, *locale = rows[like]
+        owner_of, *locale = settings[like]
         sql = f"CREATE DATABASE {quote_ident(database)} OWNER {quote_ident(owner_of)}"
-        if locale != rows.get("template1", [None])[1:]:
+        if locale != settings.get("template1", [None])[1:]:
             encoding, collate, ctype = locale
             sql += (f" TEMPLATE template0 ENCODING {quote_literal(encoding)} LC_COLLATE {quote_literal(collate)}"
                     f" LC_CTYPE {quote_literal(ctype)}")
-        self.psql(sql + ";", database="postgres")
+        return sql + ";"
 
-    def rename_database(self, old: str, new: str, *, attempts: int = 50) -> None:
+    def rename_database(self, old: str, new: str, *, drop_first: str | None = None, then: str = "",
+                        attempts: int = 50) -> None:
         """End the sessions on `old` and rename it to `new`, in one round trip: a client that
-        reconnects between the two is ended again (up to `attempts` tries, 0.1 s apart)."""
-        self.psql(f"""DO $fovea$
+        reconnects between the two is ended again (up to `attempts` tries, 0.1 s apart). With
+        `drop_first`, that database is dropped in the same round trip, before (a rollback: the
+        restored database goes, the renamed one takes its name back); `then` is SQL run after
+        the rename, still in the same round trip (the new database's CREATE)."""
+        drop = (_terminate_sql(drop_first) + f"\nDROP DATABASE IF EXISTS {quote_ident(drop_first)};\n"
+                if drop_first else "")
+        self.psql(drop + f"""DO $fovea$
 DECLARE tries int := 0;
 BEGIN
   LOOP
@@ -305,7 +315,8 @@ BEGIN
       PERFORM pg_sleep(0.1);
     END;
   END LOOP;
-END $fovea$;""", database="postgres")
+END $fovea$;
+{then}""", database="postgres")
 
     def on(self, database: str) -> Database:
         """This server, another database: what pg_dump and psql of the copy connect to."""
@@ -319,6 +330,11 @@ END $fovea$;""", database="postgres")
             return self.psql("SELECT current_setting('data_directory');", database="postgres") or None
         except DatabaseError:
             return None
+
+
+def _terminate_sql(database: str) -> str:
+    return ("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            f"WHERE datname = {quote_literal(database)} AND pid <> pg_backend_pid();")
 
 
 def quote_ident(name: str) -> str:
@@ -339,13 +355,27 @@ class DockerDatabase(Database):
         self.service = service
         self.name = name
         self.user = user
+        self._container_id: str | None = None
 
     def describe(self) -> str:
         return f"service {self.service} of compose project {self.stack.project}"
 
     def _spawn(self, tool: str, args: Sequence[str], *, stdin: bool = False) -> ToolProcess:
+        """An exec in the database container. Its id is looked up (a listing of the project's
+        containers, six API calls) once, then reused: a restore runs dozens of psql calls, and
+        on a busy engine the lookups cost more than the queries. When the container was
+        recreated or stopped since, the exec fails and the lookup says why."""
+        from docker.errors import APIError  # the docker SDK is loaded: this database came from a Stack
+
         argv = [tool] if "--version" in args else [tool, "-U", self.user]
-        return self.stack.exec_stream(self.service, argv + list(args), stdin=stdin)
+        if self._container_id is not None:
+            try:
+                return DockerExecProcess(self.stack.client.api, self._container_id, argv + list(args), stdin=stdin)
+            except APIError:
+                self._container_id = None
+        proc = self.stack.exec_stream(self.service, argv + list(args), stdin=stdin)
+        self._container_id = proc.container_id
+        return proc
 
 
 class DirectDatabase(Database):

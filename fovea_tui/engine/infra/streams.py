@@ -13,6 +13,7 @@ import socket
 import struct
 import subprocess
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
@@ -20,6 +21,7 @@ from fovea_tui import masking
 
 STDERR_TAIL_BYTES = 64 * 1024
 EXEC_LOST = 137  # the exit code reported when the container (and its exec) vanished mid-run
+EXIT_STATE_WAIT_S = 60  # how long a docker exec's state may say "running" after its stream ended
 _STDOUT, _STDERR = 1, 2
 
 
@@ -151,6 +153,7 @@ class DockerExecProcess(ToolProcess):
     def __init__(self, api, container_id: str, argv: Sequence[str], *, stdin: bool = False,
                  env: dict[str, str] | None = None, user: str = "") -> None:
         self.description = f"{argv[0]} in container {container_id[:12]}"
+        self.container_id = container_id
         self._api = api
         self._exec_id = api.exec_create(
             container_id, list(argv), stdin=stdin, stdout=True, stderr=True, tty=False,
@@ -158,6 +161,10 @@ class DockerExecProcess(ToolProcess):
         )["Id"]
         self._sock_io = api.exec_start(self._exec_id, socket=True, demux=False)
         self._sock: socket.socket = getattr(self._sock_io, "_sock", self._sock_io)
+        # The socket comes with the client's request timeout (10 s): a tool may rightly stay
+        # silent and stop reading for longer (psql on one slow statement of a dump), so the
+        # stream blocks for as long as the tool runs; its end is the tool's exit.
+        self._sock.settimeout(None)
         self._pending = b""  # stdout bytes of a frame not yet returned
         self._frame_left = 0
         self._frame_type = 0
@@ -236,17 +243,24 @@ class DockerExecProcess(ToolProcess):
             self._sock_io.close()
         except OSError:
             pass
+        # Docker ends the stream once the tool has exited; its state may lag behind on a busy
+        # engine, so wait for it rather than invent an exit code while it still says running.
+        deadline = time.monotonic() + EXIT_STATE_WAIT_S
         try:
-            for _ in range(100):
+            while True:
                 info = self._api.exec_inspect(self._exec_id)
                 if not info.get("Running"):
                     return int(info.get("ExitCode") or 0)
-                threading.Event().wait(0.05)
-            return int(self._api.exec_inspect(self._exec_id).get("ExitCode") or 1)
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
         except Exception:  # noqa: BLE001 - docker's APIError/NotFound: the exec went with its container
             self._keep_stderr(f"\nerror: the container stopped while {self.description} ran "
                               "(its exit status is lost)\n".encode())
             return EXEC_LOST
+        self._keep_stderr(f"\nerror: {self.description} still runs {EXIT_STATE_WAIT_S} s after its output "
+                          "ended (its exit status is unknown)\n".encode())
+        return EXEC_LOST
 
     def kill(self) -> None:
         """Closing the socket ends the exec's streams; the tool then sees EOF/EPIPE."""

@@ -247,12 +247,15 @@ def rename_aside(ctx) -> str:
     point leaves the old database under one of the two names, and the next run finds which on
     the server."""
     db, name = ctx.db, ctx.db_name
-    present = set(db.databases())
+    settings = db.database_settings()  # the names on the server and what CREATE ... like needs
+    present = set(settings)
     aside = ctx.facts.get("renamed_to")
     if aside and aside in present:
         if name in present:  # the new database of an earlier run, empty or partly restored
             ctx.output(f"dropping database {name}: the one created earlier in this job")
             db.drop_database(name)
+        ctx.output(f"creating database {name} with the owner, encoding and locale of {aside}")
+        db.psql(db.create_like_sql(name, aside, settings), database="postgres")
         how = f"{name} was renamed to {aside} earlier in this job"
     elif name not in present:
         raise OperationFailed(f"database {name} is not on the server" + (f", nor {aside}" if aside else "")
@@ -261,11 +264,11 @@ def rename_aside(ctx) -> str:
         aside = aside or aside_name(name, datetime.now(UTC))
         ctx.facts.update(renamed_to=aside, database_dropped=True)
         ctx.save()  # before the rename: a resumed or rolling-back runner then looks for both names
-        ctx.output(f"renaming database {name} to {aside} (its sessions ended)")
-        db.rename_database(name, aside)
+        ctx.output(f"renaming database {name} to {aside} (its sessions ended), then creating database {name} "
+                   f"with its owner, encoding and locale")
+        settings[aside] = settings[name]  # what the rename takes along
+        db.rename_database(name, aside, then=db.create_like_sql(name, aside, settings))  # one round trip
         how = f"renamed {name} to {aside}"
-    ctx.output(f"creating database {name} with the owner, encoding and locale of {aside}")
-    db.create_database(name, like=aside)
     return f"{how}; database {name} created empty"
 
 
@@ -283,9 +286,8 @@ def rename_back(ctx) -> str:
         if (ctx.data.get("rollback") or {}).get("after_success"):
             _dump_live_database(ctx)
         ctx.output(f"dropping the restored database {name}")
-        db.drop_database(name)
     ctx.output(f"renaming {aside} back to {name}")
-    db.rename_database(aside, name)
+    db.rename_database(aside, name, drop_first=name if name in present else None)  # one round trip
     ctx.facts["safety_restored"] = True
     ctx.save()
     saved = f"; the live database was saved first as {Path(ctx.facts['live_dump']).name}" \
@@ -402,6 +404,8 @@ def ensure_database_service(ctx) -> None:
     svc = services.get(ctx.db_service)
     if svc is None:
         return
+    if svc.ok:
+        return  # up, and healthy or without a healthcheck: nothing to wait for
     if not svc.running:
         ctx.output(f"starting {ctx.db_service}")
         ctx.stack.start([ctx.db_service], timeout=float(ctx.params.get("health_timeout_s", 180)))
