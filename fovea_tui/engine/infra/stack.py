@@ -626,7 +626,7 @@ def _start_failure(svc: Service, waited: float | None) -> OperationFailed:
     elif svc.health == "unhealthy":
         why = "was declared unhealthy by Docker (its healthcheck failed)"
     else:
-        why = f"was not healthy within {_in(waited or 0)} (state {svc.state}/{svc.health or 'no healthcheck'})"
+        why = f"did not become healthy within {_in(waited or 0)} (state {svc.state}/{svc.health or 'no healthcheck'})"
     return OperationFailed(f"service {svc.name} {why}", hint=f"see `docker logs {svc.container_name}`")
 
 
