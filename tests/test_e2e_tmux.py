@@ -112,7 +112,9 @@ def test_restore_escape_quit_and_the_lock_in_a_real_terminal(stack, fixture_dump
             term.wait_for("Type 'fovea' to go ahead", timeout=60)
             term.send("Escape")
             screen = term.wait_for("CANCELLED")
-            assert "is kept" in screen and "pre-restore.sql.gz" in screen
+            # the database is renamed aside only after the confirmation: nothing was touched
+            assert re.search(r"Nothing\s+was\s+changed", screen), screen
+            assert "pre-restore.sql.gz" not in screen
             term.send("d")
             term.wait_for("Back up now")
             term.send("B")
