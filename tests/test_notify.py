@@ -163,3 +163,15 @@ def test_payload_is_scrubbed_and_failures_warned_and_audited(server_factory, tmp
     assert len(warnings) == 1 and "secret-path" not in warnings[0] and "127.0.0.1" in warnings[0]
     (entry,) = audit.read(settings, action="notify")
     assert entry["outcome"] == "failed" and "secret-path" not in json.dumps(entry)
+
+
+def test_a_backoff_never_carries_a_call_past_its_budget():
+    """A first attempt that times out at 0.6 s leaves 0.4 s of a 1 s budget: a 0.5 s backoff
+    would end past it, so there is no second attempt (there was one, ending at 1.2 s or later)."""
+    hanging = Server(delay=30)
+    try:
+        d = notify.http_call(hanging.url("/hook"), b"{}", timeout=0.6, budget=1.0, backoff_initial=0.5, backoff_max=0.5)
+    finally:
+        hanging.close()
+    assert not d.ok and d.attempts == 1
+    assert d.duration_s < 1.1

@@ -36,7 +36,7 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_attempt,
-    stop_after_delay,
+    stop_before_delay,
     wait_exponential,
 )
 
@@ -163,7 +163,8 @@ def http_call(url: str, body: bytes | None, *, content_type: str = "application/
         return _request_once(url, body, content_type, max(0.1, min(timeout, left)))
 
     retrying = Retrying(
-        stop=stop_after_attempt(max(1, attempts)) | stop_after_delay(budget),
+        # stop_before_delay: no backoff sleep (and a last 0.1 s attempt) may carry a call past its budget
+        stop=stop_after_attempt(max(1, attempts)) | stop_before_delay(budget),
         wait=wait_exponential(multiplier=backoff_initial, min=backoff_initial, max=backoff_max),
         retry=retry_if_exception(lambda exc: isinstance(exc, _Retryable)),
         reraise=True,
