@@ -281,12 +281,14 @@ def small_server(tmp_path, monkeypatch):
     fits only once the current one is dropped (room for one, not for both)."""
     import tempfile
 
-    from support.services import PgCluster, pg_bin_dir_or_fail
+    from support.services import PgCluster, pg_bin_dir_or_fail, unavailable
 
     mount = Path(tempfile.mkdtemp(prefix="fovea-small-pg-"))  # the cluster's own user must reach it
     mount.chmod(0o755)
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200m", "tmpfs", str(mount)]).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200m", "tmpfs", str(mount)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        unavailable(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")  # fails under CI=true
     cluster = PgCluster(pg_bin_dir_or_fail())
     cluster.base = cluster.socket_dir = mount
     cluster.data_dir, cluster.log_file = mount / "data", mount / "postgres.log"

@@ -28,38 +28,11 @@ from pathlib import Path
 import pytest
 from support.hold import start_held_restore
 from support.tui import asynctest, wait_for
+from test_restore_integrity import REPO, direct, run_cli  # noqa: F401 - the fixture is used by name
 
-from fovea_tui.config import save_settings, settings_from_dict
+from fovea_tui.config import save_settings
 from fovea_tui.engine import restore as engine
 from fovea_tui.engine.infra import jobs
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def run_cli(args: list[str], timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fovea_tui", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO, stdin=subprocess.DEVNULL)
-
-
-@pytest.fixture
-def direct(fresh_direct_db, tmp_path, monkeypatch):
-    """Direct mode on a real cluster, settings in a config file, one real backup taken."""
-    from fovea_tui.engine.backups.pipeline import run_backup
-
-    env_file = tmp_path / ".env"
-    env_file.write_text("STORAGE_PATH=/videos\n")
-    (tmp_path / "videos").mkdir()
-    settings = settings_from_dict({
-        "install": {"compose_project": "fovea-no-such-project", "env_file": str(env_file)},
-        "database": {"mode": "direct", "url": fresh_direct_db.url},
-        "backups": {"dir": str(tmp_path / "backups")},
-        "volume": {"path": str(tmp_path / "videos")},
-    })
-    config = save_settings(settings, tmp_path / "fovea-tui.toml")
-    settings.source = config
-    monkeypatch.setenv("FOVEA_TUI_PG_BIN", str(fresh_direct_db.bin_dir))
-    backup = run_backup(settings, offsite=False)
-    return settings, config, backup.path, fresh_direct_db
 
 
 def dump_failing_at(dump: Path, statement: str) -> tuple[Path, int]:
@@ -73,8 +46,9 @@ def dump_failing_at(dump: Path, statement: str) -> tuple[Path, int]:
     return out, line
 
 
-def test_the_log_names_psqls_error_line_not_its_result_rows_nor_the_password(direct):
-    settings, config, dump, db = direct
+def test_the_log_names_psqls_error_line_not_its_result_rows_nor_the_password(direct):  # noqa: F811 - pytest\'s fixture by name
+    settings, config, backup, db = direct
+    dump = backup.path
     assert "$q$" not in db.password
     bad, line = dump_failing_at(dump, f"INSERT INTO no_such_table VALUES ($q${db.password}$q$);")
     assert "set_config" in gzip.decompress(bad.read_bytes()).decode()  # pg_dump's SELECTs are there
@@ -128,7 +102,7 @@ def _controlling_tty() -> None:
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
-def test_the_typed_name_follows_the_prompt_on_a_terminal(direct):
+def test_the_typed_name_follows_the_prompt_on_a_terminal(direct):  # noqa: F811 - pytest\'s fixture by name
     """On a terminal (a pty, as over SSH) the bar of the steps before the question is stopped:
     nothing is drawn while the operator types, and the name lands right after the prompt."""
     from fovea_tui.engine.backups.pipeline import run_backup
@@ -168,10 +142,11 @@ def test_the_typed_name_follows_the_prompt_on_a_terminal(direct):
     assert "below" not in seen  # the CLI has no login check under its checklist
 
 
-def test_ctrl_c_at_the_question_cancels_at_once_and_says_so_once(direct):
+def test_ctrl_c_at_the_question_cancels_at_once_and_says_so_once(direct):  # noqa: F811 - pytest\'s fixture by name
     """Ctrl-C while the CLI asks for the name: the restore is cancelled there and then (it
     used to wait on for a line), and "nothing was changed" is said once."""
-    settings, config, dump, db = direct
+    settings, config, backup, db = direct
+    dump = backup.path
     master, slave = os.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "fovea_tui", "--config", str(config), "restore", dump.name],
                             stdin=slave, stdout=slave, stderr=slave, cwd=REPO, preexec_fn=_controlling_tty)
