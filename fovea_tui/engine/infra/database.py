@@ -283,38 +283,24 @@ class Database(ABC):
         """End its sessions and drop it, in one round trip."""
         self.psql(_terminate_sql(database) + f"\nDROP DATABASE IF EXISTS {quote_ident(database)};", database="postgres")
 
-    def create_database(self, database: str, owner: str | None = None, *, like: str | None = None) -> None:
-        """CREATE DATABASE; with `like`, with that database's owner, encoding and locale (from
-        template0 when template1's differ)."""
-        if like is None:
-            owner_sql = f" OWNER {quote_ident(owner)}" if owner else ""
-            self.psql(f"CREATE DATABASE {quote_ident(database)}{owner_sql};", database="postgres")
-            return
-        self.psql(self.create_like_sql(database, like, self.database_settings()), database="postgres")
+    def create_database(self, database: str, owner: str | None = None) -> None:
+        owner_sql = f" OWNER {quote_ident(owner)}" if owner else ""
+        self.psql(f"CREATE DATABASE {quote_ident(database)}{owner_sql};", database="postgres")
 
-    def database_settings(self) -> dict[str, list[str]]:
-        """[owner, encoding, collation, ctype] of every database but the templates, and of
-        template1: the names on the server and what `create_like_sql` needs, in one query."""
-        out = self.psql("SELECT datname, pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype "
-                        "FROM pg_database WHERE NOT datistemplate OR datname = 'template1';", database="postgres")
-        found = {}
-        for line in out.splitlines():
-            name, *rest = line.split("|")
-            found[name] = rest
-        return found
-
-    def create_like_sql(self, database: str, like: str, settings: dict[str, list[str]]) -> str:
-        """CREATE DATABASE with the owner, encoding and locale `settings` (database_settings)
-        give `like` (from template0 when template1's differ)."""
-        if like not in settings:
-            raise DatabaseError(f"database {like} is not on {self.describe()}: cannot copy its settings")
-        owner_of, *locale = settings[like]
-        sql = f"CREATE DATABASE {quote_ident(database)} OWNER {quote_ident(owner_of)}"
-        if locale != settings.get("template1", [None])[1:]:
-            encoding, collate, ctype = locale
-            sql += (f" TEMPLATE template0 ENCODING {quote_literal(encoding)} LC_COLLATE {quote_literal(collate)}"
-                    f" LC_CTYPE {quote_literal(ctype)}")
-        return sql + ";"
+    def create_like_script(self, database: str, like: str) -> str:
+        """psql lines creating `database` with `like`'s owner, encoding and locale (from
+        template0 when template1's differ), read on the server as they run (\\gset), so a
+        round trip that renames `like` first can create `database` too."""
+        return ("SELECT pg_get_userbyid(d.datdba) AS owner, pg_encoding_to_char(d.encoding) AS encoding, "
+                "d.datcollate AS collate, d.datctype AS ctype, (d.encoding, d.datcollate, d.datctype) IS DISTINCT "
+                "FROM (t.encoding, t.datcollate, t.datctype) AS own_locale FROM pg_database d, pg_database t "
+                f"WHERE d.datname = {quote_literal(like)} AND t.datname = 'template1' \\gset fovea_like_\n"
+                "\\if :fovea_like_own_locale\n"
+                f"CREATE DATABASE {quote_ident(database)} OWNER :\"fovea_like_owner\" TEMPLATE template0 "
+                "ENCODING :'fovea_like_encoding' LC_COLLATE :'fovea_like_collate' LC_CTYPE :'fovea_like_ctype';\n"
+                "\\else\n"
+                f"CREATE DATABASE {quote_ident(database)} OWNER :\"fovea_like_owner\";\n"
+                "\\endif\n")
 
     def rename_database(self, old: str, new: str, *, drop_first: str | None = None, then: str = "",
                         attempts: int = 50) -> None:
