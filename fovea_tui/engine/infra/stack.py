@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from fovea_tui.engine.infra.streams import DockerExecProcess, condense
@@ -37,7 +37,10 @@ DOCKER_HEALTH_RETRIES = 3
 # A service without a healthcheck counts as up once it has stayed running this long.
 SETTLE_S = 3.0
 POLL_S = 0.25
-PROBE_EVERY_S = 0.5  # how often a start runs a starting service's healthcheck itself
+# A start looks at the containers this often for its first seconds, when services come up one
+# after another in dependency order and every round a service waits costs the application
+QUICK_POLL_S, QUICK_FOR_S = 0.1, 10.0
+PROBE_EVERY_S = 0.25  # a start runs a starting service's healthcheck itself at most this often
 
 #: Called with one line per service being waited for ("backend: stopping, SIGKILL in 7 s").
 WaitCallback = Callable[[list[str]], None]
@@ -343,7 +346,7 @@ class Stack:
                     elapsed = time.monotonic() - t0
                     on_wait([f"{name}: stopping, SIGKILL in {_in(grace[name] - elapsed)}"
                              for name, f in futures.items() if not f.done()])
-                time.sleep(POLL_S)
+                wait(futures.values(), timeout=POLL_S)  # back at once when the last one stopped
             failed = {name: f.exception() for name, f in futures.items() if f.exception() is not None}
         if on_wait is not None:
             on_wait([])
@@ -452,7 +455,7 @@ class Stack:
                 break
             if on_wait is not None:
                 on_wait(waits)
-            time.sleep(POLL_S)
+            time.sleep(QUICK_POLL_S if time.monotonic() - t0 < QUICK_FOR_S else POLL_S)
         if on_wait is not None:
             on_wait([])
         for name, why in blocked.items():
@@ -642,8 +645,9 @@ class _Probes:
     """A start's own runs of healthchecks. Docker runs a service's test once per interval
     (Fovea's backend: every 30 s), so a service healthy a second after its start waits half a
     minute for Docker to say so, and the application with it. The start runs the same test
-    itself, in a thread, at most every PROBE_EVERY_S; a pass counts as healthy. Only Docker
-    declares a service unhealthy: a failed run here decides nothing."""
+    itself, in a thread, one run at a time, each PROBE_EVERY_S or more after the one before
+    began; a pass counts as healthy. Only Docker declares a service unhealthy: a failed run
+    here decides nothing."""
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
