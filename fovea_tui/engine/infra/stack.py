@@ -166,6 +166,39 @@ class Service:
         return found
 
 
+def _as_services(containers) -> dict[str, Service]:
+    """compose's services among these containers (one-off containers left out), by name."""
+    found: dict[str, Service] = {}
+    for c in containers:
+        labels = c.labels or {}
+        if labels.get(ONEOFF_LABEL, "False") == "True":
+            continue
+        name = labels.get(SERVICE_LABEL)
+        if not name:
+            continue
+        attrs = c.attrs.get("State", {})
+        config = c.attrs.get("Config") or {}
+        conditions = _conditions(labels)
+        svc = Service(
+            name=name,
+            container_id=c.id,
+            container_name=c.name,
+            state=attrs.get("Status", c.status),
+            health=_health(attrs),
+            image=config.get("Image", ""),
+            depends_on=list(conditions),
+            started_at=attrs.get("StartedAt", ""),
+            conditions=conditions,
+            healthcheck=Healthcheck.from_config(config.get("Healthcheck")),
+            stop_timeout=config.get("StopTimeout"),
+            exit_code=int(attrs.get("ExitCode") or 0),
+        )
+        # With several replicas keep the lowest-numbered one, as `compose exec` does.
+        if name not in found or labels.get(NUMBER_LABEL, "1") == "1":
+            found[name] = svc
+    return found
+
+
 def _conditions(labels: dict) -> dict[str, str]:
     """compose's depends_on label, "svc:condition:restart,...", as {svc: condition}."""
     found: dict[str, str] = {}
@@ -245,40 +278,13 @@ class Stack:
     def connect(cls, project: str) -> Stack:
         return cls(connect_docker(), project)
 
-    def _containers(self, all_: bool = True):
-        return self.client.containers.list(
-            all=all_, filters={"label": [f"{PROJECT_LABEL}={self.project}"]}
-        )
+    def _containers(self, service: str | None = None):
+        """The project's containers (or one service's), each inspected by the SDK."""
+        labels = [f"{PROJECT_LABEL}={self.project}"] + ([f"{SERVICE_LABEL}={service}"] if service else [])
+        return self.client.containers.list(all=True, filters={"label": labels})
 
     def services(self) -> list[Service]:
-        found: dict[str, Service] = {}
-        for c in self._containers():
-            labels = c.labels or {}
-            if labels.get(ONEOFF_LABEL, "False") == "True":
-                continue
-            name = labels.get(SERVICE_LABEL)
-            if not name:
-                continue
-            attrs = c.attrs.get("State", {})
-            config = c.attrs.get("Config") or {}
-            conditions = _conditions(labels)
-            svc = Service(
-                name=name,
-                container_id=c.id,
-                container_name=c.name,
-                state=attrs.get("Status", c.status),
-                health=_health(attrs),
-                image=config.get("Image", ""),
-                depends_on=list(conditions),
-                started_at=attrs.get("StartedAt", ""),
-                conditions=conditions,
-                healthcheck=Healthcheck.from_config(config.get("Healthcheck")),
-                stop_timeout=config.get("StopTimeout"),
-                exit_code=int(attrs.get("ExitCode") or 0),
-            )
-            # With several replicas keep the lowest-numbered one, as `compose exec` does.
-            if name not in found or labels.get(NUMBER_LABEL, "1") == "1":
-                found[name] = svc
+        found = _as_services(self._containers())
         return [found[n] for n in self.start_order(found.values())]
 
     def require(self) -> list[Service]:
@@ -292,9 +298,12 @@ class Stack:
         return services
 
     def service(self, name: str) -> Service:
-        for svc in self.require():
-            if svc.name == name:
-                return svc
+        """One service, from its own containers only (a restore asks about the database
+        service often: not a listing of the whole project each time)."""
+        found = _as_services(self._containers(name)).get(name)
+        if found is not None:
+            return found
+        self.require()  # says so when the project has no containers at all
         raise ConfigError(
             f"compose project {self.project!r} has no service {name!r}",
             key="database.service" if name != "backend" else "stack.backend_service",

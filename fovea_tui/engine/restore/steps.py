@@ -277,20 +277,20 @@ def rename_aside(ctx) -> str:
 
 def rename_back(ctx) -> str:
     """Rollback with a rename: drop the new database, give the old one its name back. Seconds,
-    whatever the size; a rerun after a crash half-way finds the names on the server."""
+    whatever the size, and one round trip (the server decides from the names it has, so a
+    rerun after a crash half-way finds where things stand)."""
     db, name, aside = ctx.db, ctx.db_name, ctx.facts["renamed_to"]
-    present = set(db.databases())
-    if aside not in present:
-        if name in present:  # the runner stopped between recording the name and renaming
-            ctx.facts["database_dropped"] = False
-            return f"database {name} was never renamed: untouched"
-        raise OperationFailed(f"neither database {name} nor {aside} is on the server: roll back from a dump by hand")
-    if name in present:
-        if (ctx.data.get("rollback") or {}).get("after_success"):
+    if (ctx.data.get("rollback") or {}).get("after_success"):
+        present = set(db.databases())
+        if aside in present and name in present:
             _dump_live_database(ctx)
-        ctx.output(f"dropping the restored database {name}")
-    ctx.output(f"renaming {aside} back to {name}")
-    db.rename_database(aside, name, drop_first=name if name in present else None)  # one round trip
+    ctx.output(f"renaming {aside} back to {name}, the restored {name} dropped first")
+    outcome = db.put_back(aside, name)
+    if outcome == "untouched":  # the runner stopped between recording the name and renaming
+        ctx.facts["database_dropped"] = False
+        return f"database {name} was never renamed: untouched"
+    if outcome != "renamed":
+        raise OperationFailed(f"neither database {name} nor {aside} is on the server: roll back from a dump by hand")
     ctx.facts["safety_restored"] = True
     ctx.save()
     saved = f"; the live database was saved first as {Path(ctx.facts['live_dump']).name}" \
