@@ -60,6 +60,15 @@ def no_docker(reason: str = "this session manages no stack (the demo runs withou
     _NO_DOCKER = reason
 
 
+def import_sdk() -> None:
+    """Import the docker SDK now, when there is an engine to talk to: a process about to fork
+    a runner (jobs.spawn) does it for the runner, whose pre-flight would otherwise spend that
+    fifth of a second of Python beside its read of the dump, one waiting for the other."""
+    socket = _local_socket()
+    if _NO_DOCKER is None and (socket is None or os.path.exists(socket)):
+        import docker  # noqa: F401
+
+
 def connect_docker(timeout: int = 10):
     """A docker client, or one clear error saying why there is none."""
     if _NO_DOCKER is not None:
