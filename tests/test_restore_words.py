@@ -33,6 +33,7 @@ from test_restore_integrity import REPO, direct, run_cli  # noqa: F401 - the fix
 from fovea_tui.config import save_settings
 from fovea_tui.engine import restore as engine
 from fovea_tui.engine.infra import jobs
+from fovea_tui.engine.infra.stack import Stack
 
 
 def dump_failing_at(dump: Path, statement: str) -> tuple[Path, int]:
@@ -187,7 +188,10 @@ def interrupted(stack, tmp_path):
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         data = jobs.load_job(settings, job)
-        if next(r for r in data["steps"] if r["name"] == "restore")["status"] == "running":
+        # killed once every service it stopped is down: those that do not use the database
+        # finish their stop beside the restore step (steps.stop_services)
+        if next(r for r in data["steps"] if r["name"] == "restore")["status"] == "running" and not any(
+                s.running for s in Stack(stack.client, stack.project).services() if s.name in data["facts"]["was_running"]):
             break
         assert data["status"] not in jobs.FINAL, data.get("message")
         time.sleep(0.1)

@@ -29,7 +29,7 @@ async def test_rolling_back_a_finished_restore_needs_the_typed_name(tmp_path, mo
     write_state(settings, data)
     spawned = []
     # the runner itself is exercised against real PostgreSQL in test_restore_integrity.py
-    monkeypatch.setattr(jobs, "spawn", lambda s, job_id, action="run": spawned.append((job_id, action)) or 1)
+    monkeypatch.setattr(jobs, "spawn", lambda s, job_id, action="run", fork=False: spawned.append((job_id, action, fork)) or 1)
     app = make_app(settings)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_restore(pilot)
@@ -53,7 +53,7 @@ async def test_rolling_back_a_finished_restore_needs_the_typed_name(tmp_path, mo
         await pilot.press(*"fovea")
         assert not pilot.app.screen.query_one("#confirm", Button).disabled
         await pilot.press("enter")
-        await wait_for(pilot, lambda: spawned == [(JOB, "rollback")])
+        await wait_for(pilot, lambda: spawned == [(JOB, "rollback", False)])
     marked = jobs.read_state(jobs.jobs_dir(settings), JOB)["rollback"]
     assert marked["after_success"] is True and "2 h 5 min" in marked["reason"]
 
