@@ -366,7 +366,8 @@ def test_docker_mode_loads_over_several_sessions(stack, tmp_path):
         expected = open_database(settings).table_rows()
         stack.psql("CREATE TABLE restore_marker (id int); DELETE FROM filler WHERE i < 100;")
         config = save_settings(settings, tmp_path / "fovea-tui.toml")
-        proc = run_cli(["--config", str(config), "restore", dump.name, "--yes", "--json"], timeout=300)
+        proc = run_cli(["--config", str(config), "restore", dump.name, "--yes", "--skip-migrate", "--json"],
+                       timeout=300)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         result = json.loads(proc.stdout)
         log = Path(result["log"]).read_text()

@@ -292,12 +292,14 @@ class Session:
 
     def send(self, data: bytes, dump_line: int | None = None) -> None:
         """Queue `data` (whole lines); `dump_line` is the dump's line of its first line."""
-        self.send_parts((data,), data.count(b"\n"), dump_line)
+        self.send_parts((data,), data.count(b"\n"), () if dump_line is None else ((0, dump_line),))
 
-    def send_parts(self, parts: tuple[bytes | memoryview, ...], lines: int, dump_line: int | None = None) -> None:
-        """Queue `parts`, written in order: `lines` lines, the first the dump's `dump_line`."""
-        if dump_line is not None:
-            self.starts.append(self.lines + 1)
+    def send_parts(self, parts: tuple[bytes | memoryview, ...], lines: int,
+                   marks: tuple[tuple[int, int], ...] = ()) -> None:
+        """Queue `parts`, written in order, `lines` lines; each mark (n, line): its n-th line
+        (from 0) is the dump's `line`, and so on from there."""
+        for offset, dump_line in marks:
+            self.starts.append(self.lines + 1 + offset)
             self.dump_lines.append(dump_line)
         self.lines += lines
         self.queued += sum(len(part) for part in parts)
@@ -367,6 +369,7 @@ class Loader:
 
     def put(self, session: Session, item) -> None:
         while True:
+            self.ctx.cancel.check()
             self.check()
             try:
                 session.pending.put(item, timeout=0.1)
@@ -567,8 +570,8 @@ class Dealer(StreamInspector):
         count = self._rows - self._dealt  # the inspector's rows so far, all of them whole here
         session = min(self.data, key=lambda s: s.waiting)
         session.rows_before.append((session.lines + 1, self._dealt, self._row_line))
-        session.send(self._header, self._block_line)
-        session.send_parts((*self._pieces, b"\\.\n"), count + 1, self._row_line)
+        session.send_parts((self._header, *self._pieces, b"\\.\n"), count + 2,
+                           ((0, self._block_line), (1, self._row_line)))
         self.table_bytes[self._copy_table] = self.table_bytes.get(self._copy_table, 0) + self._piece_bytes
         self._pieces, self._piece_bytes = [], 0
         self._row_line += count
@@ -628,11 +631,13 @@ def load_dump(ctx, path: Path, database: str) -> str:
 def _load_parallel(ctx, path: Path, database: str) -> str:
     total = path.stat().st_size
     loader = Loader(ctx, database, sessions())
-    t0 = time.monotonic()
     took: list[str] = []
+    since = [time.monotonic()]
 
     def lap(what: str) -> None:
-        took.append(f"{what} {time.monotonic() - t0:.1f} s")
+        now = time.monotonic()
+        took.append(f"{what} {now - since[0]:.1f} s")
+        since[0] = now
 
     try:
         predata = loader.spawn("schema (pre-data)", 0)
@@ -663,7 +668,7 @@ def _load_parallel(ctx, path: Path, database: str) -> str:
         post = [loader.spawn("indexes and keys (post-data)", i, single_transaction=False) for i in range(len(plans))]
         tail = loader.spawn("rest of post-data", 0)
         loader.await_all(data)
-        lap("rows")
+        lap("schema and rows")
         for session, plan in zip(post, plans, strict=True):
             if dealer.restrict is not None:
                 session.send(dealer.restrict.text, dealer.restrict.line)
