@@ -7,7 +7,8 @@ in docker mode (the compose-labelled test stack of tests/support/teststack.py).
 
   runbook   dropdb; createdb; gunzip -c DUMP | psql       (docker: the runbook's `compose exec -T`
             lines, with every service but postgres stopped before and started after, until the
-            backend's health URL answers 200 again)
+            backend's health URL answers 200 again; and, as the runbook says for a dump older
+            than the backend image, its one-off `prisma migrate deploy` before the start)
   fovea     fovea-tui restore DUMP --yes                  (a fresh process; "result" is when the
             result is printed, i.e. the install is back; "exit" includes the renamed database's
             safety dump written after it)
@@ -109,6 +110,18 @@ class Docker(Target):
     def psql(self, sql: str) -> None:
         self.stack.psql(sql)
 
+    def _behind_the_image(self, dump: Path) -> bool:
+        """Does the dump lack a migration the backend image bundles (the runbook then migrates)?"""
+        import json
+
+        from fovea_tui.engine.infra.stack import Stack
+
+        if not hasattr(self, "one_off"):
+            self.one_off = Stack.connect(self.stack.project)
+        manifest = json.loads(dump.with_name(dump.name + ".manifest.json").read_text())
+        bundled = {p.parent.name for p in (self.stack.app_dir / "prisma" / "migrations").glob("*/migration.sql")}
+        return not bundled <= set(manifest.get("prisma_migrations") or [])
+
     def _exec(self, *cmd: str, stdin=None) -> None:
         subprocess.run(["docker", "exec", "-i", self.stack.container_name("postgres"), *cmd], check=True,
                        stdin=stdin, stdout=subprocess.DEVNULL)
@@ -124,6 +137,12 @@ class Docker(Target):
         self._exec("psql", "-q", "-U", "fovea", "fovea", stdin=gunzip.stdout)
         gunzip.wait()
         t2 = time.perf_counter()
+        if self._behind_the_image(dump):
+            # the runbook: "After a restore from a backup taken on an older release, run docker
+            # compose run --rm backend npx prisma migrate deploy" (the SDK's one-off, as compose's)
+            code, out = self.one_off.run_one_off("backend", list(self.stack.migrate_command))
+            if code != 0:
+                raise SystemExit(f"the runbook's migrate failed ({code}): {out[-500:]}")
         subprocess.run(["docker", "start", *names], check=True, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
@@ -169,6 +188,7 @@ def fovea_restore(target: Target, dump: Path, *, fail_verify: bool = False) -> d
     out = {"result_s": result_s, "exit_s": exit_s, "status": report["status"],
            "restore_s": steps["restore"]["duration_s"] or 0.0,
            "safety": steps["safety_dump"]["detail"].split(":")[0].split(" (")[0]}
+    out["steps"] = {n: round(s.get("duration_s") or 0.0, 2) for n, s in steps.items()}
     if fail_verify:
         out["rollback_db_s"] = sum((steps[n].get("undo") or {}).get("duration_s") or 0.0 for n in ("restore", "prepare"))
         out["rollback_s"] = sum((s.get("undo") or {}).get("duration_s") or 0.0 for s in report["steps"])
@@ -210,6 +230,7 @@ def bench(target: Target, dump: Path, scale: int) -> list[tuple[str, bool]]:
         print(f"  round {i + 1}: runbook {rb_total:.2f} s (pipe {rb_pipe:.2f} s); fovea result {fv['result_s']:.2f} s, "
               f"exit {fv['exit_s']:.2f} s, restore step {fv['restore_s']:.2f} s ({fv['safety']}); rollback of the "
               f"database {rb['rollback_db_s']:.2f} s (whole rollback {rb['rollback_s']:.2f} s)", flush=True)
+        print("    steps: " + ", ".join(f"{n} {d:.2f}" for n, d in fv["steps"].items()), flush=True)
     med = {k: statistics.median(v) for k, v in ratios.items()}
     rb_med = statistics.median(x[0] for x in seen["runbook"])
     fv_med = statistics.median(x["result_s"] for x in seen["fovea"])

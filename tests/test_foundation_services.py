@@ -44,12 +44,14 @@ def test_docker_mode_database(stack, tmp_path):
     settings = stack.settings(tmp_path)
     db = open_database(settings)
     assert db.ping().startswith("16")
-    assert db.server_major() == 16
+    facts = db.server_facts()
+    assert facts.major == 16 and "vector" in facts.extensions and "fovea" in facts.databases
+    assert facts.size == int(stack.psql("SELECT pg_database_size('fovea')")) and facts.data_directory
     rows = db.table_rows()
     assert rows["videos"] == int(stack.psql("SELECT count(*) FROM videos"))
     assert rows["annotations"] > 0
     assert db.applied_migrations() == stack.applied_migrations
-    assert "vector" in db.available_extensions()
+    assert db.applied_migrations(database="postgres") == []  # no _prisma_migrations there
     proc = db.dump()
     data = b"".join(iter(proc.read, b""))
     assert proc.wait() == 0
@@ -141,7 +143,7 @@ def test_direct_mode_with_special_characters_in_the_password(fresh_direct_db, tm
     settings = direct_settings(tmp_path, fresh_direct_db)
     db = open_database(settings)
     assert isinstance(db, DirectDatabase)
-    assert db.server_major() == 16
+    assert db.server_facts().major == 16
     assert db.table_rows()["users"] >= 1
     assert fresh_direct_db.password not in db.describe()
 

@@ -104,6 +104,37 @@ def test_restore_renames_aside_then_dumps_and_drops_the_copy(marked):
         assert f"CREATE TABLE public.{MARKER}" in fh.read()
 
 
+def test_the_new_database_takes_the_old_ones_owner_encoding_and_locale(direct):  # noqa: F811 - fixture by name
+    """The CREATE that follows the rename reads the renamed database's settings on the server
+    (one round trip): a LATIN1 database owned by another role gets a LATIN1 twin with that owner
+    (from template0, since template1 differs), a hostile name is quoted, and a database like
+    template1 is created plainly."""
+    from fovea_tui.engine.infra.database import open_database
+
+    settings, _config, _backup, db = direct
+    server = open_database(settings)
+    odd, twin, plain_twin = 'latin "one"; x', 'twin "of" it', "plain_twin"
+    role = "fovea_owner_" + db.name[-6:]
+    q = '"' + odd.replace('"', '""') + '"'
+    db.cluster.psql(f"CREATE ROLE {role}; CREATE DATABASE {q} OWNER {role} TEMPLATE template0 ENCODING 'LATIN1' "
+                    "LC_COLLATE 'C' LC_CTYPE 'C';", "postgres")
+    try:
+        server.psql(server.create_like_script(twin, odd), database="postgres")
+        server.psql(server.create_like_script(plain_twin, "template1"), database="postgres")
+
+        def described(name: str) -> str:
+            lit = "'" + name.replace("'", "''") + "'"
+            return db.cluster.psql("SELECT pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype "
+                                   f"FROM pg_database WHERE datname = {lit};", "postgres").strip()
+
+        assert described(twin) == described(odd) == f"{role}|LATIN1|C|C"
+        assert described(plain_twin).split("|")[1:] == described("template1").split("|")[1:]
+    finally:
+        for name in (twin, plain_twin, odd):
+            db.cluster.psql('DROP DATABASE IF EXISTS "' + name.replace('"', '""') + '";', "postgres")
+        db.cluster.psql(f"DROP ROLE IF EXISTS {role};", "postgres")
+
+
 def test_a_failed_restore_is_rolled_back_by_renaming_back(marked):
     settings, config, backup, db = marked
     broken = settings.backups_dir / "fovea-20200101T000000Z.sql.gz"

@@ -41,16 +41,27 @@ class Events:
         self.thread.start()
 
     def _read(self) -> None:
+        commands: dict[str, str] = {}  # exec id -> its command line
         try:
             for e in self.stream:
                 what = e.get("status") or e.get("Action", "")
+                attributes = e["Actor"]["Attributes"]
+                service, at = attributes.get("com.docker.compose.service", ""), e["timeNano"] / 1e9
                 if what in ("start", "health_status: healthy"):
-                    service = e["Actor"]["Attributes"]["com.docker.compose.service"]
-                    self.found.append((e["timeNano"] / 1e9, service, "start" if what == "start" else "healthy"))
+                    self.found.append((at, service, "start" if what == "start" else "healthy"))
+                elif what.startswith("exec_create: "):
+                    commands[attributes.get("execID", "")] = what.removeprefix("exec_create: ")
+                elif what == "exec_die" and attributes.get("exitCode") == "0":
+                    # a healthcheck test that passed, run by Docker or by the start itself
+                    self.found.append((at, service, "passed: " + commands.get(attributes.get("execID", ""), "")))
         except Exception:  # noqa: BLE001 - the stream closed under the reader: the test is done with it
             return
 
-    def close(self) -> list[tuple[float, str, str]]:
+    def close(self, until: tuple[str, str] | None = None, timeout: float = 30) -> list[tuple[float, str, str]]:
+        """The events seen; with `until` (service, what), once that one has come too."""
+        deadline = time.monotonic() + timeout
+        while until and not any((s, w) == until for _, s, w in self.found) and time.monotonic() < deadline:
+            time.sleep(0.1)
         time.sleep(1)  # the last events reach the reader
         self.stream.close()
         return sorted(self.found)
@@ -81,17 +92,23 @@ def test_stop_is_parallel_and_each_service_gets_its_own_grace(stack):
 
 
 def test_start_follows_the_depends_on_conditions(stack):
-    """backend (postgres and redis `service_healthy`) starts only once redis is healthy; the
+    """backend (postgres and redis `service_healthy`) starts only once redis is healthy (its
+    healthcheck test passed: run by Docker, or by the start, which does not wait for Docker's
+    next probe); the
     frontend (backend `service_started`) right after the backend, before it is healthy; the
     model service, which depends on nothing, at once; the call returns with the backend
-    (the database client) healthy and says what it waited for."""
+    (the database client) answering and says what it waited for."""
     engine_stack = Stack(stack.client, stack.project)
     engine_stack.stop(SERVICES)
     seen: list[list[str]] = []
     watch = Events(stack)
     report = engine_stack.start(SERVICES, must_run=["backend"], on_wait=seen.append)
-    found = watch.close()
-    assert first(found, "backend", "start") > first(found, "redis", "healthy")
+    assert stack.health()[0] == 200  # its own healthcheck passed: the backend answers
+    found = watch.close(until=("backend", "healthy"))
+    redis_started = first(found, "redis", "start")
+    redis_answered = next(t for t, s, w in found if s == "redis" and t > redis_started
+                          and w.startswith("passed: ") and "redis-cli" in w and w.endswith(" ping"))
+    assert first(found, "backend", "start") > redis_answered  # its healthcheck test passed first
     # the model service waits for nobody: started with redis, before the backend
     assert abs(first(found, "model-service", "start") - first(found, "redis", "start")) < 1.0
     assert first(found, "model-service", "start") < first(found, "backend", "start")
@@ -116,6 +133,31 @@ def test_a_database_client_that_never_comes_up_is_not_waited_for_forever(stack):
         with pytest.raises(OperationFailed, match="service backend exited with code 3"):
             engine_stack.start(["backend", "frontend"], must_run=["backend"])
         assert not running(stack, "frontend")
+
+
+@pytest.mark.timeout(300)
+def test_a_backend_up_in_a_second_is_not_waited_for_until_dockers_next_probe(stack, restore_setup):
+    """Fovea's compose file probes the backend every 30 s (start period 40 s): Docker says
+    "healthy" half a minute after a start, however soon the backend answers. The start runs
+    the backend's own healthcheck test itself, so the restore is back as soon as the backend
+    answers, while Docker still says "starting", and the backend is not reported as still starting."""
+    settings, config, dump = restore_setup
+    spec = stack._specs["backend"]["healthcheck"]
+    fovea_timing = healthcheck(spec["test"], interval=30, retries=3, start_period=40, timeout=10)
+    with stack.changed("backend", healthcheck=fovea_timing):
+        stack.wait_healthy(["backend"], timeout=120)  # as an install running before the restore
+        proc = run_cli(["--config", str(config), "restore", dump.name, "--yes", "--json"])
+        assert proc.returncode == 0, proc.stderr + proc.stdout
+        backend_health = stack.health_status("backend")
+        assert stack.health()[0] == 200
+    result = json.loads(proc.stdout)
+    start = next(s for s in result["steps"] if s["name"] == "start")
+    assert start["status"] == "ok" and start["duration_s"] < 25, start
+    assert backend_health == "starting"  # Docker has not probed it yet: the start's own run decided
+    assert result["status"] == "ok" and result["services_not_up"] == []
+    assert [s["service"] for s in result["still_starting"]] == ["model-service"]  # the slow one, as ever
+    verify = next(s for s in result["steps"] if s["name"] == "verify")
+    assert verify["status"] == "ok"
 
 
 @pytest.mark.timeout(300)

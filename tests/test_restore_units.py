@@ -6,17 +6,20 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from support.backup_history import History, make_settings
 
 from fovea_tui.engine import restore as engine
 from fovea_tui.engine.infra import jobs
+from fovea_tui.engine.infra.stores import safe_relative_key
 from fovea_tui.engine.restore.context import RestoreContext
 from fovea_tui.engine.restore.preflight import read_dump_head, tables_touched
 from fovea_tui.engine.restore.steps import ChooseDump, Confirm
-from fovea_tui.engine.restore.verify import video_file
+from fovea_tui.engine.volume.storage import VolumeFiles, video_key
 from fovea_tui.errors import Cancelled, SafetyRefusal
 
 REPO = Path(__file__).resolve().parent.parent
@@ -105,11 +108,59 @@ def test_dump_head_and_migration_tables(tmp_path):
     assert tables_touched(sql) == ["claims", "videos"]
 
 
-def test_video_paths_map_to_the_volume(tmp_path):
-    assert video_file("/videos/a/b.mp4", "b.mp4", "/videos", tmp_path) == tmp_path / "a" / "b.mp4"
-    assert video_file("a/b.mp4", "b.mp4", "/videos", tmp_path) == tmp_path / "a" / "b.mp4"
-    assert video_file("/elsewhere/b.mp4", "b.mp4", "/videos", tmp_path) == tmp_path / "b.mp4"
-    assert video_file("", "b.mp4", "/videos", tmp_path) == tmp_path / "b.mp4"
+def _pathlib_key(row_path: str, filename: str, storage_path: str) -> str:
+    """The reference: a row's key as pathlib computes it (video_key skips pathlib for plain paths)."""
+    storage = PurePosixPath(storage_path or "/videos")
+    p = PurePosixPath(row_path) if row_path else None
+    if p is not None and p.is_absolute():
+        try:
+            return p.relative_to(storage).as_posix()
+        except ValueError:
+            return filename or p.name
+    if p is not None and str(p) not in ("", "."):
+        return p.as_posix()
+    return filename
+
+
+def test_video_paths_map_to_keys():
+    assert video_key("/videos/a/b.mp4", "b.mp4", "/videos") == "a/b.mp4"
+    assert video_key("a/b.mp4", "b.mp4", "/videos") == "a/b.mp4"
+    assert video_key("/elsewhere/b.mp4", "b.mp4", "/videos") == "b.mp4"
+    assert video_key("", "b.mp4", "/videos") == "b.mp4"
+    assert video_key("/videos//a/./b.mp4", "b.mp4", "/videos/") == "a/b.mp4"
+    assert video_key("/videos/../etc/passwd", "x", "/videos") == "../etc/passwd"  # kept: refused where used
+
+
+_PARTS = st.sampled_from(["videos", "a", "b.mp4", "", ".", "..", "c:", "x\\y", "é", "sp ace"])
+
+
+@given(row=st.lists(_PARTS, max_size=5), absolute=st.booleans(), filename=st.sampled_from(["", "f.mp4", "b.mp4"]),
+       storage=st.sampled_from(["/videos", "/videos/", "/videos/a", "/", "", "/data//videos"]))
+def test_video_key_is_what_pathlib_gives(row, absolute, filename, storage):
+    row_path = ("/" if absolute else "") + "/".join(row)
+    assert video_key(row_path, filename, storage) == _pathlib_key(row_path, filename, storage)
+
+
+def test_volume_files_answer_as_a_stat_per_file_would(tmp_path):
+    """VolumeFiles lists each directory once instead of a stat per row; its answers must be
+    those of `safe_relative_key(key) and (volume / key).is_file()`, hostile keys included."""
+    volume = tmp_path / "videos"
+    (volume / "a" / "deep").mkdir(parents=True)
+    for name in ("top.mp4", "a/in-a.mp4", "a/deep/d.mp4", "a/deep/..x", "sp ace.mp4"):
+        (volume / name).write_bytes(b"v")
+    (volume / "dir.mp4").mkdir()                                   # a directory is no video file
+    (volume / "link.mp4").symlink_to(volume / "top.mp4")           # a link to a file counts, as is_file says
+    (volume / "dangling.mp4").symlink_to(volume / "gone.mp4")
+    (tmp_path / "outside.mp4").write_bytes(b"o")
+    (volume / "a" / "up").symlink_to(tmp_path)                     # a linked directory is followed, as a stat would
+    keys = ["top.mp4", "a/in-a.mp4", "a/deep/d.mp4", "a/deep/..x", "sp ace.mp4", "dir.mp4", "link.mp4",
+            "dangling.mp4", "missing.mp4", "a/missing.mp4", "nodir/x.mp4", "../outside.mp4", "a/../top.mp4",
+            "/etc/passwd", "a//in-a.mp4", "./top.mp4", "a/./in-a.mp4", "a/", "a\\in-a.mp4", "top.mp4\x00",
+            "c:/top.mp4", "a/up/outside.mp4", ""]
+    files = VolumeFiles(volume)
+    for key in keys:
+        expected = bool(key) and safe_relative_key(key) is not None and (volume / key).is_file()
+        assert files.holds(key) is expected, key
 
 
 def _cli(args, tmp_path):

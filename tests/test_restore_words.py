@@ -109,7 +109,7 @@ def test_the_typed_name_follows_the_prompt_on_a_terminal(direct):  # noqa: F811 
 
     settings, config, _small, db = direct
     # a dump big enough that its pre-flight read draws the bar before the question
-    db.psql("CREATE TABLE ballast AS SELECT g AS id, md5(g::text) AS t FROM generate_series(1, 1500000) g;")
+    db.psql("CREATE TABLE ballast AS SELECT g AS id, md5(g::text) AS t FROM generate_series(1, 4000000) g;")
     dump = run_backup(settings, offsite=False).path
     master, slave = os.openpty()
     os.set_blocking(master, True)

@@ -15,7 +15,10 @@ def test_depends_on_label_as_compose_writes_it():
 
 def test_healthcheck_fields_left_at_zero_take_dockers_defaults():
     check = Healthcheck.from_config({"Test": ["CMD", "true"], "Interval": 0, "Retries": 0})
-    assert check == Healthcheck(interval=30.0, timeout=30.0, retries=3, start_period=0.0)
+    assert check == Healthcheck(interval=30.0, timeout=30.0, retries=3, start_period=0.0, test=("CMD", "true"))
+    assert check.argv == ["true"]
+    shell = Healthcheck.from_config({"Test": ["CMD-SHELL", "curl -f http://localhost:3001/api/health || exit 1"]})
+    assert shell is not None and shell.argv == ["/bin/sh", "-c", "curl -f http://localhost:3001/api/health || exit 1"]
     assert Healthcheck.from_config({"Test": ["NONE"]}) is None
     assert Healthcheck.from_config(None) is None
 

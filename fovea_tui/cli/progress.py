@@ -5,22 +5,14 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+from typing import TYPE_CHECKING
 
 from fovea_tui import formatting, masking
 from fovea_tui.engine.progress import ProgressEvent
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
 
 
 class StderrProgress:
@@ -29,7 +21,7 @@ class StderrProgress:
     def __init__(self, enabled: bool = True, interval: float = 5.0, *,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.enabled = enabled
-        self.console = Console(stderr=True)
+        self.console: Console | None = None  # rich's, made with the first bar
         self.interactive = enabled and sys.stderr.isatty()
         self._interval = interval
         self._clock = clock
@@ -55,12 +47,27 @@ class StderrProgress:
 
     def _bar(self, unit: str) -> Progress:
         if self._progress is None:
+            # rich only for a terminal's bar: cron and scripts (and a restore's recovery time)
+            # do not wait for its import
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
             columns = [TextColumn("{task.description}"), BarColumn()]
             if unit == "bytes":
                 columns += [DownloadColumn(), TransferSpeedColumn()]
             else:
                 columns += [MofNCompleteColumn()]
             columns += [TimeElapsedColumn(), TimeRemainingColumn()]
+            self.console = self.console or Console(stderr=True)
             self._progress = Progress(*columns, console=self.console, transient=False)
             self._progress.start()
         return self._progress

@@ -265,17 +265,17 @@ def run(args, ctx: CliContext) -> int:
         jobs.load_state(settings, job_id)  # a clear error for an unknown job
     elif args.resume:
         job_id = engine.resume_restore(settings, args.resume, confirmed=args.yes,
-                                       allow_missing_videos=args.allow_missing_videos)
+                                       allow_missing_videos=args.allow_missing_videos, fork=True)
         ctx.info(f"resuming restore {job_id}")
     elif args.rollback:
         job_id = engine.rollback_restore(settings, args.rollback, typed=_ask_rollback(ctx, args, interactive),
-                                         force_after_success=args.yes and args.force_after_success)
+                                         force_after_success=args.yes and args.force_after_success, fork=True)
         ctx.info(f"rolling back restore {job_id}")
     else:
         _require_known_dump(settings, args.dump)
         job_id = engine.start_restore(settings, args.dump, confirmed=args.yes, skip_migrate=args.skip_migrate,
                                       no_rollback=args.no_rollback, allow_missing_videos=args.allow_missing_videos,
-                                      accept_mismatch=args.accept_mismatch)
+                                      accept_mismatch=args.accept_mismatch, fork=True)
         ctx.info(f"restore job {job_id} started; it runs on if this terminal goes away "
                  f"(`fovea-tui restore --follow {job_id}`)")
     follower = _Follower(ctx, job_id, yes=args.yes)

@@ -11,12 +11,15 @@ from __future__ import annotations
 import copy
 import glob
 import importlib.util
+import json
 import os
 import re
 import shutil
 import subprocess
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
 
@@ -27,6 +30,17 @@ from fovea_tui.envfile import DatabaseURL, EnvFile
 from fovea_tui.errors import ConfigError, OperationFailed
 
 PG_BIN_ENV = "FOVEA_TUI_PG_BIN"  # a directory holding pg_dump/psql for direct mode
+
+
+@dataclass(frozen=True)
+class ServerFacts:
+    """The server as a restore's pre-flight sees it (`Database.server_facts`)."""
+
+    major: int
+    extensions: frozenset[str]
+    databases: tuple[str, ...]
+    size: int | None             # bytes of the database restored into; None when it does not exist
+    data_directory: str | None   # None when this role may not read it
 
 
 class DatabaseError(OperationFailed):
@@ -97,13 +111,10 @@ def find_client_bin(min_major: int = 0, *, url: DatabaseURL | None = None) -> Pa
         candidates.append(Path(on_path).resolve().parent)
     candidates += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"))]
     candidates += _pgserver_bin()
-    found: list[tuple[tuple[int, ...], Path]] = []
-    for directory in dict.fromkeys(candidates):
-        if not (directory / "pg_dump").exists() or not (directory / "psql").exists():
-            continue
-        version = _version_of(str(directory / "pg_dump"))
-        if version:
-            found.append((version, directory))
+    present = [d for d in dict.fromkeys(candidates) if (d / "pg_dump").exists() and (d / "psql").exists()]
+    with ThreadPoolExecutor(max_workers=max(1, len(present))) as pool:  # each version asked is a process
+        versions = list(pool.map(lambda d: _version_of(str(d / "pg_dump")), present))
+    found = [(version, directory) for version, directory in zip(versions, present, strict=True) if version]
     found.sort(key=lambda item: item[0], reverse=True)
     if not found:
         raise ConfigError(
@@ -194,8 +205,26 @@ class Database(ABC):
         """The server's version string, or DatabaseError saying why it cannot be reached."""
         return self.psql("SELECT current_setting('server_version');")
 
-    def server_major(self) -> int:
-        return int(self.psql("SELECT current_setting('server_version_num');")) // 10000
+    def server_facts(self) -> ServerFacts:
+        """What a restore's pre-flight asks the server, in one round trip (each psql is a
+        process and a login: about 40 ms here, more through docker exec). Asked on the
+        `postgres` database: the one restored may not exist yet."""
+        out = self.psql(
+            "SELECT json_build_object('version_num', current_setting('server_version_num')::int, "
+            "'extensions', (SELECT coalesce(json_agg(name), '[]') FROM pg_available_extensions), "
+            "'databases', (SELECT coalesce(json_agg(datname ORDER BY datname), '[]') FROM pg_database "
+            "WHERE NOT datistemplate), "
+            f"'size', (SELECT pg_database_size(datname) FROM pg_database WHERE datname = {quote_literal(self.name)}), "
+            # pg_settings leaves out what this role may not read (no error, unlike current_setting)
+            "'data_directory', (SELECT setting FROM pg_settings WHERE name = 'data_directory'));",
+            database="postgres")
+        try:
+            found = json.loads(out)
+            return ServerFacts(major=int(found["version_num"]) // 10000, extensions=frozenset(found["extensions"]),
+                               databases=tuple(found["databases"]), size=found["size"],
+                               data_directory=found["data_directory"] or None)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DatabaseError(f"the server on {self.describe()} gave an answer pre-flight cannot read: {exc}") from exc
 
     def dump(self, database: str | None = None) -> ToolProcess:
         """pg_dump in plain SQL format; read() the stream, then wait() and check the code."""
@@ -234,22 +263,18 @@ class Database(ABC):
         return rows
 
     def applied_migrations(self, database: str | None = None) -> list[str]:
-        """Names of Prisma migrations finished and not rolled back, oldest first."""
-        exists = self.psql("SELECT to_regclass('public._prisma_migrations') IS NOT NULL;", database=database)
-        if exists != "t":
-            return []
+        """Names of Prisma migrations finished and not rolled back, oldest first; one round trip
+        (\\gexec: the server writes the query only when the table exists)."""
         out = self.psql(
-            'SELECT migration_name FROM public._prisma_migrations '
-            'WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL ORDER BY finished_at, migration_name;',
+            "SELECT CASE WHEN to_regclass('public._prisma_migrations') IS NULL THEN 'SELECT NULL WHERE false' ELSE "
+            "'SELECT migration_name FROM public._prisma_migrations WHERE finished_at IS NOT NULL AND "
+            "rolled_back_at IS NULL ORDER BY finished_at, migration_name' END \\gexec\n",
             database=database,
         )
         return [line for line in out.splitlines() if line]
 
     def database_size(self, database: str | None = None) -> int:
         return int(self.psql(f"SELECT pg_database_size({quote_literal(database or self.name)});"))
-
-    def available_extensions(self) -> set[str]:
-        return set(self.psql("SELECT name FROM pg_available_extensions;").split())
 
     def databases(self) -> list[str]:
         return self.psql("SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY 1;").split()
@@ -261,38 +286,24 @@ class Database(ABC):
         """End its sessions and drop it, in one round trip."""
         self.psql(_terminate_sql(database) + f"\nDROP DATABASE IF EXISTS {quote_ident(database)};", database="postgres")
 
-    def create_database(self, database: str, owner: str | None = None, *, like: str | None = None) -> None:
-        """CREATE DATABASE; with `like`, with that database's owner, encoding and locale (from
-        template0 when template1's differ)."""
-        if like is None:
-            owner_sql = f" OWNER {quote_ident(owner)}" if owner else ""
-            self.psql(f"CREATE DATABASE {quote_ident(database)}{owner_sql};", database="postgres")
-            return
-        self.psql(self.create_like_sql(database, like, self.database_settings()), database="postgres")
+    def create_database(self, database: str, owner: str | None = None) -> None:
+        owner_sql = f" OWNER {quote_ident(owner)}" if owner else ""
+        self.psql(f"CREATE DATABASE {quote_ident(database)}{owner_sql};", database="postgres")
 
-    def database_settings(self) -> dict[str, list[str]]:
-        """[owner, encoding, collation, ctype] of every database but the templates, and of
-        template1: the names on the server and what `create_like_sql` needs, in one query."""
-        out = self.psql("SELECT datname, pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype "
-                        "FROM pg_database WHERE NOT datistemplate OR datname = 'template1';", database="postgres")
-        found = {}
-        for line in out.splitlines():
-            name, *rest = line.split("|")
-            found[name] = rest
-        return found
-
-    def create_like_sql(self, database: str, like: str, settings: dict[str, list[str]]) -> str:
-        """CREATE DATABASE with the owner, encoding and locale `settings` (database_settings)
-        give `like` (from template0 when template1's differ)."""
-        if like not in settings:
-            raise DatabaseError(f"database {like} is not on {self.describe()}: cannot copy its settings")
-        owner_of, *locale = settings[like]
-        sql = f"CREATE DATABASE {quote_ident(database)} OWNER {quote_ident(owner_of)}"
-        if locale != settings.get("template1", [None])[1:]:
-            encoding, collate, ctype = locale
-            sql += (f" TEMPLATE template0 ENCODING {quote_literal(encoding)} LC_COLLATE {quote_literal(collate)}"
-                    f" LC_CTYPE {quote_literal(ctype)}")
-        return sql + ";"
+    def create_like_script(self, database: str, like: str) -> str:
+        """psql lines creating `database` with `like`'s owner, encoding and locale (from
+        template0 when template1's differ), read on the server as they run (\\gset), so a
+        round trip that renames `like` first can create `database` too."""
+        return ("SELECT pg_get_userbyid(d.datdba) AS owner, pg_encoding_to_char(d.encoding) AS encoding, "
+                "d.datcollate AS collate, d.datctype AS ctype, (d.encoding, d.datcollate, d.datctype) IS DISTINCT "
+                "FROM (t.encoding, t.datcollate, t.datctype) AS own_locale FROM pg_database d, pg_database t "
+                f"WHERE d.datname = {quote_literal(like)} AND t.datname = 'template1' \\gset fovea_like_\n"
+                "\\if :fovea_like_own_locale\n"
+                f"CREATE DATABASE {quote_ident(database)} OWNER :\"fovea_like_owner\" TEMPLATE template0 "
+                "ENCODING :'fovea_like_encoding' LC_COLLATE :'fovea_like_collate' LC_CTYPE :'fovea_like_ctype';\n"
+                "\\else\n"
+                f"CREATE DATABASE {quote_ident(database)} OWNER :\"fovea_like_owner\";\n"
+                "\\endif\n")
 
     def rename_database(self, old: str, new: str, *, drop_first: str | None = None, then: str = "",
                         attempts: int = 50) -> None:
@@ -326,13 +337,6 @@ END $fovea$;
         clone = copy.copy(self)
         clone.name = database
         return clone
-
-    def data_directory(self) -> str | None:
-        """The server's data directory, or None when this role may not read it."""
-        try:
-            return self.psql("SELECT current_setting('data_directory');", database="postgres") or None
-        except DatabaseError:
-            return None
 
 
 def _terminate_sql(database: str) -> str:

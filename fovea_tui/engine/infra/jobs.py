@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import errno
 import fcntl
+import gc
 import importlib
 import json
 import os
@@ -259,43 +260,89 @@ def _url_from_file(source: Path | None) -> str:
         return ""
 
 
-def spawn(settings: Settings, job_id: str, action: str = "run") -> int:
-    """Start the runner for `job_id` in a new session, detached from this terminal; its pid."""
+def spawn(settings: Settings, job_id: str, action: str = "run", *, fork: bool = False) -> int:
+    """Start the runner for `job_id` in a new session, detached from this terminal; its pid.
+
+    With `fork`, the runner is a fork of this process, which has the engine imported already
+    (a fresh interpreter takes a quarter of a second to import it: time the application is
+    down during a restore). Only a process without threads may fork (the CLI; the TUI has
+    threads, and a thread's lock held at the fork would stay held in the child): otherwise,
+    and without `fork`, the runner is a fresh interpreter."""
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
     directory = jobs_dir(settings)
     if is_alive(directory, job_id):
         raise SafetyRefusal(f"job {job_id} is already running")
+    url = settings.database.url if settings.database.url and _url_from_file(settings.source) != settings.database.url \
+        else None  # in memory only: never in the state file
+    # The runner's raw output (tracebacks, a tool's stderr) may name what it read: 0600.
+    log_fd = os.open(directory / f"{job_id}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        if fork and threading.active_count() == 1:
+            pid = _fork_runner(directory, job_id, action, log_fd, url)
+            reap: Callable[[], object] = lambda: os.waitpid(pid, 0)  # noqa: E731
+        else:
+            proc = _exec_runner(directory, job_id, action, log_fd, url)
+            pid, reap = proc.pid, proc.wait
+    finally:
+        os.close(log_fd)
+    # Wait (briefly) until the runner holds the lock, so `is_alive` is true when we return.
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if is_alive(directory, job_id) or _exited(pid):
+            break
+        time.sleep(0.005)
+    threading.Thread(target=reap, daemon=True).start()  # collected when it ends: never a zombie
+    return pid
+
+
+def _exec_runner(directory: Path, job_id: str, action: str, log_fd: int, url: str | None) -> subprocess.Popen:
     # The runner imports the same fovea_tui as this process, wherever that was found.
     package_root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
     env.pop(URL_ENV, None)
-    if settings.database.url and _url_from_file(settings.source) != settings.database.url:
-        env[URL_ENV] = settings.database.url  # in memory only: never in the state file
-    # The runner's raw output (tracebacks, a tool's stderr) may name what it read: 0600.
-    log = os.fdopen(os.open(directory / f"{job_id}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
+    if url:
+        env[URL_ENV] = url
+    return subprocess.Popen(
+        [sys.executable, "-m", "fovea_tui.engine.infra.jobs", action, job_id, "--jobs-dir", str(directory)],
+        stdin=subprocess.DEVNULL, stdout=log_fd, stderr=subprocess.STDOUT,
+        start_new_session=True, close_fds=True, env=env, cwd="/",
+    )
+
+
+def _fork_runner(directory: Path, job_id: str, action: str, log_fd: int, url: str | None) -> int:
+    """The runner as a child of this process: a new session, stdin from /dev/null, stdout and
+    stderr to the job's log, then the runner's own `main`; it never returns to the caller."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    gc.collect()  # no garbage file object left to close, in the child, a descriptor it reuses
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
     try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "fovea_tui.engine.infra.jobs", action, job_id, "--jobs-dir", str(directory)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, close_fds=True, env=env, cwd="/",
-        )
+        os.setsid()
+        os.chdir("/")
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # as close_fds does for the exec'd runner
+        os.environ.pop(URL_ENV, None)
+        if url:
+            os.environ[URL_ENV] = url
+        code = main([action, job_id, "--jobs-dir", str(directory)])
     finally:
-        log.close()
-    # Wait (briefly) until the runner holds the lock, so `is_alive` is true when we return.
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if is_alive(directory, job_id) or proc.poll() is not None:
-            break
-        time.sleep(0.02)
-    _reap_later(proc)
-    return proc.pid
+        os._exit(code)  # never the caller's atexit handlers, buffers or finally blocks
 
 
-def _reap_later(proc: subprocess.Popen) -> None:
-    """Collect the runner's exit status when it ends so it never lingers as a zombie."""
-    threading.Thread(target=proc.wait, daemon=True).start()
+def _exited(pid: int) -> bool:
+    """Has this child ended (without collecting it: the reaper thread does)?"""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
 
 
 def write_control(settings: Settings, job_id: str, name: str, value: str = "") -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +37,7 @@ DOCKER_HEALTH_RETRIES = 3
 # A service without a healthcheck counts as up once it has stayed running this long.
 SETTLE_S = 3.0
 POLL_S = 0.25
+PROBE_EVERY_S = 0.5  # how often a start runs a starting service's healthcheck itself
 
 #: Called with one line per service being waited for ("backend: stopping, SIGKILL in 7 s").
 WaitCallback = Callable[[list[str]], None]
@@ -89,6 +91,14 @@ class Healthcheck:
     timeout: float
     retries: int
     start_period: float
+    test: tuple[str, ...] = ()   # Docker's Test: ("CMD", argv...) or ("CMD-SHELL", "a command")
+
+    @property
+    def argv(self) -> list[str]:
+        """The test as a command to exec in the container."""
+        if self.test[:1] == ("CMD-SHELL",):
+            return ["/bin/sh", "-c", " ".join(self.test[1:])]
+        return list(self.test[1:])
 
     @classmethod
     def from_config(cls, config: dict | None) -> Healthcheck | None:
@@ -98,7 +108,8 @@ class Healthcheck:
             return None
         values = {k: (config.get(k) or 0) / 1e9 or default for k, default in DOCKER_HEALTH_DEFAULTS.items()}
         return cls(interval=values["Interval"], timeout=values["Timeout"],
-                   retries=int(config.get("Retries") or DOCKER_HEALTH_RETRIES), start_period=values["StartPeriod"])
+                   retries=int(config.get("Retries") or DOCKER_HEALTH_RETRIES), start_period=values["StartPeriod"],
+                   test=tuple(test))
 
     @property
     def verdict_s(self) -> float:
@@ -358,6 +369,7 @@ class Stack:
         started_at: dict[str, float] = {}
         gave_up: set[str] = set()          # started, but not healthy in the time its healthcheck allows
         blocked: dict[str, str] = {}
+        probes = _Probes(self)              # healthchecks run by us, not only every interval by Docker
         t0 = time.monotonic()
 
         def budget(svc: Service) -> float:
@@ -379,7 +391,8 @@ class Stack:
             if not svc.running:
                 return None if svc.name in todo else False  # stopped, and not ours to start
             if condition == "service_healthy" and svc.healthcheck is not None:
-                return {"healthy": True, "unhealthy": False}.get(svc.health)
+                verdict = {"healthy": True, "unhealthy": False}.get(svc.health)
+                return True if verdict is None and svc.name in probes.passed else verdict
             return True
 
         while True:
@@ -433,6 +446,7 @@ class Stack:
                     pending = True
                     continue
                 pending = True
+                probes.ask(svc)
                 waits.append(f"{name}: starting, " + _expected(svc, now - started_at[name]))
             if not pending and not waiting:
                 break
@@ -453,12 +467,22 @@ class Stack:
                 report.not_up.append({"service": name, "detail": f"exited (code {svc.exit_code}) after starting"})
             elif svc.health == "unhealthy" and name not in required:
                 report.not_up.append({"service": name, "detail": "declared unhealthy by Docker"})
-            elif svc.health == "starting" and svc.healthcheck is not None:
+            elif svc.health == "starting" and svc.healthcheck is not None and name not in probes.passed:
                 age = _age(svc.started_at) if svc.started_at else elapsed
                 report.still_starting.append({"service": name,
                                               "expected_s": max(1, math.ceil(svc.healthcheck.verdict_s - age)),
                                               "detail": "still starting: " + _expected(svc, age)})
         return report
+
+    def run_healthcheck(self, svc: Service) -> bool:
+        """Run the service's own healthcheck test in it now: does it pass?"""
+        if svc.healthcheck is None or not svc.healthcheck.argv:
+            return False
+        try:
+            code, _, _ = self.exec(svc.name, svc.healthcheck.argv)
+        except Exception:  # noqa: BLE001 - not running yet, an SDK or socket error: no verdict from
+            return False   # this run; Docker's own probes still decide, and only they say unhealthy
+        return code == 0
 
     def _start_together(self, services: list[Service]) -> None:
         """`docker start` for services whose conditions hold, all at once."""
@@ -490,11 +514,23 @@ class Stack:
 
     def exec_stream(self, service: str, argv: Sequence[str], *, stdin: bool = False,
                     env: dict[str, str] | None = None) -> DockerExecProcess:
-        svc = self.service(service)
-        if not svc.running:
-            raise OperationFailed(f"service {service} is not running (state {svc.state})",
+        container_id, state = self._container_of(service)
+        if state != "running":
+            raise OperationFailed(f"service {service} is not running (state {state})",
                                   hint="start the stack, or the service, and try again")
-        return DockerExecProcess(self.client.api, svc.container_id, argv, stdin=stdin, env=env)
+        return DockerExecProcess(self.client.api, container_id, argv, stdin=stdin, env=env)
+
+    def _container_of(self, service: str) -> tuple[str, str]:
+        """(container id, state) of a service, as `service()` picks it, from one listing of the
+        service's containers without inspecting each: an exec needs no more."""
+        listed = self.client.api.containers(
+            all=True, filters={"label": [f"{PROJECT_LABEL}={self.project}", f"{SERVICE_LABEL}={service}"]})
+        mine = [c for c in listed if (c.get("Labels") or {}).get(ONEOFF_LABEL, "False") != "True"]
+        if not mine:
+            svc = self.service(service)  # raises the words for a missing project or service
+            return svc.container_id, svc.state
+        first = next((c for c in mine if (c.get("Labels") or {}).get(NUMBER_LABEL, "1") == "1"), mine[-1])
+        return first["Id"], first.get("State", "")
 
     def exec(self, service: str, argv: Sequence[str], *, input: bytes | None = None,
              env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -602,6 +638,38 @@ class Stack:
             stream.close()
 
 
+class _Probes:
+    """A start's own runs of healthchecks. Docker runs a service's test once per interval
+    (Fovea's backend: every 30 s), so a service healthy a second after its start waits half a
+    minute for Docker to say so, and the application with it. The start runs the same test
+    itself, in a thread, at most every PROBE_EVERY_S; a pass counts as healthy. Only Docker
+    declares a service unhealthy: a failed run here decides nothing."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.passed: set[str] = set()
+        self._last: dict[str, float] = {}
+        self._running: set[str] = set()
+        self._lock = threading.Lock()
+
+    def ask(self, svc: Service) -> None:
+        with self._lock:
+            if (svc.name in self.passed or svc.name in self._running or svc.healthcheck is None
+                    or time.monotonic() - self._last.get(svc.name, float("-inf")) < PROBE_EVERY_S):
+                return
+            self._running.add(svc.name)
+            self._last[svc.name] = time.monotonic()
+        # a daemon: a test that hangs must not keep the runner from ending
+        threading.Thread(target=self._run, args=(svc,), daemon=True, name=f"probe-{svc.name}").start()
+
+    def _run(self, svc: Service) -> None:
+        ok = self.stack.run_healthcheck(svc)
+        with self._lock:
+            self._running.discard(svc.name)
+            if ok:
+                self.passed.add(svc.name)
+
+
 def _expected(svc: Service, age: float) -> str:
     """When a starting service's health is due, from its own healthcheck timing."""
     if svc.healthcheck is None:
@@ -639,17 +707,27 @@ def _mount_from(m: dict):
 
 def redis_queue_counts(stack: Stack, service: str = "redis", port: str = "",
                        queues: Sequence[str] = ("video-summarization", "claim-extraction", "claim-synthesis")) -> dict:
-    """Jobs active and waiting in each BullMQ queue, read with redis-cli inside the service."""
-    counts: dict[str, dict[str, int]] = {}
+    """Jobs active and waiting in each BullMQ queue, read with redis-cli inside the service: one
+    exec (a Lua LLEN of every list), or one per list where the server refuses scripts."""
     base = ["redis-cli"] + (["-p", port] if port else [])
-    for queue in queues:
-        counts[queue] = {}
-        for kind in ("active", "wait"):
-            code, out, err = stack.exec(service, base + ["LLEN", f"bull:{queue}:{kind}"])
+    keys = [f"bull:{queue}:{kind}" for queue in queues for kind in ("active", "wait")]
+    code, out, err = stack.exec(service, base + ["EVAL", _LLEN_ALL, str(len(keys)), *keys])
+    answers = out.split()
+    if code != 0 or len(answers) != len(keys) or not all(a.isdigit() for a in answers):
+        answers = []
+        for key in keys:
+            code, out, err = stack.exec(service, base + ["LLEN", key])
             if code != 0:
                 raise OperationFailed(f"redis-cli in service {service} failed: {condense(err or out)}")
-            try:
-                counts[queue][kind] = int(out.strip() or 0)
-            except ValueError:
-                raise OperationFailed(f"redis-cli in service {service} answered {out.strip()[:80]!r}") from None
+            answers.append(out.strip() or "0")
+    counts: dict[str, dict[str, int]] = {queue: {} for queue in queues}
+    for key, answer in zip(keys, answers, strict=True):
+        queue, kind = key.removeprefix("bull:").rsplit(":", 1)
+        try:
+            counts[queue][kind] = int(answer)
+        except ValueError:
+            raise OperationFailed(f"redis-cli in service {service} answered {answer[:80]!r}") from None
     return counts
+
+
+_LLEN_ALL = "local n = {} for i, key in ipairs(KEYS) do n[i] = redis.call('LLEN', key) end return n"

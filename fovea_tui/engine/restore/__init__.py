@@ -61,8 +61,9 @@ def _refuse_if_locked(settings: Settings) -> None:
 
 
 def start_restore(settings: Settings, dump: str, *, confirmed: bool = False, skip_migrate: bool = False,
-                  no_rollback: bool = False, detach: bool = True, **params: Any) -> str:
-    """Create the restore job and (with `detach`) start its runner; returns the job id."""
+                  no_rollback: bool = False, detach: bool = True, fork: bool = False, **params: Any) -> str:
+    """Create the restore job and (with `detach`) start its runner; returns the job id. With
+    `fork` the runner is a fork of this process (`jobs.spawn`): the CLI's choice."""
     _refuse_if_locked(settings)
     candidate = Path(dump)
     if candidate.is_file():
@@ -72,7 +73,7 @@ def start_restore(settings: Settings, dump: str, *, confirmed: bool = False, ski
         "database": expected_database_name(settings), **params,
     }, steps=initial_records())
     if detach:
-        jobs.spawn(settings, job_id, "run")
+        jobs.spawn(settings, job_id, "run", fork=fork)
     return job_id
 
 
@@ -94,7 +95,7 @@ def _patch_params(settings: Settings, job_id: str, **params: Any) -> None:
 
 
 def resume_restore(settings: Settings, job_id: str, *, confirmed: bool = False, allow_missing_videos: bool = False,
-                   attended: bool = False, detach: bool = True) -> str:
+                   attended: bool = False, detach: bool = True, fork: bool = False) -> str:
     """Continue an interrupted, held (or failed, not rolled back) restore from its last completed
     step; `allow_missing_videos` accepts that the backend deletes the videos still missing, and
     `attended` (a face the operator types in) makes the runner ask for that acceptance."""
@@ -111,7 +112,7 @@ def resume_restore(settings: Settings, job_id: str, *, confirmed: bool = False, 
         _patch_params(settings, job_id, allow_missing_videos=True)
     _clear_reported(settings, job_id)
     if detach:
-        jobs.spawn(settings, job_id, "resume")
+        jobs.spawn(settings, job_id, "resume", fork=fork)
     return job_id
 
 
@@ -161,7 +162,7 @@ def finished_restore(data: dict) -> FinishedRestore | None:
 
 
 def rollback_restore(settings: Settings, job_id: str, *, typed: str | None = None,
-                     force_after_success: bool = False, detach: bool = True) -> str:
+                     force_after_success: bool = False, detach: bool = True, fork: bool = False) -> str:
     """Walk back through what the restore ran: the database from the safety dump, services restarted.
 
     A restore that finished is only rolled back when confirmed like a restore: `typed` equal
@@ -185,7 +186,7 @@ def rollback_restore(settings: Settings, job_id: str, *, typed: str | None = Non
         _mark_after_success(settings, job_id, finished)
     _clear_reported(settings, job_id)
     if detach:
-        jobs.spawn(settings, job_id, "rollback")
+        jobs.spawn(settings, job_id, "rollback", fork=fork)
     return job_id
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 import shutil
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from isal import igzip
 from fovea_tui import formatting
 from fovea_tui.engine.backups import manifest as mf
 from fovea_tui.engine.backups.verify_cache import remember
-from fovea_tui.engine.infra.database import DatabaseError
+from fovea_tui.engine.infra.database import DatabaseError, ServerFacts
 from fovea_tui.engine.infra.stack import redis_queue_counts
 from fovea_tui.engine.progress import ProgressEvent
 from fovea_tui.engine.restore.dumpscan import scan_dump, unquote_ident, verify_and_scan
@@ -293,7 +295,7 @@ def check_dump(ctx) -> Check:
 
 def check_disk(ctx) -> Check:
     try:
-        current = ctx.db.database_size() if ctx.db.name in ctx.db.databases() else 0
+        current = _server(ctx).size or 0
     except FoveaError:
         current = 0
     # The safety dump is compressed SQL, well under the live database's size on disk.
@@ -306,7 +308,7 @@ def check_disk(ctx) -> Check:
     # The restored database: its SQL (plus indexes) lands in the server's data directory, where
     # the current database's space is freed at the latest (dumped first, then dropped).
     need_db = restored_size(ctx)
-    free_db, where = server_free_bytes(ctx)
+    free_db, where = _asked(ctx, "free", lambda: server_free_bytes(ctx))
     if free_db is not None:
         parts.append(f"database server: {formatting.size(free_db)} free, the restore needs about {formatting.size(need_db)}")
         if free_db + current < need_db:
@@ -343,7 +345,10 @@ def server_free_bytes(ctx) -> tuple[int | None, str]:
     host = getattr(url, "host", "") or ""
     if not (host in _LOCAL_HOSTS or host.startswith("/")):
         return None, f"free space unknown: the server runs on {host}, not this host"
-    data_dir = ctx.db.data_directory()
+    try:
+        data_dir = _server(ctx).data_directory
+    except FoveaError:
+        return None, "free space unknown: the server did not answer"
     if not data_dir:
         return None, "free space unknown: this role may not read the server's data_directory"
     try:
@@ -358,13 +363,13 @@ def check_room(ctx) -> Check:
     without room, the safety dump comes first as before. Where the room cannot be known, the
     rename goes ahead: a restore that runs out of room fails and is rolled back by renaming
     the current database back, which needs no room."""
-    db = ctx.db
-    if db.name not in db.databases():
+    db, server = ctx.db, _server(ctx)
+    if db.name not in server.databases or server.size is None:
         return Check("room", True, f"no database {db.name} yet: nothing to keep aside", fatal=False,
                      data={"rename": False})
-    current = db.database_size()
+    current = server.size
     need = restored_size(ctx)
-    free, where = server_free_bytes(ctx)
+    free, where = _asked(ctx, "free", lambda: server_free_bytes(ctx))
     data = {"rename": True, "current": current, "need": need, "free": free}
     if free is None:
         return Check("room", True, f"{where}; database {db.name} ({formatting.size(current)}) is renamed aside "
@@ -411,10 +416,10 @@ def check_server(ctx) -> Check:
         m = re.match(r"(\d+)", str(manifest["server_version"]))
         source_major = int(m.group(1)) if m else None
     try:
-        major = ctx.db.server_major()
-        available = ctx.db.available_extensions()
+        server = _server(ctx)
     except DatabaseError as exc:
         return Check("server", False, f"cannot reach the target server: {exc}")
+    major, available = server.major, server.extensions
     ctx.facts["dump_extensions"] = head.extensions
     missing = [e for e in head.extensions if e not in available]
     problems = []
@@ -434,15 +439,12 @@ def check_server(ctx) -> Check:
 def check_queues(ctx) -> Check:
     if ctx.stack is None:
         return Check("queues", True, "no compose stack managed: Redis not checked", fatal=False)
-    services = {s.name: s for s in ctx.stack.services()}
-    redis = services.get(REDIS_SERVICE)
-    if redis is None or not redis.running:
-        return Check("queues", True, "Redis is not running: no jobs to interrupt", fatal=False)
     try:
-        port = (ctx.env.get("REDIS_PORT") if ctx.env else "") or ""
-        counts = redis_queue_counts(ctx.stack, REDIS_SERVICE, port=port)
+        counts = _asked(ctx, "queues", lambda: _queue_counts(ctx))
     except FoveaError as exc:
         return Check("queues", False, f"cannot read the queues: {exc}", fatal=False)
+    if counts is None:
+        return Check("queues", True, "Redis is not running: no jobs to interrupt", fatal=False)
     active = sum(c.get("active", 0) for c in counts.values())
     waiting = sum(c.get("wait", 0) for c in counts.values())
     ctx.facts["queues"] = counts
@@ -462,7 +464,7 @@ def check_migrations(ctx) -> Check:
     if ctx.stack is None:
         return Check("migrations", True, "no compose stack managed: migrations are not run", fatal=False)
     try:
-        bundled = bundled_migration_sql(ctx)
+        bundled = _asked(ctx, "migrations", lambda: _bundled(ctx)) or {}
     except FoveaError as exc:
         return Check("migrations", False, f"cannot list the backend's migrations: {exc}", fatal=False)
     manifest = ctx.facts.get("manifest") or {}
@@ -473,6 +475,7 @@ def check_migrations(ctx) -> Check:
     else:
         note = ""
     pending = [name for name in sorted(bundled) if name not in set(in_dump)]
+    ctx.facts["bundled_migrations"] = sorted(bundled)
     ctx.facts["pending_migrations"] = {name: tables_touched(bundled[name]) for name in pending}
     discards = {name: destructive_statements(bundled[name]) for name in pending}
     discards = {name: found for name, found in discards.items() if found}
@@ -524,7 +527,21 @@ CHECKS = (check_dump, check_disk, check_room, check_engine, check_server, check_
 
 
 def run_preflight(ctx, on_check=None) -> list[Check]:
-    """Run every check (a crash in one is that check's failure); `on_check(check)` as each lands."""
+    """Run every check (a crash in one is that check's failure); `on_check(check)` as each lands.
+
+    The questions for the server, Docker and Redis are asked in threads as pre-flight starts,
+    while the dump is read here: each is a process or an exec, and one after another they took
+    longer than the read."""
+    pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="preflight")
+    try:
+        _ask_ahead(ctx, pool)
+        return _run_checks(ctx, on_check)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        ctx.__dict__.pop("_preflight_answers", None)  # asked again by the next pre-flight, never stale
+
+
+def _run_checks(ctx, on_check) -> list[Check]:
     results = []
     for fn in CHECKS:
         ctx.cancel.check()
@@ -541,3 +558,57 @@ def run_preflight(ctx, on_check=None) -> list[Check]:
         if name == "dump" and not check.ok:
             break  # nothing else is worth asking about a dump that will not be restored
     return results
+
+
+def _ask_ahead(ctx, pool: ThreadPoolExecutor) -> None:
+    """Start the answers the checks will take (`_asked`). Opening the database and the stack
+    (Docker's client: a third of a second) happens in these threads too, once (cached_property
+    holds the others back while one opens them)."""
+    answers = ctx.__dict__.setdefault("_preflight_answers", {})
+    answers["server"] = pool.submit(lambda: ctx.db.server_facts())
+    answers["free"] = pool.submit(server_free_bytes, ctx)
+    answers["queues"], answers["migrations"] = Future(), Future()
+    pool.submit(_ask_the_stack, ctx, answers)
+
+
+def _ask_the_stack(ctx, answers: dict[str, Future]) -> None:
+    for name, ask in (("queues", _queue_counts), ("migrations", _bundled)):
+        try:
+            answers[name].set_result(ask(ctx))
+        except Exception as exc:  # noqa: BLE001 - kept, and raised to the check that asks
+            answers[name].set_exception(exc)
+
+
+def _queue_counts(ctx) -> dict | None:
+    """BullMQ's queues as Redis holds them; None when there is no stack or Redis is not running."""
+    if ctx.stack is None:
+        return None
+    redis = {s.name: s for s in ctx.stack.services()}.get(REDIS_SERVICE)
+    if redis is None or not redis.running:
+        return None
+    port = (ctx.env.get("REDIS_PORT") if ctx.env else "") or ""
+    return redis_queue_counts(ctx.stack, REDIS_SERVICE, port=port)
+
+
+def _bundled(ctx) -> dict[str, str] | None:
+    """The backend image's migrations; None when none are run (no stack, --skip-migrate)."""
+    if ctx.stack is None or ctx.params.get("skip_migrate"):
+        return None
+    return bundled_migration_sql(ctx)
+
+
+def _asked(ctx, name: str, ask: Callable[[], Any]) -> Any:
+    """The answer started ahead under `name`, else asked now (a check run on its own)."""
+    answers = ctx.__dict__.setdefault("_preflight_answers", {})
+    if name not in answers:
+        future: Future = Future()
+        try:
+            future.set_result(ask())
+        except Exception as exc:  # noqa: BLE001 - kept, and raised to every check that asks
+            future.set_exception(exc)
+        answers[name] = future
+    return answers[name].result()
+
+
+def _server(ctx) -> ServerFacts:
+    return _asked(ctx, "server", ctx.db.server_facts)

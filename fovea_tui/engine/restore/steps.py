@@ -240,27 +240,29 @@ def rename_aside(ctx) -> str:
     point leaves the old database under one of the two names, and the next run finds which on
     the server."""
     db, name = ctx.db, ctx.db_name
-    settings = db.database_settings()  # the names on the server and what CREATE ... like needs
-    present = set(settings)
     aside = ctx.facts.get("renamed_to")
-    if aside and aside in present:
-        if name in present:  # the new database of an earlier run, empty or partly restored
-            ctx.output(f"dropping database {name}: the one created earlier in this job")
-            db.drop_database(name)
-        ctx.output(f"creating database {name} with the owner, encoding and locale of {aside}")
-        db.psql(db.create_like_sql(name, aside, settings), database="postgres")
-        how = f"{name} was renamed to {aside} earlier in this job"
-    elif name not in present:
-        raise OperationFailed(f"database {name} is not on the server" + (f", nor {aside}" if aside else "")
-                              + ": nothing to rename aside")
-    else:
-        aside = aside or aside_name(name, datetime.now(UTC))
+    if not aside:  # the first run: pre-flight saw the database a moment ago; one round trip
+        aside = aside_name(name, datetime.now(UTC))
         ctx.facts.update(renamed_to=aside, database_dropped=True)
         ctx.save()  # before the rename: a resumed or rolling-back runner then looks for both names
         ctx.output(f"renaming database {name} to {aside} (its sessions ended), then creating database {name} "
                    f"with its owner, encoding and locale")
-        settings[aside] = settings[name]  # what the rename takes along
-        db.rename_database(name, aside, then=db.create_like_sql(name, aside, settings))  # one round trip
+        db.rename_database(name, aside, then=db.create_like_script(name, aside))
+        return f"renamed {name} to {aside}; database {name} created empty"
+    present = set(db.databases())
+    if aside in present:
+        if name in present:  # the new database of an earlier run, empty or partly restored
+            ctx.output(f"dropping database {name}: the one created earlier in this job")
+            db.drop_database(name)
+        ctx.output(f"creating database {name} with the owner, encoding and locale of {aside}")
+        db.psql(db.create_like_script(name, aside), database="postgres")
+        how = f"{name} was renamed to {aside} earlier in this job"
+    elif name not in present:
+        raise OperationFailed(f"database {name} is not on the server, nor {aside}: nothing to rename aside")
+    else:  # a resumed run whose first stopped before the rename
+        ctx.output(f"renaming database {name} to {aside} (its sessions ended), then creating database {name} "
+                   f"with its owner, encoding and locale")
+        db.rename_database(name, aside, then=db.create_like_script(name, aside))  # one round trip
         how = f"renamed {name} to {aside}"
     return f"{how}; database {name} created empty"
 
@@ -534,6 +536,13 @@ class Migrate(Step):
         if ctx.stack is None:
             raise Skip("no Docker: run `npx prisma migrate deploy` in the backend yourself")
         command = list(settings.stack.migrate_command)
+        bundled = ctx.facts.get("bundled_migrations")
+        if bundled is not None and set(bundled) <= set(ctx.db.applied_migrations()):
+            # As the runbook: migrate only a database behind the image. A one-off backend
+            # container (node and prisma starting) is seconds the application stays down.
+            ctx.facts["migrations_applied"] = []
+            return (f"nothing to apply: the restored database has all {plural(len(bundled), 'migration')} "
+                    f"bundled in the {settings.stack.backend_service} image (`{' '.join(command)}` not run)")
         ctx.output("$ " + " ".join(command) + f"  (one-off {settings.stack.backend_service} container)")
         code, out = ctx.stack.run_one_off(settings.stack.backend_service, command, cancel=ctx.cancel,
                                           on_output=ctx.output,
@@ -656,10 +665,12 @@ class StartStack(Step):
                 + (f"; left stopped: {', '.join(kept)}" if kept else ""))
 
     def check(self, ctx) -> None:
+        # The start waited for each database client's health (Docker's verdict, or its own test
+        # passing when run by the start); now only an exit or Docker's "unhealthy" fails it.
         needed = database_clients(ctx, ctx.facts.get("was_running") or [])
-        down = [s.name for s in ctx.stack.services() if s.name in needed and not s.ok]
+        down = [s.name for s in ctx.stack.services() if s.name in needed and (not s.running or s.health == "unhealthy")]
         if down:
-            raise OperationFailed("not running and healthy: " + ", ".join(down))
+            raise OperationFailed("not running, or declared unhealthy by Docker: " + ", ".join(down))
 
     def undo(self, ctx) -> str | None:
         names = ctx.facts.get("was_running") or []

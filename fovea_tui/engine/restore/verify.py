@@ -18,8 +18,8 @@ import json
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path, PurePath, PurePosixPath
-from typing import TypeVar
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from fovea_tui.errors import FoveaError
@@ -84,15 +84,19 @@ def check_rows(ctx) -> dict:
 
 
 def check_migration_rows(ctx) -> dict:
-    db = ctx.db
-    if db.psql("SELECT to_regclass('public._prisma_migrations') IS NOT NULL;") != "t":
+    """Failed or rolled-back rows of `_prisma_migrations`, in one round trip (\\gexec: the
+    server writes the query only when the table exists; no table gives an empty line)."""
+    out = ctx.db.psql(
+        "SELECT CASE WHEN to_regclass('public._prisma_migrations') IS NULL THEN 'SELECT NULL' ELSE "
+        "'SELECT json_build_object(''bad'', coalesce(json_agg(migration_name ORDER BY migration_name) FILTER "
+        "(WHERE finished_at IS NULL OR rolled_back_at IS NOT NULL), ''[]''), ''applied'', count(*) FILTER "
+        "(WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL)) FROM public._prisma_migrations' END \\gexec\n")
+    if not out:
         return _check("migrations", True, "no _prisma_migrations table", "warning")
-    bad = [line for line in db.psql(
-        "SELECT migration_name FROM public._prisma_migrations "
-        "WHERE finished_at IS NULL OR rolled_back_at IS NOT NULL ORDER BY 1;").splitlines() if line]
-    if bad:
-        return _check("migrations", False, "failed or rolled-back migrations: " + ", ".join(bad))
-    return _check("migrations", True, f"{plural(len(db.applied_migrations()), 'migration')} applied, none failed")
+    found = json.loads(out)
+    if found["bad"]:
+        return _check("migrations", False, "failed or rolled-back migrations: " + ", ".join(found["bad"]))
+    return _check("migrations", True, f"{plural(found['applied'], 'migration')} applied, none failed")
 
 
 def probe_health(url: str, *, attempts: int = 20, delay: float = 1.5, timeout: float = 3.0,
@@ -131,59 +135,48 @@ def check_health(ctx) -> dict:
     return _check("health", ok, detail)
 
 
-_P = TypeVar("_P", bound=PurePath)
-
-
-def video_file(row_path: str, filename: str, storage_path: str, volume: _P) -> _P:
-    """Where a `videos` row's file lives on this host: its path under STORAGE_PATH, mapped to
-    `volume.path`; a relative path is relative to the volume; else the file name."""
-    storage = PurePosixPath(storage_path or "/videos")
-    p = PurePosixPath(row_path) if row_path else None
-    if p is not None and p.is_absolute():
-        try:
-            return volume / p.relative_to(storage)
-        except ValueError:
-            return volume / (filename or p.name)
-    if p is not None and str(p) not in ("", "."):
-        return volume / p
-    return volume / filename
-
-
 def check_videos(ctx) -> dict:
-    db = ctx.db
-    if db.psql("SELECT to_regclass('public.videos') IS NOT NULL;") != "t":
-        return _check("videos", True, "no videos table", "info")
+    from fovea_tui.engine.volume.storage import VolumeFiles, video_rows
+
     volume = Path(ctx.settings.volume.path)
     storage = (ctx.env.get("STORAGE_PATH") if ctx.env else "") or "/videos"
-    rows = db.psql("SELECT filename, path FROM public.videos ORDER BY filename;")
-    missing, total = [], 0
-    for line in rows.splitlines():
-        if not line:
-            continue
-        filename, _, path = line.partition("|")
-        total += 1
-        if not video_file(path, filename, storage, volume).is_file() and not (volume / filename).is_file():
-            missing.append(filename)
+    rows = video_rows(ctx.db, storage)
+    if rows is None:
+        return _check("videos", True, "no videos table", "info")
+    files = VolumeFiles(volume)
+    missing = sorted(r.filename for r in rows if not files.holds_any(r.key, r.filename))
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        return _check("videos", False, f"{len(missing)} of {plural(total, 'video file')} missing from {volume}: {shown} "
+        return _check("videos", False, f"{len(missing)} of {plural(len(rows), 'video file')} missing from {volume}: {shown} "
                       "(pull the volume back with `fovea-tui sync --pull`)", "warning", missing=len(missing))
-    return _check("videos", True, f"all {plural(total, 'video file')} present in {volume}")
+    return _check("videos", True, f"all {plural(len(rows), 'video file')} present in {volume}")
+
+
+CHECKS = (check_rows, check_migration_rows, check_health, check_videos)
 
 
 def run_verification(ctx) -> dict:
-    checks = []
-    for fn in (check_rows, check_migration_rows, check_health, check_videos):
-        ctx.cancel.check()
-        try:
-            check = fn(ctx)
-        except FoveaError as exc:
-            check = _check(fn.__name__.removeprefix("check_"), False, str(exc))
-        checks.append(check)
-        ctx.output(f"{'ok  ' if check['ok'] else 'FAIL' if check['severity'] == 'error' else 'warn'} "
-                   f"{check['name']}: {check['detail']}")
+    """The checks run side by side (each waits on the server, the backend or the disk, and the
+    install is back only when all have answered); their lines come in this order."""
+    ctx.cancel.check()
+    ctx.db  # noqa: B018 - opened here, once, not by two threads
+    with ThreadPoolExecutor(max_workers=len(CHECKS), thread_name_prefix="verify") as pool:
+        futures = [pool.submit(_one_check, fn, ctx) for fn in CHECKS]
+        checks = []
+        for future in futures:
+            check = future.result()
+            checks.append(check)
+            ctx.output(f"{'ok  ' if check['ok'] else 'FAIL' if check['severity'] == 'error' else 'warn'} "
+                       f"{check['name']}: {check['detail']}")
     ok = all(c["ok"] or c["severity"] != "error" for c in checks)
     return {"ok": ok, "checks": checks, "checklist": list(CHECKLIST)}
+
+
+def _one_check(fn, ctx) -> dict:
+    try:
+        return fn(ctx)
+    except FoveaError as exc:
+        return _check(fn.__name__.removeprefix("check_"), False, str(exc))
 
 
 def login_url(health_url: str) -> str:

@@ -14,9 +14,11 @@ the same key names the file in the volume, the object in the app's bucket and th
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
 from fovea_tui import masking
@@ -101,6 +103,9 @@ def video_storage(settings: Settings, env: EnvFile | None = None) -> VideoStorag
 def video_key(row_path: str, filename: str, storage_path: str) -> str:
     """The key of a `videos` row's file: its path under STORAGE_PATH; a relative path as it
     is; else the file name."""
+    prefix = _storage_prefix(storage_path or "/videos")
+    if row_path.startswith(prefix) and _plain(row_path[len(prefix):]):
+        return row_path[len(prefix):]  # the usual row, without pathlib's cost (rows come by thousands)
     storage = PurePosixPath(storage_path or "/videos")
     p = PurePosixPath(row_path) if row_path else None
     if p is not None and p.is_absolute():
@@ -113,6 +118,20 @@ def video_key(row_path: str, filename: str, storage_path: str) -> str:
     return filename
 
 
+@lru_cache(maxsize=8)
+def _storage_prefix(storage_path: str) -> str:
+    return PurePosixPath(storage_path).as_posix().rstrip("/") + "/"
+
+
+def _plain(key: str) -> bool:
+    """A relative key that pathlib would leave as it is and that stays inside its root: parts
+    neither empty, `.` nor `..`, no backslash, NUL or drive-like first part."""
+    if not key or "\\" in key or "\x00" in key:
+        return False
+    parts = key.split("/")
+    return not parts[0].endswith(":") and all(part not in ("", ".", "..") for part in parts)
+
+
 @dataclass(frozen=True)
 class VideoRow:
     id: str
@@ -122,16 +141,19 @@ class VideoRow:
 
 
 def video_rows(db, storage_path: str, database: str | None = None) -> list[VideoRow] | None:
-    """Every `videos` row (None when the database has no videos table), in key order."""
-    if db.psql("SELECT to_regclass('public.videos') IS NOT NULL;", database=database) != "t":
+    """Every `videos` row (None when the database has no videos table), in key order. One
+    round trip: the server writes the query that fits its table (with `fileSize` or without)
+    and psql's \\gexec runs it; no table gives an empty line."""
+    out = db.psql(
+        "SELECT CASE WHEN to_regclass('public.videos') IS NULL THEN 'SELECT NULL' ELSE format("
+        "'SELECT coalesce(json_agg(json_build_array(id, filename, path, %s) ORDER BY filename), ''[]'') "
+        "FROM public.videos', CASE WHEN EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = "
+        "'public' AND table_name = 'videos' AND column_name = 'fileSize') THEN '\"fileSize\"' ELSE 'NULL' END) END "
+        "\\gexec\n", database=database)
+    if not out:
         return None
-    has_size = db.psql("SELECT count(*) FROM information_schema.columns WHERE table_schema = 'public' "
-                       "AND table_name = 'videos' AND column_name = 'fileSize';", database=database) == "1"
-    size_sql = '"fileSize"' if has_size else "NULL"
-    out = db.psql("SELECT coalesce(json_agg(json_build_array(id, filename, path, " + size_sql
-                  + ") ORDER BY filename), '[]') FROM public.videos;", database=database)
     rows = [VideoRow(str(r[0]), str(r[1] or ""), video_key(str(r[2] or ""), str(r[1] or ""), storage_path),
-                     int(r[3]) if isinstance(r[3], (int, float)) else None) for r in json.loads(out or "[]")]
+                     int(r[3]) if isinstance(r[3], (int, float)) else None) for r in json.loads(out)]
     return sorted(rows, key=lambda r: r.key)
 
 
@@ -186,23 +208,47 @@ def list_keys(store, cancel: CancelToken | None = None,
 
 def missing_from(storage: VideoStorage, rows: list[VideoRow], *, cancel: CancelToken | None = None,
                  progress: Callable[[ProgressEvent], None] = no_progress) -> list[VideoRow]:
-    """The rows whose file is in none of the install's storages (the volume is stat'ed per
-    file; the bucket is listed once)."""
+    """The rows whose file is in none of the install's storages (the volume is listed once
+    per directory the rows name; the bucket is listed once)."""
     missing = rows
     if storage.uses_volume:
-        missing = [r for r in missing if not _in_volume(storage.volume, r)]
+        files = VolumeFiles(storage.volume)
+        missing = [r for r in missing if not files.holds_any(r.key, r.filename)]
     if storage.uses_bucket and missing:
         listed = list_keys(storage.open_bucket(), cancel, progress)
         missing = [r for r in missing if r.key not in listed and r.filename not in listed]
     return missing
 
 
-def _in_volume(volume: Path, row: VideoRow) -> bool:
-    """A row whose path leaves the volume (`../x`) is never present: nothing outside is looked at."""
-    from fovea_tui.engine.infra.stores import safe_relative_key
+class VolumeFiles:
+    """Which keys name a regular file in the volume: one scandir per directory asked about,
+    not a stat per file (a restore asks for thousands). A key that would leave the volume
+    (`../x`) is never present: nothing outside is looked at."""
 
-    return any(safe_relative_key(name) is not None and (volume / name).is_file()
-               for name in (row.key, row.filename) if name)
+    def __init__(self, volume: Path) -> None:
+        self.volume = volume
+        self._listed: dict[str, frozenset[str]] = {}
+
+    def holds_any(self, *keys: str) -> bool:
+        return any(self.holds(key) for key in keys if key)
+
+    def holds(self, key: str) -> bool:
+        if not _plain(key):
+            from fovea_tui.engine.infra.stores import safe_relative_key
+
+            return safe_relative_key(key) is not None and (self.volume / key).is_file()
+        parent, _, name = key.rpartition("/")
+        names = self._listed.get(parent)
+        if names is None:
+            names = self._listed[parent] = self._list(parent)
+        return name in names
+
+    def _list(self, parent: str) -> frozenset[str]:
+        try:
+            with os.scandir(os.path.join(self.volume, parent) if parent else self.volume) as entries:
+                return frozenset(e.name for e in entries if e.is_file())  # follows links, as Path.is_file
+        except OSError:
+            return frozenset()  # no such directory, or unreadable: its files are missing
 
 
 def shown(items: list[str], limit: int = 5) -> str:
