@@ -321,7 +321,8 @@ def test_a_unique_index_over_duplicates_fails_in_post_data(big_direct):
     assert f'psql:<stdin>:{line}: ERROR:  could not create unique index "tags_name_key"' in log, log
 
 
-def test_runner_killed_mid_data_leaves_no_psql_after_rollback(big_direct):
+@pytest.mark.parametrize("then", ["--rollback", "--resume"])
+def test_runner_killed_mid_data_leaves_no_psql_after_rollback_or_resume(big_direct, then):
     settings, config, sql, db = big_direct
     # a slow row check (in the schema, before the first COPY) holds the data phase for long
     # enough to kill the runner in it
@@ -342,10 +343,17 @@ def test_runner_killed_mid_data_leaves_no_psql_after_rollback(big_direct):
             break
         time.sleep(0.05)
     os.kill(data["pid"], signal.SIGKILL)
-    proc = run_cli(["--config", str(config), "restore", "--rollback", job, "--json"])
-    assert proc.returncode == 1, proc.stderr + proc.stdout
-    assert json.loads(proc.stdout)["status"] == "rolled_back"
-    assert db.psql("SELECT count(*) FROM restore_marker").strip() == "1"
+    proc = run_cli(["--config", str(config), "restore", then, job, "--json", *(["--yes"] if then == "--resume" else [])])
+    result = json.loads(proc.stdout)
+    if then == "--rollback":
+        assert proc.returncode == 1, proc.stderr + proc.stdout
+        assert result["status"] == "rolled_back"
+        assert db.psql("SELECT count(*) FROM restore_marker").strip() == "1"
+    else:  # loaded again from a new empty database: every row once, the check in place
+        restore = next(s for s in result["steps"] if s["name"] == "restore")
+        assert restore["status"] == "ok", result
+        assert db.psql("SELECT count(*), count(DISTINCT i) FROM filler").strip() == "60000|60000"
+        assert db.psql("SELECT to_regclass('public.restore_marker') IS NULL").strip() == "t"
     assert no_psql_left(db.name) == []
 
 
