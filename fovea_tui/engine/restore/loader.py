@@ -268,6 +268,7 @@ class Session:
     """One psql; what is queued for it is written by its own thread, in order."""
 
     index: int
+    of: int                            # sessions in its phase
     phase: str
     proc: ToolProcess
     loader: Loader
@@ -361,11 +362,12 @@ class Loader:
         self.failure: Session | None = None
         self._lock = threading.Lock()
 
-    def spawn(self, phase: str, index: int, *, single_transaction: bool = True) -> Session:
-        proc = self.ctx.db.restore(self.database, single_transaction=single_transaction)
-        session = Session(index, phase, proc, self)
-        self.all.append(session)
-        return session
+    def spawn(self, phase: str, count: int = 1, *, single_transaction: bool = True) -> list[Session]:
+        """`count` psql sessions for `phase`, connecting while the reader goes on."""
+        started = [Session(i, count, phase, self.ctx.db.restore(self.database, single_transaction=single_transaction),
+                           self) for i in range(count)]
+        self.all += started
+        return started
 
     def put(self, session: Session, item) -> None:
         while True:
@@ -434,8 +436,9 @@ class Loader:
     def failure_message(self, session: Session) -> str:
         code = session.code if session.code is not None else -1
         why = psql_failure(self.ctx, code, "\n".join(messages(session)))
-        return (f"{why} (while loading the {session.phase}, session {session.index + 1} of {self.n}); every session was "
-                f"stopped, leaving database {self.database} partly loaded")
+        which = f", session {session.index + 1} of {session.of}" if session.of > 1 else ""
+        return (f"{why} (while loading the {session.phase}{which}); every session was stopped, leaving database "
+                f"{self.database} partly loaded")
 
 
 _PSQL_LINE = re.compile(r"psql:<stdin>:(\d+):")
@@ -640,9 +643,9 @@ def _load_parallel(ctx, path: Path, database: str) -> str:
         since[0] = now
 
     try:
-        predata = loader.spawn("schema (pre-data)", 0)
+        predata, = loader.spawn("schema (pre-data)")
         predata.starts, predata.dump_lines = [1], [1]  # the dump's own lines, from its first
-        data = [loader.spawn("rows (data)", i) for i in range(loader.n)]
+        data = loader.spawn("rows (data)", loader.n)
         dealer = Dealer(loader, predata, data)
         with open(path, "rb") as raw, igzip.GzipFile(fileobj=raw, mode="rb") as gz:
             while True:
@@ -665,8 +668,8 @@ def _load_parallel(ctx, path: Path, database: str) -> str:
         for session in data:
             session.end()
         plans, rest = dealer.plan()
-        post = [loader.spawn("indexes and keys (post-data)", i, single_transaction=False) for i in range(len(plans))]
-        tail = loader.spawn("rest of post-data", 0)
+        post = loader.spawn("indexes and keys (post-data)", len(plans), single_transaction=False)
+        tail, = loader.spawn("rest of post-data")
         loader.await_all(data)
         lap("schema and rows")
         for session, plan in zip(post, plans, strict=True):
