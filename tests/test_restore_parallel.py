@@ -321,6 +321,19 @@ def test_a_unique_index_over_duplicates_fails_in_post_data(big_direct):
     assert f'psql:<stdin>:{line}: ERROR:  could not create unique index "tags_name_key"' in log, log
 
 
+def test_an_error_in_the_schema_names_its_line_and_no_rows_are_loaded(big_direct):
+    settings, config, sql, db = big_direct
+    cut = sql.index("\nCOPY public.") + 1
+    line = sql[:cut].count("\n") + 1
+    write_dump(settings, sql[:cut] + "INSERT INTO no_such_table VALUES (1);\n" + sql[cut:])
+    proc = run_cli(["--config", str(config), "restore", "fovea-20200101T000000Z.sql.gz", "--yes", "--json"])
+    result = assert_rolled_back(db, proc)
+    restore = next(s for s in result["steps"] if s["name"] == "restore")
+    assert "(while loading the schema (pre-data));" in restore["detail"]  # one session: no number
+    log = Path(result["log"]).read_text()
+    assert f'psql:<stdin>:{line}: ERROR:  relation "no_such_table" does not exist' in log, log
+
+
 @pytest.mark.parametrize("then", ["--rollback", "--resume"])
 def test_runner_killed_mid_data_leaves_no_psql_after_rollback_or_resume(big_direct, then):
     settings, config, sql, db = big_direct
