@@ -345,10 +345,12 @@ def test_runner_killed_mid_data_leaves_no_psql_after_rollback_or_resume(big_dire
             "ALTER TABLE public.filler ADD CONSTRAINT filler_slow CHECK (public.slow_ok(i));\n")
     write_dump(settings, sql[:cut] + slow + sql[cut:])
     job = engine.start_restore(settings, "fovea-20200101T000000Z.sql.gz", confirmed=True)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     while True:
-        assert time.monotonic() < deadline, "the data phase never started"
         data = jobs.load_job(settings, job)
+        assert time.monotonic() < deadline and data["status"] not in jobs.FINAL, (
+            "the data phase never started", data["status"], data.get("message"),
+            [(r["name"], r["status"]) for r in data["steps"]])
         rec = next(r for r in data["steps"] if r["name"] == "restore")
         copying = db.cluster.psql("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND "
                                   f"datname = '{db.name}' AND query LIKE 'COPY public.filler %'", "postgres")

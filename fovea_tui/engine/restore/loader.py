@@ -571,7 +571,9 @@ class Dealer(StreamInspector):
 
     def _deal(self) -> None:
         count = self._rows - self._dealt  # the inspector's rows so far, all of them whole here
-        session = min(self.data, key=lambda s: s.waiting)
+        # The least backed-up session: bytes not yet written to its psql; when none waits
+        # (pipe, psql and socket buffers can hold a whole chunk), the one dealt the least.
+        session = min(self.data, key=lambda s: (s.waiting, s.queued))
         session.rows_before.append((session.lines + 1, self._dealt, self._row_line))
         session.send_parts((self._header, *self._pieces, b"\\.\n"), count + 2,
                            ((0, self._block_line), (1, self._row_line)))
