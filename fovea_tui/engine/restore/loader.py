@@ -122,9 +122,9 @@ class SqlScanner:
 
     def finish(self) -> None:
         """The text's end: a last line without its newline, a statement left open."""
-        if self._partial:
+        if self._partial:  # ended as a line (statements are sent one after the other)
             partial, self._partial = self._partial, b""
-            self._take(partial)
+            self._take(partial + b"\n")
         if self._lines:
             self._emit("sql" if self._content else "trivia")
 
@@ -272,7 +272,7 @@ class Session:
     phase: str
     proc: ToolProcess
     loader: Loader
-    pending: queue.Queue = field(default_factory=lambda: queue.Queue(QUEUE_DEPTH))
+    depth: int = 0                     # items queued before the reader waits (0: no bound)
     queued: int = 0                    # bytes queued (by the reader)
     written: int = 0                   # bytes written (by the session's thread)
     lines: int = 0                     # lines queued so far
@@ -284,6 +284,7 @@ class Session:
     done: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
+        self.pending: queue.Queue = queue.Queue(self.depth)
         self.thread = threading.Thread(target=self._write, name=f"restore-{self.phase}-{self.index}", daemon=True)
         self.thread.start()
 
@@ -362,10 +363,11 @@ class Loader:
         self.failure: Session | None = None
         self._lock = threading.Lock()
 
-    def spawn(self, phase: str, count: int = 1, *, single_transaction: bool = True) -> list[Session]:
-        """`count` psql sessions for `phase`, connecting while the reader goes on."""
+    def spawn(self, phase: str, count: int = 1, *, single_transaction: bool = True, depth: int = 0) -> list[Session]:
+        """`count` psql sessions for `phase`, connecting while the reader goes on; `depth`
+        bounds what waits for each (what the reader streams), 0 not (what is in memory)."""
         started = [Session(i, count, phase, self.ctx.db.restore(self.database, single_transaction=single_transaction),
-                           self) for i in range(count)]
+                           self, depth=depth) for i in range(count)]
         self.all += started
         return started
 
@@ -470,6 +472,15 @@ def messages(session: Session) -> list[str]:
     return out
 
 
+def send_all(session: Session, stmts: list[Statement]) -> None:
+    """The statements as one item of the session's queue, each mapped to its dump line."""
+    marks, lines = [], 0
+    for stmt in stmts:
+        marks.append((lines, stmt.line))
+        lines += stmt.text.count(b"\n")
+    session.send_parts(tuple(stmt.text for stmt in stmts), lines, tuple(marks))
+
+
 # --------------------------------------------------------------------------- the dealer
 
 
@@ -539,8 +550,7 @@ class Dealer(StreamInspector):
             self.preamble = ([self.restrict] if self.restrict else []) + list(self.settings.values())
             for session in self.data:
                 session.after(self.predata)
-                for stmt in self.preamble:
-                    session.send(stmt.text, stmt.line)
+                send_all(session, self.preamble)
         self._header = header + b"\n"
         m = _COPY_TABLE.match(header.decode("utf-8", "replace"))
         self._copy_table = m.group(1) if m else ""
@@ -645,9 +655,9 @@ def _load_parallel(ctx, path: Path, database: str) -> str:
         since[0] = now
 
     try:
-        predata, = loader.spawn("schema (pre-data)")
+        predata, = loader.spawn("schema (pre-data)", depth=QUEUE_DEPTH)
         predata.starts, predata.dump_lines = [1], [1]  # the dump's own lines, from its first
-        data = loader.spawn("rows (data)", loader.n)
+        data = loader.spawn("rows (data)", loader.n, depth=QUEUE_DEPTH)
         dealer = Dealer(loader, predata, data)
         with open(path, "rb") as raw, igzip.GzipFile(fileobj=raw, mode="rb") as gz:
             while True:
@@ -688,8 +698,7 @@ def _load_parallel(ctx, path: Path, database: str) -> str:
         loader.await_all(post)
         if plans:
             lap("indexes and keys")
-        for stmt in [*dealer.preamble, *rest]:
-            tail.send(stmt.text, stmt.line)
+        send_all(tail, [*dealer.preamble, *rest])
         tail.end()
         loader.await_all([tail])
         lap("the rest")
