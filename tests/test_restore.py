@@ -3,6 +3,7 @@ PostgreSQL cluster (direct mode): whole runs, refusals, rollback, crash and resu
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import os
@@ -233,7 +234,10 @@ def test_no_rollback_leaves_state_and_says_so(stack, restore_env, tmp_path):
 
 def kill_runner_in_stop_step(stack, settings, dump_name: str) -> str:
     """Start a restore and kill -9 its runner while the stop step waits for the frontend, a
-    Node PID 1 deaf to SIGTERM with a 20 s stop_grace_period, once the backend has stopped."""
+    Node PID 1 deaf to SIGTERM with a 20 s stop_grace_period, once the backend has stopped.
+    The frontend is declared a database client here (stack.database_clients): the stop step
+    waits only for those; the others stop beside the restore (test_restore_stack)."""
+    settings = dataclasses.replace(settings, stack=dataclasses.replace(settings.stack, database_clients=["frontend"]))
     with stack.changed("frontend", stop_timeout=20):
         job_id = engine.start_restore(settings, dump_name, confirmed=True)
         deadline = time.monotonic() + 120

@@ -6,6 +6,8 @@ good restore while a crashing backend does."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 
@@ -47,8 +49,8 @@ class Events:
                 what = e.get("status") or e.get("Action", "")
                 attributes = e["Actor"]["Attributes"]
                 service, at = attributes.get("com.docker.compose.service", ""), e["timeNano"] / 1e9
-                if what in ("start", "health_status: healthy"):
-                    self.found.append((at, service, "start" if what == "start" else "healthy"))
+                if what in ("start", "die", "health_status: healthy"):
+                    self.found.append((at, service, "healthy" if what.startswith("health") else what))
                 elif what.startswith("exec_create: "):
                     commands[attributes.get("execID", "")] = what.removeprefix("exec_create: ")
                 elif what == "exec_die" and attributes.get("exitCode") == "0":
@@ -215,3 +217,61 @@ def test_a_backend_that_crashes_after_the_restore_rolls_it_back(stack, restore_s
         assert start["status"] == "failed" and "service backend exited with code 3" in start["detail"]
         assert marker_present(stack)  # the database as it was before the restore
         assert running(stack, "backend")
+
+
+@pytest.mark.timeout(300)
+def test_services_that_do_not_use_the_database_stop_beside_the_restore(stack, restore_setup):
+    """A frontend deaf to SIGTERM with a 20 s stop_grace_period (a Node PID 1): the stop step
+    ends once the backend (the database client) has stopped, the restore goes on while the
+    frontend's grace runs, and the start waits for that stop to end before starting it again,
+    so it runs at the end, started after it died."""
+    settings, config, dump = restore_setup
+    mutate(stack)
+    with stack.changed("frontend", stop_timeout=20):
+        watch = Events(stack)
+        proc = run_cli(["--config", str(config), "restore", dump.name, "--yes", "--json"])
+        found = watch.close()
+        assert proc.returncode == 0, proc.stderr + proc.stdout
+        assert running(stack, "frontend") and running(stack, "backend")
+    result = json.loads(proc.stdout)
+    steps = {s["name"]: s for s in result["steps"]}
+    assert steps["stop"]["duration_s"] < 12, steps["stop"]  # not the frontend's 20 s
+    assert "frontend" in steps["stop"]["detail"] and "stopping in the background" in steps["stop"]["detail"]
+    died = first(found, "frontend", "die")
+    assert first(found, "backend", "die") < died
+    assert any(s == "frontend" and w == "start" and t > died for t, s, w in found)  # started again after its stop
+    assert result["status"] == "ok" and not marker_present(stack)
+
+
+@pytest.mark.timeout(300)
+def test_runner_killed_while_a_service_stops_in_the_background_then_resumed(stack, restore_setup):
+    """kill -9 of the runner while the deaf frontend is still in its grace period (the restore
+    step held): the resumed runner finds it running or stopped, makes sure it stopped, and
+    starts it again with the rest; nothing is left stopped, nothing left half-way."""
+    from support.hold import start_held_restore
+
+    from fovea_tui.engine.infra import jobs
+
+    settings, config, dump = restore_setup
+    mutate(stack)
+    with stack.changed("frontend", stop_timeout=20):
+        job_id = start_held_restore(settings, dump.name, "restore", 60)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            data = jobs.load_job(settings, job_id)
+            if next(r for r in data["steps"] if r["name"] == "restore")["status"] == "running":
+                break
+            assert data["status"] not in jobs.FINAL, data.get("message")
+            time.sleep(0.1)
+        assert running(stack, "frontend") and not running(stack, "backend")  # still in its grace period
+        os.kill(data["pid"], signal.SIGKILL)
+        while jobs.is_alive(jobs.jobs_dir(settings), job_id):
+            time.sleep(0.05)
+        watch = Events(stack)
+        proc = run_cli(["--config", str(config), "restore", "--resume", job_id, "--yes", "--json"])
+        found = watch.close()
+        assert proc.returncode == 0, proc.stderr + proc.stdout
+        assert running(stack, "frontend") and running(stack, "backend")
+    result = json.loads(proc.stdout)
+    assert result["status"] == "ok" and not marker_present(stack)
+    assert any(s == "frontend" and w == "start" for _, s, w in found)  # started by the resumed runner

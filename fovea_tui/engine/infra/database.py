@@ -305,16 +305,37 @@ class Database(ABC):
                 f"CREATE DATABASE {quote_ident(database)} OWNER :\"fovea_like_owner\";\n"
                 "\\endif\n")
 
-    def rename_database(self, old: str, new: str, *, drop_first: str | None = None, then: str = "",
-                        attempts: int = 50) -> None:
+    def rename_database(self, old: str, new: str, *, then: str = "", attempts: int = 50) -> None:
         """End the sessions on `old` and rename it to `new`, in one round trip: a client that
-        reconnects between the two is ended again (up to `attempts` tries, 0.1 s apart). With
-        `drop_first`, that database is dropped in the same round trip, before (a rollback: the
-        restored database goes, the renamed one takes its name back); `then` is SQL run after
-        the rename, still in the same round trip (the new database's CREATE)."""
-        drop = (_terminate_sql(drop_first) + f"\nDROP DATABASE IF EXISTS {quote_ident(drop_first)};\n"
-                if drop_first else "")
-        self.psql(drop + f"""DO $fovea$
+        reconnects between the two is ended again (up to `attempts` tries, 0.1 s apart); `then`
+        is SQL run after the rename, still in the same round trip (the new database's CREATE)."""
+        self.psql(_rename_sql(old, new, attempts) + then, database="postgres")
+
+    def put_back(self, aside: str, name: str, attempts: int = 50) -> str:
+        """A rename-aside rolled back in one round trip, decided on the server from what exists:
+        with `aside` there, `name` (the restored database) is dropped and `aside` renamed to
+        `name`: "renamed"; else nothing is touched: "untouched" when `name` is there (it was
+        never renamed), "neither" when both are gone."""
+        out = self.psql(
+            f"SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = {quote_literal(aside)}) AS aside, "
+            f"EXISTS (SELECT 1 FROM pg_database WHERE datname = {quote_literal(name)}) AS name \\gset fovea_has_\n"
+            "\\if :fovea_has_aside\n"
+            + _terminate_sql(name) + f"\nDROP DATABASE IF EXISTS {quote_ident(name)};\n"
+            + _rename_sql(aside, name, attempts) + "SELECT 'renamed';\n"
+            "\\elif :fovea_has_name\nSELECT 'untouched';\n\\else\nSELECT 'neither';\n\\endif\n",
+            database="postgres")
+        return out.splitlines()[-1].strip() if out else ""
+
+    def on(self, database: str) -> Database:
+        """This server, another database: what pg_dump and psql of the copy connect to."""
+        clone = copy.copy(self)
+        clone.name = database
+        return clone
+
+
+def _rename_sql(old: str, new: str, attempts: int) -> str:
+    """A DO block renaming `old` to `new`, ending its sessions before each try."""
+    return f"""DO $fovea$
 DECLARE tries int := 0;
 BEGIN
   LOOP
@@ -330,13 +351,7 @@ BEGIN
     END;
   END LOOP;
 END $fovea$;
-{then}""", database="postgres")
-
-    def on(self, database: str) -> Database:
-        """This server, another database: what pg_dump and psql of the copy connect to."""
-        clone = copy.copy(self)
-        clone.name = database
-        return clone
+"""
 
 
 def _terminate_sql(database: str) -> str:

@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from fovea_tui.engine.infra.streams import DockerExecProcess, condense
@@ -37,7 +37,10 @@ DOCKER_HEALTH_RETRIES = 3
 # A service without a healthcheck counts as up once it has stayed running this long.
 SETTLE_S = 3.0
 POLL_S = 0.25
-PROBE_EVERY_S = 0.5  # how often a start runs a starting service's healthcheck itself
+# A start looks at the containers this often for its first seconds, when services come up one
+# after another in dependency order and every round a service waits costs the application
+QUICK_POLL_S, QUICK_FOR_S = 0.1, 10.0
+PROBE_EVERY_S = 0.25  # a start runs a starting service's healthcheck itself at most this often
 
 #: Called with one line per service being waited for ("backend: stopping, SIGKILL in 7 s").
 WaitCallback = Callable[[list[str]], None]
@@ -55,6 +58,15 @@ def no_docker(reason: str = "this session manages no stack (the demo runs withou
     so the stack reads "not managed" and no container of this host is shown or touched."""
     global _NO_DOCKER
     _NO_DOCKER = reason
+
+
+def import_sdk() -> None:
+    """Import the docker SDK now, when there is an engine to talk to: a process about to fork
+    a runner (jobs.spawn) does it for the runner, whose pre-flight would otherwise spend that
+    fifth of a second of Python beside its read of the dump, one waiting for the other."""
+    socket = _local_socket()
+    if _NO_DOCKER is None and (socket is None or os.path.exists(socket)):
+        import docker  # noqa: F401
 
 
 def connect_docker(timeout: int = 10):
@@ -163,6 +175,39 @@ class Service:
         return found
 
 
+def _as_services(containers) -> dict[str, Service]:
+    """compose's services among these containers (one-off containers left out), by name."""
+    found: dict[str, Service] = {}
+    for c in containers:
+        labels = c.labels or {}
+        if labels.get(ONEOFF_LABEL, "False") == "True":
+            continue
+        name = labels.get(SERVICE_LABEL)
+        if not name:
+            continue
+        attrs = c.attrs.get("State", {})
+        config = c.attrs.get("Config") or {}
+        conditions = _conditions(labels)
+        svc = Service(
+            name=name,
+            container_id=c.id,
+            container_name=c.name,
+            state=attrs.get("Status", c.status),
+            health=_health(attrs),
+            image=config.get("Image", ""),
+            depends_on=list(conditions),
+            started_at=attrs.get("StartedAt", ""),
+            conditions=conditions,
+            healthcheck=Healthcheck.from_config(config.get("Healthcheck")),
+            stop_timeout=config.get("StopTimeout"),
+            exit_code=int(attrs.get("ExitCode") or 0),
+        )
+        # With several replicas keep the lowest-numbered one, as `compose exec` does.
+        if name not in found or labels.get(NUMBER_LABEL, "1") == "1":
+            found[name] = svc
+    return found
+
+
 def _conditions(labels: dict) -> dict[str, str]:
     """compose's depends_on label, "svc:condition:restart,...", as {svc: condition}."""
     found: dict[str, str] = {}
@@ -242,40 +287,13 @@ class Stack:
     def connect(cls, project: str) -> Stack:
         return cls(connect_docker(), project)
 
-    def _containers(self, all_: bool = True):
-        return self.client.containers.list(
-            all=all_, filters={"label": [f"{PROJECT_LABEL}={self.project}"]}
-        )
+    def _containers(self, service: str | None = None):
+        """The project's containers (or one service's), each inspected by the SDK."""
+        labels = [f"{PROJECT_LABEL}={self.project}"] + ([f"{SERVICE_LABEL}={service}"] if service else [])
+        return self.client.containers.list(all=True, filters={"label": labels})
 
     def services(self) -> list[Service]:
-        found: dict[str, Service] = {}
-        for c in self._containers():
-            labels = c.labels or {}
-            if labels.get(ONEOFF_LABEL, "False") == "True":
-                continue
-            name = labels.get(SERVICE_LABEL)
-            if not name:
-                continue
-            attrs = c.attrs.get("State", {})
-            config = c.attrs.get("Config") or {}
-            conditions = _conditions(labels)
-            svc = Service(
-                name=name,
-                container_id=c.id,
-                container_name=c.name,
-                state=attrs.get("Status", c.status),
-                health=_health(attrs),
-                image=config.get("Image", ""),
-                depends_on=list(conditions),
-                started_at=attrs.get("StartedAt", ""),
-                conditions=conditions,
-                healthcheck=Healthcheck.from_config(config.get("Healthcheck")),
-                stop_timeout=config.get("StopTimeout"),
-                exit_code=int(attrs.get("ExitCode") or 0),
-            )
-            # With several replicas keep the lowest-numbered one, as `compose exec` does.
-            if name not in found or labels.get(NUMBER_LABEL, "1") == "1":
-                found[name] = svc
+        found = _as_services(self._containers())
         return [found[n] for n in self.start_order(found.values())]
 
     def require(self) -> list[Service]:
@@ -289,9 +307,12 @@ class Stack:
         return services
 
     def service(self, name: str) -> Service:
-        for svc in self.require():
-            if svc.name == name:
-                return svc
+        """One service, from its own containers only (a restore asks about the database
+        service often: not a listing of the whole project each time)."""
+        found = _as_services(self._containers(name)).get(name)
+        if found is not None:
+            return found
+        self.require()  # says so when the project has no containers at all
         raise ConfigError(
             f"compose project {self.project!r} has no service {name!r}",
             key="database.service" if name != "backend" else "stack.backend_service",
@@ -343,7 +364,7 @@ class Stack:
                     elapsed = time.monotonic() - t0
                     on_wait([f"{name}: stopping, SIGKILL in {_in(grace[name] - elapsed)}"
                              for name, f in futures.items() if not f.done()])
-                time.sleep(POLL_S)
+                wait(futures.values(), timeout=POLL_S)  # back at once when the last one stopped
             failed = {name: f.exception() for name, f in futures.items() if f.exception() is not None}
         if on_wait is not None:
             on_wait([])
@@ -452,7 +473,7 @@ class Stack:
                 break
             if on_wait is not None:
                 on_wait(waits)
-            time.sleep(POLL_S)
+            time.sleep(QUICK_POLL_S if time.monotonic() - t0 < QUICK_FOR_S else POLL_S)
         if on_wait is not None:
             on_wait([])
         for name, why in blocked.items():
@@ -642,8 +663,9 @@ class _Probes:
     """A start's own runs of healthchecks. Docker runs a service's test once per interval
     (Fovea's backend: every 30 s), so a service healthy a second after its start waits half a
     minute for Docker to say so, and the application with it. The start runs the same test
-    itself, in a thread, at most every PROBE_EVERY_S; a pass counts as healthy. Only Docker
-    declares a service unhealthy: a failed run here decides nothing."""
+    itself, in a thread, one run at a time, each PROBE_EVERY_S or more after the one before
+    began; a pass counts as healthy. Only Docker declares a service unhealthy: a failed run
+    here decides nothing."""
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack

@@ -7,6 +7,7 @@ works when Docker is down, and a resumed runner opens them afresh.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from functools import cached_property
 from pathlib import Path
@@ -31,6 +32,8 @@ class RestoreContext:
         self.settings: Settings = handle.settings
         self.cancel: CancelToken = handle.cancel
         self.current: dict | None = None  # the step record being run or undone
+        # services this runner left stopping in a thread: (thread, names, errors); steps.stop_services
+        self.stopping: tuple[threading.Thread, list[str], list[BaseException]] | None = None
 
     # --- state ---------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ runner) need goes into `ctx.facts`, which is saved in the job's state file.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
@@ -198,13 +199,13 @@ class SafetyDump(Step):
             return f"{Path(existing).name} (taken earlier in this job)"
         if ctx.facts.get("safety_mode") == "rename":
             return rename_words(ctx) + " (decided earlier in this job)"
+        room = next((c for c in ctx.facts.get("preflight") or [] if c.get("name") == "room"), None)
+        if room is not None and room.get("data", {}).get("rename"):  # pre-flight saw the database
+            ctx.facts["safety_mode"] = "rename"
+            return rename_words(ctx)
         if ctx.db_name not in ctx.db.databases():
             ctx.facts["safety_dump"] = None
             raise Skip(f"database {ctx.db_name} does not exist yet: nothing to save")
-        room = next((c for c in ctx.facts.get("preflight") or [] if c.get("name") == "room"), None)
-        if room is not None and room.get("data", {}).get("rename"):
-            ctx.facts["safety_mode"] = "rename"
-            return rename_words(ctx)
         ctx.facts["safety_mode"] = "dump"
         why = f"dump ({room['detail']}): " if room is not None else "dump: "
 
@@ -269,20 +270,20 @@ def rename_aside(ctx) -> str:
 
 def rename_back(ctx) -> str:
     """Rollback with a rename: drop the new database, give the old one its name back. Seconds,
-    whatever the size; a rerun after a crash half-way finds the names on the server."""
+    whatever the size, and one round trip (the server decides from the names it has, so a
+    rerun after a crash half-way finds where things stand)."""
     db, name, aside = ctx.db, ctx.db_name, ctx.facts["renamed_to"]
-    present = set(db.databases())
-    if aside not in present:
-        if name in present:  # the runner stopped between recording the name and renaming
-            ctx.facts["database_dropped"] = False
-            return f"database {name} was never renamed: untouched"
-        raise OperationFailed(f"neither database {name} nor {aside} is on the server: roll back from a dump by hand")
-    if name in present:
-        if (ctx.data.get("rollback") or {}).get("after_success"):
+    if (ctx.data.get("rollback") or {}).get("after_success"):
+        present = set(db.databases())
+        if aside in present and name in present:
             _dump_live_database(ctx)
-        ctx.output(f"dropping the restored database {name}")
-    ctx.output(f"renaming {aside} back to {name}")
-    db.rename_database(aside, name, drop_first=name if name in present else None)  # one round trip
+    ctx.output(f"renaming {aside} back to {name}, the restored {name} dropped first")
+    outcome = db.put_back(aside, name)
+    if outcome == "untouched":  # the runner stopped between recording the name and renaming
+        ctx.facts["database_dropped"] = False
+        return f"database {name} was never renamed: untouched"
+    if outcome != "renamed":
+        raise OperationFailed(f"neither database {name} nor {aside} is on the server: roll back from a dump by hand")
     ctx.facts["safety_restored"] = True
     ctx.save()
     saved = f"; the live database was saved first as {Path(ctx.facts['live_dump']).name}" \
@@ -340,14 +341,21 @@ class StopStack(Step):
         names = ctx.facts["was_running"]
         if not names:
             raise Skip("no service but the database was running")
-        ctx.output("stopping " + ", ".join(reversed(names)) + " (in parallel)")
-        stop_services(ctx, names)
-        return "stopped " + ", ".join(names) + " (they will be started again)"
+        clients = database_clients(ctx, names)
+        later = [n for n in names if n not in clients]
+        ctx.output("stopping " + ", ".join(reversed(names)) + " (in parallel"
+                   + (f"; the restore goes on once {', '.join(clients)} stopped)" if later and clients else ")"))
+        stop_services(ctx, names, wait_for=clients)
+        detail = "stopped " + ", ".join(clients or names)
+        if later and clients:
+            detail += f"; {', '.join(later)} stopping in the background (they do not use the database)"
+        return detail + " (they will be started again)"
 
     def check(self, ctx) -> None:
         if ctx.stack is None:
             return
-        still = [s.name for s in ctx.stack.services() if s.name in ctx.facts.get("was_running", []) and s.running]
+        clients = database_clients(ctx, ctx.facts.get("was_running", []))
+        still = [s.name for s in ctx.stack.services() if s.name in clients and s.running]
         if still:
             raise OperationFailed("still running after stop: " + ", ".join(still))
 
@@ -374,8 +382,48 @@ def show_waits(ctx):
     return shown
 
 
-def stop_services(ctx, names: list[str]) -> None:
-    ctx.stack.stop(names, default_timeout=ctx.settings.stack.stop_timeout_s, on_wait=show_waits(ctx))
+def stop_services(ctx, names: list[str], *, wait_for: list[str] | None = None) -> None:
+    """Stop `names` in parallel, each with its grace period. With `wait_for` (the database
+    clients), return once those are stopped: the others go on stopping in a thread of this
+    runner, which `start_services` waits for, so a service that ignores SIGTERM (a frontend
+    whose Node runs as PID 1: 10 s) spends its grace period beside the restore, not before it."""
+    later = [n for n in names if wait_for and n not in wait_for]
+    if later:
+        stack, timeout = ctx.stack, ctx.settings.stack.stop_timeout_s
+        failed: list[BaseException] = []
+
+        def stop_later() -> None:
+            try:
+                stack.stop(later, default_timeout=timeout)
+            except Exception as exc:  # noqa: BLE001 - kept: start_services says it and stops them again
+                failed.append(exc)
+
+        thread = threading.Thread(target=stop_later, daemon=True, name="stop-in-background")
+        thread.start()
+        ctx.stopping = (thread, later, failed)
+    now = [n for n in names if n not in later]
+    if now:
+        ctx.stack.stop(now, default_timeout=ctx.settings.stack.stop_timeout_s, on_wait=show_waits(ctx))
+
+
+def finish_stopping(ctx, names: list[str]) -> None:
+    """Before `names` start again: the background stop of this runner ended, and none of them
+    still running (a runner killed while they stopped, or a stop that failed): a service
+    started while its stop is still under way would be killed by that stop's SIGKILL."""
+    stopping = ctx.stopping
+    if stopping is not None:
+        thread, later, failed = stopping
+        if thread.is_alive():
+            ctx.output(f"waiting for {', '.join(later)} to finish stopping (a stop grace period) before starting again")
+        thread.join()
+        ctx.stopping = None
+        for exc in failed:
+            ctx.output(f"warning: stopping {', '.join(later)} in the background failed: {exc}")
+    still = [s.name for s in ctx.stack.services() if s.name in names and s.running]
+    if still:
+        ctx.output("still running, stopped first so that they start again with the restored database: "
+                   + ", ".join(still))
+        stop_services(ctx, still)
 
 
 def database_clients(ctx, names: list[str]) -> list[str]:
@@ -386,6 +434,7 @@ def database_clients(ctx, names: list[str]) -> list[str]:
 
 def start_services(ctx, names: list[str], *, cancel):
     """Start `names` as compose would; raises only for a database client that does not come up."""
+    finish_stopping(ctx, names)
     return ctx.stack.start(names, must_run=database_clients(ctx, names), cancel=cancel, on_wait=show_waits(ctx))
 
 
