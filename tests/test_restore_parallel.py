@@ -400,3 +400,56 @@ def test_docker_mode_loads_over_several_sessions(stack, tmp_path):
         assert stack.psql("SELECT count(*) FROM pg_indexes WHERE indexname = 'filler_t'").strip() == "1"
     finally:
         stack.psql("DROP TABLE IF EXISTS filler; DROP TABLE IF EXISTS restore_marker;")
+
+
+# ---------------------------------------------------------------- pg_dump's \restrict
+
+
+CLIENT_15 = Path("/usr/lib/postgresql/15/bin")
+
+
+def restricting_client() -> Path:
+    """A psql that knows pg_dump's \\restrict (15.14 and later), or skip."""
+    psql = CLIENT_15 / "psql"
+    if not psql.exists():
+        pytest.skip("no Debian postgresql-client here")
+    version = subprocess.run([str(psql), "--version"], capture_output=True, text=True).stdout
+    major, minor = (int(x) for x in re.search(r"(\d+)\.(\d+)", version).groups())
+    if (major, minor) < (15, 14):
+        pytest.skip(f"{version.strip()} does not know \\restrict")
+    return CLIENT_15
+
+
+def test_restricted_dump_keeps_every_session_restricted(direct_pg, fresh_direct_db, many_chunks, tmp_path):
+    """pg_dump 17.6/16.10/15.14 wrap the dump in \\restrict KEY ... \\unrestrict KEY so a hostile
+    server cannot have psql run meta-commands. Every session gets the \\restrict line: the dump
+    loads as before, and a meta-command hidden after the data is refused, not run."""
+    client = restricting_client()
+    sql = pg_dump(direct_pg, fresh_direct_db.name).decode()
+    at = sql.index("SET statement_timeout")
+    restricted = sql[:at] + "\\restrict K3y\n\n" + sql[at:] + "\n\\unrestrict K3y\n"
+    db = DirectDatabase(DatabaseURL.parse(direct_pg.url, source="test"), client)
+    good = tmp_path / "good.sql.gz"
+    good.write_bytes(gzip.compress(restricted.encode()))
+    target = direct_pg.create_database(direct_pg.unique_name("restricted"), seeded=False)
+    try:
+        ctx = Ctx(db)
+        stream_dump(ctx, good, target)
+        assert contents(direct_pg, target) == contents(direct_pg, fresh_direct_db.name)
+    finally:
+        direct_pg.drop_database(target)
+
+    flag = tmp_path / "pwned"
+    cut = restricted.index("\n--\n-- Name: ", restricted.rindex("\n\\.\n")) + 1  # after the last COPY block
+    hostile = tmp_path / "hostile.sql.gz"
+    hostile.write_bytes(gzip.compress((restricted[:cut] + f"\\! touch {flag}\n" + restricted[cut:]).encode()))
+    target = direct_pg.create_database(direct_pg.unique_name("restricted"), seeded=False)
+    try:
+        from fovea_tui.errors import OperationFailed
+
+        with pytest.raises(OperationFailed, match="rest of post-data"):
+            stream_dump(Ctx(db), hostile, target)
+        assert not flag.exists()
+        assert no_psql_left(target) == []
+    finally:
+        direct_pg.drop_database(target)
