@@ -265,14 +265,17 @@ class Aborted(Exception):
 
 @dataclass
 class Session:
-    """One psql; what is queued for it is written by its own thread, in order."""
+    """One psql, started by its own thread (so sessions start side by side, while the reader
+    goes on), which then writes what is queued for it, in order."""
 
     index: int
     of: int                            # sessions in its phase
     phase: str
-    proc: ToolProcess
     loader: Loader
+    single_transaction: bool = True
     depth: int = 0                     # items queued before the reader waits (0: no bound)
+    proc: ToolProcess | None = None
+    start_error: Exception | None = None
     queued: int = 0                    # bytes queued (by the reader)
     written: int = 0                   # bytes written (by the session's thread)
     lines: int = 0                     # lines queued so far
@@ -327,6 +330,18 @@ class Session:
     def _write(self) -> None:
         loader = self.loader
         try:
+            proc = self.proc = loader.ctx.db.restore(loader.database, single_transaction=self.single_transaction)
+        except Exception as exc:  # noqa: BLE001 - no psql (the container gone...): the load fails, saying so
+            self.start_error = exc
+            self.done.set()
+            loader.failed(self)
+            return
+        if loader.aborted.is_set():  # stopped while this psql started: stop it here
+            proc.kill()
+            self.code = proc.wait()
+            self.done.set()
+            return
+        try:
             while True:
                 item = self.pending.get()
                 if loader.aborted.is_set():
@@ -341,11 +356,11 @@ class Session:
                         return  # its failure stops the load
                     continue
                 for part in item:
-                    self.proc.write(part)
+                    proc.write(part)
                     self.written += len(part)
         except OSError as exc:  # psql stopped reading: it hit an error and exited
             self.broken = exc
-        self.code = self.proc.wait()
+        self.code = proc.wait()
         self.done.set()
         if self.code != 0 or self.broken is not None:
             loader.failed(self)
@@ -366,8 +381,7 @@ class Loader:
     def spawn(self, phase: str, count: int = 1, *, single_transaction: bool = True, depth: int = 0) -> list[Session]:
         """`count` psql sessions for `phase`, connecting while the reader goes on; `depth`
         bounds what waits for each (what the reader streams), 0 not (what is in memory)."""
-        started = [Session(i, count, phase, self.ctx.db.restore(self.database, single_transaction=single_transaction),
-                           self, depth=depth) for i in range(count)]
+        started = [Session(i, count, phase, self, single_transaction, depth) for i in range(count)]
         self.all += started
         return started
 
@@ -403,7 +417,7 @@ class Loader:
         """Stop every session: kill its psql, end its server session, wait for it."""
         self.aborted.set()
         for session in self.all:
-            if not session.done.is_set():
+            if session.proc is not None and not session.done.is_set():
                 try:
                     session.proc.kill()
                 except OSError:
@@ -420,7 +434,7 @@ class Loader:
                     break
             session.pending.put(None)
             session.thread.join(timeout=30)
-            if not session.done.is_set():
+            if session.proc is not None and not session.done.is_set():
                 session.code = session.proc.wait()
 
     # -- what psql said
@@ -433,9 +447,11 @@ class Loader:
             lines += messages(session)
         for line in lines[-20:]:
             self.ctx.output(line)
-        return "".join(s.proc.output_text() for s in self.all)
+        return "".join(s.proc.output_text() for s in self.all if s.proc is not None)
 
     def failure_message(self, session: Session) -> str:
+        if session.start_error is not None:
+            return f"psql could not start for the {session.phase}: {session.start_error}"
         code = session.code if session.code is not None else -1
         why = psql_failure(self.ctx, code, "\n".join(messages(session)))
         which = f", session {session.index + 1} of {session.of}" if session.of > 1 else ""
@@ -451,6 +467,8 @@ def messages(session: Session) -> list[str]:
     """The session's stderr with psql's `psql:<stdin>:N:` as the dump's line; after a COPY
     error, the line of the failing row, and CONTEXT's row counted in its whole block (what
     one psql reading the whole dump would have said)."""
+    if session.proc is None:
+        return []
     lines = [ln for ln in session.proc.stderr_text.splitlines() if ln.strip()]
     out: list[str] = []
     chunk: tuple[int, int, int] | None = None
