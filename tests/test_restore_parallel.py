@@ -241,6 +241,17 @@ def test_cancel_mid_load_stops_every_session(direct_pg, fresh_direct_db, many_ch
         direct_pg.drop_database(target)
 
 
+def test_a_psql_that_cannot_start_fails_the_load_saying_so(direct_pg, fresh_direct_db, many_chunks, tmp_path):
+    from fovea_tui.errors import OperationFailed
+
+    dump = tmp_path / "dump.sql.gz"
+    dump.write_bytes(gzip.compress(pg_dump(direct_pg, fresh_direct_db.name)))
+    (tmp_path / "bin").mkdir()
+    db = DirectDatabase(DatabaseURL.parse(direct_pg.url, source="test"), tmp_path / "bin")  # no psql there
+    with pytest.raises(OperationFailed, match=r"psql could not start for the schema \(pre-data\): .*No such file"):
+        stream_dump(Ctx(db), dump, fresh_direct_db.name)
+
+
 # ---------------------------------------------------------------- failures, through the CLI
 
 
