@@ -27,7 +27,7 @@ from fovea_tui.engine.progress import ProgressEvent
 from fovea_tui.engine.restore.loader import load_dump
 from fovea_tui.engine.restore.preflight import run_preflight
 from fovea_tui.engine.restore.verify import expected_rows, row_lines, run_verification
-from fovea_tui.errors import Cancelled, FoveaError, OperationFailed, SafetyRefusal
+from fovea_tui.errors import Cancelled, ConfigError, FoveaError, OperationFailed, SafetyRefusal
 from fovea_tui.formatting import plural
 
 
@@ -444,10 +444,10 @@ def start_services(ctx, names: list[str], *, cancel):
 def ensure_database_service(ctx) -> None:
     if ctx.stack is None:
         return
-    services = {s.name: s for s in ctx.stack.services()}
-    svc = services.get(ctx.db_service)
-    if svc is None:
-        return
+    try:
+        svc = ctx.stack.service(ctx.db_service)
+    except ConfigError:
+        return  # no such service: the database is elsewhere, and its own checks say so
     if svc.ok:
         return  # up, and healthy or without a healthcheck: nothing to wait for
     if not svc.running:
