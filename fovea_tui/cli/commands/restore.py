@@ -282,7 +282,7 @@ def run(args, ctx: CliContext) -> int:
     with follower.bar:
         # The outcome is printed as soon as the runner records it; the renamed database's safety
         # dump is written after it, outside the recovery time, and followed here on stderr.
-        data = jobs.follow(settings, job_id, follower, interval=0.05,
+        data = jobs.follow(settings, job_id, follower, interval=0.02,
                            stop=lambda: ctx.cancel.cancelled or follower.result_out)
     if ctx.cancel.cancelled and (data.get("alive") or jobs.load_state(settings, job_id).alive):
         if data.get("awaiting") in ("confirm", "missing_videos"):

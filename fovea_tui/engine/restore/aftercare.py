@@ -24,7 +24,6 @@ from fovea_tui.engine.backups.verify import verify_dump
 from fovea_tui.engine.infra import jobs
 from fovea_tui.engine.infra.database import open_database
 from fovea_tui.engine.infra.jobs import now_iso
-from fovea_tui.engine.ops import notify
 from fovea_tui.errors import FoveaError, OperationFailed
 
 
@@ -78,6 +77,8 @@ def write_safety_dump(ctx) -> None:
             f"the safety dump from {aside} failed: {why}; database {aside} is kept as the way back. Take a dump "
             f"of it (`pg_dump {aside} | gzip`) or retry with `fovea-tui restore --resume {ctx.handle.id}`, "
             f"then drop it with DROP DATABASE \"{aside}\"")
+        from fovea_tui.engine.ops import notify  # only for an alert: not on every runner's start
+
         notify.send_alerts(settings, [notify.Alert("warning", "restore:safety_copy", info["detail"],
                                                    notify.NEXT_STEP["restore"])])
     finally:

@@ -17,7 +17,6 @@ from fovea_tui import masking
 from fovea_tui.engine.infra import audit
 from fovea_tui.engine.infra.jobs import now_iso
 from fovea_tui.engine.infra.locks import acquire
-from fovea_tui.engine.ops import notify
 from fovea_tui.engine.progress import CancelToken
 from fovea_tui.engine.restore import aftercare
 from fovea_tui.engine.restore.context import RestoreContext
@@ -81,6 +80,8 @@ def execute(handle, action: str) -> None:
         audit.record(settings, "restore", outcome, outcome_details)
         if outcome != "ok":
             dump = _name(data["params"].get("dump"))
+            from fovea_tui.engine.ops import notify  # only for an alert: not on every runner's start
+
             notify.send_alerts(settings, [notify.Alert(
                 "critical", "restore:critical", f"restore of {dump} ended {status}: {data.get('message', '')}",
                 notify.NEXT_STEP["restore"])])

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -101,6 +99,9 @@ def check_migration_rows(ctx) -> dict:
 
 def probe_health(url: str, *, attempts: int = 20, delay: float = 1.5, timeout: float = 3.0,
                  cancel=None) -> tuple[bool, str]:
+    import urllib.error
+    import urllib.request  # here, not at import: with ssl, about 15 ms of every CLI start
+
     last = ""
     for attempt in range(attempts):
         if cancel is not None:
@@ -186,6 +187,9 @@ def login_url(health_url: str) -> str:
 
 def check_login(health_url: str, username: str, password: str, timeout: float = 5.0) -> dict:
     """POST /api/auth/login with typed credentials (never stored); a verification check dict."""
+    import urllib.error
+    import urllib.request
+
     url = login_url(health_url)
     body = json.dumps({"username": username, "password": password}).encode()
     req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
