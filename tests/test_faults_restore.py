@@ -151,12 +151,12 @@ def test_docker_psql_killed_mid_stream_rolls_back(stack, docker_restore, how):
     job_id = _wait_streaming(settings, cli)
     if how == "sigkill":
         pids = _psql_restore_pids(stack.container("postgres"))
-        assert len(pids) == 1, pids
+        assert pids, pids  # the dump loads over several sessions: one of them is killed
         os.kill(pids[0], signal.SIGKILL)
         why = "psql was killed"
     else:
-        out = stack.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'fovea' "
-                         "AND application_name = 'psql' AND pid <> pg_backend_pid()", db="postgres")
+        out = stack.psql("SELECT pg_terminate_backend(pid) FROM (SELECT pid FROM pg_stat_activity WHERE datname = "
+                         "'fovea' AND application_name = 'psql' AND pid <> pg_backend_pid() LIMIT 1) one", db="postgres")
         assert out.split() == ["t"], out
         why = "terminating connection due to administrator command"
     code, result, err = _finish(cli)
@@ -190,13 +190,13 @@ def test_direct_psql_killed_mid_stream_rolls_back(fresh_direct_db, tmp_path, how
     job_id = _wait_streaming(settings, cli)
     if how == "sigkill":
         pids = _local_psql_restore_pids(fresh_direct_db.name)
-        assert len(pids) == 1, pids
+        assert pids, pids  # the dump loads over several sessions: one of them is killed
         os.kill(pids[0], signal.SIGKILL)
         why = "psql was killed"
     else:
         out = fresh_direct_db.psql(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
-            f"'{fresh_direct_db.name}' AND application_name = 'fovea-tui' AND pid <> pg_backend_pid()",
+            "SELECT pg_terminate_backend(pid) FROM (SELECT pid FROM pg_stat_activity WHERE datname = "
+            f"'{fresh_direct_db.name}' AND application_name = 'fovea-tui' AND pid <> pg_backend_pid() LIMIT 1) one",
             db="postgres")
         assert out.split() == ["t"], out
         why = "terminating connection due to administrator command"

@@ -74,6 +74,16 @@ class StreamInspector:
     def tail(self) -> bytes:
         return self._tail
 
+    def text(self, buf: bytes, start: int, end: int) -> None:
+        """Called with the next bytes outside COPY blocks, buf[start:end] (SQL, comments, the
+        headers of blocks and their end lines excepted): every such byte once and in order."""
+
+    def copy_allowed(self, header: bytes) -> bool:
+        """May this `COPY ... FROM stdin;` line start a block? Everything before it has been
+        given to `text`. A subclass that reads the SQL says no inside a statement (a function
+        body quoting such a line); then the line goes to `text`."""
+        return True
+
     def copy_started(self, header: bytes) -> None:
         """Called as a COPY block begins, with its header line (a subclass reads rows here)."""
 
@@ -123,17 +133,29 @@ class StreamInspector:
                 start = j + 1 if j >= 0 else -1
             if start < 0:
                 self._keep_tail(buf, p, b"COPY ")
+                self.text(buf, p, n - len(self._carry))  # the carried bytes come again with the next chunk
                 return
+            if start > p:
+                self.text(buf, p, start)
             eol = buf.find(b"\n", start)
             if eol < 0:
                 self._carry, self._line_start = buf[start:], True
                 return
             header = buf[start:eol]
             p, self._line_start = eol + 1, True
-            if header.rstrip().endswith(b"FROM stdin;"):
+            if header.rstrip().endswith(b"FROM stdin;") and self.copy_allowed(header):
                 self._table = copy_table_name(header) or header[5:60].decode("utf-8", "replace")
                 self._rows = 0
                 self.copy_started(header)
+            else:
+                self.text(buf, start, p)
+
+    def finish(self) -> None:
+        """At the stream's end: the few bytes held back in case they began a marker are text
+        after all (a stream ending in the middle of a block gives them to nobody)."""
+        if self._carry and self._table is None:
+            self.text(self._carry, 0, len(self._carry))
+        self._carry = b""
 
     def _keep_tail(self, buf: bytes, p: int, marker: bytes) -> None:
         """After the last newline: carry a few bytes only if they may start `marker`."""

@@ -230,12 +230,15 @@ class Database(ABC):
         """pg_dump in plain SQL format; read() the stream, then wait() and check the code."""
         return self._spawn("pg_dump", ["--no-password", database or self.name])
 
-    def restore(self, database: str) -> ToolProcess:
-        """psql reading plain SQL on stdin: one transaction, stop at the first error. `-f -`
-        makes psql name the dump's line in its errors ("psql:<stdin>:1234: ERROR: ..."); the
-        rows of the dump's SELECTs (pg_dump's set_config calls) go to /dev/null, not the log."""
-        proc = self._spawn("psql", ["-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1",
-                                    "--single-transaction", "-o", "/dev/null", "-f", "-", "-d", database], stdin=True)
+    def restore(self, database: str, *, single_transaction: bool = True) -> ToolProcess:
+        """psql reading plain SQL on stdin: one transaction (unless told not to: sessions
+        building indexes of one table side by side must not hold their locks to the end),
+        stop at the first error. `-f -` makes psql name the line of its input in its errors
+        ("psql:<stdin>:1234: ERROR: ..."); the rows of the dump's SELECTs (pg_dump's
+        set_config calls) go to /dev/null, not the log."""
+        once = ["--single-transaction"] if single_transaction else []
+        proc = self._spawn("psql", ["-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", *once,
+                                    "-o", "/dev/null", "-f", "-", "-d", database], stdin=True)
         proc.drain_stdout()
         return proc
 

@@ -10,14 +10,11 @@ runner) need goes into `ctx.facts`, which is saved in the job's state file.
 from __future__ import annotations
 
 import os
-import signal
 import threading
 import time
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 from pathlib import Path
-
-from isal import igzip
 
 from fovea_tui.engine.backups import encryption
 from fovea_tui.engine.backups import manifest as mf
@@ -27,15 +24,11 @@ from fovea_tui.engine.infra.files import write_atomic
 from fovea_tui.engine.infra.locks import ensure_private_dir
 from fovea_tui.engine.infra.streams import condense
 from fovea_tui.engine.progress import ProgressEvent
+from fovea_tui.engine.restore.loader import load_dump
 from fovea_tui.engine.restore.preflight import run_preflight
 from fovea_tui.engine.restore.verify import expected_rows, row_lines, run_verification
 from fovea_tui.errors import Cancelled, ConfigError, FoveaError, OperationFailed, SafetyRefusal
 from fovea_tui.formatting import plural
-
-CHUNK = 1 << 20
-# Written to psql when a stream must be abandoned: ends a COPY block and any statement, then
-# raises, so `--single-transaction` rolls back instead of committing half a dump at EOF.
-ABORT_SQL = b"\n\\.\n;\nDO $fovea$ BEGIN RAISE EXCEPTION 'restore aborted by fovea-tui'; END $fovea$;\n"
 
 
 class Skip(Exception):
@@ -499,90 +492,9 @@ class PrepareDatabase(Step):
 
 
 def stream_dump(ctx, path: Path, database: str) -> str:
-    """Decompress `path` (ISA-L) into psql; progress over the file's bytes. psql's output."""
-    total = path.stat().st_size
-    proc = ctx.db.restore(database)
-    broken: OSError | None = None
-    try:
-        with open(path, "rb") as raw, igzip.GzipFile(fileobj=raw, mode="rb") as gz:
-            while True:
-                ctx.cancel.check()
-                chunk = gz.read(CHUNK)
-                if not chunk:
-                    break
-                try:
-                    proc.write(chunk)
-                except OSError as exc:  # psql stopped reading: it hit an error and exited
-                    broken = exc
-                    break
-                ctx.progress(raw.tell(), total)
-    except BaseException:
-        try:
-            proc.write(ABORT_SQL)
-        except OSError:
-            pass
-        try:
-            proc.kill()
-        finally:
-            proc.wait()
-        raise
-    ctx.progress(total, total)
-    code = proc.wait()
-    out = proc.output_text()
-    # psql's own words: "psql:<stdin>:1234: ERROR: ..." names the dump's line (redacted by output)
-    for line in (out.splitlines() + proc.stderr_text.splitlines())[-20:]:
-        if line.strip():
-            ctx.output(line)
-    if code != 0 or broken is not None:
-        raise OperationFailed(f"{psql_failure(ctx, code, proc.stderr_text)}; the transaction was rolled back")
-    return out
-
-
-def psql_failure(ctx, code: int, stderr: str) -> str:
-    """Why the restoring psql stopped, in one line: the server gone, psql killed, or its error."""
-    gone = _server_gone(ctx.db)
-    if gone:
-        return f"{gone} while psql restored the dump (psql exit {code})"
-    errors = condense(stderr)
-    signum = -code if code < 0 else code - 128 if 128 < code < 160 else 0  # docker exec: 128 + signal
-    if signum and "ERROR" not in stderr:
-        try:
-            name = signal.Signals(signum).name
-        except ValueError:
-            name = f"signal {signum}"
-        return f"psql was killed ({name}) in the middle of the dump (exit {code})"
-    if "ERROR" in stderr:
-        return f"psql stopped at an SQL error (exit {code}): {errors}"
-    return f"psql lost its session on the server (exit {code}): {errors}"
-
-
-def _server_gone(db) -> str | None:
-    """How the database server went away (a stopped container, no answer), or None when it answers."""
-    stack, service = getattr(db, "stack", None), getattr(db, "service", None)
-
-    def container_down() -> str | None:
-        if stack is None or service is None:
-            return None
-        try:
-            svc = stack.service(service)
-        except Exception as exc:  # noqa: BLE001 - the container itself may be gone
-            return f"the database service {service} is gone ({exc})"
-        return None if svc.running else f"the database service {service} stopped (state {svc.state})"
-
-    down = container_down()
-    if down:
-        return down
-    try:
-        db.ping()
-        return None
-    except Exception as exc:  # noqa: BLE001 - any failure to answer is the answer
-        deadline = time.monotonic() + 15  # a container shutting down: give it the time to say so
-        while stack is not None and time.monotonic() < deadline:
-            down = container_down()
-            if down:
-                return down
-            time.sleep(0.5)
-        return f"the database server stopped answering ({exc})"
+    """Load the gzip'd plain dump `path` into the fresh, empty `database` over several psql
+    sessions (see `loader`); progress over the file's bytes; psql's output."""
+    return load_dump(ctx, path, database)
 
 
 class RestoreDump(Step):
