@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shlex
@@ -95,6 +96,9 @@ def test_restore_escape_quit_and_the_lock_in_a_real_terminal(stack, fixture_dump
     if shutil.which("tmux") is None:
         unavailable("tmux is not installed")
     settings = stack.settings(tmp_path)
+    # the frontend declared a database client: the stop step waits for it (the others stop
+    # beside the restore, steps.stop_services), so its countdown is on screen for a minute
+    settings = dataclasses.replace(settings, stack=dataclasses.replace(settings.stack, database_clients=["frontend"]))
     place_dump(fixture_dump, settings)
     config = save_settings(settings, tmp_path / "fovea-tui.toml")
     env = {"PYTHONPATH": str(REPO), "TERM": "xterm-256color",

@@ -104,6 +104,7 @@ async def test_locations_are_asked_checked_and_an_unwritable_one_is_refused(tmp_
         screen.query_one("#setup-offsite", Input).value = "s3://Not_A_Bucket/x/"
         await wait_for(pilot, lambda: "is not a bucket name" in _shown(screen, "#setup-offsite-check"))
         screen.query_one("#setup-save", Button).focus()
+        await wait_for(pilot, lambda: app.focused is screen.query_one("#setup-save", Button))  # focus() lands on a refresh
         await pilot.press("enter")
         await wait_for(pilot, lambda: any(n.title == "Not saved" for n in app._notifications))
         note = next(n for n in app._notifications if n.title == "Not saved")
@@ -115,8 +116,7 @@ async def test_locations_are_asked_checked_and_an_unwritable_one_is_refused(tmp_
         screen.query_one("#setup-target", Input).value = str(tmp_path / "disk" / "videos")
         await wait_for(pilot, lambda: "shape checked" in _shown(screen, "#setup-offsite-check")
                        and "created (0700)" in _shown(screen, "#setup-target-check"))
-        screen.query_one("#setup-save", Button).focus()
-        await pilot.press("enter")
+        await pilot.press("ctrl+s")  # the save key, from whatever field has focus
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
         await pilot.press("y")
         await wait_for(pilot, lambda: not isinstance(app.screen, (ConfirmDialog, SetupScreen)))
