@@ -101,8 +101,10 @@ class Docker(Target):
 
     def __init__(self, stack, work: Path) -> None:
         from fovea_tui.config import save_settings
+        from fovea_tui.engine.infra.stack import Stack
 
         self.stack = stack
+        self.one_off = Stack.connect(stack.project)  # the runbook's `docker compose run --rm`
         self.settings = stack.settings(work, stack={"health_url": stack.health_url})
         self.config = save_settings(self.settings, work / "fovea-tui.toml")
         self.env = dict(os.environ)
@@ -114,10 +116,6 @@ class Docker(Target):
         """Does the dump lack a migration the backend image bundles (the runbook then migrates)?"""
         import json
 
-        from fovea_tui.engine.infra.stack import Stack
-
-        if not hasattr(self, "one_off"):
-            self.one_off = Stack.connect(self.stack.project)
         manifest = json.loads(dump.with_name(dump.name + ".manifest.json").read_text())
         bundled = {p.parent.name for p in (self.stack.app_dir / "prisma" / "migrations").glob("*/migration.sql")}
         return not bundled <= set(manifest.get("prisma_migrations") or [])

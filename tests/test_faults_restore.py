@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.services import local_psql_pids
 from test_backup_helpers import direct_config, settings_and_config, write_env
 from test_restore import REPO, marker_present, mutate, place_dump, rows, running, step_status
 
@@ -110,21 +111,6 @@ def _psql_restore_pids(container) -> list[int]:
             if "psql" in p[-1] and "--single-transaction" in p[-1]]
 
 
-def _local_psql_restore_pids(database: str) -> list[int]:
-    pids = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/cmdline", "rb") as fh:
-                argv = fh.read().split(b"\0")
-        except OSError:
-            continue
-        if argv and argv[0].endswith(b"/psql") and b"--single-transaction" in argv and database.encode() in argv:
-            pids.append(int(entry.name))
-    return pids
-
-
 def _assert_rolled_back(result: dict, code: int, why: str) -> None:
     assert code == 1, result
     assert result["ok"] is False and result["status"] == "rolled_back", result
@@ -189,7 +175,7 @@ def test_direct_psql_killed_mid_stream_rolls_back(fresh_direct_db, tmp_path, how
     cli = _start_cli(config, dump, "--yes", "--json", env=env)
     job_id = _wait_streaming(settings, cli)
     if how == "sigkill":
-        pids = _local_psql_restore_pids(fresh_direct_db.name)
+        pids = local_psql_pids(fresh_direct_db.name, b"--single-transaction")
         assert pids, pids  # the dump loads over several sessions: one of them is killed
         os.kill(pids[0], signal.SIGKILL)
         why = "psql was killed"
@@ -211,7 +197,7 @@ def test_direct_psql_killed_mid_stream_rolls_back(fresh_direct_db, tmp_path, how
     assert fresh_direct_db.psql("SELECT to_regclass('public.restore_marker') IS NOT NULL").strip() == "t"
     assert fresh_direct_db.psql("SELECT to_regclass('public.filler') IS NULL").strip() == "t"
     assert fresh_direct_db.psql("SELECT count(*) FROM annotations").strip() == annotations
-    assert _local_psql_restore_pids(fresh_direct_db.name) == []
+    assert local_psql_pids(fresh_direct_db.name, b"--single-transaction") == []
 
 
 # ---------------------------------------------------------------- the postgres container stopped

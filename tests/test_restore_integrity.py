@@ -28,11 +28,8 @@ def run_cli(args: list[str], *, env: dict | None = None, timeout: float = 240) -
                           timeout=timeout, cwd=REPO, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
 
 
-@pytest.fixture
-def direct(fresh_direct_db, tmp_path, monkeypatch):
-    """Direct mode on a real cluster: settings saved in a config file, one backup taken."""
-    from fovea_tui.engine.backups.pipeline import run_backup
-
+def direct_settings(fresh_direct_db, tmp_path, monkeypatch):
+    """Direct-mode settings for this cluster's database, saved in a config file: (settings, path)."""
     env_file = tmp_path / ".env"
     env_file.write_text("STORAGE_PATH=/videos\n")
     (tmp_path / "videos").mkdir()
@@ -45,6 +42,15 @@ def direct(fresh_direct_db, tmp_path, monkeypatch):
     config = save_settings(settings, tmp_path / "fovea-tui.toml")
     settings.source = config
     monkeypatch.setenv("FOVEA_TUI_PG_BIN", str(fresh_direct_db.bin_dir))
+    return settings, config
+
+
+@pytest.fixture
+def direct(fresh_direct_db, tmp_path, monkeypatch):
+    """Direct mode on a real cluster: settings saved in a config file, one backup taken."""
+    from fovea_tui.engine.backups.pipeline import run_backup
+
+    settings, config = direct_settings(fresh_direct_db, tmp_path, monkeypatch)
     backup = run_backup(settings, offsite=False)
     return settings, config, backup, fresh_direct_db
 

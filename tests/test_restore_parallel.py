@@ -25,9 +25,10 @@ import time
 from pathlib import Path
 
 import pytest
-from test_restore_integrity import run_cli
+from support.services import local_psql_pids, unavailable
+from test_restore_integrity import direct_settings, run_cli
 
-from fovea_tui.config import save_settings, settings_from_dict
+from fovea_tui.config import save_settings
 from fovea_tui.engine import restore as engine
 from fovea_tui.engine.infra import jobs
 from fovea_tui.engine.infra.database import DirectDatabase
@@ -149,22 +150,6 @@ def many_chunks(monkeypatch):
     monkeypatch.setattr(loader, "CHUNK_TARGET", 16 << 10)
 
 
-def no_psql_left(database: str) -> list[int]:
-    """psql processes on this host connected to `database` (by their argv)."""
-    pids = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/cmdline", "rb") as fh:
-                argv = fh.read().split(b"\0")
-        except OSError:
-            continue
-        if argv and argv[0].endswith(b"/psql") and database.encode() in argv:
-            pids.append(int(entry.name))
-    return pids
-
-
 # ---------------------------------------------------------------- the same result
 
 
@@ -234,7 +219,7 @@ def test_cancel_mid_load_stops_every_session(direct_pg, fresh_direct_db, many_ch
 
         with pytest.raises(Cancelled):
             stream_dump(ctx, dump, target)
-        assert no_psql_left(target) == []
+        assert local_psql_pids(target) == []
         sessions = direct_pg.psql(f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{target}'", "postgres")
         assert sessions.strip() == "0"
     finally:
@@ -259,24 +244,13 @@ def test_a_psql_that_cannot_start_fails_the_load_saying_so(direct_pg, fresh_dire
 def big_direct(fresh_direct_db, tmp_path, monkeypatch):
     """Direct mode on a database large enough to load in parallel (a filler table of about
     5 MB of rows and a table with a unique index), a marker only the old database has."""
-    env_file = tmp_path / ".env"
-    env_file.write_text("STORAGE_PATH=/videos\n")
-    (tmp_path / "videos").mkdir()
     fresh_direct_db.psql(
         "CREATE TABLE public.filler (i int, t text, u text);"
         "INSERT INTO public.filler SELECT i, md5(i::text), md5((i * 7)::text) FROM generate_series(1, 60000) i;"
         "CREATE TABLE public.tags (id int, name text);"
         "INSERT INTO public.tags SELECT i, 'tag' || i FROM generate_series(1, 100) i;"
         "CREATE UNIQUE INDEX tags_name_key ON public.tags (name);")
-    settings = settings_from_dict({
-        "install": {"compose_project": "fovea-no-such-project", "env_file": str(env_file)},
-        "database": {"mode": "direct", "url": fresh_direct_db.url},
-        "backups": {"dir": str(tmp_path / "backups")},
-        "volume": {"path": str(tmp_path / "videos")},
-    })
-    config = save_settings(settings, tmp_path / "fovea-tui.toml")
-    settings.source = config
-    monkeypatch.setenv("FOVEA_TUI_PG_BIN", str(fresh_direct_db.bin_dir))
+    settings, config = direct_settings(fresh_direct_db, tmp_path, monkeypatch)
     sql = pg_dump(fresh_direct_db.cluster, fresh_direct_db.name).decode()
     fresh_direct_db.psql("CREATE TABLE restore_marker (id int); INSERT INTO restore_marker VALUES (1);")
     return settings, config, sql, fresh_direct_db
@@ -298,7 +272,7 @@ def assert_rolled_back(db, proc) -> dict:
     restore = next(s for s in result["steps"] if s["name"] == "restore")
     assert restore["status"] == "failed" and restore["undo"]["status"] == "ok"
     assert db.psql("SELECT count(*) FROM restore_marker").strip() == "1"  # the old database, intact
-    assert no_psql_left(db.name) == []
+    assert local_psql_pids(db.name) == []
     return result
 
 
@@ -380,7 +354,7 @@ def test_runner_killed_mid_data_leaves_no_psql_after_rollback_or_resume(big_dire
         assert restore["status"] == "ok", result
         assert db.psql("SELECT count(*), count(DISTINCT i) FROM filler").strip() == "60000|60000"
         assert db.psql("SELECT to_regclass('public.restore_marker') IS NULL").strip() == "t"
-    assert no_psql_left(db.name) == []
+    assert local_psql_pids(db.name) == []
 
 
 # ---------------------------------------------------------------- docker mode
@@ -420,14 +394,14 @@ CLIENT_15 = Path("/usr/lib/postgresql/15/bin")
 
 
 def restricting_client() -> Path:
-    """A psql that knows pg_dump's \\restrict (15.14 and later), or skip."""
+    """A psql that knows pg_dump's \\restrict (15.14 and later); skip, or fail under CI=true."""
     psql = CLIENT_15 / "psql"
     if not psql.exists():
-        pytest.skip("no Debian postgresql-client here")
+        unavailable(f"no Debian postgresql-client at {CLIENT_15} (scripts/ensure-services.sh installs it)")
     version = subprocess.run([str(psql), "--version"], capture_output=True, text=True).stdout
     major, minor = (int(x) for x in re.search(r"(\d+)\.(\d+)", version).groups())
     if (major, minor) < (15, 14):
-        pytest.skip(f"{version.strip()} does not know \\restrict")
+        unavailable(f"{version.strip()} does not know \\restrict (scripts/ensure-services.sh installs a newer one)")
     return CLIENT_15
 
 
@@ -461,6 +435,6 @@ def test_restricted_dump_keeps_every_session_restricted(direct_pg, fresh_direct_
         with pytest.raises(OperationFailed, match="rest of post-data"):
             stream_dump(Ctx(db), hostile, target)
         assert not flag.exists()
-        assert no_psql_left(target) == []
+        assert local_psql_pids(target) == []
     finally:
         direct_pg.drop_database(target)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -19,7 +19,7 @@ from fovea_tui.engine.infra.stores import safe_relative_key
 from fovea_tui.engine.restore.context import RestoreContext
 from fovea_tui.engine.restore.preflight import read_dump_head, tables_touched
 from fovea_tui.engine.restore.steps import ChooseDump, Confirm
-from fovea_tui.engine.volume.storage import VolumeFiles, video_key
+from fovea_tui.engine.volume.storage import VolumeFiles, pathlib_key, video_key
 from fovea_tui.errors import Cancelled, SafetyRefusal
 
 REPO = Path(__file__).resolve().parent.parent
@@ -108,20 +108,6 @@ def test_dump_head_and_migration_tables(tmp_path):
     assert tables_touched(sql) == ["claims", "videos"]
 
 
-def _pathlib_key(row_path: str, filename: str, storage_path: str) -> str:
-    """The reference: a row's key as pathlib computes it (video_key skips pathlib for plain paths)."""
-    storage = PurePosixPath(storage_path or "/videos")
-    p = PurePosixPath(row_path) if row_path else None
-    if p is not None and p.is_absolute():
-        try:
-            return p.relative_to(storage).as_posix()
-        except ValueError:
-            return filename or p.name
-    if p is not None and str(p) not in ("", "."):
-        return p.as_posix()
-    return filename
-
-
 def test_video_paths_map_to_keys():
     assert video_key("/videos/a/b.mp4", "b.mp4", "/videos") == "a/b.mp4"
     assert video_key("a/b.mp4", "b.mp4", "/videos") == "a/b.mp4"
@@ -138,7 +124,7 @@ _PARTS = st.sampled_from(["videos", "a", "b.mp4", "", ".", "..", "c:", "x\\y", "
        storage=st.sampled_from(["/videos", "/videos/", "/videos/a", "/", "", "/data//videos"]))
 def test_video_key_is_what_pathlib_gives(row, absolute, filename, storage):
     row_path = ("/" if absolute else "") + "/".join(row)
-    assert video_key(row_path, filename, storage) == _pathlib_key(row_path, filename, storage)
+    assert video_key(row_path, filename, storage) == pathlib_key(row_path, filename, storage)
 
 
 def test_volume_files_answer_as_a_stat_per_file_would(tmp_path):

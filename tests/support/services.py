@@ -40,6 +40,23 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+def local_psql_pids(database: str, *flags: bytes) -> list[int]:
+    """psql processes on this host connected to `database` (by their argv), with every flag
+    of `flags` among their arguments."""
+    pids = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"/psql") and database.encode() in argv and all(f in argv for f in flags):
+            pids.append(int(entry.name))
+    return pids
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import errno
 import fcntl
+import functools
 import gc
 import importlib
 import json
@@ -283,7 +284,7 @@ def spawn(settings: Settings, job_id: str, action: str = "run", *, fork: bool = 
 
             import_sdk()
             pid = _fork_runner(directory, job_id, action, log_fd, url)
-            reap: Callable[[], object] = lambda: os.waitpid(pid, 0)  # noqa: E731
+            reap: Callable[[], object] = functools.partial(os.waitpid, pid, 0)
         else:
             proc = _exec_runner(directory, job_id, action, log_fd, url)
             pid, reap = proc.pid, proc.wait

@@ -572,11 +572,8 @@ def _ask_ahead(ctx, pool: ThreadPoolExecutor) -> None:
 
 
 def _ask_the_stack(ctx, answers: dict[str, Future]) -> None:
-    for name, ask in (("queues", _queue_counts), ("migrations", _bundled)):
-        try:
-            answers[name].set_result(ask(ctx))
-        except Exception as exc:  # noqa: BLE001 - kept, and raised to the check that asks
-            answers[name].set_exception(exc)
+    _settle(answers["queues"], lambda: _queue_counts(ctx))
+    _settle(answers["migrations"], lambda: _bundled(ctx))
 
 
 def _queue_counts(ctx) -> dict | None:
@@ -601,13 +598,17 @@ def _asked(ctx, name: str, ask: Callable[[], Any]) -> Any:
     """The answer started ahead under `name`, else asked now (a check run on its own)."""
     answers = ctx.__dict__.setdefault("_preflight_answers", {})
     if name not in answers:
-        future: Future = Future()
-        try:
-            future.set_result(ask())
-        except Exception as exc:  # noqa: BLE001 - kept, and raised to every check that asks
-            future.set_exception(exc)
-        answers[name] = future
+        answers[name] = Future()
+        _settle(answers[name], ask)
     return answers[name].result()
+
+
+def _settle(future: Future, ask: Callable[[], Any]) -> None:
+    """`future` holds what `ask()` returns, or what it raised (raised again to each check that asks)."""
+    try:
+        future.set_result(ask())
+    except Exception as exc:  # noqa: BLE001 - kept, not swallowed: Future.result() raises it
+        future.set_exception(exc)
 
 
 def _server(ctx) -> ServerFacts:

@@ -106,6 +106,11 @@ def video_key(row_path: str, filename: str, storage_path: str) -> str:
     prefix = _storage_prefix(storage_path or "/videos")
     if row_path.startswith(prefix) and _plain(row_path[len(prefix):]):
         return row_path[len(prefix):]  # the usual row, without pathlib's cost (rows come by thousands)
+    return pathlib_key(row_path, filename, storage_path)
+
+
+def pathlib_key(row_path: str, filename: str, storage_path: str) -> str:
+    """`video_key` as pathlib computes it, for any path (a plain one takes the short way)."""
     storage = PurePosixPath(storage_path or "/videos")
     p = PurePosixPath(row_path) if row_path else None
     if p is not None and p.is_absolute():
