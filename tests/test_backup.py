@@ -237,13 +237,19 @@ def test_pg_dump_backend_terminated_mid_table_leaves_no_dump(direct_pg, big_db, 
     terminated: list[str] = []
 
     def progress(event):
-        if event.phase != "dump" or terminated or event.done < (4 << 20):
+        # Progress is throttled by time, so the first event can come tens of MiB in: act on
+        # the first one. The sleep blocks this thread, the bounded queue fills and pg_dump
+        # blocks mid-COPY; only a backend still sending `big` is terminated (one that has
+        # sent it all is idle with the same query text, and pg_dump would fail on the next).
+        if event.phase != "dump" or terminated:
             return
-        time.sleep(0.5)  # the bounded queue fills: pg_dump blocks in the middle of the COPY
+        time.sleep(0.5)
         out = direct_pg.psql(
             "SELECT query FROM pg_stat_activity WHERE application_name = 'fovea-tui' "
-            "AND query LIKE 'COPY%' AND pg_terminate_backend(pid)", db="postgres")
-        terminated.append(out.strip())
+            "AND state = 'active' AND query LIKE 'COPY public.big %' "
+            "AND pg_terminate_backend(pid)", db="postgres")
+        if out.strip():
+            terminated.append(out.strip())
 
     with pytest.raises(OperationFailed) as info:
         run_backup(settings, progress=progress)
