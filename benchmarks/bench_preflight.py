@@ -48,7 +48,7 @@ PREFLIGHT = r"""
 import json, sys, time
 from pathlib import Path
 from fovea_tui.engine.backups import manifest as mf
-from fovea_tui.engine.restore.dumpscan import verify_and_scan
+from fovea_tui.engine.backups.dumpscan import verify_and_scan
 path = Path(sys.argv[1])
 manifest = mf.read_for(path)
 events = []

@@ -11,10 +11,10 @@ import random
 import pytest
 from support.backup_history import make_settings
 
+from fovea_tui.engine.backups.dumpscan import DumpScanner, scan_dump, verify_and_scan
 from fovea_tui.engine.backups.stream_format import StreamInspector
 from fovea_tui.engine.infra import jobs
 from fovea_tui.engine.restore.context import RestoreContext
-from fovea_tui.engine.restore.dumpscan import DumpScanner, scan_dump, verify_and_scan
 from fovea_tui.engine.restore.preflight import check_dump, check_videos
 
 # Rows that look like the markers the scan looks for, a block of another schema's `videos`,

@@ -66,6 +66,9 @@ def test_a_dropped_terminal_does_not_stop_the_forked_runner(direct):  # noqa: F8
     done = jobs.load_job(settings, data["id"])
     assert done["status"] == "ok", done.get("message")
     assert done["facts"]["safety_copy"]["status"] == "verified", done["facts"]["safety_copy"]
+    # pre-flight took the read of the dump the CLI began before it forked the runner
+    dump_check = next(c for c in done["facts"]["preflight"] if c["name"] == "dump")
+    assert dump_check["ok"] and dump_check["data"]["read_ahead"] is True, dump_check
     assert "written_after_the_backup" not in db.psql("SELECT tablename FROM pg_tables WHERE schemaname = 'public';")
     log = (jobs.jobs_dir(settings) / f"{data['id']}.log").read_text()
     assert "[prepare] renaming database" in log and f"{data['id']}: ok" in log  # the runner's lines went to the job's log

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gzip
 
-from fovea_tui.engine.restore.dumpscan import copy_field, scan_dump, unquote_ident
+from fovea_tui.engine.backups.dumpscan import copy_field, scan_dump, unquote_ident
 from fovea_tui.engine.restore.preflight import destructive_statements
 from fovea_tui.engine.volume.storage import video_key
 from fovea_tui.sandbox import NEXT_MIGRATION, SCHEMA_MIGRATIONS

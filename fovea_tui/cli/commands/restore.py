@@ -20,7 +20,7 @@ import time
 
 from fovea_tui.cli.context import CliContext
 from fovea_tui.cli.flags import add_json_flag
-from fovea_tui.engine import restore as engine
+from fovea_tui.engine.backups import readahead
 from fovea_tui.engine.infra import jobs
 from fovea_tui.engine.progress import ProgressEvent
 from fovea_tui.errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, UsageError
@@ -55,6 +55,14 @@ def register(sub) -> None:
 
     add_restore_flags(parser)
     parser.set_defaults(handler=run)
+
+
+def _engine():
+    """The restore engine, imported at its first use: a new restore first begins its dump's
+    read (readahead), which then runs on another core beside this import."""
+    from fovea_tui.engine import restore
+
+    return restore
 
 
 class _Follower:
@@ -99,7 +107,7 @@ class _Follower:
                 self.undo_shown[name] = undo["status"]
                 self.ctx.info(f"[{ICONS.get(undo['status'], undo['status'])}] undo {name:<7} {undo.get('detail', '')}")
         self.result_out = bool(data.get("result_reported"))
-        copy = engine.safety_copy(data) or {}
+        copy = _engine().safety_copy(data) or {}
         if copy.get("mode") == "rename" and copy.get("status") and copy["status"] != self.copy_shown:
             self.copy_shown = copy["status"]
             self.ctx.info(f"[{ICONS.get(copy['status'], copy['status'])}] safety copy  "
@@ -128,12 +136,12 @@ class _Follower:
 
         self.bar.stop()  # the pull's bar, live until now, must not redraw under the question
         found = (data.get("facts") or {}).get("videos") or {}
-        phrase = engine.acceptance_phrase(found.get("missing", 0))
+        phrase = _engine().acceptance_phrase(found.get("missing", 0))
         self.ctx.info(f"\n{missing_words(found)}.\nStarting {', '.join(found.get('reconcilers') or ['the backend'])} "
                       "deletes their rows and everything that depends on them.")
         typed = _answer(f"Type {phrase!r} to start it anyway, anything else to hold the restore "
                         "(the database stays restored, the services stay stopped): ")
-        engine.accept_missing_videos(self.ctx.settings, self.job_id, (typed or "").strip() or "\x00")
+        _engine().accept_missing_videos(self.ctx.settings, self.job_id, (typed or "").strip() or "\x00")
 
     def ask(self, data: dict) -> None:
         self.bar.stop()
@@ -142,9 +150,9 @@ class _Follower:
                       "every service but the database is stopped meanwhile.")
         typed = _answer(f"Type the database name ({name}) to go ahead, anything else to cancel: ")
         if typed is None:
-            engine.cancel(self.ctx.settings, self.job_id)
+            _engine().cancel(self.ctx.settings, self.job_id)
             return
-        engine.confirm(self.ctx.settings, self.job_id, typed.strip() or "\x00")
+        _engine().confirm(self.ctx.settings, self.job_id, typed.strip() or "\x00")
 
 
 def _answer(question: str) -> str | None:
@@ -205,6 +213,25 @@ def render(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _read_ahead(settings, wanted: str) -> None:
+    """Begin pre-flight's read of a local dump now (the runner's choose step finds the same
+    file: a path, else a name in backups.dir); an off-site key, a symlink or a name that is not
+    a plain dump's is left to the runner."""
+    from pathlib import Path
+
+    from fovea_tui.engine.backups.manifest import parse_dump_name
+
+    candidate = Path(wanted)
+    beside = settings.backups_dir / candidate.name
+    path = candidate if candidate.is_file() else beside if beside.is_file() else None
+    if path is None or path.is_symlink() or not path.name.endswith(".sql.gz") or parse_dump_name(path.name) is None:
+        return
+    try:
+        readahead.begin(path)
+    except OSError:
+        pass  # pre-flight reads it itself, and says what is wrong with it
+
+
 def _require_known_dump(settings, wanted: str) -> None:
     """A name that is nowhere is a typo (exit 2), caught before a restore job is created.
     Whether a dump that exists is fit to restore is the pre-flight's call (exit 3)."""
@@ -233,7 +260,7 @@ def _require_known_dump(settings, wanted: str) -> None:
 def _ask_rollback(ctx: CliContext, args, interactive: bool) -> str | None:
     """For a restore that finished: the database name typed on the terminal (None when the
     job did not finish, or nobody can type; the engine refuses then, exit 3)."""
-    finished = engine.finished_restore(jobs.load_job(ctx.settings, args.rollback))
+    finished = _engine().finished_restore(jobs.load_job(ctx.settings, args.rollback))
     if finished is None or (args.yes and args.force_after_success) or not interactive:
         return None
     ctx.info(finished.question)
@@ -264,18 +291,22 @@ def run(args, ctx: CliContext) -> int:
         job_id = args.follow
         jobs.load_state(settings, job_id)  # a clear error for an unknown job
     elif args.resume:
-        job_id = engine.resume_restore(settings, args.resume, confirmed=args.yes,
+        job_id = _engine().resume_restore(settings, args.resume, confirmed=args.yes,
                                        allow_missing_videos=args.allow_missing_videos, fork=True)
         ctx.info(f"resuming restore {job_id}")
     elif args.rollback:
-        job_id = engine.rollback_restore(settings, args.rollback, typed=_ask_rollback(ctx, args, interactive),
+        job_id = _engine().rollback_restore(settings, args.rollback, typed=_ask_rollback(ctx, args, interactive),
                                          force_after_success=args.yes and args.force_after_success, fork=True)
         ctx.info(f"rolling back restore {job_id}")
     else:
-        _require_known_dump(settings, args.dump)
-        job_id = engine.start_restore(settings, args.dump, confirmed=args.yes, skip_migrate=args.skip_migrate,
-                                      no_rollback=args.no_rollback, allow_missing_videos=args.allow_missing_videos,
-                                      accept_mismatch=args.accept_mismatch, fork=True)
+        _read_ahead(settings, args.dump)
+        try:
+            _require_known_dump(settings, args.dump)
+            job_id = _engine().start_restore(settings, args.dump, confirmed=args.yes, skip_migrate=args.skip_migrate,
+                                             no_rollback=args.no_rollback, allow_missing_videos=args.allow_missing_videos,
+                                             accept_mismatch=args.accept_mismatch, fork=True)
+        finally:
+            readahead.release()  # the runner took it with it, or there is no runner
         ctx.info(f"restore job {job_id} started; it runs on if this terminal goes away "
                  f"(`fovea-tui restore --follow {job_id}`)")
     follower = _Follower(ctx, job_id, yes=args.yes)
@@ -286,20 +317,20 @@ def run(args, ctx: CliContext) -> int:
                            stop=lambda: ctx.cancel.cancelled or follower.result_out)
     if ctx.cancel.cancelled and (data.get("alive") or jobs.load_state(settings, job_id).alive):
         if data.get("awaiting") in ("confirm", "missing_videos"):
-            engine.cancel(settings, job_id)
+            _engine().cancel(settings, job_id)
             data = jobs.follow(settings, job_id, lambda _d: None, timeout=30)
         else:
             ctx.info(f"stopped following; the restore goes on in the background: "
                      f"`fovea-tui restore --follow {job_id}`")
             return EXIT_FAILED
-    result = engine.report(engine.check_services(settings, data))
+    result = _engine().report(_engine().check_services(settings, data))
     result["log"] = str(jobs.jobs_dir(settings) / f"{job_id}.log")
     if not ctx.json:  # a person reads the result at once; a script gets one document at the end
         ctx.emit(result, render(result))
     if follower.result_out and data.get("alive"):
         data = _follow_safety_copy(ctx, follower, job_id)
-        result = {**result, "safety_dump": engine.report(data)["safety_dump"],
-                  "safety_copy": engine.safety_copy(data), "message": engine.describe_status(data)}
+        result = {**result, "safety_dump": _engine().report(data)["safety_dump"],
+                  "safety_copy": _engine().safety_copy(data), "message": _engine().describe_status(data)}
     if ctx.json:
         ctx.emit(result)
     return _exit_code(result)
@@ -312,7 +343,7 @@ def _follow_safety_copy(ctx: CliContext, follower: _Follower, job_id: str) -> di
              "Ctrl-C leaves it to finish in the background)")
     with follower.bar:
         data = jobs.follow(ctx.settings, job_id, follower, stop=lambda: ctx.cancel.cancelled)
-    copy = engine.safety_copy(data) or {}
+    copy = _engine().safety_copy(data) or {}
     if ctx.cancel.cancelled and data.get("alive"):
         ctx.info(f"stopped following; the safety dump goes on in the background: `fovea-tui restore --follow {job_id}`")
     elif copy.get("status") != "verified":

@@ -68,9 +68,12 @@ class VerifyResult:
                 "tables": dict(self.tables), "has_manifest": self.has_manifest, "legacy": self.legacy}
 
 
+DumpRead = tuple[StreamInspector, str, int, list[str]]  # read_dump's answer
+
+
 def read_dump(path: Path, *, cancel: CancelToken | None = None,
               on_progress: Callable[[int], None] | None = None,
-              inspector: StreamInspector | None = None) -> tuple[StreamInspector, str, int, list[str]]:
+              inspector: StreamInspector | None = None) -> DumpRead:
     """Stream-gunzip `path`: (inspector, sha256 of the file, file size, gzip problems).
 
     `inspector`: a StreamInspector (or a subclass that reads more, such as pre-flight's scan
@@ -126,11 +129,12 @@ def read_dump(path: Path, *, cancel: CancelToken | None = None,
 def verify_dump(path: str | os.PathLike, manifest: mf.Manifest | None = None, *,
                 use_manifest_beside: bool = True, cancel: CancelToken | None = None,
                 progress: Callable[[ProgressEvent], None] = no_progress,
-                inspector: StreamInspector | None = None) -> VerifyResult:
+                inspector: StreamInspector | None = None, read: DumpRead | None = None) -> VerifyResult:
     """Read the dump end to end; see the module doc for what "verified" means.
 
     `manifest=None` reads the manifest beside the dump when there is one (unless
     `use_manifest_beside=False`); pass a Manifest to check against it instead. `inspector`: see read_dump.
+    `read`: read_dump's answer for this file when it was read already (pre-flight's read-ahead).
     """
     path = Path(path)
     parsed = mf.parse_dump_name(path.name)
@@ -154,8 +158,8 @@ def verify_dump(path: str | os.PathLike, manifest: mf.Manifest | None = None, *,
                                started_at=t0), force=done >= total)  # the bar ends full, however fast the read
 
     try:
-        inspector, sha256, size, problems = read_dump(path, cancel=cancel, on_progress=on_progress,
-                                                      inspector=inspector)
+        inspector, sha256, size, problems = read if read is not None else read_dump(
+            path, cancel=cancel, on_progress=on_progress, inspector=inspector)
     except OSError as exc:
         return VerifyResult("corrupt", [f"cannot read {path.name}: {exc.strerror or exc}"], "", 0, {},
                             name=path.name, path=str(path), has_manifest=manifest is not None)

@@ -261,14 +261,16 @@ def _url_from_file(source: Path | None) -> str:
         return ""
 
 
-def spawn(settings: Settings, job_id: str, action: str = "run", *, fork: bool = False) -> int:
+def spawn(settings: Settings, job_id: str, action: str = "run", *, fork: bool = False,
+          keep_fds: tuple[int, ...] = ()) -> int:
     """Start the runner for `job_id` in a new session, detached from this terminal; its pid.
 
     With `fork`, the runner is a fork of this process, which has the engine imported already
     (a fresh interpreter takes a quarter of a second to import it: time the application is
     down during a restore). Only a process without threads may fork (the CLI; the TUI has
     threads, and a thread's lock held at the fork would stay held in the child): otherwise,
-    and without `fork`, the runner is a fresh interpreter."""
+    and without `fork`, the runner is a fresh interpreter. `keep_fds`: descriptors a forked
+    runner keeps (a read begun ahead for it); a fresh interpreter gets none."""
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
     directory = jobs_dir(settings)
@@ -283,7 +285,7 @@ def spawn(settings: Settings, job_id: str, action: str = "run", *, fork: bool = 
             from fovea_tui.engine.infra.stack import import_sdk
 
             import_sdk()
-            pid = _fork_runner(directory, job_id, action, log_fd, url)
+            pid = _fork_runner(directory, job_id, action, log_fd, url, keep_fds)
             reap: Callable[[], object] = functools.partial(os.waitpid, pid, 0)
         else:
             proc = _exec_runner(directory, job_id, action, log_fd, url)
@@ -315,7 +317,8 @@ def _exec_runner(directory: Path, job_id: str, action: str, log_fd: int, url: st
     )
 
 
-def _fork_runner(directory: Path, job_id: str, action: str, log_fd: int, url: str | None) -> int:
+def _fork_runner(directory: Path, job_id: str, action: str, log_fd: int, url: str | None,
+                 keep_fds: tuple[int, ...] = ()) -> int:
     """The runner as a child of this process: a new session, stdin from /dev/null, stdout and
     stderr to the job's log, then the runner's own `main`; it never returns to the caller."""
     sys.stdout.flush()
@@ -332,7 +335,11 @@ def _fork_runner(directory: Path, job_id: str, action: str, log_fd: int, url: st
         os.dup2(devnull, 0)
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
-        os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # as close_fds does for the exec'd runner
+        low = 3  # as close_fds does for the exec'd runner, but for `keep_fds`
+        for fd in sorted(fd for fd in keep_fds if fd >= low):
+            os.closerange(low, fd)
+            low = fd + 1
+        os.closerange(low, os.sysconf("SC_OPEN_MAX"))
         os.environ.pop(URL_ENV, None)
         if url:
             os.environ[URL_ENV] = url

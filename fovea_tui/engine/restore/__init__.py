@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from fovea_tui.config import Settings
+from fovea_tui.engine.backups import readahead
 from fovea_tui.engine.infra import jobs
 from fovea_tui.engine.infra.locks import holder
 from fovea_tui.engine.infra.stack import Stack
@@ -73,7 +74,7 @@ def start_restore(settings: Settings, dump: str, *, confirmed: bool = False, ski
         "database": expected_database_name(settings), **params,
     }, steps=initial_records())
     if detach:
-        jobs.spawn(settings, job_id, "run", fork=fork)
+        jobs.spawn(settings, job_id, "run", fork=fork, keep_fds=readahead.descriptors() if fork else ())
     return job_id
 
 

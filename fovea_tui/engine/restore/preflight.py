@@ -20,11 +20,12 @@ from isal import igzip
 
 from fovea_tui import formatting
 from fovea_tui.engine.backups import manifest as mf
+from fovea_tui.engine.backups import readahead
+from fovea_tui.engine.backups.dumpscan import scan_dump, unquote_ident, verify_and_scan
 from fovea_tui.engine.backups.verify_cache import remember
 from fovea_tui.engine.infra.database import DatabaseError, ServerFacts
 from fovea_tui.engine.infra.stack import redis_queue_counts
 from fovea_tui.engine.progress import ProgressEvent
-from fovea_tui.engine.restore.dumpscan import scan_dump, unquote_ident, verify_and_scan
 from fovea_tui.errors import FoveaError
 from fovea_tui.formatting import plural
 
@@ -264,14 +265,25 @@ def _free_bytes(path: Path) -> int:
 
 
 def check_dump(ctx) -> Check:
+    """The dump whole and its manifest's, from the read begun ahead by the CLI (readahead) when
+    there is one for this very file, else from a read of it here."""
     path = ctx.dump_path
+    total = path.stat().st_size
+    ahead = readahead.take(path, cancel=ctx.cancel, on_progress=lambda done: ctx.progress(done, total))
+    check = _judge_dump(ctx, path, ahead)
+    check.data["read_ahead"] = ahead is not None
+    return check
+
+
+def _judge_dump(ctx, path: Path, ahead) -> Check:
     manifest = None
     if ctx.facts.get("manifest"):
         manifest = mf.Manifest.from_dict(ctx.facts["manifest"], source=f"manifest {path.name}")
+
     def progress(event: ProgressEvent) -> None:
         ctx.progress(event.done, event.total)  # bytes of the file read: the CLI's bar, the TUI's
 
-    result, ctx._dump_scan = verify_and_scan(path, manifest, cancel=ctx.cancel, progress=progress)
+    result, ctx._dump_scan = verify_and_scan(path, manifest, cancel=ctx.cancel, progress=progress, read=ahead)
     try:
         remember(ctx.settings, path, result)
     except (OSError, ValueError, FoveaError):

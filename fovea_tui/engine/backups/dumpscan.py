@@ -2,7 +2,7 @@
 references (the `videos` COPY block) and how many NULLs some columns hold (a pending
 migration's SET NOT NULL fails on them).
 
-It rides on verify's single read of the dump (ISA-L, 1 MiB reads): DumpScanner is the
+It rides on verify's single read of the dump (ISA-L, 64 KiB reads): DumpScanner is the
 StreamInspector verify feeds, which finds the COPY blocks and their ends with C-speed
 bytes.find; only the videos rows (and the rows of a table whose NULLs are counted) are
 split in Python.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from fovea_tui.engine.backups import manifest as mf
 from fovea_tui.engine.backups.stream_format import StreamInspector
-from fovea_tui.engine.backups.verify import VerifyResult, read_dump, verify_dump
+from fovea_tui.engine.backups.verify import DumpRead, VerifyResult, read_dump, verify_dump
 from fovea_tui.engine.progress import CancelToken, ProgressEvent, no_progress
 
 _COPY = re.compile(r'^COPY (?:"?public"?\.)?("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*) \((.*)\) FROM stdin;$')
@@ -114,10 +114,13 @@ class DumpScanner(StreamInspector):
 
 
 def verify_and_scan(path: Path, manifest: mf.Manifest | None, *, cancel: CancelToken | None = None,
-                    progress: Callable[[ProgressEvent], None] = no_progress) -> tuple[VerifyResult, DumpScan]:
-    """Pre-flight's one read of the whole dump: is it whole and its manifest's, and its videos."""
-    scanner = DumpScanner()
-    result = verify_dump(path, manifest, cancel=cancel, progress=progress, inspector=scanner)
+                    progress: Callable[[ProgressEvent], None] = no_progress,
+                    read: DumpRead | None = None) -> tuple[VerifyResult, DumpScan]:
+    """Pre-flight's one read of the whole dump: is it whole and its manifest's, and its videos.
+    `read`: that read's answer when it was made ahead (readahead), a DumpScanner's."""
+    scanner = read[0] if read is not None and isinstance(read[0], DumpScanner) else DumpScanner()
+    result = verify_dump(path, manifest, cancel=cancel, progress=progress, inspector=scanner,
+                         read=read if read is not None and read[0] is scanner else None)
     return result, scanner.scan
 
 
