@@ -360,8 +360,10 @@ def test_runner_killed_mid_data_leaves_no_psql_after_rollback_or_resume(big_dire
 # ---------------------------------------------------------------- docker mode
 
 
-@pytest.mark.docker
-def test_docker_mode_loads_over_several_sessions(stack, tmp_path):
+@pytest.fixture
+def docker_filler(stack, tmp_path):
+    """A dump of the stack's database with a table of 60,000 rows and its index (a few MiB),
+    the rows per table it holds, and the settings that took it."""
     from fovea_tui.engine.backups.pipeline import run_backup
     from fovea_tui.engine.infra.database import open_database
 
@@ -370,21 +372,48 @@ def test_docker_mode_loads_over_several_sessions(stack, tmp_path):
                "CREATE INDEX filler_t ON filler (t);")
     try:
         dump = run_backup(settings, offsite=False).path
-        assert dump.stat().st_size > loader.SMALL_DUMP
-        expected = open_database(settings).table_rows()
-        stack.psql("CREATE TABLE restore_marker (id int); DELETE FROM filler WHERE i < 100;")
-        config = save_settings(settings, tmp_path / "fovea-tui.toml")
-        proc = run_cli(["--config", str(config), "restore", dump.name, "--yes", "--skip-migrate", "--json"],
-                       timeout=300)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        result = json.loads(proc.stdout)
-        log = Path(result["log"]).read_text()
-        assert re.search(r"loaded over [2-4] psql sessions", log), log
-        assert open_database(settings).table_rows() == expected
-        assert stack.psql("SELECT to_regclass('public.restore_marker') IS NULL").strip() == "t"
-        assert stack.psql("SELECT count(*) FROM pg_indexes WHERE indexname = 'filler_t'").strip() == "1"
+        yield settings, dump, open_database(settings).table_rows()
     finally:
         stack.psql("DROP TABLE IF EXISTS filler; DROP TABLE IF EXISTS restore_marker;")
+
+
+@pytest.mark.docker
+def test_docker_mode_loads_a_dump_under_its_threshold_in_one_session(stack, tmp_path, docker_filler):
+    """Each session is a `docker exec` stream: below SMALL_DUMP_DOCKER one session is faster."""
+    from fovea_tui.engine.infra.database import open_database
+
+    settings, dump, expected = docker_filler
+    assert loader.SMALL_DUMP < dump.stat().st_size < loader.SMALL_DUMP_DOCKER
+    stack.psql("CREATE TABLE restore_marker (id int); DELETE FROM filler WHERE i < 100;")
+    config = save_settings(settings, tmp_path / "fovea-tui.toml")
+    proc = run_cli(["--config", str(config), "restore", dump.name, "--yes", "--skip-migrate", "--json"], timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    log = Path(json.loads(proc.stdout)["log"]).read_text()
+    assert "loaded in one psql session" in log and "loaded over" not in log, log
+    assert open_database(settings).table_rows() == expected
+    assert stack.psql("SELECT to_regclass('public.restore_marker') IS NULL").strip() == "t"
+    assert stack.psql("SELECT count(*) FROM pg_indexes WHERE indexname = 'filler_t'").strip() == "1"
+
+
+@pytest.mark.docker
+def test_docker_mode_loads_a_dump_over_its_threshold_over_several_sessions(stack, docker_filler, monkeypatch):
+    """The parallel load through `docker exec` sessions, the threshold lowered under this dump
+    (a real one above 64 MiB would take a minute to make): the same rows, the index built."""
+    from fovea_tui.engine.infra.database import open_database
+
+    settings, dump, expected = docker_filler
+    monkeypatch.setattr(loader, "SMALL_DUMP_DOCKER", 0)
+    db = open_database(settings)
+    target = "fovea_parallel_" + str(os.getpid())
+    stack.psql(f"CREATE DATABASE {target} OWNER fovea;")
+    try:
+        ctx = Ctx(db)
+        loader.load_dump(ctx, dump, target)
+        assert any(re.match(r"loaded over [2-4] psql sessions", line) for line in ctx.lines), ctx.lines
+        assert db.table_rows(database=target) == expected
+        assert stack.psql("SELECT count(*) FROM pg_indexes WHERE indexname = 'filler_t'", db=target).strip() == "1"
+    finally:
+        stack.psql(f"DROP DATABASE IF EXISTS {target} WITH (FORCE);")
 
 
 # ---------------------------------------------------------------- pg_dump's \restrict
