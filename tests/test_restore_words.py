@@ -165,9 +165,12 @@ def test_ctrl_c_at_the_question_cancels_at_once_and_says_so_once(direct):  # noq
     assert "Nothing was changed: the restore was cancelled at its confirmation." in seen, seen
     assert seen.lower().count("nothing was changed") == 1, seen
     assert "Traceback" not in seen
+    # nothing was renamed: no safety copy is reported (it once read "safety copy: None: None holds...")
+    assert "safety copy" not in seen and "None" not in seen, seen
     job = json.loads(run_cli(["--config", str(config), "restore", "--follow",
                               jobs.latest_job(settings, "restore")["id"], "--json"]).stdout)
     assert job["status"] == "cancelled" and db.psql("SELECT count(*) FROM users").strip() != "0"
+    assert job["safety_copy"] is None, job["safety_copy"]
 
 
 # ------------------------------------------------------------------ which services are still stopped

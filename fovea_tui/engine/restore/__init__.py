@@ -258,10 +258,12 @@ def safety_dump_name(data: dict) -> str | None:
 
 def safety_copy(data: dict) -> dict[str, Any] | None:
     """How the way back was kept: {"mode": "rename"|"dump", "renamed_to", "status", "detail",
-    "dump", "keep_until", "progress"}; None before the safety step decided."""
+    "dump", "keep_until", "progress"}; None before the safety step decided, and when it chose the
+    rename but the restore ended before renaming anything (cancelled at its confirmation, a
+    refusal): there is no copy to report."""
     facts = data.get("facts") or {}
     mode = facts.get("safety_mode")
-    if mode is None:
+    if mode is None or (mode == "rename" and not facts.get("renamed_to")):
         return None
     out: dict[str, Any] = {"mode": mode}
     if mode == "rename":
