@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from support.tui import asynctest, wait_for
 from test_tui_restore import JOB, SIZE, AliveStates, final_ok, make_app, open_restore, settings_for, write_state
-from textual.widgets import Button
+from textual.widgets import Button, Input
 
 from fovea_tui.engine import restore as engine
 from fovea_tui.engine.infra import jobs
@@ -40,6 +40,7 @@ async def test_rolling_back_a_finished_restore_needs_the_typed_name(tmp_path, mo
         dialog = pilot.app.screen
         question = str(dialog.query_one(".question").render())
         assert "2 h 5 min" in question and "fresh safety dump" in question and "'fovea'" in question
+        assert dialog.query_one("#typed", Input).placeholder == "type fovea"  # never the bare name, as if typed
         go = dialog.query_one("#confirm", Button)
         await pilot.press(*"fove")
         assert go.disabled

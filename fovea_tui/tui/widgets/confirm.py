@@ -95,7 +95,9 @@ class TypedConfirmDialog(ModalScreen[bool]):
         with Vertical() as box:
             box.border_title = self.title_text
             yield Label(f"{self.question} Type {self.expected!r} to go ahead.", classes="question")
-            yield Input(placeholder=self.expected, id="typed")
+            # "type fovea", not "fovea": a bare name in the empty field reads as already typed
+            # where the placeholder's dim colour does not show (a plain terminal, a screenshot)
+            yield Input(placeholder=f"type {self.expected}", id="typed")
             with Horizontal():
                 yield Button("Cancel", id="cancel")
                 yield Button(self.confirm_label, id="confirm", variant="error", disabled=True)
