@@ -184,3 +184,20 @@ def test_a_dump_name_that_is_nowhere_is_bad_usage(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no dump 'fovea-19990101T000000Z.sql.gz'" in err and "fovea-tui list" in err
     assert not (tmp_path / "b" / ".fovea-tui" / "jobs").exists() or not any((tmp_path / "b" / ".fovea-tui" / "jobs").iterdir())
+
+
+def _interrupted(prepare: str, restore: str) -> dict:
+    """A rename-aside restore whose runner died: the name recorded, prepare and restore as given."""
+    return {"status": "interrupted", "facts": {"safety_mode": "rename", "renamed_to": "fovea_pre_restore_x",
+                                               "database_dropped": True, "dump": "d.sql.gz"},
+            "steps": [{"name": "prepare", "status": prepare}, {"name": "restore", "status": restore}]}
+
+
+def test_an_interrupted_restore_names_where_the_old_database_is_without_hedging_what_is_known():
+    from fovea_tui.engine.restore.runner import state_words
+
+    renamed = state_words(_interrupted("ok", "running"))
+    assert renamed == "The database as it was is kept as fovea_pre_restore_x; the rollback renames it back."
+    # killed in prepare: the name is recorded before the rename, which may not have happened
+    maybe = state_words(_interrupted("running", "pending"))
+    assert "fovea_pre_restore_x (or still under its own name if the runner stopped before renaming it)" in maybe

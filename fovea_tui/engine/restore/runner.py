@@ -287,8 +287,10 @@ def state_words(data: dict) -> str:
     elif not facts.get("database_dropped"):
         db = "The database is untouched."
     elif renamed and records.get("restore") != "ok":
-        db = (f"The database as it was is kept as {renamed} (or still under its own name if the runner stopped "
-              "before renaming it); the rollback renames it back.")
+        # the name is recorded before the rename: only a prepare step that ended ok proves it happened
+        maybe = "" if records.get("prepare") == "ok" else \
+            " (or still under its own name if the runner stopped before renaming it)"
+        db = f"The database as it was is kept as {renamed}{maybe}; the rollback renames it back."
     elif records.get("restore") == "ok":
         db = f"The database holds the restored dump {facts.get('dump')}" + (
             "" if records.get("migrate") in ("ok", "skipped") else " without the pending migrations") + "."

@@ -345,6 +345,15 @@ class RestoreScreen(FoveaScreen):
         self._timer = self.set_interval(POLL_SECONDS, self.poll_job)
         # a service started by hand shows up as a stack event: the job's words follow it
         self.app.status_changed.subscribe(self, lambda _report: self._check_services())
+        self.app.restore_changed.subscribe(self, self._follow_newest)
+
+    def _follow_newest(self, section) -> None:
+        """A restore newer than the one shown (started from the CLI, or resumed or rolled back
+        from the banner) is shown once the one shown has ended: the operator sees the restore at
+        work, not an old one. A restore still at work, or the dump being chosen, is never left."""
+        if section.job and self.job_id is not None and section.job != self.job_id \
+                and self._status() in FINAL_SHOWN:
+            self.attach(section.job)
 
     def on_screen_resume(self) -> None:
         self._stamp = None  # back on this screen: a job waiting meanwhile asks its question now
