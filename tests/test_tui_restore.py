@@ -434,8 +434,15 @@ async def test_interrupted_job_offers_resume_and_rollback(tmp_path, monkeypatch)
         assert calls[-1] == ("rollback", JOB)
 
 
+def _newer(settings) -> dict:
+    """A restore started after JOB (from the CLI, say), at its restore step."""
+    data = state(settings, upto="restore", running="running")
+    data.update(id="restore-20261120T101500Z-9c9d", created_at="2026-11-20T10:15:00+00:00")
+    return data
+
+
 @asynctest
-async def test_reattaches_to_the_latest_restore_on_launch(tmp_path, monkeypatch):
+async def test_reattaches_to_the_latest_restore_on_launch_and_never_leaves_it_at_work(tmp_path, monkeypatch):
     settings = settings_for(tmp_path)
     AliveStates(monkeypatch, alive=True)
     write_state(settings, state(settings, upto="stop", running="running"))
@@ -445,13 +452,16 @@ async def test_reattaches_to_the_latest_restore_on_launch(tmp_path, monkeypatch)
         assert screen.query_one("#switcher", ContentSwitcher).current == "job-pane"
         assert screen.job_id == JOB
         assert "Stop the stack" in str(screen.query_one("#steps").render())
+        # a newer restore (from the CLI, say) does not take the screen from one at work
+        write_state(settings, _newer(settings))
 
+        def banner_on_the_newer() -> bool:
+            app.refresh_restore()  # (a no-op while the launch's collection still runs)
+            return app.restore.job == _newer(settings)["id"]
 
-def _newer(settings) -> dict:
-    """A restore started after JOB (from the CLI, say), at its restore step."""
-    data = state(settings, upto="restore", running="running")
-    data.update(id="restore-20261120T101500Z-9c9d", created_at="2026-11-20T10:15:00+00:00")
-    return data
+        await wait_for(pilot, banner_on_the_newer)
+        await pilot.pause(0.3)
+        assert screen.job_id == JOB
 
 
 @asynctest
@@ -470,26 +480,6 @@ async def test_a_newer_restore_is_shown_once_the_one_shown_has_ended(tmp_path, m
         app.refresh_restore()
         await wait_for(pilot, lambda: screen.job_id == newer["id"])
         await wait_for(pilot, lambda: "Restore the dump" in str(screen.query_one("#steps").render()))
-
-
-@asynctest
-async def test_a_restore_at_work_is_not_left_for_a_newer_one(tmp_path, monkeypatch):
-    settings = settings_for(tmp_path)
-    AliveStates(monkeypatch, alive=True)
-    write_state(settings, state(settings, upto="stop", running="running"))
-    app = make_app(settings)
-    async with app.run_test(size=SIZE) as pilot:
-        screen = await open_restore(pilot)
-        assert screen.job_id == JOB
-        write_state(settings, _newer(settings))
-
-        def banner_on_the_newer() -> bool:
-            app.refresh_restore()  # (a no-op while the launch's collection still runs)
-            return app.restore.job == _newer(settings)["id"]
-
-        await wait_for(pilot, banner_on_the_newer)
-        await pilot.pause(0.3)
-        assert screen.job_id == JOB
 
 
 # ------------------------------------------------------------------ snapshots (frozen clock)

@@ -118,9 +118,11 @@ def verify_and_scan(path: Path, manifest: mf.Manifest | None, *, cancel: CancelT
                     read: DumpRead | None = None) -> tuple[VerifyResult, DumpScan]:
     """Pre-flight's one read of the whole dump: is it whole and its manifest's, and its videos.
     `read`: that read's answer when it was made ahead (readahead), a DumpScanner's."""
-    scanner = read[0] if read is not None and isinstance(read[0], DumpScanner) else DumpScanner()
-    result = verify_dump(path, manifest, cancel=cancel, progress=progress, inspector=scanner,
-                         read=read if read is not None and read[0] is scanner else None)
+    if read is not None and isinstance(read[0], DumpScanner):
+        scanner = read[0]
+    else:
+        scanner, read = DumpScanner(), None
+    result = verify_dump(path, manifest, cancel=cancel, progress=progress, inspector=scanner, read=read)
     return result, scanner.scan
 
 

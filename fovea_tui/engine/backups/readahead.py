@@ -25,6 +25,7 @@ from pathlib import Path
 
 from fovea_tui.engine.backups.dumpscan import DumpScanner
 from fovea_tui.engine.backups.verify import DumpRead, read_dump
+from fovea_tui.engine.infra.jobs import close_descriptors
 from fovea_tui.engine.progress import CancelToken
 
 PROGRESS_EVERY_S = 0.2
@@ -67,8 +68,7 @@ def begin(path: Path) -> bool:
         devnull = os.open(os.devnull, os.O_RDWR)
         for std in (0, 1, 2):  # never holding the CLI's terminal or pipes open
             os.dup2(devnull, std)
-        os.closerange(3, write_end)
-        os.closerange(write_end + 1, os.sysconf("SC_OPEN_MAX"))
+        close_descriptors(keep=(write_end,))
         _read_into(path, write_end)
         code = 0
     finally:

@@ -335,17 +335,23 @@ def _fork_runner(directory: Path, job_id: str, action: str, log_fd: int, url: st
         os.dup2(devnull, 0)
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
-        low = 3  # as close_fds does for the exec'd runner, but for `keep_fds`
-        for fd in sorted(fd for fd in keep_fds if fd >= low):
-            os.closerange(low, fd)
-            low = fd + 1
-        os.closerange(low, os.sysconf("SC_OPEN_MAX"))
+        close_descriptors(keep=keep_fds)  # as close_fds does for the exec'd runner
         os.environ.pop(URL_ENV, None)
         if url:
             os.environ[URL_ENV] = url
         code = main([action, job_id, "--jobs-dir", str(directory)])
     finally:
         os._exit(code)  # never the caller's atexit handlers, buffers or finally blocks
+
+
+def close_descriptors(keep: tuple[int, ...] = ()) -> None:
+    """In a forked child: close every descriptor above stderr but `keep`, so the child holds
+    none of its parent's files, terminal or pipes."""
+    low = 3
+    for fd in sorted(fd for fd in keep if fd >= low):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
 
 
 def _exited(pid: int) -> bool:

@@ -22,6 +22,7 @@ from fovea_tui import formatting
 from fovea_tui.engine.backups import manifest as mf
 from fovea_tui.engine.backups import readahead
 from fovea_tui.engine.backups.dumpscan import scan_dump, unquote_ident, verify_and_scan
+from fovea_tui.engine.backups.verify import DumpRead
 from fovea_tui.engine.backups.verify_cache import remember
 from fovea_tui.engine.infra.database import DatabaseError, ServerFacts
 from fovea_tui.engine.infra.stack import redis_queue_counts
@@ -275,7 +276,7 @@ def check_dump(ctx) -> Check:
     return check
 
 
-def _judge_dump(ctx, path: Path, ahead) -> Check:
+def _judge_dump(ctx, path: Path, ahead: DumpRead | None) -> Check:
     manifest = None
     if ctx.facts.get("manifest"):
         manifest = mf.Manifest.from_dict(ctx.facts["manifest"], source=f"manifest {path.name}")
