@@ -24,6 +24,7 @@ import pytest
 from support.hold import start_held_restore
 from test_restore_integrity import REPO, direct, run_cli  # noqa: F401 - the fixture is used by name
 
+from fovea_tui.cli.commands.restore import render
 from fovea_tui.config import load_file, save_settings, settings_from_dict
 from fovea_tui.engine import restore as engine
 from fovea_tui.engine.backups import manifest as mf
@@ -145,13 +146,17 @@ def test_a_failed_restore_is_rolled_back_by_renaming_back(marked):
     with gzip.open(broken, "wb") as out:
         out.write(sql.replace(tail, b"\nSELECT no_such_function();\n" + tail))
     code, result = restore_cli(config, broken.name, "--yes")
-    assert code == 1 and result["status"] == "rolled_back", result
+    assert code == 1 and result["status"] == "rolled_back", (result["message"], result["steps"])
     undo = {s["name"]: s.get("undo") or {} for s in result["steps"]}
     assert "renamed back" in undo["restore"]["detail"], undo
     assert undo["restore"]["duration_s"] < 5
     assert has_marker(db, db.name) and asides(db) == set()
     assert "renamed back" in result["message"] and "as it was before" in result["message"]
     assert not list(settings.backups_dir.glob("*-pre-restore.sql.gz"))  # no dump was needed
+    # what the copy is now, in the JSON and the words: the database again, no dump to come
+    assert result["safety_copy"]["status"] == "renamed_back", result["safety_copy"]
+    text = render(result)
+    assert "safety copy: renamed_back" in text and "in the background" not in text and "None" not in text, text
 
 
 def test_keep_renamed_hours_keeps_the_copy_then_drops_it_when_due(marked, tmp_path):
@@ -258,6 +263,57 @@ def test_sigkill_before_each_step_never_loses_the_old_database(marked, step):
     assert result["status"] == "rolled_back", result
     assert has_marker(db, db.name) and asides(db) == set()
     assert db.psql(f"SELECT id FROM {MARKER}").strip() == "42"
+
+
+def test_rollback_when_the_renamed_database_was_dropped_by_someone_else_says_so(marked):
+    """The copy the rollback would rename back is gone: it never calls the restored database
+    the old one, never drops it, and never tells the operator to rename a database that is not there."""
+    settings, config, backup, db = marked
+    job = _killed_at(settings, backup, "restore")  # prepare ended ok: renamed aside, a new one created
+    aside = jobs.load_job(settings, job)["facts"]["renamed_to"]
+    db.cluster.drop_database(aside)
+    for _ in range(2):  # a retry says the same, and still drops nothing
+        code, result = restore_cli(config, "--rollback", job, "--yes")
+        assert code == 1 and result["status"] == "rollback_failed", result
+        assert f"{aside}, the database as it was before the restore, is no longer on the server" in result["message"]
+        assert "RENAME TO" not in result["message"] and "kept as" not in result["message"], result["message"]
+        assert result["safety_copy"]["status"] == "lost" and "holds the database as it was" not in render(result)
+        assert db.name in databases(db) and not has_marker(db, db.name)
+
+
+def test_rollback_after_the_database_was_put_back_by_hand_finds_it_as_it_was(marked):
+    settings, config, backup, db = marked
+    job = _killed_at(settings, backup, "restore")
+    aside = jobs.load_job(settings, job)["facts"]["renamed_to"]
+    db.cluster.drop_database(db.name)  # what a failed rollback's message tells the operator to do
+    db.cluster.psql(f'ALTER DATABASE "{aside}" RENAME TO "{db.name}";', "postgres")
+    code, result = restore_cli(config, "--rollback", job, "--yes")
+    assert code == 1 and result["status"] == "rolled_back", (result["message"], result["steps"])
+    undo = {s["name"]: (s.get("undo") or {}).get("detail", "") for s in result["steps"]}
+    assert "put back under its name by hand" in undo["restore"], undo
+    assert result["safety_copy"]["status"] == "renamed_back", result["safety_copy"]
+    assert has_marker(db, db.name) and asides(db) == set()
+
+
+def test_a_database_that_replaced_the_checked_one_is_not_renamed(marked):
+    """Between pre-flight and the rename another database took the name: the restore renames
+    nothing, says why, and leaves that database as it found it."""
+    settings, config, backup, db = marked
+    job = start_held_restore(settings, backup.name, "prepare", seconds=3)
+    deadline = time.monotonic() + 60
+    while next(r for r in jobs.load_job(settings, job)["steps"] if r["name"] == "prepare")["status"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    db.cluster.drop_database(db.name)
+    db.cluster.psql(f'CREATE DATABASE "{db.name}" OWNER "{db.cluster.user}";', "postgres")
+    db.cluster.psql("CREATE TABLE replacement (id int);", db.name)
+    report = settled(settings, job)
+    steps = {s["name"]: s for s in report["steps"]}
+    assert steps["prepare"]["status"] == "failed" and "not the one pre-flight checked" in steps["prepare"]["detail"]
+    assert report["status"] == "rolled_back" and "not touched" in report["message"], report["message"]
+    assert report["safety_copy"] is None  # nothing was renamed: no copy to speak of
+    assert asides(db) == set() and db.cluster.psql("SELECT to_regclass('public.replacement') IS NOT NULL;",
+                                                    db.name).strip() == "t"
 
 
 def test_sigkill_while_the_safety_copy_is_written_then_resume_finishes_it(marked, monkeypatch):

@@ -41,6 +41,7 @@ class ServerFacts:
     databases: tuple[str, ...]
     size: int | None             # bytes of the database restored into; None when it does not exist
     data_directory: str | None   # None when this role may not read it
+    oid: int | None = None       # the database restored into: its identity, kept through a rename
 
 
 class DatabaseError(OperationFailed):
@@ -215,6 +216,7 @@ class Database(ABC):
             "'databases', (SELECT coalesce(json_agg(datname ORDER BY datname), '[]') FROM pg_database "
             "WHERE NOT datistemplate), "
             f"'size', (SELECT pg_database_size(datname) FROM pg_database WHERE datname = {quote_literal(self.name)}), "
+            f"'oid', (SELECT oid::bigint FROM pg_database WHERE datname = {quote_literal(self.name)}), "
             # pg_settings leaves out what this role may not read (no error, unlike current_setting)
             "'data_directory', (SELECT setting FROM pg_settings WHERE name = 'data_directory'));",
             database="postgres")
@@ -222,7 +224,7 @@ class Database(ABC):
             found = json.loads(out)
             return ServerFacts(major=int(found["version_num"]) // 10000, extensions=frozenset(found["extensions"]),
                                databases=tuple(found["databases"]), size=found["size"],
-                               data_directory=found["data_directory"] or None)
+                               data_directory=found["data_directory"] or None, oid=found["oid"])
         except (ValueError, KeyError, TypeError) as exc:
             raise DatabaseError(f"the server on {self.describe()} gave an answer pre-flight cannot read: {exc}") from exc
 
@@ -279,6 +281,11 @@ class Database(ABC):
     def databases(self) -> list[str]:
         return self.psql("SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY 1;").split()
 
+    def database_oid(self, database: str) -> int | None:
+        """Which database goes by `database` now (None: none does); a rename keeps it."""
+        out = self.psql(f"SELECT oid FROM pg_database WHERE datname = {quote_literal(database)};", database="postgres")
+        return int(out) if out.strip() else None
+
     def terminate_sessions(self, database: str) -> None:
         self.psql(_terminate_sql(database), database="postgres")
 
@@ -305,11 +312,13 @@ class Database(ABC):
                 f"CREATE DATABASE {quote_ident(database)} OWNER :\"fovea_like_owner\";\n"
                 "\\endif\n")
 
-    def rename_database(self, old: str, new: str, *, then: str = "", attempts: int = 50) -> None:
+    def rename_database(self, old: str, new: str, *, then: str = "", attempts: int = 50,
+                        oid: int | None = None) -> None:
         """End the sessions on `old` and rename it to `new`, in one round trip: a client that
         reconnects between the two is ended again (up to `attempts` tries, 0.1 s apart); `then`
-        is SQL run after the rename, still in the same round trip (the new database's CREATE)."""
-        self.psql(_rename_sql(old, new, attempts) + then, database="postgres")
+        is SQL run after the rename, still in the same round trip (the new database's CREATE).
+        With `oid`, only that database is renamed: one that took the name since is refused."""
+        self.psql(_rename_sql(old, new, attempts, oid) + then, database="postgres")
 
     def put_back(self, aside: str, name: str, attempts: int = 50) -> str:
         """A rename-aside rolled back in one round trip, decided on the server from what exists:
@@ -333,11 +342,16 @@ class Database(ABC):
         return clone
 
 
-def _rename_sql(old: str, new: str, attempts: int) -> str:
-    """A DO block renaming `old` to `new`, ending its sessions before each try."""
+def _rename_sql(old: str, new: str, attempts: int, oid: int | None = None) -> str:
+    """A DO block renaming `old` to `new` (only the database `oid`, when given), ending its
+    sessions before each try."""
+    same = "" if oid is None else f"""
+  IF (SELECT oid FROM pg_database WHERE datname = {quote_literal(old)}) IS DISTINCT FROM {int(oid)} THEN
+    RAISE EXCEPTION 'database % is not the one pre-flight checked: it was dropped or replaced since', {quote_literal(old)};
+  END IF;"""
     return f"""DO $fovea$
 DECLARE tries int := 0;
-BEGIN
+BEGIN{same}
   LOOP
     PERFORM pg_terminate_backend(pid) FROM pg_stat_activity
       WHERE datname = {quote_literal(old)} AND pid <> pg_backend_pid();

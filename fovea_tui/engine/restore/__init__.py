@@ -259,19 +259,34 @@ def safety_dump_name(data: dict) -> str | None:
 def safety_copy(data: dict) -> dict[str, Any] | None:
     """How the way back was kept: {"mode": "rename"|"dump", "renamed_to", "status", "detail",
     "dump", "keep_until", "progress"}; None before the safety step decided, and when it chose the
-    rename but the restore ended before renaming anything (cancelled at its confirmation, a
-    refusal): there is no copy to report."""
+    rename but nothing was renamed (cancelled at its confirmation, a refusal, a rename that
+    failed): there is no copy to report. A renamed copy's status: "pending", "running",
+    "verified", "failed" or "interrupted" (its safety dump after the restore); "kept" (the
+    restore did not finish: the copy is the way back), "renamed_back" (rolled back: it is the
+    database again), "lost" (someone dropped or renamed it)."""
     facts = data.get("facts") or {}
     mode = facts.get("safety_mode")
-    if mode is None or (mode == "rename" and not facts.get("renamed_to")):
+    aside = facts.get("renamed_to")
+    if mode is None or (mode == "rename" and not (aside and facts.get("database_dropped"))):
         return None
     out: dict[str, Any] = {"mode": mode}
     if mode == "rename":
         info = facts.get("safety_copy") or {}
-        status = info.get("status") or ("pending" if aftercare.pending(data) else None)
+        status, detail = info.get("status"), info.get("detail")
+        database = (data.get("params") or {}).get("database")
         if status == "running" and not data.get("alive", True):
             status = "interrupted"
-        out.update({"renamed_to": facts.get("renamed_to"), "status": status, "detail": info.get("detail"),
+        elif status is None and aftercare.pending(data):
+            status = "pending"
+        elif status is None and jobs.effective_status(data) in ACTIVE:
+            pass  # at work: the steps say where it stands
+        elif status is None and facts.get("aside_lost"):
+            status, detail = "lost", f"{aside} is no longer on the server: dropped or renamed by someone else"
+        elif status is None and facts.get("safety_restored"):
+            status, detail = "renamed_back", f"{aside} renamed back to {database}: the database is as it was"
+        elif status is None:
+            status, detail = "kept", f"{aside} holds the database as it was; a rollback renames it back"
+        out.update({"renamed_to": aside, "status": status, "detail": detail,
                     "dump": info.get("dump"), "keep_until": info.get("keep_until"),
                     "dropped": bool(facts.get("aside_dropped")), "progress": info.get("progress")})
     return out

@@ -383,7 +383,7 @@ def check_room(ctx) -> Check:
     current = server.size
     need = restored_size(ctx)
     free, where = _asked(ctx, "free", lambda: server_free_bytes(ctx))
-    data = {"rename": True, "current": current, "need": need, "free": free}
+    data = {"rename": True, "current": current, "need": need, "free": free, "oid": server.oid}
     if free is None:
         return Check("room", True, f"{where}; database {db.name} ({formatting.size(current)}) is renamed aside "
                      "and kept until its safety dump is written after the restore", fatal=False, data=data)

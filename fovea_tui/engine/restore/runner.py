@@ -236,8 +236,7 @@ def _rollback(ctx: RestoreContext, steps: list[Step], *, reason: str) -> None:
             safety = ctx.facts.get("safety_dump")
             what = ("The rollback of the finished restore" if info.get("after_success")
                     else f"The restore did not complete ({info['reason']}) and the rollback")
-            renamed = ctx.facts.get("renamed_to") if ctx.facts.get("safety_mode") == "rename" \
-                and not ctx.facts.get("aside_dropped") else None
+            renamed = _kept_aside(ctx.facts)
             retry = f"retry with `fovea-tui restore --rollback {ctx.handle.id}`"
             data["message"] = (f"{what} failed at step "
                                f"{step.name}: {_error_text(exc)}. {_state_words(ctx)} "
@@ -271,6 +270,13 @@ def _rollback(ctx: RestoreContext, steps: list[Step], *, reason: str) -> None:
                        + ". The install is as it was before the restore.")
 
 
+def _kept_aside(facts: dict) -> str | None:
+    """The name the database as it was is kept under, while it is."""
+    if facts.get("safety_mode") != "rename" or facts.get("aside_dropped") or facts.get("aside_lost"):
+        return None
+    return facts.get("renamed_to")
+
+
 def _state_words(ctx: RestoreContext) -> str:
     return state_words(ctx.data)
 
@@ -281,8 +287,11 @@ def state_words(data: dict) -> str:
     `engine.restore.check_services`): a service started again by hand is not named."""
     facts = data.get("facts") or {}
     records = {r["name"]: r["status"] for r in data.get("steps", [])}
-    renamed = facts.get("renamed_to") if facts.get("safety_mode") == "rename" and not facts.get("aside_dropped") else None
-    if facts.get("safety_restored"):
+    renamed = _kept_aside(facts)
+    if facts.get("aside_lost"):
+        db = (f"The database as it was ({facts.get('renamed_to')}) is no longer on the server; database "
+              f"{(data.get('params') or {}).get('database')} holds what the restore left.")
+    elif facts.get("safety_restored"):
         db = "The database is back as it was (renamed back)." if renamed else "The database is back to the safety dump."
     elif not facts.get("database_dropped"):
         db = "The database is untouched."

@@ -202,6 +202,7 @@ class SafetyDump(Step):
         room = next((c for c in ctx.facts.get("preflight") or [] if c.get("name") == "room"), None)
         if room is not None and room.get("data", {}).get("rename"):  # pre-flight saw the database
             ctx.facts["safety_mode"] = "rename"
+            ctx.facts["original_oid"] = room["data"].get("oid")  # which database is the one kept aside
             return rename_words(ctx)
         if ctx.db_name not in ctx.db.databases():
             ctx.facts["safety_dump"] = None
@@ -248,7 +249,7 @@ def rename_aside(ctx) -> str:
         ctx.save()  # before the rename: a resumed or rolling-back runner then looks for both names
         ctx.output(f"renaming database {name} to {aside} (its sessions ended), then creating database {name} "
                    f"with its owner, encoding and locale")
-        db.rename_database(name, aside, then=db.create_like_script(name, aside))
+        _rename(ctx, name, aside)
         return f"renamed {name} to {aside}; database {name} created empty"
     present = set(db.databases())
     if aside in present:
@@ -263,9 +264,26 @@ def rename_aside(ctx) -> str:
     else:  # a resumed run whose first stopped before the rename
         ctx.output(f"renaming database {name} to {aside} (its sessions ended), then creating database {name} "
                    f"with its owner, encoding and locale")
-        db.rename_database(name, aside, then=db.create_like_script(name, aside))  # one round trip
+        _rename(ctx, name, aside)
         how = f"renamed {name} to {aside}"
     return f"{how}; database {name} created empty"
+
+
+def _rename(ctx, name: str, aside: str) -> None:
+    """The rename and the new database's CREATE, one round trip, of the database pre-flight
+    checked only. When it fails and nothing went aside, the job says the database is untouched."""
+    db = ctx.db
+    try:
+        db.rename_database(name, aside, then=db.create_like_script(name, aside), oid=ctx.facts.get("original_oid"))
+    except FoveaError:
+        try:
+            renamed = aside in db.databases()
+        except FoveaError:
+            renamed = True  # cannot tell: the rollback asks the server again
+        if not renamed:
+            ctx.facts["database_dropped"] = False
+            ctx.save()
+        raise
 
 
 def rename_back(ctx) -> str:
@@ -279,9 +297,8 @@ def rename_back(ctx) -> str:
             _dump_live_database(ctx)
     ctx.output(f"renaming {aside} back to {name}, the restored {name} dropped first")
     outcome = db.put_back(aside, name)
-    if outcome == "untouched":  # the runner stopped between recording the name and renaming
-        ctx.facts["database_dropped"] = False
-        return f"database {name} was never renamed: untouched"
+    if outcome == "untouched":
+        return _aside_gone(ctx, name, aside)
     if outcome != "renamed":
         raise OperationFailed(f"neither database {name} nor {aside} is on the server: roll back from a dump by hand")
     ctx.facts["safety_restored"] = True
@@ -289,6 +306,37 @@ def rename_back(ctx) -> str:
     saved = f"; the live database was saved first as {Path(ctx.facts['live_dump']).name}" \
         if ctx.facts.get("live_dump") else ""
     return f"database {name} put back: {aside} renamed back to {name}, the restored one dropped{saved}"
+
+
+def _aside_gone(ctx, name: str, aside: str) -> str:
+    """No `aside` on the server, and a database `name`: which one it is decides. The database
+    as it was (the runner stopped before renaming it, or someone put it back by hand) is what
+    a rollback wants; any other means the copy was dropped or renamed by someone else, and
+    nothing here can bring it back."""
+    original = ctx.facts.get("original_oid")
+    prepared = any(r["name"] == "prepare" and r["status"] == "ok" for r in ctx.data["steps"])
+    if original is None:  # a job from before the identity was recorded
+        if prepared:
+            raise OperationFailed(f"database {aside} is no longer on the server, and whether {name} is the database "
+                                  "as it was cannot be told (this job did not record it): check it before using it")
+        ctx.facts["database_dropped"] = False
+        return f"database {name} was never renamed: untouched"
+    if ctx.db.database_oid(name) == original:
+        ctx.facts.pop("aside_lost", None)
+        if not prepared:  # the runner stopped between recording the name and renaming
+            ctx.facts["database_dropped"] = False
+            return f"database {name} was never renamed: untouched"
+        ctx.facts["safety_restored"] = True
+        ctx.save()
+        return f"database {name} is the database as it was: it was put back under its name by hand"
+    ctx.facts["aside_lost"] = True
+    ctx.save()
+    which = "the one this restore created" if prepared else \
+        "not the database as it was (the one this restore created before its runner stopped, or another put there since)"
+    raise OperationFailed(f"database {aside}, the database as it was before the restore, is no longer on the server "
+                          f"(dropped or renamed by someone else), and {name} is {which}: there is nothing to rename "
+                          "back. Restore a dump from before the restore (`fovea-tui list`), or bring that database "
+                          f"back under the name {aside} and retry with `fovea-tui restore --rollback {ctx.handle.id}`")
 
 
 # --------------------------------------------------------------------------- 4. confirm

@@ -47,6 +47,7 @@ ICONS = {
     "ok": ("✔", "green"), "failed": ("✘", "bold red"), "skipped": ("–", "dim"), "running": ("▶", "bold yellow"),
     "pending": ("·", "dim"),
 }
+COPY_ICONS = {"verified": "ok", "renamed_back": "ok", "interrupted": "failed", "lost": "failed", "kept": "pending"}
 STATUS_STYLE = {"ok": "bold green", "held": "bold yellow", "rolled_back": "bold yellow", "failed": "bold red", "refused": "bold red",
                 "rollback_failed": "bold red", "interrupted": "bold red", "cancelled": "yellow"}
 POLL_SECONDS = 0.25
@@ -96,7 +97,7 @@ def steps_text(data: dict, now: datetime | None = None) -> Text:
             text.append(f"     ↩ {u_icon} undo{took}: {masking.redact(undo.get('detail', '') or '')}\n", style=u_style)
     copy = engine.safety_copy(data) or {}
     if copy.get("mode") == "rename" and copy.get("status"):
-        icon, style = ICONS[{"verified": "ok", "interrupted": "failed"}.get(copy["status"], copy["status"])]
+        icon, style = ICONS[COPY_ICONS.get(copy["status"], copy["status"])]
         progress = copy.get("progress") or {}
         done = f" {100 * progress['done'] // progress['total']}%" if progress.get("total") else ""
         words = copy.get("detail") or f"writing the safety dump from {copy.get('renamed_to')}{done}"
