@@ -316,6 +316,44 @@ def test_a_database_that_replaced_the_checked_one_is_not_renamed(marked):
                                                     db.name).strip() == "t"
 
 
+def test_a_database_that_already_has_the_aside_name_is_never_taken_for_the_copy(marked):
+    """The rename's new name is taken (a copy kept by an earlier restore in the same second):
+    the rename fails, and the rollback must not take that namesake for the copy, drop the
+    live database and rename the namesake in its place."""
+    settings, config, backup, db = marked
+    job = start_held_restore(settings, backup.name, "prepare", seconds=2)
+    deadline = time.monotonic() + 60
+    while next(r for r in jobs.load_job(settings, job)["steps"] if r["name"] == "prepare")["status"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    now = datetime.now(UTC)
+    decoys = {aside_name(db.name, now + timedelta(seconds=k)) for k in range(-1, 8)}
+    for name in decoys:
+        db.cluster.psql(f'CREATE DATABASE "{name}";', "postgres")
+        db.cluster.psql("CREATE TABLE decoy (id int);", name)
+    report = settled(settings, job)
+    steps = {s["name"]: s for s in report["steps"]}
+    assert steps["prepare"]["status"] == "failed" and "already exists" in steps["prepare"]["detail"], steps["prepare"]
+    assert report["status"] == "rolled_back" and "not touched" in report["message"], report["message"]
+    assert has_marker(db, db.name) and db.psql(f"SELECT id FROM {MARKER}").strip() == "42"
+    assert decoys <= databases(db)
+
+
+def test_put_back_takes_only_the_copy_it_renamed(marked):
+    """A rollback's one round trip: a database that only has the copy's name is not the copy."""
+    settings, config, backup, db = marked
+    from fovea_tui.engine.infra.database import open_database
+
+    database = open_database(settings)
+    original = database.database_oid(db.name)
+    namesake = aside_name(db.name, datetime.now(UTC))
+    db.cluster.psql(f'CREATE DATABASE "{namesake}";', "postgres")
+    assert database.put_back(namesake, db.name, oid=original) == "untouched"
+    assert has_marker(db, db.name) and namesake in databases(db)
+    assert database.put_back(namesake, db.name, oid=database.database_oid(namesake)) == "renamed"
+    assert not has_marker(db, db.name) and namesake not in databases(db)
+
+
 def test_sigkill_while_the_safety_copy_is_written_then_resume_finishes_it(marked, monkeypatch):
     """The CLI prints the result first, then follows the safety dump on stderr; the runner killed
     then leaves the renamed database in place, and `--resume` writes the dump."""

@@ -320,17 +320,19 @@ class Database(ABC):
         With `oid`, only that database is renamed: one that took the name since is refused."""
         self.psql(_rename_sql(old, new, attempts, oid) + then, database="postgres")
 
-    def put_back(self, aside: str, name: str, attempts: int = 50) -> str:
+    def put_back(self, aside: str, name: str, attempts: int = 50, oid: int | None = None) -> str:
         """A rename-aside rolled back in one round trip, decided on the server from what exists:
-        with `aside` there, `name` (the restored database) is dropped and `aside` renamed to
-        `name`: "renamed"; else nothing is touched: "untouched" when `name` is there (it was
-        never renamed), "neither" when both are gone."""
+        with `aside` there (and, given `oid`, that database: one that only has its name is not
+        the copy), `name` (the restored database) is dropped and `aside` renamed to `name`:
+        "renamed"; else nothing is touched: "untouched" when `name` is there (it was never
+        renamed, or was put back), "neither" when both are gone."""
+        ours = "" if oid is None else f" AND oid = {int(oid)}"
         out = self.psql(
-            f"SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = {quote_literal(aside)}) AS aside, "
+            f"SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = {quote_literal(aside)}{ours}) AS aside, "
             f"EXISTS (SELECT 1 FROM pg_database WHERE datname = {quote_literal(name)}) AS name \\gset fovea_has_\n"
             "\\if :fovea_has_aside\n"
             + _terminate_sql(name) + f"\nDROP DATABASE IF EXISTS {quote_ident(name)};\n"
-            + _rename_sql(aside, name, attempts) + "SELECT 'renamed';\n"
+            + _rename_sql(aside, name, attempts, oid) + "SELECT 'renamed';\n"
             "\\elif :fovea_has_name\nSELECT 'untouched';\n\\else\nSELECT 'neither';\n\\endif\n",
             database="postgres")
         return out.splitlines()[-1].strip() if out else ""

@@ -252,7 +252,8 @@ def rename_aside(ctx) -> str:
         _rename(ctx, name, aside)
         return f"renamed {name} to {aside}; database {name} created empty"
     present = set(db.databases())
-    if aside in present:
+    original = ctx.facts.get("original_oid")
+    if aside in present and (original is None or db.database_oid(aside) == original):  # the copy, not a namesake
         if name in present:  # the new database of an earlier run, empty or partly restored
             ctx.output(f"dropping database {name}: the one created earlier in this job")
             db.drop_database(name)
@@ -277,7 +278,8 @@ def _rename(ctx, name: str, aside: str) -> None:
         db.rename_database(name, aside, then=db.create_like_script(name, aside), oid=ctx.facts.get("original_oid"))
     except FoveaError:
         try:
-            renamed = aside in db.databases()
+            original = ctx.facts.get("original_oid")
+            renamed = db.database_oid(aside) == original if original is not None else aside in db.databases()
         except FoveaError:
             renamed = True  # cannot tell: the rollback asks the server again
         if not renamed:
@@ -296,7 +298,7 @@ def rename_back(ctx) -> str:
         if aside in present and name in present:
             _dump_live_database(ctx)
     ctx.output(f"renaming {aside} back to {name}, the restored {name} dropped first")
-    outcome = db.put_back(aside, name)
+    outcome = db.put_back(aside, name, oid=ctx.facts.get("original_oid"))
     if outcome == "untouched":
         return _aside_gone(ctx, name, aside)
     if outcome != "renamed":
