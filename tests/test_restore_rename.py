@@ -354,6 +354,33 @@ def test_put_back_takes_only_the_copy_it_renamed(marked):
     assert not has_marker(db, db.name) and namesake not in databases(db)
 
 
+def test_a_dump_rewritten_after_preflight_is_not_loaded(marked):
+    """Between pre-flight's read and the load the dump is rewritten (its mtime put back): the
+    restore step refuses to load what pre-flight did not check, and the rollback puts the
+    database back. Without the check the rewrite loaded silently: its rows are the same."""
+    import gzip
+
+    settings, config, backup, db = marked
+    job = start_held_restore(settings, backup.name, "restore", seconds=2)
+    deadline = time.monotonic() + 60
+    while next(r for r in jobs.load_job(settings, job)["steps"] if r["name"] == "restore")["status"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    st = backup.path.stat()
+    with gzip.open(backup.path, "rb") as src:
+        sql = src.read()
+    tail = b"\n-- PostgreSQL database dump complete\n"
+    with gzip.open(backup.path, "wb") as out:
+        out.write(sql.replace(tail, b"\nCOMMENT ON TABLE public.videos IS 'tampered';\n" + tail))
+    os.utime(backup.path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    report = settled(settings, job)
+    steps = {s["name"]: s for s in report["steps"]}
+    assert steps["restore"]["status"] == "failed", steps["restore"]
+    assert "changed since pre-flight verified it" in steps["restore"]["detail"], steps["restore"]["detail"]
+    assert report["status"] == "rolled_back" and has_marker(db, db.name)
+    assert db.psql("SELECT obj_description('public.videos'::regclass);").strip() != "tampered"
+
+
 def test_sigkill_while_the_safety_copy_is_written_then_resume_finishes_it(marked, monkeypatch):
     """The CLI prints the result first, then follows the safety dump on stderr; the runner killed
     then leaves the renamed database in place, and `--resume` writes the dump."""

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from fovea_tui.engine.backups.dumpscan import DumpScanner
 from fovea_tui.engine.backups.verify import DumpRead, read_dump
+from fovea_tui.engine.infra.files import identity
 from fovea_tui.engine.infra.jobs import close_descriptors
 from fovea_tui.engine.progress import CancelToken
 
@@ -43,11 +44,6 @@ class _Pending:
 _pending: _Pending | None = None  # begun by this process (or the process this one is a fork of)
 
 
-def _identity(path: Path) -> tuple[int, ...]:
-    st = path.stat()
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
 def begin(path: Path) -> bool:
     """Start reading `path` in a child process; False when it is not started (a process with
     threads must not fork, or one is already pending)."""
@@ -55,12 +51,12 @@ def begin(path: Path) -> bool:
     if _pending is not None or threading.active_count() != 1:
         return False
     path = path.resolve()
-    identity = _identity(path)
+    seen = identity(path)
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid:
         os.close(write_end)
-        _pending = _Pending(path, identity, pid, read_end)
+        _pending = _Pending(path, seen, pid, read_end)
         return True
     code = 1
     try:
@@ -130,10 +126,10 @@ def take(path: Path, *, cancel: CancelToken | None = None,
     if pending is None:
         return None
     try:
-        if path.resolve() != pending.path or _identity(pending.path) != pending.identity:
+        if path.resolve() != pending.path or identity(pending.path) != pending.identity:
             return None
         answer = _receive(pending.fd, cancel, on_progress)
-        if answer is None or _identity(pending.path) != pending.identity:
+        if answer is None or identity(pending.path) != pending.identity:
             return None  # changed while it was read: the caller reads what is there now
         return answer
     except OSError:

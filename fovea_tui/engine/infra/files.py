@@ -15,6 +15,14 @@ from pathlib import Path
 from fovea_tui.errors import OperationFailed
 
 
+def identity(path: Path) -> tuple[int, ...]:
+    """What changes whenever a file's bytes may have: device, inode, size, mtime and ctime (a
+    write sets the ctime, which no one can set back, so a rewrite that restores the size and
+    the mtime still shows)."""
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 def fsync_dir(directory: Path) -> None:
     """Make the directory's entries (a rename, a new file) durable."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)

@@ -25,6 +25,7 @@ from fovea_tui.engine.backups.dumpscan import scan_dump, unquote_ident, verify_a
 from fovea_tui.engine.backups.verify import DumpRead
 from fovea_tui.engine.backups.verify_cache import remember
 from fovea_tui.engine.infra.database import DatabaseError, ServerFacts
+from fovea_tui.engine.infra.files import identity
 from fovea_tui.engine.infra.stack import redis_queue_counts
 from fovea_tui.engine.progress import ProgressEvent
 from fovea_tui.errors import FoveaError
@@ -269,10 +270,14 @@ def check_dump(ctx) -> Check:
     """The dump whole and its manifest's, from the read begun ahead by the CLI (readahead) when
     there is one for this very file, else from a read of it here."""
     path = ctx.dump_path
-    total = path.stat().st_size
-    ahead = readahead.take(path, cancel=ctx.cancel, on_progress=lambda done: ctx.progress(done, total))
+    before = identity(path)
+    ahead = readahead.take(path, cancel=ctx.cancel, on_progress=lambda done: ctx.progress(done, before[2]))
     check = _judge_dump(ctx, path, ahead)
     check.data["read_ahead"] = ahead is not None
+    if identity(path) != before:
+        return Check("dump", False, f"{path.name} changed while pre-flight read it (written or replaced): what "
+                     "was checked is not what is there now; restore it once nothing writes to it", refuse=True)
+    ctx.facts["dump_identity"] = list(before)  # the restore step loads this very file, or stops
     return check
 
 

@@ -20,7 +20,7 @@ from fovea_tui.engine.backups import encryption
 from fovea_tui.engine.backups import manifest as mf
 from fovea_tui.engine.backups.inventory import load_inventory
 from fovea_tui.engine.backups.pipeline import run_backup
-from fovea_tui.engine.infra.files import write_atomic
+from fovea_tui.engine.infra.files import identity, write_atomic
 from fovea_tui.engine.infra.locks import ensure_private_dir
 from fovea_tui.engine.infra.streams import condense
 from fovea_tui.engine.progress import ProgressEvent
@@ -547,6 +547,15 @@ def stream_dump(ctx, path: Path, database: str) -> str:
     return load_dump(ctx, path, database)
 
 
+def same_dump_as_verified(ctx, path: Path) -> None:
+    """The dump is still the file pre-flight verified: one written or replaced since (a sync, a
+    copy, a hand edit) is caught before the load and after it."""
+    seen = ctx.facts.get("dump_identity")
+    if seen is not None and list(identity(path)) != list(seen):
+        raise OperationFailed(f"{path.name} changed since pre-flight verified it (written or replaced): what would be "
+                              "loaded is not what was checked; start a new restore of it, whose pre-flight reads it again")
+
+
 class RestoreDump(Step):
     name, title = "restore", "Restore the dump"
     rerun_from = "prepare"
@@ -555,7 +564,9 @@ class RestoreDump(Step):
     def run(self, ctx) -> str:
         path = ctx.dump_path
         t0 = time.monotonic()
+        same_dump_as_verified(ctx, path)
         stream_dump(ctx, path, ctx.db_name)
+        same_dump_as_verified(ctx, path)  # what was loaded is what pre-flight read
         rows = ctx.db.table_rows()
         ctx.facts["restored_rows"] = rows
         return f"{path.name} into {ctx.db_name}: {sum(rows.values())} rows in {len(rows)} tables " \
