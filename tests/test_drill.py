@@ -407,3 +407,24 @@ def test_a_failed_drill_pings_its_check_and_alerts_a_person(install, capsys):
     assert "Next: run `fovea-tui drill`" in alert["message"]
     assert [p["event"] for p in data["monitor"]] == ["start", "exit"]
     assert [r.path for r in receiver.requests][3:] == ["/ping/drill-check-0003/start", "/ping/drill-check-0003/1"]
+
+
+def test_a_dump_rewritten_after_its_check_fails_the_restore_check(install, capsys):
+    """The drill proves that the bytes it verified restore: a dump rewritten between its
+    check and its load (its mtime put back) fails the restore check, it does not pass it."""
+    import os
+
+    def on_check(check) -> None:
+        if check.name == "dump":  # the copy the drill fetched from off-site, in its own folder
+            fetched, = install.settings.state_dir.glob(f"drill-*/{install.dump.name}")
+            st = fetched.stat()
+            sql = gzip.decompress(fetched.read_bytes())
+            tail = b"\n-- PostgreSQL database dump complete\n"
+            fetched.write_bytes(gzip.compress(sql.replace(tail, b"\nSELECT 1;\n" + tail)))
+            os.utime(fetched, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    result = run_drill(install.settings, on_check=on_check)
+    checks = {c.name: c for c in result.checks}
+    assert checks["dump"].ok and not result.ok
+    assert not checks["restore"].ok and "changed since it was verified" in checks["restore"].detail
+    assert scratch_databases(cluster_psql(install)) == []

@@ -392,3 +392,33 @@ def test_no_undo_file_no_change(install, capsys):
     assert code == 1 and "selective-undo" in err and "nothing was changed" in err and "Traceback" not in err
     assert count(install, "annotations", f"\"videoId\" = '{a_id}'") == 0
     assert install.scratch() == []
+
+
+def _rewrite_keeping_mtime(dump: Path) -> None:
+    """The dump rewritten by someone else (a copy put in its place), its mtime put back."""
+    import gzip
+
+    st = dump.stat()
+    sql = gzip.decompress(dump.read_bytes())
+    tail = b"\n-- PostgreSQL database dump complete\n"
+    fresh = dump.with_name(dump.name + ".new")
+    fresh.write_bytes(gzip.compress(sql.replace(tail, b"\nCOMMENT ON TABLE public.videos IS 'tampered';\n" + tail)))
+    os.utime(fresh, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(fresh, dump)
+
+
+def test_a_dump_rewritten_while_the_session_loads_it_offers_nothing(install):
+    """The rows a selective restore offers come from the dump it verified, or from none."""
+    from fovea_tui.errors import OperationFailed
+
+    rewritten = []
+
+    def progress(event) -> None:
+        if event.phase == "restore" and not rewritten:
+            rewritten.append(True)
+            _rewrite_keeping_mtime(install.dump)
+
+    with pytest.raises(OperationFailed, match="changed since it was verified"):
+        with open_session(install.settings, install.dump.name, progress=progress):
+            pytest.fail("a session was opened on a dump that changed after its check")
+    assert rewritten and install.scratch() == []

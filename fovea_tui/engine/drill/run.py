@@ -46,6 +46,7 @@ from fovea_tui.engine.drill.report import guide_steps, latest_report, write_repo
 from fovea_tui.engine.drill.result import Check, DrillResult
 from fovea_tui.engine.infra import audit
 from fovea_tui.engine.infra.database import open_database
+from fovea_tui.engine.infra.files import identity, unchanged
 from fovea_tui.engine.infra.locks import acquire, ensure_private_dir
 from fovea_tui.engine.ops import monitor, notify
 from fovea_tui.engine.progress import CancelToken, ProgressEvent, Throttle, no_progress
@@ -172,6 +173,7 @@ class _Drill:
         self.on_check = on_check
         self.result: DrillResult
         self.created = False
+        self.seen: tuple[int, ...] = ()  # the verified dump's identity: the one loaded must be it
 
     def phase(self, name: str, message: str) -> None:
         self.progress(ProgressEvent(name, message=message, started_at=self.t0))
@@ -240,9 +242,10 @@ class _Drill:
         try:
             path = fetch_chosen(settings, chosen, tmp, self.progress, self.cancel)
             self.phase("verify", f"verifying {chosen.name}")
-
+            self.seen = identity(path)
             verified = verify_dump(path, chosen.manifest, use_manifest_beside=False, cancel=self.cancel,
                                    progress=self.progress)
+            unchanged(path, self.seen, "it was verified")
             where = f"fetched {chosen.dump_key} from {settings.backups.offsite}" if chosen.source == "offsite" \
                 else f"local {path}"
             if chosen.dump_key and chosen.dump_key.endswith(encryption.AGE_SUFFIX):
@@ -270,6 +273,7 @@ class _Drill:
             self.created = True
 
             stream_dump(ScratchStreamContext(db, self.cancel, self.progress, chosen.name), path, scratch)
+            unchanged(path, self.seen, "it was verified")  # the drill proves the verified bytes restore
             self.land(Check("restore", True, f"{chosen.name} restored into {scratch} on "
                             f"{db.describe()} (one transaction; the live database untouched)",
                             duration_s=time.monotonic() - c0))

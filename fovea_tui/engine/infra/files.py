@@ -23,6 +23,14 @@ def identity(path: Path) -> tuple[int, ...]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
+def unchanged(path: Path, seen, since: str) -> None:
+    """`path` is still the file whose `identity` was `seen` (a dump that was checked, then
+    loaded): OperationFailed when it was written or replaced `since`."""
+    if list(identity(path)) != list(seen):
+        raise OperationFailed(f"{path.name} changed since {since} (written or replaced): what would be used is not "
+                              "what was checked; run it again once nothing writes to it")
+
+
 def fsync_dir(directory: Path) -> None:
     """Make the directory's entries (a rename, a new file) durable."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)

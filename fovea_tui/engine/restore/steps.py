@@ -20,7 +20,7 @@ from fovea_tui.engine.backups import encryption
 from fovea_tui.engine.backups import manifest as mf
 from fovea_tui.engine.backups.inventory import load_inventory
 from fovea_tui.engine.backups.pipeline import run_backup
-from fovea_tui.engine.infra.files import identity, write_atomic
+from fovea_tui.engine.infra.files import unchanged, write_atomic
 from fovea_tui.engine.infra.locks import ensure_private_dir
 from fovea_tui.engine.infra.streams import condense
 from fovea_tui.engine.progress import ProgressEvent
@@ -550,10 +550,8 @@ def stream_dump(ctx, path: Path, database: str) -> str:
 def same_dump_as_verified(ctx, path: Path) -> None:
     """The dump is still the file pre-flight verified: one written or replaced since (a sync, a
     copy, a hand edit) is caught before the load and after it."""
-    seen = ctx.facts.get("dump_identity")
-    if seen is not None and list(identity(path)) != list(seen):
-        raise OperationFailed(f"{path.name} changed since pre-flight verified it (written or replaced): what would be "
-                              "loaded is not what was checked; start a new restore of it, whose pre-flight reads it again")
+    if ctx.facts.get("dump_identity") is not None:
+        unchanged(path, ctx.facts["dump_identity"], "pre-flight verified it")
 
 
 class RestoreDump(Step):

@@ -23,7 +23,7 @@ from fovea_tui.engine.backups.verify import verify_dump
 from fovea_tui.engine.drill.choose import Chosen
 from fovea_tui.engine.drill.run import ScratchStreamContext, fetch_chosen
 from fovea_tui.engine.infra.database import Database, open_database
-from fovea_tui.engine.infra.files import ensure_private_dir
+from fovea_tui.engine.infra.files import ensure_private_dir, identity, unchanged
 from fovea_tui.engine.infra.locks import acquire
 from fovea_tui.engine.infra.stores import open_store
 from fovea_tui.engine.progress import CancelToken, ProgressEvent, no_progress
@@ -145,8 +145,10 @@ def open_session(settings: Settings, dump: str, *, cancel: CancelToken | None = 
             if fetched is None:
                 raise _unknown(settings, dump)
             path, manifest = fetched
+        seen = identity(path)
         verified = verify_dump(path, manifest, use_manifest_beside=manifest is None, cancel=cancel,
                                progress=progress)
+        unchanged(path, seen, "it was verified")
         if not verified.ok:
             raise SafetyRefusal(f"{path.name} is corrupt: " + "; ".join(verified.reasons),
                                 hint="pick another dump (`fovea-tui list`)")
@@ -158,6 +160,7 @@ def open_session(settings: Settings, dump: str, *, cancel: CancelToken | None = 
             owner = settings.database.user if settings.database.mode == "docker" else db.user
             db.create_database(scratch, owner=owner or None)
             stream_dump(ScratchStreamContext(db, cancel, progress, path.name), path, scratch)
+            unchanged(path, seen, "it was verified")  # the rows offered are the verified dump's
             cancel.check()
             yield Session(settings, db, path, scratch, cancel)
         finally:
