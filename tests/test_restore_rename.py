@@ -281,6 +281,20 @@ def test_rollback_when_the_renamed_database_was_dropped_by_someone_else_says_so(
         assert db.name in databases(db) and not has_marker(db, db.name)
 
 
+def test_resume_after_the_renamed_database_was_dropped_never_calls_the_install_untouched(marked):
+    """Resumed, the prepare step finds no copy and a database this restore created: it renames
+    nothing, and what the job then says never claims the database was not touched."""
+    settings, config, backup, db = marked
+    job = _killed_at(settings, backup, "restore")
+    aside = jobs.load_job(settings, job)["facts"]["renamed_to"]
+    db.cluster.drop_database(aside)
+    code, result = restore_cli(config, "--resume", job, "--yes")
+    assert code == 1 and result["status"] == "rollback_failed", (result["status"], result["message"])
+    assert "not touched" not in result["message"] and "as it was before the restore." not in result["message"]
+    assert f"{aside}, the database as it was before the restore, is no longer on the server" in result["message"]
+    assert db.name in databases(db) and not has_marker(db, db.name)
+
+
 def test_rollback_after_the_database_was_put_back_by_hand_finds_it_as_it_was(marked):
     settings, config, backup, db = marked
     job = _killed_at(settings, backup, "restore")
@@ -422,6 +436,31 @@ def test_sigkill_while_the_safety_copy_is_written_then_resume_finishes_it(marked
     final = settled(settings, job)
     assert final["safety_copy"]["status"] == "verified" and aside not in databases(db)
     assert not [p for p in settings.backups_dir.iterdir() if p.name.endswith(".partial")]
+
+
+def test_a_safety_copy_whose_database_was_dropped_says_it_is_gone_not_kept(marked):
+    """The runner killed while it dumps the renamed database, which someone then drops: the
+    resumed safety dump fails and says the database as it was is gone, never that it is kept."""
+    settings, config, backup, db = marked
+    db.psql("CREATE TABLE filler AS SELECT i, md5(i::text) AS t FROM generate_series(1, 400000) i;")
+    job = engine.start_restore(settings, backup.name, confirmed=True)
+    deadline = time.monotonic() + 120
+    while True:
+        data = jobs.load_job(settings, job)
+        if (data["facts"].get("safety_copy") or {}).get("status") == "running":
+            break
+        assert time.monotonic() < deadline and data["status"] not in ("failed", "rolled_back"), data.get("message")
+        time.sleep(0.02)
+    os.kill(data["pid"], signal.SIGKILL)
+    while jobs.is_alive(jobs.jobs_dir(settings), job):
+        time.sleep(0.05)
+    aside = data["facts"]["renamed_to"]
+    db.cluster.drop_database(aside)
+    restore_cli(config, "--resume", job, "--yes")
+    final = settled(settings, job)
+    copy = final["safety_copy"]
+    assert copy["status"] == "failed" and "no longer on the server" in copy["detail"], copy
+    assert "kept as the way back" not in copy["detail"] and "kept as the way back" not in final["message"]
 
 
 # ---------------------------------------------------------------- no room for both: the dump first

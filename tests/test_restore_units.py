@@ -201,3 +201,22 @@ def test_an_interrupted_restore_names_where_the_old_database_is_without_hedging_
     # killed in prepare: the name is recorded before the rename, which may not have happened
     maybe = state_words(_interrupted("running", "pending"))
     assert "fovea_pre_restore_x (or still under its own name if the runner stopped before renaming it)" in maybe
+
+
+def test_the_rollback_question_says_what_this_job_would_undo():
+    """The words a face asks before a rollback come from what the job recorded: a rename is
+    renamed back, never 'the safety dump', and a copy that is gone is never promised back."""
+    data = {**_interrupted("ok", "running"), "params": {"database": "fovea"}}
+    renamed = engine.rollback_plan(data)
+    assert renamed == ("Drop the restored database fovea and rename fovea_pre_restore_x (the database as it was) "
+                       "back to fovea.")
+    data["facts"]["aside_lost"] = True
+    lost = engine.rollback_plan(data)
+    assert "no longer on the server" in lost and "rename fovea_pre_restore_x" not in lost
+    dumped = {"facts": {"safety_mode": "dump", "database_dropped": True, "safety_dump": "/b/fovea-1-pre-restore.sql.gz",
+                        "was_running": ["backend", "frontend"]},
+              "params": {"database": "fovea"}, "steps": [{"name": "start", "status": "pending"}]}
+    assert engine.rollback_plan(dumped) == ("Restore the safety dump fovea-1-pre-restore.sql.gz into database fovea, "
+                                            "then start backend, frontend again.")
+    untouched = {"facts": {"safety_mode": "rename", "database_dropped": False}, "params": {"database": "fovea"}}
+    assert engine.rollback_plan(untouched) == "Database fovea is as it was: nothing to put back."

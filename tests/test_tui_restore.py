@@ -429,6 +429,9 @@ async def test_interrupted_job_offers_resume_and_rollback(tmp_path, monkeypatch)
         assert calls == [("resume", JOB, {"confirmed": True})]
         await pilot.press("z")
         await pilot.pause(0.2)
+        question = pilot.app.screen.question  # what this job's rollback does, from the engine
+        assert question == "Roll back? " + engine.rollback_plan(data), question
+        assert "then start redis, backend again" in question
         await pilot.click("#confirm")  # the ConfirmDialog's button
         await pilot.pause(0.1)
         assert calls[-1] == ("rollback", JOB)

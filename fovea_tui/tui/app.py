@@ -418,8 +418,7 @@ class FoveaApp(App):
             self.refresh_restore()
 
         self.push_screen(ConfirmDialog(
-            f"Roll restore {job} back? {state} Rolling back puts the safety dump back only if the database "
-            "was replaced, and starts again the services the restore stopped.",
+            f"Roll restore {job} back? {state} {self.restore.rollback_plan}",
             confirm_label="Roll back", title="Roll back the restore"), done)
 
     def on_status_failed(self, message: StatusFailed) -> None:

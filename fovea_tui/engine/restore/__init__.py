@@ -9,7 +9,8 @@ The faces use this module only:
 
 The steps (`steps.py`) run in a detached runner (`engine.jobs`), so a dropped SSH session does
 not stop a restore half-way; `resume_restore` continues an interrupted job from its last
-completed step and `rollback_restore` walks back through what ran to the safety dump.
+completed step and `rollback_restore` walks back through what ran (`rollback_plan` says what it
+would do).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from fovea_tui.engine.infra import jobs
 from fovea_tui.engine.infra.locks import holder
 from fovea_tui.engine.infra.stack import Stack
 from fovea_tui.engine.restore import aftercare
-from fovea_tui.engine.restore.runner import initial_records, state_words
+from fovea_tui.engine.restore.runner import initial_records, rollback_plan, state_words
 from fovea_tui.engine.restore.steps import acceptance_phrase
 from fovea_tui.engine.restore.verify import CHECKLIST, check_login
 from fovea_tui.envfile import DatabaseURL, EnvFile
@@ -36,7 +37,7 @@ __all__ = [
     "report", "latest_restore", "accept_missing_videos", "acceptance_phrase", "expected_database_name",
     "describe_status", "run_inline", "FINAL", "FinishedRestore", "finished_restore", "live_words",
     "ACTIVE", "active_restore", "unconfirmed", "safety_dump_name", "follow_command", "safety_copy",
-    "check_services", "stopped_by",
+    "check_services", "stopped_by", "rollback_plan",
 ]
 
 FINAL = jobs.FINAL

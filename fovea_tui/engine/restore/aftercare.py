@@ -73,10 +73,20 @@ def write_safety_dump(ctx) -> None:
     except BaseException as exc:  # noqa: BLE001 - any failure keeps the renamed database and says so
         why = str(exc) if isinstance(exc, FoveaError) else f"unexpected {type(exc).__name__}: {exc}"
         info["status"] = "failed"
-        info["detail"] = masking.redact(
-            f"the safety dump from {aside} failed: {why}; database {aside} is kept as the way back. Take a dump "
-            f"of it (`pg_dump {aside} | gzip`) or retry with `fovea-tui restore --resume {ctx.handle.id}`, "
-            f"then drop it with DROP DATABASE \"{aside}\"")
+        try:
+            kept = _is_the_copy(ctx.db, aside, facts)
+        except FoveaError:
+            kept = True  # the server did not answer: as far as anyone knows, it is there
+        if kept:
+            info["detail"] = masking.redact(
+                f"the safety dump from {aside} failed: {why}; database {aside} is kept as the way back. Take a dump "
+                f"of it (`pg_dump {aside} | gzip`) or retry with `fovea-tui restore --resume {ctx.handle.id}`, "
+                f"then drop it with DROP DATABASE \"{aside}\"")
+        else:
+            facts["aside_lost"] = True
+            info["detail"] = masking.redact(
+                f"the safety dump from {aside} failed: {why}; {aside}, the database as it was before the restore, is "
+                "no longer on the server (dropped or renamed by someone else): this restore has no way back to it")
         from fovea_tui.engine.ops import notify  # only for an alert: not on every runner's start
 
         notify.send_alerts(settings, [notify.Alert("warning", "restore:safety_copy", info["detail"],
@@ -88,6 +98,13 @@ def write_safety_dump(ctx) -> None:
         ctx.data["message"] = (ctx.data.get("message") or "").split(" Safety copy:")[0] + \
             f" Safety copy: {info.get('detail', '')}."
         ctx.save()
+
+
+def _is_the_copy(db, aside: str, facts: dict) -> bool:
+    """Is `aside` on the server, and the database this restore renamed (by its OID, when the
+    job recorded it), not another that took the name?"""
+    oid = db.database_oid(aside)
+    return oid is not None and facts.get("original_oid") in (None, oid)
 
 
 def drop_expired(settings: Settings) -> list[str]:
@@ -104,10 +121,12 @@ def drop_expired(settings: Settings) -> list[str]:
             continue
         db = open_database(settings)
         aside = facts["renamed_to"]
-        if aside in db.databases():
+        if _is_the_copy(db, aside, facts):
             db.drop_database(aside)
+            info["detail"] = f"{info.get('detail', '')}; dropped at {now_iso()} (kept {settings.restore.keep_renamed_hours} h)"
+        else:  # gone already, or its name taken by another database, which is not ours to drop
+            info["detail"] = f"{info.get('detail', '')}; no longer on the server at {now_iso()}, when it was due"
         facts["aside_dropped"] = True
-        info["detail"] = f"{info.get('detail', '')}; dropped at {now_iso()} (kept {settings.restore.keep_renamed_hours} h)"
         jobs.write_json_atomic(jobs.state_path(jobs.jobs_dir(settings), data["id"]),
                                {k: v for k, v in data.items() if k != "alive"})
         dropped.append(aside)

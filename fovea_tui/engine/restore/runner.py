@@ -281,6 +281,30 @@ def _state_words(ctx: RestoreContext) -> str:
     return state_words(ctx.data)
 
 
+def rollback_plan(data: dict) -> str:
+    """What a rollback of this job would do, in words, from what it recorded: the question a
+    face asks before starting one."""
+    facts = data.get("facts") or {}
+    database = (data.get("params") or {}).get("database")
+    aside, safety = _kept_aside(facts), facts.get("safety_dump")
+    if facts.get("safety_restored") or not facts.get("database_dropped"):
+        what = f"Database {database} is as it was: nothing to put back"
+    elif aside:
+        what = f"Drop the restored database {database} and rename {aside} (the database as it was) back to {database}"
+    elif facts.get("aside_lost"):
+        what = (f"{facts.get('renamed_to')}, the database as it was, is no longer on the server: the rollback "
+                "finds out again whether it is back, and fails if it is not")
+    elif safety:
+        what = f"Restore the safety dump {_name(safety)} into database {database}"
+    else:
+        what = f"Drop database {database} (it did not exist before the restore)"
+    records = {r["name"]: r["status"] for r in data.get("steps", [])}
+    stopped = facts.get("was_running") or []
+    if stopped and records.get("start") != "ok":
+        what += f", then start {', '.join(stopped)} again"
+    return what + "."
+
+
 def state_words(data: dict) -> str:
     """What state the install is in, in words, from the facts a job recorded so far and, for the
     services, what Docker said of them when a face asked (`still_stopped`, set by

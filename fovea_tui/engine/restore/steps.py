@@ -249,7 +249,7 @@ def rename_aside(ctx) -> str:
         ctx.save()  # before the rename: a resumed or rolling-back runner then looks for both names
         ctx.output(f"renaming database {name} to {aside} (its sessions ended), then creating database {name} "
                    f"with its owner, encoding and locale")
-        _rename(ctx, name, aside)
+        _rename(ctx, name, aside, first=True)
         return f"renamed {name} to {aside}; database {name} created empty"
     present = set(db.databases())
     original = ctx.facts.get("original_oid")
@@ -265,26 +265,30 @@ def rename_aside(ctx) -> str:
     else:  # a resumed run whose first stopped before the rename
         ctx.output(f"renaming database {name} to {aside} (its sessions ended), then creating database {name} "
                    f"with its owner, encoding and locale")
-        _rename(ctx, name, aside)
+        _rename(ctx, name, aside, first=False)
         how = f"renamed {name} to {aside}"
     return f"{how}; database {name} created empty"
 
 
-def _rename(ctx, name: str, aside: str) -> None:
+def _rename(ctx, name: str, aside: str, *, first: bool) -> None:
     """The rename and the new database's CREATE, one round trip, of the database pre-flight
-    checked only. When it fails and nothing went aside, the job says the database is untouched."""
+    checked only. When the first try fails before anything went aside, the CREATE (after the
+    rename, stopped with it) never ran either: the job says the database is untouched. A
+    resumed try that fails leaves that to the rollback, which asks the server (an earlier run
+    may have renamed and created before the copy went missing)."""
     db = ctx.db
     try:
         db.rename_database(name, aside, then=db.create_like_script(name, aside), oid=ctx.facts.get("original_oid"))
     except FoveaError:
-        try:
-            original = ctx.facts.get("original_oid")
-            renamed = db.database_oid(aside) == original if original is not None else aside in db.databases()
-        except FoveaError:
-            renamed = True  # cannot tell: the rollback asks the server again
-        if not renamed:
-            ctx.facts["database_dropped"] = False
-            ctx.save()
+        if first:
+            try:
+                original = ctx.facts.get("original_oid")
+                renamed = db.database_oid(aside) == original if original is not None else aside in db.databases()
+            except FoveaError:
+                renamed = True  # cannot tell: the rollback asks the server again
+            if not renamed:
+                ctx.facts["database_dropped"] = False
+                ctx.save()
         raise
 
 

@@ -748,14 +748,14 @@ class RestoreScreen(FoveaScreen):
                 return
             self._stamp = None
             self.query_one("#steps", StepList).focus(scroll_visible=False)
-            self.notify("Rolling back to the safety dump")
+            self.notify("Rolling back")
 
         if finished is not None:  # a new destructive act: confirmed like a restore
             self.app.push_screen(TypedConfirmDialog(finished.question, finished.database,
                                                     confirm_label="Roll back", title="Roll back a finished restore"), go)
             return
-        self.app.push_screen(ConfirmDialog("Roll the database back to the safety dump and restart the services "
-                                           "that were running?", confirm_label="Roll back", title="Roll back"), go)
+        self.app.push_screen(ConfirmDialog(f"Roll back? {engine.rollback_plan(self.data)}", confirm_label="Roll back",
+                                           title="Roll back"), go)
 
     @on(Button.Pressed, "#rollback")
     def _rollback(self) -> None:

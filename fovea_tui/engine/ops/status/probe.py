@@ -49,7 +49,7 @@ from fovea_tui.engine.ops.status.report import (
     section_from,
 )
 from fovea_tui.engine.restore import check_services, describe_status, safety_copy
-from fovea_tui.engine.restore.runner import state_words
+from fovea_tui.engine.restore.runner import rollback_plan, state_words
 from fovea_tui.engine.volume.storage import video_storage
 from fovea_tui.engine.volume.sync import read_summary, volume_sync_summary
 from fovea_tui.envfile import EnvFile
@@ -318,6 +318,7 @@ def _restore(settings: Settings, section: RestoreSection) -> None:
     raw = check_services(settings, state.as_state())
     section.message = describe_status(raw)
     section.state = state_words(raw)
+    section.rollback_plan = rollback_plan(raw)
     section.dump = state.facts.get("dump") or Path(str(state.params.get("dump", ""))).name or None
     section.updated_at = state.updated_at or None
     records = {s.get("name"): s.get("status") for s in state.steps}

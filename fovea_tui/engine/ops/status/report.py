@@ -266,6 +266,7 @@ class RestoreSection(Section):
     summary: str = ""
     headline: str = ""              # the banner's words: what it does or how it stopped, briefly
     safety_copy: str = ""           # a finished restore's renamed database: its safety dump failed or stopped
+    rollback_plan: str = ""         # what a rollback would do, in words: the question before one
 
     @property
     def needs_operator(self) -> bool:
