@@ -149,6 +149,7 @@ def test_a_failed_restore_is_rolled_back_by_renaming_back(marked):
     assert code == 1 and result["status"] == "rolled_back", (result["message"], result["steps"])
     undo = {s["name"]: s.get("undo") or {} for s in result["steps"]}
     assert "renamed back" in undo["restore"]["detail"], undo
+    assert "already put back as it was" in undo["prepare"]["detail"], undo  # not "from the safety dump"
     assert undo["restore"]["duration_s"] < 5
     assert has_marker(db, db.name) and asides(db) == set()
     assert "renamed back" in result["message"] and "as it was before" in result["message"]

@@ -605,7 +605,9 @@ def _dump_live_database(ctx) -> None:
 def restore_safety_dump(ctx) -> str | None:
     """Put the database back as it was before the restore (once per job, whoever asks first):
     the renamed copy renamed back, or, once that copy is gone, the safety dump restored."""
-    if ctx.facts.get("safety_restored"):
+    if ctx.facts.get("safety_restored"):  # by the undo of a later step
+        if ctx.facts.get("safety_mode") == "rename" and not ctx.facts.get("aside_dropped"):
+            return f"database {ctx.db_name} already put back as it was ({ctx.facts.get('renamed_to')} renamed back)"
         return "database already restored from the safety dump"
     if not ctx.facts.get("database_dropped"):
         return None  # the database was never touched
