@@ -189,6 +189,30 @@ def test_keep_renamed_hours_keeps_the_copy_then_drops_it_when_due(marked, tmp_pa
     assert jobs.read_state(jobs.jobs_dir(settings), second["job"])["facts"]["aside_dropped"]
 
 
+def test_the_nightly_run_drops_a_copy_kept_past_its_time(marked):
+    """`keep_renamed_hours` is kept to without another restore: the nightly run drops a copy
+    that is due, says so, and leaves one that is not."""
+    from fovea_tui.engine.ops.nightly import run_nightly
+
+    settings, config, backup, db = marked
+    settings.restore.keep_renamed_hours = 2
+    save_settings(settings, config)
+    code, result = restore_cli(config, backup.name, "--yes")
+    copy = settled(settings, result["job"])["safety_copy"]
+    assert code == 0 and copy["keep_until"] and copy["renamed_to"] in databases(db), copy
+    run_nightly(settings, send_notifications=False)
+    assert copy["renamed_to"] in databases(db)  # not due yet
+    path = jobs.state_path(jobs.jobs_dir(settings), result["job"])
+    state = json.loads(path.read_text())
+    state["facts"]["safety_copy"]["keep_until"] = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    path.write_text(json.dumps(state))
+    nightly = run_nightly(settings, send_notifications=False)
+    prune_step = nightly.step("prune")
+    assert prune_step.status == "ok" and f"dropped {copy['renamed_to']}" in prune_step.detail, prune_step.detail
+    assert copy["renamed_to"] not in databases(db)
+    assert engine.report(jobs.load_job(settings, result["job"]))["safety_copy"]["dropped"]
+
+
 def test_rollback_after_success_once_the_copy_is_dropped_uses_the_safety_dump(marked):
     settings, config, backup, db = marked
     code, result = restore_cli(config, backup.name, "--yes")

@@ -142,11 +142,27 @@ def _prune(settings: Settings, progress: ProgressCallback, cancel: CancelToken) 
     outcome = prune.prune(settings, dry_run=False, progress=progress, cancel=cancel)
     result = outcome.to_json()
     detail = f"kept {len(result.get('keep', []))}, deleted {plural(len(result.get('deleted', [])), 'file')}"
+    detail += _drop_renamed_due(settings, result)
     if not outcome.ok:
         failed = result.get("failed") or []
         raise _StepFailed(f"{plural(len(failed), 'deletion')} failed" + (f": {failed[0].get('error')}" if failed else ""),
                           result)
     return result, detail
+
+
+def _drop_renamed_due(settings: Settings, result: dict[str, Any]) -> str:
+    """The databases restores renamed aside and kept (`restore.keep_renamed_hours`) past their
+    time: dropped here too, so a copy is not kept for as long as no restore runs."""
+    from fovea_tui.engine.restore import aftercare
+
+    try:
+        with acquire(settings, "backups", purpose="dropping renamed databases kept past their time"):
+            result["renamed_dropped"] = aftercare.drop_expired(settings)
+    except FoveaError as exc:
+        result["renamed_dropped_error"] = str(exc)
+        return f"; the renamed databases kept past their time could not be dropped: {exc}"
+    dropped = result["renamed_dropped"]
+    return f"; dropped {', '.join(dropped)} (kept past restore.keep_renamed_hours)" if dropped else ""
 
 
 def _sync(settings: Settings, progress: ProgressCallback, cancel: CancelToken) -> tuple[dict[str, Any], str]:
