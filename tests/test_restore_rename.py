@@ -71,11 +71,13 @@ def settled(settings, job: str, timeout: float = 120) -> dict:
     return engine.report({**jobs.load_job(settings, job)})
 
 
-def test_aside_name_fits_postgres_and_says_when():
+def test_aside_name_fits_postgres_and_says_when_and_which_job():
     when = datetime(2026, 11, 29, 23, 5, 9, tzinfo=UTC)
-    assert aside_name("fovea", when) == "fovea_pre_restore_20261129T230509Z"
-    long = aside_name("é" * 40, when)
-    assert len(long.encode()) <= 63 and long.endswith("_pre_restore_20261129T230509Z")
+    job = "restore-20261129T230508Z-5c02"
+    assert aside_name("fovea", when, job) == "fovea_pre_restore_20261129T230509Z_5c02"
+    assert aside_name("fovea", when, "restore-20261129T230509Z-77aa") != aside_name("fovea", when, job)
+    long = aside_name("é" * 40, when, job)
+    assert len(long.encode()) <= 63 and long.endswith("_pre_restore_20261129T230509Z_5c02")
     long.encode().decode("utf-8")  # never cut inside a character
 
 
@@ -213,6 +215,23 @@ def test_the_nightly_run_drops_a_copy_kept_past_its_time(marked):
     assert engine.report(jobs.load_job(settings, result["job"]))["safety_copy"]["dropped"]
 
 
+def test_rollback_of_a_finished_restore_whose_kept_copy_was_dropped_uses_its_safety_dump(marked):
+    """The copy kept by `keep_renamed_hours` dropped by someone: its verified safety dump is the
+    database as it was, and the rollback restores it (the live database saved first)."""
+    settings, config, backup, db = marked
+    settings.restore.keep_renamed_hours = 2
+    save_settings(settings, config)
+    code, result = restore_cli(config, backup.name, "--yes")
+    copy = settled(settings, result["job"])["safety_copy"]
+    assert code == 0 and copy["status"] == "verified" and copy["renamed_to"] in databases(db), copy
+    db.cluster.drop_database(copy["renamed_to"])
+    code, back = restore_cli(config, "--rollback", result["job"], "--yes", "--force-after-success")
+    assert code == 1 and back["status"] == "rolled_back", (back["status"], back["message"])
+    assert has_marker(db, db.name) and db.psql(f"SELECT id FROM {MARKER}").strip() == "42"
+    assert "back to the safety dump" in back["message"] and "renamed back" not in back["message"], back["message"]
+    assert "saved as" in back["message"]  # the live database, dumped before it was replaced
+
+
 def test_rollback_after_success_once_the_copy_is_dropped_uses_the_safety_dump(marked):
     settings, config, backup, db = marked
     code, result = restore_cli(config, backup.name, "--yes")
@@ -248,19 +267,24 @@ STEPS_AFTER_CHOOSE = ["preflight", "safety_dump", "confirm", "stop", "prepare", 
                       "start", "verify"]
 
 
-def _killed_at(settings, backup, step: str) -> str:
-    job = start_held_restore(settings, backup.name, step)
+def _held_at(settings, backup, step: str, seconds: float = 60) -> dict:
+    """A restore whose runner holds `step` for `seconds`, once it holds it: the job's state."""
+    job = start_held_restore(settings, backup.name, step, seconds)
     deadline = time.monotonic() + 60
     while True:
         data = jobs.load_job(settings, job)
         if next(r for r in data["steps"] if r["name"] == step)["status"] == "running":
-            break
+            return data
         assert data["status"] not in jobs.FINAL and time.monotonic() < deadline, data.get("message")
         time.sleep(0.05)
+
+
+def _killed_at(settings, backup, step: str) -> str:
+    data = _held_at(settings, backup, step)
     os.kill(data["pid"], signal.SIGKILL)
-    while jobs.is_alive(jobs.jobs_dir(settings), job):
+    while jobs.is_alive(jobs.jobs_dir(settings), data["id"]):
         time.sleep(0.05)
-    return job
+    return data["id"]
 
 
 @pytest.mark.parametrize("step", STEPS_AFTER_CHOOSE)
@@ -338,11 +362,7 @@ def test_a_database_that_replaced_the_checked_one_is_not_renamed(marked):
     """Between pre-flight and the rename another database took the name: the restore renames
     nothing, says why, and leaves that database as it found it."""
     settings, config, backup, db = marked
-    job = start_held_restore(settings, backup.name, "prepare", seconds=3)
-    deadline = time.monotonic() + 60
-    while next(r for r in jobs.load_job(settings, job)["steps"] if r["name"] == "prepare")["status"] != "running":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    job = _held_at(settings, backup, "prepare", seconds=3)["id"]
     db.cluster.drop_database(db.name)
     db.cluster.psql(f'CREATE DATABASE "{db.name}" OWNER "{db.cluster.user}";', "postgres")
     db.cluster.psql("CREATE TABLE replacement (id int);", db.name)
@@ -356,17 +376,13 @@ def test_a_database_that_replaced_the_checked_one_is_not_renamed(marked):
 
 
 def test_a_database_that_already_has_the_aside_name_is_never_taken_for_the_copy(marked):
-    """The rename's new name is taken (a copy kept by an earlier restore in the same second):
-    the rename fails, and the rollback must not take that namesake for the copy, drop the
-    live database and rename the namesake in its place."""
+    """The rename's new name is taken by another database (made by hand: another restore's
+    copy has another job in its name): the rename fails, and the rollback must not take that
+    namesake for the copy, drop the live database and rename the namesake in its place."""
     settings, config, backup, db = marked
-    job = start_held_restore(settings, backup.name, "prepare", seconds=2)
-    deadline = time.monotonic() + 60
-    while next(r for r in jobs.load_job(settings, job)["steps"] if r["name"] == "prepare")["status"] != "running":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    job = _held_at(settings, backup, "prepare", seconds=2)["id"]
     now = datetime.now(UTC)
-    decoys = {aside_name(db.name, now + timedelta(seconds=k)) for k in range(-1, 8)}
+    decoys = {aside_name(db.name, now + timedelta(seconds=k), job) for k in range(-1, 8)}
     for name in decoys:
         db.cluster.psql(f'CREATE DATABASE "{name}";', "postgres")
         db.cluster.psql("CREATE TABLE decoy (id int);", name)
@@ -385,7 +401,7 @@ def test_put_back_takes_only_the_copy_it_renamed(marked):
 
     database = open_database(settings)
     original = database.database_oid(db.name)
-    namesake = aside_name(db.name, datetime.now(UTC))
+    namesake = aside_name(db.name, datetime.now(UTC), "restore-20261130T000000Z-0000")
     db.cluster.psql(f'CREATE DATABASE "{namesake}";', "postgres")
     assert database.put_back(namesake, db.name, oid=original) == "untouched"
     assert has_marker(db, db.name) and namesake in databases(db)
@@ -400,11 +416,7 @@ def test_a_dump_rewritten_after_preflight_is_not_loaded(marked):
     import gzip
 
     settings, config, backup, db = marked
-    job = start_held_restore(settings, backup.name, "restore", seconds=2)
-    deadline = time.monotonic() + 60
-    while next(r for r in jobs.load_job(settings, job)["steps"] if r["name"] == "restore")["status"] != "running":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    job = _held_at(settings, backup, "restore", seconds=2)["id"]
     st = backup.path.stat()
     with gzip.open(backup.path, "rb") as src:
         sql = src.read()

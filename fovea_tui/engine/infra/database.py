@@ -347,18 +347,19 @@ class Database(ABC):
 def _rename_sql(old: str, new: str, attempts: int, oid: int | None = None) -> str:
     """A DO block renaming `old` to `new` (only the database `oid`, when given), ending its
     sessions before each try."""
-    same = "" if oid is None else f"""
-  IF (SELECT oid FROM pg_database WHERE datname = {quote_literal(old)}) IS DISTINCT FROM {int(oid)} THEN
-    RAISE EXCEPTION 'database % is not the one pre-flight checked: it was dropped or replaced since', {quote_literal(old)};
-  END IF;"""
+    def same(name: str) -> str:  # checked before (no session of another is ended) and after (in the rename's transaction)
+        return "" if oid is None else f"""
+      IF (SELECT oid FROM pg_database WHERE datname = {quote_literal(name)}) IS DISTINCT FROM {int(oid)} THEN
+        RAISE EXCEPTION 'database % is not the one pre-flight checked: it was dropped or replaced since', {quote_literal(old)};
+      END IF;"""
     return f"""DO $fovea$
 DECLARE tries int := 0;
-BEGIN{same}
+BEGIN{same(old)}
   LOOP
     PERFORM pg_terminate_backend(pid) FROM pg_stat_activity
       WHERE datname = {quote_literal(old)} AND pid <> pg_backend_pid();
     BEGIN
-      EXECUTE {quote_literal(f"ALTER DATABASE {quote_ident(old)} RENAME TO {quote_ident(new)}")};
+      EXECUTE {quote_literal(f"ALTER DATABASE {quote_ident(old)} RENAME TO {quote_ident(new)}")};{same(new)}
       RETURN;
     EXCEPTION WHEN object_in_use THEN
       tries := tries + 1;

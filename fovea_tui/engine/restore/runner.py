@@ -20,7 +20,7 @@ from fovea_tui.engine.infra.locks import acquire
 from fovea_tui.engine.progress import CancelToken
 from fovea_tui.engine.restore import aftercare
 from fovea_tui.engine.restore.context import RestoreContext
-from fovea_tui.engine.restore.steps import Held, Skip, Step, build_steps
+from fovea_tui.engine.restore.steps import Held, Skip, Step, build_steps, kept_aside
 from fovea_tui.errors import Cancelled, FoveaError
 
 DONE = ("ok", "skipped")
@@ -236,7 +236,7 @@ def _rollback(ctx: RestoreContext, steps: list[Step], *, reason: str) -> None:
             safety = ctx.facts.get("safety_dump")
             what = ("The rollback of the finished restore" if info.get("after_success")
                     else f"The restore did not complete ({info['reason']}) and the rollback")
-            renamed = _kept_aside(ctx.facts)
+            renamed = kept_aside(ctx.facts)
             retry = f"retry with `fovea-tui restore --rollback {ctx.handle.id}`"
             data["message"] = (f"{what} failed at step "
                                f"{step.name}: {_error_text(exc)}. {_state_words(ctx)} "
@@ -252,7 +252,7 @@ def _rollback(ctx: RestoreContext, steps: list[Step], *, reason: str) -> None:
     data["status"] = "rolled_back"
     info["ended_at"] = now_iso()
     running = ctx.facts.get("was_running") or []
-    if ctx.facts.get("safety_restored") and ctx.facts.get("safety_mode") == "rename" and not ctx.facts.get("aside_dropped"):
+    if ctx.facts.get("safety_restored") and kept_aside(ctx.facts):
         db_words = f"the database is back as it was ({ctx.facts['renamed_to']} renamed back; no safety dump needed)"
     elif ctx.facts.get("safety_restored"):
         db_words = f"the database is back to the safety dump {_name(ctx.facts.get('safety_dump'))}"
@@ -270,13 +270,6 @@ def _rollback(ctx: RestoreContext, steps: list[Step], *, reason: str) -> None:
                        + ". The install is as it was before the restore.")
 
 
-def _kept_aside(facts: dict) -> str | None:
-    """The name the database as it was is kept under, while it is."""
-    if facts.get("safety_mode") != "rename" or facts.get("aside_dropped") or facts.get("aside_lost"):
-        return None
-    return facts.get("renamed_to")
-
-
 def _state_words(ctx: RestoreContext) -> str:
     return state_words(ctx.data)
 
@@ -286,12 +279,12 @@ def rollback_plan(data: dict) -> str:
     face asks before starting one."""
     facts = data.get("facts") or {}
     database = (data.get("params") or {}).get("database")
-    aside, safety = _kept_aside(facts), facts.get("safety_dump")
+    aside, safety = kept_aside(facts), facts.get("safety_dump")
     if facts.get("safety_restored") or not facts.get("database_dropped"):
         what = f"Database {database} is as it was: nothing to put back"
     elif aside:
         what = f"Drop the restored database {database} and rename {aside} (the database as it was) back to {database}"
-    elif facts.get("aside_lost"):
+    elif facts.get("aside_lost") and not safety:
         what = (f"{facts.get('renamed_to')}, the database as it was, is no longer on the server: the rollback "
                 "finds out again whether it is back, and fails if it is not")
     elif safety:
@@ -311,12 +304,12 @@ def state_words(data: dict) -> str:
     `engine.restore.check_services`): a service started again by hand is not named."""
     facts = data.get("facts") or {}
     records = {r["name"]: r["status"] for r in data.get("steps", [])}
-    renamed = _kept_aside(facts)
-    if facts.get("aside_lost"):
+    renamed = kept_aside(facts)
+    if facts.get("safety_restored"):
+        db = "The database is back as it was (renamed back)." if renamed else "The database is back to the safety dump."
+    elif facts.get("aside_lost"):
         db = (f"The database as it was ({facts.get('renamed_to')}) is no longer on the server; database "
               f"{(data.get('params') or {}).get('database')} holds what the restore left.")
-    elif facts.get("safety_restored"):
-        db = "The database is back as it was (renamed back)." if renamed else "The database is back to the safety dump."
     elif not facts.get("database_dropped"):
         db = "The database is untouched."
     elif renamed and records.get("restore") != "ok":

@@ -39,6 +39,10 @@ class Skip(Exception):
         self.detail = detail
 
 
+class CopyGone(OperationFailed):
+    """The database a restore renamed aside is no longer on the server."""
+
+
 class PreflightFailed(FoveaError):
     """A pre-flight check failed: nothing was changed."""
 
@@ -225,14 +229,24 @@ class SafetyDump(Step):
             raise OperationFailed(f"safety dump {path} is missing")
 
 
+def kept_aside(facts: dict) -> str | None:
+    """The name the database as it was is kept under, while it is (renamed aside, not dropped
+    after its safety dump, not lost)."""
+    if facts.get("safety_mode") != "rename" or facts.get("aside_dropped") or facts.get("aside_lost"):
+        return None
+    return facts.get("renamed_to")
+
+
 def rename_words(ctx) -> str:
     return (f"rename aside: database {ctx.db_name} is kept under a new name once the services are stopped "
             "(a way back in seconds); its safety dump is written from it after the restore")
 
 
-def aside_name(database: str, when: datetime) -> str:
-    """`<database>_pre_restore_<UTC stamp>`, the database part cut to fit PostgreSQL's 63 bytes."""
-    suffix = f"_pre_restore_{when.astimezone(UTC):%Y%m%dT%H%M%SZ}"
+def aside_name(database: str, when: datetime, job_id: str) -> str:
+    """`<database>_pre_restore_<UTC stamp>_<the job id's own suffix>`, the database part cut to
+    fit PostgreSQL's 63 bytes. The job's part keeps two restores in one second apart (the first
+    may keep its copy for `restore.keep_renamed_hours`), and names the job the copy belongs to."""
+    suffix = f"_pre_restore_{when.astimezone(UTC):%Y%m%dT%H%M%SZ}_{job_id.rsplit('-', 1)[-1]}"
     return database.encode()[: 63 - len(suffix)].decode("utf-8", "ignore") + suffix
 
 
@@ -244,7 +258,7 @@ def rename_aside(ctx) -> str:
     db, name = ctx.db, ctx.db_name
     aside = ctx.facts.get("renamed_to")
     if not aside:  # the first run: pre-flight saw the database a moment ago; one round trip
-        aside = aside_name(name, datetime.now(UTC))
+        aside = aside_name(name, datetime.now(UTC), ctx.handle.id)
         ctx.facts.update(renamed_to=aside, database_dropped=True)
         ctx.save()  # before the rename: a resumed or rolling-back runner then looks for both names
         ctx.output(f"renaming database {name} to {aside} (its sessions ended), then creating database {name} "
@@ -339,10 +353,10 @@ def _aside_gone(ctx, name: str, aside: str) -> str:
     ctx.save()
     which = "the one this restore created" if prepared else \
         "not the database as it was (the one this restore created before its runner stopped, or another put there since)"
-    raise OperationFailed(f"database {aside}, the database as it was before the restore, is no longer on the server "
-                          f"(dropped or renamed by someone else), and {name} is {which}: there is nothing to rename "
-                          "back. Restore a dump from before the restore (`fovea-tui list`), or bring that database "
-                          f"back under the name {aside} and retry with `fovea-tui restore --rollback {ctx.handle.id}`")
+    raise CopyGone(f"database {aside}, the database as it was before the restore, is no longer on the server "
+                   f"(dropped or renamed by someone else), and {name} is {which}: there is nothing to rename "
+                   "back. Restore a dump from before the restore (`fovea-tui list`), or bring that database "
+                   f"back under the name {aside} and retry with `fovea-tui restore --rollback {ctx.handle.id}`")
 
 
 # --------------------------------------------------------------------------- 4. confirm
@@ -606,16 +620,22 @@ def restore_safety_dump(ctx) -> str | None:
     """Put the database back as it was before the restore (once per job, whoever asks first):
     the renamed copy renamed back, or, once that copy is gone, the safety dump restored."""
     if ctx.facts.get("safety_restored"):  # by the undo of a later step
-        if ctx.facts.get("safety_mode") == "rename" and not ctx.facts.get("aside_dropped"):
+        if kept_aside(ctx.facts):
             return f"database {ctx.db_name} already put back as it was ({ctx.facts.get('renamed_to')} renamed back)"
         return "database already restored from the safety dump"
     if not ctx.facts.get("database_dropped"):
         return None  # the database was never touched
-    if ctx.facts.get("safety_mode") == "rename" and not ctx.facts.get("aside_dropped"):
-        ensure_database_service(ctx)
-        return rename_back(ctx)
     safety = ctx.facts.get("safety_dump")
     path = Path(safety) if safety is not None else None
+    if ctx.facts.get("safety_mode") == "rename" and not ctx.facts.get("aside_dropped"):
+        ensure_database_service(ctx)
+        try:
+            return rename_back(ctx)
+        except CopyGone:
+            if path is None or not path.is_file():
+                raise
+            # its safety dump was written and verified before it went: that is the database as it was
+            ctx.output(f"{ctx.facts.get('renamed_to')} is gone: restoring its safety dump {path.name} instead")
     if path is not None and not path.is_file():
         raise OperationFailed(f"the safety dump {path} is gone: cannot roll back")
     ensure_database_service(ctx)
