@@ -220,3 +220,36 @@ def test_the_rollback_question_says_what_this_job_would_undo():
                                             "then start backend, frontend again.")
     untouched = {"facts": {"safety_mode": "rename", "database_dropped": False}, "params": {"database": "fovea"}}
     assert engine.rollback_plan(untouched) == "Database fovea is as it was: nothing to put back."
+
+
+def test_preflight_refuses_a_dump_written_while_it_read_it(tmp_path):
+    """Pre-flight's verdict is about bytes that stay: a dump rewritten while it is read (its
+    mtime put back) is refused, and the identity the restore step holds the load to is not
+    recorded."""
+    import gzip
+    import os
+    from types import SimpleNamespace
+
+    from fovea_tui.engine.progress import CancelToken
+    from fovea_tui.engine.restore.preflight import check_dump
+
+    dump = tmp_path / "fovea-20261130T000000Z.sql.gz"
+    rows = "".join(f"{i}\tvideo {i}\n" for i in range(200_000))
+    sql = ("--\n-- PostgreSQL database dump\n--\n\nCREATE TABLE public.t (id integer, name text);\n\n"
+           f"COPY public.t (id, name) FROM stdin;\n{rows}\\.\n\n\n--\n-- PostgreSQL database dump complete\n--\n\n")
+    dump.write_bytes(gzip.compress(sql.encode(), compresslevel=1))
+    st = dump.stat()
+    rewritten = []
+
+    def progress(done, total, unit="bytes") -> None:
+        if not rewritten:  # the first read landed: the file is written under the reader
+            rewritten.append(done)
+            with open(dump, "r+b") as fh:
+                fh.write(fh.read(1))
+            os.utime(dump, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    ctx = SimpleNamespace(dump_path=dump, cancel=CancelToken(), progress=progress, facts={}, params={},
+                          settings=make_settings(tmp_path))
+    check = check_dump(ctx)
+    assert rewritten and not check.ok and check.refuse, check
+    assert "changed while pre-flight read it" in check.detail and "dump_identity" not in ctx.facts
