@@ -432,6 +432,25 @@ def test_a_dump_rewritten_after_preflight_is_not_loaded(marked):
     assert db.psql("SELECT obj_description('public.videos'::regclass);").strip() != "tampered"
 
 
+def test_rename_and_put_back_hold_for_hostile_database_names(marked):
+    """Quotes, a space and the DO block's own dollar tag in a database's name."""
+    settings, config, backup, db = marked
+    from fovea_tui.engine.infra.database import open_database
+
+    database = open_database(settings)
+    hostile = 'x$fovea$ y"q\'z'
+    db.cluster.psql(f'CREATE DATABASE "{hostile.replace(chr(34), chr(34) * 2)}";', "postgres")
+    try:
+        oid = database.database_oid(hostile)
+        database.rename_database(hostile, hostile + "_aside", oid=oid)
+        assert database.database_oid(hostile + "_aside") == oid and database.database_oid(hostile) is None
+        assert database.put_back(hostile + "_aside", hostile, oid=oid) == "renamed"
+        assert database.database_oid(hostile) == oid
+    finally:
+        for name in (hostile, hostile + "_aside"):
+            db.cluster.psql(f'DROP DATABASE IF EXISTS "{name.replace(chr(34), chr(34) * 2)}";', "postgres")
+
+
 def test_sigkill_while_the_safety_copy_is_written_then_resume_finishes_it(marked, monkeypatch):
     """The CLI prints the result first, then follows the safety dump on stderr; the runner killed
     then leaves the renamed database in place, and `--resume` writes the dump."""

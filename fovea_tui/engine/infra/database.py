@@ -352,7 +352,7 @@ def _rename_sql(old: str, new: str, attempts: int, oid: int | None = None) -> st
       IF (SELECT oid FROM pg_database WHERE datname = {quote_literal(name)}) IS DISTINCT FROM {int(oid)} THEN
         RAISE EXCEPTION 'database % is not the one pre-flight checked: it was dropped or replaced since', {quote_literal(old)};
       END IF;"""
-    return f"""DO $fovea$
+    body = f"""
 DECLARE tries int := 0;
 BEGIN{same(old)}
   LOOP
@@ -367,8 +367,11 @@ BEGIN{same(old)}
       PERFORM pg_sleep(0.1);
     END;
   END LOOP;
-END $fovea$;
-"""
+END """
+    tag = "$fovea$"
+    while tag in body:  # a database named with the tag in it must not end the body early
+        tag = tag[:-1] + "_$"
+    return f"DO {tag}{body}{tag};\n"
 
 
 def _terminate_sql(database: str) -> str:
