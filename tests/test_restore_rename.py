@@ -432,6 +432,16 @@ def test_a_dump_rewritten_after_preflight_is_not_loaded(marked):
     assert db.psql("SELECT obj_description('public.videos'::regclass);").strip() != "tampered"
 
 
+def test_a_dump_removed_after_preflight_fails_the_step_in_words(marked):
+    settings, config, backup, db = marked
+    job = _held_at(settings, backup, "restore", seconds=2)["id"]
+    backup.path.unlink()
+    report = settled(settings, job)
+    detail = {s["name"]: s for s in report["steps"]}["restore"]["detail"]
+    assert "is gone since pre-flight verified it" in detail and "unexpected" not in detail, detail
+    assert report["status"] == "rolled_back" and has_marker(db, db.name)
+
+
 def test_rename_and_put_back_hold_for_hostile_database_names(marked):
     """Quotes, a space and the DO block's own dollar tag in a database's name."""
     settings, config, backup, db = marked

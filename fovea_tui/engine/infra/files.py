@@ -26,7 +26,12 @@ def identity(path: Path) -> tuple[int, ...]:
 def unchanged(path: Path, seen, since: str) -> None:
     """`path` is still the file whose `identity` was `seen` (a dump that was checked, then
     loaded): OperationFailed when it was written or replaced `since`."""
-    if list(identity(path)) != list(seen):
+    try:
+        now = identity(path)
+    except OSError as exc:
+        raise OperationFailed(f"{path.name} is gone since {since} ({exc.strerror or exc}): what was checked "
+                              "cannot be used") from None
+    if list(now) != list(seen):
         raise OperationFailed(f"{path.name} changed since {since} (written or replaced): what would be used is not "
                               "what was checked; run it again once nothing writes to it")
 

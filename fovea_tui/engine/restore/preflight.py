@@ -270,11 +270,15 @@ def check_dump(ctx) -> Check:
     """The dump whole and its manifest's, from the read begun ahead by the CLI (readahead) when
     there is one for this very file, else from a read of it here."""
     path = ctx.dump_path
-    before = identity(path)
-    ahead = readahead.take(path, cancel=ctx.cancel, on_progress=lambda done: ctx.progress(done, before[2]))
-    check = _judge_dump(ctx, path, ahead)
+    try:
+        before = identity(path)
+        ahead = readahead.take(path, cancel=ctx.cancel, on_progress=lambda done: ctx.progress(done, before[2]))
+        check = _judge_dump(ctx, path, ahead)
+        changed = identity(path) != before
+    except FileNotFoundError:
+        return Check("dump", False, f"{path.name} is gone: it was removed while pre-flight read it", refuse=True)
     check.data["read_ahead"] = ahead is not None
-    if identity(path) != before:
+    if changed:
         return Check("dump", False, f"{path.name} changed while pre-flight read it (written or replaced): what "
                      "was checked is not what is there now; restore it once nothing writes to it", refuse=True)
     ctx.facts["dump_identity"] = list(before)  # the restore step loads this very file, or stops
