@@ -253,3 +253,29 @@ def test_preflight_refuses_a_dump_written_while_it_read_it(tmp_path):
     check = check_dump(ctx)
     assert rewritten and not check.ok and check.refuse, check
     assert "changed while pre-flight read it" in check.detail and "dump_identity" not in ctx.facts
+
+
+def test_helper_threads_leave_ctrl_c_to_the_main_thread():
+    """A Ctrl-C at the CLI's question must interrupt its read of the terminal: the runner's
+    reaper (alive for the whole restore) and the read-ahead's block SIGINT and SIGTERM, so the
+    kernel gives them to the main thread. Before, about one Ctrl-C in eight went unheard."""
+    import signal
+    import threading
+
+    from fovea_tui.engine.infra.jobs import in_background
+
+    def blocked(tid: int) -> int:
+        with open(f"/proc/self/task/{tid}/status") as fh:
+            return int(next(line for line in fh if line.startswith("SigBlk:")).split()[1], 16)
+
+    before = set(threading.enumerate())
+    release = threading.Event()
+    in_background(release.wait)
+    helper, = set(threading.enumerate()) - before
+    try:
+        mask = blocked(helper.native_id)
+        assert mask & (1 << (signal.SIGINT - 1)) and mask & (1 << (signal.SIGTERM - 1)), hex(mask)
+        main = blocked(threading.main_thread().native_id)
+        assert not main & (1 << (signal.SIGINT - 1)), hex(main)  # the caller's own mask is as it was
+    finally:
+        release.set()

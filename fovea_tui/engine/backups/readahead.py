@@ -13,6 +13,7 @@ pre-flight reads the dump itself, as it always did.
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import select
@@ -26,7 +27,7 @@ from pathlib import Path
 from fovea_tui.engine.backups.dumpscan import DumpScanner
 from fovea_tui.engine.backups.verify import DumpRead, read_dump
 from fovea_tui.engine.infra.files import identity
-from fovea_tui.engine.infra.jobs import close_descriptors
+from fovea_tui.engine.infra.jobs import close_descriptors, in_background
 from fovea_tui.engine.progress import CancelToken
 
 PROGRESS_EVERY_S = 0.2
@@ -107,7 +108,7 @@ def release() -> None:
     if pending is None:
         return
     os.close(pending.fd)
-    threading.Thread(target=_reap, args=(pending.pid,), daemon=True).start()
+    in_background(functools.partial(_reap, pending.pid))
 
 
 def _reap(pid: int) -> None:

@@ -298,8 +298,20 @@ def spawn(settings: Settings, job_id: str, action: str = "run", *, fork: bool = 
         if is_alive(directory, job_id) or _exited(pid):
             break
         time.sleep(0.005)
-    threading.Thread(target=reap, daemon=True).start()  # collected when it ends: never a zombie
+    in_background(reap)  # collected when it ends: never a zombie
     return pid
+
+
+def in_background(target: Callable[[], object]) -> None:
+    """Run `target` in a daemon thread that never takes SIGINT or SIGTERM. The kernel gives a
+    process's signal to any thread that does not block it; one given to a helper thread does
+    not interrupt the main thread's blocking read, so a Ctrl-C at a question on the terminal
+    went unheard until Enter. The thread is started with both blocked, and inherits that."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        threading.Thread(target=target, daemon=True).start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def _exec_runner(directory: Path, job_id: str, action: str, log_fd: int, url: str | None) -> subprocess.Popen:
