@@ -279,3 +279,30 @@ def test_helper_threads_leave_ctrl_c_to_the_main_thread():
         assert not main & (1 << (signal.SIGINT - 1)), hex(main)  # the caller's own mask is as it was
     finally:
         release.set()
+
+
+def test_a_runner_waits_out_a_glance_at_its_lock_and_refuses_a_real_holder(tmp_path):
+    """`is_alive` takes a job's lock shared for an instant while the face that spawned the
+    runner waits for it; a runner that met that glance gave up and its restore stayed pending
+    forever (seen in a full test run). A runner that really holds the lock still refuses."""
+    import fcntl
+    import os
+    import threading
+    import time
+
+    from fovea_tui.engine.infra.jobs import _hold_job_lock
+    from fovea_tui.errors import SafetyRefusal
+
+    lock = tmp_path / "restore-x.lock"
+    lock.touch()
+    glance = os.open(lock, os.O_RDONLY)
+    fcntl.flock(glance, fcntl.LOCK_SH)
+    threading.Timer(0.2, lambda: os.close(glance)).start()  # the glance ends, as is_alive's does
+    fd = _hold_job_lock(tmp_path, "restore-x")
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(SafetyRefusal, match="already has a runner"):
+            _hold_job_lock(tmp_path, "restore-x")  # held for real, by the first
+        assert time.monotonic() - t0 < 5
+    finally:
+        os.close(fd)

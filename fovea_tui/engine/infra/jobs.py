@@ -497,16 +497,27 @@ class JobHandle:
         self._stop_watch.set()
 
 
+LOCK_PATIENCE_S = 2.0  # how long a runner waits out others' glances at its job's lock
+
+
 def _hold_job_lock(directory: Path, job_id: str) -> int:
+    """The job's lock, held for the runner's life. `is_alive` (the face that spawned this
+    runner polls it until the runner holds the lock) takes the lock shared for an instant:
+    a runner that met such a glance used to give up ("already has a runner") and the job
+    stayed pending; it tries again for a while, so only a runner that really holds it refuses."""
     fd = os.open(directory / f"{job_id}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        os.close(fd)
-        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-            raise SafetyRefusal(f"job {job_id} already has a runner") from None
-        raise
-    return fd
+    deadline = time.monotonic() + LOCK_PATIENCE_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN) or time.monotonic() > deadline:
+                os.close(fd)
+                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise SafetyRefusal(f"job {job_id} already has a runner") from None
+                raise
+        time.sleep(0.005)
 
 
 def settings_of(data: dict, live: Settings | None = None) -> Settings:
