@@ -274,23 +274,29 @@ def safety_copy(data: dict) -> dict[str, Any] | None:
     if mode == "rename":
         info = facts.get("safety_copy") or {}
         status, detail = info.get("status"), info.get("detail")
-        database = (data.get("params") or {}).get("database")
         if status == "running" and not data.get("alive", True):
             status = "interrupted"
-        elif status is None and aftercare.pending(data):
-            status = "pending"
-        elif status is None and jobs.effective_status(data) in ACTIVE:
-            pass  # at work: the steps say where it stands
-        elif status is None and facts.get("aside_lost"):
-            status, detail = "lost", f"{aside} is no longer on the server: dropped or renamed by someone else"
-        elif status is None and facts.get("safety_restored"):
-            status, detail = "renamed_back", f"{aside} renamed back to {database}: the database is as it was"
         elif status is None:
-            status, detail = "kept", f"{aside} holds the database as it was; a rollback renames it back"
+            status, detail = _copy_before_its_dump(data, aside)
         out.update({"renamed_to": aside, "status": status, "detail": detail,
                     "dump": info.get("dump"), "keep_until": info.get("keep_until"),
                     "dropped": bool(facts.get("aside_dropped")), "progress": info.get("progress")})
     return out
+
+
+def _copy_before_its_dump(data: dict, aside: str | None) -> tuple[str | None, str | None]:
+    """(status, detail) of a renamed copy whose safety dump has not started."""
+    facts = data.get("facts") or {}
+    if aftercare.pending(data):
+        return "pending", None
+    if jobs.effective_status(data) in ACTIVE:
+        return None, None  # at work: the steps say where it stands
+    if facts.get("aside_lost"):
+        return "lost", f"{aside} is no longer on the server: dropped or renamed by someone else"
+    if facts.get("safety_restored"):
+        database = (data.get("params") or {}).get("database")
+        return "renamed_back", f"{aside} renamed back to {database}: the database is as it was"
+    return "kept", f"{aside} holds the database as it was; a rollback renames it back"
 
 
 def follow_command(job_id: str) -> str:

@@ -24,6 +24,7 @@ from fovea_tui.engine.backups.verify import verify_dump
 from fovea_tui.engine.infra import jobs
 from fovea_tui.engine.infra.database import open_database
 from fovea_tui.engine.infra.jobs import now_iso
+from fovea_tui.engine.restore.steps import is_the_copy
 from fovea_tui.errors import FoveaError, OperationFailed
 
 
@@ -74,7 +75,7 @@ def write_safety_dump(ctx) -> None:
         why = str(exc) if isinstance(exc, FoveaError) else f"unexpected {type(exc).__name__}: {exc}"
         info["status"] = "failed"
         try:
-            kept = _is_the_copy(ctx.db, aside, facts)
+            kept = is_the_copy(ctx.db, aside, facts)
         except FoveaError:
             kept = True  # the server did not answer: as far as anyone knows, it is there
         if kept:
@@ -100,13 +101,6 @@ def write_safety_dump(ctx) -> None:
         ctx.save()
 
 
-def _is_the_copy(db, aside: str, facts: dict) -> bool:
-    """Is `aside` on the server, and the database this restore renamed (by its OID, when the
-    job recorded it), not another that took the name?"""
-    oid = db.database_oid(aside)
-    return oid is not None and facts.get("original_oid") in (None, oid)
-
-
 def drop_expired(settings: Settings) -> list[str]:
     """Drop the renamed databases kept past `keep_until` by earlier restores; their names."""
     dropped = []
@@ -121,7 +115,7 @@ def drop_expired(settings: Settings) -> list[str]:
             continue
         db = open_database(settings)
         aside = facts["renamed_to"]
-        if _is_the_copy(db, aside, facts):
+        if is_the_copy(db, aside, facts):
             db.drop_database(aside)
             info["detail"] = f"{info.get('detail', '')}; dropped at {now_iso()} (kept {settings.restore.keep_renamed_hours} h)"
         else:  # gone already, or its name taken by another database, which is not ours to drop

@@ -237,6 +237,13 @@ def kept_aside(facts: dict) -> str | None:
     return facts.get("renamed_to")
 
 
+def is_the_copy(db, aside: str, facts: dict) -> bool:
+    """Is `aside` on the server, and the database this restore renamed (by its OID, when the
+    job recorded it), not another that took the name?"""
+    oid = db.database_oid(aside)
+    return oid is not None and facts.get("original_oid") in (None, oid)
+
+
 def rename_words(ctx) -> str:
     return (f"rename aside: database {ctx.db_name} is kept under a new name once the services are stopped "
             "(a way back in seconds); its safety dump is written from it after the restore")
@@ -266,8 +273,7 @@ def rename_aside(ctx) -> str:
         _rename(ctx, name, aside, first=True)
         return f"renamed {name} to {aside}; database {name} created empty"
     present = set(db.databases())
-    original = ctx.facts.get("original_oid")
-    if aside in present and (original is None or db.database_oid(aside) == original):  # the copy, not a namesake
+    if is_the_copy(db, aside, ctx.facts):  # the copy, not a namesake
         if name in present:  # the new database of an earlier run, empty or partly restored
             ctx.output(f"dropping database {name}: the one created earlier in this job")
             db.drop_database(name)
@@ -296,8 +302,7 @@ def _rename(ctx, name: str, aside: str, *, first: bool) -> None:
     except FoveaError:
         if first:
             try:
-                original = ctx.facts.get("original_oid")
-                renamed = db.database_oid(aside) == original if original is not None else aside in db.databases()
+                renamed = is_the_copy(db, aside, ctx.facts)
             except FoveaError:
                 renamed = True  # cannot tell: the rollback asks the server again
             if not renamed:
