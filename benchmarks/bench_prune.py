@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from bytecode import compile_package  # noqa: E402  (benchmarks/bytecode.py)
 from support.backup_history import History, make_settings  # noqa: E402
 
 DUMPS = int(os.environ.get("BENCH_DUMPS", "20"))
@@ -60,6 +61,7 @@ def dump_data(mib: int) -> bytes:
 def main() -> int:
     from fovea_tui.engine.backups.prune import build_plan
 
+    compile_package()  # the timed `prune` runs are fresh processes: never timing the compiler
     work = Path(tempfile.mkdtemp(prefix="bench-prune-"))
     try:
         settings = make_settings(work, keep_daily=KEEP, keep_weekly=0)
