@@ -43,6 +43,11 @@ def asides(db) -> set[str]:
     return {d for d in databases(db) if d.startswith(db.name + "_pre_restore_")}
 
 
+def made_ahead(db) -> set[str]:
+    """The new databases a restore creates empty during pre-flight, still under their own name."""
+    return {d for d in databases(db) if d.startswith(db.name + "_restore_new_")}
+
+
 def has_marker(db, name: str) -> bool:
     return db.cluster.psql(f"SELECT to_regclass('public.{MARKER}') IS NOT NULL;", name).strip() == "t"
 
@@ -88,6 +93,8 @@ def test_restore_renames_aside_then_dumps_and_drops_the_copy(marked):
     steps = {s["name"]: s for s in result["steps"]}
     assert steps["safety_dump"]["detail"].startswith("rename aside"), steps["safety_dump"]
     assert "renamed" in steps["prepare"]["detail"] and "_pre_restore_" in steps["prepare"]["detail"]
+    assert "_restore_new_" in steps["prepare"]["detail"] and "created empty during pre-flight" in steps["prepare"]["detail"]
+    assert made_ahead(db) == set()  # renamed into place, not left beside it
     room = next(c for c in result["preflight"] if c["name"] == "room")
     assert room["ok"] and room["data"]["rename"] and room["data"]["free"] > 0, room
     copy = result["safety_copy"]
@@ -298,6 +305,9 @@ def test_sigkill_before_each_step_never_loses_the_old_database(marked, step):
     holders = [n for n in (db.name, aside) if n and n in databases(db) and has_marker(db, n)]
     assert len(holders) == 1, (holders, databases(db))
     assert (holders[0] == aside) == (STEPS_AFTER_CHOOSE.index(step) > STEPS_AFTER_CHOOSE.index("prepare"))
+    # the new database is created during pre-flight, and renamed into place by prepare
+    between = STEPS_AFTER_CHOOSE.index("preflight") < STEPS_AFTER_CHOOSE.index(step) <= STEPS_AFTER_CHOOSE.index("prepare")
+    assert made_ahead(db) == ({data["facts"]["incoming"]} if between else set()), (made_ahead(db), data["facts"])
     state = engine.describe_status(data)
     assert "--rollback" in state and "--resume" in state
 
@@ -306,11 +316,11 @@ def test_sigkill_before_each_step_never_loses_the_old_database(marked, step):
         assert code == 0 and result["ok"], result
         final = settled(settings, job)
         assert final["safety_copy"]["status"] == "verified" and asides(db) == set(), final["safety_copy"]
-        assert not has_marker(db, db.name)
+        assert not has_marker(db, db.name) and made_ahead(db) == set()
         return
     code, result = restore_cli(config, "--rollback", job, "--yes")
     assert result["status"] == "rolled_back", result
-    assert has_marker(db, db.name) and asides(db) == set()
+    assert has_marker(db, db.name) and asides(db) == set() and made_ahead(db) == set()
     assert db.psql(f"SELECT id FROM {MARKER}").strip() == "42"
 
 
@@ -356,6 +366,94 @@ def test_rollback_after_the_database_was_put_back_by_hand_finds_it_as_it_was(mar
     assert "put back under its name by hand" in undo["restore"], undo
     assert result["safety_copy"]["status"] == "renamed_back", result["safety_copy"]
     assert has_marker(db, db.name) and asides(db) == set()
+
+
+@pytest.mark.parametrize("step", ["confirm", "stop"])
+def test_a_restore_killed_before_prepare_and_resumed_uses_the_database_created_ahead(marked, step):
+    settings, config, backup, db = marked
+    job = _killed_at(settings, backup, step)
+    ahead = jobs.load_job(settings, job)["facts"]["incoming"]
+    assert made_ahead(db) == {ahead}
+    code, result = restore_cli(config, "--resume", job, "--yes")
+    assert code == 0 and result["ok"], result
+    assert f"and {ahead} (created empty during pre-flight) to {db.name}" in \
+        next(s for s in result["steps"] if s["name"] == "prepare")["detail"]
+    assert made_ahead(db) == set() and not has_marker(db, db.name)
+    settled(settings, job)
+
+
+def test_a_database_created_ahead_then_dropped_by_hand_is_created_again(marked):
+    """Someone drops the new, empty database between pre-flight and the rename: the rename's
+    round trip creates one instead, and the restore goes on."""
+    settings, config, backup, db = marked
+    data = _held_at(settings, backup, "prepare", seconds=3)
+    db.cluster.drop_database(data["facts"]["incoming"])
+    report = settled(settings, data["id"])
+    assert report["status"] == "ok", report["message"]
+    prepare = next(s for s in report["steps"] if s["name"] == "prepare")["detail"]
+    assert prepare.endswith(f"database {db.name} created empty") and "during pre-flight" not in prepare, prepare
+    assert made_ahead(db) == set() and not has_marker(db, db.name)
+
+
+def test_a_stranger_under_the_name_created_ahead_is_neither_renamed_in_nor_dropped(marked):
+    """The new database's name is taken by another database (its own OID, a table in it):
+    the restore creates its own, renames nothing of the stranger's, and leaves it as it was."""
+    settings, config, backup, db = marked
+    data = _held_at(settings, backup, "prepare", seconds=3)
+    ahead = data["facts"]["incoming"]
+    db.cluster.drop_database(ahead)
+    db.cluster.psql(f'CREATE DATABASE "{ahead}";', "postgres")
+    db.cluster.psql("CREATE TABLE stranger (id int);", ahead)
+    report = settled(settings, data["id"])
+    assert report["status"] == "ok", report["message"]
+    assert "during pre-flight" not in next(s for s in report["steps"] if s["name"] == "prepare")["detail"]
+    assert made_ahead(db) == {ahead}
+    assert db.cluster.psql("SELECT to_regclass('public.stranger') IS NOT NULL;", ahead).strip() == "t"
+    assert db.cluster.psql("SELECT to_regclass('public.stranger') IS NULL;", db.name).strip() == "t"
+    db.cluster.drop_database(ahead)
+
+
+def test_a_restore_cancelled_at_its_question_drops_the_database_created_ahead(marked):
+    settings, config, backup, db = marked
+    job = engine.start_restore(settings, backup.name)  # unconfirmed: the runner waits at the question
+    deadline = time.monotonic() + 60
+    while jobs.load_job(settings, job).get("awaiting") != "confirm":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert made_ahead(db) == {jobs.load_job(settings, job)["facts"]["incoming"]}
+    engine.cancel(settings, job)
+    report = settled(settings, job)
+    assert report["status"] == "cancelled", report["message"]
+    assert made_ahead(db) == set() and has_marker(db, db.name) and asides(db) == set()
+
+
+def test_a_name_left_by_a_runner_killed_during_the_create_is_dropped_only_if_empty(marked, capsys):
+    """The job knows the name (saved before the CREATE) but not the OID: an empty database of
+    that name is dropped; one holding a table is kept, and said."""
+    settings, config, backup, db = marked
+    from fovea_tui.engine.restore import incoming
+    from fovea_tui.engine.restore.context import RestoreContext
+
+    job = jobs.create_job(settings, "restore", {"dump": backup.name, "database": db.name})
+    handle = jobs.JobHandle(jobs.jobs_dir(settings), job, jobs.read_state(jobs.jobs_dir(settings), job), settings)
+    try:
+        ctx = RestoreContext(handle)
+        for filled in (True, False):
+            name = incoming.name_for(db.name, datetime.now(UTC) + timedelta(seconds=filled), job)
+            db.cluster.psql(f'CREATE DATABASE "{name}";', "postgres")
+            if filled:
+                db.cluster.psql("CREATE TABLE kept (id int);", name)
+            ctx.facts.update(incoming=name, incoming_oid=None)
+            incoming.discard(ctx)
+            assert (name in databases(db)) == filled
+            assert "incoming" not in ctx.facts
+        log = capsys.readouterr().out  # the runner's log is its stdout
+        assert "holds tables: it is not this restore's, and is kept" in log, log
+        assert "created empty ahead of the rename, not used" in log, log
+    finally:
+        handle.close()
+        for name in made_ahead(db):
+            db.cluster.drop_database(name)
 
 
 def test_a_database_that_replaced_the_checked_one_is_not_renamed(marked):
@@ -456,8 +554,12 @@ def test_rename_and_put_back_hold_for_hostile_database_names(marked):
         assert database.database_oid(hostile + "_aside") == oid and database.database_oid(hostile) is None
         assert database.put_back(hostile + "_aside", hostile, oid=oid) == "renamed"
         assert database.database_oid(hostile) == oid
+        new = database.create_like(hostile + "_new", hostile)
+        assert database.rename_database(hostile, hostile + "_aside", oid=oid, incoming=(hostile + "_new", new)) == "moved_in"
+        assert database.database_oid(hostile) == new and database.database_oid(hostile + "_aside") == oid
+        assert database.database_oid(hostile + "_new") is None
     finally:
-        for name in (hostile, hostile + "_aside"):
+        for name in (hostile, hostile + "_aside", hostile + "_new"):
             db.cluster.psql(f'DROP DATABASE IF EXISTS "{name.replace(chr(34), chr(34) * 2)}";', "postgres")
 
 
@@ -591,6 +693,7 @@ def test_without_room_for_both_the_current_database_is_dumped_first(small_server
     detail = next(s for s in result["steps"] if s["name"] == "safety_dump")["detail"]
     assert detail.startswith("dump (") and "no room" in detail and "-pre-restore.sql.gz" in detail, detail
     assert result["safety_copy"] == {"mode": "dump"}
-    assert "_pre_restore_" not in cluster.psql("SELECT string_agg(datname, ',') FROM pg_database;", "postgres")
+    listed = cluster.psql("SELECT string_agg(datname, ',') FROM pg_database;", "postgres")
+    assert "_pre_restore_" not in listed and "_restore_new_" not in listed, listed  # the one made ahead: dropped
     assert cluster.psql(f"SELECT to_regclass('public.{MARKER}') IS NULL;", "fovea").strip() == "t"
     assert (settings.backups_dir / result["safety_dump"].rsplit("/", 1)[-1]).is_file()

@@ -313,12 +313,48 @@ class Database(ABC):
                 "\\endif\n")
 
     def rename_database(self, old: str, new: str, *, then: str = "", attempts: int = 50,
-                        oid: int | None = None) -> None:
+                        oid: int | None = None, incoming: tuple[str, int] | None = None) -> str:
         """End the sessions on `old` and rename it to `new`, in one round trip: a client that
         reconnects between the two is ended again (up to `attempts` tries, 0.1 s apart); `then`
         is SQL run after the rename, still in the same round trip (the new database's CREATE).
-        With `oid`, only that database is renamed: one that took the name since is refused."""
-        self.psql(_rename_sql(old, new, attempts, oid) + then, database="postgres")
+        With `oid`, only that database is renamed: one that took the name since is refused.
+        With `incoming` (name, OID: a database created ahead), that database takes `old`'s name
+        in the same transaction instead, `then` skipped; decided on the server, in the same round
+        trip: without it there (dropped since), the rename and `then` run as without `incoming`.
+        "moved_in" when `incoming` took the name, else "then"."""
+        if incoming is None:
+            self.psql(_rename_sql(old, new, attempts, oid) + then, database="postgres")
+            return "then"
+        out = self.psql(
+            f"SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = {quote_literal(incoming[0])} "
+            f"AND oid = {int(incoming[1])}) AS ready \\gset fovea_incoming_\n\\if :fovea_incoming_ready\n"
+            + _rename_sql(old, new, attempts, oid, incoming) + "SELECT 'moved_in';\n\\else\n"
+            + _rename_sql(old, new, attempts, oid) + then + "SELECT 'then';\n\\endif\n", database="postgres")
+        return out.splitlines()[-1].strip() if out else ""
+
+    def create_like(self, database: str, like: str) -> int:
+        """Create `database` as `create_like_script` does; its OID, in the same round trip."""
+        out = self.psql(self.create_like_script(database, like)
+                        + f"SELECT oid FROM pg_database WHERE datname = {quote_literal(database)};\n",
+                        database="postgres")
+        return int(out.splitlines()[-1])
+
+    def is_empty(self, database: str) -> bool:
+        """No table, view, sequence or other relation outside the system schemas: dropping it
+        loses nothing."""
+        return self.psql("SELECT NOT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                         "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') "
+                         "AND n.nspname NOT LIKE 'pg\\_toast%');", database=database).strip() == "t"
+
+    def drop_database_if(self, database: str, oid: int) -> bool:
+        """Drop `database` only while it is the database `oid` (one that took its name is
+        kept); False when there was none such to drop."""
+        out = self.psql(
+            f"SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = {quote_literal(database)} AND oid = {int(oid)}) "
+            "AS ours \\gset fovea_drop_\n\\if :fovea_drop_ours\n" + _terminate_sql(database)
+            + f"\nDROP DATABASE IF EXISTS {quote_ident(database)};\nSELECT 'dropped';\n\\endif\n",
+            database="postgres")
+        return out.strip().endswith("dropped")
 
     def put_back(self, aside: str, name: str, attempts: int = 50, oid: int | None = None) -> str:
         """A rename-aside rolled back in one round trip, decided on the server from what exists:
@@ -344,22 +380,31 @@ class Database(ABC):
         return clone
 
 
-def _rename_sql(old: str, new: str, attempts: int, oid: int | None = None) -> str:
+def _rename_sql(old: str, new: str, attempts: int, oid: int | None = None,
+                incoming: tuple[str, int] | None = None) -> str:
     """A DO block renaming `old` to `new` (only the database `oid`, when given), ending its
-    sessions before each try."""
-    def same(name: str) -> str:  # checked before (no session of another is ended) and after (in the rename's transaction)
-        return "" if oid is None else f"""
-      IF (SELECT oid FROM pg_database WHERE datname = {quote_literal(name)}) IS DISTINCT FROM {int(oid)} THEN
-        RAISE EXCEPTION 'database % is not the one pre-flight checked: it was dropped or replaced since', {quote_literal(old)};
+    sessions before each try; with `incoming` (a name and its OID: a database created ahead),
+    that database then takes the name `old`, in the same transaction: both renames, or neither."""
+    def same(name: str, expected: int | None, said: str, what: str) -> str:  # checked before and after, in the transaction
+        return "" if expected is None else f"""
+      IF (SELECT oid FROM pg_database WHERE datname = {quote_literal(name)}) IS DISTINCT FROM {int(expected)} THEN
+        RAISE EXCEPTION 'database % is not the one {what}: it was dropped or replaced since', {quote_literal(said)};
       END IF;"""
+    checked, created = "pre-flight checked", "created ahead for this restore"
+    ending = f"datname = {quote_literal(old)}"
+    move_in = ""
+    if incoming is not None:
+        ending = f"datname IN ({quote_literal(old)}, {quote_literal(incoming[0])})"
+        move_in = (f"\n      EXECUTE {quote_literal(f'ALTER DATABASE {quote_ident(incoming[0])} RENAME TO {quote_ident(old)}')};"
+                   + same(old, incoming[1], incoming[0], created))
     body = f"""
 DECLARE tries int := 0;
-BEGIN{same(old)}
+BEGIN{same(old, oid, old, checked)}{same(incoming[0], incoming[1], incoming[0], created) if incoming else ""}
   LOOP
     PERFORM pg_terminate_backend(pid) FROM pg_stat_activity
-      WHERE datname = {quote_literal(old)} AND pid <> pg_backend_pid();
+      WHERE {ending} AND pid <> pg_backend_pid();
     BEGIN
-      EXECUTE {quote_literal(f"ALTER DATABASE {quote_ident(old)} RENAME TO {quote_ident(new)}")};{same(new)}
+      EXECUTE {quote_literal(f"ALTER DATABASE {quote_ident(old)} RENAME TO {quote_ident(new)}")};{same(new, oid, old, checked)}{move_in}
       RETURN;
     EXCEPTION WHEN object_in_use THEN
       tries := tries + 1;

@@ -282,9 +282,6 @@ def spawn(settings: Settings, job_id: str, action: str = "run", *, fork: bool = 
     log_fd = os.open(directory / f"{job_id}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         if fork and threading.active_count() == 1:
-            from fovea_tui.engine.infra.stack import import_sdk
-
-            import_sdk()
             pid = _fork_runner(directory, job_id, action, log_fd, url, keep_fds)
             reap: Callable[[], object] = functools.partial(os.waitpid, pid, 0)
         else:

@@ -61,9 +61,9 @@ def no_docker(reason: str = "this session manages no stack (the demo runs withou
 
 
 def import_sdk() -> None:
-    """Import the docker SDK now, when there is an engine to talk to: a process about to fork
-    a runner (jobs.spawn) does it for the runner, whose pre-flight would otherwise spend that
-    fifth of a second of Python beside its read of the dump, one waiting for the other."""
+    """Import the docker SDK now, when there is an engine to talk to: a restore's runner starts
+    it in a thread as it begins, so its tenth of a second of Python runs while the first steps
+    wait on the server, not before them (in the CLI before the fork, it was on the way)."""
     socket = _local_socket()
     if _NO_DOCKER is None and (socket is None or os.path.exists(socket)):
         import docker  # noqa: F401

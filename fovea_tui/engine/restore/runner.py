@@ -15,10 +15,11 @@ from pathlib import Path
 
 from fovea_tui import masking
 from fovea_tui.engine.infra import audit
-from fovea_tui.engine.infra.jobs import now_iso
+from fovea_tui.engine.infra.jobs import in_background, now_iso
 from fovea_tui.engine.infra.locks import acquire
+from fovea_tui.engine.infra.stack import import_sdk
 from fovea_tui.engine.progress import CancelToken
-from fovea_tui.engine.restore import aftercare
+from fovea_tui.engine.restore import aftercare, incoming
 from fovea_tui.engine.restore.context import RestoreContext
 from fovea_tui.engine.restore.steps import Held, Skip, Step, build_steps, kept_aside
 from fovea_tui.errors import Cancelled, FoveaError
@@ -42,6 +43,7 @@ def _error_text(exc: BaseException) -> str:
 
 
 def execute(handle, action: str) -> None:
+    in_background(import_sdk)  # beside the first steps, which mostly wait on the server and the dump
     ctx = RestoreContext(handle)
     data = handle.data
     data.pop("result_reported", None)
@@ -67,6 +69,7 @@ def execute(handle, action: str) -> None:
         data["message"] = f"The runner crashed: {_error_text(exc)}. " + _state_words(ctx)
         print(masking.redact(traceback.format_exc()), flush=True)
     finally:
+        _discard_incoming(ctx)
         data["ended_at"] = now_iso()
         data.pop("awaiting", None)
         handle.save()
@@ -93,6 +96,15 @@ def execute(handle, action: str) -> None:
         _drop_expired(ctx)
         print(masking.redact(f"{now_iso()} {handle.id}: safety copy: {ctx.facts['safety_copy'].get('detail')}"),
               flush=True)
+
+
+def _discard_incoming(ctx: RestoreContext) -> None:
+    """A run that ends before step 6 renamed the database created ahead into place drops it;
+    one the server does not let go is said, and left to the job's next run."""
+    try:
+        incoming.discard(ctx)
+    except FoveaError as exc:
+        ctx.output(f"warning: could not drop database {ctx.facts.get('incoming')} (created ahead, empty): {exc}")
 
 
 def _drop_expired(ctx: RestoreContext) -> None:

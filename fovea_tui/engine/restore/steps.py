@@ -24,6 +24,7 @@ from fovea_tui.engine.infra.files import unchanged, write_atomic
 from fovea_tui.engine.infra.locks import ensure_private_dir
 from fovea_tui.engine.infra.streams import condense
 from fovea_tui.engine.progress import ProgressEvent
+from fovea_tui.engine.restore import incoming
 from fovea_tui.engine.restore.loader import load_dump
 from fovea_tui.engine.restore.preflight import run_preflight
 from fovea_tui.engine.restore.verify import expected_rows, row_lines, run_verification
@@ -177,7 +178,11 @@ class Preflight(Step):
             ctx.facts["preflight"].append(check.as_dict())
             ctx.output(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}")
 
-        checks = run_preflight(ctx, landed)
+        ahead = incoming.begin(ctx)  # the new database, created empty beside the checks
+        try:
+            checks = run_preflight(ctx, landed)
+        finally:
+            incoming.settle(ctx, ahead)
         failed = [c for c in checks if not c.ok and c.fatal]
         if failed:
             refused = any(c.refuse for c in failed)
@@ -212,6 +217,7 @@ class SafetyDump(Step):
             ctx.facts["safety_dump"] = None
             raise Skip(f"database {ctx.db_name} does not exist yet: nothing to save")
         ctx.facts["safety_mode"] = "dump"
+        incoming.discard(ctx)  # a drop and create, as the runbook's: the database created ahead is not used
         why = f"dump ({room['detail']}): " if room is not None else "dump: "
 
         def progress(event: ProgressEvent) -> None:
@@ -270,7 +276,12 @@ def rename_aside(ctx) -> str:
         ctx.save()  # before the rename: a resumed or rolling-back runner then looks for both names
         ctx.output(f"renaming database {name} to {aside} (its sessions ended), then creating database {name} "
                    f"with its owner, encoding and locale")
-        _rename(ctx, name, aside, first=True)
+        ahead = incoming.ready(ctx)
+        how = _rename(ctx, name, aside, first=True, ahead=ahead)
+        ctx.facts.pop("incoming", None)  # renamed into place (or, gone, replaced by a CREATE)
+        ctx.facts.pop("incoming_oid", None)
+        if how == "moved_in" and ahead is not None:
+            return f"renamed {name} to {aside}, and {ahead[0]} (created empty during pre-flight) to {name}"
         return f"renamed {name} to {aside}; database {name} created empty"
     present = set(db.databases())
     if is_the_copy(db, aside, ctx.facts):  # the copy, not a namesake
@@ -285,20 +296,22 @@ def rename_aside(ctx) -> str:
     else:  # a resumed run whose first stopped before the rename
         ctx.output(f"renaming database {name} to {aside} (its sessions ended), then creating database {name} "
                    f"with its owner, encoding and locale")
-        _rename(ctx, name, aside, first=False)
+        _rename(ctx, name, aside, first=False, ahead=None)
         how = f"renamed {name} to {aside}"
     return f"{how}; database {name} created empty"
 
 
-def _rename(ctx, name: str, aside: str, *, first: bool) -> None:
-    """The rename and the new database's CREATE, one round trip, of the database pre-flight
-    checked only. When the first try fails before anything went aside, the CREATE (after the
-    rename, stopped with it) never ran either: the job says the database is untouched. A
-    resumed try that fails leaves that to the rollback, which asks the server (an earlier run
-    may have renamed and created before the copy went missing)."""
+def _rename(ctx, name: str, aside: str, *, first: bool, ahead: tuple[str, int] | None) -> str:
+    """The rename and the new database (`ahead`, the one created during pre-flight, renamed in
+    the same transaction; else a CREATE), one round trip, of the database pre-flight checked
+    only: "moved_in" or "then" (rename_database). When the first try fails before anything went
+    aside, the new database never took the name either: the job says the database is
+    untouched. A resumed try that fails leaves that to the rollback, which asks the server (an
+    earlier run may have renamed and created before the copy went missing)."""
     db = ctx.db
     try:
-        db.rename_database(name, aside, then=db.create_like_script(name, aside), oid=ctx.facts.get("original_oid"))
+        return db.rename_database(name, aside, then=db.create_like_script(name, aside),
+                                  oid=ctx.facts.get("original_oid"), incoming=ahead)
     except FoveaError:
         if first:
             try:
