@@ -50,7 +50,7 @@ def settle(ctx, future: Future | None) -> None:
     try:
         ctx.facts["incoming_oid"] = future.result()
     except FoveaError as exc:
-        ctx.output(f"the new database was not created ahead ({exc}); step 6 creates it")
+        ctx.output(f"the new database is created in step 6, not during pre-flight: {exc}")
         ctx.facts.pop("incoming", None)
         ctx.facts.pop("incoming_oid", None)
     ctx.save()

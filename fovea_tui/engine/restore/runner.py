@@ -54,10 +54,13 @@ def execute(handle, action: str) -> None:
     outcome_details: dict = {"job": handle.id, "action": action, "dump": data["params"].get("dump")}
     try:
         with acquire(settings, "backups", purpose=f"restore (job {handle.id})"):
-            if action == "rollback" or (action == "resume" and data.get("phase") == "rollback"):
-                _rollback(ctx, steps, reason=data.get("rollback", {}).get("reason") or "asked by the operator")
-            else:
-                _forward(ctx, steps, resume=action == "resume")
+            try:
+                if action == "rollback" or (action == "resume" and data.get("phase") == "rollback"):
+                    _rollback(ctx, steps, reason=data.get("rollback", {}).get("reason") or "asked by the operator")
+                else:
+                    _forward(ctx, steps, resume=action == "resume")
+            finally:
+                _discard_incoming(ctx)
     except FoveaError as exc:  # the lock is held by someone else: this run touched nothing
         if action == "run":
             data["status"] = "refused" if exc.exit_code == 3 else "failed"
@@ -69,7 +72,6 @@ def execute(handle, action: str) -> None:
         data["message"] = f"The runner crashed: {_error_text(exc)}. " + _state_words(ctx)
         print(masking.redact(traceback.format_exc()), flush=True)
     finally:
-        _discard_incoming(ctx)
         data["ended_at"] = now_iso()
         data.pop("awaiting", None)
         handle.save()
