@@ -113,6 +113,9 @@ def test_cli_restore_docker_mode_whole_run(stack, restore_env, tmp_path):
     applied = stack.psql("SELECT migration_name FROM _prisma_migrations WHERE finished_at IS NOT NULL").split()
     assert stack.pending_migration in applied
     assert stack.pending_migration in result["steps"][7]["detail"]
+    # the new database was created during pre-flight and renamed into place, not left beside it
+    assert "(created empty during pre-flight) to fovea" in result["steps"][5]["detail"], result["steps"][5]
+    assert "_restore_new_" not in stack.psql("SELECT string_agg(datname, ',') FROM pg_database")
     # services: those running before run again; the frontend stays stopped
     assert not running(stack, "frontend")
     for service in ("postgres", "redis", "backend", "model-service"):
@@ -176,6 +179,8 @@ def test_corrupt_dump_refused_database_untouched(stack, restore_env, tmp_path):
     assert "Nothing was changed" in result["message"]
     assert marker_present(stack)
     assert all(running(stack, s) for s in ("backend", "frontend", "redis"))
+    # the new database pre-flight created beside its checks is dropped with the refusal
+    assert "_restore_new_" not in stack.psql("SELECT string_agg(datname, ',') FROM pg_database")
 
 
 def _dump_with_sql_error(dump: Path, target_dir: Path) -> Path:
