@@ -556,7 +556,7 @@ def recreate_database(ctx) -> None:
 
 
 class PrepareDatabase(Step):
-    name, title = "prepare", "Database up; a new, empty one in its place"
+    name, title = "prepare", "Database up; a new, empty one in place"
     changes_install = True
 
     def run(self, ctx) -> str:
