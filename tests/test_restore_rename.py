@@ -697,3 +697,23 @@ def test_without_room_for_both_the_current_database_is_dumped_first(small_server
     assert "_pre_restore_" not in listed and "_restore_new_" not in listed, listed  # the one made ahead: dropped
     assert cluster.psql(f"SELECT to_regclass('public.{MARKER}') IS NULL;", "fovea").strip() == "t"
     assert (settings.backups_dir / result["safety_dump"].rsplit("/", 1)[-1]).is_file()
+
+
+def test_a_new_database_pre_flight_could_not_create_is_created_by_step_6(marked):
+    """A session on template1 holds CREATE DATABASE off (the server gives up after 5 s): the
+    CREATE begun beside pre-flight fails and says so; step 6, after the session ended, creates
+    the database itself; the restore ends ok with nothing left beside it."""
+    import threading
+
+    settings, config, backup, db = marked
+    holder = threading.Thread(target=db.cluster.psql, args=("SELECT pg_sleep(7);", "template1"), daemon=True)
+    holder.start()
+    code, result = restore_cli(config, backup.name, "--yes")
+    holder.join(30)
+    assert code == 0 and result["ok"], (result["message"], [(s["name"], s["detail"]) for s in result["steps"]])
+    steps = {s["name"]: s for s in result["steps"]}
+    said = next(s for s in jobs.load_job(settings, result["job"])["steps"] if s["name"] == "preflight")["output"]
+    assert any("the new database is created in step 6, not during pre-flight" in line and "template1" in line
+               for line in said), said
+    assert steps["prepare"]["detail"].endswith(f"database {db.name} created empty"), steps["prepare"]["detail"]
+    assert made_ahead(db) == set() and not has_marker(db, db.name)

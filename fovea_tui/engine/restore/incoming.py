@@ -43,16 +43,15 @@ def begin(ctx) -> Future | None:
 
 
 def settle(ctx, future: Future | None) -> None:
-    """Wait for the CREATE begun by `begin`; record its OID, or forget the name when it failed
-    (the current database missing, say: step 6 then creates one itself)."""
+    """Wait for the CREATE begun by `begin`; record its OID. When it failed (the current
+    database missing, say), step 6 creates one itself; the name stays recorded without an
+    OID, so the run's end still drops a database of that name that holds nothing."""
     if future is None:
         return
     try:
         ctx.facts["incoming_oid"] = future.result()
     except FoveaError as exc:
         ctx.output(f"the new database is created in step 6, not during pre-flight: {exc}")
-        ctx.facts.pop("incoming", None)
-        ctx.facts.pop("incoming_oid", None)
     ctx.save()
 
 
@@ -67,9 +66,10 @@ def discard(ctx) -> None:
     into place) and is the one this job created. A runner killed during the CREATE never
     learnt the OID: a database of that name is then dropped only if it holds nothing, else kept
     and said."""
-    db, name, oid = ctx.db, ctx.facts.get("incoming"), ctx.facts.get("incoming_oid")
+    name, oid = ctx.facts.get("incoming"), ctx.facts.get("incoming_oid")
     if not name:
-        return
+        return  # the usual end: renamed into place, or never begun (the server is not asked)
+    db = ctx.db
     if oid is None:
         oid = db.database_oid(name)
         if oid is not None and not db.is_empty(name):
