@@ -439,7 +439,7 @@ def test_a_name_left_by_a_runner_killed_during_the_create_is_dropped_only_if_emp
     try:
         ctx = RestoreContext(handle)
         for filled in (True, False):
-            name = incoming.name_for(db.name, datetime.now(UTC) + timedelta(seconds=filled), job)
+            name = incoming.name_for(db.name, datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=filled), job)
             db.cluster.psql(f'CREATE DATABASE "{name}";', "postgres")
             if filled:
                 db.cluster.psql("CREATE TABLE kept (id int);", name)
