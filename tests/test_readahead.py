@@ -194,14 +194,22 @@ time.sleep(3)
     try:
         pid = int(proc.stdout.readline())
         deadline = time.monotonic() + 5  # the child lets go of them first thing after the fork
-        while True:
-            fds = {int(fd): os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
-            if fds.get(2) == "/dev/null" or time.monotonic() > deadline:
+
+        def held() -> tuple[dict, list, list]:
+            try:
+                fds = {int(fd): os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+            except FileNotFoundError:  # a descriptor closed between the listing and its readlink
+                return {}, [], []
+            others = sorted(target for fd, target in fds.items() if fd > 2)
+            return fds, others, [t for t in others if t.startswith("pipe:")]
+
+        while True:  # seen while it is letting go, the listing is a moment's: look until it has
+            fds, others, pipes = held()
+            settled = fds.get(2) == "/dev/null" and len(pipes) == 1 and set(others) - set(pipes) <= {str(path)}
+            if settled or time.monotonic() > deadline:
                 break
             time.sleep(0.01)
-        assert [fds[fd] for fd in (0, 1, 2)] == ["/dev/null"] * 3, fds
-        others = sorted(target for fd, target in fds.items() if fd > 2)
-        pipes = [t for t in others if t.startswith("pipe:")]
+        assert [fds.get(fd) for fd in (0, 1, 2)] == ["/dev/null"] * 3, fds
         assert len(pipes) == 1 and set(others) - set(pipes) <= {str(path)}, fds  # the answer's pipe, the dump
     finally:
         proc.kill()
