@@ -173,7 +173,8 @@ async def test_failed_and_cancelled_jobs(tmp_path):
         gate.set()
         await wait_for(pilot, lambda: failing.state == "failed")
         assert failing.error == "store unreachable"
-        assert any(n.severity == "error" for n in app._notifications)
+        # the job's state is set in its thread; the toast comes with the message it posts after
+        await wait_for(pilot, lambda: any(n.severity == "error" for n in app._notifications))
 
         stuck = app.jobs.start("backup", "Backup", _gated_job(threading.Event()), app.settings)
         await wait_for(pilot, lambda: stuck.event is not None)
