@@ -222,6 +222,28 @@ def test_the_rollback_question_says_what_this_job_would_undo():
     assert engine.rollback_plan(untouched) == "Database fovea is as it was: nothing to put back."
 
 
+def test_a_failed_rollback_that_already_put_the_database_back_asks_for_no_drop():
+    """A rollback that renamed the database back and then could not start a service: what is
+    left is the services. Asking for `DROP DATABASE fovea` then would drop the database as it
+    was (seen in a full run where postgres was stopped again after the rename back)."""
+    from fovea_tui.engine.restore.runner import rollback_advice
+
+    data = {**_interrupted("ok", "failed"), "params": {"database": "fovea"}}
+    data["facts"]["was_running"] = ["backend", "frontend"]
+    before = rollback_advice(data, "restore-1")
+    assert before == ("Once the server answers, retry with `fovea-tui restore --rollback restore-1`, or by hand: "
+                      'DROP DATABASE "fovea"; ALTER DATABASE "fovea_pre_restore_x" RENAME TO "fovea".')
+    data["facts"]["safety_restored"] = True
+    after = rollback_advice(data, "restore-1")
+    assert after == ("Once the server answers, retry with `fovea-tui restore --rollback restore-1`: the database "
+                     "needs nothing more; it starts backend, frontend again.")
+    dumped = {"facts": {"safety_mode": "dump", "database_dropped": True, "safety_dump": "/b/s.sql.gz"},
+              "params": {"database": "fovea"}}
+    assert "restore it by hand (gunzip -c it into psql)" in rollback_advice(dumped, "restore-1")
+    dumped["facts"]["safety_restored"] = True
+    assert "by hand" not in rollback_advice(dumped, "restore-1")
+
+
 def test_preflight_refuses_a_dump_written_while_it_read_it(tmp_path):
     """Pre-flight's verdict is about bytes that stay: a dump rewritten while it is read (its
     mtime put back) is refused, and the identity the restore step holds the load to is not

@@ -247,17 +247,10 @@ def _rollback(ctx: RestoreContext, steps: list[Step], *, reason: str) -> None:
             rec["undo"] = {"status": "failed", "detail": masking.redact(_error_text(exc))}
             data["status"] = "rollback_failed"
             info["failed_step"] = step.name
-            safety = ctx.facts.get("safety_dump")
             what = ("The rollback of the finished restore" if info.get("after_success")
                     else f"The restore did not complete ({info['reason']}) and the rollback")
-            renamed = kept_aside(ctx.facts)
-            retry = f"retry with `fovea-tui restore --rollback {ctx.handle.id}`"
-            data["message"] = (f"{what} failed at step "
-                               f"{step.name}: {_error_text(exc)}. {_state_words(ctx)} "
-                               + (f"Once the server answers, {retry}, or by hand: DROP DATABASE \"{ctx.db_name}\"; "
-                                  f"ALTER DATABASE \"{renamed}\" RENAME TO \"{ctx.db_name}\"." if renamed
-                                  else f"The safety dump is {safety}; {retry} or restore it by hand (gunzip -c it "
-                                  "into psql)." if safety else ""))
+            data["message"] = (f"{what} failed at step {step.name}: {_error_text(exc)}. {_state_words(ctx)} "
+                               + rollback_advice(data, ctx.handle.id))
             return
         finally:
             rec["undo"]["duration_s"] = round(time.monotonic() - t0, 2)
@@ -286,6 +279,26 @@ def _rollback(ctx: RestoreContext, steps: list[Step], *, reason: str) -> None:
 
 def _state_words(ctx: RestoreContext) -> str:
     return state_words(ctx.data)
+
+
+def rollback_advice(data: dict, job_id: str) -> str:
+    """How to finish a rollback that failed, from what it had already done: once the database
+    is put back, only the services are left, and the words never ask for a DROP of a database
+    that is again the one as it was."""
+    facts = data.get("facts") or {}
+    database = (data.get("params") or {}).get("database")
+    retry = f"retry with `fovea-tui restore --rollback {job_id}`"
+    renamed, safety = kept_aside(facts), facts.get("safety_dump")
+    if facts.get("safety_restored") or not facts.get("database_dropped"):
+        stopped = facts.get("was_running") or []
+        return f"Once the server answers, {retry}" + (
+            f": the database needs nothing more; it starts {', '.join(stopped)} again." if stopped else ".")
+    if renamed:
+        return (f"Once the server answers, {retry}, or by hand: DROP DATABASE \"{database}\"; "
+                f"ALTER DATABASE \"{renamed}\" RENAME TO \"{database}\".")
+    if safety:
+        return f"The safety dump is {safety}; {retry} or restore it by hand (gunzip -c it into psql)."
+    return ""
 
 
 def rollback_plan(data: dict) -> str:
