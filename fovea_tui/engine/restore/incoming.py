@@ -27,7 +27,7 @@ def name_for(database: str, when: datetime, job_id: str) -> str:
     return database.encode()[: 63 - len(suffix)].decode("utf-8", "ignore") + suffix
 
 
-def begin(ctx) -> Future | None:
+def begin(ctx) -> Future:
     """Start creating the new database beside pre-flight; `settle` waits for it. An earlier
     run's (this job resumed) is dropped first: a new one is made, never one of unknown state."""
     if ctx.facts.get("incoming"):
@@ -42,12 +42,10 @@ def begin(ctx) -> Future | None:
         pool.shutdown(wait=False)
 
 
-def settle(ctx, future: Future | None) -> None:
+def settle(ctx, future: Future) -> None:
     """Wait for the CREATE begun by `begin`; record its OID. When it failed (the current
     database missing, say), step 6 creates one itself; the name stays recorded without an
     OID, so the run's end still drops a database of that name that holds nothing."""
-    if future is None:
-        return
     try:
         ctx.facts["incoming_oid"] = future.result()
     except FoveaError as exc:
