@@ -717,3 +717,28 @@ def test_a_new_database_pre_flight_could_not_create_is_created_by_step_6(marked)
                for line in said), said
     assert steps["prepare"]["detail"].endswith(f"database {db.name} created empty"), steps["prepare"]["detail"]
     assert made_ahead(db) == set() and not has_marker(db, db.name)
+
+
+def test_a_restore_onto_a_server_whose_database_was_dropped_creates_it(marked):
+    """The disaster a backup is for: `DROP DATABASE fovea` by mistake. The restore saves
+    nothing (there is nothing), creates the database, loads the dump; a rollback of it drops
+    the database again, its live state saved first."""
+    settings, config, backup, db = marked
+    rows = db.psql("SELECT count(*) FROM annotations").strip()
+    db.cluster.drop_database(db.name)
+    code, result = restore_cli(config, backup.name, "--yes")
+    assert code == 0 and result["ok"], (result["message"], [(s["name"], s["detail"]) for s in result["steps"]])
+    steps = {s["name"]: s for s in result["steps"]}
+    assert steps["safety_dump"]["status"] == "skipped", steps["safety_dump"]
+    assert "does not exist yet: nothing to save" in steps["safety_dump"]["detail"]
+    assert steps["prepare"]["detail"].startswith(f"database {db.name} created empty (there was none before"), steps["prepare"]
+    assert result["safety_copy"] is None, result["safety_copy"]
+    assert db.psql("SELECT count(*) FROM annotations").strip() == rows
+    assert not has_marker(db, db.name) and made_ahead(db) == set() and asides(db) == set()
+    said = next(s for s in jobs.load_job(settings, result["job"])["steps"] if s["name"] == "preflight")["output"]
+    assert any(f"database {db.name} does not exist" in line for line in said), said
+
+    code, back = restore_cli(config, "--rollback", result["job"], "--yes", "--force-after-success")
+    assert code == 1 and back["status"] == "rolled_back", (back["status"], back["message"])
+    assert db.name not in databases(db), databases(db)
+    assert "saved as" in back["message"], back["message"]  # the restored database, dumped before the drop

@@ -279,7 +279,8 @@ class Database(ABC):
         return int(self.psql(f"SELECT pg_database_size({quote_literal(database or self.name)});"))
 
     def databases(self) -> list[str]:
-        return self.psql("SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY 1;").split()
+        return self.psql("SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY 1;",
+                         database="postgres").split()  # asked of postgres: this one may be gone
 
     def database_oid(self, database: str) -> int | None:
         """Which database goes by `database` now (None: none does); a rename keeps it."""
@@ -333,10 +334,14 @@ class Database(ABC):
         return out.splitlines()[-1].strip() if out else ""
 
     def create_like(self, database: str, like: str) -> int:
-        """Create `database` as `create_like_script` does; its OID, in the same round trip."""
-        out = self.psql(self.create_like_script(database, like)
-                        + f"SELECT oid FROM pg_database WHERE datname = {quote_literal(database)};\n",
+        """Create `database` as `create_like_script` does; its OID, in the same round trip.
+        Without a database `like` there is nothing to create it like: refused, nothing made."""
+        out = self.psql(f"SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = {quote_literal(like)}) "
+                        "AS there \\gset fovea_like_\n\\if :fovea_like_there\n" + self.create_like_script(database, like)
+                        + f"SELECT oid FROM pg_database WHERE datname = {quote_literal(database)};\n\\endif\n",
                         database="postgres")
+        if not out.strip():
+            raise OperationFailed(f"database {like} does not exist: no owner, encoding and locale to create {database} with")
         return int(out.splitlines()[-1])
 
     def is_empty(self, database: str) -> bool:

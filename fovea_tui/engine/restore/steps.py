@@ -176,7 +176,7 @@ class Preflight(Step):
 
         def landed(check) -> None:
             ctx.facts["preflight"].append(check.as_dict())
-            ctx.output(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}")
+            ctx.output(f"{'ok  ' if check.ok else 'FAIL' if check.fatal else 'warn'} {check.name}: {check.detail}")
 
         ahead = incoming.begin(ctx)  # the new database, created empty beside the checks
         try:
@@ -564,7 +564,9 @@ class PrepareDatabase(Step):
         if ctx.facts.get("safety_mode") == "rename":
             return rename_aside(ctx)
         recreate_database(ctx)
-        return f"database {ctx.db_name} dropped and created empty (owner {ctx.settings.database.user if ctx.settings.database.mode == 'docker' else ctx.db.user})"
+        how = "dropped and created empty" if ctx.facts.get("safety_mode") == "dump" else \
+            "created empty (there was none before the restore)"
+        return f"database {ctx.db_name} {how} (owner {ctx.settings.database.user if ctx.settings.database.mode == 'docker' else ctx.db.user})"
 
     def check(self, ctx) -> None:
         if ctx.db_name not in ctx.db.databases():
