@@ -325,6 +325,51 @@ def test_direct_mode_whole_run(fresh_direct_db, tmp_path, monkeypatch):
 
 
 
+def test_direct_mode_with_a_compose_stack_stops_and_starts_its_services(stack, restore_env, tmp_path):
+    """Direct mode (the database at a URL) beside a compose project that has containers: the
+    engine is asked on its socket first, finds the project, and the restore manages the
+    services as in docker mode: stopped before, started again after, the health answered."""
+    settings, dump = restore_env
+    settings.database.mode, settings.database.url = "direct", stack.database_url_host
+    config = save_settings(settings, tmp_path / "fovea-tui.toml")
+    expected = rows(stack, "annotations")
+    mutate(stack)
+    proc = run_cli(["--config", str(config), "restore", dump.name, "--yes", "--json"])
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    result = json.loads(proc.stdout)
+    stopped = result["steps"][4]["detail"]
+    assert result["steps"][4]["status"] == "ok" and "backend" in stopped, result["steps"][4]
+    assert result["steps"][9]["status"] == "ok" and "backend" in result["steps"][9]["detail"], result["steps"][9]
+    assert not marker_present(stack) and rows(stack, "annotations") == expected
+    for service in ("postgres", "redis", "backend", "frontend", "model-service"):
+        assert running(stack, service), service
+    assert stack.health()[0] == 200
+
+
+def test_the_engine_is_asked_about_a_project_without_the_docker_sdk(stack):
+    """One request on the engine's socket tells whether a compose project has containers;
+    where it cannot tell (a TCP host, no socket), the answer is None and the SDK asks."""
+    from fovea_tui.engine.infra.stack import project_on_engine
+
+    assert project_on_engine(stack.project) is True
+    assert project_on_engine(stack.project + "-not-here") is False
+    assert project_on_engine('fovea"; DROP') is False  # quoted into the filter, never a broken request
+    probe = ("import sys; from fovea_tui.engine.infra.stack import import_sdk, project_on_engine; "
+             "print(project_on_engine(sys.argv[1])); import_sdk(sys.argv[1]); print('docker' in sys.modules)")
+    for host, want in (("unix:///nonexistent/docker.sock", ["None", "False"]),
+                       ("tcp://127.0.0.1:1", ["None", "True"])):
+        out = subprocess.run([sys.executable, "-c", probe, stack.project], capture_output=True, text=True, cwd=REPO,
+                             env={**os.environ, "DOCKER_HOST": host}, check=True).stdout.split()
+        assert out == want, (host, out)
+    # with no container of the project, a direct-mode runner never imports the SDK
+    out = subprocess.run([sys.executable, "-c", probe, stack.project + "-not-here"], capture_output=True, text=True,
+                         cwd=REPO, check=True).stdout.split()
+    assert out == ["False", "False"], out
+    out = subprocess.run([sys.executable, "-c", probe, stack.project], capture_output=True, text=True,
+                         cwd=REPO, check=True).stdout.split()
+    assert out == ["True", "True"], out
+
+
 def test_a_restore_that_does_not_end_ok_alerts_a_person_once_a_day(fresh_direct_db, tmp_path, monkeypatch):
     import threading
 

@@ -60,13 +60,48 @@ def no_docker(reason: str = "this session manages no stack (the demo runs withou
     _NO_DOCKER = reason
 
 
-def import_sdk() -> None:
-    """Import the docker SDK now, when there is an engine to talk to: a restore's runner starts
-    it in a thread as it begins, so its tenth of a second of Python runs while the first steps
-    wait on the server, not before them (in the CLI before the fork, it was on the way)."""
+def import_sdk(project: str | None = None) -> None:
+    """Import the docker SDK now, when there is an engine to talk to (and, given `project`,
+    when that compose project has a container on it): a restore's runner starts it in a thread
+    as it begins, so its tenth of a second of Python runs while the first steps wait on the
+    server, not before them (in the CLI before the fork, it was on the way)."""
     socket = _local_socket()
     if _NO_DOCKER is None and (socket is None or os.path.exists(socket)):
-        import docker  # noqa: F401
+        if project is None or project_on_engine(project) is not False:
+            import docker  # noqa: F401
+
+
+def project_on_engine(project: str, timeout: float = 5.0) -> bool | None:
+    """Has the local Docker engine any container of compose `project`? One request on its
+    socket, without the docker SDK: in direct mode with no compose stack, the SDK's import and
+    its three requests were a fifth of a second of every restore's pre-flight, to learn that
+    there is nothing to manage. None when this cannot be told here (a TCP or SSH host, no
+    socket, an error, a reply not understood): the SDK then asks, and says why in its words."""
+    import json
+    import socket as sockets
+    from urllib.parse import quote
+
+    path = _local_socket()
+    if _NO_DOCKER is not None or path is None:
+        return None
+    query = quote(json.dumps({"label": [f"{PROJECT_LABEL}={project}"]}), safe="")
+    request = f"GET /containers/json?all=1&filters={query} HTTP/1.0\r\nHost: docker\r\n\r\n".encode()
+    try:
+        with sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM) as conn:
+            conn.settimeout(timeout)
+            conn.connect(path)
+            conn.sendall(request)
+            reply = bytearray()
+            while chunk := conn.recv(1 << 16):  # HTTP/1.0: the engine closes after its reply
+                reply += chunk
+        head, _, body = bytes(reply).partition(b"\r\n\r\n")
+        status = head.split(b"\r\n", 1)[0].split()
+        if len(status) < 2 or status[1] != b"200":
+            return None
+        containers = json.loads(body)
+    except (OSError, ValueError):
+        return None
+    return bool(containers) if isinstance(containers, list) else None
 
 
 def connect_docker(timeout: int = 10):

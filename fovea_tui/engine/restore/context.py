@@ -16,7 +16,7 @@ from typing import Any
 from fovea_tui import masking
 from fovea_tui.config import Settings
 from fovea_tui.engine.infra.database import Database, open_database
-from fovea_tui.engine.infra.stack import DockerUnavailable, Stack
+from fovea_tui.engine.infra.stack import DockerUnavailable, Stack, project_on_engine
 from fovea_tui.engine.progress import CancelToken
 from fovea_tui.envfile import EnvFile
 from fovea_tui.errors import FoveaError
@@ -85,6 +85,8 @@ class RestoreContext:
         """The compose stack; None in direct mode when no Docker engine or no such project."""
         if self.settings.database.mode == "docker":
             return Stack.connect(self.settings.install.compose_project)
+        if project_on_engine(self.settings.install.compose_project) is False:
+            return None  # asked without the docker SDK: nothing to manage, and its import spared
         try:
             stack = Stack.connect(self.settings.install.compose_project)
         except DockerUnavailable:

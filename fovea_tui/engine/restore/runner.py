@@ -43,14 +43,15 @@ def _error_text(exc: BaseException) -> str:
 
 
 def execute(handle, action: str) -> None:
-    in_background(import_sdk)  # beside the first steps, which mostly wait on the server and the dump
+    settings = handle.settings
+    project = None if settings.database.mode == "docker" else settings.install.compose_project
+    in_background(lambda: import_sdk(project))  # beside the first steps, which mostly wait on the server
     ctx = RestoreContext(handle)
     data = handle.data
     data.pop("result_reported", None)
     if not data.get("steps"):
         data["steps"] = initial_records()
     steps = build_steps()
-    settings = handle.settings
     outcome_details: dict = {"job": handle.id, "action": action, "dump": data["params"].get("dump")}
     try:
         with acquire(settings, "backups", purpose=f"restore (job {handle.id})"):
