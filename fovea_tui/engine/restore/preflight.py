@@ -431,7 +431,7 @@ def check_engine(ctx) -> Check:
 
 
 def check_server(ctx) -> Check:
-    head = read_dump_head(ctx.dump_path)
+    head = _asked(ctx, "head", lambda: read_dump_head(ctx.dump_path))
     manifest = ctx.facts.get("manifest") or {}
     source_major = head.server_major
     if source_major is None and manifest.get("server_version"):
@@ -588,6 +588,7 @@ def _ask_ahead(ctx, pool: ThreadPoolExecutor) -> None:
     holds the others back while one opens them)."""
     answers = ctx.__dict__.setdefault("_preflight_answers", {})
     answers["server"] = pool.submit(lambda: ctx.db.server_facts())
+    answers["head"] = pool.submit(read_dump_head, ctx.dump_path)  # while the dump check waits for its read
     answers["free"] = pool.submit(server_free_bytes, ctx)
     answers["queues"], answers["migrations"] = Future(), Future()
     pool.submit(_ask_the_stack, ctx, answers)
