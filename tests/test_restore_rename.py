@@ -738,7 +738,15 @@ def test_a_restore_onto_a_server_whose_database_was_dropped_creates_it(marked):
     said = next(s for s in jobs.load_job(settings, result["job"])["steps"] if s["name"] == "preflight")["output"]
     assert any(f"database {db.name} does not exist" in line for line in said), said
 
+    settled(settings, result["job"])
+    finished = engine.finished_restore(jobs.load_job(settings, result["job"]))
+    assert finished is not None and "safety dump taken before" not in finished.question, finished.question
+    assert finished.question.endswith(f"Then: Drop database {db.name} (it did not exist before the restore)."), \
+        finished.question
     code, back = restore_cli(config, "--rollback", result["job"], "--yes", "--force-after-success")
     assert code == 1 and back["status"] == "rolled_back", (back["status"], back["message"])
     assert db.name not in databases(db), databases(db)
     assert "saved as" in back["message"], back["message"]  # the restored database, dumped before the drop
+    assert f"database {db.name} is dropped again, as there was none before the restore" in back["message"], \
+        back["message"]
+    assert "safety dump" not in back["message"].split("saved as")[0], back["message"]

@@ -244,6 +244,25 @@ def test_a_failed_rollback_that_already_put_the_database_back_asks_for_no_drop()
     assert "by hand" not in rollback_advice(dumped, "restore-1")
 
 
+def test_the_confirmation_says_what_the_restore_does_to_this_install():
+    """Both faces ask in the engine's words: a database the server does not have is created,
+    not replaced; without a managed stack nothing is said to be stopped."""
+    def job(room: dict, stack: bool, **facts) -> dict:
+        return {"params": {"database": "fovea"},
+                "facts": {"dump": "d.sql.gz", "preflight": [{"name": "room", "data": room},
+                                                             {"name": "engine", "data": {"stack": stack}}], **facts}}
+
+    replaced = engine.confirm_question(job({"rename": True, "oid": 1}, True, safety_mode="rename"))
+    assert replaced.startswith("The restore replaces database 'fovea' with d.sql.gz. Every service but the database "
+                               "is stopped meanwhile"), replaced
+    assert "renamed aside, not dropped" in replaced
+    created = engine.confirm_question(job({"rename": False, "exists": False}, False, safety_dump=None))
+    assert created == "The restore creates database 'fovea' (the server has none now) from d.sql.gz.", created
+    dumped = engine.confirm_question(job({"rename": False}, True, safety_mode="dump",
+                                         safety_dump="/b/fovea-1-pre-restore.sql.gz"))
+    assert "Safety dump taken: fovea-1-pre-restore.sql.gz" in dumped and "renamed aside" not in dumped
+
+
 def test_preflight_refuses_a_dump_written_while_it_read_it(tmp_path):
     """Pre-flight's verdict is about bytes that stay: a dump rewritten while it is read (its
     mtime put back) is refused, and the identity the restore step holds the load to is not

@@ -146,8 +146,7 @@ class _Follower:
     def ask(self, data: dict) -> None:
         self.bar.stop()
         name = data["params"].get("database", "")
-        self.ctx.info(f"\nThe restore replaces database {name!r} with {data.get('facts', {}).get('dump')}: "
-                      "every service but the database is stopped meanwhile.")
+        self.ctx.info("\n" + _engine().confirm_question(data))
         typed = _answer(f"Type the database name ({name}) to go ahead, anything else to cancel: ")
         if typed is None:
             _engine().cancel(self.ctx.settings, self.job_id)

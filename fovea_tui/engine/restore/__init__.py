@@ -37,7 +37,7 @@ __all__ = [
     "report", "latest_restore", "accept_missing_videos", "acceptance_phrase", "expected_database_name",
     "describe_status", "run_inline", "FINAL", "FinishedRestore", "finished_restore", "live_words",
     "ACTIVE", "active_restore", "unconfirmed", "safety_dump_name", "follow_command", "safety_copy",
-    "check_services", "stopped_by", "rollback_plan",
+    "check_services", "stopped_by", "rollback_plan", "confirm_question",
 ]
 
 FINAL = jobs.FINAL
@@ -127,13 +127,13 @@ class FinishedRestore:
     database: str
     since: str  # ISO time the restore ended
     live_for_s: float
+    plan: str  # what the rollback does (`rollback_plan`)
 
     @property
     def question(self) -> str:
         return (f"Restore {self.job} of {self.dump} finished {live_words(self.live_for_s)} ago: database "
-                f"{self.database!r} has been live since {self.since}. Rolling back puts the safety dump taken "
-                "before that restore in its place and discards every write made since; a fresh safety dump "
-                "of the database as it is now is taken first.")
+                f"{self.database!r} has been live since {self.since}. Rolling back discards every write made "
+                f"since; a fresh safety dump of the database as it is now is taken first. Then: {self.plan}")
 
 
 def live_words(seconds: float) -> str:
@@ -160,7 +160,8 @@ def finished_restore(data: dict) -> FinishedRestore | None:
         live = 0.0
     facts = data.get("facts") or {}
     return FinishedRestore(job=data["id"], dump=facts.get("dump") or Path(str(data["params"].get("dump", ""))).name,
-                           database=data["params"].get("database", ""), since=since, live_for_s=live)
+                           database=data["params"].get("database", ""), since=since, live_for_s=live,
+                           plan=rollback_plan(data))
 
 
 def rollback_restore(settings: Settings, job_id: str, *, typed: str | None = None,
@@ -250,6 +251,27 @@ def unconfirmed(data: dict) -> bool:
         return False
     step = next((r for r in data.get("steps", []) if r.get("name") == "confirm"), None)
     return step is not None and step.get("status") in ("pending", "running")
+
+
+def confirm_question(data: dict) -> str:
+    """What the operator confirms by typing the database's name, from what pre-flight and the
+    safety step found: both faces ask it in these words."""
+    facts = data.get("facts") or {}
+    name = (data.get("params") or {}).get("database", "")
+    checks = {c.get("name"): c.get("data") or {} for c in facts.get("preflight") or []}
+    if checks.get("room", {}).get("exists") is False:
+        what = f"The restore creates database {name!r} (the server has none now) from {facts.get('dump')}."
+    else:
+        what = f"The restore replaces database {name!r} with {facts.get('dump')}."
+    if checks.get("engine", {}).get("stack", True):
+        what += " Every service but the database is stopped meanwhile; running jobs are interrupted."
+    safety = safety_dump_name(data)
+    if safety:
+        what += f" Safety dump taken: {safety} (a roll back returns to it)."
+    elif facts.get("safety_mode") == "rename":
+        what += (" The current database is renamed aside, not dropped (a roll back renames it back); its "
+                 "safety dump is written after the restore.")
+    return what
 
 
 def safety_dump_name(data: dict) -> str | None:

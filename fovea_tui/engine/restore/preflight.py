@@ -388,7 +388,7 @@ def check_room(ctx) -> Check:
     db, server = ctx.db, _server(ctx)
     if db.name not in server.databases or server.size is None:
         return Check("room", True, f"no database {db.name} yet: nothing to keep aside", fatal=False,
-                     data={"rename": False})
+                     data={"rename": False, "exists": db.name in server.databases})
     current = server.size
     need = restored_size(ctx)
     free, where = _asked(ctx, "free", lambda: server_free_bytes(ctx))
@@ -427,7 +427,7 @@ def check_engine(ctx) -> Check:
         if s.stack.backend_service not in service_names:
             return Check("engine", False, f"no service {s.stack.backend_service!r} (stack.backend_service) to run "
                          "the migrations in", data={"services": service_names})
-    return Check("engine", True, detail)
+    return Check("engine", True, detail, data={"stack": ctx.stack is not None})
 
 
 def check_server(ctx) -> Check:

@@ -262,6 +262,8 @@ def _rollback(ctx: RestoreContext, steps: list[Step], *, reason: str) -> None:
     running = ctx.facts.get("was_running") or []
     if ctx.facts.get("safety_restored") and kept_aside(ctx.facts):
         db_words = f"the database is back as it was ({ctx.facts['renamed_to']} renamed back; no safety dump needed)"
+    elif ctx.facts.get("safety_restored") and not ctx.facts.get("safety_dump"):
+        db_words = f"database {ctx.db_name} is dropped again, as there was none before the restore"
     elif ctx.facts.get("safety_restored"):
         db_words = f"the database is back to the safety dump {_name(ctx.facts.get('safety_dump'))}"
     else:
@@ -334,7 +336,9 @@ def state_words(data: dict) -> str:
     records = {r["name"]: r["status"] for r in data.get("steps", [])}
     renamed = kept_aside(facts)
     if facts.get("safety_restored"):
-        db = "The database is back as it was (renamed back)." if renamed else "The database is back to the safety dump."
+        db = ("The database is back as it was (renamed back)." if renamed
+              else "The database is back to the safety dump." if facts.get("safety_dump")
+              else "The database is dropped again: there was none before the restore.")
     elif facts.get("aside_lost"):
         db = (f"The database as it was ({facts.get('renamed_to')}) is no longer on the server; database "
               f"{(data.get('params') or {}).get('database')} holds what the restore left.")

@@ -654,14 +654,7 @@ class RestoreScreen(FoveaScreen):
             self._ask_videos(data)
             return
         name = data["params"].get("database", "")
-        facts = data.get("facts") or {}
-        safety = engine.safety_dump_name(data)
-        question = (f"The restore replaces database {name!r} with {facts.get('dump')}. Every service but the "
-                    f"database is stopped meanwhile; running jobs are interrupted."
-                    + (f" Safety dump taken: {safety} (a roll back returns to it)." if safety else "")
-                    + (" The current database is renamed aside, not dropped (a roll back renames it back); its "
-                       "safety dump is written after the restore." if facts.get("safety_mode") == "rename" else "")
-                    + f"\n\nType {name!r} to go ahead.")
+        question = engine.confirm_question(data) + f"\n\nType {name!r} to go ahead."
         self._asking = ConfirmRestore(question, name)
         self.app.push_screen(self._asking, self._confirmed)
 
