@@ -346,6 +346,26 @@ def test_direct_mode_with_a_compose_stack_stops_and_starts_its_services(stack, r
     assert stack.health()[0] == 200
 
 
+def test_docker_mode_restore_onto_a_dropped_database_creates_it(stack, restore_env, tmp_path):
+    """`DROP DATABASE fovea` by mistake, in docker mode: nothing to save, the database created
+    in step 6 (statements inside the database service), the dump loaded, the stack back up."""
+    settings, dump = restore_env
+    config = save_settings(settings, tmp_path / "fovea-tui.toml")
+    expected = rows(stack, "annotations")
+    stack.psql("DROP DATABASE fovea WITH (FORCE);", db="postgres")
+    proc = run_cli(["--config", str(config), "restore", dump.name, "--yes", "--json"])
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    result = json.loads(proc.stdout)
+    statuses = step_status(result)
+    assert statuses["safety_dump"] == "skipped" and statuses["prepare"] == "ok", result["steps"]
+    assert "created empty (there was none before the restore)" in result["steps"][5]["detail"], result["steps"][5]
+    assert rows(stack, "annotations") == expected
+    assert "_restore_new_" not in stack.psql("SELECT string_agg(datname, ',') FROM pg_database", db="postgres")
+    for service in ("postgres", "redis", "backend", "model-service"):
+        assert running(stack, service), service
+    assert stack.health()[0] == 200
+
+
 def test_the_engine_is_asked_about_a_project_without_the_docker_sdk(stack):
     """One request on the engine's socket tells whether a compose project has containers;
     where it cannot tell (a TCP host, no socket), the answer is None and the SDK asks."""
