@@ -226,7 +226,7 @@ def test_a_failed_rollback_that_already_put_the_database_back_asks_for_no_drop()
     """A rollback that renamed the database back and then could not start a service: what is
     left is the services. Asking for `DROP DATABASE fovea` then would drop the database as it
     was (seen in a full run where postgres was stopped again after the rename back)."""
-    from fovea_tui.engine.restore.runner import rollback_advice
+    from fovea_tui.engine.restore.runner import rollback_advice, state_words
 
     data = {**_interrupted("ok", "failed"), "params": {"database": "fovea"}}
     data["facts"]["was_running"] = ["backend", "frontend"]
@@ -237,6 +237,10 @@ def test_a_failed_rollback_that_already_put_the_database_back_asks_for_no_drop()
     after = rollback_advice(data, "restore-1")
     assert after == ("Once the server answers, retry with `fovea-tui restore --rollback restore-1`: the database "
                      "needs nothing more; it starts backend, frontend again.")
+    # the failed start got the backend going before postgres went down again: only the frontend is left
+    data["facts"]["started_again"] = ["backend"]
+    assert rollback_advice(data, "restore-1").endswith("it starts frontend again.")
+    assert state_words(data).endswith("Stopped by the restore and not yet started again: frontend.")
     dumped = {"facts": {"safety_mode": "dump", "database_dropped": True, "safety_dump": "/b/s.sql.gz"},
               "params": {"database": "fovea"}}
     assert "restore it by hand (gunzip -c it into psql)" in rollback_advice(dumped, "restore-1")

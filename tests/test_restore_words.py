@@ -109,8 +109,10 @@ def test_the_typed_name_follows_the_prompt_on_a_terminal(direct):  # noqa: F811 
     from fovea_tui.engine.backups.pipeline import run_backup
 
     settings, config, _small, db = direct
-    # a dump big enough that its pre-flight read draws the bar before the question
-    db.psql("CREATE TABLE ballast AS SELECT g AS id, md5(g::text) AS t FROM generate_series(1, 4000000) g;")
+    # a dump big enough that the runner waits for its pre-flight read (1-2 s) and draws the bar
+    # before the question, even on a loaded machine (at 4,000,000 rows a full run met the read
+    # begun by the CLI already done when the runner asked: nothing to draw)
+    db.psql("CREATE TABLE ballast AS SELECT g AS id, md5(g::text) AS t FROM generate_series(1, 10000000) g;")
     dump = run_backup(settings, offsite=False).path
     master, slave = os.openpty()
     os.set_blocking(master, True)

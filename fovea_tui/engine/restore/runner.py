@@ -250,6 +250,7 @@ def _rollback(ctx: RestoreContext, steps: list[Step], *, reason: str) -> None:
             info["failed_step"] = step.name
             what = ("The rollback of the finished restore" if info.get("after_success")
                     else f"The restore did not complete ({info['reason']}) and the rollback")
+            _ask_which_are_stopped(ctx)
             data["message"] = (f"{what} failed at step {step.name}: {_error_text(exc)}. {_state_words(ctx)} "
                                + rollback_advice(data, ctx.handle.id))
             return
@@ -284,6 +285,20 @@ def _state_words(ctx: RestoreContext) -> str:
     return state_words(ctx.data)
 
 
+def _ask_which_are_stopped(ctx: RestoreContext) -> None:
+    """Before the words of a failed rollback: which services this restore stopped are running
+    again, as Docker says (`started_again`). A start that failed half-way may have started
+    some; without this the job's record would name them all as stopped."""
+    stopped = ctx.facts.get("was_running") or []
+    if not stopped or ctx.stack is None:
+        return
+    try:
+        running = {s.name for s in ctx.stack.services() if s.running}
+    except Exception:  # noqa: BLE001 - no engine, or the SDK failing: the job's record stands
+        return
+    ctx.facts["started_again"] = [name for name in stopped if name in running]
+
+
 def rollback_advice(data: dict, job_id: str) -> str:
     """How to finish a rollback that failed, from what it had already done: once the database
     is put back, only the services are left, and the words never ask for a DROP of a database
@@ -293,7 +308,8 @@ def rollback_advice(data: dict, job_id: str) -> str:
     retry = f"retry with `fovea-tui restore --rollback {job_id}`"
     renamed, safety = kept_aside(facts), facts.get("safety_dump")
     if facts.get("safety_restored") or not facts.get("database_dropped"):
-        stopped = facts.get("was_running") or []
+        again = facts.get("started_again") or []
+        stopped = [n for n in facts.get("was_running") or [] if n not in again]
         return f"Once the server answers, {retry}" + (
             f": the database needs nothing more; it starts {', '.join(stopped)} again." if stopped else ".")
     if renamed:
@@ -357,7 +373,8 @@ def state_words(data: dict) -> str:
     stopped = facts.get("was_running") or []
     if not stopped or records.get("start") == "ok":
         return db
-    still = data["still_stopped"] if "still_stopped" in data else stopped  # the runner's own record
+    again = facts.get("started_again") or []  # a failed rollback's start that got some going
+    still = data["still_stopped"] if "still_stopped" in data else [n for n in stopped if n not in again]
     if not still:
         return db + f" The services the restore stopped are running again: {', '.join(stopped)}."
     return db + f" Stopped by the restore and not yet started again: {', '.join(still)}."
