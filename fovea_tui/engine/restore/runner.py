@@ -250,7 +250,7 @@ def _rollback(ctx: RestoreContext, steps: list[Step], *, reason: str) -> None:
             info["failed_step"] = step.name
             what = ("The rollback of the finished restore" if info.get("after_success")
                     else f"The restore did not complete ({info['reason']}) and the rollback")
-            _ask_which_are_stopped(ctx)
+            _record_started_again(ctx)
             data["message"] = (f"{what} failed at step {step.name}: {_error_text(exc)}. {_state_words(ctx)} "
                                + rollback_advice(data, ctx.handle.id))
             return
@@ -285,7 +285,7 @@ def _state_words(ctx: RestoreContext) -> str:
     return state_words(ctx.data)
 
 
-def _ask_which_are_stopped(ctx: RestoreContext) -> None:
+def _record_started_again(ctx: RestoreContext) -> None:
     """Before the words of a failed rollback: which services this restore stopped are running
     again, as Docker says (`started_again`). A start that failed half-way may have started
     some; without this the job's record would name them all as stopped."""
@@ -299,6 +299,13 @@ def _ask_which_are_stopped(ctx: RestoreContext) -> None:
     ctx.facts["started_again"] = [name for name in stopped if name in running]
 
 
+def _not_started_again(facts: dict) -> list[str]:
+    """The services this restore stopped, as its own record has them now: less those a failed
+    rollback's start got going (`started_again`)."""
+    again = facts.get("started_again") or []
+    return [n for n in facts.get("was_running") or [] if n not in again]
+
+
 def rollback_advice(data: dict, job_id: str) -> str:
     """How to finish a rollback that failed, from what it had already done: once the database
     is put back, only the services are left, and the words never ask for a DROP of a database
@@ -308,8 +315,7 @@ def rollback_advice(data: dict, job_id: str) -> str:
     retry = f"retry with `fovea-tui restore --rollback {job_id}`"
     renamed, safety = kept_aside(facts), facts.get("safety_dump")
     if facts.get("safety_restored") or not facts.get("database_dropped"):
-        again = facts.get("started_again") or []
-        stopped = [n for n in facts.get("was_running") or [] if n not in again]
+        stopped = _not_started_again(facts)
         return f"Once the server answers, {retry}" + (
             f": the database needs nothing more; it starts {', '.join(stopped)} again." if stopped else ".")
     if renamed:
@@ -373,8 +379,7 @@ def state_words(data: dict) -> str:
     stopped = facts.get("was_running") or []
     if not stopped or records.get("start") == "ok":
         return db
-    again = facts.get("started_again") or []  # a failed rollback's start that got some going
-    still = data["still_stopped"] if "still_stopped" in data else [n for n in stopped if n not in again]
+    still = data["still_stopped"] if "still_stopped" in data else _not_started_again(facts)
     if not still:
         return db + f" The services the restore stopped are running again: {', '.join(stopped)}."
     return db + f" Stopped by the restore and not yet started again: {', '.join(still)}."
