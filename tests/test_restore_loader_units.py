@@ -107,8 +107,9 @@ SELECT pg_catalog.setval('public.s', 5, true);
 ALTER TABLE ONLY public.t
     ADD CONSTRAINT t_pkey PRIMARY KEY (a);
 CREATE UNIQUE INDEX "u;x" ON public."T t" USING btree (b);
+-- Name: c c_t_fkey; Type: FK CONSTRAINT; Schema: public; Owner: fovea
 ALTER TABLE ONLY public.c
-    ADD CONSTRAINT c_t_fkey FOREIGN KEY (t) REFERENCES public.t(a);
+    ADD CONSTRAINT c_t_fkey FOREIGN KEY (t) REFERENCES public.t(a) ON DELETE CASCADE;
 """
 
 
@@ -124,12 +125,34 @@ def test_only_copy_lines_at_a_statement_boundary_start_data():
 
 def test_indexes_and_keys_move_the_rest_stays_in_order():
     dealer, _, _ = deal(DUMP)
-    plans, rest = dealer.plan()
+    plans, rest, checks = dealer.plan()
     moved = sorted(s.text.decode().split()[-1] for plan in plans for s, _ in plan)
     assert moved == ["(a);", "(b);"]
     assert [s.text.decode().split("\n")[0] for s in rest if s.kind == "sql"] == [
         "SELECT pg_catalog.setval('public.s', 5, true);", "ALTER TABLE ONLY public.c"]
     assert dealer.serial_why == ""
+    # the foreign key is added NOT VALID in its place, and checked apart, on its dump line
+    key = DUMP[DUMP.index("ALTER TABLE ONLY public.c"):]
+    assert rest[-1].text.decode() == key.replace("CASCADE;", "CASCADE NOT VALID;")
+    [[(check, settings)]] = checks
+    assert check.text == b"ALTER TABLE ONLY public.c VALIDATE CONSTRAINT c_t_fkey;\n"
+    assert check.line == rest[-1].line == DUMP[:DUMP.index("ALTER TABLE ONLY public.c")].count("\n") + 1
+    assert [name for name, _ in settings] == [name for name, _ in dealer.post[-1][1]]
+
+
+@pytest.mark.parametrize("why, edit", [
+    ("already NOT VALID in the dump: its rows were never checked", lambda d: d.replace("CASCADE;", "CASCADE NOT VALID;")),
+    ("named again later in post-data", lambda d: d + "COMMENT ON CONSTRAINT c_t_fkey ON public.c IS 'x';\n"),
+    ("on a partition", lambda d: d.replace("COPY public.t", "CREATE TABLE public.c PARTITION OF public.p "
+                                           "FOR VALUES IN (1);\nCOPY public.t")),
+])
+def test_a_foreign_key_stays_as_the_dump_has_it(why, edit):
+    dump = edit(DUMP)
+    dealer, _, _ = deal(dump)
+    plans, rest, checks = dealer.plan()
+    assert checks == [] and dealer.serial_why == "" and len(plans) == 2, why
+    assert b"ALTER TABLE ONLY public.c\n    ADD CONSTRAINT c_t_fkey" in b"".join(s.text for s in rest)
+    assert b"".join(s.text for s in rest).count(b"NOT VALID") == dump.count("NOT VALID")
 
 
 @pytest.mark.parametrize("before", ["SET ROLE other;\n", "\\connect other\n", "DROP INDEX public.x;\n",
@@ -137,8 +160,9 @@ def test_indexes_and_keys_move_the_rest_stays_in_order():
 def test_anything_that_could_change_an_index_keeps_post_data_in_one_session(before):
     cut = DUMP.index("ALTER TABLE ONLY public.t")
     dealer, _, _ = deal(DUMP[:cut] + before + DUMP[cut:])
-    plans, rest = dealer.plan()
-    assert plans == [] and dealer.serial_why
+    plans, rest, checks = dealer.plan()
+    assert plans == [] and checks == [] and dealer.serial_why
+    assert b"REFERENCES public.t(a) ON DELETE CASCADE;\n" in b"".join(s.text for s in rest)  # as the dump has it
     assert sum(s.text.count(b"INDEX") for s in rest) >= 1
 
 

@@ -173,6 +173,7 @@ def test_parallel_load_gives_what_one_psql_gives(direct_pg, fresh_direct_db, man
         assert len(expected) > (20 if source == "hostile" else 10)
         summary = [line for line in ctx.lines if line.startswith("loaded over ")]
         assert len(summary) == 1 and "indexes and keys" in summary[0], ctx.lines
+        assert "foreign keys checked" in summary[0], ctx.lines  # added NOT VALID, then validated: the schema is the same
         assert ctx.done[-1] == (dump.stat().st_size, dump.stat().st_size)
         if source == "hostile":
             assert cluster.psql("SELECT public.tricky(), last_value FROM public.counter", many).strip() == "1|4242"
@@ -243,13 +244,16 @@ def test_a_psql_that_cannot_start_fails_the_load_saying_so(direct_pg, fresh_dire
 @pytest.fixture
 def big_direct(fresh_direct_db, tmp_path, monkeypatch):
     """Direct mode on a database large enough to load in parallel (a filler table of about
-    5 MB of rows and a table with a unique index), a marker only the old database has."""
+    5 MB of rows, a table with a unique index and one whose foreign key refers to it), a
+    marker only the old database has."""
     fresh_direct_db.psql(
         "CREATE TABLE public.filler (i int, t text, u text);"
         "INSERT INTO public.filler SELECT i, md5(i::text), md5((i * 7)::text) FROM generate_series(1, 60000) i;"
         "CREATE TABLE public.tags (id int, name text);"
         "INSERT INTO public.tags SELECT i, 'tag' || i FROM generate_series(1, 100) i;"
-        "CREATE UNIQUE INDEX tags_name_key ON public.tags (name);")
+        "CREATE UNIQUE INDEX tags_name_key ON public.tags (name);"
+        "CREATE TABLE public.tagged (id int PRIMARY KEY, tag text REFERENCES public.tags (name));"
+        "INSERT INTO public.tagged SELECT i, 'tag' || (i % 5 + 1) FROM generate_series(1, 1000) i;")
     settings, config = direct_settings(fresh_direct_db, tmp_path, monkeypatch)
     sql = pg_dump(fresh_direct_db.cluster, fresh_direct_db.name).decode()
     fresh_direct_db.psql("CREATE TABLE restore_marker (id int); INSERT INTO restore_marker VALUES (1);")
@@ -304,6 +308,24 @@ def test_a_unique_index_over_duplicates_fails_in_post_data(big_direct):
     assert "indexes and keys (post-data)" in restore["detail"]
     log = Path(result["log"]).read_text()
     assert f'psql:<stdin>:{line}: ERROR:  could not create unique index "tags_name_key"' in log, log
+
+
+def test_a_row_that_breaks_a_foreign_key_fails_its_check_on_the_keys_line(big_direct):
+    """The key is added NOT VALID, then validated in a session of its own: a row the dump
+    holds without its parent still fails the load, named at the key's line in the dump."""
+    settings, config, sql, db = big_direct
+    block = sql.index("COPY public.tagged ")
+    row = sql.index("\n500\t", block) + 1
+    sql = sql[:row] + sql[row:].replace("500\ttag1\n", "500\tnope\n", 1)
+    line = sql[:sql.index('ALTER TABLE ONLY public.tagged\n    ADD CONSTRAINT tagged_tag_fkey')].count("\n") + 1
+    write_dump(settings, sql)
+    proc = run_cli(["--config", str(config), "restore", "fovea-20200101T000000Z.sql.gz", "--yes", "--json"])
+    result = assert_rolled_back(db, proc)
+    restore = next(s for s in result["steps"] if s["name"] == "restore")
+    assert 'violates foreign key constraint "tagged_tag_fkey"' in restore["detail"], restore["detail"]
+    assert "foreign keys (post-data)" in restore["detail"]
+    log = Path(result["log"]).read_text()
+    assert f'psql:<stdin>:{line}: ERROR:  insert or update on table "tagged" violates foreign key constraint' in log, log
 
 
 def test_an_error_in_the_schema_names_its_line_and_no_rows_are_loaded(big_direct):

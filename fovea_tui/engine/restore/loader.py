@@ -17,7 +17,14 @@ Three phases, each awaited before the next:
    at a statement boundary (never inside a dollar-quoted body or a longer statement) and
    nothing before it in post-data that it could depend on is other than SET lines (which
    travel with it), comments, setval and ATTACH PARTITION; otherwise post-data runs in
-   one session in order.
+   one session in order;
+4. foreign keys: when post-data was shared out, each `ALTER TABLE ONLY ... ADD CONSTRAINT
+   ... FOREIGN KEY` that the rest of post-data never names again (and that is not on a
+   partition tree, nor already NOT VALID) is added NOT VALID in its place, then checked
+   with VALIDATE CONSTRAINT over the sessions, a table's keys in one. Adding a key checks
+   every row under a lock that keeps the next key waiting; VALIDATE locks only its own
+   table, so the checks of different tables run side by side. The database ends the same:
+   every such key valid, or the load fails on the row that breaks it.
 
 Why this is safe without one transaction over the whole dump: the target is always a
 database its caller has just created empty (the restore's prepare step renamed the old one
@@ -231,6 +238,8 @@ _KEY = re.compile(rf"ALTER TABLE ONLY ({_QNAME})\n    ADD CONSTRAINT {_ID} (?:PR
                   rf"(?: NULLS NOT DISTINCT)? \(.*\);\s*\Z")
 # Statements that may stand before a moved one: they change nothing an index build reads.
 _HARMLESS = re.compile(rf"(?:SELECT pg_catalog\.setval\(.*\)|ALTER INDEX {_QNAME} ATTACH PARTITION {_QNAME});\s*\Z")
+_FOREIGN = re.compile(rf"ALTER TABLE ONLY ({_QNAME})\n    ADD CONSTRAINT ({_ID}) FOREIGN KEY \(.*\) "
+                      rf"REFERENCES ({_QNAME})\(.*;\s*\Z".encode())
 _PARTITION = re.compile(rf"ALTER TABLE ONLY ({_QNAME}) ATTACH PARTITION ({_QNAME}) ", re.S)
 _PARTITION_OF = re.compile(rf"CREATE (?:UNLOGGED )?TABLE ({_QNAME}) PARTITION OF ({_QNAME})")
 _COPY_TABLE = re.compile(rf"COPY ({_QNAME})")
@@ -264,6 +273,7 @@ def _movable_table(stmt: Statement) -> str | None:
 
 
 Settings = tuple[tuple[str, Statement], ...]  # the SET lines in effect at a statement, by name
+Plan = list[tuple[Statement, Settings]]  # what one session of a post-data phase runs
 
 
 class Aborted(Exception):
@@ -506,6 +516,21 @@ def send_all(session: Session, stmts: list[Statement]) -> None:
     session.send_parts(tuple(stmt.text for stmt in stmts), lines, tuple(marks))
 
 
+def send_plan(session: Session, plan: Plan, restrict: Statement | None) -> None:
+    """A post-data session's statements, each after the SET lines in effect where the dump
+    has it (sent again only when they change), then its end."""
+    if restrict is not None:
+        session.send(restrict.text, restrict.line)
+    sent: dict[str, Statement] = {}
+    for stmt, settings in plan:
+        for name, setting in settings:
+            if sent.get(name) is not setting:
+                sent[name] = setting
+                session.send(setting.text, setting.line)
+        session.send(stmt.text, stmt.line)
+    session.end()
+
+
 # --------------------------------------------------------------------------- the dealer
 
 
@@ -618,11 +643,13 @@ class Dealer(StreamInspector):
         self._dealt += count
 
     # post-data
-    def plan(self) -> tuple[list[list[tuple[Statement, Settings]]], list[Statement]]:
-        """The index and key statements per parallel session, and the rest in order; all in
-        the rest when something before a movable statement could change what it builds."""
+    def plan(self) -> tuple[list[Plan], list[Statement], list[Plan]]:
+        """The index and key statements per parallel session, the rest in order (its foreign
+        keys added NOT VALID), and their VALIDATE statements per parallel session; all in the
+        rest as the dump has it when something before a movable statement could change what
+        it builds."""
         last = max((i for i, (stmt, _) in enumerate(self.post) if _movable_table(stmt)), default=-1)
-        units: dict[str, list[tuple[Statement, Settings]]] = {}
+        units: dict[str, Plan] = {}
         rest: list[Statement] = []
         for i, (stmt, settings) in enumerate(self.post):
             table = _movable_table(stmt)
@@ -638,10 +665,44 @@ class Dealer(StreamInspector):
             if i < last and not (stmt.kind == "trivia" or _setting(stmt) or _HARMLESS.match(_single(stmt) or "")):
                 first = stmt.text.decode("utf-8", "replace").splitlines()[0][:80]
                 self.serial_why = f"line {stmt.line} ({first}) comes before indexes it might change"
-                return [], [s for s, _ in self.post]
+                return [], [s for s, _ in self.post], []
             rest.append(stmt)
-        cost = {key: sum(self._cost(stmt) for stmt, _ in unit) for key, unit in units.items()}
-        plans: list[list[tuple[Statement, Settings]]] = [[] for _ in range(self.loader.n)]
+        cost = {key: sum(self._cost(_movable_table(stmt) or "") for stmt, _ in unit) for key, unit in units.items()}
+        rest, checks, check_cost = self._checks_apart(rest)
+        return self._shared_out(units, cost), rest, self._shared_out(checks, check_cost)
+
+    def _checks_apart(self, rest: list[Statement]) -> tuple[list[Statement], dict[str, Plan], dict[str, int]]:
+        """The rest with each foreign key that can be checked apart added NOT VALID, and its
+        VALIDATE statements by table (a table's in one session: VALIDATE locks its table).
+
+        Only a key the rest of post-data never names again (nothing after it can depend on
+        it being checked), on a table of no partition tree (NOT VALID is refused there), and
+        not NOT VALID in the dump (its rows were never checked: they stay so)."""
+        settings = {id(stmt): setting for stmt, setting in self.post}
+        whole = b"".join(stmt.text for stmt in rest if stmt.kind != "trivia")  # (pg_dump's comments name it)
+        trees = {*self.families, *self.families.values()}
+        checks: dict[str, Plan] = {}
+        cost: dict[str, int] = {}  # a check reads its table and looks its keys up in the other
+        kept: list[Statement] = []
+        for stmt in rest:
+            m = _FOREIGN.match(stmt.text) if stmt.kind == "sql" and stmt.ends == 1 else None
+            table, _, refers = (g.decode("utf-8", "replace") for g in m.groups()) if m else ("", "", "")
+            if (m is None or stmt.text.rstrip().endswith(b" NOT VALID;") or whole.count(m.group(2)) != 1
+                    or table in trees or refers in trees):
+                kept.append(stmt)
+                continue
+            end = stmt.text.rindex(b";")
+            kept.append(Statement(stmt.line, stmt.text[:end] + b" NOT VALID" + stmt.text[end:], "sql", 1))
+            check = Statement(stmt.line, b"ALTER TABLE ONLY " + m.group(1) + b" VALIDATE CONSTRAINT " + m.group(2)
+                              + b";\n", "sql", 1)
+            checks.setdefault(table, []).append((check, settings[id(stmt)]))
+            cost[table] = cost.get(table, 0) + self._cost(table) + self._cost(refers)
+        return kept, checks, cost
+
+    def _shared_out(self, units: dict[str, Plan], cost: dict[str, int]) -> list[Plan]:
+        """The units dealt to the sessions, largest first to the least loaded; each
+        session's statements in the dump's order; no empty plan."""
+        plans: list[Plan] = [[] for _ in range(self.loader.n)]
         loads = [0] * self.loader.n
         for key in sorted(units, key=lambda k: -cost[k]):
             i = loads.index(min(loads))
@@ -649,10 +710,10 @@ class Dealer(StreamInspector):
             loads[i] += cost[key]
         for plan in plans:
             plan.sort(key=lambda item: item[0].line)
-        return [p for p in plans if p], rest
+        return [p for p in plans if p]
 
-    def _cost(self, stmt: Statement) -> int:
-        table = _movable_table(stmt) or ""
+    def _cost(self, table: str) -> int:
+        """The bytes of rows a statement on `table` reads: its own, or its partitions'."""
         family = [t for t in self.table_bytes if t == table or self.families.get(t) == table]
         return 1 + sum(self.table_bytes[t] for t in family)
 
@@ -705,22 +766,14 @@ def _load_parallel(ctx, path: Path, database: str) -> str:
             return loader.report()
         for session in data:
             session.end()
-        plans, rest = dealer.plan()
+        plans, rest, checks = dealer.plan()
         post = loader.spawn("indexes and keys (post-data)", len(plans), single_transaction=False)
         tail, = loader.spawn("rest of post-data")
+        checking = loader.spawn("foreign keys (post-data)", len(checks), single_transaction=False)
         loader.await_all(data)
         lap("schema and rows")
         for session, plan in zip(post, plans, strict=True):
-            if dealer.restrict is not None:
-                session.send(dealer.restrict.text, dealer.restrict.line)
-            sent: dict[str, Statement] = {}
-            for stmt, settings in plan:
-                for name, setting in settings:  # the SET lines in effect where the dump has it
-                    if sent.get(name) is not setting:
-                        sent[name] = setting
-                        session.send(setting.text, setting.line)
-                session.send(stmt.text, stmt.line)
-            session.end()
+            send_plan(session, plan, dealer.restrict)
         loader.await_all(post)
         if plans:
             lap("indexes and keys")
@@ -728,6 +781,11 @@ def _load_parallel(ctx, path: Path, database: str) -> str:
         tail.end()
         loader.await_all([tail])
         lap("the rest")
+        for session, plan in zip(checking, checks, strict=True):
+            send_plan(session, plan, dealer.restrict)
+        loader.await_all(checking)
+        if checks:
+            lap("foreign keys checked")
         out = loader.report()
         ctx.output(f"loaded over {loader.n} psql sessions: " + ", ".join(took) + (
             f"; post-data in order, in one session: {dealer.serial_why}" if dealer.serial_why else ""))
