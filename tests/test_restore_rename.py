@@ -550,14 +550,20 @@ def test_rename_and_put_back_hold_for_hostile_database_names(marked):
     db.cluster.psql(f'CREATE DATABASE "{hostile.replace(chr(34), chr(34) * 2)}";', "postgres")
     try:
         oid = database.database_oid(hostile)
-        database.rename_database(hostile, hostile + "_aside", oid=oid)
+        # nothing takes the name (no CREATE after the rename): the server says so in the same round trip
+        assert database.rename_database(hostile, hostile + "_aside", oid=oid) == ("then", False)
         assert database.database_oid(hostile + "_aside") == oid and database.database_oid(hostile) is None
         assert database.put_back(hostile + "_aside", hostile, oid=oid) == "renamed"
         assert database.database_oid(hostile) == oid
         new = database.create_like(hostile + "_new", hostile)
-        assert database.rename_database(hostile, hostile + "_aside", oid=oid, incoming=(hostile + "_new", new)) == "moved_in"
+        assert database.rename_database(hostile, hostile + "_aside", oid=oid,
+                                        incoming=(hostile + "_new", new)) == ("moved_in", True)
         assert database.database_oid(hostile) == new and database.database_oid(hostile + "_aside") == oid
         assert database.database_oid(hostile + "_new") is None
+        assert database.put_back(hostile + "_aside", hostile, oid=oid) == "renamed"  # the new one dropped, the old back
+        assert database.rename_database(hostile, hostile + "_aside", oid=oid,
+                                        then=database.create_like_script(hostile, hostile + "_aside")) == ("then", True)
+        assert database.database_oid(hostile + "_aside") == oid and database.database_oid(hostile) not in (None, oid)
     finally:
         for name in (hostile, hostile + "_aside", hostile + "_new"):
             db.cluster.psql(f'DROP DATABASE IF EXISTS "{name.replace(chr(34), chr(34) * 2)}";', "postgres")

@@ -314,7 +314,7 @@ class Database(ABC):
                 "\\endif\n")
 
     def rename_database(self, old: str, new: str, *, then: str = "", attempts: int = 50,
-                        oid: int | None = None, incoming: tuple[str, int] | None = None) -> str:
+                        oid: int | None = None, incoming: tuple[str, int] | None = None) -> tuple[str, bool]:
         """End the sessions on `old` and rename it to `new`, in one round trip: a client that
         reconnects between the two is ended again (up to `attempts` tries, 0.1 s apart); `then`
         is SQL run after the rename, still in the same round trip (the new database's CREATE).
@@ -322,16 +322,19 @@ class Database(ABC):
         With `incoming` (name, OID: a database created ahead), that database takes `old`'s name
         in the same transaction instead, `then` skipped; decided on the server, in the same round
         trip: without it there (dropped since), the rename and `then` run as without `incoming`.
-        "moved_in" when `incoming` took the name, else "then"."""
+        "moved_in" when `incoming` took the name, else "then"; and whether a database goes by
+        `old` once all that is done (asked at the end of the same round trip)."""
+        named = f"SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = {quote_literal(old)});\n"
         if incoming is None:
-            self.psql(_rename_sql(old, new, attempts, oid) + then, database="postgres")
-            return "then"
+            out = self.psql(_rename_sql(old, new, attempts, oid) + then + named, database="postgres")
+            return "then", out.strip() == "t"
         out = self.psql(
             f"SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = {quote_literal(incoming[0])} "
             f"AND oid = {int(incoming[1])}) AS ready \\gset fovea_incoming_\n\\if :fovea_incoming_ready\n"
             + _rename_sql(old, new, attempts, oid, incoming) + "SELECT 'moved_in';\n\\else\n"
-            + _rename_sql(old, new, attempts, oid) + then + "SELECT 'then';\n\\endif\n", database="postgres")
-        return out.splitlines()[-1].strip() if out else ""
+            + _rename_sql(old, new, attempts, oid) + then + "SELECT 'then';\n\\endif\n" + named, database="postgres")
+        lines = out.splitlines()
+        return (lines[-2].strip() if len(lines) >= 2 else ""), bool(lines) and lines[-1].strip() == "t"
 
     def create_like(self, database: str, like: str) -> int:
         """Create `database` as `create_like_script` does; its OID, in the same round trip.

@@ -310,8 +310,10 @@ def _rename(ctx, name: str, aside: str, *, first: bool, ahead: tuple[str, int] |
     earlier run may have renamed and created before the copy went missing)."""
     db = ctx.db
     try:
-        return db.rename_database(name, aside, then=db.create_like_script(name, aside),
-                                  oid=ctx.facts.get("original_oid"), incoming=ahead)
+        how, named = db.rename_database(name, aside, then=db.create_like_script(name, aside),
+                                        oid=ctx.facts.get("original_oid"), incoming=ahead)
+        ctx.__dict__["_prepared"] = named  # for the step's check: the server's answer, asked after all that
+        return how
     except FoveaError:
         if first:
             try:
@@ -569,7 +571,8 @@ class PrepareDatabase(Step):
         return f"database {ctx.db_name} {how} (owner {ctx.settings.database.user if ctx.settings.database.mode == 'docker' else ctx.db.user})"
 
     def check(self, ctx) -> None:
-        if ctx.db_name not in ctx.db.databases():
+        named = ctx.__dict__.pop("_prepared", None)  # asked in the rename's own round trip, after it
+        if not (ctx.db_name in ctx.db.databases() if named is None else named):
             raise OperationFailed(f"database {ctx.db_name} does not exist after creating it")
 
     def undo(self, ctx) -> str | None:
