@@ -47,6 +47,7 @@ import signal
 import threading
 import time
 from bisect import bisect_right
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -721,16 +722,22 @@ class Dealer(StreamInspector):
 # --------------------------------------------------------------------------- the load
 
 
-def load_dump(ctx, path: Path, database: str) -> str:
+def load_dump(ctx, path: Path, database: str, *, count: bool = False) -> dict[str, int] | None:
     """Restore the gzip'd plain dump `path` into the fresh, empty `database`; progress over
-    the file's bytes; psql's output. OperationFailed names the phase and psql's error line."""
+    the file's bytes; with `count`, the rows per table once it is loaded. OperationFailed
+    names the phase and psql's error line."""
     small = SMALL_DUMP_DOCKER if ctx.db.mode == "docker" else SMALL_DUMP
+    rows = None
     if path.stat().st_size < small:
-        return _load_single(ctx, path, database)
-    return _load_parallel(ctx, path, database)
+        _load_single(ctx, path, database)
+    else:
+        rows = _load_parallel(ctx, path, database, count=count)
+    return ctx.db.table_rows(database) if count and rows is None else rows
 
 
-def _load_parallel(ctx, path: Path, database: str) -> str:
+def _load_parallel(ctx, path: Path, database: str, *, count: bool) -> dict[str, int] | None:
+    """The load over several sessions; with `count`, the rows counted beside the foreign
+    keys' checks (which change no row), None when there are none (the caller counts then)."""
     total = path.stat().st_size
     loader = Loader(ctx, database, sessions())
     took: list[str] = []
@@ -763,7 +770,8 @@ def _load_parallel(ctx, path: Path, database: str) -> str:
                 session.end()
             loader.await_all(loader.all)
             ctx.output("the dump has no COPY block: loaded in one session")
-            return loader.report()
+            loader.report()
+            return None
         for session in data:
             session.end()
         plans, rest, checks = dealer.plan()
@@ -781,15 +789,19 @@ def _load_parallel(ctx, path: Path, database: str) -> str:
         tail.end()
         loader.await_all([tail])
         lap("the rest")
-        for session, plan in zip(checking, checks, strict=True):
-            send_plan(session, plan, dealer.restrict)
-        loader.await_all(checking)
+        counting = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="restore-count") as pool:
+            if count and checks:
+                counting = pool.submit(ctx.db.table_rows, database)
+            for session, plan in zip(checking, checks, strict=True):
+                send_plan(session, plan, dealer.restrict)
+            loader.await_all(checking)
         if checks:
-            lap("foreign keys checked")
-        out = loader.report()
+            lap("foreign keys checked" + (" (rows counted beside)" if counting is not None else ""))
+        loader.report()
         ctx.output(f"loaded over {loader.n} psql sessions: " + ", ".join(took) + (
             f"; post-data in order, in one session: {dealer.serial_why}" if dealer.serial_why else ""))
-        return out
+        return counting.result() if counting is not None else None
     except Aborted:
         failure = loader.failure
         loader.stop()
@@ -802,7 +814,7 @@ def _load_parallel(ctx, path: Path, database: str) -> str:
         raise
 
 
-def _load_single(ctx, path: Path, database: str) -> str:
+def _load_single(ctx, path: Path, database: str) -> None:
     """One psql, one transaction: a small dump loads faster than sessions start."""
     total = path.stat().st_size
     proc = ctx.db.restore(database)
@@ -840,7 +852,6 @@ def _load_single(ctx, path: Path, database: str) -> str:
     if code != 0 or broken is not None:
         raise OperationFailed(f"{psql_failure(ctx, code, proc.stderr_text)}; the transaction was rolled back")
     ctx.output("loaded in one psql session, in one transaction (a dump this size loads faster so)")
-    return out
 
 
 # --------------------------------------------------------------------------- why psql stopped

@@ -582,10 +582,11 @@ class PrepareDatabase(Step):
 # --------------------------------------------------------------------------- 7. restore
 
 
-def stream_dump(ctx, path: Path, database: str) -> str:
+def stream_dump(ctx, path: Path, database: str, *, count: bool = False) -> dict[str, int] | None:
     """Load the gzip'd plain dump `path` into the fresh, empty `database` over several psql
-    sessions (see `loader`); progress over the file's bytes; psql's output."""
-    return load_dump(ctx, path, database)
+    sessions (see `loader`); progress over the file's bytes; with `count`, the rows per table
+    once it is loaded."""
+    return load_dump(ctx, path, database, count=count)
 
 
 def same_dump_as_verified(ctx, path: Path) -> None:
@@ -604,9 +605,8 @@ class RestoreDump(Step):
         path = ctx.dump_path
         t0 = time.monotonic()
         same_dump_as_verified(ctx, path)
-        stream_dump(ctx, path, ctx.db_name)
+        rows = stream_dump(ctx, path, ctx.db_name, count=True) or {}
         same_dump_as_verified(ctx, path)  # what was loaded is what pre-flight read
-        rows = ctx.db.table_rows()
         ctx.facts["restored_rows"] = rows
         return f"{path.name} into {ctx.db_name}: {sum(rows.values())} rows in {len(rows)} tables " \
                f"in {time.monotonic() - t0:.1f} s"
@@ -670,10 +670,9 @@ def restore_safety_dump(ctx) -> str | None:
         return f"database {ctx.db_name} dropped again: it did not exist before the restore"
     recreate_database(ctx)
     ctx.output(f"restoring the safety dump {path.name}")
-    stream_dump(ctx, path, ctx.db_name)
+    rows = stream_dump(ctx, path, ctx.db_name, count=True) or {}
     ctx.facts["safety_restored"] = True
     ctx.save()
-    rows = ctx.db.table_rows()
     saved = f"; the live database was saved first as {Path(ctx.facts['live_dump']).name}" \
         if ctx.facts.get("live_dump") else ""
     return f"database {ctx.db_name} restored from the safety dump {path.name}: {sum(rows.values())} rows{saved}"
