@@ -47,8 +47,8 @@ import signal
 import threading
 import time
 from bisect import bisect_right
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
