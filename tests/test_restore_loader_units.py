@@ -143,6 +143,8 @@ def test_indexes_and_keys_move_the_rest_stays_in_order():
 @pytest.mark.parametrize("why, edit", [
     ("already NOT VALID in the dump: its rows were never checked", lambda d: d.replace("CASCADE;", "CASCADE NOT VALID;")),
     ("named again later in post-data", lambda d: d + "COMMENT ON CONSTRAINT c_t_fkey ON public.c IS 'x';\n"),
+    ("named again in upper case (the same name, unquoted)",
+     lambda d: d + "ALTER TABLE public.c RENAME CONSTRAINT C_T_FKEY TO k;\n"),
     ("on a partition", lambda d: d.replace("COPY public.t", "CREATE TABLE public.c PARTITION OF public.p "
                                            "FOR VALUES IN (1);\nCOPY public.t")),
 ])
@@ -171,3 +173,19 @@ def test_a_truncated_block_fails():
 
     with pytest.raises(OperationFailed, match="ends in the middle of the rows of table t"):
         deal(DUMP[:DUMP.index("2\ttwo")])
+
+
+def test_a_key_name_is_counted_quoted_or_not_in_any_case():
+    from collections import Counter
+
+    from fovea_tui.engine.restore.loader import _WORD, _named_once
+
+    def once(name: bytes, text: bytes) -> bool:
+        text = text.lower()
+        return _named_once(name, Counter(_WORD.findall(text)), text)
+
+    assert once(b'"Fk_A"', b'ADD CONSTRAINT "Fk_A" FOREIGN KEY')
+    assert not once(b'"Fk_A"', b'ADD CONSTRAINT "Fk_A" FOREIGN KEY; COMMENT ON CONSTRAINT fk_a')
+    assert once(b"fk_a", b"ADD CONSTRAINT fk_a FOREIGN KEY; CREATE INDEX fk_a_2")  # another name: not it
+    assert once(b'"a key"', b'ADD CONSTRAINT "a key" FOREIGN KEY')  # not a word: looked for as it stands
+    assert not once(b'"a key"', b'ADD CONSTRAINT "a key" FOREIGN KEY; DROP CONSTRAINT "A KEY"')

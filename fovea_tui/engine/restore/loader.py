@@ -47,6 +47,7 @@ import signal
 import threading
 import time
 from bisect import bisect_right
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -241,9 +242,18 @@ _KEY = re.compile(rf"ALTER TABLE ONLY ({_QNAME})\n    ADD CONSTRAINT {_ID} (?:PR
 _HARMLESS = re.compile(rf"(?:SELECT pg_catalog\.setval\(.*\)|ALTER INDEX {_QNAME} ATTACH PARTITION {_QNAME});\s*\Z")
 _FOREIGN = re.compile(rf"ALTER TABLE ONLY ({_QNAME})\n    ADD CONSTRAINT ({_ID}) FOREIGN KEY \(.*\) "
                       rf"REFERENCES ({_QNAME})\(.*;\s*\Z".encode())
+_WORD = re.compile(rb"[\w$\x80-\xff]+")  # a run of the characters of an unquoted identifier
 _PARTITION = re.compile(rf"ALTER TABLE ONLY ({_QNAME}) ATTACH PARTITION ({_QNAME}) ", re.S)
 _PARTITION_OF = re.compile(rf"CREATE (?:UNLOGGED )?TABLE ({_QNAME}) PARTITION OF ({_QNAME})")
 _COPY_TABLE = re.compile(rf"COPY ({_QNAME})")
+
+
+def _named_once(name: bytes, words: Counter[bytes], text: bytes) -> bool:
+    """Does `text` (in lower case; `words`, its runs of identifier characters) name the
+    identifier `name` once only, quoted or not, in any case? A name of other characters
+    (quoted: a space, a dot...) is looked for as it stands, inside its quotes."""
+    bare = (name[1:-1] if name.startswith(b'"') else name).lower()
+    return words[bare] == 1 if _WORD.fullmatch(bare) else text.count(bare) == 1
 
 
 def _single(stmt: Statement) -> str | None:
@@ -553,6 +563,7 @@ class Dealer(StreamInspector):
         self.families: dict[str, str] = {}           # partition -> its parent
         self.serial_why = ""                         # why post-data runs in one session
         self.table_bytes: dict[str, int] = {}
+        self._read: dict[str, int] | None = None     # bytes per table with its partitions' (_cost)
         self._header = b""
         self._copy_table = ""
         self._row_line = 0
@@ -676,11 +687,13 @@ class Dealer(StreamInspector):
         """The rest with each foreign key that can be checked apart added NOT VALID, and its
         VALIDATE statements by table (a table's in one session: VALIDATE locks its table).
 
-        Only a key the rest of post-data never names again (nothing after it can depend on
-        it being checked), on a table of no partition tree (NOT VALID is refused there), and
-        not NOT VALID in the dump (its rows were never checked: they stay so)."""
+        Only a key the rest of post-data never names again, in any case or quoting (nothing
+        after it can depend on it being checked), on a table of no partition tree (NOT VALID
+        is refused there), and not NOT VALID in the dump (its rows were never checked: they
+        stay so). The names are counted in one pass: a schema may have thousands of keys."""
         settings = {id(stmt): setting for stmt, setting in self.post}
-        whole = b"".join(stmt.text for stmt in rest if stmt.kind != "trivia")  # (pg_dump's comments name it)
+        text = b"".join(stmt.text for stmt in rest if stmt.kind != "trivia").lower()  # (pg_dump's comments name it)
+        words = Counter(_WORD.findall(text))
         trees = {*self.families, *self.families.values()}
         checks: dict[str, Plan] = {}
         cost: dict[str, int] = {}  # a check reads its table and looks its keys up in the other
@@ -688,7 +701,7 @@ class Dealer(StreamInspector):
         for stmt in rest:
             m = _FOREIGN.match(stmt.text) if stmt.kind == "sql" and stmt.ends == 1 else None
             table, _, refers = (g.decode("utf-8", "replace") for g in m.groups()) if m else ("", "", "")
-            if (m is None or stmt.text.rstrip().endswith(b" NOT VALID;") or whole.count(m.group(2)) != 1
+            if (m is None or stmt.text.rstrip().endswith(b" NOT VALID;") or not _named_once(m.group(2), words, text)
                     or table in trees or refers in trees):
                 kept.append(stmt)
                 continue
@@ -715,8 +728,11 @@ class Dealer(StreamInspector):
 
     def _cost(self, table: str) -> int:
         """The bytes of rows a statement on `table` reads: its own, or its partitions'."""
-        family = [t for t in self.table_bytes if t == table or self.families.get(t) == table]
-        return 1 + sum(self.table_bytes[t] for t in family)
+        if self._read is None:  # once per plan: a schema may have thousands of tables
+            self._read = dict(self.table_bytes)
+            for part, parent in self.families.items():
+                self._read[parent] = self._read.get(parent, 0) + self.table_bytes.get(part, 0)
+        return 1 + self._read.get(table, 0)
 
 
 # --------------------------------------------------------------------------- the load
