@@ -282,18 +282,23 @@ def assert_rolled_back(db, proc) -> dict:
     return result
 
 
+def restore_rolled_back(settings, config, db, sql: str) -> tuple[dict, str]:
+    """`restore --yes` of `sql` as a dump, which fails and is rolled back: its restore step's
+    record and the job's log."""
+    write_dump(settings, sql)
+    proc = run_cli(["--config", str(config), "restore", "fovea-20200101T000000Z.sql.gz", "--yes", "--json"])
+    result = assert_rolled_back(db, proc)
+    return next(s for s in result["steps"] if s["name"] == "restore"), Path(result["log"]).read_text()
+
+
 def test_a_bad_row_in_the_middle_of_a_big_copy_names_its_line(big_direct):
     settings, config, sql, db = big_direct
     lines = sql.split("\n")
     header = next(i for i, ln in enumerate(lines) if ln.startswith("COPY public.filler "))
     bad = header + 45000  # row 45000 of the block (0-based index of its line): far past the first chunk
     lines[bad] += "\textra"
-    write_dump(settings, "\n".join(lines))
-    proc = run_cli(["--config", str(config), "restore", "fovea-20200101T000000Z.sql.gz", "--yes", "--json"])
-    result = assert_rolled_back(db, proc)
-    restore = next(s for s in result["steps"] if s["name"] == "restore")
+    restore, log = restore_rolled_back(settings, config, db, "\n".join(lines))
     assert "extra data after last expected column" in restore["detail"] and "rows (data)" in restore["detail"]
-    log = Path(result["log"]).read_text()
     assert f"psql:<stdin>:{bad + 1}: ERROR:  extra data after last expected column" in log, log
     assert re.search(r"CONTEXT:\s+COPY filler, line 45000:", log), log
 
@@ -302,13 +307,9 @@ def test_a_unique_index_over_duplicates_fails_in_post_data(big_direct):
     settings, config, sql, db = big_direct
     sql = sql.replace("\ttag7\n", "\ttag8\n", 1)
     line = sql[:sql.index("CREATE UNIQUE INDEX tags_name_key")].count("\n") + 1
-    write_dump(settings, sql)
-    proc = run_cli(["--config", str(config), "restore", "fovea-20200101T000000Z.sql.gz", "--yes", "--json"])
-    result = assert_rolled_back(db, proc)
-    restore = next(s for s in result["steps"] if s["name"] == "restore")
+    restore, log = restore_rolled_back(settings, config, db, sql)
     assert 'could not create unique index "tags_name_key"' in restore["detail"], restore["detail"]
     assert "indexes and keys (post-data)" in restore["detail"]
-    log = Path(result["log"]).read_text()
     assert f'psql:<stdin>:{line}: ERROR:  could not create unique index "tags_name_key"' in log, log
 
 
@@ -320,13 +321,9 @@ def test_a_row_that_breaks_a_foreign_key_fails_its_check_on_the_keys_line(big_di
     row = sql.index("\n500\t", block) + 1
     sql = sql[:row] + sql[row:].replace("500\ttag1\n", "500\tnope\n", 1)
     line = sql[:sql.index('ALTER TABLE ONLY public.tagged\n    ADD CONSTRAINT tagged_tag_fkey')].count("\n") + 1
-    write_dump(settings, sql)
-    proc = run_cli(["--config", str(config), "restore", "fovea-20200101T000000Z.sql.gz", "--yes", "--json"])
-    result = assert_rolled_back(db, proc)
-    restore = next(s for s in result["steps"] if s["name"] == "restore")
+    restore, log = restore_rolled_back(settings, config, db, sql)
     assert 'violates foreign key constraint "tagged_tag_fkey"' in restore["detail"], restore["detail"]
     assert "foreign keys (post-data)" in restore["detail"]
-    log = Path(result["log"]).read_text()
     assert f'psql:<stdin>:{line}: ERROR:  insert or update on table "tagged" violates foreign key constraint' in log, log
 
 
@@ -334,12 +331,8 @@ def test_an_error_in_the_schema_names_its_line_and_no_rows_are_loaded(big_direct
     settings, config, sql, db = big_direct
     cut = sql.index("\nCOPY public.") + 1
     line = sql[:cut].count("\n") + 1
-    write_dump(settings, sql[:cut] + "INSERT INTO no_such_table VALUES (1);\n" + sql[cut:])
-    proc = run_cli(["--config", str(config), "restore", "fovea-20200101T000000Z.sql.gz", "--yes", "--json"])
-    result = assert_rolled_back(db, proc)
-    restore = next(s for s in result["steps"] if s["name"] == "restore")
+    restore, log = restore_rolled_back(settings, config, db, sql[:cut] + "INSERT INTO no_such_table VALUES (1);\n" + sql[cut:])
     assert "(while loading the schema (pre-data));" in restore["detail"]  # one session: no number
-    log = Path(result["log"]).read_text()
     assert f'psql:<stdin>:{line}: ERROR:  relation "no_such_table" does not exist' in log, log
 
 
