@@ -351,3 +351,32 @@ def test_a_runner_waits_out_a_glance_at_its_lock_and_refuses_a_real_holder(tmp_p
         assert time.monotonic() - t0 < 5
     finally:
         os.close(fd)
+
+
+def test_a_typed_answer_is_never_read_half_written(tmp_path):
+    """The runner polls for the operator's answer: read at any moment, the file is absent or
+    holds the whole answer. A file read after its creation and before its write gave an empty
+    answer, a wrong one: the right database name cancelled the restore, the right phrase held it."""
+    import threading
+
+    settings = make_settings(tmp_path)
+    handle = handle_for(settings)
+    seen: set[str | None] = set()
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.is_set():
+            seen.add(jobs.read_control(jobs.jobs_dir(settings), handle.id, "accept"))
+
+    reader = threading.Thread(target=poll)
+    reader.start()
+    try:
+        for _ in range(300):
+            jobs.write_control(settings, handle.id, "accept", "delete 3")
+            (jobs.jobs_dir(settings) / f"{handle.id}.accept").unlink()
+    finally:
+        done.set()
+        reader.join()
+        handle.close()
+    assert seen <= {None, "delete 3"}, seen
+    assert "delete 3" in seen

@@ -372,14 +372,12 @@ def _exited(pid: int) -> bool:
 
 
 def write_control(settings: Settings, job_id: str, name: str, value: str = "") -> None:
-    """Tell a runner something: "confirm" or "accept" (the typed text), or "cancel"."""
+    """Tell a runner something: "confirm" or "accept" (the typed text), or "cancel". Written
+    whole, then renamed into place: the runner polls for it, and a file it found created but
+    not yet written read as an empty answer, a wrong one (the restore was held)."""
     if name not in CONTROLS:
         raise ValueError(name)
-    directory = jobs_dir(settings)
-    path = directory / f"{job_id}.{name}"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(value)
+    write_atomic(jobs_dir(settings) / f"{job_id}.{name}", value)
 
 
 def read_control(directory: Path, job_id: str, name: str) -> str | None:
